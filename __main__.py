@@ -1,0 +1,3 @@
+from crmbridge.cli import main
+
+main()

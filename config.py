@@ -1,0 +1,275 @@
+"""The project file ``crmbridge.yml`` as strict pydantic models.
+
+A project folder looks like a dbt project::
+
+    crmbridge.yml          # this file
+    data/                  # legacy exports (CSV, Excel) the sources point at
+    definitions/customer.yml
+    mappings/*.yml
+    sync.yml  readiness.yml  kpis.yml
+    runs/<run_id>/         # artifacts of each run
+    .crmbridge/state.db    # state database (runs, ledger, watermarks), SQLite by default
+
+Secrets are never written in the file: they are ``{env: NAME}`` references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crmbridge.errors import UsageError
+from crmbridge.secretref import EnvRef, register
+
+CONFIG_FILE = "crmbridge.yml"
+DEFAULT_API_VERSION = "62.0"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def resolve_url(value: "str | EnvRef", what: str) -> str:
+    """Resolve a database URL (literal or env reference) and register its password as a secret."""
+    url = value.resolve(what=what) if isinstance(value, EnvRef) else value
+    try:
+        from sqlalchemy.engine import make_url
+
+        pw = make_url(url).password
+        if pw:
+            register(str(pw))
+    except Exception:
+        pass
+    return url
+
+
+def _no_literal_password(url: "str | EnvRef") -> "str | EnvRef":
+    if isinstance(url, str):
+        from sqlalchemy.engine import make_url
+
+        try:
+            parsed = make_url(url)
+        except Exception as exc:
+            raise ValueError(f"not a valid SQLAlchemy URL ({type(exc).__name__})") from None
+        if parsed.password:
+            raise ValueError("the URL holds a password; write it as {env: NAME} and export NAME instead")
+    return url
+
+
+# --------------------------------------------------------------------------- Salesforce targets
+
+
+class SandboxTarget(Strict):
+    """The embedded local org (default). Started in-process on loopback when a command needs it."""
+
+    target: Literal["sandbox"] = "sandbox"
+    db: str = ".crmbridge/sandbox.db"
+    schema_files: list[str] = Field(default_factory=list, description="extra objects/fields (YAML)")
+    username: str = "admin@sandbox.crmbridge"
+    password: str = "sandbox"
+    instance_url: str | None = Field(None, description="use an already running `crmbridge sandbox serve`")
+    ca_bundle: str | None = None
+
+
+class PasswordTarget(Strict):
+    """Username + password + security token (SOAP/OAuth login against login, test or My Domain)."""
+
+    target: Literal["password"]
+    username: str
+    password: EnvRef
+    security_token: EnvRef | None = None
+    domain: str = Field("login", description="login, test, or a My Domain such as acme.my")
+    consumer_key: str | None = None
+    consumer_secret: EnvRef | None = None
+
+
+class TokenTarget(Strict):
+    """Instance URL + access token, e.g. from `sf org display`."""
+
+    target: Literal["token"]
+    instance_url: str
+    access_token: EnvRef
+
+
+class JwtTarget(Strict):
+    """OAuth 2.0 JWT bearer flow (connected app consumer key + private key file)."""
+
+    target: Literal["jwt"]
+    username: str
+    consumer_key: str
+    private_key_file: str
+    domain: str = "login"
+
+
+SalesforceTarget = Annotated[
+    Union[SandboxTarget, PasswordTarget, TokenTarget, JwtTarget], Field(discriminator="target")
+]
+
+
+class SalesforceSettings(Strict):
+    api_version: str = DEFAULT_API_VERSION
+    timeout_seconds: float = 120.0
+    max_retries: int = 6
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        try:
+            if float(v) < 40.0:
+                raise ValueError
+        except ValueError:
+            raise ValueError("api_version must look like '62.0' (40.0 or newer)") from None
+        return v
+
+
+# --------------------------------------------------------------------------- sources (extract)
+
+
+class Incremental(Strict):
+    column: str = Field(..., description="watermark column, e.g. updated_at or a row version")
+
+
+class SourceBase(Strict):
+    name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    entity: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. customers, contacts")
+    department: str = "unassigned"
+    key: list[str] = Field(default_factory=list, description="column(s) identifying a row in the source")
+    columns: dict[str, str] = Field(default_factory=dict, description="rename: legacy header -> column")
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class CsvSource(SourceBase):
+    type: Literal["csv"]
+    path: str
+    encoding: str = "auto"
+    delimiter: str = "auto"
+    quotechar: str = '"'
+    header_row: int = Field(1, ge=1)
+
+
+class ExcelSource(SourceBase):
+    type: Literal["excel"]
+    path: str
+    sheet: str | int = 0
+    header_row: int = Field(1, ge=1)
+    date_columns: list[str] = Field(default_factory=list, description="columns holding Excel serial dates")
+
+
+class SqlSource(SourceBase):
+    type: Literal["sql"]
+    url: str | EnvRef
+    table: str | None = None
+    query: str | None = None
+    incremental: Incremental | None = None
+
+    _check_url = field_validator("url")(lambda cls, v: _no_literal_password(v))
+
+    @model_validator(mode="after")
+    def _table_or_query(self):
+        if bool(self.table) == bool(self.query):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+
+Source = Annotated[Union[CsvSource, ExcelSource, SqlSource], Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- project
+
+
+class StateSettings(Strict):
+    url: str | EnvRef | None = Field(None, description="SQLAlchemy URL; default sqlite under .crmbridge/")
+
+    _check_url = field_validator("url")(lambda cls, v: v if v is None else _no_literal_password(v))
+
+
+class ErpSettings(Strict):
+    url: str | EnvRef
+
+    _check_url = field_validator("url")(lambda cls, v: _no_literal_password(v))
+
+
+class ProjectConfig(Strict):
+    name: str = "crmbridge-project"
+    salesforce: SalesforceTarget = Field(default_factory=SandboxTarget)
+    salesforce_settings: SalesforceSettings = Field(default_factory=SalesforceSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    sources: list[Source] = Field(default_factory=list)
+    erp: ErpSettings | None = None
+    chunk_rows: int = Field(50_000, ge=100, description="rows per streamed chunk")
+    definitions_dir: str = "definitions"
+    mappings_dir: str = "mappings"
+    runs_dir: str = "runs"
+    sync_file: str = "sync.yml"
+    readiness_file: str = "readiness.yml"
+    kpis_file: str = "kpis.yml"
+    cutover_window_hours: float = Field(48.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_sources(self):
+        seen = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"source name '{s.name}' is used twice")
+            seen.add(s.name)
+        return self
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its folder and its validated config. Pass narrow parts onward."""
+
+    root: Path
+    config: ProjectConfig
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def path(self, rel: str | Path) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path(self.config.runs_dir)
+
+    @property
+    def state_url(self) -> str:
+        url = self.config.state.url
+        if url is None:
+            (self.root / ".crmbridge").mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{(self.root / '.crmbridge' / 'state.db').resolve()}"
+        return resolve_url(url, "state.url")
+
+    def sources_for(self, entity: str | None = None) -> list:
+        return [s for s in self.config.sources if entity is None or s.entity == entity]
+
+    @property
+    def entities(self) -> list[str]:
+        out: list[str] = []
+        for s in self.config.sources:
+            if s.entity not in out:
+                out.append(s.entity)
+        return out
+
+
+def load_project(root: str | Path = ".") -> Project:
+    """Load ``crmbridge.yml`` from ``root``; a usage error if it is missing or invalid."""
+    from crmbridge.yamlconf import load_model
+
+    r = Path(root).resolve()
+    cfg = r / CONFIG_FILE
+    if not cfg.exists():
+        raise UsageError(
+            f"no {CONFIG_FILE} in {r}",
+            hint="run `crmbridge init` to create a project, or pass --project DIR",
+        )
+    return Project(root=r, config=load_model(cfg, ProjectConfig))

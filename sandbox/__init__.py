@@ -1,0 +1,1 @@
+"""crmbridge.sandbox."""
