@@ -1,0 +1,87 @@
+"""Shared fixtures: real PostgreSQL and MariaDB databases on loopback, and the sandbox org.
+
+Outside CI a test whose server is unreachable is skipped with the reason; under CI
+(CRMBRIDGE_CI=1, set by .ci/run) it fails instead, because .ci/run has made sure they run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+IN_CI = os.environ.get("CRMBRIDGE_CI") == "1"
+PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MARIA_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
+
+
+def _unreachable(what: str, exc: Exception):
+    msg = f"{what} is not reachable: {type(exc).__name__}: {exc}"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def _fresh_database(admin_url: str, what: str, url_for):
+    from sqlalchemy import create_engine, text
+
+    name = "crmbridge_t_" + secrets.token_hex(4)
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {name}"))
+    except Exception as exc:  # server down or no permission
+        _unreachable(what, exc)
+    try:
+        yield url_for(name)
+    finally:
+        from crmbridge.state import dispose_all
+
+        dispose_all()
+        with admin.connect() as c:
+            if admin.dialect.name == "postgresql":
+                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """URL of a new, empty PostgreSQL database (dropped afterwards)."""
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield from _fresh_database(PG_ADMIN_URL, "PostgreSQL on 127.0.0.1:5432", lambda n: f"{base}/{n}")
+
+
+@pytest.fixture
+def mariadb_url():
+    """URL of a new, empty MariaDB database (dropped afterwards)."""
+    base = MARIA_ADMIN_URL.rstrip("/")
+    yield from _fresh_database(MARIA_ADMIN_URL, "MariaDB on 127.0.0.1:3306",
+                               lambda n: f"{base}/{n}?charset=utf8mb4")
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_db_url(request, tmp_path):
+    """The same test against SQLite, PostgreSQL and MariaDB."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+    elif request.param == "postgresql":
+        yield from _pg(request)
+    else:
+        yield from _maria(request)
+
+
+def _pg(request):
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield from _fresh_database(PG_ADMIN_URL, "PostgreSQL on 127.0.0.1:5432", lambda n: f"{base}/{n}")
+
+
+def _maria(request):
+    base = MARIA_ADMIN_URL.rstrip("/")
+    yield from _fresh_database(MARIA_ADMIN_URL, "MariaDB on 127.0.0.1:3306", lambda n: f"{base}/{n}?charset=utf8mb4")
+
+
+# ----------------------------------------------------------------------------- sandbox org
+# The `sandbox` fixtures are added here by the sandbox work (issue 2).
