@@ -247,7 +247,18 @@ class Project:
         if url is None:
             (self.root / ".crmbridge").mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{(self.root / '.crmbridge' / 'state.db').resolve()}"
-        return resolve_url(url, "state.url")
+        return self.db_url(url, "state.url")
+
+    def db_url(self, value: "str | EnvRef", what: str) -> str:
+        """Resolve a database URL; a relative SQLite path is taken relative to the project folder."""
+        url = resolve_url(value, what)
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:" \
+                and not Path(u.database).is_absolute():
+            url = u.set(database=str((self.root / u.database).resolve())).render_as_string(hide_password=False)
+        return url
 
     def sources_for(self, entity: str | None = None) -> list:
         return [s for s in self.config.sources if entity is None or s.entity == entity]
