@@ -1,0 +1,128 @@
+"""Shared pieces of the transform library: the ``Applied`` record and small vectorised helpers.
+
+Every transform is a pure function ``f(series, **params) -> Applied``. Missing values (None, NaN,
+NA, blank strings) pass through untouched: they are neither changed nor failed, so a transform never
+invents data. Values a transform cannot handle are *failed* and left as they were; the caller decides
+whether that quarantines the row (mapping) or becomes a finding (validation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+FAIL = object()  # returned by per-value functions for a value they cannot transform
+
+
+class Params(BaseModel):
+    """Base of every transform's parameter model: strict, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Result of one transform over one column.
+
+    ``values``: the transformed column (object dtype, missing as None); failed cells keep their input.
+    ``changed``: True where the output differs from the input (truncations and fixes are counted here).
+    ``failed``: True where the value could not be transformed.
+    """
+
+    values: pd.Series
+    changed: pd.Series
+    failed: pd.Series
+
+    @property
+    def n_changed(self) -> int:
+        return int(self.changed.sum())
+
+    @property
+    def n_failed(self) -> int:
+        return int(self.failed.sum())
+
+
+def is_missing(series: pd.Series) -> pd.Series:
+    """True for None/NaN/NA and for strings that are empty or only whitespace."""
+    miss = series.isna()
+    obj = series[~miss]
+    if len(obj):
+        blank = obj.map(lambda v: isinstance(v, str) and not v.strip())
+        miss = miss.copy()
+        miss.loc[blank[blank].index] = True
+    return miss
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """The column as object dtype: present values as ``str`` (integral floats without ``.0``), missing as None."""
+    out = series.astype(object)
+    na = out.isna()
+    if na.any():
+        out = out.where(~na, None)
+
+    def _s(v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    if len(out) and not out.map(lambda v: v is None or isinstance(v, str)).all():
+        out = out.map(_s)
+    return out
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def finish(original: pd.Series, values: pd.Series, failed: pd.Series) -> Applied:
+    """Build an ``Applied``: failed cells keep their input; ``changed`` compares value and type."""
+    original_obj = as_object(original)
+    values = as_object(values)
+    failed = failed.fillna(False).astype(bool)
+    if failed.any():
+        values = values.where(~failed, original_obj)
+    both_missing = original_obj.isna() & values.isna()
+    same = pd.Series([_equal(a, b) for a, b in zip(original_obj.array, values.array)], index=original.index, dtype=bool)
+    changed = ~(same | both_missing) & ~failed
+    return Applied(values=values, changed=changed, failed=failed)
+
+
+def as_object(series: pd.Series) -> pd.Series:
+    out = series.astype(object)
+    na = out.isna()
+    return out.where(~na, None) if na.any() else out
+
+
+def map_unique(series: pd.Series, fn: Callable[[Any], Any], *, text: bool = True) -> Applied:
+    """Apply a per-value function once per distinct present value and spread the results back.
+
+    ``fn`` returns the new value, or ``FAIL``. Legacy columns repeat values a lot (cities, statuses,
+    dates), so working on the distinct values is what keeps 1M-row mappings fast.
+    """
+    src = as_text(series) if text else as_object(series)
+    present = ~is_missing(src)
+    values = src.copy()
+    failed = pd.Series(False, index=series.index)
+    if present.any():
+        codes, uniques = pd.factorize(src[present], use_na_sentinel=True)
+        results = [fn(u) for u in uniques]
+        fail_u = [r is FAIL for r in results]
+        out_u = [None if r is FAIL else r for r in results]
+        import numpy as np
+
+        out_arr = np.empty(len(codes), dtype=object)
+        fail_arr = np.zeros(len(codes), dtype=bool)
+        if len(uniques):
+            out_arr[:] = np.array(out_u + [None], dtype=object)[codes]
+            fail_arr[:] = np.array(fail_u + [False], dtype=bool)[codes]
+        values.loc[present] = out_arr
+        failed.loc[present] = fail_arr
+    return finish(series, values, failed)

@@ -1,0 +1,170 @@
+"""Phone and e-mail normalisation (phonenumbers, email-validator).
+
+Phones: NFKC first (full-width digits and brackets), Chinese extension markers rewritten, then parsed
+for a region and checked with ``is_valid_number`` (never ``is_possible_number``). A fixed-line number
+written without its area code (``6234 5678``) is invalid by design; when the mapping names a city
+column, the city's area code is put in front.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
+
+# `转 123`, `分机 123`, `分机号：123`, `ext 123`, `x123` and a trailing `-8001` after a full number.
+_EXT_WORDS = re.compile(r"\s*(?:转|分机号?|內線|内线|ext\.?|extension|x)\s*[:：]?\s*(\d{1,6})\s*$", re.IGNORECASE)
+_EXT_DASH = re.compile(r"^(.*\d{7,}.*?)-(\d{1,5})$")
+_FORMATS = {"e164": "E164", "international": "INTERNATIONAL", "national": "NATIONAL"}
+
+
+class PhoneParams(Params):
+    region: str = Field("CN", min_length=2, max_length=2, description="ISO region for numbers without +country")
+    city_column: str | None = Field(None, description="column whose city supplies a missing area code")
+    area_codes: dict[str, str] = Field(default_factory=dict, description="extra city -> area code entries")
+    format: Literal["e164", "international", "national"] = "e164"
+    keep_extension: bool = True
+
+
+def rewrite_extension(raw: str) -> list[str]:
+    """Spellings of ``raw`` to try, extension markers rewritten to `` ext. N`` (what phonenumbers reads).
+
+    ``转 123`` / ``分机 123`` / ``ext 123`` are unambiguous; a trailing ``-8001`` is only an extension
+    when the number before it is complete, so that spelling is tried after the number as written.
+    """
+    m = _EXT_WORDS.search(raw)
+    if m:
+        return [raw[: m.start()].rstrip(" -,;") + f" ext. {m.group(1)}"]
+    out = [raw]
+    m = _EXT_DASH.match(raw.replace(" ", ""))
+    if m:
+        out.append(f"{m.group(1)} ext. {m.group(2)}")
+    return out
+
+
+@lru_cache(maxsize=1)
+def _geocoded_area_codes() -> dict[str, str]:
+    """City name (zh and en, without 市/省) -> Chinese area code, derived from phonenumbers' geocoder."""
+    import phonenumbers
+    from phonenumbers import geocoder
+
+    table: dict[str, str] = {}
+    for code in [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]:
+        try:
+            num = phonenumbers.parse(f"+86{code}62345678")
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_valid_number(num):
+            continue
+        zh = geocoder.description_for_number(num, "zh")
+        en = geocoder.description_for_number(num, "en")
+        if zh:
+            city = re.split(r"省|自治区", zh)[-1]
+            for name in {zh, city, city.rstrip("市"), re.sub(r"(市|地区|自治州|盟)$", "", city)}:
+                if name:
+                    table.setdefault(name, code)
+        if en:
+            table.setdefault(en.split(",")[0].strip().lower(), code)
+    return table
+
+
+def area_code_for(city: str | None, extra: dict[str, str] | None = None) -> str | None:
+    """Area code (without leading 0) for a city name in Chinese or English, or digits given directly."""
+    if not city:
+        return None
+    c = unicodedata.normalize("NFKC", str(city)).strip()
+    if re.fullmatch(r"0?\d{2,3}", c):
+        return c.lstrip("0")
+    for table in (extra or {}, _geocoded_area_codes()):
+        for key in (c, c.lower(), re.sub(r"(市|地区)$", "", c)):
+            if key in table:
+                return str(table[key]).lstrip("0")
+    return None
+
+
+def _format(num, fmt: str, keep_extension: bool) -> str:
+    import phonenumbers
+
+    out = phonenumbers.format_number(num, getattr(phonenumbers.PhoneNumberFormat, _FORMATS[fmt]))
+    if fmt == "e164" and keep_extension and num.extension:
+        out += f" ext. {num.extension}"
+    elif not keep_extension and num.extension and " ext. " in out:
+        out = out.split(" ext. ")[0]
+    return out
+
+
+def normalize_phone(raw: str, *, region: str = "CN", city: str | None = None, area_codes: dict | None = None,
+                    format: str = "e164", keep_extension: bool = True):
+    """One phone number to the requested format, or ``FAIL`` when it is not a valid number."""
+    import phonenumbers
+
+    candidates = []
+    code = area_code_for(city, area_codes)
+    for text in rewrite_extension(unicodedata.normalize("NFKC", raw).strip()):
+        candidates.append(text)
+        digits = re.sub(r"\D", "", text.split(" ext. ")[0])
+        # 7-8 digits without a leading 0 or 1: a local fixed-line number missing its area code.
+        if code and not text.startswith("+") and digits[:1] not in ("0", "1") and 7 <= len(digits) <= 8:
+            candidates.append(f"0{code} {text}")
+    for cand in candidates:
+        try:
+            num = phonenumbers.parse(cand, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(num):
+            return _format(num, format, keep_extension)
+    return FAIL
+
+
+def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
+          area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
+    """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
+    opts = dict(region=region, area_codes=area_codes or {}, format=format, keep_extension=keep_extension)
+    if city is None:
+        return map_unique(series, lambda v: normalize_phone(v, **opts))
+    # Per distinct (phone, city) pair: the city only matters for numbers missing an area code.
+    src = as_text(series)
+    present = ~is_missing(src)
+    pairs = pd.DataFrame({"p": src[present], "c": as_text(city.reindex(series.index))[present]})
+    cache: dict[tuple, object] = {}
+    out = src.copy()
+    failed = pd.Series(False, index=series.index)
+    vals, fails = [], []
+    for p, c in zip(pairs["p"].array, pairs["c"].array):
+        key = (p, c)
+        if key not in cache:
+            cache[key] = normalize_phone(p, city=c, **opts)
+        r = cache[key]
+        vals.append(None if r is FAIL else r)
+        fails.append(r is FAIL)
+    out.loc[present] = pd.Series(vals, index=pairs.index, dtype=object)
+    failed.loc[present] = pd.Series(fails, index=pairs.index, dtype=bool)
+    return finish(series, out, failed)
+
+
+class EmailParams(Params):
+    lowercase: bool = Field(True, description="lower-case the whole address (local parts are case-insensitive in practice)")
+
+
+def normalize_email(raw: str, *, lowercase: bool = True):
+    """One e-mail address normalised by email-validator (syntax only, no DNS), or ``FAIL``."""
+    from email_validator import EmailNotValidError, validate_email
+
+    text = unicodedata.normalize("NFKC", raw).strip().strip("<>").replace("＠", "@")
+    try:
+        info = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return FAIL
+    out = info.normalized
+    return out.lower() if lowercase else out
+
+
+def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
+    """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
+    return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))

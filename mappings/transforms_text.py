@@ -1,0 +1,213 @@
+"""Text transforms: trim, case, NFKC, HTML stripping, replace, null markers, value maps, truncation,
+splitting, defaults and required checks. All vectorised with pandas' string methods or on distinct values.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field, model_validator
+
+from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
+
+# Full-width (U+3000) and no-break spaces are common in Chinese exports; str.strip() already
+# treats them as whitespace, the regex below collapses them inside values too.
+_WS = re.compile(r"[\s\u3000\u00a0]+")
+
+
+class TrimParams(Params):
+    collapse: bool = Field(False, description="also collapse runs of inner whitespace to one space")
+
+
+def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
+    """Strip leading/trailing whitespace (incl. full-width space); blank values become missing."""
+    s = as_text(series)
+    out = s.str.strip()
+    if collapse:
+        out = out.str.replace(_WS, " ", regex=True)
+    out = out.where(out.fillna("") != "", None)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+class CaseParams(Params):
+    to: Literal["upper", "lower", "title"]
+
+
+def case(series: pd.Series, *, to: str) -> Applied:
+    """Change letter case (Chinese characters are unaffected)."""
+    s = as_text(series)
+    out = getattr(s.str, to)()
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+class NoParams(Params):
+    pass
+
+
+def nfkc(series: pd.Series) -> Applied:
+    """Unicode NFKC: full-width letters/digits/punctuation to ASCII (``Ｃ０１`` -> ``C01``).
+
+    Lossy (``①`` -> ``1``, ``㎡`` -> ``m2``): use it on keys, codes, phones and e-mails, never on
+    display names or addresses.
+    """
+    s = as_text(series)
+    out = s.str.normalize("NFKC")
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def strip_html(series: pd.Series) -> Applied:
+    """Remove HTML tags and decode entities (``<b>Evil</b> Corp`` -> ``Evil Corp``)."""
+    return map_unique(series, lambda v: html.unescape(_TAG.sub("", v)).strip() or None)
+
+
+class ReplaceParams(Params):
+    pattern: str = Field(description="regular expression (Python syntax)")
+    replacement: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        return self
+
+
+def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applied:
+    """Regular-expression replace; a value that becomes empty becomes missing."""
+    s = as_text(series)
+    out = s.str.replace(pattern, replacement, regex=True)
+    out = out.where(out.fillna("").str.strip() != "", None)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+class NullIfParams(Params):
+    values: list[str] = Field(min_length=1, description="markers meaning 'no value', e.g. ['N/A', '-', '无']")
+    ignore_case: bool = True
+
+
+def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -> Applied:
+    """Turn placeholder values (``N/A``, ``-``, ``无``) into missing."""
+    s = as_text(series)
+    key = s.str.strip()
+    markers = {v.strip() for v in values}
+    if ignore_case:
+        key = key.str.lower()
+        markers = {m.lower() for m in markers}
+    out = s.where(~key.isin(markers), None)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+class ValueMapParams(Params):
+    map: dict[str, Any] = Field(min_length=1, description="legacy value -> Salesforce value")
+    default: Any = None
+    on_missing: Literal["default", "error", "keep"] | None = None
+    ignore_case: bool = True
+
+    @model_validator(mode="after")
+    def _explicit_miss_policy(self):
+        if self.on_missing is None:
+            if self.default is None:
+                raise ValueError("value_map needs a 'default' or 'on_missing: error' (or 'keep') "
+                                 "so unmapped legacy values are never silently dropped")
+            object.__setattr__(self, "on_missing", "default")
+        if self.on_missing == "default" and self.default is None:
+            raise ValueError("on_missing: default needs a 'default' value")
+        return self
+
+
+def _map_key(v: Any, ignore_case: bool) -> str:
+    # Keys are codes: trimming and NFKC make `Ｐ０１ ` match `P01`.
+    k = unicodedata.normalize("NFKC", str(v)).strip()
+    return k.lower() if ignore_case else k
+
+
+def value_map(series: pd.Series, *, map: dict[str, Any], default: Any = None, on_missing: str | None = "error",
+              ignore_case: bool = True) -> Applied:
+    """Map legacy codes to picklist values. Misses take ``default``, fail (``error``) or pass (``keep``)."""
+    table = {_map_key(k, ignore_case): v for k, v in map.items()}
+    policy = on_missing or ("default" if default is not None else "error")
+
+    def one(v: str) -> Any:
+        k = _map_key(v, ignore_case)
+        if k in table:
+            return table[k]
+        if policy == "default":
+            return default
+        if policy == "keep":
+            return v
+        return FAIL
+
+    return map_unique(series, one)
+
+
+class TruncateParams(Params):
+    length: int = Field(gt=0, description="maximum number of characters")
+    ellipsis: str = ""
+
+
+def truncate(series: pd.Series, *, length: int, ellipsis: str = "") -> Applied:
+    """Cut values to ``length`` characters; every cut value is counted in ``changed``."""
+    s = as_text(series)
+    too_long = s.str.len().fillna(0) > length
+    cut = s.str.slice(0, max(length - len(ellipsis), 0)) + ellipsis
+    out = s.where(~too_long, cut)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+class SplitParams(Params):
+    sep: str = Field(min_length=1, description="separator (plain text; use regex: true for a pattern)")
+    index: int = Field(0, description="which part to keep (0 = first, -1 = last)")
+    regex: bool = False
+    strict: bool = Field(False, description="fail when the part does not exist instead of giving missing")
+
+
+def split(series: pd.Series, *, sep: str, index: int = 0, regex: bool = False, strict: bool = False) -> Applied:
+    """Keep one part of a value split on ``sep`` (``"上海;浦东"`` with index 1 -> ``浦东``)."""
+    pattern = re.compile(sep if regex else re.escape(sep))
+
+    def one(v: str) -> Any:
+        parts = [p.strip() for p in pattern.split(v)]
+        try:
+            part = parts[index]
+        except IndexError:
+            return FAIL if strict else None
+        return part or None
+
+    return map_unique(series, one)
+
+
+class DefaultParams(Params):
+    value: Any = Field(description="value used where the column is missing")
+
+
+def default(series: pd.Series, *, value: Any) -> Applied:
+    """Fill missing values with a constant."""
+    miss = is_missing(series)
+    out = as_text(series).where(~miss, value)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
+def required(series: pd.Series) -> Applied:
+    """Fail rows where the value is missing (e.g. a required Salesforce field)."""
+    return Applied(values=as_text(series), changed=pd.Series(False, index=series.index), failed=is_missing(series))
+
+
+class PrefixParams(Params):
+    prefix: str = ""
+    suffix: str = ""
+
+
+def affix(series: pd.Series, *, prefix: str = "", suffix: str = "") -> Applied:
+    """Add a prefix and/or suffix to present values (``C000123`` -> ``LEG-C000123``)."""
+    s = as_text(series)
+    present = ~is_missing(s)
+    out = s.where(~present, prefix + s.fillna("") + suffix)
+    return finish(series, out, pd.Series(False, index=series.index))
