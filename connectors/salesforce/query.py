@@ -1,0 +1,76 @@
+"""SOQL over REST (streamed page by page) and over a Bulk 2.0 query job (CSV pages)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Callable, Iterator
+
+from crmbridge.errors import RunFailed
+
+
+def strip_attributes(value):
+    """A record without Salesforce's ``attributes`` entries, nested parents and child lists included."""
+    if isinstance(value, dict):
+        if set(value) >= {"records", "done", "totalSize"}:   # a child sub-query result
+            return [strip_attributes(r) for r in value.get("records") or []]
+        return {k: strip_attributes(v) for k, v in value.items() if k != "attributes"}
+    if isinstance(value, list):
+        return [strip_attributes(v) for v in value]
+    return value
+
+
+def rest_query(call, sf_getter, soql: str, include_deleted: bool) -> Iterator[dict]:
+    """Yield records one page (2,000 by default) at a time, following ``nextRecordsUrl``.
+
+    Only one page is held in memory; each page is fetched with retries of its own.
+    """
+    page = call(lambda: sf_getter().query(soql, include_deleted=include_deleted), "query")
+    while True:
+        for rec in page.get("records") or []:
+            yield strip_attributes(rec)
+        nxt = page.get("nextRecordsUrl")
+        if page.get("done", True) or not nxt:
+            return
+        page = call(lambda: sf_getter().query_more(nxt, identifier_is_url=True), "query more")
+
+
+def rest_count(call, sf_getter, soql: str) -> int:
+    return int(call(lambda: sf_getter().query(soql), "count").get("totalSize", 0))
+
+
+def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float,
+                 terminal=("JobComplete", "Failed", "Aborted")) -> dict:
+    """Poll a bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        job = call(get_job, what)
+        if job.get("state") in terminal:
+            return job
+        if time.monotonic() > deadline:
+            raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
+                            hint="resume it later with the job id from the run journal")
+        time.sleep(delay)
+        delay = min(2.0, delay * 1.6)   # quick for small jobs, gentle on the API for long ones
+
+
+def bulk_query(call, bulk_client_getter, soql: str, *, page_size: int, timeout: float) -> Iterator[dict]:
+    """Run a Bulk 2.0 query job and yield each CSV row as a dict of strings, page by page."""
+    from simple_salesforce.bulk2 import Operation
+
+    job = call(lambda: bulk_client_getter().create_job(Operation.query, soql), "bulk query create")
+    job_id = job["id"]
+    job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout)
+    if job.get("state") != "JobComplete":
+        raise RunFailed(f"Bulk query job {job_id} {job.get('state')}: {job.get('errorMessage') or ''}".strip())
+    locator = ""
+    while True:
+        page = call(lambda: bulk_client_getter().get_query_results(job_id, locator, page_size),
+                    "bulk query results")
+        reader = csv.DictReader(io.StringIO(page["records"], newline=""))
+        yield from reader
+        locator = page.get("locator") or ""
+        if not locator or locator == "null":
+            return

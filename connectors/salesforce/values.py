@@ -1,0 +1,123 @@
+"""Turning caller records into what the two APIs expect on the wire.
+
+REST (JSON): ``None`` is ``null``; a relationship reference written ``"Account.Legacy_Id__c": "C1"``
+becomes the nested ``{"Account": {"Legacy_Id__c": "C1"}}`` that Salesforce resolves by external id.
+Bulk 2.0 (CSV): ``None`` is ``#N/A`` (an empty cell means "leave unchanged"), booleans are
+``true``/``false`` and the relationship header stays ``Account.Legacy_Id__c``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from decimal import Decimal
+from typing import Any, Iterable
+
+BULK_NULL = "#N/A"
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly Python value: numpy/pandas scalars unwrapped, NaN/NaT to None, dates ISO."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)) and type(value).__module__ == "numpy":
+        value = value.item()
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Decimal):
+        if value.is_nan():
+            return None
+        # JSON numbers: an integral Decimal stays exact as int; others go as float, which keeps the
+        # 15-17 significant digits a Salesforce number/currency field (precision 18) can hold.
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime):
+        if hasattr(value, "to_pydatetime"):
+            value = value.to_pydatetime()
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    return value
+
+
+def rest_record(record: dict, sobject: str | None = None,
+                relationship_fields: dict[str, str] | None = None) -> dict:
+    """One record as sent in an sObject Collections body.
+
+    ``relationship_fields`` maps a relationship name (``Account``) to its lookup field
+    (``AccountId``) so that a ``None`` reference clears the lookup instead of sending ``null`` as a
+    nested object, which Salesforce rejects.
+    """
+    out: dict = {"attributes": {"type": sobject}} if sobject else {}
+    for name, value in record.items():
+        value = plain(value)
+        if "." in name:
+            rel, ext_field = name.split(".", 1)
+            if value is None:
+                lookup = (relationship_fields or {}).get(rel)
+                out[lookup or rel] = None
+            else:
+                nested = out.get(rel)
+                if not isinstance(nested, dict):
+                    nested = out[rel] = {}
+                nested[ext_field] = value
+        else:
+            out[name] = value
+    return out
+
+
+def csv_value(value: Any) -> str:
+    value = plain(value)
+    if value is None:
+        return BULK_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def csv_header(records: Iterable[dict], only: list[str] | None = None) -> list[str]:
+    """The union of the records' keys, in first-seen order (or exactly ``only``)."""
+    if only is not None:
+        return list(only)
+    header: list[str] = []
+    seen: set[str] = set()
+    for r in records:
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                header.append(k)
+    return header
+
+
+def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
+    """Each record as the tuple of CSV cells under ``header`` (missing key: empty = unchanged)."""
+    return [tuple(csv_value(r[c]) if c in r else "" for c in header) for r in records]
+
+
+def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV payload (quoted newlines kept, unlike ``str.splitlines``)."""
+    if not text or not text.strip():
+        return [], []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], []
+    return header, [row for row in reader if row]
