@@ -1,0 +1,391 @@
+"""The extract stage: every configured legacy source into a run, losslessly, every row accounted for.
+
+Layout of ``runs/<run_id>/extract/``::
+
+    <entity>/<source>.parquet   all data columns as strings + lineage columns
+    rejects/<source>.csv        _line, _reason, _raw for each rejected record
+    manifest.json               per source and per entity counts, encoding, sha256, columns, watermark
+    profile.json                per entity profile (see ``crmbridge.migrations.profile``)
+
+Everything is written into a temporary folder next to ``extract/`` and moved into place only when all
+sources succeeded, so a failed extraction leaves nothing half-written. Watermarks of incremental SQL
+sources advance only after the stage has been recorded as succeeded.
+
+Reader API used by the later stages: ``read_entity``, ``iter_entity_batches``, ``list_entities``,
+``load_manifest``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from crmbridge.errors import RunFailed, UsageError
+
+STAGE = "extract"
+LINEAGE = ["_row_id", "_source", "_department", "_line", "_source_key"]
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    """One source's outcome."""
+
+    source: str
+    entity: str
+    department: str
+    type: str
+    rows_read: int
+    rows_kept: int
+    rows_rejected: int
+    reject_reasons: dict[str, int]
+    encoding: str | None
+    parquet: str
+    reject_file: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What ``run_extract`` did: the run, per-source and per-entity counts, and where the files are."""
+
+    run_id: str
+    run_dir: str
+    extract_dir: str
+    sources: tuple[SourceCounts, ...]
+    entities: dict[str, dict[str, int]] = field(default_factory=dict)
+    manifest: str = ""
+    profile: str = ""
+
+    @property
+    def rows_read(self) -> int:
+        return sum(s.rows_read for s in self.sources)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(s.rows_rejected for s in self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "run_dir": self.run_dir, "extract_dir": self.extract_dir,
+                "manifest": self.manifest, "profile": self.profile,
+                "rows_read": self.rows_read, "rows_rejected": self.rows_rejected,
+                "sources": [s.as_dict() for s in self.sources], "entities": self.entities}
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
+                encoding: str | None = None,
+                on_progress: Callable[[str, int], None] | None = None) -> ExtractResult:
+    """Extract ``sources`` (default: all) of ``project`` into ``run`` (a new "migrate" run if None).
+
+    ``full`` ignores stored watermarks; ``encoding`` overrides the encoding of the single selected
+    file source; ``on_progress(source, rows)`` is called after each chunk.
+    """
+    from crmbridge.migrations import runs as runs_mod
+    from crmbridge.state import get_watermark, open_state, set_watermark
+
+    chosen = _choose(project, sources, encoding)
+    engine = open_state(project.state_url)
+    created = run is None
+    if created:
+        run = runs_mod.create_run(engine, project.runs_dir, "migrate", command="extract")
+    runs_mod.start_stage(engine, run.run_id, STAGE)
+    tmp = run.dir / f".{STAGE}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        results, manifests, marks = [], [], {}
+        for src in chosen:
+            wm = None if full or src.type != "sql" or not src.incremental else \
+                get_watermark(engine, f"extract:{src.name}")
+            counts, entry = _extract_source(project, src, tmp, wm, encoding, on_progress)
+            results.append(counts)
+            manifests.append(entry)
+            stored = entry.pop("_stored", None)
+            if entry["watermark"]:
+                entry["watermark"].pop("stored", None)
+            if stored:
+                marks[src.name] = stored
+        manifest = _manifest(run.run_id, manifests)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
+        from crmbridge.migrations.profile import profile_dir
+
+        prof = profile_dir(tmp, manifest)
+        (tmp / "profile.json").write_text(json.dumps(prof, ensure_ascii=False, indent=2), "utf-8")
+        final = _move_into_place(tmp, run.dir / STAGE)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        runs_mod.finish_stage(engine, run.run_id, STAGE, status="failed", error=str(exc))
+        if created:
+            runs_mod.finish_run(engine, run.run_id, "failed", {"error": str(exc)})
+            _remove_if_empty(run.dir)
+        raise
+    result = ExtractResult(run_id=run.run_id, run_dir=str(run.dir), extract_dir=str(final),
+                           sources=tuple(results), entities=manifest["entities"],
+                           manifest=str(final / "manifest.json"), profile=str(final / "profile.json"))
+    runs_mod.finish_stage(engine, run.run_id, STAGE, result.as_dict())
+    for name, stored in marks.items():  # only now: the stage that holds these rows has committed
+        set_watermark(engine, f"extract:{name}", stored)
+    return result
+
+
+def _choose(project, names: list[str] | None, encoding: str | None) -> list:
+    all_sources = project.config.sources
+    if not all_sources:
+        raise UsageError("no sources in crmbridge.yml", hint="add a `sources:` list (see `crmbridge init`)")
+    if names:
+        known = {s.name: s for s in all_sources}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"unknown source(s): {', '.join(unknown)}; configured: {', '.join(known)}")
+        chosen = [known[n] for n in dict.fromkeys(names)]
+    else:
+        chosen = list(all_sources)
+    if encoding:
+        if len(chosen) != 1 or chosen[0].type != "csv":
+            raise UsageError("--encoding applies to one CSV/TXT source",
+                             hint="pass it together with a single --source NAME of type csv")
+    return chosen
+
+
+def _move_into_place(tmp: Path, final: Path) -> Path:
+    old = final.with_name(f".{STAGE}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _remove_if_empty(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
+def _open_source(project, src, encoding: str | None, watermark: str | None):
+    from crmbridge.connectors import files, sql
+
+    if src.type == "csv":
+        return files.read_csv(src, project.path(src.path), src.path, encoding=encoding)
+    if src.type == "excel":
+        return files.read_excel(src, project.path(src.path), src.path)
+    return sql.read_sql(src, project.db_url(src.url, f"sources.{src.name}.url"),
+                        chunk_rows=project.config.chunk_rows, watermark=watermark)
+
+
+def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: str | None,
+                    on_progress) -> tuple[SourceCounts, dict]:
+    import pyarrow.parquet as pq
+
+    read = _open_source(project, src, encoding, watermark)
+    rel_parquet = f"{src.entity}/{src.name}.parquet"
+    rel_rejects = f"rejects/{src.name}.csv"
+    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects, project.config.chunk_rows)
+    rows_read = 0
+    try:
+        for line, cells, bad in read.events:
+            rows_read += 1
+            if bad is None:
+                if writer.keep(line, cells) and on_progress:
+                    on_progress(src.name, rows_read)
+            else:
+                writer.reject(line, *bad)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    # Kept rows are counted from what the Parquet file really holds, not from the writer's tally.
+    kept = pq.ParquetFile(tmp / rel_parquet).metadata.num_rows
+    counts = SourceCounts(source=src.name, entity=src.entity, department=src.department, type=src.type,
+                          rows_read=rows_read, rows_kept=kept, rows_rejected=writer.rows_rejected,
+                          reject_reasons=dict(writer.reasons), encoding=read.encoding, parquet=rel_parquet,
+                          reject_file=rel_rejects if writer.rows_rejected else None)
+    entry = {"source": src.name, "entity": src.entity, "department": src.department, "type": src.type}
+    if src.type == "sql":
+        entry["table" if src.table else "query"] = src.table or src.query
+    else:
+        entry["path"] = src.path
+    entry.update({"encoding": read.encoding, "encoding_detection": read.encoding_how, "delimiter": read.delimiter,
+                  "sha256": read.sha256, "rows_read": rows_read, "rows_kept": kept,
+                  "rows_rejected": writer.rows_rejected, "reject_reasons": dict(writer.reasons),
+                  "reject_file": counts.reject_file, "parquet": rel_parquet, "skipped_blank": read.skipped_blank,
+                  "notes": read.notes, "columns": list(read.columns), "lineage_columns": LINEAGE,
+                  "watermark": None})
+    if read.watermark is not None:
+        entry["watermark"] = dict(read.watermark)
+        entry["_stored"] = read.watermark.get("stored")
+    return counts, entry
+
+
+class SourceWriter:
+    """Writes one source's kept rows to Parquet chunk by chunk and its rejects to a CSV file."""
+
+    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path, chunk_rows: int):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.name, self.department = src.name, src.department
+        self.width = len(columns)
+        self.key_idx = [columns.index(k) for k in src.key]
+        self.chunk_rows = chunk_rows
+        self.schema = pa.schema([pa.field(c, pa.string()) for c in columns]
+                                + [pa.field(c, pa.int64() if c == "_line" else pa.string()) for c in LINEAGE])
+        parquet.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = pq.ParquetWriter(parquet, self.schema)
+        self.rejects_path = rejects
+        self._rejects = None
+        self._rows: list[list] = []
+        self._lines: list[int] = []
+        self.rows_kept = self.rows_rejected = 0
+        self.reasons: dict[str, int] = {}
+
+    def keep(self, line: int, cells: list) -> bool:
+        """Buffer a row; True when the buffer was written out as a chunk."""
+        self._rows.append(cells)
+        self._lines.append(line)
+        if len(self._rows) >= self.chunk_rows:
+            self._flush()
+            return True
+        return False
+
+    def reject(self, line: int, reason: str, raw: str) -> None:
+        if self._rejects is None:
+            self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.rejects_path, "w", encoding="utf-8", newline="")
+            self._rejects = (fh, csv.writer(fh))
+            self._rejects[1].writerow(["_line", "_reason", "_raw"])
+        self._rejects[1].writerow([line, reason, raw])
+        short = reason.split(" (", 1)[0]
+        self.reasons[short] = self.reasons.get(short, 0) + 1
+        self.rows_rejected += 1
+
+    def _source_keys(self, rows: list[list], row_ids: list[str]) -> list:
+        if not self.key_idx:
+            return row_ids
+        if len(self.key_idx) == 1:
+            k = self.key_idx[0]
+            return [r[k] for r in rows]
+        out = []
+        for r in rows:
+            parts = [r[k] for k in self.key_idx]
+            out.append("|".join(p or "" for p in parts) if any(parts) else None)
+        return out
+
+    def _flush(self) -> None:
+        pa, rows, n = self.pa, self._rows, len(self._rows)
+        if not n:
+            return
+        cols = [pa.array(c, pa.string()) for c in zip(*rows)]
+        row_ids = [f"{self.name}:{ln}" for ln in self._lines]
+        cols += [pa.array(row_ids, pa.string()), pa.array([self.name] * n, pa.string()),
+                 pa.array([self.department] * n, pa.string()), pa.array(self._lines, pa.int64()),
+                 pa.array(self._source_keys(rows, row_ids), pa.string())]
+        self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
+        self.rows_kept += n
+        self._rows, self._lines = [], []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+        if self._rejects:
+            self._rejects[0].close()
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            if self._rejects:
+                self._rejects[0].close()
+
+
+def _manifest(run_id: str, sources: list[dict]) -> dict:
+    entities: dict[str, dict[str, Any]] = {}
+    for s in sources:
+        if s["rows_read"] != s["rows_kept"] + s["rows_rejected"]:
+            raise RunFailed(f"source {s['source']}: rows read {s['rows_read']} != kept {s['rows_kept']} + "
+                            f"rejected {s['rows_rejected']}", hint="re-run `crmbridge extract`; report this as a bug")
+        e = entities.setdefault(s["entity"], {"sources": [], "rows_read": 0, "rows_kept": 0, "rows_rejected": 0})
+        e["sources"].append(s["source"])
+        for k in ("rows_read", "rows_kept", "rows_rejected"):
+            e[k] += s[k]
+    return {"run_id": run_id, "stage": STAGE, "sources": sources, "entities": entities}
+
+
+# --------------------------------------------------------------------------- reader API
+
+
+def load_manifest(run_dir: Path) -> dict:
+    """The extract manifest of a run; ``UsageError`` if the run has no extract stage."""
+    p = Path(run_dir) / STAGE / "manifest.json"
+    if not p.is_file():
+        raise UsageError(f"run folder {run_dir} has no extract stage (no {STAGE}/manifest.json)",
+                         hint="run `crmbridge extract` first")
+    return json.loads(p.read_text("utf-8"))
+
+
+def list_entities(run_dir: Path) -> list[str]:
+    """Entities extracted into the run, in config order."""
+    return list(load_manifest(run_dir)["entities"])
+
+
+def _entity_files(run_dir: Path, entity: str) -> list[Path]:
+    m = load_manifest(run_dir)
+    if entity not in m["entities"]:
+        raise UsageError(f"entity '{entity}' was not extracted in run {m['run_id']}; "
+                         f"entities: {', '.join(m['entities']) or '(none)'}")
+    return [Path(run_dir) / STAGE / s["parquet"] for s in m["sources"] if s["entity"] == entity]
+
+
+def _entity_columns(files: list[Path]) -> list[str]:
+    import pyarrow.parquet as pq
+
+    cols: list[str] = []
+    for f in files:
+        for name in pq.read_schema(f).names:
+            if name not in cols:
+                cols.append(name)
+    data = [c for c in cols if c not in LINEAGE]
+    return data + [c for c in LINEAGE if c in cols]
+
+
+def read_entity(run_dir: Path, entity: str, columns: list[str] | None = None):
+    """All rows of ``entity`` (every source concatenated) as a DataFrame of strings + lineage.
+
+    Columns a source does not have are null in its rows; ``columns`` selects (and orders) columns.
+    """
+    import pandas as pd
+
+    parts = list(iter_entity_batches(run_dir, entity, batch_rows=1 << 30, columns=columns))
+    if not parts:
+        return pd.DataFrame(columns=columns or [])
+    return pd.concat(parts, ignore_index=True)
+
+
+def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
+                        columns: list[str] | None = None) -> Iterator:
+    """DataFrames of at most ``batch_rows`` rows of ``entity``, all with the same columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _entity_files(Path(run_dir), entity)
+    wanted = list(columns) if columns is not None else _entity_columns(files)
+    for f in files:
+        pf = pq.ParquetFile(f)
+        have = [c for c in wanted if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
+            tbl = pa.Table.from_batches([batch])
+            for c in wanted:
+                if c not in have:
+                    tbl = tbl.append_column(c, pa.nulls(len(tbl), pa.int64() if c == "_line" else pa.string()))
+            yield tbl.select(wanted).to_pandas()
