@@ -266,8 +266,10 @@ class _Compiler:
             if fdef.type == "textarea" and fdef.length > 255:
                 raise fail(INVALID_FIELD, f"field '{fdef.name}' can not be sorted in a query call", self.soql,
                            o.path.pos)
-            coll = " COLLATE NOCASE" if fdef.type in _STRING_TYPES else ""
-            out.append(f"{col}{coll} {'DESC' if o.desc else 'ASC'} NULLS {'FIRST' if o.nulls_first else 'LAST'}")
+            if fdef.type in _STRING_TYPES:
+                # Case-insensitive like Salesforce; '' sorts as the null it would be there.
+                col = f"NULLIF({col}, '') COLLATE NOCASE"
+            out.append(f"{col} {'DESC' if o.desc else 'ASC'} NULLS {'FIRST' if o.nulls_first else 'LAST'}")
         return ", ".join(out)
 
 
@@ -364,7 +366,9 @@ def _aggregate_plan(comp: _Compiler, query: Query) -> _Plan:
         if item.arg is None:
             plan.aggregate.append("COUNT(*)")
         else:
-            col, _, _ = comp.resolve(item.arg)
+            col, fdef, _ = comp.resolve(item.arg)
+            if fdef.type in TEXT_TYPES:  # Salesforce keeps no empty strings: '' counts as null
+                col = f"NULLIF({col}, '')"
             plan.sql_columns.append(f"{col} AS c{len(plan.sql_columns)}")
             plan.aggregate.append(f"COUNT(c{len(plan.sql_columns) - 1})")
         if item.alias:
@@ -382,7 +386,7 @@ def _convert(value: Any, ftype: str) -> Any:
     """A stored value as Salesforce's JSON has it: booleans true/false (never null), numbers as numbers."""
     if ftype == "boolean":
         return bool(value)
-    if value is None:
+    if value is None or value == "":
         return None
     if ftype == "int":
         return int(value)
