@@ -16,7 +16,7 @@ import pytest
 
 from crmbridge.sandbox.schema import Schema, load_schema
 from crmbridge.sandbox.soql import QueryResult, execute, flatten, to18
-from crmbridge.sandbox.soql_parse import date_range
+from crmbridge.sandbox.soql_lex import date_range
 
 STAMP = "2026-01-05T08:00:00.000+0000"
 
