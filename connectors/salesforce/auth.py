@@ -27,23 +27,32 @@ SANDBOX_CONSUMER_SECRET = "crmbridge-sandbox"
 
 
 class TimeoutAdapter(HTTPAdapter):
-    """Applies a default timeout: simple-salesforce passes none, and a hung socket would block forever."""
+    """Applies a default timeout (simple-salesforce passes none, and a hung socket would block
+    forever) and, when set, the CA bundle to trust.
 
-    def __init__(self, timeout: float, **kw):
+    The CA bundle is applied here as well as on ``session.verify`` because requests lets the
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE environment variables override ``session.verify``
+    (psf/requests#3829), which would make the sandbox's own CA untrusted on many machines.
+    """
+
+    def __init__(self, timeout: float, ca_bundle: str | None = None, **kw):
         self.timeout = timeout
+        self.ca_bundle = ca_bundle
         super().__init__(**kw)
 
     def send(self, request, **kw):
         if kw.get("timeout") is None:
             kw["timeout"] = self.timeout
+        if self.ca_bundle and kw.get("verify") is not False:
+            kw["verify"] = self.ca_bundle
         return super().send(request, **kw)
 
 
 class ForwardAdapter(TimeoutAdapter):
     """Sends requests for ``prefix`` to ``target`` instead (sandbox login through the real login URL)."""
 
-    def __init__(self, prefix: str, target: str, timeout: float):
-        super().__init__(timeout)
+    def __init__(self, prefix: str, target: str, timeout: float, ca_bundle: str | None = None):
+        super().__init__(timeout, ca_bundle)
         self.prefix = prefix.rstrip("/")
         self.target = target.rstrip("/")
 
@@ -61,16 +70,29 @@ def make_session(*, ca_bundle: str | Path | None, timeout: float,
     s.mount("https://", adapter)
     s.mount("http://", adapter)
     if ca_bundle:
-        s.verify = str(ca_bundle)
+        trust(s, ca_bundle)
     if on_response is not None:
         s.hooks["response"].append(lambda r, *a, **k: on_response(r))
     return s
 
 
+def trust(session: requests.Session, ca_bundle: str | Path) -> None:
+    """Make ``session`` verify TLS against ``ca_bundle`` (the sandbox's local CA)."""
+    session.verify = str(ca_bundle)
+    adapters = [a for a in session.adapters.values() if isinstance(a, TimeoutAdapter)]
+    if not adapters:
+        a = TimeoutAdapter(120.0)
+        session.mount("https://", a)
+        adapters = [a]
+    for a in adapters:
+        a.ca_bundle = str(ca_bundle)
+
+
 def forward_login(session: requests.Session, instance_url: str, timeout: float) -> None:
     """Route the standard login hosts of ``session`` to ``instance_url`` (sandbox only)."""
+    ca = session.verify if isinstance(session.verify, str) else None
     for host in LOGIN_HOSTS:
-        session.mount(host, ForwardAdapter(host, instance_url, timeout))
+        session.mount(host, ForwardAdapter(host, instance_url, timeout, ca))
 
 
 # --------------------------------------------------------------------------- embedded sandbox
@@ -148,7 +170,8 @@ def login_for(target, *, api_version: str, base_dir: Path, timeout: float) -> Lo
 
     kind = getattr(target, "target", None)
     if kind == "sandbox":
-        register(target.password)
+        # The sandbox password is a plain value in crmbridge.yml (default "sandbox"), not a secret;
+        # registering it would mask every occurrence of that word in logs. Its session ids are secrets.
         if target.instance_url:
             instance_url, ca = target.instance_url, target.ca_bundle
             if ca:
@@ -159,6 +182,8 @@ def login_for(target, *, api_version: str, base_dir: Path, timeout: float) -> Lo
             instance_url, ca = handle.instance_url, str(handle.ca_bundle)
 
         def build(session):
+            if ca:
+                trust(session, ca)
             forward_login(session, instance_url, timeout)
             return Salesforce(username=target.username, password=target.password,
                               consumer_key=SANDBOX_CONSUMER_KEY, consumer_secret=SANDBOX_CONSUMER_SECRET,

@@ -37,7 +37,7 @@ class SalesforceConnector:
         if session is None:
             session = auth.make_session(ca_bundle=login.ca_bundle, timeout=timeout)
         elif login.ca_bundle:
-            session.verify = login.ca_bundle
+            auth.trust(session, login.ca_bundle)
         session.hooks["response"].append(self._count)
         self.session = session
         self.sf = login.build(session)
