@@ -120,7 +120,7 @@ def _chardet(path: Path) -> str | None:
 
     with open(path, "rb") as f:
         sample = f.read(200_000)
-    guess = chardet.detect(sample, include_encodings=CHARDET_ENCODINGS)
+    guess = chardet.detect(sample, include_encodings=CHARDET_ENCODINGS, no_match_encoding="utf-8")
     enc = (guess.get("encoding") or "").lower()
     return normalize_encoding(enc) if enc else None
 
