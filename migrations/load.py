@@ -1,0 +1,399 @@
+"""The load stage: upsert a mapped run into Salesforce on external IDs, journaled and resumable.
+
+For each step of ``map/plan.json`` (parents first) the mapped records are hashed; a record whose hash
+matches its last successful load is ``unchanged`` and not sent (the delta cutover run). The rest go in
+batches: journal intent (+ before-images) -> DML (Bulk job id journaled the moment it exists) ->
+ledger rows + load map + journal ``done`` in one transaction. Running the stage again on the same run
+continues where it stopped: done batches are skipped, a batch with a Bulk job id is picked up from
+Salesforce with ``resume_job``, a batch journaled without a job is resubmitted (upsert is idempotent).
+Success and error files per object follow Salesforce Data Loader's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from crmbridge.errors import RunFailed, UsageError
+from crmbridge.migrations import ledger as L
+from crmbridge.migrations.hashing import canonical, frame_hashes
+from crmbridge.migrations.runs import Run, finish_stage, start_stage
+
+log = logging.getLogger("crmbridge.load")
+
+# Records per journaled DML batch. A crash redoes at most one batch, and one Bulk API 2.0 job of 10,000
+# rows stays far below its 150 MB upload limit; smaller batches would multiply job overhead.
+BATCH_ROWS = 10_000
+# SOQL statements are limited to 100,000 characters; 200 quoted external IDs stay well inside that.
+IN_CHUNK = 200
+CRASH_ENV = "CRMBRIDGE_TEST_CRASH_AT"
+_crash_seen: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Test hook: ``CRMBRIDGE_TEST_CRASH_AT=load:after_job_created[@N]`` kills the process (exit 137)
+    the N-th time that point is reached, as ``kill -9`` would, so resume can be tested end to end."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.partition("@")
+    if point != name:
+        return
+    _crash_seen[name] = _crash_seen.get(name, 0) + 1
+    if _crash_seen[name] >= int(nth or 1):
+        os._exit(137)
+
+
+@dataclass(frozen=True)
+class StepLoad:
+    """What one step's load did, counted in records and in source rows."""
+
+    step: str
+    object: str
+    records: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    source_rows: dict[str, int]
+    success_file: str | None
+    error_file: str | None
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    run_id: str
+    dry_run: bool
+    steps: tuple[StepLoad, ...]
+    api_calls: int
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for s in self.steps)
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "dry_run": self.dry_run, "api_calls": self.api_calls,
+                "steps": [s.as_dict() for s in self.steps]}
+
+
+# ----------------------------------------------------------------------------- plan and records
+
+
+def read_plan(run: Run) -> list[dict]:
+    """The map stage's plan (steps in load order); a usage error if the run was never mapped."""
+    path = run.dir / "map" / "plan.json"
+    if not path.exists():
+        raise UsageError(f"run {run.run_id} has no map/plan.json", hint="run `crmbridge map` (or `crmbridge migrate`)")
+    return json.loads(path.read_text(encoding="utf-8"))["steps"]
+
+
+def step_file(run: Run, step: dict) -> Path:
+    p = Path(step.get("file") or f"{step['step']}.parquet")
+    for cand in (p, run.dir / p, run.dir / "map" / p, run.dir / "map" / p.name):
+        if cand.is_absolute() and cand.exists():
+            return cand
+    raise UsageError(f"run {run.run_id}: load file for step {step['step']} not found ({p})",
+                     hint="re-run `crmbridge map` for this run")
+
+
+def step_fields(step: dict, columns) -> list[str]:
+    fields = step.get("fields") or []
+    fields = [f for f in fields if f in columns] or [c for c in columns if not c.startswith("_")]
+    ext = step.get("external_id_field")
+    if ext and ext not in fields and ext in columns:
+        fields.append(ext)
+    return fields
+
+
+def _native(v: Any) -> Any:
+    """pandas/numpy cell -> a JSON-able Python value (dates as ISO text) or None."""
+    if v is None:
+        return None
+    try:
+        import pandas as pd
+
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if hasattr(v, "isoformat"):
+        if getattr(v, "hour", 0) == 0 and getattr(v, "minute", 0) == 0 and getattr(v, "second", 0) == 0 \
+                and hasattr(v, "date"):
+            return v.date().isoformat()
+        return v.isoformat()
+    return v
+
+
+def read_step_frame(run: Run, step: dict):
+    """The mapped records of a step with their content hashes and source row ids."""
+    import pandas as pd
+
+    df = pd.read_parquet(step_file(run, step))
+    fields = step_fields(step, df.columns)
+    df["_hash"] = frame_hashes(df, fields)
+    if "_merged_row_ids" in df.columns:
+        merged = df["_merged_row_ids"].astype(object).where(df["_merged_row_ids"].notna(), None)
+        df["_rows"] = [m.split(";") if m else [r] for m, r in zip(merged, df["_row_id"])]
+    else:
+        df["_rows"] = [[r] for r in df["_row_id"]]
+    return df, fields
+
+
+def to_record(row: dict, fields: list[str]) -> dict:
+    rec = {}
+    for f in fields:
+        v = _native(row.get(f))
+        if "." in f and v is None:
+            continue  # no parent reference: leave the lookup empty rather than reference a null key
+        rec[f] = v
+    return rec
+
+
+# ----------------------------------------------------------------------------- context
+
+
+@dataclass
+class _Ctx:
+    engine: Any
+    conn: Any
+    run: Run
+    step: dict
+    fields: list[str]
+    advance: Callable[[int], None]
+
+    @property
+    def name(self) -> str:
+        return self.step["step"]
+
+    @property
+    def sobject(self) -> str:
+        return self.step["object"]
+
+    @property
+    def ext(self) -> str:
+        return self.step["external_id_field"]
+
+
+def _ledger_rows(ctx: _Ctx, row: dict, action: str, sf_id=None, code=None, message=None, batch_no=None):
+    ext_val = canonical(row.get(ctx.ext)) or None
+    return [dict(row_id=str(rid), object=ctx.sobject, source_key=_trim(row.get("_source_key")), external_id=ext_val,
+                 sf_id=sf_id, action=action, error_code=code, message=message, content_hash=row["_hash"],
+                 batch_no=batch_no) for rid in row["_rows"]]
+
+
+def _trim(v, n: int = 190):
+    v = canonical(v)
+    return v[:n] if v else None
+
+
+# ----------------------------------------------------------------------------- before-images
+
+
+def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
+    """Query the org for the records with these external ids: the values the batch will overwrite."""
+    desc = {f["name"]: f for f in ctx.conn.describe(ctx.sobject)["fields"]}
+    rel_fields = {f.get("relationshipName"): f["name"] for f in desc.values() if f.get("relationshipName")}
+    cols = []
+    for f in ctx.fields:
+        name = rel_fields.get(f.split(".")[0]) if "." in f else f
+        if name and name in desc and desc[name].get("updateable", True) and name not in cols and name != "Id":
+            cols.append(name)
+    if ctx.ext not in cols:
+        cols.append(ctx.ext)
+    out = []
+    for i in range(0, len(keys), IN_CHUNK):
+        part = keys[i:i + IN_CHUNK]
+        quoted = ",".join("'" + k.replace("\\", "\\\\").replace("'", "\\'") + "'" for k in part)
+        soql = f"SELECT Id, {', '.join(cols)} FROM {ctx.sobject} WHERE {ctx.ext} IN ({quoted})"
+        for rec in ctx.conn.query(soql):
+            image = {c: rec.get(c) for c in cols if c != ctx.ext}
+            out.append({"sf_id": rec["Id"], "external_id": str(rec.get(ctx.ext)), "image": image})
+    return out
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batch_no: int, preexisting: set,
+                   resubmitted: bool) -> dict[str, int]:
+    ledger_rows, map_rows, counts = [], [], {}
+    for key, res in zip(entry_keys, results):
+        row = by_key[key]
+        if res.success:
+            created = bool(res.created) or (resubmitted and key not in preexisting)
+            action = "created" if created else "updated"
+            ledger_rows += _ledger_rows(ctx, row, action, sf_id=res.id, batch_no=batch_no)
+            map_rows.append(dict(object=ctx.sobject, external_id=key, external_id_field=ctx.ext, sf_id=res.id,
+                                 content_hash=row["_hash"], source_key=_trim(row.get("_source_key")),
+                                 last_run_id=ctx.run.run_id, created_run_id=ctx.run.run_id if created else None))
+        else:
+            action = "failed"
+            ledger_rows += _ledger_rows(ctx, row, action, code=res.error_code or "UNKNOWN_ERROR",
+                                        message=res.message, batch_no=batch_no)
+        counts[action] = counts.get(action, 0) + 1
+    L.finish_batch(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=batch_no, ledger_rows=ledger_rows,
+                   map_rows=map_rows)
+    return counts
+
+
+_RESUBMIT = {"UNPROCESSED", "JOB_FAILED", "JOB_NOT_FOUND"}
+
+
+def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool) -> None:
+    """Send one journaled batch (or pick up its Bulk job) and record the outcome."""
+    run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
+    keys = entry.keys
+    records = [to_record(by_key[k], ctx.fields) for k in keys]
+
+    def on_job(job_id: str) -> None:
+        L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
+        crash_point("load:after_job_created")
+
+    if entry.job_id:
+        results = list(ctx.conn.resume_job(entry.job_id, "upsert", ctx.sobject, records, keys=keys,
+                                           external_id_field=ctx.ext))
+        redo = [i for i, r in enumerate(results) if not r.success and r.error_code in _RESUBMIT]
+        if redo:  # rows the killed job never processed: send just those again
+            again = ctx.conn.dml("upsert", ctx.sobject, [records[i] for i in redo], keys=[keys[i] for i in redo],
+                                 external_id_field=ctx.ext, on_job=on_job)
+            for i, r in zip(redo, again):
+                results[i] = r
+    else:
+        results = ctx.conn.dml("upsert", ctx.sobject, records, keys=keys, external_id_field=ctx.ext, on_job=on_job)
+    if len(results) != len(keys):
+        raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
+                        hint=f"`crmbridge migrate` resumes run {run_id}")
+    crash_point("load:after_dml")
+    preexisting = {v["external_id"] for v in L.images_for(ctx.engine, run_id, ctx.sobject).values()}
+    _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
+    ctx.advance(len(keys))
+    crash_point("load:after_batch")
+
+
+def _need_images(ctx: _Ctx, mapping: dict) -> bool:
+    """Whether the org may hold records this run did not create (then before-images must be read)."""
+    in_org = ctx.conn.count(f"SELECT COUNT() FROM {ctx.sobject} WHERE {ctx.ext} != null")
+    ours = L.created_by_run(ctx.engine, ctx.run.run_id, ctx.sobject)
+    return in_org > ours
+
+
+def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
+    df, ctx.fields = read_step_frame(ctx.run, ctx.step)
+    rows = df.to_dict("records")
+    by_key: dict[str, dict] = {}
+    for r in rows:
+        by_key[canonical(r.get(ctx.ext))] = r
+    if len(by_key) != len(rows) or "" in by_key:
+        raise UsageError(f"step {ctx.name}: external IDs ({ctx.ext}) must be present and unique per step",
+                         hint="the map stage quarantines duplicates; re-run `crmbridge map`")
+    mapping = L.map_for(ctx.engine, ctx.sobject)
+    if dry_run:
+        return _dry_run(ctx, by_key, mapping)
+    done_rows = L.ledger_row_ids(ctx.engine, ctx.run.run_id, ctx.name)
+    entries = L.journal_entries(ctx.engine, ctx.run.run_id, ctx.name)
+    journaled = {k for e in entries for k in e.keys}
+    pending, unchanged = [], []
+    for key, r in by_key.items():
+        if key in journaled or set(r["_rows"]) <= done_rows:
+            continue
+        prev = mapping.get(key)
+        (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
+    L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
+                    [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
+    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done"))
+    for e in entries:
+        if e.status != "done":
+            run_batch(ctx, e, by_key, fresh=False)
+    next_no = max((e.batch_no for e in entries), default=-1) + 1
+    images_needed = bool(pending) and _need_images(ctx, mapping)
+    for i in range(0, len(pending), batch_rows):
+        keys = pending[i:i + batch_rows]
+        images = existing_images(ctx, keys) if images_needed else []
+        for im in images:
+            im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
+        L.journal_intent(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=next_no, sobject=ctx.sobject,
+                         operation="upsert", external_id_field=ctx.ext, keys=keys, images=images)
+        crash_point("load:after_intent")
+        entry = L.JournalEntry(ctx.run.run_id, ctx.name, next_no, ctx.sobject, "upsert", ctx.ext, keys, "intent", None)
+        run_batch(ctx, entry, by_key, fresh=True)
+        next_no += 1
+    return summarize_step(ctx, df)
+
+
+def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
+    import pandas as pd
+
+    actions = {}
+    for k, r in by_key.items():
+        prev = mapping.get(k)
+        actions[k] = "unchanged" if prev and prev[1] == r["_hash"] else "update" if prev else "create"
+    out = ctx.run.stage_dir("load") / f"{ctx.name}_dry_run.csv"
+    pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
+        .to_csv(out, index=False, encoding="utf-8")
+    n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
+    ctx.advance(len(by_key))
+    return StepLoad(ctx.name, ctx.sobject, len(by_key), n("create"), n("update"), n("unchanged"), 0,
+                    {}, str(out), None)
+
+
+def summarize_step(ctx: _Ctx, df) -> StepLoad:
+    """Counts from the ledger, and the Data Loader style success and error files."""
+    from crmbridge.migrations.loadfiles import write_result_files
+
+    led = L.ledger_frame(ctx.engine, ctx.run.run_id, ctx.name)
+    expected = sum(len(r) for r in df["_rows"])
+    if len(led) != expected:
+        raise RunFailed(f"step {ctx.name}: ledger holds {len(led)} source rows, the load file {expected}",
+                        hint=f"`crmbridge migrate` resumes run {ctx.run.run_id}")
+    per_record = led.drop_duplicates("external_id")
+    counts = per_record["action"].value_counts().to_dict()
+    src = led["action"].value_counts().to_dict()
+    codes = led[led["action"] == "failed"]["error_code"].value_counts().to_dict()
+    ok, err = write_result_files(ctx.run.stage_dir("load"), ctx.name, df, ctx.fields, per_record, ctx.ext)
+    return StepLoad(ctx.name, ctx.sobject, len(df), int(counts.get("created", 0)), int(counts.get("updated", 0)),
+                    int(counts.get("unchanged", 0)), int(counts.get("failed", 0)),
+                    {a: int(src.get(a, 0)) for a in L.ACTIONS}, str(ok), str(err),
+                    {str(k): int(v) for k, v in codes.items()})
+
+
+# ----------------------------------------------------------------------------- stage
+
+
+def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
+             advance: Callable[[int], None] | None = None) -> LoadResult:
+    """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""
+    from crmbridge.state import open_state
+
+    engine = open_state(project.state_url)
+    steps = read_plan(run)
+    own = connector is None
+    if own:
+        from crmbridge.connectors.salesforce import connect
+
+        connector = connect(project)
+    stage = "load_dry_run" if dry_run else "load"
+    start_stage(engine, run.run_id, stage)
+    try:
+        done = []
+        for step in steps:
+            ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))
+            done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+        result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
+    except BaseException as exc:
+        finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if own:
+            connector.close()
+    finish_stage(engine, run.run_id, stage, result.as_dict())
+    return result

@@ -1,0 +1,210 @@
+"""``migrate``: extract -> validate -> map -> load -> reconcile in one run, resumable.
+
+Running ``migrate`` again continues the newest unfinished migrate run (stages that succeeded are
+skipped, the load stage picks up its journal) unless ``new=True``. Every run ends with a summary per
+entity that must satisfy extracted = quarantined + loaded + rejected; a run that breaks it is a bug and
+fails (exit 1) saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from crmbridge.errors import RunFailed, UsageError
+from crmbridge.migrations import runs as R
+from crmbridge.state import open_state, runs as runs_table
+
+STAGES = ("extract", "validate", "map", "load", "reconcile")
+
+
+@dataclass(frozen=True)
+class EntitySummary:
+    entity: str
+    extracted: int
+    quarantined: int
+    loaded: int
+    rejected: int
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined_by_stage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.extracted == self.quarantined + self.loaded + self.rejected
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "balanced": self.balanced}
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    run_id: str
+    resumed: bool
+    dry_run: bool
+    stages_run: tuple[str, ...]
+    entities: tuple[EntitySummary, ...]
+    reconcile_ok: bool | None
+    reports: dict[str, str]
+    api_calls: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return all(e.balanced for e in self.entities)
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "resumed": self.resumed, "dry_run": self.dry_run,
+                "stages_run": list(self.stages_run), "balanced": self.balanced, "reconcile_ok": self.reconcile_ok,
+                "api_calls": self.api_calls, "reports": self.reports,
+                "entities": {e.entity: e.as_dict() for e in self.entities}}
+
+
+def unfinished_run(engine, runs_dir) -> R.Run | None:
+    """The newest migrate run that neither finished nor was a dry run."""
+    q = (select(runs_table).where(runs_table.c.kind == "migrate", runs_table.c.status.in_(("running", "failed")),
+                                  runs_table.c.dry_run == 0)
+         .order_by(runs_table.c.created_at.desc(), runs_table.c.run_id.desc()))
+    with engine.connect() as c:
+        row = c.execute(q).first()
+    return R.Run(row.run_id, runs_dir / row.run_id, row.kind) if row else None
+
+
+def _run_validate(project, run):
+    try:
+        from crmbridge.validation import run_validate
+    except ImportError:
+        from crmbridge.validation.stage import run_validate
+    return run_validate(project, run)
+
+
+def _run_map(project, run, connector):
+    from crmbridge.mappings import run_map
+
+    return run_map(project, run, connector=connector)
+
+
+def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_run: bool = False, connector=None,
+                on_stage: Callable[[str], None] | None = None,
+                advance: Callable[[int], None] | None = None) -> MigrateResult:
+    """Run (or continue) a migration; see the module docstring."""
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.load import run_load
+    from crmbridge.migrations.reconcile import run_reconcile
+
+    engine = open_state(project.state_url)
+    if run_id:
+        run, resumed = R.open_run(engine, project.runs_dir, run_id), True
+    else:
+        run = None if (new or dry_run) else unfinished_run(engine, project.runs_dir)
+        resumed = run is not None
+    if run is None:
+        run = R.create_run(engine, project.runs_dir, "migrate", command="migrate" + (" --dry-run" if dry_run else ""),
+                           dry_run=dry_run)
+    else:
+        with engine.begin() as c:
+            c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
+    own = connector is None
+    ran: list[str] = []
+    try:
+        if own:
+            from crmbridge.connectors.salesforce import connect
+
+            connector = connect(project)
+        steps: dict[str, Callable[[], Any]] = {
+            "extract": lambda: run_extract(project, run=run),
+            "validate": lambda: _run_validate(project, run),
+            "map": lambda: _run_map(project, run, connector),
+            "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance),
+            "reconcile": lambda: run_reconcile(project, run, connector=connector),
+        }
+        reconcile_ok = None
+        for stage in STAGES:
+            if dry_run and stage == "reconcile":
+                continue
+            name = "load_dry_run" if dry_run and stage == "load" else stage
+            if R.stage_status(engine, run.run_id, name) == "succeeded":
+                continue
+            if on_stage:
+                on_stage(stage)
+            out = steps[stage]()
+            ran.append(stage)
+            if stage == "reconcile":
+                reconcile_ok = bool(out.ok)
+        if reconcile_ok is None and not dry_run:
+            res = R.stage_result(engine, run.run_id, "reconcile") or {}
+            reconcile_ok = res.get("ok")
+        result = MigrateResult(run.run_id, resumed, dry_run, tuple(ran), tuple(summarize(project, run, engine, dry_run)),
+                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)))
+    except BaseException as exc:
+        R.finish_run(engine, run.run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stages_run": ran})
+        if isinstance(exc, (UsageError, RunFailed)) and not exc.hint:
+            exc.hint = f"fix the cause, then `crmbridge migrate` resumes run {run.run_id}" \
+                       f" (or `crmbridge rollback {run.run_id}` to undo what it wrote)"
+        raise
+    finally:
+        if own and connector is not None:
+            connector.close()
+    status = "succeeded" if result.balanced else "failed"
+    R.finish_run(engine, run.run_id, status, result.as_dict())
+    if not result.balanced:
+        bad = [e for e in result.entities if not e.balanced]
+        raise RunFailed("run " + run.run_id + " does not balance (a bug): " + "; ".join(
+            f"{e.entity}: extracted {e.extracted} != quarantined {e.quarantined} + loaded {e.loaded} + "
+            f"rejected {e.rejected}" for e in bad), hint="the ledger and reports are kept; please report this")
+    return result
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _csv_rows(path) -> int:
+    import pandas as pd
+
+    if not path.exists():
+        return 0
+    return len(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
+
+
+def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[EntitySummary]:
+    """Per entity: extracted = quarantined (extract + validate + map) + loaded + rejected."""
+    import json
+
+    from crmbridge.migrations import ledger as L
+    from crmbridge.migrations.extract import load_manifest
+
+    engine = engine or open_state(project.state_url)
+    manifest = load_manifest(run.dir)
+    plan_path = run.dir / "map" / "plan.json"
+    plan = json.loads(plan_path.read_text("utf-8"))["steps"] if plan_path.exists() else []
+    counts = L.action_counts(engine, run.run_id)
+    dry = (R.stage_result(engine, run.run_id, "load_dry_run") or {}).get("steps", []) if dry_run else []
+    out = []
+    for entity, m in manifest["entities"].items():
+        steps = [s for s in plan if s.get("entity") == entity]
+        q = {"extract": int(m["rows_rejected"]),
+             "validate": _csv_rows(run.dir / "validate" / "quarantine" / f"{entity}.csv"),
+             "map": int(steps[0].get("rows_quarantined", 0)) if steps else 0}
+        act = {a: 0 for a in L.ACTIONS}
+        if steps and dry_run:
+            d = next((x for x in dry if x["step"] == steps[0]["step"]), None)
+            rows = int(steps[0].get("rows_in", 0)) - q["map"]
+            act["created"] = rows if d else 0
+        elif steps:
+            act.update(counts.get(steps[0]["step"], {}))
+        loaded = act["created"] + act["updated"] + act["unchanged"]
+        out.append(EntitySummary(entity, int(m["rows_read"]), sum(q.values()), loaded, act["failed"],
+                                 act["created"], act["updated"], act["unchanged"], q))
+    return out
+
+
+def report_paths(run: R.Run) -> dict[str, str]:
+    """Where a person finds the run's reports (only files that exist)."""
+    cands = {"run": run.dir, "extract_manifest": run.dir / "extract" / "manifest.json",
+             "validation_report": run.dir / "validate" / "report.html",
+             "disagreement_report": run.dir / "validate" / "disagreement.html",
+             "map_check": run.dir / "map" / "check.json", "load": run.dir / "load",
+             "reconcile": run.dir / "reconcile" / "summary.json"}
+    return {k: str(v) for k, v in cands.items() if v.exists()}
