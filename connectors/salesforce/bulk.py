@@ -86,7 +86,9 @@ class Matcher:
         i = self._take(row)
         if i is not None:
             code, msg, fields = parse_bulk_error(row.get("sf__Error", ""))
-            self.results[i] = failed(self.keys[i], code, msg, fields, id=row.get("sf__Id"))
+            # A failed insert/upsert created nothing: an sf__Id there is not a record to remember.
+            rid = row.get("sf__Id") if self.payload.operation in ("update", "delete", "hardDelete") else None
+            self.results[i] = failed(self.keys[i], code, msg, fields, id=rid)
 
     def finish(self, code: str, message: str) -> list[RowResult]:
         return [r if r is not None else failed(self.keys[i], code, message) for i, r in enumerate(self.results)]

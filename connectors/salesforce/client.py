@@ -46,6 +46,11 @@ class SalesforceConnector:
 
     def _count(self, response, *args, **kwargs):
         self.api_calls += 1
+        # Bulk CSV comes as "text/csv" without a charset; requests would then decode it as
+        # ISO-8859-1 (RFC 2616) and turn 公司 into mojibake. Salesforce's CSV is always UTF-8.
+        ctype = response.headers.get("Content-Type", "")
+        if "csv" in ctype and "charset" not in ctype.lower():
+            response.encoding = "utf-8"
 
     # ----------------------------------------------------------------- plumbing
     def _relogin(self) -> bool:
