@@ -85,3 +85,52 @@ def _maria(request):
 
 # ----------------------------------------------------------------------------- sandbox org
 # The `sandbox` fixtures are added here by the sandbox work (issue 2).
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """A running sandbox org (SandboxHandle) on a session-wide temporary db.
+
+    Tests share it: write data with unique external ids (see ``uid``), or use ``fresh_sandbox``.
+    """
+    from crmbridge.sandbox.server import start_sandbox
+
+    handle = start_sandbox(tmp_path_factory.mktemp("sandbox") / "org.db")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def fresh_sandbox(tmp_path):
+    """A sandbox org of its own on a new db, for tests that need isolation (faults, counts, limits)."""
+    from crmbridge.sandbox.server import start_sandbox
+
+    handle = start_sandbox(tmp_path / "org.db")
+    yield handle
+    handle.faults.clear()
+    handle.stop()
+
+
+def _client(handle):
+    from simple_salesforce import Salesforce
+
+    return Salesforce(instance_url=handle.instance_url, session_id=handle.new_session(), session=handle.session(),
+                      version="62.0")
+
+
+@pytest.fixture
+def sf(sandbox):
+    """A simple-salesforce client logged in to the session sandbox over HTTPS."""
+    return _client(sandbox)
+
+
+@pytest.fixture
+def fresh_sf(fresh_sandbox):
+    """A simple-salesforce client logged in to ``fresh_sandbox``."""
+    return _client(fresh_sandbox)
+
+
+@pytest.fixture
+def uid():
+    """A short unique token for external ids, so tests sharing the session sandbox never collide."""
+    return secrets.token_hex(4).upper()
