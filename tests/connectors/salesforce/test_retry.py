@@ -91,3 +91,20 @@ def test_expired_token_cannot_be_renewed(org, make_conn, faults, monkeypatch, ta
         conn.count("SELECT COUNT() FROM User")
     res = conn.dml("insert", "Account", [{"Name": f"{tag} t"}], api="rest")
     assert res[0].error_code == "INVALID_SESSION_ID"
+
+
+def test_timeouts_retry_reads_but_never_resend_an_insert(make_conn, target, faults, tag):
+    import time
+
+    conn = make_conn(target, timeout_seconds=0.2)
+    conn.retry.max_retries = 1
+    faults.set(latency_ms=600)
+    with pytest.raises(RunFailed, match="TIMEOUT"):
+        conn.count("SELECT COUNT() FROM Account")
+    [ins] = conn.dml("insert", "Account", [{"Name": f"{tag} slow"}], api="rest")
+    [upd] = conn.dml("update", "Account", [{"Id": "001000000000000AAA", "Phone": "1"}], api="rest")
+    faults.clear()
+    assert ins.error_code == "OUTCOME_UNKNOWN" and "reconcile" in ins.message
+    assert upd.error_code == "TIMEOUT" and "gave up after 2 attempts" in upd.message
+    time.sleep(0.6)   # the server finishes the insert the client stopped waiting for
+    assert conn.count(f"SELECT COUNT() FROM Account WHERE Name = '{tag} slow'") == 1   # so resending would duplicate
