@@ -117,7 +117,7 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
         from crmbridge.migrations.profile import profile_dir
 
-        prof = profile_dir(tmp, manifest)
+        prof = profile_dir(tmp, manifest, project.config.chunk_rows)
         (tmp / "profile.json").write_text(json.dumps(prof, ensure_ascii=False, indent=2), "utf-8")
         final = _move_into_place(tmp, run.dir / STAGE)
     except BaseException as exc:

@@ -1,7 +1,7 @@
 """Profile the extracted entities of a run: counts, nulls, distinct values, lengths, suspicious patterns.
 
-Computed column by column with pyarrow compute over the run's Parquet files, so memory follows one
-column of one entity, not the whole run. Suspicious patterns are the ones legacy Chinese exports are
+Computed batch by batch with pyarrow compute over the run's Parquet files, so memory follows the
+batch size, not the size of the run. Suspicious patterns are the ones legacy Chinese exports are
 known for: full-width characters (``Ｃ000123``, ``２００１２０``), leading/trailing spaces (including the
 ideographic space U+3000), HTML-like content (``<b>Evil</b> Corp``), control characters (embedded NULs)
 and U+FFFD replacement characters (text that was already mis-decoded before it reached us).
@@ -16,6 +16,9 @@ from typing import Any
 LINEAGE = {"_row_id", "_source", "_department", "_line", "_source_key"}
 TOP = 5
 MAX_SHOWN = 200  # characters of a top value kept in profile.json
+EXACT_DISTINCT = 200_000  # distinct values counted exactly up to here (8 bytes each), estimated above
+TOP_TRACKED = 100_000  # different values tracked for the top list before the rarest are pruned
+HLL_P = 14  # HyperLogLog registers 2**14: ~0.8% standard error
 
 PATTERNS = {
     "full_width": r"[\x{FF01}-\x{FF5E}\x{3000}]",
@@ -26,58 +29,114 @@ PATTERNS = {
 }
 
 
-def profile_dir(extract_dir: Path, manifest: dict) -> dict:
+def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> dict:
     """The profile of every entity in ``manifest`` whose Parquet files are under ``extract_dir``."""
     out: dict[str, Any] = {"run_id": manifest.get("run_id"), "entities": {}}
     for entity, totals in manifest["entities"].items():
         files = [Path(extract_dir) / s["parquet"] for s in manifest["sources"] if s["entity"] == entity]
-        out["entities"][entity] = profile_entity(files, totals.get("sources", []))
+        out["entities"][entity] = profile_entity(files, totals.get("sources", []), batch_rows)
     return out
 
 
-def profile_entity(files: list[Path], sources: list[str]) -> dict:
-    """Row count and per-column statistics of the Parquet ``files`` of one entity."""
+def profile_entity(files: list[Path], sources: list[str], batch_rows: int = 50_000) -> dict:
+    """Row count and per-column statistics of the Parquet ``files`` of one entity, batch by batch."""
     import pyarrow.parquet as pq
 
-    schemas = [pq.read_schema(f) for f in files]
-    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
-    columns: list[str] = []
-    for sch in schemas:
-        columns += [n for n in sch.names if n not in LINEAGE and n not in columns]
-    stats = {c: _column(files, schemas, rows, c) for c in columns}
-    return {"rows": sum(rows), "sources": sources, "columns": stats}
+    stats: dict[str, _ColStats] = {}
+    rows = 0
+    for f in files:
+        pf = pq.ParquetFile(f)
+        names = [n for n in pf.schema_arrow.names if n not in LINEAGE]
+        for n in names:
+            stats.setdefault(n, _ColStats(rows))  # rows before this file: null in this column
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=names):
+            for n, st in stats.items():
+                if n in names:
+                    st.add(batch.column(names.index(n)))
+                else:
+                    st.nulls += batch.num_rows
+            rows += batch.num_rows
+    return {"rows": rows, "sources": sources, "columns": {n: st.result(rows) for n, st in stats.items()}}
 
 
-def _column(files, schemas, rows, name: str) -> dict:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+class _ColStats:
+    """Streaming statistics of one string column; memory is bounded whatever the row count.
 
-    chunks, absent = [], 0
-    for f, sch, n in zip(files, schemas, rows):
-        if name in sch.names:
-            chunks += pq.read_table(f, columns=[name]).column(0).chunks
-        else:
-            absent += n
-    arr = pa.chunked_array(chunks, type=pa.string())
-    total = len(arr) + absent
-    nulls = arr.null_count + absent
-    out: dict[str, Any] = {"nulls": nulls, "null_pct": round(100.0 * nulls / total, 2) if total else 0.0,
-                           "distinct": 0, "top": [], "min_length": None, "max_length": None,
-                           "suspicious": {k: 0 for k in PATTERNS}}
-    if len(arr) == arr.null_count:
-        return out
-    out["distinct"] = pc.count_distinct(arr).as_py()
-    lengths = pc.min_max(pc.utf8_length(arr))
-    out["min_length"], out["max_length"] = lengths["min"].as_py(), lengths["max"].as_py()
-    counts = pc.value_counts(arr)
-    vals, cnts = counts.field("values"), counts.field("counts")
-    order = pc.array_sort_indices(cnts, order="descending")[:TOP]  # stable: ties keep first-seen order
-    out["top"] = [[_short(vals[i].as_py()), cnts[i].as_py()] for i in order.to_pylist()
-                  if vals[i].is_valid]
-    for key, pattern in PATTERNS.items():
-        out["suspicious"][key] = int(pc.sum(pc.match_substring_regex(arr, pattern)).as_py() or 0)
-    return out
+    Distinct values are counted exactly up to ``EXACT_DISTINCT`` and estimated with HyperLogLog
+    (about 1% error) above; top values are exact until ``TOP_TRACKED`` different values have been
+    seen, then the rarest are pruned (the result says ``approximate``).
+    """
+
+    def __init__(self, nulls: int = 0):
+        import numpy as np
+
+        self.nulls = nulls
+        self.min_len: int | None = None
+        self.max_len: int | None = None
+        self.patterns = {k: 0 for k in PATTERNS}
+        self.exact = np.empty(0, dtype=np.uint64)
+        self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
+        self.counts: dict[str, int] = {}
+        self.approx_top = False
+
+    def add(self, arr) -> None:
+        import pyarrow.compute as pc
+
+        self.nulls += arr.null_count
+        valid = pc.drop_null(arr)
+        if not len(valid):
+            return
+        mm = pc.min_max(pc.utf8_length(valid))
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        self.min_len = lo if self.min_len is None else min(self.min_len, lo)
+        self.max_len = hi if self.max_len is None else max(self.max_len, hi)
+        for key, pattern in PATTERNS.items():
+            self.patterns[key] += int(pc.sum(pc.match_substring_regex(valid, pattern)).as_py() or 0)
+        vc = pc.value_counts(valid)
+        self._count(vc.field("values").to_pylist(), vc.field("counts").to_pylist())
+        self._distinct(vc.field("values"))
+
+    def _count(self, values: list, counts: list) -> None:
+        d = self.counts
+        for v, c in zip(values, counts):
+            d[v] = d.get(v, 0) + c
+        if len(d) > TOP_TRACKED:
+            import heapq
+
+            self.counts = dict(heapq.nlargest(TOP_TRACKED // 10, d.items(), key=lambda kv: kv[1]))
+            self.approx_top = True
+
+    def _distinct(self, values) -> None:
+        import numpy as np
+        import pandas as pd
+
+        h = pd.util.hash_array(values.to_numpy(zero_copy_only=False).astype(object)).astype(np.uint64)
+        if self.exact is not None:
+            self.exact = np.union1d(self.exact, h)
+            if len(self.exact) > EXACT_DISTINCT:
+                self.exact = None
+        idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
+        w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
+        rank = (64 - np.floor(np.log2(w.astype(np.float64)))).astype(np.uint8)
+        np.maximum.at(self.hll, idx, rank)
+
+    def _estimate(self) -> int:
+        import numpy as np
+
+        m = float(len(self.hll))
+        est = (0.7213 / (1 + 1.079 / m)) * m * m / float(np.sum(np.power(2.0, -self.hll.astype(np.float64))))
+        zeros = int(np.count_nonzero(self.hll == 0))
+        if est <= 2.5 * m and zeros:
+            est = m * np.log(m / zeros)
+        return int(round(est))
+
+    def result(self, rows: int) -> dict:
+        top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:TOP]
+        return {"nulls": self.nulls, "null_pct": round(100.0 * self.nulls / rows, 2) if rows else 0.0,
+                "distinct": len(self.exact) if self.exact is not None else self._estimate(),
+                "distinct_approximate": self.exact is None,
+                "top": [[_short(v), c] for v, c in top], "top_approximate": self.approx_top,
+                "min_length": self.min_len, "max_length": self.max_len, "suspicious": dict(self.patterns)}
 
 
 def _short(v: str | None) -> str | None:
