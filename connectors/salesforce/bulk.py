@@ -123,6 +123,20 @@ def upload_and_close(api, sobject: str, job_id: str, data: str) -> None:
     api.call(lambda: api.bulk_client(sobject).close_job(job_id), f"bulk close {job_id}")
 
 
+def _finish_upload(api, sobject: str, job_id: str, data: str) -> None:
+    """Upload and close an Open job that a killed process may already have uploaded to."""
+    from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+    try:
+        api.call(lambda: api.bulk_client(sobject).upload_job_data(job_id, data), f"bulk upload {job_id}")
+    except SalesforceMalformedRequest as exc:
+        # Bulk 2.0 takes one upload per job (BULK_API_ERROR "multiple uploads"): the data is
+        # already there, the process died before closing the job.
+        if "upload" not in str(getattr(exc, "content", "")).lower():
+            raise
+    api.call(lambda: api.bulk_client(sobject).close_job(job_id), f"bulk close {job_id}")
+
+
 def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, keys: list[str], *,
             timeout: float, upload_if_open: bool = True) -> list[RowResult]:
     """Drive job ``job_id`` to its end (upload/close if still Open) and match its results to the rows."""
@@ -135,7 +149,7 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
     except SalesforceResourceNotFound:
         return matcher.finish("JOB_NOT_FOUND", f"Bulk job {job_id} does not exist in this org; submit the rows again")
     if job.get("state") == "Open" and upload_if_open:
-        upload_and_close(api, sobject, job_id, payload.csv())
+        _finish_upload(api, sobject, job_id, payload.csv())
     job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout)
     state = job.get("state")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable
 
 from crmbridge.errors import UsageError
@@ -27,6 +28,9 @@ class DescribeCache:
         return [o["name"] for o in self.describe_global().get("sobjects", [])]
 
     def describe(self, sobject: str) -> dict:
+        if not isinstance(sobject, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", sobject):
+            raise UsageError(f"'{sobject}' is not a Salesforce object API name",
+                             hint="API names look like Account or Inventory__c")
         if sobject not in self._objects:
             from simple_salesforce.exceptions import SalesforceResourceNotFound
 

@@ -48,6 +48,16 @@ def test_resume_a_job_killed_after_upload(conn, make_conn, target, tag):
     assert len(ids) == 6                                             # nothing loaded twice
 
 
+def test_resume_a_job_killed_between_upload_and_close(conn, make_conn, target, tag):
+    rows, keys = _rows(tag, 3), ["a", "b", "c"]
+    job_id = bulk.create_job(conn, "upsert", "Account", "Legacy_Id__c")
+    conn.bulk_client("Account").upload_job_data(job_id, bulk.Payload("upsert", rows, "Legacy_Id__c").csv())
+    fresh = make_conn(target)
+    res = fresh.resume_job(job_id, "upsert", "Account", rows, keys=keys, external_id_field="Legacy_Id__c")
+    assert all(r.success for r in res), res
+    assert fresh.count(f"SELECT COUNT() FROM Account WHERE Legacy_Id__c LIKE '{tag}-%'") == 3
+
+
 def test_rows_missing_from_the_job_come_back_unprocessed(conn, tag):
     rows, keys = _rows(tag, 3), ["a", "b", "c"]
     job_id = bulk.create_job(conn, "insert", "Account", None)
