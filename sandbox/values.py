@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from crmbridge.sandbox import ids
@@ -118,7 +118,7 @@ def _number(f: FieldDef, raw: Any, source: str) -> Any:
             raise _range_error(f, raw)
         return int(num)
     if f.scale or f.type in ("currency",):
-        num = num.quantize(Decimal(1).scaleb(-f.scale))
+        num = num.quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)  # Salesforce rounds half up
     if f.precision and abs(num) >= Decimal(10) ** (f.precision - f.scale):
         raise _range_error(f, raw)
     return float(num)
