@@ -44,8 +44,10 @@ def _render_load(r) -> None:
 @click.command("load")
 @click.option("--run", "run_id", help="Run to load (default: the newest migrate run whose map stage succeeded).")
 @click.option("--dry-run", is_flag=True, help="Write nothing; print what would be created, updated or left unchanged.")
+@click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
+              help="Records per journaled DML batch (default 10,000).")
 @json_option
-def load(run_id: str | None, dry_run: bool) -> None:
+def load(run_id: str | None, dry_run: bool, batch_rows: int | None) -> None:
     """Load a mapped run into Salesforce (upsert on external IDs).
 
     Records whose content is unchanged since their last successful load are skipped. Running it
@@ -61,7 +63,7 @@ def load(run_id: str | None, dry_run: bool) -> None:
     project, engine = _engine_and_project()
     run = _pick_run(project, engine, run_id, "map")
     with progress("loading", None) as advance:
-        result = run_load(project, run, dry_run=dry_run, advance=advance)
+        result = run_load(project, run, dry_run=dry_run, advance=advance, **({"batch_rows": batch_rows} if batch_rows else {}))
     emit(result, _render_load)
     if result.failed and not app().as_json:
         click.echo(f"{result.failed} records rejected by Salesforce: see the error files above")
@@ -88,8 +90,10 @@ def _render_migrate(r) -> None:
 @click.option("--new", is_flag=True, help="Start a new run even if the last one did not finish.")
 @click.option("--run", "run_id", help="Continue this run instead of the newest unfinished one.")
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
+@click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
+              help="Records per journaled DML batch (default 10,000).")
 @json_option
-def migrate(new: bool, run_id: str | None, dry_run: bool) -> None:
+def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None) -> None:
     """Extract, validate, map, load and reconcile in one go.
 
     If the newest migrate run did not finish (crash, kill, network loss), `migrate` continues that
@@ -109,7 +113,7 @@ def migrate(new: bool, run_id: str | None, dry_run: bool) -> None:
     project = app().project()
     show = not app().as_json
     with progress("loading records", None) as advance:
-        result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, advance=advance,
+        result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, advance=advance, batch_rows=batch_rows,
                              on_stage=(lambda s: click.echo(f"-> {s}", err=True)) if show else None)
     emit(result, _render_migrate)
     if result.reconcile_ok is False:

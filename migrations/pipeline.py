@@ -87,7 +87,7 @@ def _run_map(project, run, connector):
 
 
 def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_run: bool = False, connector=None,
-                on_stage: Callable[[str], None] | None = None,
+                on_stage: Callable[[str], None] | None = None, batch_rows: int | None = None,
                 advance: Callable[[int], None] | None = None) -> MigrateResult:
     """Run (or continue) a migration; see the module docstring."""
     from crmbridge.migrations.extract import run_extract
@@ -117,7 +117,8 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             "extract": lambda: run_extract(project, run=run),
             "validate": lambda: _run_validate(project, run),
             "map": lambda: _run_map(project, run, connector),
-            "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance),
+            "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,
+                                     **({"batch_rows": batch_rows} if batch_rows else {})),
             "reconcile": lambda: run_reconcile(project, run, connector=connector),
         }
         reconcile_ok = None
