@@ -1,0 +1,147 @@
+"""Checks no great-expectations built-in expresses, computed in pandas as derived columns.
+
+Each function returns a Series of ``True`` (conforms), ``False`` (violates) or ``None`` (value
+missing: not this rule's business; ``required`` rules catch missing values). A GX expectation
+(``expect_column_values_to_be_in_set([True])``) then asserts the derived column, so every rule still
+runs through GX and its failing rows come back by ``_row_id``. Work is done once per distinct value:
+legacy columns repeat values a lot, which keeps a million rows fast.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+# GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
+# organisation code, check character. Alphabet excludes I, O, S, V, Z.
+_USCC = re.compile(r"^[0-9ANY][0-9A-HJ-NPQRTUWXY]\d{6}[0-9A-HJ-NPQRTUWXY]{9}[0-9A-HJ-NPQRTUWXY]$")
+
+# Postal codes by ISO country; countries without an entry only need a plausible shape.
+POSTAL_PATTERNS: dict[str, str] = {
+    "CN": r"\d{6}", "US": r"\d{5}(-\d{4})?", "HK": r".*", "DE": r"\d{5}", "FR": r"\d{5}", "JP": r"\d{3}-?\d{4}",
+    "GB": r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}", "SG": r"\d{6}", "TW": r"\d{3}(\d{2,3})?", "KR": r"\d{5}",
+}
+_POSTAL_FALLBACK = r"[A-Za-z0-9][A-Za-z0-9 \-]{1,9}"
+
+
+def by_distinct(series: pd.Series, fn: Callable[[str], bool]) -> pd.Series:
+    """Apply ``fn`` once per distinct present value; missing values give ``None``."""
+    present = series.notna()
+    out = np.full(len(series), None, dtype=object)
+    if present.any():
+        codes, uniques = pd.factorize(series[present])
+        res = np.array([bool(fn(str(u))) for u in uniques] + [False], dtype=object)
+        out[present.to_numpy()] = res[codes]
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+@lru_cache(maxsize=None)
+def _stdnum_uscc():
+    from stdnum.cn import uscc
+
+    return uscc
+
+
+def uscc_valid(value: str) -> bool:
+    """Unified social credit code with a correct check character.
+
+    python-stdnum's ``is_valid`` rejects codes whose first character is A, N or Y, which
+    GB 32100-2015 allows; its ``calc_check_digit`` handles them, so those go through it directly.
+    """
+    uscc = _stdnum_uscc()
+    v = value.strip().upper()
+    if v[:1] in ("A", "N", "Y"):
+        return bool(_USCC.match(v)) and uscc.calc_check_digit(v[:17]) == v[17]
+    return bool(uscc.is_valid(v))
+
+
+def uscc_check(series: pd.Series) -> pd.Series:
+    return by_distinct(series, uscc_valid)
+
+
+def email_valid(value: str) -> bool:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def email_check(series: pd.Series) -> pd.Series:
+    return by_distinct(series, email_valid)
+
+
+def phone_valid(value: str, region: str) -> bool:
+    """Valid per phonenumbers' ``is_valid_number`` (never ``is_possible_number``: it accepts junk)."""
+    import phonenumbers
+
+    try:
+        num = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(num))
+
+
+def _regions(series: pd.Series, country: pd.Series | None, default: str) -> pd.Series:
+    if country is None:
+        return pd.Series(default, index=series.index, dtype=object)
+    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
+    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
+
+
+def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bool]) -> pd.Series:
+    present = series.notna()
+    out = np.full(len(series), None, dtype=object)
+    if present.any():
+        pairs = pd.DataFrame({"v": series[present].astype(str), "r": regions[present].astype(str)})
+        codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
+        res = np.array([bool(fn(v, r)) for v, r in uniques] + [False], dtype=object)
+        out[present.to_numpy()] = res[codes]
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
+    return _pairwise(series, _regions(series, country, region), phone_valid)
+
+
+def postal_valid(value: str, region: str) -> bool:
+    pattern = POSTAL_PATTERNS.get(region, _POSTAL_FALLBACK)
+    return re.fullmatch(pattern, value.strip().upper()) is not None
+
+
+def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
+    return _pairwise(series, _regions(series, country, region), postal_valid)
+
+
+def reference_check(series: pd.Series, valid_keys: pd.Series | set) -> pd.Series:
+    """True where the value is among ``valid_keys`` (the referenced entity's valid rows)."""
+    keys = pd.Index(pd.unique(pd.Series(list(valid_keys) if isinstance(valid_keys, set) else valid_keys).dropna()))
+    present = series.notna()
+    out = pd.Series(None, index=series.index, dtype=object)
+    out[present] = series[present].isin(keys).astype(object)
+    return out
+
+
+@lru_cache(maxsize=1)
+def iso_countries() -> tuple[str, ...]:
+    """Every ISO 3166-1 alpha-2 code (pycountry)."""
+    import pycountry
+
+    return tuple(sorted(c.alpha_2 for c in pycountry.countries))
+
+
+def as_dates(series: pd.Series) -> pd.Series:
+    """ISO dates (what the ``date`` transform writes) as datetime64; anything else becomes NaT."""
+    return pd.to_datetime(series.astype(object), format="%Y-%m-%d", errors="coerce")
+
+
+def as_numbers(series: pd.Series) -> pd.Series:
+    """Normalised numbers as float; anything else becomes NaN."""
+    return pd.to_numeric(series.astype(object), errors="coerce").astype("float64")

@@ -1,0 +1,67 @@
+"""Declared normalisation: the definition's ``normalise`` steps and value maps, nothing guessed.
+
+Uses the shared transform library (``crmbridge.mappings.transforms``). A fixable value is fixed and
+counted (``changed``); a value a transform cannot handle keeps its original text and is counted as
+``failed`` so that the format rule checking that field quarantines or warns with its real value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from crmbridge.validation.definition import EntityRules, split_step
+
+LINEAGE = ("_row_id", "_source", "_department", "_line", "_source_key")
+
+
+@dataclass
+class Normalised:
+    """The normalised frame and, per ``field:transform``, how many values were fixed or could not be."""
+
+    frame: pd.DataFrame
+    fixed: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+def data_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if not str(c).startswith("_")]
+
+
+def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = ()) -> Normalised:
+    """Apply the declared steps (``*`` first, then per field in file order), then the value maps.
+
+    ``extra_columns``: columns the rules read; absent ones are added empty so their rules report
+    every row instead of crashing. All data columns come back as text (or None), like extract's.
+    """
+    from crmbridge.mappings.transforms import apply_transform, as_text
+
+    out = df.copy()
+    for col in list(extra_columns) + [f for f in rules.normalise if f != "*"]:
+        if col not in out.columns:
+            out[col] = pd.Series(None, index=out.index, dtype=object)
+    res = Normalised(frame=out)
+    plan: list[tuple[str, str, dict]] = []
+    for step in rules.normalise.get("*", []):
+        name, params = split_step(step)
+        plan += [(c, name, params) for c in data_columns(df)]
+    for fld, steps in rules.normalise.items():
+        if fld != "*":
+            plan += [(fld, *split_step(s)) for s in steps]
+    for a in rules.allowed_values:
+        if a.map:
+            plan.append((a.field, "value_map", {"map": a.map, "on_missing": "keep", "ignore_case": a.ignore_case}))
+    for col, name, params in plan:
+        applied = apply_transform(name, out[col], params, frame=out)
+        out[col] = applied.values
+        key = f"{col}:{name}"
+        res.fixed[key] = res.fixed.get(key, 0) + applied.n_changed
+        res.failed[key] = res.failed.get(key, 0) + applied.n_failed
+    for col in data_columns(out):
+        out[col] = as_text(out[col])
+    # Only steps that did something are worth a steward's attention (``*`` expands to every column).
+    used = [k for k in res.fixed if res.fixed[k] or res.failed[k]]
+    res.fixed = {k: res.fixed[k] for k in used}
+    res.failed = {k: res.failed[k] for k in used if res.failed[k]}
+    return res

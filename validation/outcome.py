@@ -1,0 +1,98 @@
+"""Turn GX rule outcomes into the row split: valid rows (with ``_warnings``) and quarantined rows
+(with ``_reasons``), and the per-entity counts.
+
+A row fails a rule when GX lists its ``_row_id``. Row-level blocking rules quarantine; warning
+rules and dataset-level (``mostly``) rules only annotate. Every row ends in exactly one of the two
+outputs, which ``split_rows`` checks before returning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmbridge.errors import RunFailed
+from crmbridge.validation.gxsuite import RuleOutcome
+from crmbridge.validation.rules import Rule
+
+REASON_SEP = "; "
+_MAX_SHOWN = 80
+
+
+@dataclass
+class Split:
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_warned: int
+    quarantined_by_rule: dict[str, int]
+
+
+def _shown(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "(empty)"
+    s = str(v)
+    return repr(s if len(s) <= _MAX_SHOWN else s[: _MAX_SHOWN - 1] + "…")
+
+
+def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
+    """``rule_id: message`` for each failing row position, with the row's own values filled in."""
+    def values(col: str) -> np.ndarray:
+        return frame[col].to_numpy(dtype=object)[positions] if col in frame.columns else \
+            np.full(len(positions), None, dtype=object)
+
+    first = values(rule.fields[0]) if rule.fields else np.full(len(positions), None, dtype=object)
+    if rule.kind == "unique" and len(rule.fields) > 1:
+        parts = [values(f) for f in rule.fields]
+        shown = ["/".join("" if x is None else str(x) for x in row) for row in zip(*parts)]
+        first = np.array(shown, dtype=object)
+    second = values(rule.fields[1]) if len(rule.fields) > 1 else first
+    tpl = f"{rule.rule_id}: {rule.message}"
+    out = []
+    for a, b in zip(first, second):
+        out.append(tpl.replace("{value}", _shown(a)).replace("{left}", _shown(a)).replace("{right}", _shown(b)))
+    return out
+
+
+def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome]) -> Split:
+    """Split ``frame`` into valid and quarantined rows; rows in == valid + quarantined or RunFailed."""
+    n = len(frame)
+    ids = pd.Index(frame["_row_id"])
+    if not ids.is_unique:
+        dup = ids[ids.duplicated()][0]
+        raise RunFailed(f"validate: _row_id {dup!r} occurs twice in one entity; the extract is inconsistent",
+                        hint="re-run `crmbridge extract`")
+    quarantined = np.zeros(n, dtype=bool)
+    pos_parts, text_parts, block_parts = [], [], []
+    by_rule: dict[str, int] = {}
+    for o in outcomes:
+        if not len(o.failing_row_ids):
+            continue
+        pos = ids.get_indexer(o.failing_row_ids)
+        if (pos < 0).any():
+            raise RunFailed(f"validate: rule '{o.rule.rule_id}' reported rows that are not in the data")
+        blocks = o.rule.blocking and o.rule.level == "row"
+        if blocks:
+            quarantined[pos] = True
+        by_rule[o.rule.rule_id] = len(pos) if blocks else 0
+        pos_parts.append(pos)
+        text_parts.append(np.array(messages(o.rule, frame, pos), dtype=object))
+        block_parts.append(np.full(len(pos), 0 if blocks else 1))
+    reasons = pd.Series(None, index=range(n), dtype=object)
+    if pos_parts:
+        r = pd.DataFrame({"pos": np.concatenate(pos_parts), "text": np.concatenate(text_parts),
+                          "order": np.concatenate(block_parts)})
+        r = r.sort_values(["pos", "order"], kind="stable")
+        joined = r.groupby("pos", sort=False)["text"].agg(REASON_SEP.join)
+        reasons.iloc[joined.index.to_numpy()] = joined.to_numpy()
+    reasons.index = frame.index
+    valid = frame.loc[~quarantined].copy()
+    valid["_warnings"] = reasons[~quarantined].to_numpy()
+    quarantine = frame.loc[quarantined].copy()
+    quarantine.insert(0, "_reasons", reasons[quarantined].to_numpy())
+    if len(valid) + len(quarantine) != n:
+        raise RunFailed(f"validate: {n} rows in but {len(valid)} valid + {len(quarantine)} quarantined")
+    return Split(valid=valid, quarantine=quarantine, rows_warned=int(valid["_warnings"].notna().sum()),
+                 quarantined_by_rule=by_rule)
