@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from .soql_compile import Compiler, register_functions, to18
 from .soql_lex import INVALID_FIELD, INVALID_TYPE, MALFORMED, SoqlError, fail
 from .soql_parse import Count, Query, parse
 
-__all__ = ["SoqlError", "QueryResult", "execute", "flatten", "to18"]
+__all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "flatten", "to18"]
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,27 @@ def _aggregate_plan(comp: Compiler, query: Query) -> _Plan:
     return plan
 
 
-def _convert(value: Any, ftype: str) -> Any:
-    """A stored value as Salesforce's JSON has it: booleans true/false (never null), numbers as numbers."""
+def _text(value: Any) -> Any:
+    return value or None  # Salesforce keeps no empty strings
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or value == "" else float(value)
+
+
+def _converter(ftype: str):
+    """How a stored value becomes Salesforce's JSON: booleans never null, numbers as numbers."""
     if ftype == "boolean":
-        return bool(value)
-    if value is None or value == "":
-        return None
+        return bool
     if ftype == "int":
-        return int(value)
+        return _int
     if ftype in NUMBER_TYPES:
-        return float(value)
-    return value
+        return _float
+    return _text
 
 
 def _build_records(plan: _Plan, rows: list, api_version: str) -> list[dict]:
@@ -126,16 +137,32 @@ def _build_records(plan: _Plan, rows: list, api_version: str) -> list[dict]:
         return [{"attributes": {"type": "AggregateResult"}, **dict(zip(plan.aggregate_keys, rows[0]))}]
     base = f"/services/data/v{api_version}/sobjects/"
 
-    def build(node: _Node, row) -> dict:
-        rec: dict[str, Any] = {"attributes": {"type": node.obj, "url": f"{base}{node.obj}/{row[node.id_idx]}"}}
-        for key, entry in node.entries.items():
-            if isinstance(entry, _Node):
-                rec[key] = None if row[entry.id_idx] is None else build(entry, row)
+    def steps(node: _Node) -> tuple:
+        # Flattened once per query: (type, url prefix, id column, [(key, column, converter, child steps)]).
+        items = [(key, -1, None, steps(e)) if isinstance(e, _Node) else (key, e[0], _converter(e[1]), None)
+                 for key, e in node.entries.items()]
+        return node.obj, f"{base}{node.obj}/", node.id_idx, items
+
+    def build(step: tuple, row) -> dict:
+        obj, url, id_idx, items = step
+        rec: dict[str, Any] = {"attributes": {"type": obj, "url": url + row[id_idx]}}
+        for key, idx, conv, child in items:
+            if child is None:
+                rec[key] = conv(row[idx])
             else:
-                rec[key] = _convert(row[entry[0]], entry[1])
+                rec[key] = None if row[child[2]] is None else build(child, row)
         return rec
 
-    return [build(plan.root, row) for row in rows]
+    root = steps(plan.root)
+    # Hundreds of thousands of fresh dicts set off CPython's cyclic GC over and over (3x slower); none of
+    # them can form a cycle, so collection waits until the records are built.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [build(root, row) for row in rows]
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def flatten(record: dict, columns: list[str]) -> list[str | None]:
@@ -159,16 +186,18 @@ def flatten(record: dict, columns: list[str]) -> list[str | None]:
     return out
 
 
+@dataclass(frozen=True)
+class CompiledQuery:
+    """A SOQL query as one parameterised SQLite statement, plus what shapes its rows."""
+    sql: str
+    params: tuple
+    is_count: bool
+    plan: Any = field(repr=False, default=None)
 
-def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_deleted: bool = False,
-            api_version: str = "62.0", now: datetime | None = None) -> QueryResult:
-    """Run one SOQL query against the sandbox's SQLite storage.
 
-    ``include_deleted`` is queryAll (rows with ``IsDeleted = 1`` too); ``now`` fixes the clock for date
-    literals such as ``TODAY`` (default: the current UTC time). Raises SoqlError with Salesforce's
-    error code (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE, INVALID_QUERY_FILTER_OPERATOR,
-    NUMBER_OUTSIDE_VALID_RANGE) for a query Salesforce would refuse or the sandbox does not support.
-    """
+def compile_query(schema: Schema, soql: str, *, include_deleted: bool = False,
+                  now: datetime | None = None) -> CompiledQuery:
+    """Parse, check against ``schema`` and compile; raises SoqlError as :func:`execute` does."""
     query = parse(soql)
     root = schema.get(query.sobject)
     if root is None:
@@ -181,17 +210,33 @@ def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_dele
     where_sql = comp.where(query.where) if query.where is not None else None
     order_sql = comp.order(query.order) if query.order else None
     sql = _assemble(comp, query, plan, where_sql, order_sql, include_deleted or query.all_rows)
-    register_functions(conn)
-    rows = conn.execute(sql, comp.params).fetchall()
-    if isinstance(query.items[0], Count) and query.items[0].bare:
+    is_count = isinstance(query.items[0], Count) and query.items[0].bare
+    return CompiledQuery(sql, tuple(comp.params), is_count, plan)
+
+
+def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_deleted: bool = False,
+            api_version: str = "62.0", now: datetime | None = None) -> QueryResult:
+    """Run one SOQL query against the sandbox's SQLite storage.
+
+    ``include_deleted`` is queryAll (rows with ``IsDeleted = 1`` too); ``now`` fixes the clock for date
+    literals such as ``TODAY`` (default: the current UTC time). Raises SoqlError with Salesforce's
+    error code (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE, INVALID_QUERY_FILTER_OPERATOR,
+    NUMBER_OUTSIDE_VALID_RANGE) for a query Salesforce would refuse or the sandbox does not support.
+    """
+    compiled = compile_query(schema, soql, include_deleted=include_deleted, now=now)
+    if "SOQL_NOCASE" in compiled.sql or "soql_like(" in compiled.sql:  # non-ASCII case folding only
+        register_functions(conn)
+    rows = conn.execute(compiled.sql, compiled.params).fetchall()
+    if compiled.is_count:
         return QueryResult(total_size=int(rows[0][0]), records=[], is_count=True, columns=[])
-    records = _build_records(plan, rows, api_version)
-    return QueryResult(total_size=len(records), records=records, is_count=False, columns=plan.columns)
+    records = _build_records(compiled.plan, rows, api_version)
+    return QueryResult(total_size=len(records), records=records, is_count=False, columns=compiled.plan.columns)
 
 
-def _assemble(comp: Compiler, query: Query, plan, where_sql: str | None, order_sql: str | None,
+def _assemble(comp: Compiler, query: Query, plan: _Plan, where_sql: str | None, order_sql: str | None,
               include_deleted: bool) -> str:
-    conds = [] if include_deleted else ['IFNULL(t0."IsDeleted", 0) = 0']
+    # A plain `= 0` (IsDeleted is never null) lets SQLite use the store's partial indexes on live rows.
+    conds = [] if include_deleted else ['t0."IsDeleted" = 0']
     if where_sql:
         conds.append(where_sql)
     body = f'FROM "{comp.root.name}" t0 ' + " ".join(comp.join_sql)
@@ -199,12 +244,12 @@ def _assemble(comp: Compiler, query: Query, plan, where_sql: str | None, order_s
         body += " WHERE " + " AND ".join(conds)
     tail = ""
     if query.limit is not None or query.offset is not None:
-        tail = f" LIMIT {int(query.limit) if query.limit is not None else -1} OFFSET {int(query.offset or 0)}"
+        limit = query.limit if query.limit is not None else -1  # SQLite: a negative LIMIT is no limit
+        tail = f" LIMIT {comp.bind(limit)} OFFSET {comp.bind(query.offset or 0)}"
     if plan.aggregate:
         inner = ", ".join(plan.sql_columns) if plan.sql_columns else "1"
         # LIMIT/OFFSET apply to the rows counted, as COUNT() ... LIMIT n counts at most n rows.
-        sub = f"SELECT {inner} {body}{tail}"
-        return f"SELECT {', '.join(plan.aggregate)} FROM ({sub})"
+        return f"SELECT {', '.join(plan.aggregate)} FROM (SELECT {inner} {body}{tail})"
     # Ties in ORDER BY are broken by Id so OFFSET paging never repeats or skips a row.
-    order = f" ORDER BY {order_sql}, t0.\"Id\"" if order_sql else ""
+    order = f' ORDER BY {order_sql}, t0."Id"' if order_sql else ""
     return f"SELECT {', '.join(plan.sql_columns)} {body}{order}{tail}"
