@@ -8,6 +8,7 @@ Salesforce's error code, so every input row still gets exactly one result.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Callable
 
 import requests
@@ -15,6 +16,9 @@ import requests
 from crmbridge.connectors.salesforce.results import REST_BATCH, RowResult, failed, from_rest_item
 from crmbridge.connectors.salesforce.retry import GaveUp, SessionLost, error_code, error_message
 from crmbridge.connectors.salesforce.values import rest_record
+
+
+_CREATED = {"insert": True, "update": False}
 
 
 def _send(api, operation: str, sobject: str, chunk: list[dict], external_id_field: str | None,
@@ -75,7 +79,11 @@ def rest_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
             continue
         for i, k in enumerate(ck):
             if i < len(items) and isinstance(items[i], dict):
-                out.append(from_rest_item(k, items[i]))
+                res = from_rest_item(k, items[i])
+                if res.success and res.created is None and operation in _CREATED:
+                    # Collections report "created" only for upsert; insert/update imply it.
+                    res = replace(res, created=_CREATED[operation])
+                out.append(res)
             else:
                 out.append(failed(k, "UNPROCESSED", "Salesforce returned no result for this record"))
         if progress:

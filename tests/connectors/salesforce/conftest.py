@@ -1,6 +1,6 @@
-"""Fixtures: one sandbox org over HTTPS for this folder, and connectors logged into it.
+"""Fixtures: connectors logged into the session's sandbox org over HTTPS.
 
-The org is shared by the tests here (started once); tests keep their data apart with a unique
+The org is shared (started once per session); tests keep their data apart with a unique
 ``Legacy_Id__c`` prefix (``tag``) and reset fault injection when they finish.
 """
 
@@ -13,13 +13,9 @@ import requests
 
 
 @pytest.fixture(scope="session")
-def org(tmp_path_factory):
-    """A running sandbox org (its SandboxHandle)."""
-    from crmbridge.sandbox.server import start_sandbox
-
-    handle = start_sandbox(tmp_path_factory.mktemp("sf-org") / "org.db")
-    yield handle
-    handle.stop()
+def org(sandbox):
+    """The session's sandbox org (SandboxHandle from tests/conftest.py)."""
+    return sandbox
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def test_insert_update_upsert_delete_roundtrip(conn, tag, api):
     keys = [r["Legacy_Id__c"] for r in rows]
     ins = conn.dml("insert", "Account", rows, keys=keys, api=api)
     assert [r.key for r in ins] == keys
-    assert all(r.success and r.id and r.id.startswith("001") and len(r.id) == 18 for r in ins), ins
+    assert all(r.success and r.created and r.id.startswith("001") and len(r.id) == 18 for r in ins), ins
     stored = _by_legacy(conn, tag)
     assert {k: stored[k]["Id"] for k in keys} == {r.key: r.id for r in ins}
 
