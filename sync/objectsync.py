@@ -1,0 +1,247 @@
+"""One sync object (an ERP table <-> a Salesforce object), batch by batch.
+
+Per batch: read both sides' current values, decide per field (``merge``), then write the ERP in one
+transaction, Salesforce through journaled DML, and only then the new baselines and the watermark.
+A run killed anywhere in between repeats at most one batch, and repeating it writes nothing twice:
+Salesforce writes are upserts/updates by key, ERP inserts are journaled with their keys first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from crmbridge.state import get_watermark, set_watermark
+from crmbridge.sync import conflicts as cq
+from crmbridge.sync import store
+from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.merge import creates_in_erp, merge
+from crmbridge.sync.reader import ErpView, sf_changed, sf_where_in
+from crmbridge.sync.values import canon, to_erp, to_salesforce
+
+log = logging.getLogger("crmbridge.sync")
+
+
+@dataclass
+class Ctx:
+    """The narrow parts one object's sync needs."""
+
+    state: Any  # Engine
+    erp: Any  # ErpConnector
+    sf: Any  # SalesforceConnector or None
+    run_id: str
+    dry_run: bool = False
+    to_sf_ok: bool = True
+    to_erp_ok: bool = True
+    batch: int = 10_000
+
+
+@dataclass
+class Counts:
+    read_erp: int = 0
+    read_salesforce: int = 0
+    written_salesforce: int = 0
+    written_erp: int = 0
+    created_salesforce: int = 0
+    created_erp: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    error_samples: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["read"] = self.read_erp + self.read_salesforce
+        d["written"] = self.written_salesforce + self.written_erp
+        d["error_samples"] = self.error_samples[:10]
+        return d
+
+    def error(self, key: str, msg: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 10:
+            self.error_samples.append({"key": key, "error": msg})
+
+
+@dataclass
+class Pair:
+    key: str
+    rec: store.Record | None
+    erp: dict | None  # {sf field: raw} plus "__row__"
+    sf: dict | None
+    sf_id: str | None = None
+
+
+class ObjectSync:
+    def __init__(self, ctx: Ctx, spec: ObjectSpec):
+        self.ctx, self.spec, self.n = ctx, spec, Counts()
+        self.view = ErpView(spec, ctx.erp)
+        self.scope_erp = f"sync:{spec.name}:erp"
+        self.scope_sf = f"sync:{spec.name}:salesforce"
+        self.reads_sf = spec.reads_salesforce and ctx.sf is not None
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> Counts:
+        c, spec = self.ctx, self.spec
+        if not c.dry_run:
+            self.recover()
+        sf_changes, sf_wm = {}, None
+        if self.reads_sf:
+            sf_changes, sf_wm = sf_changed(c.sf, spec, get_watermark(c.state, self.scope_sf))
+            self.n.read_salesforce += len(sf_changes)
+        hash_mode = bool(spec.erp.changes.hash)
+        stored = store.all_hashes(c.state, spec.name) if hash_mode else None
+        want_deletes = spec.deletes.mode != "ignore" and c.to_sf_ok
+        all_keys: set[str] | None = set() if (hash_mode and want_deletes) else None
+        retry = set(store.keys_with_status(c.state, spec.name, ("pending", "error")))
+        retry |= set(cq.keys_to_apply(c.state, spec.name))
+        if retry:
+            self.process(self.view.by_keys(sorted(retry)), sf_changes)
+        for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
+            todo = {k: v for k, v in b.rows.items() if k not in retry}
+            self.process(todo, sf_changes)
+            if not c.dry_run and c.to_sf_ok and b.watermark:
+                set_watermark(c.state, self.scope_erp, b.watermark)
+        if sf_changes:
+            self.process_sf_only(sf_changes)
+        if want_deletes:
+            self.deletions(all_keys if all_keys is not None else self.view.all_keys())
+        if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
+            set_watermark(c.state, self.scope_sf, sf_wm)
+        return self.n
+
+    # ------------------------------------------------------------------ gathering pairs
+    def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
+        if not erp_rows:
+            return
+        self.n.read_erp += len(erp_rows)
+        recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
+        pairs = [Pair(k, recs.get(k), v, None, recs[k].sf_id if k in recs else None) for k, v in erp_rows.items()]
+        if self.reads_sf or not self.spec.create.salesforce:
+            self._attach_sf(pairs, sf_changes)
+        self.apply(pairs, [])
+
+    def _attach_sf(self, pairs: list[Pair], sf_changes: dict[str, dict]) -> None:
+        """Find each ERP row's Salesforce record: linked Id, then external ID, then ``link_on``."""
+        spec, sf = self.spec, self.ctx.sf
+        if sf is None:
+            return
+        fetch = [p.sf_id for p in pairs if p.sf_id and p.sf_id not in sf_changes]
+        got = {r["Id"]: r for r in sf_where_in(sf, spec, "Id", fetch)} if self.reads_sf else {}
+        for p in pairs:
+            if p.sf_id:
+                p.sf = sf_changes.pop(p.sf_id, None) or got.get(p.sf_id)
+        unlinked = [p for p in pairs if not p.sf_id]
+        if unlinked:
+            found = {canon(r.get(spec.salesforce.external_id)): r
+                     for r in sf_where_in(sf, spec, spec.salesforce.external_id, [p.key for p in unlinked])}
+            for p in unlinked:
+                self._link(p, found.get(p.key), sf_changes)
+        for link in spec.link_on:
+            unlinked = [p for p in pairs if not p.sf_id and p.erp["__row__"].get(link.erp) not in (None, "")]
+            if not unlinked:
+                continue
+            found = {canon(r.get(link.salesforce)): r for r in
+                     sf_where_in(sf, spec, link.salesforce, [p.erp["__row__"][link.erp] for p in unlinked])}
+            for p in unlinked:
+                self._link(p, found.get(canon(p.erp["__row__"][link.erp])), sf_changes)
+
+    def _link(self, p: Pair, rec: dict | None, sf_changes: dict) -> None:
+        if rec is not None:
+            sf_changes.pop(rec["Id"], None)
+            p.sf_id, p.sf = rec["Id"], (rec if self.reads_sf else None)
+
+    def process_sf_only(self, sf_changes: dict[str, dict]) -> None:
+        """Salesforce changes with no ERP change in this run: linked, linkable, or new for the ERP."""
+        spec, ext = self.spec, self.spec.salesforce.external_id
+        index = store.load_by_sf_ids(self.ctx.state, spec.name, list(sf_changes))
+        by_key: dict[str, dict] = {}
+        for sid, rec in sf_changes.items():
+            key = index[sid].erp_key if sid in index else canon(rec.get(ext))
+            if key:
+                by_key[key] = rec
+        erp_rows = self.view.by_keys(list(by_key)) if by_key else {}
+        recs = store.load_records(self.ctx.state, spec.name, list(erp_rows))
+        pairs, seen = [], set()
+        for key, row in erp_rows.items():
+            rec = by_key[key]
+            seen.add(rec["Id"])
+            pairs.append(Pair(key, recs.get(key), row, rec, rec["Id"]))
+        rest = {sid: r for sid, r in sf_changes.items() if sid not in seen}
+        for link in spec.link_on:
+            vals = [r.get(link.salesforce) for r in rest.values() if r.get(link.salesforce) not in (None, "")]
+            if not vals:
+                continue
+            rows = self.ctx.erp.find_by(self.view.src, self.view.columns, link.erp, vals)
+            found = self.view._batch(rows).rows
+            by_val = {canon(v["__row__"][link.erp]): (k, v) for k, v in found.items()}
+            taken = {p.key for p in pairs} | set(store.load_records(self.ctx.state, spec.name, list(found)))
+            for sid, r in list(rest.items()):
+                hit = by_val.get(canon(r.get(link.salesforce)))
+                if hit and hit[0] not in taken:
+                    taken.add(hit[0])
+                    pairs.append(Pair(hit[0], None, hit[1], r, sid))
+                    del rest[sid]
+        self.n.read_erp += len(pairs)
+        new = [r for r in rest.values() if spec.create.erp and creates_in_erp(spec, r)]
+        self.n.skipped += len(rest) - len(new)
+        self.apply(pairs, new)
+
+    # ------------------------------------------------------------------ deciding and writing
+    def apply(self, pairs: list[Pair], new_in_erp: list[dict]) -> None:
+        from crmbridge.sync.writer import Writer
+
+        w = Writer(self, self.ctx, self.spec)
+        w.preload([p.key for p in pairs])
+        for p in pairs:
+            w.decide(p)
+        for r in new_in_erp:
+            w.new_erp_row(r)
+        w.commit()
+
+    def deletions(self, present: set[str]) -> None:
+        """Linked rows gone from the ERP: flag (soft) or delete (hard) the Salesforce record."""
+        from crmbridge.sync.writer import Writer
+
+        gone = [k for k in store.keys_with_status(self.ctx.state, self.spec.name, ("ok",)) if k not in present]
+        for i in range(0, len(gone), self.ctx.batch):
+            w = Writer(self, self.ctx, self.spec)
+            recs = store.load_records(self.ctx.state, self.spec.name, gone[i:i + self.ctx.batch])
+            for rec in recs.values():
+                w.delete(rec)
+            w.commit()
+
+    def recover(self) -> None:
+        """Finish what a killed run left half done: link ERP rows it inserted but never recorded."""
+        for entry in store.unfinished_journal(self.ctx.state, self.spec.name):
+            if entry.side == "erp" and entry.operation == "insert":
+                new = entry.payload.get("keys", {})  # sf_id -> erp key
+                rows = self.view.by_keys(list(new.values()))
+                recs = []
+                for sid, key in new.items():
+                    if key in rows:
+                        vals = rows[key]
+                        base = {f: canon(vals[f]) for f in self.spec.fields}
+                        recs.append(store.Record(key, sid, base, self.view.hash_of(
+                            {f: vals[f] for f in self.spec.fields}), "pending"))
+                with self.ctx.state.begin() as conn:
+                    store.save_records(conn, self.spec.name, recs)
+                    store.journal_done(self.ctx.state, entry.id, "recovered", {"linked": len(recs)}, conn=conn)
+                log.warning("sync %s: recovered %d ERP row(s) inserted by killed run %s", self.spec.name,
+                            len(recs), entry.run_id)
+            else:
+                store.journal_done(self.ctx.state, entry.id, "abandoned")
+
+
+def erp_values(spec: ObjectSpec, vals: dict[str, Any], types: dict) -> dict[str, Any]:
+    """{Salesforce field: value} -> {ERP column: value typed for that column}."""
+    return {spec.fields[f].erp: to_erp(v, types.get(spec.fields[f].erp)) for f, v in vals.items()}
+
+
+def sf_payload(vals: dict[str, Any]) -> dict[str, Any]:
+    return {f: to_salesforce(v) for f, v in vals.items()}
+
+
+__all__ = ["Ctx", "Counts", "ObjectSync", "Pair", "merge", "erp_values", "sf_payload"]

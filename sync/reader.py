@@ -1,0 +1,181 @@
+"""Reading what changed since the last sync, on each side.
+
+ERP: rows whose change column is at or past the stored watermark (ordered by it, so the watermark can
+move after each committed batch), or every row whose content hash differs from the stored one.
+Salesforce: records whose ``SystemModstamp`` is at or past the stored watermark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from crmbridge.connectors.erp import ErpConnector, watermark_param, watermark_value
+from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.values import COMPUTE, canon, row_hash
+
+
+@dataclass
+class ErpBatch:
+    rows: dict[str, dict]  # erp key -> {sf field: raw value}
+    hashes: dict[str, str]
+    watermark: str | None = None  # change-column value to store once this batch is committed
+
+
+@dataclass
+class ErpView:
+    """One object's ERP relation and the columns the sync needs from it."""
+
+    spec: ObjectSpec
+    erp: ErpConnector
+    src: Any = None
+    columns: list[str] = field(default_factory=list)
+    types: dict[str, type | None] = field(default_factory=dict)
+
+    def __post_init__(self):
+        e = self.spec.erp
+        self.src = self.erp.source(table=e.table, query=e.query)
+        cols = list(e.key)
+        for spec in self.spec.fields.values():
+            cols += [spec.erp] if spec.erp else spec.compute_args[1]
+        cols += [link.erp for link in self.spec.link_on]
+        if e.changes.column:
+            cols.append(e.changes.column)
+        self.columns = list(dict.fromkeys(cols))
+        self.erp.check_columns(self.src, self.columns, f"sync.yml object {self.spec.name}")
+        self.types = self.erp.python_types(self.src)
+
+    def key_of(self, row: dict) -> str:
+        return "|".join("" if row[k] is None else str(canon(row[k])) for k in self.spec.erp.key)
+
+    def values(self, row: dict) -> dict[str, Any]:
+        """ERP row -> {Salesforce field: raw value} (computed fields evaluated here)."""
+        out: dict[str, Any] = {}
+        for sf, spec in self.spec.fields.items():
+            if spec.erp:
+                out[sf] = row[spec.erp]
+            else:
+                name, args = spec.compute_args
+                out[sf] = COMPUTE[name](*[row[a] for a in args])
+        return out
+
+    @staticmethod
+    def hash_of(vals: dict[str, Any]) -> str:
+        return row_hash({k: canon(v) for k, v in vals.items()})
+
+    def changed(self, since: str | None, stored_hashes: dict[str, str | None] | None, batch: int,
+                all_keys: set[str] | None = None) -> Iterator[ErpBatch]:
+        """Batches of changed rows. Hash mode also fills ``all_keys`` (for delete detection)."""
+        e = self.spec.erp
+        if e.changes.column:
+            col = e.changes.column
+            param = watermark_param(since, e.changes.overlap_seconds)
+            q_rows = self.erp.read(self.src, self.columns, since_column=col, since=param, batch=batch, order_by=col)
+            for rows in q_rows:
+                b = self._batch(rows)
+                top = max((r[col] for r in rows if r[col] is not None), default=None)
+                b.watermark = watermark_value(top) if top is not None else since
+                yield b
+            return
+        for rows in self.erp.read(self.src, self.columns, batch=batch):
+            b = self._batch(rows)
+            if all_keys is not None:
+                all_keys.update(b.rows)
+            keep = [k for k, h in b.hashes.items() if stored_hashes is None or stored_hashes.get(k) != h]
+            if keep:
+                yield ErpBatch({k: b.rows[k] for k in keep}, {k: b.hashes[k] for k in keep})
+
+    def by_keys(self, keys: list[str]) -> dict[str, dict]:
+        """Current values of the rows with these keys (rows that are gone are simply absent)."""
+        parts = [self._split(k) for k in keys]
+        rows = self.erp.read_by_keys(self.src, self.columns, self.spec.erp.key, parts)
+        return self._batch(rows).rows
+
+    def _split(self, key: str) -> tuple:
+        vals = key.split("|") if len(self.spec.erp.key) > 1 else [key]
+        out = []
+        for col, v in zip(self.spec.erp.key, vals):
+            t = self.types.get(col)
+            out.append(int(v) if t is int else v)
+        return tuple(out)
+
+    def _batch(self, rows: list[dict]) -> ErpBatch:
+        out, hashes = {}, {}
+        for r in rows:
+            k = self.key_of(r)
+            v = self.values(r)
+            v["__row__"] = r
+            out[k] = v
+            hashes[k] = self.hash_of({f: v[f] for f in self.spec.fields})
+        return ErpBatch(out, hashes)
+
+    def all_keys(self, batch: int = 50_000) -> set[str]:
+        keys: set[str] = set()
+        for part in self.erp.read_keys(self.src, self.spec.erp.key, batch):
+            keys.update("|".join("" if v is None else str(canon(v)) for v in t) for t in part)
+        return keys
+
+
+# --------------------------------------------------------------------------- Salesforce
+def soql_literal(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return "'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sf_select_fields(spec: ObjectSpec) -> list[str]:
+    cols = ["Id", "SystemModstamp", spec.salesforce.external_id, *spec.sf_fields, *spec.create_when,
+            *[link.salesforce for link in spec.link_on]]
+    return list(dict.fromkeys(cols))
+
+
+def soql_datetime(stamp: str) -> str:
+    """A SystemModstamp as a SOQL datetime literal (whole seconds, UTC; ``>=`` re-reads the boundary)."""
+    dt = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sf_changed(sf, spec: ObjectSpec, since: str | None) -> tuple[dict[str, dict], str | None]:
+    """Records changed since ``since`` (all records on the first run) and the new watermark."""
+    soql = f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object}"
+    if since:
+        soql += f" WHERE SystemModstamp >= {soql_datetime(since)}"
+    soql += " ORDER BY SystemModstamp"
+    out: dict[str, dict] = {}
+    top = since
+    for rec in sf.query(soql):
+        rec = flatten(rec)
+        out[rec["Id"]] = rec
+        top = rec.get("SystemModstamp") or top
+    return out, top
+
+
+def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any]) -> list[dict]:
+    """Records whose ``field_name`` is one of ``values`` (chunked to keep SOQL short)."""
+    out: list[dict] = []
+    vals = [v for v in dict.fromkeys(values) if v not in (None, "")]
+    for i in range(0, len(vals), 200):
+        lits = ", ".join(soql_literal(v) for v in vals[i:i + 200])
+        soql = (f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object} "
+                f"WHERE {field_name} IN ({lits})")
+        out.extend(flatten(r) for r in sf.query(soql))
+    return out
+
+
+def flatten(rec: dict) -> dict:
+    """Parent fields (``Account.ERP_Customer_Code__c``) come back nested; key them by their dotted path."""
+    out = {}
+    for k, v in rec.items():
+        if k == "attributes":
+            continue
+        if isinstance(v, dict):
+            for sk, sv in flatten(v).items():
+                out[f"{k}.{sk}"] = sv
+        else:
+            out[k] = v
+    return out

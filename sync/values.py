@@ -1,0 +1,107 @@
+"""Comparing values across two systems that type them differently.
+
+The ERP hands back ``Decimal``, ``date`` and ``datetime`` objects and integers for flags; Salesforce
+hands back floats, ISO strings and JSON booleans. Both are reduced to one canonical string so that
+"unchanged" means the same thing on both sides (and a second run writes nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+def canon(v: Any) -> str | None:
+    """Canonical text of a value: numbers without trailing zeros, dates ISO, flags 1/0."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (int, float, Decimal)):
+        return _num(v)
+    if isinstance(v, datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(timezone.utc).replace(tzinfo=None)
+        return v.isoformat(timespec="seconds")
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.hex()
+    s = str(v)
+    if s == "":
+        return None  # Salesforce does not keep empty strings: '' and null are the same value there
+    return s
+
+
+def _num(v) -> str:
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        return str(v)
+    if d == d.to_integral_value():
+        return str(d.quantize(Decimal(1)))
+    return format(d.normalize(), "f")
+
+
+def row_hash(values: dict[str, str | None]) -> str:
+    """Content hash of a row's canonical mapped values (for ERPs without updated-at or row version)."""
+    blob = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def days_overdue(due, open_amount=None, *, today: date | None = None) -> int:
+    """Whole days past the due date while something is still open (0 when paid or not yet due)."""
+    if due is None:
+        return 0
+    if open_amount is not None and Decimal(str(open_amount)) <= 0:
+        return 0
+    if isinstance(due, str):
+        due = date.fromisoformat(due[:10])
+    if isinstance(due, datetime):
+        due = due.date()
+    today = today or datetime.now(timezone.utc).date()
+    return max(0, (today - due).days)
+
+
+def concat(a, b=None) -> str:
+    """A readable name from two columns, e.g. an inventory row's item and warehouse."""
+    return " / ".join(str(canon(x)) for x in (a, b) if x is not None)
+
+
+COMPUTE = {"days_overdue": days_overdue, "concat": concat}
+
+
+def to_salesforce(v: Any) -> Any:
+    """A Python value as Salesforce accepts it in DML."""
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return v.isoformat()
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
+
+
+def to_erp(v: Any, python_type: type | None) -> Any:
+    """A canonical/Salesforce value as the ERP column's Python type expects it."""
+    if v is None or python_type is None:
+        return v
+    try:
+        if python_type is bool:
+            return v in (True, 1, "1", "true", "True")
+        if python_type is int:
+            return int(Decimal(str(v)))
+        if python_type in (Decimal, float):
+            return Decimal(str(v))
+        if python_type is datetime:
+            return v if isinstance(v, datetime) else datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+        if python_type is date:
+            return v if isinstance(v, date) else date.fromisoformat(str(v)[:10])
+    except (ValueError, InvalidOperation):
+        return v  # let the database refuse it with its own message
+    return str(v) if not isinstance(v, str) else v

@@ -1,0 +1,182 @@
+"""Writing one batch of decisions: ERP in one transaction, Salesforce journaled, then the state.
+
+Order matters for crash safety: (1) ERP transaction (new rows' keys journaled before it commits),
+(2) Salesforce DML (journaled before the call; upserts/updates by key, so a repeat never duplicates),
+(3) new baselines and conflicts in one state transaction. The caller moves the watermark after (3).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from crmbridge.errors import RunFailed
+from crmbridge.secretref import redact
+from crmbridge.sync import conflicts as cq
+from crmbridge.sync import store
+from crmbridge.sync.merge import merge
+from crmbridge.sync.values import canon
+
+log = logging.getLogger("crmbridge.sync")
+
+
+class Writer:
+    def __init__(self, owner, ctx, spec):
+        self.o, self.ctx, self.spec, self.n = owner, ctx, spec, owner.n
+        self.ext = spec.salesforce.external_id
+        self.sf_ops: dict[str, list[tuple[str, dict]]] = {"upsert": [], "update": [], "delete": []}
+        self.erp_updates: list[tuple[str, dict]] = []
+        self.erp_inserts: list[tuple[str, dict, dict]] = []
+        self.recs: dict[str, store.Record] = {}
+        self.old: dict[str, store.Record | None] = {}
+        self.conflicts: list[tuple] = []
+        self.applied: list[int] = []
+        self.frozen: dict[str, set[str]] = {}
+        self.forced: dict[str, dict[str, tuple[int, Any]]] = {}
+
+    def preload(self, keys: list[str]) -> None:
+        self.frozen, self.forced = cq.for_keys(self.ctx.state, self.spec.name, keys)
+
+    # ------------------------------------------------------------------ deciding
+    def decide(self, p, *, second_pass: bool = False) -> None:
+        spec, ctx = self.spec, self.ctx
+        base = p.rec.base if p.rec else {}
+        erp = {f: p.erp[f] for f in spec.fields} if p.erp is not None else None
+        forced = {f: v for f, (_, v) in self.forced.get(p.key, {}).items()}
+        d = merge(spec, base, erp, p.sf, frozen=self.frozen.get(p.key, set()), forced=forced,
+                  to_sf_ok=ctx.to_sf_ok, to_erp_ok=ctx.to_erp_ok)
+        payload = dict(d.to_sf)
+        if p.rec is not None and p.rec.status == "deleted" and spec.deletes.salesforce_field and ctx.to_sf_ok:
+            v = spec.deletes.salesforce_value
+            payload[spec.deletes.salesforce_field] = (not v) if isinstance(v, bool) else None
+        if p.sf is not None and canon(p.sf.get(self.ext)) != p.key and ctx.to_sf_ok:
+            payload[self.ext] = p.key  # the ERP key written back to Salesforce as its external ID
+        erp_vals = dict(erp or {})
+        if d.to_erp and not second_pass:
+            erp_vals.update(d.to_erp)
+            self.erp_updates.append((p.key, d.to_erp))
+        self.old[p.key] = p.rec
+        status = "ok"
+        if payload:
+            if spec.create.salesforce:
+                payload[self.ext] = p.key
+                self.sf_ops["upsert"].append((p.key, payload))
+            elif p.sf_id:
+                payload["Id"] = p.sf_id
+                self.sf_ops["update"].append((p.key, payload))
+            else:  # nothing to attach it to in Salesforce yet: try again next run
+                status = "pending"
+                self.n.skipped += 1
+        for f, e, s, b in d.conflicts:
+            self.conflicts.append((p.key, p.sf_id, f, e, s, b))
+        self.applied += [cid for cid, _ in self.forced.get(p.key, {}).values()]
+        h = self.o.view.hash_of(erp_vals) if erp is not None else (p.rec.erp_hash if p.rec else None)
+        self.recs[p.key] = store.Record(p.key, p.sf_id, d.base if status == "ok" else base, h, status)
+        if not payload and not d.to_erp and not d.conflicts and status == "ok":
+            self.n.unchanged += 1
+        self.n.conflicts += len(d.conflicts)
+
+    def new_erp_row(self, sf_rec: dict) -> None:
+        cols = {f: sf_rec.get(f) for f in self.spec.sf_fields if self.spec.owner_of(f) != "erp"}
+        if self.ctx.to_erp_ok:
+            self.erp_inserts.append((sf_rec["Id"], cols, sf_rec))
+
+    def delete(self, rec: store.Record) -> None:
+        spec = self.spec
+        if spec.deletes.mode == "hard":
+            if rec.sf_id:
+                self.sf_ops["delete"].append((rec.erp_key, {"Id": rec.sf_id}))
+        elif spec.deletes.salesforce_field:
+            payload = {spec.deletes.salesforce_field: spec.deletes.salesforce_value}
+            if spec.create.salesforce:
+                payload[self.ext] = rec.erp_key
+                self.sf_ops["upsert"].append((rec.erp_key, payload))
+            elif rec.sf_id:
+                payload["Id"] = rec.sf_id
+                self.sf_ops["update"].append((rec.erp_key, payload))
+        self.old[rec.erp_key] = rec
+        self.recs[rec.erp_key] = store.Record(rec.erp_key, rec.sf_id, rec.base, None, "deleted")
+        self.n.deleted += 1
+
+    # ------------------------------------------------------------------ writing
+    def commit(self) -> None:
+        if self.ctx.dry_run:
+            self._count_dry()
+            return
+        self._write_erp()
+        for op in ("upsert", "update", "delete"):
+            if self.sf_ops[op]:
+                self._write_sf(op, self.sf_ops[op])
+        with self.ctx.state.begin() as conn:
+            store.save_records(conn, self.spec.name, list(self.recs.values()))
+            cq.record(conn, self.spec.name, self.ctx.run_id, self.conflicts)
+            cq.mark_applied(conn, self.applied)
+
+    def _count_dry(self) -> None:
+        n = self.n
+        n.written_erp += len(self.erp_updates) + len(self.erp_inserts)
+        n.created_erp += len(self.erp_inserts)
+        n.written_salesforce += sum(len(v) for v in self.sf_ops.values())
+
+    def _write_erp(self) -> None:
+        if not (self.erp_updates or self.erp_inserts):
+            return
+        from crmbridge.sync.objectsync import Pair, erp_values
+
+        spec, erp, view = self.spec, self.ctx.erp, self.o.view
+        table = erp.table(spec.erp.table)
+        touch = spec.erp.changes.column
+        new_keys: dict[str, str] = {}
+        try:
+            with erp.begin() as conn:
+                if self.erp_inserts:
+                    keys = erp.next_keys(conn, table, spec.erp.key[0], spec.erp.new_key, len(self.erp_inserts))
+                    new_keys = {sid: k for (sid, _, _), k in zip(self.erp_inserts, keys)}
+                    jid = store.journal_plan(self.ctx.state, self.ctx.run_id, spec.name, "erp", "insert",
+                                             {"keys": new_keys}, len(keys))
+                    rows = [{**erp_values(spec, cols, view.types), spec.erp.key[0]: new_keys[sid]}
+                            for sid, cols, _ in self.erp_inserts]
+                    erp.insert_rows(conn, table, rows, touch=touch)
+                if self.erp_updates:
+                    upd = [(view._split(k), erp_values(spec, vals, view.types)) for k, vals in self.erp_updates]
+                    erp.update_rows(conn, table, spec.erp.key, upd, touch=touch)
+        except SQLAlchemyError as exc:
+            raise RunFailed(f"sync {spec.name}: ERP write failed, nothing of this batch was committed: "
+                            f"{type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}",
+                            hint="fix the ERP side and run `crmbridge sync` again") from None
+        self.n.written_erp += len(self.erp_updates) + len(self.erp_inserts)
+        self.n.created_erp += len(self.erp_inserts)
+        if new_keys:
+            store.journal_done(self.ctx.state, jid, "done", {"inserted": len(new_keys)})
+            rows = view.by_keys(list(new_keys.values()))
+            for sid, cols, sf_rec in self.erp_inserts:
+                k = new_keys[sid]
+                if k in rows:  # decided like any linked pair: writes the new key back to Salesforce
+                    self.decide(Pair(k, None, rows[k], sf_rec, sid), second_pass=True)
+
+    def _write_sf(self, op: str, items: list[tuple[str, dict]]) -> None:
+        spec, sf = self.spec, self.ctx.sf
+        keys = [k for k, _ in items]
+        jid = store.journal_plan(self.ctx.state, self.ctx.run_id, spec.name, "salesforce", op, {"keys": keys}, len(keys))
+        results = sf.dml(op, spec.salesforce.object, [p for _, p in items], keys=keys,
+                         external_id_field=self.ext if op == "upsert" else None)
+        ok = 0
+        for (key, _), res in zip(items, results):
+            rec = self.recs.get(key)
+            if res.success:
+                ok += 1
+                self.n.written_salesforce += 1
+                self.n.created_salesforce += 1 if res.created else 0
+                if rec is not None and res.id and op != "delete":
+                    rec.sf_id = res.id
+            else:
+                msg = f"{res.error_code}: {res.message}"
+                self.n.error(key, msg)
+                old = self.old.get(key)
+                self.recs[key] = store.Record(key, old.sf_id if old else (rec.sf_id if rec else None),
+                                              old.base if old else {}, None, "error", msg)
+        store.journal_done(self.ctx.state, jid, "done", {"succeeded": ok, "failed": len(items) - ok})
+        log.info("sync %s: %s %d record(s) in %s, %d failed", spec.name, op, len(items), spec.salesforce.object,
+                 len(items) - ok)
