@@ -15,6 +15,8 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 import pandas as pd
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
@@ -119,27 +121,33 @@ def parse_datetime(series: pd.Series, *, formats: list[str], excel_serial: bool 
 class MonthsParams(Params):
     start_column: str = Field(description="column with the start date (already ISO or parseable with formats)")
     formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d"])
-    round: bool = Field(True, description="count a started month (a day or more past whole months) as a month")
+    rounding: Literal["nearest", "up", "down"] = Field(
+        "nearest", description="how leftover days count: nearest month (15+ days), any day, or never")
 
 
 def months_between(series: pd.Series, *, start: pd.Series, formats: list[str] | None = None,
-                   round: bool = True) -> Applied:
-    """Whole months from ``start`` to this column's end date (Contract.ContractTerm from start/end dates).
+                   rounding: str = "nearest") -> Applied:
+    """Months from ``start`` to this column's end date (Contract.ContractTerm from start/end dates).
 
     Salesforce computes ``EndDate = StartDate + ContractTerm months - 1 day``, so an end date of
-    2024-01-04 after a start of 2023-01-05 is 12 months.
+    2024-01-04 after a start of 2023-01-05 is exactly 12 months. End dates before the start fail.
     """
     fmts = formats or ["%Y-%m-%d"]
     end, present = _parse(series, fmts, False, 1900, 2100)
     begin, _ = _parse(start.reindex(series.index), fmts, False, 1900, 2100)
-    # Compare against the day after the end date: that is where the org's own arithmetic lands.
+    # Count from the day after the end date: that is where the org's own arithmetic lands.
     after = end + pd.Timedelta(days=1)
-    months = (after.dt.year - begin.dt.year) * 12 + (after.dt.month - begin.dt.month)
-    partial = after.dt.day > begin.dt.day
-    if round:
-        months = months + partial.astype(int)
-    ok = end.notna() & begin.notna() & (months > 0)
-    out = months.astype("Int64").astype(object).where(ok, None)
+    whole = (after.dt.year - begin.dt.year) * 12 + (after.dt.month - begin.dt.month)
+    short = after.dt.day < begin.dt.day
+    whole = whole - short.astype("Int64")
+    prev_month_days = (after - pd.to_timedelta(after.dt.day, unit="D")).dt.day
+    rem = (after.dt.day - begin.dt.day).where(~short, after.dt.day + (prev_month_days - begin.dt.day).clip(lower=0))
+    if rounding == "up":
+        whole = whole + (rem > 0).astype("Int64")
+    elif rounding == "nearest":
+        whole = whole + (rem >= 15).astype("Int64")
+    ok = end.notna() & begin.notna() & (whole > 0).fillna(False).astype(bool)
+    out = whole.astype("Int64").astype(object).where(ok, None)
     return finish(series, out, present & ~ok)
 
 

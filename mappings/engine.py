@@ -1,0 +1,297 @@
+"""Map one step: legacy entity rows (DataFrame) -> Salesforce records (DataFrame) + quarantine.
+
+Pure: everything from the org (user Ids, record type Ids, describe) comes in as plain data through
+``OrgRefs`` and ``ParentKeys``. Every input row ends in exactly one place: a mapped record (possibly
+merged with rows of other departments) or the quarantine with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from crmbridge.errors import UsageError
+from crmbridge.mappings.merge import combine
+from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
+from crmbridge.mappings.transforms import apply_transform, as_text, is_missing
+
+LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
+TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "encryptedstring"}
+
+
+@dataclass(frozen=True)
+class OrgRefs:
+    """What the engine needs from the org, as plain data."""
+
+    owners: dict[str, str] = field(default_factory=dict)  # legacy rep code -> username (owners.csv)
+    users: dict[str, str] = field(default_factory=dict)  # username (lower case) -> User Id
+    record_types: dict[tuple[str, str], str] = field(default_factory=dict)  # (sobject, DeveloperName) -> Id
+    fields: dict[str, dict[str, dict]] = field(default_factory=dict)  # object -> field name -> describe field
+
+
+@dataclass(frozen=True)
+class ParentKeys:
+    """External-ID values of a parent object mapped earlier in this run."""
+
+    mapped: frozenset
+    quarantined: frozenset
+
+
+@dataclass
+class StepOutput:
+    records: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_in: int
+    rows_out: int  # source rows represented by records (merged rows counted)
+    filtered: dict[str, int]
+    stats: dict[str, dict[str, dict[str, int]]]  # field -> transform -> {changed, failed}
+    reasons: dict[str, int]
+
+
+class _Reasons:
+    """Per-row quarantine reasons, first reason per field only."""
+
+    def __init__(self, index: pd.Index):
+        self.text = pd.Series("", index=index, dtype=object)
+
+    def add(self, mask: pd.Series, reason: pd.Series | str) -> None:
+        mask = mask.fillna(False).astype(bool) & True
+        if not mask.any():
+            return
+        r = reason if isinstance(reason, str) else reason[mask].astype(str)
+        cur = self.text[mask]
+        self.text.loc[mask] = cur.where(cur == "", cur + "; ") + r
+
+    @property
+    def bad(self) -> pd.Series:
+        return self.text != ""
+
+
+def _short(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _source_series(spec: FieldSpec, df: pd.DataFrame) -> pd.Series:
+    if spec.column is not None:
+        return df[spec.column]
+    if spec.value is not None:
+        return pd.Series([spec.value] * len(df), index=df.index, dtype=object)
+    if spec.template is not None:
+        return _template(spec.template, df)
+    if spec.aggregate is not None:
+        return df[spec.aggregate.column]
+    return pd.Series(None, index=df.index, dtype=object)  # frame transform supplies it
+
+
+def _template(template: str, df: pd.DataFrame) -> pd.Series:
+    import string
+
+    out = pd.Series("", index=df.index, dtype=object)
+    any_present = pd.Series(False, index=df.index)
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out = out + literal
+        if name:
+            col = as_text(df[name])
+            miss = is_missing(col)
+            any_present |= ~miss
+            out = out + col.where(~miss, "").str.strip()
+    return out.where(any_present, None)
+
+
+def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
+           stats: dict) -> pd.Series:
+    failed_here = pd.Series(False, index=df.index)
+    policy = getattr(spec, "on_failure", "quarantine")
+    original = series
+    for t in spec.transforms:
+        res = apply_transform(t.name, series, t.model, frame=df)
+        st = stats.setdefault(label, {}).setdefault(t.name, {"changed": 0, "failed": 0})
+        st["changed"] += res.n_changed
+        st["failed"] += res.n_failed
+        new_fail = res.failed & ~failed_here
+        if new_fail.any() and policy == "quarantine":
+            shown = as_text(series)[new_fail].map(_short)
+            reasons.add(new_fail, f"transform_failed: {label} ({t.name}) on '" + shown + "'")
+        failed_here |= res.failed
+        series = res.values
+    if failed_here.any() and policy == "blank":
+        series = series.where(~failed_here, None)
+    elif failed_here.any() and policy == "keep":
+        series = as_text(original).where(failed_here, series)
+    return series
+
+
+def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
+             parents: dict[tuple[str, str], ParentKeys] | None = None) -> StepOutput:
+    """Map the rows of one step; see module docstring. ``parents`` keys: (object lower, external id field)."""
+    step, name = loaded.step, loaded.name
+    refs = refs or OrgRefs()
+    parents = parents or {}
+    df = source.reset_index(drop=True)
+    if "_row_id" not in df.columns:
+        df["_row_id"] = [f"{step.entity}:{i + 1}" for i in range(len(df))]
+    reasons = _Reasons(df.index)
+    stats: dict = {}
+
+    filtered = _apply_filters(loaded, df, reasons)
+    live = ~reasons.bad
+    work = df[live]
+    out = pd.DataFrame(index=work.index)
+    wreasons = _Reasons(work.index)
+
+    for fname, spec in step.fields.items():
+        if spec.aggregate is not None:
+            continue  # computed over merged groups in combine()
+        val = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats)
+        out[fname] = val
+    ext = step.external_id
+    wreasons.add(is_missing(as_text(out[ext])), f"missing_external_id: {ext}")
+
+    for fname, lk in step.lookups.items():
+        col = lk.output_column(fname)
+        key = _chain(fname, lk, work[lk.column], work, wreasons, stats)
+        miss = is_missing(as_text(key))
+        if lk.required:
+            wreasons.add(miss, f"missing_parent: {fname}")
+        pk = parents.get((lk.object.lower(), lk.external_id))
+        if pk is not None and lk.on_missing_parent == "quarantine":
+            ktext = as_text(key)
+            in_q = ~miss & ktext.isin(pk.quarantined) & ~ktext.isin(pk.mapped)
+            wreasons.add(in_q, f"parent_quarantined: {lk.object}.{lk.external_id}=" + ktext)
+            gone = ~miss & ~ktext.isin(pk.mapped) & ~in_q
+            wreasons.add(gone, f"parent_not_found: {lk.object}.{lk.external_id}=" + ktext)
+        out[col] = key.where(~miss, None)
+
+    if step.owner is not None:
+        out["OwnerId"] = _owners(loaded, work, refs, wreasons, stats)
+    if step.record_type is not None:
+        out["RecordTypeId"] = _record_types(loaded, work, refs, wreasons)
+    _org_value_checks(step.object, out, refs, wreasons)
+
+    reasons.text.loc[work.index] = wreasons.text
+    ok_idx = reasons.text.index[~reasons.bad]
+    # combine() adds duplicate_external_id reasons itself.
+    records, _, rows_out = combine(loaded, df, out.loc[out.index.intersection(ok_idx)], reasons)
+    records, rows_out = _required_after_merge(loaded, df, records, rows_out, reasons)
+    bad = reasons.bad
+    quarantine = df[bad].copy()
+    quarantine["_reason"] = reasons.text[bad]
+    quarantine["_step"] = name
+    counts: dict[str, int] = {}
+    for r in reasons.text[bad]:
+        for part in r.split("; "):
+            k = reason_key(part)
+            counts[k] = counts.get(k, 0) + 1
+    return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=len(df),
+                      rows_out=rows_out, filtered=filtered, stats=stats, reasons=counts)
+
+
+def reason_key(reason: str) -> str:
+    """The countable part of a reason: ``parent_not_found: Account.Legacy_Id__c=C9`` -> without ``=C9``."""
+    if reason.startswith("filtered: "):
+        return reason
+    return reason.split("=")[0].split(" '")[0].split(" (")[0]
+
+
+def _required_after_merge(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
+                          reasons: _Reasons) -> tuple[pd.DataFrame, int]:
+    """Required fields are judged on the final (merged) record: another department may supply the value.
+
+    A record still missing one quarantines every source row merged into it."""
+    bad = pd.Series(False, index=records.index)
+    why = pd.Series("", index=records.index, dtype=object)
+    for fname, spec in loaded.step.fields.items():
+        if spec.required and fname in records.columns:
+            miss = is_missing(as_text(records[fname])) & ~bad
+            why = why.where(~miss, f"required_missing: {fname}")
+            bad |= miss
+    if not bad.any():
+        return records, rows_out
+    pos = pd.Series(df.index, index=as_text(df["_row_id"]).values)
+    pos = pos[~pos.index.duplicated()]
+    for ids, reason in zip(records.loc[bad, "_merged_row_ids"], why[bad]):
+        idx = pos.reindex(str(ids).split(";")).dropna().astype(int)
+        mask = pd.Series(False, index=df.index)
+        mask.loc[idx.values] = True
+        reasons.add(mask, reason)
+        rows_out -= len(idx)
+    return records[~bad].reset_index(drop=True), rows_out
+
+
+def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> dict[str, int]:
+    import re
+
+    counts: dict[str, int] = {}
+    for flt in loaded.step.filters:
+        text = as_text(df[flt.column]).str.strip()
+        miss = is_missing(text)
+        if flt.equals is not None:
+            keep = text == str(flt.equals)
+        elif flt.not_equals is not None:
+            keep = text != str(flt.not_equals)
+        elif flt.in_ is not None:
+            keep = text.isin([str(v) for v in flt.in_])
+        elif flt.not_in is not None:
+            keep = ~text.isin([str(v) for v in flt.not_in])
+        elif flt.is_null is not None:
+            keep = miss if flt.is_null else ~miss
+        else:
+            keep = text.fillna("").str.contains(re.compile(flt.matches), regex=True)
+        drop = ~keep.fillna(False).astype(bool) & ~reasons.bad
+        label = flt.describe()
+        counts[label] = int(drop.sum())
+        reasons.add(drop, f"filtered: {label}")
+    return counts
+
+
+def _owners(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons, stats: dict) -> pd.Series:
+    own = loaded.step.owner
+    code = as_text(_chain("OwnerId", own, work[own.column], work, reasons, stats)).str.strip()
+    table = {k.strip(): v.strip() for k, v in refs.owners.items()}
+    username = code.map(lambda c: table.get(c) if c is not None else None)
+    miss = username.isna()
+    if own.on_missing == "default":
+        username = username.where(~miss, own.default)
+    elif own.on_missing == "quarantine":
+        reasons.add(miss, f"owner_not_mapped: {own.column}=" + code.fillna("(empty)"))
+    users = {k.lower(): v for k, v in refs.users.items()}
+    ids = username.map(lambda u: users.get(str(u).lower()) if u is not None else None)
+    unknown = username.notna() & ids.isna()
+    reasons.add(unknown, "owner_user_not_found: Username=" + username.fillna(""))
+    return ids
+
+
+def _record_types(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons) -> pd.Series:
+    rt, obj = loaded.step.record_type, loaded.step.object
+    if rt.developer_name is not None:
+        rid = refs.record_types.get((obj, rt.developer_name))
+        if rid is None:
+            raise UsageError(f"mapping {loaded.file} step {loaded.name}: record type '{rt.developer_name}' "
+                             f"does not exist for {obj} in the org", hint="check the DeveloperName in Setup")
+        return pd.Series(rid, index=work.index, dtype=object)
+    legacy = as_text(work[rt.column]).str.strip()
+    dev = legacy.map(lambda v: rt.map.get(v, v) if v is not None else None)
+    ids = dev.map(lambda d: refs.record_types.get((obj, d)) if d is not None else None)
+    reasons.add(dev.notna() & ids.isna(), "record_type_not_found: DeveloperName=" + dev.fillna(""))
+    return ids
+
+
+def _org_value_checks(obj: str, out: pd.DataFrame, refs: OrgRefs, reasons: _Reasons) -> None:
+    """Values Salesforce would reject: too long for the field, not in a restricted picklist."""
+    described = refs.fields.get(obj) or {}
+    for col in out.columns:
+        f = described.get(col)
+        if f is None:
+            continue
+        vals = as_text(out[col]).where(~reasons.bad, None)  # rows already failing keep one reason
+        if f.get("type") in TEXT_TYPES and f.get("length"):
+            n = vals.str.len()
+            long = n > f["length"]
+            reasons.add(long, f"too_long: {col} (" + n.fillna(0).astype(int).astype(str) + f" > {f['length']})")
+        if f.get("type") == "picklist" and f.get("restrictedPicklist"):
+            allowed = {p["value"] for p in f.get("picklistValues") or [] if p.get("active", True)}
+            badv = vals.notna() & ~vals.isin(allowed)
+            reasons.add(badv, f"bad_picklist_value: {col}='" + vals.fillna("") + "'")

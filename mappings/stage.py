@@ -1,0 +1,289 @@
+"""The ``map`` stage: validated entities -> per-object load files, quarantine, plan and check report.
+
+Reads ``runs/<id>/validate/<entity>.parquet`` (or the extract output with ``skip_validation``), checks
+the mappings offline and against the org, maps every step parents-first and writes into
+``runs/<id>/map/`` only when everything succeeded (a temporary folder is swapped in at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crmbridge.errors import ConfigError, RunFailed, UsageError
+from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
+from crmbridge.mappings.models import Mappings, load_mappings
+from crmbridge.mappings.order import CycleError, load_order, parents_of
+
+STAGE = "map"
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    step: str
+    entity: str
+    object: str
+    external_id_field: str
+    file: str
+    quarantine_file: str
+    rows_in: int
+    rows: int
+    rows_out: int
+    rows_quarantined: int
+    filtered: dict[str, int]
+    reasons: dict[str, int]
+    transforms: dict[str, dict[str, dict[str, int]]]
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_out + self.rows_quarantined
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "balanced": self.balanced}
+
+
+@dataclass(frozen=True)
+class MapResult:
+    run_id: str
+    steps: tuple[StepSummary, ...]
+    check: CheckReport
+    plan: str
+    preview: tuple[dict, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok and all(s.balanced for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "ok": self.ok, "plan": self.plan, "check": self.check.as_dict(),
+                "steps": [s.as_dict() for s in self.steps], "preview": list(self.preview)}
+
+
+def mappings_folder(project) -> Path:
+    return project.path("mappings")
+
+
+def read_owners(project, table: str) -> dict[str, str]:
+    """``owners.csv``: ``legacy_code,username`` (UTF-8, header required) -> {code: username}."""
+    import csv
+
+    path = project.path(table)
+    if not path.exists():
+        raise ConfigError(table, "owner table not found", hint="create it with the header legacy_code,username")
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or [h.strip() for h in rows[0][:2]] != ["legacy_code", "username"]:
+        raise ConfigError(table, "first line must be the header legacy_code,username", line=1)
+    out: dict[str, str] = {}
+    for i, r in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in r):
+            continue
+        if len(r) < 2 or not r[0].strip() or not r[1].strip():
+            raise ConfigError(table, "each line needs a legacy code and a username", line=i)
+        if r[0].strip() in out:
+            raise ConfigError(table, f"legacy code '{r[0].strip()}' appears twice", line=i)
+        out[r[0].strip()] = r[1].strip()
+    return out
+
+
+def read_input(project, run, entity: str, *, skip_validation: bool):
+    """The entity's validated rows, or the extracted rows when validation is skipped."""
+    import pandas as pd
+
+    p = run.dir / "validate" / f"{entity}.parquet"
+    if p.exists():
+        return pd.read_parquet(p)
+    if not skip_validation:
+        raise UsageError(f"run {run.run_id} has no validated '{entity}' (validate/{entity}.parquet)",
+                         hint="run `crmbridge validate` first, or pass --skip-validation to map the extract output")
+    from crmbridge.migrations.extract import read_entity
+
+    return read_entity(run.dir, entity)
+
+
+def entity_columns(run, entity: str, skip_validation: bool) -> list[str] | None:
+    """Column names of the entity without reading the data (None when the run has no such data)."""
+    import pyarrow.parquet as pq
+
+    p = run.dir / "validate" / f"{entity}.parquet"
+    if p.exists():
+        return list(pq.read_schema(p).names)
+    if skip_validation:
+        from crmbridge.migrations.extract import _entity_columns, _entity_files
+
+        try:
+            return _entity_columns(_entity_files(run.dir, entity))
+        except UsageError:
+            return None
+    return None
+
+
+def run_check(project, run=None, *, connector=None, check_org: bool = True, skip_validation: bool = False,
+              mappings: Mappings | None = None) -> CheckReport:
+    """Both checking phases; columns are checked when ``run`` has data for the entity."""
+    mappings = mappings or load_mappings(mappings_folder(project))
+    columns: dict[str, list[str]] = {}
+    if run is not None:
+        for e in {s.step.entity for s in mappings.steps}:
+            cols = entity_columns(run, e, skip_validation)
+            if cols is not None:
+                columns[e] = cols
+    report = check_offline(mappings, columns=columns, entities=project.entities)
+    for s in mappings.steps:
+        if s.step.owner is not None:
+            try:
+                read_owners(project, s.step.owner.table)
+            except ConfigError as exc:
+                from crmbridge.mappings.check import Issue
+
+                report = report + CheckReport((Issue("error", "offline", s.file, s.name, "OwnerId", "owner_table",
+                                                     exc.message),))
+    if check_org:
+        report = report + _with_connector(project, connector, lambda c: check_against_org(mappings, c.describe))
+    return report
+
+
+def _with_connector(project, connector, fn):
+    if connector is not None:
+        return fn(connector)
+    from crmbridge.connectors.salesforce import connect
+
+    with connect(project) as c:
+        return fn(c)
+
+
+def org_refs(project, mappings: Mappings, connector) -> "Any":
+    """User Ids, record type Ids, owner tables and describe fields for the engine."""
+    from crmbridge.mappings.engine import OrgRefs
+
+    owners: dict[str, str] = {}
+    for s in mappings.steps:
+        if s.step.owner is not None:
+            owners.update(read_owners(project, s.step.owner.table))
+    if connector is None:
+        return OrgRefs(owners=owners)
+    users: dict[str, str] = {}
+    if owners or any(s.step.owner for s in mappings.steps):
+        users = {r["Username"].lower(): r["Id"] for r in connector.query("SELECT Id, Username FROM User")}
+    rts: dict[tuple[str, str], str] = {}
+    if any(s.step.record_type for s in mappings.steps):
+        rts = {(r["SobjectType"], r["DeveloperName"]): r["Id"]
+               for r in connector.query("SELECT Id, SobjectType, DeveloperName FROM RecordType")}
+    fields = {s.step.object: {f["name"]: f for f in connector.describe(s.step.object)["fields"]}
+              for s in mappings.steps}
+    return OrgRefs(owners=owners, users=users, record_types=rts, fields=fields)
+
+
+def run_map(project, run, *, connector=None, check_org: bool = True, skip_validation: bool = False,
+            preview: int = 0) -> "MapResult":
+    """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring."""
+    from crmbridge.migrations import runs as R
+    from crmbridge.state import open_state
+
+    engine = open_state(project.state_url)
+    mappings = load_mappings(mappings_folder(project))
+    try:
+        ordered = load_order(mappings)
+    except CycleError as exc:
+        raise UsageError(str(exc.message), hint=exc.hint) from None
+    R.start_stage(engine, run.run_id, STAGE)
+    try:
+        result = _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview)
+    except BaseException as exc:
+        R.finish_stage(engine, run.run_id, STAGE, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    R.finish_stage(engine, run.run_id, STAGE, result.as_dict())
+    return result
+
+
+def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview) -> MapResult:
+    own = connector is None and check_org
+    if own:
+        from crmbridge.connectors.salesforce import connect
+
+        connector = connect(project)
+    try:
+        report = run_check(project, run, connector=connector, check_org=check_org,
+                           skip_validation=skip_validation, mappings=mappings)
+        if not report.ok:
+            _write_check_only(run, report)
+            raise RunFailed(f"mapping check found {len(report.errors)} error(s):\n" + report.render(),
+                            hint=f"fix the mappings, then `crmbridge map --run {run.run_id}`")
+        refs = org_refs(project, mappings, connector if check_org else None)
+    finally:
+        if own:
+            connector.close()
+    if any(s.step.owner for s in mappings.steps) and not refs.users:
+        raise UsageError("owner mapping needs the org's users; run without --no-org-check")
+    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview)
+
+
+def _write_check_only(run, report: CheckReport) -> None:
+    d = run.dir / STAGE
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
+
+
+def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview) -> MapResult:
+    from crmbridge.mappings.engine import ParentKeys, map_step
+    from crmbridge.mappings.output import preview_rows, write_quarantine, write_records
+
+    tmp = run.dir / f"{STAGE}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "quarantine").mkdir(parents=True)
+    frames: dict[str, Any] = {}
+    keys: dict[tuple[str, str], ParentKeys] = {}
+    summaries: list[StepSummary] = []
+    plan: list[dict] = []
+    previews: list[dict] = []
+    for s in ordered:
+        e = s.step.entity
+        if e not in frames:
+            frames[e] = read_input(project, run, e, skip_validation=skip_validation)
+        out = map_step(s, frames[e], refs=refs, parents=keys)
+        ext = s.step.external_id
+        k = (s.step.object.lower(), ext)
+        mapped = set(out.records[ext].astype(str))
+        qkeys = _quarantined_keys(s, out)
+        prev = keys.get(k)
+        keys[k] = ParentKeys(frozenset(mapped | (prev.mapped if prev else set())),
+                             frozenset(qkeys | (prev.quarantined if prev else set())))
+        rel = f"{STAGE}/{s.name}.parquet"
+        write_records(out.records, tmp / f"{s.name}.parquet")
+        write_quarantine(out.quarantine, tmp / "quarantine" / f"{s.name}.csv")
+        summ = StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv", out.rows_in,
+                           len(out.records), out.rows_out, len(out.quarantine), out.filtered, out.reasons, out.stats)
+        summaries.append(summ)
+        plan.append({"step": s.name, "entity": e, "object": s.step.object, "external_id_field": ext,
+                     "operation": s.step.operation, "file": rel, "rows": len(out.records),
+                     "rows_quarantined": len(out.quarantine), "rows_in": out.rows_in,
+                     "fields": [c for c in out.records.columns if not c.startswith("_")],
+                     "parents": sorted({mappings.by_name(p).step.object for p in parents_of(s, mappings)}),
+                     "mapping": s.file})
+        if preview:
+            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview)})
+    (tmp / "plan.json").write_text(json.dumps({"steps": plan}, ensure_ascii=False, indent=2), "utf-8")
+    (tmp / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
+    final = run.dir / STAGE
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    bad = [s for s in summaries if not s.balanced]
+    if bad:
+        raise RunFailed("map does not balance (a bug): " + "; ".join(
+            f"{s.step}: in {s.rows_in} != out {s.rows_out} + quarantined {s.rows_quarantined}" for s in bad))
+    return MapResult(run.run_id, tuple(summaries), report, str(final / "plan.json"), tuple(previews))
+
+
+def _quarantined_keys(s, out) -> set[str]:
+    """External-ID values of quarantined rows (as the raw key column), for child parent checks."""
+    spec = s.step.fields[s.step.external_id]
+    if out.quarantine.empty:
+        return set()
+    from crmbridge.mappings.engine import _chain, _Reasons, _source_series
+
+    q = out.quarantine
+    vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
+    return {str(v).strip() for v in vals if v is not None}
