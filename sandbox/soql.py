@@ -8,6 +8,10 @@ differ: string comparisons ignore case, ``!=``/``NOT IN``/``NOT`` keep null valu
 matches false, an empty string matches null, Ids compare in their 18-character form whatever the case or
 length written.
 
+Modules: ``soql_lex`` (tokens, literals, error layout, date-literal ranges), ``soql_parse`` (the parser
+and its AST), ``soql_compile`` (paths to joins, conditions to SQL), this one (select plan, execution,
+record shaping, Bulk CSV rows).
+
 Usage::
 
     result = execute(conn, schema, "SELECT Id, Account.Name FROM Contact WHERE LastName LIKE 'Wa%'")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crmbridge.sandbox.schema import Schema, load_schema
-from crmbridge.sandbox.soql import QueryResult, execute, flatten, to18
+from crmbridge.sandbox.soql import QueryResult, compile_query, execute, flatten, to18
 from crmbridge.sandbox.soql_lex import date_range
 
 STAMP = "2026-01-05T08:00:00.000+0000"
@@ -179,6 +179,10 @@ def test_count_of_field_is_an_aggregate_result(org):
     ("LastName IN ('étienne', 'WANG')", {C_WANG, C_ETIENNE}),
     ("LastName LIKE 'éti%'", {C_ETIENNE}),
     ("LastName LIKE 'w_ng'", {C_WANG}),
+    ("LastName LIKE 'é_ienne'", {C_ETIENNE}),  # non-ASCII case folding with a wildcard
+    ("LastName LIKE 'é\\_%'", set()),
+    ("LastName LIKE '%TIENNE'", {C_ETIENNE}),
+    ("LastName NOT IN ('ÉTIENNE', 'wang', 'li', 'orphan')", {C_ZHANG}),
     ("LastName > 'x'", {C_ZHANG, C_ETIENNE}),
     ("Title != 'buyer'", {C_LI, C_ZHANG, C_ORPHAN, C_ETIENNE}),  # != keeps nulls, unlike SQL
     ("Title <> 'buyer'", {C_LI, C_ZHANG, C_ORPHAN, C_ETIENNE}),
@@ -275,6 +279,16 @@ def test_literals_are_bound_not_interpolated(org):
     assert ids(org, "SELECT Id FROM Contact WHERE LastName = 'x\\' OR \\'1\\'=\\'1'") == set()
     assert ids(org, "SELECT Id FROM Contact WHERE LastName = 'Li\\'); DROP TABLE \"Contact\"; --'") == set()
     assert conn.execute('SELECT COUNT(*) FROM "Contact"').fetchone()[0] == 6
+
+
+def test_compiled_sql_binds_every_literal(org):
+    _, schema = org
+    compiled = compile_query(schema, "SELECT Id FROM Account WHERE Name = 'Robert' AND NumberOfEmployees > 5 "
+                                     "AND Legacy_Id__c IN ('K1', 'K2') LIMIT 3 OFFSET 1")
+    assert "Robert" not in compiled.sql and "K1" not in compiled.sql and " 5" not in compiled.sql
+    assert compiled.params == ("Robert", 5, "K1", "K2", 3, 1)
+    assert not compiled.is_count
+    assert compile_query(schema, "SELECT COUNT() FROM Account").is_count
 
 
 # ---------------------------------------------------------------------------------------- date literals
