@@ -220,6 +220,7 @@ def _find_targets(c: sqlite3.Connection, obj: ObjectDef, op: str, rows: list[_Ro
     wanted = [ids.to18(str(r.given_id)) for r in rows if r.given_id not in (None, "")]
     existing = {row[-1]: row for row in _lookup(c, obj.name, "Id", [w for w in wanted if w], live=False, cols="*")}
     names = [d[1] for d in c.execute(f'PRAGMA table_info("{obj.name}")')]
+    seen: set[str | None] = set()
     for r in rows:
         if r.given_id in (None, ""):
             if op == "upsert":
@@ -227,6 +228,10 @@ def _find_targets(c: sqlite3.Connection, obj: ObjectDef, op: str, rows: list[_Ro
             r.result.fail("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
             continue
         rid = ids.to18(str(r.given_id))
+        if rid is not None and rid in seen:
+            r.result.fail("DUPLICATE_VALUE", f"Duplicate id in list: {rid}", [])
+            continue
+        seen.add(rid)
         if rid is None or rid[:3] != obj.key_prefix:
             r.result.fail("MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {r.given_id}", ["Id"])
         elif rid not in existing:
@@ -387,9 +392,14 @@ def _delete(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row
     wanted = [ids.to18(str(r.given_id or "")) for r in rows]
     state = {row[0]: row[1] for row in _lookup(c, obj.name, "Id", [w for w in wanted if w], live=False,
                                                 cols='"Id", "IsDeleted"')}
+    seen: set[str] = set()
     for r, rid in zip(rows, wanted):
         if not r.result.success:
             continue
+        if rid in seen:
+            r.result.fail("DUPLICATE_VALUE", f"Duplicate id in list: {rid}", [])
+            continue
+        seen.add(rid)
         if rid is None or rid[:3] != obj.key_prefix:
             r.result.fail("MALFORMED_ID", f"malformed id {r.given_id}", [])
         elif rid not in state:
