@@ -177,8 +177,12 @@ class ErpConnector:
     def insert_rows(self, conn: Connection, table: Table, rows: list[dict], *, touch: str | None = None) -> int:
         if not rows:
             return 0
-        stamp = self._touch_values(table, touch)
-        conn.execute(insert(table), [{**r, **stamp} for r in rows])
+        stmt = insert(table)
+        stamp = self._touch_expr(table, touch, new=True)
+        if stamp:
+            rows = [{k: v for k, v in r.items() if k not in stamp} for r in rows]
+            stmt = stmt.values(stamp)
+        conn.execute(stmt, rows)
         return len(rows)
 
     def update_rows(self, conn: Connection, table: Table, key: list[str], rows: list[tuple[tuple, dict]],
@@ -199,22 +203,7 @@ class ErpConnector:
         return n
 
     @staticmethod
-    def _touch_values(table: Table, touch: str | None) -> dict:
-        if not touch or touch not in table.c:
-            return {}
-        t = table.c[touch].type
-        try:
-            pt = t.python_type
-        except NotImplementedError:
-            return {}
-        if pt is datetime:
-            return {touch: func.current_timestamp()}
-        if pt is int:
-            return {touch: 1}
-        return {}
-
-    @staticmethod
-    def _touch_expr(table: Table, touch: str | None) -> dict:
+    def _touch_expr(table: Table, touch: str | None, *, new: bool = False) -> dict:
         """Bump the change column on rows the sync writes, so other ERP consumers see the change too."""
         if not touch or touch not in table.c:
             return {}
@@ -225,7 +214,7 @@ class ErpConnector:
         if pt is datetime:
             return {touch: func.current_timestamp()}
         if pt is int:
-            return {touch: table.c[touch] + 1}
+            return {touch: 1} if new else {touch: table.c[touch] + 1}
         return {}
 
 

@@ -129,6 +129,7 @@ class Writer:
         table = erp.table(spec.erp.table)
         touch = spec.erp.changes.column
         new_keys: dict[str, str] = {}
+        jid = None
         try:
             with erp.begin() as conn:
                 if self.erp_inserts:
@@ -143,6 +144,8 @@ class Writer:
                     upd = [(view._split(k), erp_values(spec, vals, view.types)) for k, vals in self.erp_updates]
                     erp.update_rows(conn, table, spec.erp.key, upd, touch=touch)
         except SQLAlchemyError as exc:
+            if jid is not None:
+                store.journal_done(self.ctx.state, jid, "failed")
             raise RunFailed(f"sync {spec.name}: ERP write failed, nothing of this batch was committed: "
                             f"{type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}",
                             hint="fix the ERP side and run `crmbridge sync` again") from None

@@ -1,0 +1,34 @@
+"""Helpers shared by the sync tests: a project wired to a sandbox org and a reference ERP."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "project" / "sync.yml"
+
+
+def make_project(root: Path, erp_url: str, handle, *, sync_yml: str | None = None) -> Path:
+    """A project folder whose org is the running sandbox ``handle`` and whose ERP is ``erp_url``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "crmbridge.yml").write_text(
+        "name: sync-test\n"
+        f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
+        f"erp: {{url: '{erp_url}'}}\n", encoding="utf-8")
+    if sync_yml is None:
+        shutil.copyfile(TEMPLATE, root / "sync.yml")
+    else:
+        (root / "sync.yml").write_text(sync_yml, encoding="utf-8")
+    return root
+
+
+def connector(project):
+    from crmbridge.connectors.salesforce import connect
+
+    return connect(project)
+
+
+def run(project, sf, **kw):
+    from crmbridge.sync.engine import run_sync
+
+    return run_sync(project, sf=sf, **kw)
