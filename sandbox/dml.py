@@ -40,7 +40,8 @@ class Error:
         return {"statusCode": self.code, "message": self.message, "fields": list(self.fields)}
 
     def bulk(self) -> str:
-        return f"{self.code}:{self.message}:{','.join(self.fields)} --"
+        fields = f"{','.join(self.fields)} " if self.fields else ""
+        return f"{self.code}:{self.message}:{fields}--"
 
 
 @dataclass
