@@ -131,6 +131,7 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     refs = refs or OrgRefs()
     parents = parents or {}
     df = source.reset_index(drop=True)
+    _require_columns(loaded, df)
     if "_row_id" not in df.columns:
         df["_row_id"] = [f"{step.entity}:{i + 1}" for i in range(len(df))]
     reasons = _Reasons(df.index)
@@ -187,6 +188,16 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
             counts[k] = counts.get(k, 0) + 1
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=len(df),
                       rows_out=rows_out, filtered=filtered, stats=stats, reasons=counts)
+
+
+def _require_columns(loaded: LoadedStep, df: pd.DataFrame) -> None:
+    from crmbridge.mappings.check import _used_columns
+
+    for fname, col in _used_columns(loaded):
+        if col not in df.columns:
+            raise UsageError(f"mapping {loaded.file} step {loaded.name}" + (f" field {fname}" if fname else "")
+                             + f": column '{col}' is not in entity '{loaded.step.entity}'",
+                             hint="`crmbridge map --check` lists every such problem")
 
 
 def reason_key(reason: str) -> str:
