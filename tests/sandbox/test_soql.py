@@ -136,6 +136,20 @@ def test_values_come_back_typed_like_salesforce_json(org):
     assert orphan["Title"] is None  # Salesforce stores no empty strings
 
 
+def test_shaping_leaves_the_garbage_collector_as_it_found_it(org):
+    import gc
+
+    assert gc.isenabled()
+    q(org, "SELECT Id, Account.Name FROM Contact")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        q(org, "SELECT Id, Account.Name FROM Contact")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_api_version_goes_into_record_urls(org):
     rec = q(org, f"SELECT Id FROM Contact WHERE Id = '{C_LI}'", api_version="58.0").records[0]
     assert rec["attributes"]["url"] == url("Contact", C_LI, "58.0")
