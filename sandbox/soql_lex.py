@@ -107,7 +107,8 @@ def tokenize(soql: str) -> list[Token]:
             continue
         op = next((o for o in _OPS if soql.startswith(o, i)), None)
         if op is None:
-            raise fail(MALFORMED, f"unexpected token: '{ch}'", soql, i)
+            row, col = soql.count("\n", 0, i) + 1, i - soql.rfind("\n", 0, i)
+            raise fail(MALFORMED, f"line {row}:{col} no viable alternative at character '{ch}'", soql, i)
         out.append(Token("op", op, i))
         i += len(op)
     out.append(Token("eof", "<EOF>", n))
@@ -153,7 +154,7 @@ def _date_value(text: str, soql: str, pos: int) -> str:
     try:
         return datetime.strptime(text, "%Y-%m-%d").date().isoformat()
     except ValueError:
-        raise fail(MALFORMED, f"line 1:{pos} no viable alternative at character '{text}'", soql, pos) from None
+        raise fail(MALFORMED, f"invalid date: {text}", soql, pos) from None
 
 
 def _datetime_value(m: re.Match, soql: str, pos: int) -> str:
