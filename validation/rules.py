@@ -18,7 +18,7 @@ from crmbridge.validation.definition import Allowed, CrossField, EntityRules, Fo
 
 # Markup in a legacy value: a tag opener (``<b``, ``</b``, ``<!--``, ``<script``), not a lone "<".
 MARKUP_REGEX = r"<[A-Za-z/!][^>]*>?"
-NUMBER_REGEX = r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$"
+NUMBER_REGEX = r"^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$"
 INTEGER_REGEX = r"^-?\d+$"
 _OPS = {"eq": "=", "ne": "≠", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 

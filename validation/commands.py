@@ -1,0 +1,53 @@
+"""``crmbridge validate``: check a run against the agreed customer definition."""
+
+from __future__ import annotations
+
+import click
+
+from crmbridge.clikit import app, emit, json_option
+
+
+@click.command("validate")
+@click.option("--run", "run_id", help="Run to validate (default: the newest run whose extract succeeded).")
+@click.option("--definition", "definition", type=click.Path(dir_okay=False),
+              help="Definition file (default: definitions/customer.yml in the project).")
+@json_option
+def validate(run_id: str | None, definition: str | None) -> None:
+    """Validate a run against the agreed customer definition.
+
+    Normalises the extracted rows as the definition declares, runs its rules as great-expectations
+    suites, quarantines rows that fail blocking rules and writes the reports: report.html,
+    summary.json, quarantine/<entity>.csv, disagreement.html/.json and escaped Data Docs.
+    Exit code 0 when no blocking rule failed, 1 otherwise.
+
+    \b
+    Example:
+      crmbridge validate
+      crmbridge validate --run 20250105-093000-ab12 --definition definitions/customer.yml --json
+    """
+    from crmbridge.errors import UsageError
+    from crmbridge.migrations import runs as R
+    from crmbridge.state import open_state
+    from crmbridge.validation.stage import run_validate
+
+    project = app().project()
+    engine = open_state(project.state_url)
+    if run_id:
+        run = R.open_run(engine, project.runs_dir, run_id)
+    else:
+        run = R.latest_run(engine, project.runs_dir, with_stage="extract")
+        if run is None:
+            raise UsageError("no run with a successful extract to validate", hint="run `crmbridge extract` first")
+    report = run_validate(project, run, definition_path=definition)
+
+    def human(rep) -> None:
+        import json
+        from pathlib import Path
+
+        from crmbridge.validation.reports import print_summary
+
+        print_summary(json.loads(Path(rep.reports["summary"]).read_text("utf-8")))
+
+    emit(report, human)
+    if report.blocking_failed:
+        raise click.exceptions.Exit(1)
