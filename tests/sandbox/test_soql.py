@@ -423,3 +423,14 @@ def test_custom_relationship_and_multiline_query(tmp_path):
     assert res.records[0]["Product__r"]["Name"] == "Widget"
     assert res.columns == ["Name", "Product__r.Name", "Product__r.IsActive"]
     assert flatten(res.records[0], res.columns) == ["INV-1", "Widget", "true"]
+
+
+def test_connection_with_row_factory(tmp_path):
+    conn, schema = create_db(tmp_path / "rows.sqlite")
+    conn.row_factory = sqlite3.Row
+    fill(conn)
+    assert execute(conn, schema, "SELECT COUNT() FROM Contact").total_size == 5
+    res = execute(conn, schema, "SELECT LastName, Account.Name FROM Contact WHERE LastName = 'li'")
+    assert res.records[0]["Account"]["Name"] == "Globex 50% Off_Sale"
+    agg = execute(conn, schema, "SELECT COUNT(Id) n FROM Contact")
+    assert agg.records[0]["n"] == 5
