@@ -147,30 +147,40 @@ class ObjectSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _check(self):
+    def _has_fields(self):
         if not self.fields:
             raise ValueError("fields: map at least one Salesforce field")
+        return self
+
+    def problems(self) -> list[tuple[tuple, str]]:
+        """Cross-field rules as (location inside the object, message); checked by ``load_sync_config``
+        so that the error points at the offending line, not at the start of the object."""
+        out: list[tuple[tuple, str]] = []
         for sf, spec in self.fields.items():
-            if self.owner_of(sf) == "both" and self.conflict_of(sf) is None:
-                raise ValueError(f"field {sf} is edited on both sides: give conflict: queue, salesforce_wins or erp_wins")
-            if spec.compute and self.owner_of(sf) != "erp":
-                raise ValueError(f"field {sf}: a computed value can only flow from the ERP (owner: erp)")
-            if "." in sf and self.owner_of(sf) == "both":
-                raise ValueError(f"field {sf}: a relationship field flows one way only (owner: erp or salesforce)")
+            owner = self.owner_of(sf)
+            if owner == "both" and self.conflict_of(sf) is None:
+                out.append((("fields", sf), f"field {sf} is edited on both sides: give conflict: queue, "
+                                            "salesforce_wins or erp_wins"))
+            if spec.compute and owner != "erp":
+                out.append((("fields", sf), f"field {sf}: a computed value can only flow from the ERP (owner: erp)"))
+            if "." in sf and owner == "both":
+                out.append((("fields", sf), f"field {sf}: a relationship field flows one way only"))
+            if self.erp.query and owner != "erp":
+                out.append((("fields", sf), f"field {sf}: erp.query is read only, so every field must be owner: erp"))
         if self.salesforce.external_id in self.fields:
-            raise ValueError(f"fields: {self.salesforce.external_id} is the external ID; it is filled from erp.key")
+            out.append((("fields", self.salesforce.external_id),
+                        f"{self.salesforce.external_id} is the external ID; it is filled from erp.key"))
         if self.create.erp:
             if self.erp.query:
-                raise ValueError("create.erp needs erp.table (a query cannot be written to)")
-            if len(self.erp.key) != 1 or not self.erp.new_key:
-                raise ValueError("create.erp needs a single-column erp.key and erp.new_key (e.g. K{n:07d})")
+                out.append((("create", "erp"), "create.erp needs erp.table (a query cannot be written to)"))
+            elif len(self.erp.key) != 1 or not self.erp.new_key:
+                out.append((("erp",), "create.erp needs a single-column erp.key and erp.new_key (e.g. K{n:07d})"))
             if not any(self.owner_of(f) != "erp" for f in self.fields):
-                raise ValueError("create.erp: no field is owned by salesforce or both, nothing would reach the ERP")
+                out.append((("create", "erp"), "no field is owned by salesforce or both: nothing would reach the ERP"))
         if self.deletes.mode == "soft" and self.create.salesforce and not self.deletes.salesforce_field:
-            raise ValueError("deletes: soft needs salesforce_field (e.g. Is_Active__c), or mode: ignore / hard")
-        if self.erp.query and any(self.owner_of(f) != "erp" for f in self.fields):
-            raise ValueError("erp.query is read only: every field must be owner: erp")
-        return self
+            out.append((("deletes",) if "deletes" in self.model_fields_set else (),
+                        "deletes: soft needs salesforce_field (e.g. Is_Active__c), or mode: ignore / hard"))
+        return out
 
     def owner_of(self, sf_field: str) -> Owner:
         return self.fields[sf_field].owner or self.owner
@@ -247,6 +257,16 @@ class SyncConfig(Strict):
 
 def load_sync_config(path: str | Path) -> SyncConfig:
     """Read and check ``sync.yml`` (ConfigError with file:line on any problem)."""
-    from crmbridge.yamlconf import load_model
+    from crmbridge.errors import ConfigError
+    from crmbridge.yamlconf import format_loc, line_of, load_model, read_yaml
 
-    return load_model(path, SyncConfig)
+    cfg = load_model(path, SyncConfig)
+    for i, obj in enumerate(cfg.objects):
+        found = obj.problems()
+        if found:
+            loc, msg = found[0]
+            _, node = read_yaml(path)
+            full = ("objects", i, *loc)
+            more = f" (and {len(found) - 1} more problem(s))" if len(found) > 1 else ""
+            raise ConfigError(path, f"{format_loc(full)}: {msg}{more}", line=line_of(node, full))
+    return cfg
