@@ -126,6 +126,11 @@ class Compiler:
         col, fdef, _ = self.resolve(node.path)
         if fdef.type == "textarea" and fdef.length > 255:
             raise fail(INVALID_FIELD, _NOT_FILTERABLE.format(fdef.name), self.soql, node.path.pos)
+        if fdef.type == "multipicklist" and (node.op not in ("=", "!=") or node.values[0].kind != "null"):
+            # Salesforce matches multi-select values as unordered sets (and INCLUDES/EXCLUDES); plain text
+            # comparison would give wrong answers, so only null tests are accepted.
+            raise fail(MALFORMED, f"filters on multi-select picklist '{fdef.name}' other than null tests are not "
+                       "supported by the sandbox org", self.soql, node.pos)
         for v in node.values:
             self.check_type(fdef, v)
         if node.op == "LIKE":

@@ -151,6 +151,22 @@ def test_refused_with_salesforce_error_code(org, case):
     assert str(err).startswith(code + ": ")
 
 
+def test_multi_select_picklists_accept_null_tests_only(tmp_path):
+    schema = load_schema()
+    schema.extend({"objects": {"Account": {"fields": {"Regions__c": {"type": "multipicklist",
+                                                                      "values": ["North", "South"]}}}}})
+    conn = sqlite3.connect(tmp_path / "mpl.sqlite")
+    cols = ", ".join(f'"{f.name}" {f.sql_type}' for f in schema.get("Account").fields.values())
+    conn.execute(f'CREATE TABLE "Account" ({cols})')
+    conn.execute('INSERT INTO "Account" ("Id", "Name", "IsDeleted", "Regions__c") '
+                 "VALUES ('001Sb0000000001AAA', 'A', 0, 'South;North')")
+    assert execute(conn, schema, "SELECT Regions__c FROM Account WHERE Regions__c != null").records[0][
+        "Regions__c"] == "South;North"
+    with pytest.raises(SoqlError) as info:
+        execute(conn, schema, "SELECT Id FROM Account WHERE Regions__c = 'North;South'")
+    assert info.value.error_code == MALFORMED and "multi-select" in info.value.message
+
+
 def test_message_points_at_row_and_column_like_salesforce(org):
     err = error(org, "SELECT Id,\n       Nmae\nFROM Account")
     assert err.message == ("\n       Nmae\n       ^\nERROR at Row:2:Column:8\nNo such column 'Nmae' on entity "
