@@ -32,3 +32,18 @@ def run(project, sf, **kw):
     from crmbridge.sync.engine import run_sync
 
     return run_sync(project, sf=sf, **kw)
+
+
+class _Kit:
+    make_project = staticmethod(make_project)
+    connector = staticmethod(connector)
+    run = staticmethod(run)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def kit():
+    """make_project / connector / run helpers for sync tests."""
+    return _Kit
