@@ -141,8 +141,10 @@ def detect_encoding(path: Path) -> Detected:
         if _looks_simplified(path):
             return Detected("gb18030", 0, "strict")
         guess = _chardet(path)
-        if guess == "big5" and _decodes(path, "big5", 0):
-            return Detected("big5", 0, "chardet")
+        if guess and guess not in ("utf-8", "gb18030") and _decodes(path, guess, 0):
+            return Detected(guess, 0, "chardet")  # big5 (or BOM-less UTF-16) that gb18030 also accepts
+        if guess == "utf-8":  # UTF-8 with a few bad bytes: show the first one rather than mojibake
+            return Detected("utf-8", 0, "fallback")
         return Detected("gb18030", 0, "strict")
     guess = _chardet(path)
     if guess and guess not in ("utf-8", "gb18030") and _decodes(path, guess, 0):

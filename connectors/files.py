@@ -3,7 +3,8 @@
 A reader turns one source into a ``SourceRead``: the column names (after the source's ``columns``
 rename) and a stream of events, one per record, in file order:
 
-- ``(line, cells, None)`` a kept record, ``cells`` aligned with ``columns`` (``None`` for empty);
+- ``(line, cells, None)`` a kept record, ``cells`` aligned with ``columns`` (``None`` or ``""`` for
+  empty: the stage stores both as null);
 - ``(line, None, (reason, raw))`` a rejected record with the raw text (CSV) or cells (Excel).
 
 Blank records carry no data and are counted in ``SourceRead.skipped_blank`` instead of as rows.
@@ -247,11 +248,11 @@ def _csv_events(lines: _Lines, dialect: dict, width: int, read: SourceRead, hash
                 if not any(row) or (not row[0].strip() and _is_blank(row)):
                     read.skipped_blank += 1
                     continue
-                yield start, [c if c != "" else None for c in row], None
+                yield start, row, None  # "" becomes null in the writer, vectorised
             elif n == 0 or _is_blank(row):
                 read.skipped_blank += 1
             elif n > width and not any(row[width:]):  # trailing delimiter(s) on data rows
-                yield start, [c if c != "" else None for c in row[:width]], None
+                yield start, row[:width], None
             else:
                 reason = "too_many_fields" if n > width else "too_few_fields"
                 yield start, None, (f"{reason} ({n} instead of {width})", "".join(lines.buf))
@@ -269,7 +270,16 @@ def _bad_record(lines: _Lines, start: int, exc: Exception) -> Event:
         first = raw[0]
         lines.push_back(raw[1:])
         return start, None, ("unterminated_quote", first)
-    reason = "unterminated_quote" if unterminated else f"malformed_quotes ({msg})"
+    if unterminated:
+        reason = "unterminated_quote"
+    elif "new-line character" in msg:  # a lone CR inside an unquoted field of a LF/CRLF file
+        reason = "bare_carriage_return"
+    elif "field larger than field limit" in msg:
+        reason = f"field_too_long (over {MAX_RECORD_CHARS} characters)"
+    elif "expected after" in msg:
+        reason = f"malformed_quotes ({msg})"
+    else:
+        reason = f"malformed_record ({msg})"
     return start, None, (reason, "".join(raw))
 
 

@@ -286,7 +286,8 @@ class SourceWriter:
         pa, rows, n = self.pa, self._rows, len(self._rows)
         if not n:
             return
-        cols = [pa.array(c, pa.string()) for c in zip(*rows)]
+        # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
+        cols = [_empty_to_null(pa.array(c, pa.string())) for c in zip(*rows)]
         row_ids = [f"{self.name}:{ln}" for ln in self._lines]
         cols += [pa.array(row_ids, pa.string()), pa.array([self.name] * n, pa.string()),
                  pa.array([self.department] * n, pa.string()), pa.array(self._lines, pa.int64()),
@@ -307,6 +308,15 @@ class SourceWriter:
         finally:
             if self._rejects:
                 self._rejects[0].close()
+
+
+def _empty_to_null(arr):
+    import pyarrow.compute as pc
+
+    empty = pc.equal(arr, "")
+    if not pc.any(empty).as_py():
+        return arr
+    return pc.if_else(empty, None, arr)
 
 
 def _manifest(run_id: str, sources: list[dict]) -> dict:

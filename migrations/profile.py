@@ -16,8 +16,8 @@ from typing import Any
 LINEAGE = {"_row_id", "_source", "_department", "_line", "_source_key"}
 TOP = 5
 MAX_SHOWN = 200  # characters of a top value kept in profile.json
-EXACT_DISTINCT = 200_000  # distinct values counted exactly up to here (8 bytes each), estimated above
-TOP_TRACKED = 100_000  # different values tracked for the top list before the rarest are pruned
+EXACT_DISTINCT = 100_000  # distinct values counted exactly up to here (8 bytes each), estimated above
+TOP_TRACKED = 10_000  # different values tracked for the top list before the rarest are pruned
 HLL_P = 14  # HyperLogLog registers 2**14: ~0.8% standard error
 
 PATTERNS = {
@@ -75,6 +75,8 @@ class _ColStats:
         self.max_len: int | None = None
         self.patterns = {k: 0 for k in PATTERNS}
         self.exact = np.empty(0, dtype=np.uint64)
+        self._pending: list = []
+        self._pending_n = 0
         self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
         self.counts: dict[str, int] = {}
         self.approx_top = False
@@ -93,32 +95,48 @@ class _ColStats:
         for key, pattern in PATTERNS.items():
             self.patterns[key] += int(pc.sum(pc.match_substring_regex(valid, pattern)).as_py() or 0)
         vc = pc.value_counts(valid)
-        self._count(vc.field("values").to_pylist(), vc.field("counts").to_pylist())
-        self._distinct(vc.field("values"))
+        values = vc.field("values").to_pylist()
+        self._count(values, vc.field("counts").to_numpy())
+        self._distinct(values)
 
-    def _count(self, values: list, counts: list) -> None:
+    def _count(self, values: list, counts) -> None:
         d = self.counts
-        for v, c in zip(values, counts):
-            d[v] = d.get(v, 0) + c
+        if self.approx_top:  # values seen once in a batch cannot climb into the top any more
+            for i in (counts > 1).nonzero()[0].tolist():
+                d[values[i]] = d.get(values[i], 0) + int(counts[i])
+        else:
+            for v, c in zip(values, counts.tolist()):
+                d[v] = d.get(v, 0) + c
         if len(d) > TOP_TRACKED:
             import heapq
 
             self.counts = dict(heapq.nlargest(TOP_TRACKED // 10, d.items(), key=lambda kv: kv[1]))
             self.approx_top = True
 
-    def _distinct(self, values) -> None:
+    def _distinct(self, values: list) -> None:
         import numpy as np
-        import pandas as pd
 
-        h = pd.util.hash_array(values.to_numpy(zero_copy_only=False).astype(object)).astype(np.uint64)
+        # Python's str hash (SipHash) is stable within a process, which is all counting needs.
+        h = np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
         if self.exact is not None:
-            self.exact = np.union1d(self.exact, h)
-            if len(self.exact) > EXACT_DISTINCT:
-                self.exact = None
+            self._pending.append(h)
+            self._pending_n += len(h)
+            if self._pending_n > EXACT_DISTINCT:
+                self._settle()
         idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
         w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
         rank = (64 - np.floor(np.log2(w.astype(np.float64)))).astype(np.uint8)
         np.maximum.at(self.hll, idx, rank)
+
+    def _settle(self) -> None:
+        import numpy as np
+
+        if self.exact is None:
+            return
+        self.exact = np.unique(np.concatenate([self.exact, *self._pending]))
+        self._pending, self._pending_n = [], 0
+        if len(self.exact) > EXACT_DISTINCT:
+            self.exact = None
 
     def _estimate(self) -> int:
         import numpy as np
@@ -131,6 +149,7 @@ class _ColStats:
         return int(round(est))
 
     def result(self, rows: int) -> dict:
+        self._settle()
         top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:TOP]
         return {"nulls": self.nulls, "null_pct": round(100.0 * self.nulls / rows, 2) if rows else 0.0,
                 "distinct": len(self.exact) if self.exact is not None else self._estimate(),

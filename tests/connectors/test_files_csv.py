@@ -126,6 +126,20 @@ def test_malformed_quotes_are_rejected_not_altered():
     assert [ln for ln, _ in kept] == [3]
 
 
+def test_bare_carriage_return_in_an_unquoted_field_is_rejected():
+    _, kept, rejected = extract_case("csv__bare_carriage_return.csv")
+    assert [(ln, r) for ln, r, _ in rejected] == [(2, "bare_carriage_return")]
+    assert rejected[0][2] == "C000001,上海\r明远,上海,1\n" and [ln for ln, _ in kept] == [3]
+
+
+def test_utf8_with_one_bad_byte_is_an_error_not_mojibake():
+    name = "csv__utf8_with_one_bad_byte.csv"
+    data = (CASES / name).read_bytes()
+    offset = data.index("深".encode("gb18030"))
+    with pytest.raises(UsageError, match=rf"line 4, byte offset {offset}: bytes c9 "):
+        consume(read_csv(src(name), CASES / name, name))
+
+
 def test_quoted_newlines_keep_the_starting_line_number():
     _, kept, _ = extract_case("csv__quoted_newlines.csv")
     assert kept[0] == (2, ["C000001", "上海明远\n贸易有限公司", "上海", 'a "b" c'])

@@ -43,6 +43,9 @@ def cases() -> dict[str, bytes]:
                                                 "||||\n\nC000002|乙|北京|2\n\n").encode("utf-8"),
         "csv__preamble_header_row3.csv": ("导出时间: 2023-01-05 \"系统A\n导出人: admin\n" + text).encode("gb18030"),
         "csv__cr_only_line_endings.csv": text.replace("\n", "\r").encode("utf-8"),
+        "csv__bare_carriage_return.csv": (HEADER + "C000001,上海\r明远,上海,1\n" + ROWS[1]).encode("utf-8"),
+        "csv__utf8_with_one_bad_byte.csv": (HEADER + "".join(ROWS)).encode("utf-8").replace(
+            "深".encode("utf-8"), "深".encode("gb18030"), 1),
         "csv__malformed_quotes.csv": (HEADER + 'C000001,"甲"乙,上海,1\n' + ROWS[1]).encode("utf-8"),
     }
 
