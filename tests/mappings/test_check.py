@@ -66,3 +66,11 @@ def test_required_field_not_mapped(tmp_path):
                              "    external_id: Legacy_Id__c\n    fields: {Legacy_Id__c: contact_no}\n", "utf-8")
     r = check_against_org(load_mappings(d), schema_describe(load_schema()))
     assert [(i.field, i.code) for i in r.errors] == [("LastName", "required_not_mapped")]
+
+
+def test_docs_worked_example_passes_the_org_check(tmp_path):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text("utf-8")
+    block = doc.split("## 11.")[1].split("```yaml")[1].split("```")[0]
+    (tmp_path / "dealers.yml").write_text(block, "utf-8")
+    r = check_against_org(load_mappings(tmp_path), schema_describe(load_schema()))
+    assert r.issues == ()
