@@ -307,9 +307,11 @@ def read_excel(source, path: Path, shown: str) -> SourceRead:
         wb.close()
         raise UsageError(f"{where}: no header in row {source.header_row} (the sheet is empty there)")
     conv = _CellText(wb.epoch, set())
-    read.columns, _ = build_columns([conv(c) for c in header], source.columns, source.key, where, read.notes)
-    dates = {i for i, c in enumerate(read.columns) if c in source.date_columns}
-    unknown = [d for d in source.date_columns if d not in read.columns]
+    raw = [(conv(c) or "").replace("\ufeff", "").strip() for c in header]
+    read.columns, _ = build_columns(raw, source.columns, source.key, where, read.notes)
+    # date_columns may name a column after the rename or by its legacy header
+    dates = {i for i, c in enumerate(read.columns) if c in source.date_columns or raw[i] in source.date_columns}
+    unknown = [d for d in source.date_columns if d not in read.columns and d not in raw]
     if unknown:
         wb.close()
         raise UsageError(f"{where}: date_columns {', '.join(unknown)} not in the columns ({', '.join(read.columns)})")

@@ -58,6 +58,12 @@ def test_sheet_by_name_with_serial_dates(workbook):
     assert len(read.sha256) == 64
 
 
+def test_date_columns_by_legacy_header(workbook):
+    read = read_excel(xl(sheet="客户", date_columns=["创建日期"], columns={"创建日期": "created_on"}),
+                      workbook, "fin.xlsx")
+    assert consume(read)[0][0][1][2] == "2023-01-05"
+
+
 def test_sheet_by_index_and_header_row(tmp_path):
     import openpyxl
 
