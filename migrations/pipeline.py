@@ -114,7 +114,9 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
 
             connector = connect(project)
         steps: dict[str, Callable[[], Any]] = {
-            "extract": lambda: run_extract(project, run=run),
+            # Always a full extract: the delta is decided by content hashes against the load map, which
+            # stays right after a rollback, where an incremental extract would miss the undone rows.
+            "extract": lambda: run_extract(project, run=run, full=True),
             "validate": lambda: _run_validate(project, run),
             "map": lambda: _run_map(project, run, connector),
             "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,
