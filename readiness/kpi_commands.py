@@ -1,0 +1,4 @@
+import click
+@click.group("kpi")
+def kpi():
+    """Baseline customer KPIs: snapshot and compare."""
