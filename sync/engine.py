@@ -96,10 +96,7 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
     state = open_state(project.state_url)
     erp = erp_connector(project, cfg)
     run = create_run(state, project.runs_dir, "sync", command=command, dry_run=dry_run)
-    handler = _file_log(project.path(cfg.log_file))
-    logging.getLogger("crmbridge").addHandler(handler)
-    if logging.getLogger("crmbridge").level in (logging.NOTSET, logging.WARNING):
-        logging.getLogger("crmbridge").setLevel(logging.INFO)
+    restore = _start_logging(project.path(cfg.log_file))
     started = utcnow()
     own_sf = sf is None
     status, per, failed, stolen, calls0 = "failed", {}, {}, None, 0
@@ -126,9 +123,39 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
         finish_run(state, run.run_id, status, result.as_dict())
         (run.stage_dir("sync") / "summary.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
         log.info("sync %s: %s %s", run.run_id, status, json.dumps(result.totals))
-        logging.getLogger("crmbridge").removeHandler(handler)
-        handler.close()
+        restore()
     return result
+
+
+def _start_logging(path: Path):
+    """The log file gets the sync's INFO lines and every crmbridge warning (retries ...); the terminal
+    keeps its verbosity (warnings only unless -v). Returns the function that undoes this."""
+    import sys
+
+    from crmbridge.secretref import RedactingFilter
+
+    fh = _file_log(path)
+    root, own = logging.getLogger("crmbridge"), logging.getLogger("crmbridge.sync")
+    saved = (own.level, own.propagate)
+    term = logging.StreamHandler(sys.stderr)
+    term.addFilter(RedactingFilter())
+    term.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    term.setLevel(root.level if root.level not in (logging.NOTSET,) else logging.WARNING)
+    root.addHandler(fh)
+    own.setLevel(logging.INFO)
+    own.propagate = False
+    own.addHandler(fh)
+    own.addHandler(term)
+
+    def restore():
+        for h in (fh, term):
+            own.removeHandler(h)
+        root.removeHandler(fh)
+        own.setLevel(saved[0])
+        own.propagate = saved[1]
+        fh.close()
+
+    return restore
 
 
 def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock):
