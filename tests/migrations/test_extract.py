@@ -222,3 +222,30 @@ def test_cli_usage_errors_exit_2(project, capsys):
             main(["--project", str(project.root), *argv])
         assert ei.value.code == 2
         assert msg in capsys.readouterr().err
+
+
+def test_messy_legacy_export_every_record_accounted_for(project):
+    shutil.copy(CASES / "csv__messy_legacy_export.csv", project.root / "data" / "service.csv")
+    result = run_extract(project, sources=["service_customers"])
+    s = load_manifest(Path(result.run_dir))["sources"][0]
+    assert (s["encoding"], s["delimiter"]) == ("gb18030", ";")
+    assert (s["rows_read"], s["rows_kept"], s["rows_rejected"], s["skipped_blank"]) == (8, 5, 3, 3)
+    assert s["reject_reasons"] == {"too_many_fields": 1, "malformed_quotes": 1, "unterminated_quote": 1}
+    assert s["columns"] == ["customer_no", "name", "电话", "电话__2", "_col5", "城市"]
+    assert len(s["notes"]) == 3
+    df = read_entity(Path(result.run_dir), "customers")
+    import csv as _csv
+
+    with open(Path(result.extract_dir) / s["reject_file"], encoding="utf-8", newline="") as f:
+        rejected = [int(r["_line"]) for r in _csv.DictReader(f)]
+    assert sorted(df["_line"].tolist() + rejected) == [2, 4, 8, 9, 10, 11, 12, 13]
+    row = df[df["_line"] == 4].iloc[0]
+    assert row["name"] == "北京\r\n华信" and pd_isna(row["电话__2"])
+    assert df.loc[df["_line"] == 8, "name"].item() == "深圳\x00腾达"
+    assert len(df.loc[df["_line"] == 11, "name"].item()) == 100_000
+
+
+def pd_isna(v) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(v))

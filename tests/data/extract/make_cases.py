@@ -17,6 +17,24 @@ ROWS = [
 TRAD = "客戶編號,客戶名稱,城市,電話\nC000001,台灣積體電路製造股份有限公司,新竹,03-5636688\n" \
        "C000002,鴻海精密工業股份有限公司,新北,02-22683466\nC000003,聯發科技股份有限公司,新竹,03-5670766\n"
 
+# Everything at once, as an old CRM's export tends to arrive: GB18030, CRLF, ';', trailing delimiters,
+# a duplicate and a blank header, blank lines, a row of only delimiters, an embedded NUL, a quoted
+# newline, a ragged row, a malformed quote, a long field and an unterminated quote on the last record.
+MESSY = "\r\n".join([
+    " 客户编号 ;客户名称;电话;电话;;城市;",
+    "C000001;上海明远贸易有限公司;021-1;021-2;x;上海;",
+    "",
+    "Ｃ000002;\"北京\r\n华信\";010-1;;;北京;",
+    ";;;;;;",
+    "   ",
+    "C000003;深圳\x00腾达;0755;;;深圳",
+    "C000004;多余字段;1;2;3;4;5;6",
+    "C000005;\"引号\"错;1;2;3;4;",
+    "C000006;" + "长" * 100_000 + ";1;2;3;4;",
+    "C000007;\"没有结束的引号;1;2;3;4;",
+    "C000008;最后一行;1;2;3;杭州;",
+]) + "\r\n"
+
 
 def cases() -> dict[str, bytes]:
     text = HEADER + "".join(ROWS)
@@ -46,6 +64,7 @@ def cases() -> dict[str, bytes]:
         "csv__bare_carriage_return.csv": (HEADER + "C000001,上海\r明远,上海,1\n" + ROWS[1]).encode("utf-8"),
         "csv__utf8_with_one_bad_byte.csv": (HEADER + "".join(ROWS)).encode("utf-8").replace(
             "深".encode("utf-8"), "深".encode("gb18030"), 1),
+        "csv__messy_legacy_export.csv": MESSY.encode("gb18030"),
         "csv__malformed_quotes.csv": (HEADER + 'C000001,"甲"乙,上海,1\n' + ROWS[1]).encode("utf-8"),
     }
 
