@@ -182,9 +182,13 @@ def _common_cells(rng: random.Random, c: Company, dept: str) -> list:
 
 def build_companies(n: int, rng: random.Random) -> list[Company]:
     """The true customers; each appears in one, two or three departments' exports."""
-    out = []
+    out: list[Company] = []
     for i in range(1, n + 1):
         c = _company(rng, i)
+        if out and rng.random() < 0.004 and c.credit_code:
+            # a data-entry slip: another customer's credit code. Only the org's unique index on
+            # Credit_Code__c catches it (DUPLICATE_VALUE), so the demo shows Salesforce-side rejections.
+            c.credit_code = rng.choice(out).credit_code or c.credit_code
         c.departments = [d for d, p in (("sales", 0.6), ("finance", 0.45), ("service", 0.35)) if rng.random() < p]
         if not c.departments:
             c.departments = [rng.choice(["sales", "finance", "service"])]
