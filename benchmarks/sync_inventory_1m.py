@@ -1,0 +1,148 @@
+"""Benchmark: sync a 1M-row ERP inventory table into the sandbox org, then again after changing 1% of it.
+
+Prints, for each run, the wall time, the rows read and written, and the Salesforce API calls.
+
+    .venv/bin/python benchmarks/sync_inventory_1m.py                 # 1,000,000 rows, SQLite ERP
+    .venv/bin/python benchmarks/sync_inventory_1m.py --rows 100000 --erp-url postgresql+psycopg://postgres@127.0.0.1/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+SYNC_YML = """
+batch_size: {batch}
+objects:
+  - name: products
+    salesforce: {{object: Product2, external_id: ERP_Item_Code__c}}
+    erp: {{table: items, key: item_code, changes: {{column: updated_at}}}}
+    deletes: {{mode: soft, salesforce_field: IsActive, salesforce_value: false}}
+    fields: {{Name: item_name, ProductCode: item_code, IsActive: active}}
+  - name: inventory
+    salesforce: {{object: Inventory__c, external_id: ERP_Key__c}}
+    erp: {{table: inventory, key: [item_code, warehouse], changes: {{column: updated_at}}}}
+    deletes: {{mode: soft, salesforce_field: Is_Active__c, salesforce_value: false}}
+    fields:
+      Name: {{compute: "concat(item_code, warehouse)"}}
+      Product__r.ERP_Item_Code__c: item_code
+      Warehouse__c: warehouse
+      On_Hand__c: on_hand
+      Reserved__c: reserved
+      Available__c: available
+"""
+
+
+def fill_erp(url: str, rows: int, warehouses: int, seed: int) -> list[tuple[str, str]]:
+    from sqlalchemy import create_engine, insert
+
+    from crmbridge.sync.reference_erp import erp_metadata, inventory, items
+
+    rng = random.Random(seed)
+    eng = create_engine(url)
+    erp_metadata.create_all(eng, tables=[items, inventory])
+    n_items = -(-rows // warehouses)
+    t0 = datetime(2026, 1, 1)
+    keys = []
+    with eng.begin() as c:
+        c.execute(insert(items), [{"item_code": f"ITEM{i:07d}", "item_name": f"Item {i}", "family": "Hardware",
+                                   "unit": "Each", "active": True, "updated_at": t0} for i in range(n_items)])
+        batch = []
+        for n in range(rows):
+            item, wh = f"ITEM{n // warehouses:07d}", f"WH{n % warehouses:03d}"
+            on_hand = Decimal(rng.randint(0, 5000))
+            batch.append({"item_code": item, "warehouse": wh, "on_hand": on_hand, "reserved": Decimal(0),
+                          "available": on_hand, "updated_at": t0 + timedelta(seconds=n % 3600)})
+            keys.append((item, wh))
+            if len(batch) == 20_000:
+                c.execute(insert(inventory), batch)
+                batch = []
+        if batch:
+            c.execute(insert(inventory), batch)
+    eng.dispose()
+    return keys
+
+
+def change_erp(url: str, keys: list[tuple[str, str]], pct: float, seed: int) -> int:
+    """Change ``pct`` % of the inventory rows from outside, as the ERP would (updated_at moves)."""
+    from sqlalchemy import bindparam, create_engine, func, update
+
+    from crmbridge.sync.reference_erp import inventory
+
+    picked = random.Random(seed + 1).sample(keys, int(len(keys) * pct / 100))
+    eng = create_engine(url)
+    stmt = (update(inventory).where(inventory.c.item_code == bindparam("k_item"),
+                                    inventory.c.warehouse == bindparam("k_wh"))
+            .values(on_hand=inventory.c.on_hand + 1, available=inventory.c.available + 1,
+                    updated_at=func.current_timestamp()))
+    with eng.begin() as c:
+        for i in range(0, len(picked), 20_000):
+            c.execute(stmt, [{"k_item": a, "k_wh": b} for a, b in picked[i:i + 20_000]])
+    eng.dispose()
+    return len(picked)
+
+
+def show(label: str, r, seconds: float) -> None:
+    inv, prod = r.objects["inventory"], r.objects["products"]
+    print(f"{label}: {seconds:8.1f}s  status={r.status}  api_calls={r.api_calls}")
+    for name, o in (("products", prod), ("inventory", inv)):
+        print(f"    {name:9s} read={o['read']:>9,} written={o['written']:>9,} unchanged={o['unchanged']:>9,} "
+              f"errors={o['errors']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--warehouses", type=int, default=100)
+    ap.add_argument("--change-pct", type=float, default=1.0)
+    ap.add_argument("--batch", type=int, default=50_000)
+    ap.add_argument("--erp-url", help="an EMPTY database (default: SQLite in a temp folder)")
+    ap.add_argument("--workdir", help="folder for the project, org and ERP (default: a temp folder)")
+    args = ap.parse_args()
+
+    from crmbridge.config import load_project
+    from crmbridge.connectors.salesforce import connect
+    from crmbridge.sandbox.server import start_sandbox
+    from crmbridge.sync.engine import run_sync
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="crmbridge-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    erp_url = args.erp_url or f"sqlite:///{work / 'erp.db'}"
+    t = time.perf_counter()
+    keys = fill_erp(erp_url, args.rows, args.warehouses, seed=7)
+    print(f"ERP filled: {len(keys):,} inventory rows in {time.perf_counter() - t:.1f}s ({erp_url.split(':')[0]})")
+    handle = start_sandbox(work / "org.db")
+    root = work / "project"
+    root.mkdir(exist_ok=True)
+    (root / "crmbridge.yml").write_text(
+        f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
+        f"erp: {{url: '{erp_url}'}}\n")
+    (root / "sync.yml").write_text(SYNC_YML.format(batch=args.batch))
+    project = load_project(root)
+    sf = connect(project)
+    try:
+        t = time.perf_counter()
+        r1 = run_sync(project, sf=sf)
+        show("run 1 (initial load)", r1, time.perf_counter() - t)
+        changed = change_erp(erp_url, keys, args.change_pct, seed=7)
+        print(f"changed {changed:,} rows ({args.change_pct}%) in the ERP")
+        t = time.perf_counter()
+        r2 = run_sync(project, sf=sf)
+        show(f"run 2 (after {args.change_pct}% changed)", r2, time.perf_counter() - t)
+        t = time.perf_counter()
+        r3 = run_sync(project, sf=sf)
+        show("run 3 (no change)", r3, time.perf_counter() - t)
+        in_org = sf.count("SELECT COUNT() FROM Inventory__c")
+        print(f"Inventory__c records in the org: {in_org:,} (ERP rows: {len(keys):,})")
+    finally:
+        sf.close()
+        handle.stop()
+
+
+if __name__ == "__main__":
+    main()
