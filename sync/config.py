@@ -203,6 +203,13 @@ class ErpConnection(Strict):
     url: str | EnvRef
     schema_name: str | None = Field(None, alias="schema")
 
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, v):
+        from crmbridge.config import _no_literal_password
+
+        return _no_literal_password(v)
+
 
 class ScheduleSettings(Strict):
     cron: str = "30 1 * * *"

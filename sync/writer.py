@@ -48,9 +48,10 @@ class Writer:
         d = merge(spec, base, erp, p.sf, frozen=self.frozen.get(p.key, set()), forced=forced,
                   to_sf_ok=ctx.to_sf_ok, to_erp_ok=ctx.to_erp_ok)
         payload = dict(d.to_sf)
-        if p.rec is not None and p.rec.status == "deleted" and spec.deletes.salesforce_field and ctx.to_sf_ok:
-            v = spec.deletes.salesforce_value
-            payload[spec.deletes.salesforce_field] = (not v) if isinstance(v, bool) else None
+        v = spec.deletes.salesforce_value
+        if p.rec is not None and p.rec.status == "deleted" and spec.deletes.salesforce_field and ctx.to_sf_ok \
+                and isinstance(v, bool):
+            payload[spec.deletes.salesforce_field] = not v  # the row is back in the ERP: flag it active again
         if p.sf is not None and canon(p.sf.get(self.ext)) != p.key and ctx.to_sf_ok:
             payload[self.ext] = p.key  # the ERP key written back to Salesforce as its external ID
         erp_vals = dict(erp or {})

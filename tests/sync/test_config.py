@@ -30,6 +30,7 @@ def test_template_is_valid():
     ("sync__bad_cron.yml", 2, ["not a valid 5-field cron"]),
     ("sync__soft_delete_without_field.yml", 2, ["salesforce_field"]),
     ("sync__query_with_salesforce_owned_field.yml", 7, ["read only"]),
+    ("sync__erp_url_with_literal_password.yml", 2, ["{env: NAME}"]),
 ])
 def test_bad_config_names_file_line_and_field(case, line, words):
     with pytest.raises(ConfigError) as ei:
@@ -38,3 +39,4 @@ def test_bad_config_names_file_line_and_field(case, line, words):
     assert msg.startswith(f"{CASES / case}:{line}:"), msg
     for w in words:
         assert w in msg, msg
+    assert "s3cret" not in msg
