@@ -52,7 +52,7 @@ def sanitize_result(result):
         rc.result = res
         items.append(rc)
     clean = ExpectationSuiteValidationResult(success=result.success, results=items, suite_name=result.suite_name,
-                                             statistics=result.statistics, meta=_escape(result.meta))
+                                             statistics=result.statistics, meta=result.meta)
     return clean
 
 

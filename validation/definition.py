@@ -17,11 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 Severity = Literal["blocking", "warning"]
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is shown as written (no "Value error, " prefix)."""
+    return PydanticCustomError("invalid", message)
+
+
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _RULE_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 
@@ -67,13 +75,13 @@ class Format(RuleBase):
     def _pattern(self):
         if self.format == "regex":
             if not self.pattern:
-                raise ValueError("format 'regex' needs a 'pattern'")
+                raise _invalid("format 'regex' needs a 'pattern'")
             try:
                 re.compile(self.pattern)
             except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+                raise _invalid(f"pattern is not a valid regular expression: {exc}") from None
         elif self.pattern is not None:
-            raise ValueError(f"'pattern' only applies to format 'regex', not '{self.format}'")
+            raise _invalid(f"'pattern' only applies to format 'regex', not '{self.format}'")
         return self
 
 
@@ -89,7 +97,7 @@ class Allowed(RuleBase):
     def _targets_allowed(self):
         bad = sorted({v for v in self.map.values() if v not in self.values})
         if bad:
-            raise ValueError(f"map gives {bad[0]!r}, which is not among the allowed values {self.values}")
+            raise _invalid(f"map gives {bad[0]!r}, which is not among the allowed values {self.values}")
         return self
 
 
@@ -108,11 +116,11 @@ class CrossField(RuleBase):
     @model_validator(mode="after")
     def _one_side(self):
         if (self.right is None) == (self.value is None):
-            raise ValueError("give exactly one of 'right' (a field) or 'value' (a constant)")
+            raise _invalid("give exactly one of 'right' (a field) or 'value' (a constant)")
         if self.value is not None and self.type == "date":
-            raise ValueError("a date rule compares two fields: use 'right'")
+            raise _invalid("a date rule compares two fields: use 'right'")
         if self.right is not None and self.op == "ne":
-            raise ValueError("op 'ne' between two fields is not supported; use eq, gt, ge, lt or le")
+            raise _invalid("op 'ne' between two fields is not supported; use eq, gt, ge, lt or le")
         return self
 
 
@@ -144,7 +152,14 @@ class Identity(Strict):
         return [v] if isinstance(v, str) else v
 
 
-Step = Union[str, dict[str, Any]]
+def _check_step(step: "str | dict[str, Any]") -> "str | dict[str, Any]":
+    name, params = split_step(step)
+    _check_transform(name, params)
+    return step
+
+
+# A step is checked where it stands, so an error points at its own line (normalise.phone[0]).
+Step = Annotated[Union[str, dict[str, Any]], AfterValidator(_check_step)]
 
 
 class EntityRules(Strict):
@@ -164,13 +179,10 @@ class EntityRules(Strict):
 
     @field_validator("normalise")
     @classmethod
-    def _steps_exist(cls, v: dict[str, list[Step]]) -> dict[str, list[Step]]:
-        for field, steps in v.items():
+    def _field_names(cls, v: dict[str, list[Step]]) -> dict[str, list[Step]]:
+        for field in v:
             if field != "*" and not re.match(_IDENT, field):
-                raise ValueError(f"'{field}' is not a field name")
-            for step in steps:
-                name, params = split_step(step)
-                _check_transform(field, name, params)
+                raise _invalid(f"'{field}' is not a field name")
         return v
 
 
@@ -179,22 +191,22 @@ def split_step(step: Step) -> tuple[str, dict[str, Any]]:
     if isinstance(step, str):
         return step, {}
     if len(step) != 1:
-        raise ValueError(f"a step is a transform name or {{name: {{params}}}} with one key, got {sorted(step)}")
+        raise _invalid(f"a step is a transform name or {{name: {{params}}}} with one key, got {sorted(step)}")
     name, params = next(iter(step.items()))
     if params is not None and not isinstance(params, dict):
-        raise ValueError(f"parameters of transform '{name}' must be a mapping")
+        raise _invalid(f"parameters of transform '{name}' must be a mapping")
     return name, dict(params or {})
 
 
-def _check_transform(field: str, name: str, params: dict[str, Any]) -> None:
+def _check_transform(name: str, params: dict[str, Any]) -> None:
     from crmbridge.mappings.transforms import TRANSFORMS, TransformParamError, parse_params
 
     try:
         parse_params(name, params)
     except TransformParamError as exc:
-        raise ValueError(f"field '{field}': {exc}") from None
+        raise _invalid(str(exc)) from None
     if TRANSFORMS[name].kind == "frame":
-        raise ValueError(f"field '{field}': transform '{name}' works on several columns; not usable here")
+        raise _invalid(f"transform '{name}' works on several columns; not usable here")
 
 
 class Condition(Strict):
@@ -207,11 +219,11 @@ class Condition(Strict):
     @model_validator(mode="after")
     def _value_shape(self):
         if self.op in ("in", "not_in") and not isinstance(self.value, list):
-            raise ValueError(f"op '{self.op}' needs a list value")
+            raise _invalid(f"op '{self.op}' needs a list value")
         if self.op in ("gt", "ge", "lt", "le") and not isinstance(self.value, (int, float)):
-            raise ValueError(f"op '{self.op}' needs a number value")
+            raise _invalid(f"op '{self.op}' needs a number value")
         if self.op in ("eq", "ne") and self.value is None:
-            raise ValueError(f"op '{self.op}' needs a value")
+            raise _invalid(f"op '{self.op}' needs a value")
         return self
 
 
@@ -225,7 +237,7 @@ class Criterion(Strict):
     @model_validator(mode="after")
     def _some_test(self):
         if not self.any and not self.all:
-            raise ValueError("a criterion needs at least one test under 'any' or 'all'")
+            raise _invalid("a criterion needs at least one test under 'any' or 'all'")
         return self
 
 
@@ -258,9 +270,9 @@ class Definition(Strict):
         for name, ent in self.entities.items():
             for ref in ent.references:
                 if ref.entity not in self.entities:
-                    raise ValueError(f"entities.{name}: reference to unknown entity '{ref.entity}'")
+                    raise _invalid(f"entities.{name}: reference to unknown entity '{ref.entity}'")
         if self.criteria and self.criteria.entity not in self.entities:
-            raise ValueError(f"criteria.entity '{self.criteria.entity}' is not among the entities")
+            raise _invalid(f"criteria.entity '{self.criteria.entity}' is not among the entities")
         _entity_order(self.entities)  # raises on reference cycles
         return self
 
@@ -295,7 +307,7 @@ def _entity_order(entities: dict[str, EntityRules]) -> list[str]:
         if name in order:
             return
         if name in visiting:
-            raise ValueError(f"references between entities form a cycle through '{name}'")
+            raise _invalid(f"references between entities form a cycle through '{name}'")
         visiting.add(name)
         for ref in entities[name].references:
             if ref.entity != name:

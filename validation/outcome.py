@@ -34,7 +34,8 @@ def _shown(v: Any) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "(empty)"
     s = str(v)
-    return repr(s if len(s) <= _MAX_SHOWN else s[: _MAX_SHOWN - 1] + "…")
+    # Quoted as-is (no repr escaping): stewards compare it with the legacy system's screen.
+    return "'" + (s if len(s) <= _MAX_SHOWN else s[: _MAX_SHOWN - 1] + "…") + "'"
 
 
 def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str]:

@@ -123,13 +123,18 @@ def _required(r: Required) -> Rule:
                 message=r.message or f"{r.field} is missing")
 
 
+def _derived_name(rule_id: str, part: str = "") -> str:
+    """The derived column's name: readable in Data Docs (``_format__email``), never a data column."""
+    return "_" + rule_id.replace(".", "__") + (f"__{part}" if part else "")
+
+
 def _derived(col: str, fn: Callable[[pd.DataFrame], pd.Series]) -> Derive:
     return lambda df, ctx: {col: fn(df)}
 
 
 def _format(entity: str, i: int, f: Format) -> Rule:
     fld, kind = f.field, f.format
-    col = f"_chk_format_{i}"
+    col = _derived_name(f.id or f"format.{fld}")
     country = f.country_field
     derive: Derive | None = None
     exp, kwargs = "ExpectColumnValuesToBeInSet", {"column": col, "value_set": [True]}
@@ -177,10 +182,10 @@ def _allowed(a: Allowed) -> Rule:
 def _cross(entity: str, i: int, c: CrossField) -> Rule:
     conv = checks.as_dates if c.type == "date" else checks.as_numbers
     op = _OPS[c.op]
-    a, b = f"_cmp_{i}_a", f"_cmp_{i}_b"
     if c.right is None:
         default_id = f"cross.{c.left}_{c.op}_{c.value:g}"
         text = f"{c.left} {op} {c.value:g}"
+        a = _derived_name(c.id or default_id, c.left)
         derive: Derive = lambda df, ctx: {a: conv(df[c.left])}
         v = c.value
         exp, kwargs = {
@@ -195,6 +200,7 @@ def _cross(entity: str, i: int, c: CrossField) -> Rule:
         message = f"{c.left} {{left}} violates {text}"
     else:
         default_id = f"cross.{c.left}_{c.op}_{c.right}"
+        a, b = _derived_name(c.id or default_id, c.left), _derived_name(c.id or default_id, c.right)
         text = f"{c.left} {op} {c.right}"
         derive = lambda df, ctx: {a: conv(df[c.left]), b: conv(df[c.right])}
         skip = "either_value_is_missing"
@@ -211,7 +217,7 @@ def _cross(entity: str, i: int, c: CrossField) -> Rule:
 
 
 def _reference(entity: str, i: int, r: Reference) -> Rule:
-    col = f"_chk_ref_{i}"
+    col = _derived_name(r.id or f"ref.{r.field}")
 
     def derive(df: pd.DataFrame, ctx: RuleContext) -> dict[str, pd.Series]:
         keys = ctx.valid_keys.get((r.entity, r.key))
