@@ -89,6 +89,7 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     file source; ``on_progress(source, rows)`` is called after each chunk.
     """
     from crmbridge.migrations import runs as runs_mod
+    from crmbridge.secretref import redact
     from crmbridge.state import get_watermark, open_state, set_watermark
 
     chosen = _choose(project, sources, encoding)
@@ -122,9 +123,10 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
         final = _move_into_place(tmp, run.dir / STAGE)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        runs_mod.finish_stage(engine, run.run_id, STAGE, status="failed", error=str(exc))
+        error = redact(str(exc) or type(exc).__name__)
+        runs_mod.finish_stage(engine, run.run_id, STAGE, status="failed", error=error)
         if created:
-            runs_mod.finish_run(engine, run.run_id, "failed", {"error": str(exc)})
+            runs_mod.finish_run(engine, run.run_id, "failed", {"error": error})
             _remove_if_empty(run.dir)
         raise
     result = ExtractResult(run_id=run.run_id, run_dir=str(run.dir), extract_dir=str(final),
