@@ -162,7 +162,7 @@ def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock):
     from crmbridge.sync.objectsync import Ctx, ObjectSync
 
     ctx = Ctx(state=state, erp=erp, sf=sf, run_id=run_id, dry_run=dry_run, batch=cfg.batch_size,
-              to_sf_ok=direction in ("both", "to-salesforce"), to_erp_ok=direction in ("both", "to-erp"))
+              to_sf_ok=direction in ("both", "to-salesforce"), to_erp_ok=direction in ("both", "to-erp"), heartbeat=None if dry_run else lock.heartbeat)
     per: dict[str, dict] = {}
     failed: dict[str, str] = {}
     for spec in specs:

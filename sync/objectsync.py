@@ -35,6 +35,7 @@ class Ctx:
     to_sf_ok: bool = True
     to_erp_ok: bool = True
     batch: int = 10_000
+    heartbeat: Any = None  # called after each committed batch (keeps the run lock fresh)
 
 
 @dataclass
@@ -97,13 +98,16 @@ class ObjectSync:
         all_keys: set[str] | None = set() if (hash_mode and want_deletes) else None
         retry = set(store.keys_with_status(c.state, spec.name, ("pending", "error")))
         retry |= set(cq.keys_to_apply(c.state, spec.name))
-        if retry:
-            self.process(self.view.by_keys(sorted(retry)), sf_changes)
+        ordered = sorted(retry)
+        for i in range(0, len(ordered), c.batch):
+            self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
         for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
             self.process(todo, sf_changes)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
+            if c.heartbeat:
+                c.heartbeat()
         if sf_changes:
             self.process_sf_only(sf_changes)
         if want_deletes:
@@ -169,7 +173,9 @@ class ObjectSync:
             rec = by_key[key]
             seen.add(rec["Id"])
             pairs.append(Pair(key, recs.get(key), row, rec, rec["Id"]))
-        rest = {sid: r for sid, r in sf_changes.items() if sid not in seen}
+        # a linked record whose ERP row is gone is never "new": it must not re-create a deleted ERP row
+        rest = {sid: r for sid, r in sf_changes.items() if sid not in seen and sid not in index}
+        self.n.skipped += sum(1 for sid in sf_changes if sid in index and sid not in seen)
         for link in spec.link_on:
             vals = [r.get(link.salesforce) for r in rest.values() if r.get(link.salesforce) not in (None, "")]
             if not vals:
