@@ -70,6 +70,7 @@ def _context():
 
 def build_suite(name: str, rules: list[Rule]):
     """An ``ExpectationSuite`` with one expectation per rule; ``meta.rule_id`` ties results back."""
+    _context()  # GX builds expectations only inside an active data context
     import great_expectations as gx
     import great_expectations.expectations as gxe
 

@@ -61,10 +61,11 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     d = summary["definition"]
     if d["status"] != "signed":
         missing = ", ".join(f"{o['department']} ({o['person']})" for o in d["owners"] if not o["signed_on"])
-        con.print(f"[bold yellow]DRAFT definition v{d['version']}[/]: not signed by {missing}", markup=True)
+        con.print(f"[bold yellow]DRAFT definition v{d['version']}[/]: not signed by {missing}", soft_wrap=True)
     else:
         con.print(f"definition v{d['version']} signed by every owner")
-    t = Table(title=f"validate run {summary['run_id']}", title_justify="left")
+    con.print(f"validate run {summary['run_id']}", soft_wrap=True)
+    t = Table()
     for col in ("entity", "rows in", "valid", "quarantined", "warned", "fixed"):
         t.add_column(col, justify="left" if col == "entity" else "right")
     for name, e in summary["entities"].items():
@@ -85,4 +86,4 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
     verdict = "[bold red]BLOCKING failures[/]" if summary["blocking_failed"] else "[green]no blocking failures[/]"
     con.print(f"result: {verdict}", markup=True)
     for label, p in summary["reports"].items():
-        con.print(f"{label}: {p}", markup=False)
+        con.print(f"{label}: {p}", markup=False, soft_wrap=True)  # paths must stay copyable: never wrapped
