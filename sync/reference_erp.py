@@ -66,6 +66,7 @@ customers = Table(
     Column("billing_postal_code", String(20)),
     Column("credit_limit", Numeric(18, 2)),
     Column("status", String(20)),
+    Column("crm_account_id", String(18)),  # written by the sync: which customers Salesforce knows
     Column("updated_at", DateTime, nullable=False, index=True),
 )
 
