@@ -48,7 +48,9 @@ def snapshot(source: str, label: str, replace: bool) -> None:
         for v in s.values.values():
             rate = f"  (rate {v['rate'] * 100:.1f}%)" if v.get("rate") is not None else ""
             note = f"  [{v['note']}]" if v.get("note") else ""
-            click.echo(f"  {v['title']:<36} {_fmt(v['value']):>16}{rate}{note}")
+            val = f"{v['value'] * 100:.1f}%" if v.get("kind") == "share_with" and v["value"] is not None \
+                else _fmt(v["value"])
+            click.echo(f"  {v['title']:<36} {val:>16}{rate}{note}")
 
     emit(snap, human)
 
