@@ -38,17 +38,16 @@ def sync(ctx: click.Context, direction: str, dry_run: bool, objects: tuple[str, 
 
 
 def _show_result(r) -> None:
+    from rich.console import Console
     from rich.table import Table
-
-    from crmbridge.clikit import console
 
     t = Table(title=f"sync {r.run_id}: {r.status}{' (dry run)' if r.dry_run else ''}")
     for col in ("object", "read", "written", "unchanged", "conflicts", "errors", "skipped", "deleted"):
-        t.add_column(col, justify="left" if col == "object" else "right")
+        t.add_column(col, justify="left" if col == "object" else "right", no_wrap=True)
     for name, o in r.objects.items():
         t.add_row(name, *[str(o.get(k, 0)) for k in ("read", "written", "unchanged", "conflicts", "errors",
                                                      "skipped", "deleted")])
-    c = console()
+    c = Console(highlight=False, width=None if click.get_text_stream("stdout").isatty() else 120)
     c.print(t)
     for name, msg in r.failed_objects.items():
         c.print(f"[red]{name} failed:[/red] {msg}")
