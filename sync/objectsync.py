@@ -16,9 +16,9 @@ from crmbridge.state import get_watermark, set_watermark
 from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
 from crmbridge.sync.config import ObjectSpec
-from crmbridge.sync.merge import creates_in_erp, merge
+from crmbridge.sync.merge import creates_in_erp
 from crmbridge.sync.reader import ErpView, sf_changed, sf_where_in
-from crmbridge.sync.values import canon, to_erp, to_salesforce
+from crmbridge.sync.values import canon, to_erp
 
 log = logging.getLogger("crmbridge.sync")
 
@@ -246,8 +246,4 @@ def erp_values(spec: ObjectSpec, vals: dict[str, Any], types: dict) -> dict[str,
     return {spec.fields[f].erp: to_erp(v, types.get(spec.fields[f].erp)) for f, v in vals.items()}
 
 
-def sf_payload(vals: dict[str, Any]) -> dict[str, Any]:
-    return {f: to_salesforce(v) for f, v in vals.items()}
-
-
-__all__ = ["Ctx", "Counts", "ObjectSync", "Pair", "merge", "erp_values", "sf_payload"]
+__all__ = ["Ctx", "Counts", "ObjectSync", "Pair", "erp_values"]

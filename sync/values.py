@@ -74,19 +74,6 @@ def concat(a, b=None) -> str:
 COMPUTE = {"days_overdue": days_overdue, "concat": concat}
 
 
-def to_salesforce(v: Any) -> Any:
-    """A Python value as Salesforce accepts it in DML."""
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, datetime):
-        if v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
-        return v.isoformat()
-    if isinstance(v, date):
-        return v.isoformat()
-    return v
-
-
 def to_erp(v: Any, python_type: type | None) -> Any:
     """A canonical/Salesforce value as the ERP column's Python type expects it."""
     if v is None or python_type is None:

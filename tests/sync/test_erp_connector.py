@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import create_engine, select
 
 from crmbridge.connectors.erp import ErpConnector, watermark_param, watermark_value
 from crmbridge.errors import UsageError

@@ -132,3 +132,24 @@ def test_activated_contracts_reach_the_erp(tmp_path, erp_url, fresh_sandbox, kit
     assert got["ERP_Contract_Code__c"] == rows[0].contract_code == "HT0000001"
     assert kit.run(project, sf).totals["written"] == 0
     erp.dispose()
+
+
+def test_one_direction_at_a_time_loses_nothing(tmp_path, fresh_sandbox, kit):
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    project, sf, erp, ids = _setup(tmp_path, url, fresh_sandbox, kit)
+    assert kit.run(project, sf).status == "succeeded"
+    sf.dml("update", "Account", [{"Id": ids[0], "Phone": "021-1111 2222"}])
+    with erp.begin() as c:
+        c.execute(update(inventory).where(inventory.c.item_code == "ITEM0000000", inventory.c.warehouse == "WH-SH")
+                  .values(on_hand=4321, updated_at=func.current_timestamp()))
+    r = kit.run(project, sf, direction="to-salesforce")
+    assert r.objects["inventory"]["written"] == 1 and r.objects["customers"]["written_erp"] == 0, r.as_dict()
+    phone = select(customers.c.phone).where(customers.c.customer_code == "K0000001")
+    with erp.connect() as c:
+        assert c.execute(phone).scalar_one() != "021-1111 2222"
+    r = kit.run(project, sf, direction="to-erp")
+    assert r.objects["customers"]["written_erp"] == 1 and r.objects["inventory"]["written"] == 0, r.as_dict()
+    with erp.connect() as c:
+        assert c.execute(phone).scalar_one() == "021-1111 2222"
+    assert kit.run(project, sf).totals["written"] == 0
+    erp.dispose()
