@@ -63,13 +63,14 @@ class MigrateResult:
 
 
 def unfinished_run(engine, runs_dir) -> R.Run | None:
-    """The newest migrate run that neither finished nor was a dry run."""
-    q = (select(runs_table).where(runs_table.c.kind == "migrate", runs_table.c.status.in_(("running", "failed")),
-                                  runs_table.c.dry_run == 0)
+    """The newest migrate run (dry runs aside) if it did not finish; older unfinished runs were given up."""
+    q = (select(runs_table).where(runs_table.c.kind == "migrate", runs_table.c.dry_run == 0)
          .order_by(runs_table.c.created_at.desc(), runs_table.c.run_id.desc()))
     with engine.connect() as c:
         row = c.execute(q).first()
-    return R.Run(row.run_id, runs_dir / row.run_id, row.kind) if row else None
+    if row is None or row.status not in ("running", "failed"):
+        return None
+    return R.Run(row.run_id, runs_dir / row.run_id, row.kind)
 
 
 def _run_validate(project, run):

@@ -84,3 +84,41 @@ def test_rollback_deletes_created_and_restores_updated(project, sf, mapped_run, 
     assert sf.count("SELECT COUNT() FROM Account WHERE Legacy_Id__c != null") == 0
     assert sf.count("SELECT COUNT() FROM Contact WHERE Legacy_Id__c != null") == 0
     assert L.map_for(engine, "Account") == {}
+
+
+def test_rollback_through_the_cli_resumes_after_a_crash(project, mapped_run, helpers):
+    from crmbridge.connectors.salesforce import connect
+    from crmbridge.migrations.load import run_load
+
+    run = mapped_run(helpers.accounts(30), helpers.contacts(30, accounts=30))
+    conn = connect(project)
+    try:
+        run_load(project, run, connector=conn)
+    finally:
+        conn.close()
+    # crash after the first rollback batch (the contacts), then run the same command again
+    crashed = helpers.cli(project.root, "rollback", run.run_id,
+                          env_extra={"CRMBRIDGE_TEST_CRASH_AT": "rollback:after_batch@1"})
+    assert crashed.returncode == 137, crashed.stderr
+    done = helpers.cli(project.root, "rollback", run.run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    import json
+
+    out = json.loads(done.stdout)
+    assert out["rollback_run_id"] == f"{run.run_id}.rb" and out["failed"] == 0
+    # the contacts' batch was done before the crash: counted once, from its journal and ledger
+    assert {s["step"]: s["deleted"] for s in out["steps"]} == {"Contact": 30, "Account": 30}
+    conn = connect(project)
+    try:
+        assert conn.count("SELECT COUNT() FROM Account") == 0 and conn.count("SELECT COUNT() FROM Contact") == 0
+    finally:
+        conn.close()
+    listed = json.loads(helpers.cli(project.root, "runs", "list", "--json").stdout)
+    status = {r["run_id"]: (r["status"], r["actions"]) for r in listed}
+    assert status[run.run_id][0] == "rolled_back"
+    assert status[f"{run.run_id}.rb"][0] == "succeeded" and status[f"{run.run_id}.rb"][1]["deleted"] == 60
+
+
+def test_rollback_of_unknown_run_is_a_usage_error(project, helpers):
+    r = helpers.cli(project.root, "rollback", "20990101-000000-dead")
+    assert r.returncode == 2 and "no run '20990101-000000-dead'" in r.stderr
