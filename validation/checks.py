@@ -74,8 +74,35 @@ def email_valid(value: str) -> bool:
     return True
 
 
+# Plain ASCII addresses of this shape are accepted by email-validator as they stand; checking them
+# with one vectorised regex instead of ~170 us per call keeps a million rows fast. Everything else
+# (IDN, quoted local parts, odd lengths) still goes through email-validator itself.
+_EMAIL_FAST = (r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]|\.(?!\.)){0,62}(?<!\.)@"
+               r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}")
+
+
+def _email_fast(series: pd.Series) -> pd.Series:
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+    s = series.astype(object).where(series.notna(), "").astype(str)
+    ok = s.str.fullmatch(_EMAIL_FAST) & (s.str.len() <= 254) & ~s.str.contains("xn--", regex=False)
+    tld = s.str.rsplit(".", n=1).str[-1].str.lower()
+    return (ok & ~tld.isin(list(SPECIAL_USE_DOMAIN_NAMES))).fillna(False).astype(bool)
+
+
 def email_check(series: pd.Series) -> pd.Series:
-    return by_distinct(series, email_valid)
+    return _combine(series, _email_fast(series), lambda rest: by_distinct(series[rest], email_valid))
+
+
+def _combine(series: pd.Series, fast: pd.Series, slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """True where the fast path accepted, the library's verdict for other present values, else None."""
+    out = np.full(len(series), None, dtype=object)
+    fast_np = fast.to_numpy(dtype=bool)
+    out[fast_np] = True
+    rest = series.notna() & ~fast
+    if rest.any():
+        out[rest.to_numpy(dtype=bool)] = slow(rest).to_numpy(dtype=object)
+    return pd.Series(out, index=series.index, dtype=object)
 
 
 def phone_valid(value: str, region: str) -> bool:
@@ -107,8 +134,48 @@ def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bo
     return pd.Series(out, index=series.index, dtype=object)
 
 
+# Calling codes served by exactly one region, whose E.164 numbers are checked against phonenumbers'
+# own metadata in one vectorised pass (the same tests ``is_valid_number`` makes, without a ~100 us
+# parse per value). Only matches are taken; anything else goes through phonenumbers itself.
+_FAST_REGIONS = {"86": "CN"}
+_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+          "fixed_line", "mobile")
+
+
+def _matches(national: pd.Series, desc) -> pd.Series:
+    if desc is None or desc.national_number_pattern is None:
+        return pd.Series(False, index=national.index)
+    hit = national.str.fullmatch(desc.national_number_pattern).fillna(False).astype(bool)
+    if desc.possible_length:
+        hit &= national.str.len().isin(list(desc.possible_length))
+    return hit
+
+
+def _phone_fast(series: pd.Series) -> pd.Series:
+    from phonenumbers import PhoneMetadata
+
+    s = series.astype(object).where(series.notna(), "").astype(str)
+    ok = pd.Series(False, index=series.index)
+    for cc, region in _FAST_REGIONS.items():
+        nat = s.str.extract(rf"^\+{cc}([1-9]\d{{4,13}})$")[0]
+        has = nat.notna()
+        if not has.any():
+            continue
+        n = nat[has]
+        md = PhoneMetadata.metadata_for_region(region)
+        typed = pd.Series(False, index=n.index)
+        for t in _TYPES:
+            typed |= _matches(n, getattr(md, t))
+        ok[has] = _matches(n, md.general_desc) & typed
+    return ok
+
+
 def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    return _pairwise(series, _regions(series, country, region), phone_valid)
+    def slow(rest: pd.Series) -> pd.Series:
+        sub = series[rest]
+        return _pairwise(sub, _regions(sub, country[rest] if country is not None else None, region), phone_valid)
+
+    return _combine(series, _phone_fast(series), slow)
 
 
 def postal_valid(value: str, region: str) -> bool:

@@ -80,8 +80,11 @@ def _samples(labels: np.ndarray, names: pd.Series) -> list[str]:
 def disagreement(frame: pd.DataFrame, criteria: Criteria, key: list[str], match_on: list[str]) -> dict[str, Any]:
     """Counts per criterion, department-vs-agreed comparisons and the pairwise department overlap."""
     labels = link_companies(frame, match_on or key)
-    key_text = frame[key].astype(object).fillna("").astype(str).agg("/".join, axis=1) if key else \
-        frame["_row_id"].astype(str)
+    key_text = frame["_row_id"].astype(object).astype(str)
+    if key:
+        key_text = frame[key[0]].astype(object).fillna("").astype(str)
+        for k in key[1:]:
+            key_text = key_text + "/" + frame[k].astype(object).fillna("").astype(str)
     first = pd.Series(np.arange(len(frame))).groupby(labels).first()
     company_key = key_text.iloc[first.to_numpy()].reset_index(drop=True)  # indexed by company label
     dept = frame["_department"].astype(object)
