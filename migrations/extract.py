@@ -393,7 +393,7 @@ def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
     files = _entity_files(Path(run_dir), entity)
     wanted = list(columns) if columns is not None else _entity_columns(files)
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # pre_buffer reads the whole file
         have = [c for c in wanted if c in pf.schema_arrow.names]
         for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
             tbl = pa.Table.from_batches([batch])

@@ -45,7 +45,7 @@ def profile_entity(files: list[Path], sources: list[str], batch_rows: int = 50_0
     stats: dict[str, _ColStats] = {}
     rows = 0
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # pre_buffer reads the whole file
         names = [n for n in pf.schema_arrow.names if n not in LINEAGE]
         for n in names:
             stats.setdefault(n, _ColStats(rows))  # rows before this file: null in this column
