@@ -249,3 +249,19 @@ def pd_isna(v) -> bool:
     import pandas as pd
 
     return bool(pd.isna(v))
+
+
+def test_cli_encoding_override_and_decode_error(project, capsys):
+    from crmbridge.cli import main
+
+    with pytest.raises(SystemExit) as ei:
+        main(["--project", str(project.root), "extract", "--source", "service_customers", "--encoding", "gbk",
+              "--json"])
+    assert ei.value.code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sources"][0]["encoding"] == "gb18030" and out["sources"][0]["rows_kept"] == 3
+    with pytest.raises(SystemExit) as ei:
+        main(["--project", str(project.root), "extract", "--source", "service_customers", "--encoding", "utf-8"])
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert "data/service.csv: line 1, byte offset 0:" in err and "--encoding" in err
