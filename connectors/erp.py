@@ -107,11 +107,9 @@ class ErpConnector:
             q = q.order_by(src.c[order_by])
         yield from self._stream(q, batch)
 
-    def read_keys(self, src, key: list[str], batch: int = 50_000) -> Iterator[list[tuple]]:
-        yield from (
-            [tuple(r.values()) for r in rows]
-            for rows in self._stream(select(*[src.c[k] for k in key]), batch)
-        )
+    def read_keys(self, src, key: list[str], batch: int = 50_000) -> Iterator[list]:
+        """Every row's key columns, as tuple-like rows (no per-row dicts: this reads whole tables)."""
+        yield from self._stream(select(*[src.c[k] for k in key]), batch, as_rows=True)
 
     def read_by_keys(self, src, columns: list[str], key: list[str], keys: list[tuple]) -> list[dict]:
         """Rows whose key is in ``keys`` (chunked IN lists)."""
@@ -139,7 +137,7 @@ class ErpConnector:
         except SQLAlchemyError as exc:
             raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
 
-    def _stream(self, q, batch: int) -> Iterator[list[dict]]:
+    def _stream(self, q, batch: int, *, as_rows: bool = False) -> Iterator[list]:
         try:
             with self.engine.connect() as c:
                 res = c.execution_options(stream_results=True, yield_per=batch).execute(q)
@@ -147,7 +145,7 @@ class ErpConnector:
                     rows = res.fetchmany(batch)
                     if not rows:
                         break
-                    yield [dict(r._mapping) for r in rows]
+                    yield rows if as_rows else [dict(r._mapping) for r in rows]
         except SQLAlchemyError as exc:
             raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
 

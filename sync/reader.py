@@ -47,7 +47,7 @@ class ErpView:
         self.types = self.erp.python_types(self.src)
 
     def key_of(self, row: dict) -> str:
-        return "|".join("" if row[k] is None else str(canon(row[k])) for k in self.spec.erp.key)
+        return "|".join(key_part(row[k]) for k in self.spec.erp.key)
 
     def values(self, row: dict) -> dict[str, Any]:
         """ERP row -> {Salesforce field: raw value} (computed fields evaluated here)."""
@@ -112,9 +112,21 @@ class ErpView:
 
     def all_keys(self, batch: int = 50_000) -> set[str]:
         keys: set[str] = set()
+        single = len(self.spec.erp.key) == 1
         for part in self.erp.read_keys(self.src, self.spec.erp.key, batch):
-            keys.update("|".join("" if v is None else str(canon(v)) for v in t) for t in part)
+            if single:
+                keys.update(key_part(t[0]) for t in part)
+            else:
+                keys.update("|".join([key_part(v) for v in t]) for t in part)
         return keys
+
+
+def key_part(v: Any) -> str:
+    """One key column as text (fast path for strings: whole tables of keys go through here)."""
+    if type(v) is str:
+        return v
+    c = canon(v)
+    return "" if c is None else c
 
 
 # --------------------------------------------------------------------------- Salesforce
