@@ -31,8 +31,10 @@ def sync(ctx: click.Context, direction: str, dry_run: bool, objects: tuple[str, 
     from crmbridge.sync.engine import run_sync
 
     project = app().project()
+    import sys
+
     result = run_sync(project, direction=direction, dry_run=dry_run, objects=list(objects) or None,
-                      command="crmbridge sync " + " ".join(ctx.args))
+                      command="crmbridge " + " ".join(sys.argv[1:]))
     emit(result, _show_result)
     ctx.exit(result.exit_code)
 

@@ -1,49 +1,45 @@
-"""Helpers shared by the sync tests: a project wired to a sandbox org and a reference ERP."""
+"""Fixtures shared by the sync tests: a project wired to a sandbox org and an ERP database."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pytest
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "project" / "sync.yml"
 
 
-def make_project(root: Path, erp_url: str, handle, *, sync_yml: str | None = None) -> Path:
-    """A project folder whose org is the running sandbox ``handle`` and whose ERP is ``erp_url``."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "crmbridge.yml").write_text(
-        "name: sync-test\n"
-        f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
-        f"erp: {{url: '{erp_url}'}}\n", encoding="utf-8")
-    if sync_yml is None:
-        shutil.copyfile(TEMPLATE, root / "sync.yml")
-    else:
-        (root / "sync.yml").write_text(sync_yml, encoding="utf-8")
-    return root
+class Kit:
+    """Helpers (tests import nothing from each other in importlib mode, so they come as a fixture)."""
 
+    @staticmethod
+    def make_project(root: Path, erp_url: str, handle, *, sync_yml: str | None = None) -> Path:
+        """A project folder whose org is the running sandbox ``handle`` and whose ERP is ``erp_url``."""
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "crmbridge.yml").write_text(
+            "name: sync-test\n"
+            f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
+            f"erp: {{url: '{erp_url}'}}\n", encoding="utf-8")
+        if sync_yml is None:
+            shutil.copyfile(TEMPLATE, root / "sync.yml")
+        else:
+            (root / "sync.yml").write_text(sync_yml, encoding="utf-8")
+        return root
 
-def connector(project):
-    from crmbridge.connectors.salesforce import connect
+    @staticmethod
+    def connector(project):
+        from crmbridge.connectors.salesforce import connect
 
-    return connect(project)
+        return connect(project)
 
+    @staticmethod
+    def run(project, sf, **kw):
+        from crmbridge.sync.engine import run_sync
 
-def run(project, sf, **kw):
-    from crmbridge.sync.engine import run_sync
-
-    return run_sync(project, sf=sf, **kw)
-
-
-class _Kit:
-    make_project = staticmethod(make_project)
-    connector = staticmethod(connector)
-    run = staticmethod(run)
-
-
-import pytest  # noqa: E402
+        return run_sync(project, sf=sf, **kw)
 
 
 @pytest.fixture
-def kit():
-    """make_project / connector / run helpers for sync tests."""
-    return _Kit
+def kit() -> type[Kit]:
+    return Kit
