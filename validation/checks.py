@@ -54,10 +54,13 @@ def uscc_valid(value: str) -> bool:
     GB 32100-2015 allows; its ``calc_check_digit`` handles them, so those go through it directly.
     """
     uscc = _stdnum_uscc()
-    v = value.strip().upper()
-    if v[:1] in ("A", "N", "Y"):
-        return bool(_USCC.match(v)) and uscc.calc_check_digit(v[:17]) == v[17]
-    return bool(uscc.is_valid(v))
+    # The value as it stands: stdnum would accept "9131 0000 ..." after compacting, but the spaced
+    # text is what would be loaded. Declare a ``replace`` normaliser to remove separators.
+    if not _USCC.match(value):
+        return False
+    if value[0] in ("A", "N", "Y"):
+        return uscc.calc_check_digit(value[:17]) == value[17]
+    return bool(uscc.is_valid(value))
 
 
 def uscc_check(series: pd.Series) -> pd.Series:

@@ -160,17 +160,15 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     key = rules_def.identity.key
     parquet = out / f"{entity}.parquet"
     split.valid.reset_index(drop=True).to_parquet(parquet, index=False)
-    qfile = None
-    if len(split.quarantine):
-        qfile = out / "quarantine" / f"{entity}.csv"
-        reports.write_quarantine(qfile, split.quarantine, key)
+    qfile = out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
+    reports.write_quarantine(qfile, split.quarantine, key)
     rule_rows = [{**o.as_dict(), "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)}
                  for o in outcomes]
     blocking = any(not r["passed"] and r["severity"] == "blocking" for r in rule_rows)
     summary = {"rows_in": len(frame), "rows_valid": len(split.valid), "rows_quarantined": len(split.quarantine),
                "rows_warned": split.rows_warned, "fixed": norm.fixed, "normalise_failed": norm.failed,
                "blocking_failed": blocking, "rules": rule_rows, "parquet": str(final / parquet.name),
-               "quarantine_file": str(final / "quarantine" / qfile.name) if qfile else None, "note": None}
+               "quarantine_file": str(final / "quarantine" / qfile.name), "note": None}
     if summary["rows_in"] != summary["rows_valid"] + summary["rows_quarantined"] or len(df) != len(frame):
         raise RunFailed(f"validate: {entity}: rows in {len(df)} != valid {len(split.valid)} + "
                         f"quarantined {len(split.quarantine)}", hint="this is a bug; the run's extract is intact")
