@@ -45,9 +45,11 @@ class SourceCounts:
     encoding: str | None
     parquet: str
     reject_file: str | None
+    skipped_blank: int = 0
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     counts = SourceCounts(source=src.name, entity=src.entity, department=src.department, type=src.type,
                           rows_read=rows_read, rows_kept=kept, rows_rejected=writer.rows_rejected,
                           reject_reasons=dict(writer.reasons), encoding=read.encoding, parquet=rel_parquet,
-                          reject_file=rel_rejects if writer.rows_rejected else None)
+                          reject_file=rel_rejects if writer.rows_rejected else None,
+                          skipped_blank=read.skipped_blank, notes=tuple(read.notes))
     entry = {"source": src.name, "entity": src.entity, "department": src.department, "type": src.type}
     if src.type == "sql":
         entry["table" if src.table else "query"] = src.table or src.query

@@ -57,6 +57,7 @@ class _progress:
 
 
 def _render_extract(result) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"run {result.run_id}: extract")
@@ -72,6 +73,9 @@ def _render_extract(result) -> None:
         if s.rows_rejected:
             reasons = ", ".join(f"{k}: {v}" for k, v in s.reject_reasons.items())
             out.print(f"{s.source}: {s.rows_rejected} rejected ({reasons}) -> {result.run_dir}/extract/{s.reject_file}")
+    for s in result.sources:
+        for note in s.notes:
+            out.print(f"[yellow]{s.source}: {escape(note)}[/]")
     out.print(f"run id: {result.run_id}")
 
 
