@@ -85,6 +85,10 @@ def test_changes_flow_both_ways_and_a_second_run_writes_nothing(tmp_path, erp_ur
         assert c.execute(select(func.count()).select_from(customers).where(customers.c.name == "Prospect Co")) \
             .scalar_one() == 1  # became a customer: now it reaches the ERP
     assert r3.objects["inventory"]["written"] == 2 and r3.objects["inventory"]["deleted"] == 1
+    with erp.connect() as c:  # the product carries the stock total over all warehouses
+        total = c.execute(select(func.sum(inventory.c.on_hand)).where(inventory.c.item_code == "ITEM0000001")).scalar_one()
+    prod = _one(sf, "SELECT Quantity_On_Hand__c FROM Product2 WHERE ERP_Item_Code__c = 'ITEM0000001'")
+    assert prod["Quantity_On_Hand__c"] == float(total) and float(total) >= 999
     r4 = kit.run(project, sf)
     assert r4.totals["written"] == 0, r4.as_dict()
     erp.dispose()
