@@ -147,6 +147,9 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
 
     rules_def = definition.entities[entity]
     rules = compile_rules(entity, rules_def)
+    for col in ("_row_id", "_source", "_department", "_line", "_source_key"):
+        if col not in df.columns:  # an entity whose sources yielded no rows has no columns at all
+            df[col] = None
     norm = normalise(df, rules_def, referenced_columns(rules))
     frame = norm.frame
     outcomes, gx_result = [], None
