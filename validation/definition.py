@@ -322,6 +322,12 @@ def _entity_order(entities: dict[str, EntityRules]) -> list[str]:
 
 def load_definition(path: str | Path) -> Definition:
     """Read and check a definition file; a ``ConfigError`` names file, line and field on any problem."""
+    from crmbridge.errors import ConfigError
     from crmbridge.yamlconf import load_model
 
-    return load_model(path, Definition)
+    try:
+        return load_model(path, Definition)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # PyYAML builds dates itself: 2026-02-30 fails before pydantic sees it
+        raise ConfigError(path, f"invalid value: {exc}", hint="dates are written YYYY-MM-DD") from None

@@ -56,3 +56,10 @@ def test_signed_when_every_owner_signed(tmp_path):
     d = load_definition(p)
     assert d.status == "signed" and d.version == "2"
     assert d.sign_off_dict()["owners"][1] == {"department": "finance", "person": "b", "signed_on": "2026-01-16"}
+
+
+def test_impossible_date_is_a_config_error_not_a_crash():
+    case = CASES / "definition__impossible_signoff_date.yml"
+    with pytest.raises(ConfigError, match="day is out of range for month") as err:
+        load_definition(case)
+    assert str(err.value).startswith(str(case))
