@@ -52,9 +52,13 @@ class Counts:
     skipped: int = 0
     deleted: int = 0
     error_samples: list = field(default_factory=list)
+    # every record looked at ends in exactly one of these (rows in = rows out)
+    records: dict = field(default_factory=lambda: dict.fromkeys(
+        ("unchanged", "synced", "conflict", "pending", "skipped", "error", "deleted"), 0))
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
+        d["records"] = dict(self.records)
         d["read"] = self.read_erp + self.read_salesforce
         d["written"] = self.written_salesforce + self.written_erp
         d["error_samples"] = self.error_samples[:10]
@@ -175,7 +179,9 @@ class ObjectSync:
             pairs.append(Pair(key, recs.get(key), row, rec, rec["Id"]))
         # a linked record whose ERP row is gone is never "new": it must not re-create a deleted ERP row
         rest = {sid: r for sid, r in sf_changes.items() if sid not in seen and sid not in index}
-        self.n.skipped += sum(1 for sid in sf_changes if sid in index and sid not in seen)
+        orphans = sum(1 for sid in sf_changes if sid in index and sid not in seen)
+        self.n.skipped += orphans
+        self.n.records["skipped"] += orphans
         for link in spec.link_on:
             vals = [r.get(link.salesforce) for r in rest.values() if r.get(link.salesforce) not in (None, "")]
             if not vals:
@@ -193,6 +199,7 @@ class ObjectSync:
         self.n.read_erp += len(pairs)
         new = [r for r in rest.values() if spec.create.erp and creates_in_erp(spec, r)]
         self.n.skipped += len(rest) - len(new)
+        self.n.records["skipped"] += len(rest) - len(new)  # not in scope (create_when)
         self.apply(pairs, new)
 
     # ------------------------------------------------------------------ deciding and writing

@@ -33,6 +33,7 @@ class Writer:
         self.old: dict[str, store.Record | None] = {}
         self.conflicts: list[tuple] = []
         self.applied: list[int] = []
+        self.outcome: dict[str, str] = {}  # per record: unchanged, synced, conflict, pending, error, deleted
         self.frozen: dict[str, set[str]] = {}
         self.forced: dict[str, dict[str, tuple[int, Any]]] = {}
 
@@ -78,11 +79,16 @@ class Writer:
         if not payload and not d.to_erp and not d.conflicts and status == "ok":
             self.n.unchanged += 1
         self.n.conflicts += len(d.conflicts)
+        self.outcome[p.key] = ("conflict" if d.conflicts else "pending" if status == "pending"
+                               else "synced" if (payload or d.to_erp or second_pass) else "unchanged")
 
     def new_erp_row(self, sf_rec: dict) -> None:
         cols = {f: sf_rec.get(f) for f in self.spec.sf_fields if self.spec.owner_of(f) != "erp"}
         if self.ctx.to_erp_ok:
             self.erp_inserts.append((sf_rec["Id"], cols, sf_rec))
+        else:
+            self.n.skipped += 1
+            self.n.records["pending"] += 1
 
     def delete(self, rec: store.Record) -> None:
         spec = self.spec
@@ -100,11 +106,20 @@ class Writer:
         self.old[rec.erp_key] = rec
         self.recs[rec.erp_key] = store.Record(rec.erp_key, rec.sf_id, rec.base, None, "deleted")
         self.n.deleted += 1
+        self.outcome[rec.erp_key] = "deleted"
 
     # ------------------------------------------------------------------ writing
     def commit(self) -> None:
+        try:
+            self._commit()
+        finally:
+            for o in self.outcome.values():
+                self.n.records[o] += 1
+
+    def _commit(self) -> None:
         if self.ctx.dry_run:
             self._count_dry()
+            self.n.records["synced"] += len(self.erp_inserts)  # rows that would be created in the ERP
             return
         self._write_erp()
         for op in ("upsert", "update", "delete"):
@@ -178,6 +193,7 @@ class Writer:
             else:
                 msg = f"{res.error_code}: {res.message}"
                 self.n.error(key, msg)
+                self.outcome[key] = "error"
                 old = self.old.get(key)
                 self.recs[key] = store.Record(key, old.sf_id if old else (rec.sf_id if rec else None),
                                               old.base if old else {}, None, "error", msg)

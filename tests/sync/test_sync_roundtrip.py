@@ -91,6 +91,13 @@ def test_changes_flow_both_ways_and_a_second_run_writes_nothing(tmp_path, erp_ur
     assert prod["Quantity_On_Hand__c"] == float(total) and float(total) >= 999
     r4 = kit.run(project, sf)
     assert r4.totals["written"] == 0, r4.as_dict()
+    for r in (r1, r2, r3, r4):  # rows in = rows out: every ERP row read ends in exactly one outcome
+        for name in ("products", "inventory", "receivables", "account_balances"):
+            o = r.objects[name]
+            assert sum(o["records"].values()) == o["read_erp"] + o["deleted"], (name, o)
+    assert r3.objects["inventory"]["records"]["deleted"] == 1 and r3.objects["inventory"]["records"]["synced"] == 1
+    assert r1.objects["customers"]["records"] == {"unchanged": 0, "synced": 3, "conflict": 0, "pending": 0,
+                                                  "skipped": 1, "error": 0, "deleted": 0}
     erp.dispose()
 
 
