@@ -141,12 +141,13 @@ def journal_entries(engine: Engine, run_id: str, step: str | None = None) -> lis
 
 
 def finish_batch(engine: Engine, *, run_id: str, step: str, batch_no: int, ledger_rows: list[dict],
-                 map_rows: list[dict], unmap_ids: list[str] | None = None, sobject: str | None = None) -> None:
+                 map_rows: list[dict], unmap_ids: list[str] | None = None, sobject: str | None = None,
+                 known: set[str] | None = None) -> None:
     """Write a batch's ledger rows, update the load map and mark the journal entry done, atomically."""
     now = utcnow()
     with engine.begin() as c:
         _write_ledger(c, run_id, step, ledger_rows, now)
-        _upsert_map(c, map_rows, now)
+        _upsert_map(c, map_rows, now, known)
         if unmap_ids and sobject:
             for part in _chunks(unmap_ids):
                 c.execute(delete(load_map).where(load_map.c.object == sobject, load_map.c.sf_id.in_(part)))
@@ -162,20 +163,21 @@ def record_ledger(engine: Engine, run_id: str, step: str, rows: list[dict]) -> N
 
 
 def _write_ledger(c, run_id: str, step: str, rows: list[dict], now) -> None:
-    if not rows:
-        return
-    ids = [r["row_id"] for r in rows]
-    for part in _chunks(ids):
-        c.execute(delete(ledger).where(ledger.c.run_id == run_id, ledger.c.step == step, ledger.c.row_id.in_(part)))
-    c.execute(ledger.insert(), [dict(run_id=run_id, step=step, recorded_at=now, **r) for r in rows])
+    # No delete-then-insert: a batch's rows are written once, in the transaction that marks it done,
+    # so a second write of the same source row would be a bug the primary key should surface.
+    if rows:
+        c.execute(ledger.insert(), [dict(run_id=run_id, step=step, recorded_at=now, **r) for r in rows])
 
 
-def _upsert_map(c, rows: list[dict], now) -> None:
+def _upsert_map(c, rows: list[dict], now, known: set[str] | None = None) -> None:
+    """Insert or replace load-map entries; ``known``: the external ids that may already be there
+    (None: any), so a first load of 100k records does not probe the table 200 times."""
     if not rows:
         return
     by_obj: dict[str, list[str]] = {}
     for r in rows:
-        by_obj.setdefault(r["object"], []).append(r["external_id"])
+        if known is None or r["external_id"] in known:
+            by_obj.setdefault(r["object"], []).append(r["external_id"])
     created: dict[tuple, str] = {}
     for obj, keys in by_obj.items():
         for part in _chunks(keys):
@@ -199,17 +201,17 @@ def map_for(engine: Engine, sobject: str) -> dict[str, tuple[str, str | None]]:
                           .where(load_map.c.object == sobject))}
 
 
-def ledger_frame(engine: Engine, run_id: str, step: str | None = None):
-    """The ledger rows of a run (optionally one step) as a DataFrame."""
+def ledger_frame(engine: Engine, run_id: str, step: str | None = None, columns: list[str] | None = None):
+    """The ledger rows of a run (optionally one step, only some columns) as a DataFrame."""
     import pandas as pd
 
-    q = select(ledger).where(ledger.c.run_id == run_id)
+    cols = [ledger.c[n] for n in columns] if columns else [ledger]
+    q = select(*cols).where(ledger.c.run_id == run_id)
     if step is not None:
         q = q.where(ledger.c.step == step)
     with engine.connect() as c:
-        rows = c.execute(q).mappings().all()
-    cols = [col.name for col in ledger.columns]
-    return pd.DataFrame([dict(r) for r in rows], columns=cols)
+        res = c.execute(q)
+        return pd.DataFrame.from_records(res.fetchall(), columns=list(res.keys()), coerce_float=False)
 
 
 def ledger_row_ids(engine: Engine, run_id: str, step: str) -> set[str]:

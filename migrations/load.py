@@ -134,19 +134,26 @@ def _native(v: Any) -> Any:
     return v
 
 
-def read_step_frame(run: Run, step: dict):
+def read_step_frame(run: Run, step: dict, *, hashes: bool = True):
     """The mapped records of a step with their content hashes and source row ids."""
     import pandas as pd
 
     df = pd.read_parquet(step_file(run, step))
     fields = step_fields(step, df.columns)
-    df["_hash"] = frame_hashes(df, fields)
+    if hashes:
+        df["_hash"] = frame_hashes(df, fields)
     if "_merged_row_ids" in df.columns:
         merged = df["_merged_row_ids"].astype(object).where(df["_merged_row_ids"].notna(), None)
         df["_rows"] = [m.split(";") if m else [r] for m, r in zip(merged, df["_row_id"])]
     else:
         df["_rows"] = [[r] for r in df["_row_id"]]
     return df, fields
+
+
+def frame_records(df) -> list[dict]:
+    """Rows as dicts, column by column (several times faster than ``DataFrame.to_dict("records")``)."""
+    cols = list(df.columns)
+    return [dict(zip(cols, vals)) for vals in zip(*(df[c].tolist() for c in cols))]
 
 
 def to_record(row: dict, fields: list[str]) -> dict:
@@ -170,6 +177,7 @@ class _Ctx:
     step: dict
     fields: list[str]
     advance: Callable[[int], None]
+    known: set | None = None  # external ids the load map held when the step started (+ this run's batches)
 
     @property
     def name(self) -> str:
@@ -242,7 +250,7 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
                                         message=res.message, batch_no=batch_no)
         counts[action] = counts.get(action, 0) + 1
     L.finish_batch(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=batch_no, ledger_rows=ledger_rows,
-                   map_rows=map_rows)
+                   map_rows=map_rows, known=ctx.known)
     return counts
 
 
@@ -289,7 +297,7 @@ def _need_images(ctx: _Ctx, mapping: dict) -> bool:
 
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
     df, ctx.fields = read_step_frame(ctx.run, ctx.step)
-    rows = df.to_dict("records")
+    rows = frame_records(df)
     by_key: dict[str, dict] = {}
     for r in rows:
         by_key[canonical(r.get(ctx.ext))] = r
@@ -302,6 +310,8 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
     done_rows = L.ledger_row_ids(ctx.engine, ctx.run.run_id, ctx.name)
     entries = L.journal_entries(ctx.engine, ctx.run.run_id, ctx.name)
     journaled = {k for e in entries for k in e.keys}
+    # a journaled batch may have reached the load map in an earlier attempt; fresh keys cannot have
+    ctx.known = set(mapping) | journaled
     pending, unchanged = [], []
     for key, r in by_key.items():
         if key in journaled or set(r["_rows"]) <= done_rows:
@@ -350,7 +360,8 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
     """Counts from the ledger, and the Data Loader style success and error files."""
     from crmbridge.migrations.loadfiles import write_result_files
 
-    led = L.ledger_frame(ctx.engine, ctx.run.run_id, ctx.name)
+    led = L.ledger_frame(ctx.engine, ctx.run.run_id, ctx.name,
+                         ["row_id", "external_id", "sf_id", "action", "error_code", "message"])
     expected = sum(len(r) for r in df["_rows"])
     if len(led) != expected:
         raise RunFailed(f"step {ctx.name}: ledger holds {len(led)} source rows, the load file {expected}",

@@ -10,24 +10,35 @@ hands back ``1234.0`` for a mapped ``"1234"`` and ``+0000`` for a mapped ``Z``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
-from crmbridge.migrations.load import read_plan, read_step_frame
+from crmbridge.migrations.load import frame_records, read_plan, read_step_frame
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 
 
+_NUM_START = frozenset("0123456789+-.")
+_NULL_TEXT = frozenset(("nan", "NaT", "<NA>", "None"))
+
+
 def norm(value) -> str:
     """The comparison form of a value: canonical text, numbers rounded to 6 places, datetimes in UTC."""
-    s = canonical(value)
+    if type(value) is str and value and value[0] not in _NUM_START and value not in _NULL_TEXT \
+            and not value.isspace() and "\x1f" not in value:
+        return value  # plain text (most cells): already canonical, neither a number nor a datetime
+    return _norm_text(canonical(value))
+
+
+@lru_cache(maxsize=1 << 18)  # legacy data repeats itself (cities, statuses, industries): cache the work
+def _norm_text(s: str) -> str:
     if not s:
         return ""
     if _NUM.match(s) and not (len(s) > 1 and s[0] == "0" and s[1] != "."):  # keep codes like 000123 as text
@@ -47,10 +58,15 @@ def norm(value) -> str:
 
 
 def _checksum(values) -> str:
-    total = 0
-    for v in values:
-        total = (total + int.from_bytes(hashlib.sha256(v.encode()).digest()[:8], "big")) % (1 << 64)
-    return f"{total:016x}"
+    """Order-independent checksum of a column: the sum of 64-bit hashes of its values (mod 2**64)."""
+    import numpy as np
+    import pandas as pd
+
+    arr = np.asarray(list(values), dtype=object)
+    if not len(arr):
+        return f"{0:016x}"
+    total = int(pd.util.hash_array(arr, categorize=False).sum(dtype=np.uint64))
+    return f"{total % (1 << 64):016x}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,7 @@ class ReconcileResult:
                 "summary_file": self.summary_file, "steps": [s.as_dict() for s in self.steps]}
 
 
-def _org_records(conn, sobject: str, ext: str, fields: list[str], describe: dict) -> list[dict]:
+def _org_records(conn, sobject: str, ext: str, fields: list[str], describe: dict) -> tuple[list[dict], list[str]]:
     names = {f["name"] for f in describe["fields"]}
     cols = [f for f in fields if f != ext and ("." in f or f in names)]
     soql = f"SELECT Id, {', '.join([ext] + cols)} FROM {sobject} WHERE {ext} != null"
@@ -117,49 +133,47 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
-    df, fields = read_step_frame(run, step)
-    led = L.ledger_frame(engine, run.run_id, name)
+    df, fields = read_step_frame(run, step, hashes=False)
+    led = L.ledger_frame(engine, run.run_id, name, ["row_id", "external_id", "sf_id", "action"])
     per_record = led.drop_duplicates("external_id").set_index("external_id")
     loaded_keys = set(per_record.index[per_record["action"].isin(["created", "updated", "unchanged"])])
     org, cols = _org_records(conn, sobject, ext, fields, conn.describe(sobject))
     by_key: dict[str, list[dict]] = {}
     for r in org:
         by_key.setdefault(norm(r[ext]).lower(), []).append(r)  # Salesforce external IDs are case-insensitive
-    problems, per_field = [], {f: {"source": [], "org": [], "mismatches": 0} for f in cols}
-    found = dups = missing = 0
+    problems: list[dict] = []
     src = df.assign(_key=df[ext].map(canonical))
-    for row in src.to_dict("records"):
-        key = row["_key"]
-        if key not in loaded_keys:
-            continue
-        hits = by_key.get(norm(key).lower(), [])
-        if not hits:
-            missing += 1
-            problems.append({"external_id": key, "kind": "missing_in_org", "field": "", "source": "", "org": "",
-                             "sf_id": per_record.at[key, "sf_id"]})
-            continue
-        found += 1
-        if len(hits) > 1:
-            dups += 1
-            problems.append({"external_id": key, "kind": "duplicate_in_org", "field": "", "source": "",
-                             "org": ";".join(h["Id"] for h in hits), "sf_id": per_record.at[key, "sf_id"]})
-        o = hits[0]
-        for f in cols:
-            a, b = norm(row.get(f)), norm(o.get(f))
-            per_field[f]["source"].append(a)
-            per_field[f]["org"].append(b)
-            if a != b:
-                per_field[f]["mismatches"] += 1
-                problems.append({"external_id": key, "kind": "field_mismatch", "field": f, "source": a, "org": b,
-                                 "sf_id": o["Id"]})
+    src = src[src["_key"].isin(loaded_keys)]
+    src = src.assign(_k=src["_key"].map(lambda k: norm(k).lower())).set_index("_k")
+    missing_keys = [k for k in src.index if k not in by_key]
+    for k in missing_keys:
+        key = src.at[k, "_key"]
+        problems.append({"external_id": key, "kind": "missing_in_org", "field": "", "source": "", "org": "",
+                         "sf_id": per_record.at[key, "sf_id"]})
+    found_idx = [k for k in src.index if k in by_key]
+    dup_idx = [k for k in found_idx if len(by_key[k]) > 1]
+    for k in dup_idx:
+        key = src.at[k, "_key"]
+        problems.append({"external_id": key, "kind": "duplicate_in_org", "field": "", "source": "",
+                         "org": ";".join(h["Id"] for h in by_key[k]), "sf_id": per_record.at[key, "sf_id"]})
+    found = src.loc[found_idx]
+    org_first = pd.DataFrame([by_key[k][0] for k in found_idx], index=found.index)
+    fields_out = {}
+    for f in cols:
+        a = found[f].map(norm) if f in found.columns else pd.Series("", index=found.index)
+        b = org_first[f].map(norm) if f in org_first.columns else pd.Series("", index=found.index)
+        diff = a != b
+        for k in diff[diff].index:
+            problems.append({"external_id": found.at[k, "_key"], "kind": "field_mismatch", "field": f,
+                             "source": a[k], "org": b[k], "sf_id": org_first.at[k, "Id"]})
+        fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
+    missing, dups = len(missing_keys), len(dup_idx)
     out = run.stage_dir("reconcile") / f"{name}_mismatches.csv"
     pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
         .to_csv(out, index=False, encoding="utf-8-sig")
-    fields_out = {f: {"source_checksum": _checksum(v["source"]), "org_checksum": _checksum(v["org"]),
-                      "mismatches": v["mismatches"]} for f, v in per_field.items()}
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
-                         int((per_record["action"] == "failed").sum()), found, missing, dups,
-                         sum(v["mismatches"] for v in per_field.values()), fields_out, str(out))
+                         int((per_record["action"] == "failed").sum()), len(found_idx), missing, dups,
+                         sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out))
 
 
 def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
