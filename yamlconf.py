@@ -36,6 +36,9 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Dates stay strings: pydantic parses them and reports an impossible date (2026-02-30) with its line,
+# where PyYAML's own timestamp constructor would raise a bare ValueError without one.
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
 def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:

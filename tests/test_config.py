@@ -47,3 +47,22 @@ def test_password_target_needs_env_reference(tmp_path):
 def test_missing_project_file(tmp_path):
     with pytest.raises(UsageError):
         load_project(tmp_path / "nowhere")
+
+
+def test_impossible_date_is_a_config_error_with_line(tmp_path):
+    from pydantic import BaseModel, ConfigDict
+    import datetime as dt
+
+    from crmbridge.yamlconf import load_model
+
+    class M(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        signed_on: dt.date
+
+    f = tmp_path / "x.yml"
+    f.write_text("signed_on: 2026-02-30\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_model(f, M)
+    assert "x.yml:1" in str(ei.value) and "signed_on" in str(ei.value)
+    f.write_text("signed_on: 2026-02-28\n", encoding="utf-8")
+    assert load_model(f, M).signed_on == dt.date(2026, 2, 28)
