@@ -120,27 +120,32 @@ class _Lines:
     """Physical lines for csv.reader, remembering the current record's raw lines for rejects."""
 
     def __init__(self, it: Iterator[str]):
-        self.it = it
+        self.it = iter(it)
         self.pending: deque[str] = deque()
         self.line_no = 0
         self.buf: list[str] = []
         self.chars = 0
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        line = self.pending.popleft() if self.pending else next(self.it)
-        self.line_no += 1
-        self.buf.append(line)
-        if len(self.buf) > 1:
-            self.chars += len(line)
-            if len(self.buf) > MAX_RECORD_LINES or self.chars > MAX_RECORD_CHARS:
-                raise _TooLong()
-        return line
+    def feed(self) -> Iterator[str]:
+        """A fresh generator of lines for a new csv.reader (an exception ends a generator)."""
+        buf, pending, it = self.buf, self.pending, self.it
+        while True:
+            if pending:
+                line = pending.popleft()
+            else:
+                line = next(it, None)
+                if line is None:
+                    return
+            self.line_no += 1
+            buf.append(line)
+            if len(buf) > 1:
+                self.chars += len(line)
+                if len(buf) > MAX_RECORD_LINES or self.chars > MAX_RECORD_CHARS:
+                    raise _TooLong()
+            yield line
 
     def start(self) -> int:
-        self.buf = []
+        self.buf.clear()  # in place: the running generator holds this list
         self.chars = 0
         return self.line_no + 1
 
@@ -217,7 +222,8 @@ def read_csv(source, path: Path, shown: str, *, encoding: str | None = None) -> 
 
 
 def _header(lines: _Lines, dialect: dict, where: str) -> list[str]:
-    reader = csv.reader(lines, **dialect)
+    lines.start()
+    reader = csv.reader(lines.feed(), **dialect)
     try:
         for row in reader:
             if row and not _is_blank(row):
@@ -232,7 +238,7 @@ def _csv_events(lines: _Lines, dialect: dict, width: int, read: SourceRead, hash
     old_limit = csv.field_size_limit()
     csv.field_size_limit(MAX_RECORD_CHARS)
     try:
-        reader = csv.reader(lines, **dialect)
+        reader = csv.reader(lines.feed(), **dialect)
         while True:
             start = lines.start()
             try:
@@ -241,7 +247,7 @@ def _csv_events(lines: _Lines, dialect: dict, width: int, read: SourceRead, hash
                 break
             except (csv.Error, _TooLong) as exc:
                 yield _bad_record(lines, start, exc)
-                reader = csv.reader(lines, **dialect)
+                reader = csv.reader(lines.feed(), **dialect)
                 continue
             n = len(row)
             if n == width:
@@ -262,7 +268,7 @@ def _csv_events(lines: _Lines, dialect: dict, width: int, read: SourceRead, hash
 
 
 def _bad_record(lines: _Lines, start: int, exc: Exception) -> Event:
-    raw = lines.buf
+    raw = list(lines.buf)
     msg = str(exc)
     unterminated = isinstance(exc, _TooLong) or "unexpected end of data" in msg
     if unterminated and len(raw) > 1:

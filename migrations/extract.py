@@ -194,16 +194,25 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     read = _open_source(project, src, encoding, watermark)
     rel_parquet = f"{src.entity}/{src.name}.parquet"
     rel_rejects = f"rejects/{src.name}.csv"
-    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects, project.config.chunk_rows)
+    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects)
     rows_read = 0
+    chunk = project.config.chunk_rows
+    lines: list[int] = []
+    rows: list[list] = []
     try:
-        for line, cells, bad in read.events:
+        for line, cells, bad in read.events:  # the hot loop: kept lean on purpose
             rows_read += 1
             if bad is None:
-                if writer.keep(line, cells) and on_progress:
-                    on_progress(src.name, rows_read)
+                lines.append(line)
+                rows.append(cells)
+                if len(rows) >= chunk:
+                    writer.write(lines, rows)
+                    lines, rows = [], []
+                    if on_progress:
+                        on_progress(src.name, rows_read)
             else:
                 writer.reject(line, *bad)
+        writer.write(lines, rows)
         writer.close()
     except BaseException:
         writer.abort()
@@ -235,7 +244,7 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
 class SourceWriter:
     """Writes one source's kept rows to Parquet chunk by chunk and its rejects to a CSV file."""
 
-    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path, chunk_rows: int):
+    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -243,26 +252,14 @@ class SourceWriter:
         self.name, self.department = src.name, src.department
         self.width = len(columns)
         self.key_idx = [columns.index(k) for k in src.key]
-        self.chunk_rows = chunk_rows
         self.schema = pa.schema([pa.field(c, pa.string()) for c in columns]
                                 + [pa.field(c, pa.int64() if c == "_line" else pa.string()) for c in LINEAGE])
         parquet.parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(parquet, self.schema)
         self.rejects_path = rejects
         self._rejects = None
-        self._rows: list[list] = []
-        self._lines: list[int] = []
         self.rows_kept = self.rows_rejected = 0
         self.reasons: dict[str, int] = {}
-
-    def keep(self, line: int, cells: list) -> bool:
-        """Buffer a row; True when the buffer was written out as a chunk."""
-        self._rows.append(cells)
-        self._lines.append(line)
-        if len(self._rows) >= self.chunk_rows:
-            self._flush()
-            return True
-        return False
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
@@ -275,34 +272,36 @@ class SourceWriter:
         self.reasons[short] = self.reasons.get(short, 0) + 1
         self.rows_rejected += 1
 
-    def _source_keys(self, rows: list[list], row_ids: list[str]) -> list:
+    def _source_keys(self, rows: list[list], row_ids):
+        pa = self.pa
         if not self.key_idx:
             return row_ids
         if len(self.key_idx) == 1:
             k = self.key_idx[0]
-            return [r[k] for r in rows]
+            return _empty_to_null(pa.array([r[k] for r in rows], pa.string()))
         out = []
         for r in rows:
             parts = [r[k] for k in self.key_idx]
             out.append("|".join(p or "" for p in parts) if any(parts) else None)
-        return out
+        return pa.array(out, pa.string())
 
-    def _flush(self) -> None:
-        pa, rows, n = self.pa, self._rows, len(self._rows)
+    def write(self, lines: list[int], rows: list[list]) -> None:
+        """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group."""
+        pa, n = self.pa, len(rows)
         if not n:
             return
+        import pyarrow.compute as pc
+
         # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
         cols = [_empty_to_null(pa.array(c, pa.string())) for c in zip(*rows)]
-        row_ids = [f"{self.name}:{ln}" for ln in self._lines]
-        cols += [pa.array(row_ids, pa.string()), pa.array([self.name] * n, pa.string()),
-                 pa.array([self.department] * n, pa.string()), pa.array(self._lines, pa.int64()),
-                 pa.array(self._source_keys(rows, row_ids), pa.string())]
+        line_arr = pa.array(lines, pa.int64())
+        row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(line_arr, pa.string()), "")
+        cols += [row_ids, pa.array([self.name] * n, pa.string()), pa.array([self.department] * n, pa.string()),
+                 line_arr, self._source_keys(rows, row_ids)]
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
         self.rows_kept += n
-        self._rows, self._lines = [], []
 
     def close(self) -> None:
-        self._flush()
         self.writer.close()
         if self._rejects:
             self._rejects[0].close()
