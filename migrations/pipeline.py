@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.migrations import runs as R
+from crmbridge.migrations.records import crash_point
 from crmbridge.state import open_state, runs as runs_table
 
 STAGES = ("extract", "validate", "map", "load", "reconcile")
@@ -135,6 +136,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                 on_stage(stage)
             out = steps[stage]()
             ran.append(stage)
+            crash_point(f"migrate:after_{stage}")
             if stage == "reconcile":
                 reconcile_ok = bool(out.ok)
         if reconcile_ok is None and not dry_run:

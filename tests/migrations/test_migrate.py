@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -56,13 +60,10 @@ def test_runs_list_and_show(demo_project, helpers):
 
 def test_delta_run_after_source_edit_writes_only_changed_rows(demo_project, helpers):
     d, first = demo_project
-    path = d / "data" / "contracts.csv"  # contracts are not merged: one source row per record
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
     # edit one legacy customer's name in the sales export (sales is the preferred department)
     sales = d / "data" / "sales_customers.csv"
     text = sales.read_text(encoding="utf-8-sig").splitlines()
-    header, first_row = text[0].split(","), text[1].split(",")
+    first_row = text[1].split(",")
     customer_no = first_row[0].strip()
     first_row[1] = "德尔塔变更测试有限公司"
     text[1] = ",".join(first_row)
@@ -82,7 +83,6 @@ def test_delta_run_after_source_edit_writes_only_changed_rows(demo_project, help
     finally:
         conn.close()
     assert rec and rec[0]["Name"] == "德尔塔变更测试有限公司"
-    assert len(rows) > 1
 
 
 def test_dry_run_writes_nothing(demo_project, helpers):
@@ -123,3 +123,49 @@ def test_migrate_resumes_after_crash_through_the_cli(tmp_path, helpers):
     accounts = out["entities"]["customers"]
     assert len(keys) == len({k.lower() for k in keys}) > 2000  # no duplicates
     assert accounts["created"] == accounts["loaded"]  # every record created once, none "updated" by the rerun
+
+
+def _small_project(path):
+    from crmbridge.migrations.demo_data import write_demo_data
+    from crmbridge.templates.commands import init_project
+
+    init_project(path)
+    write_demo_data(path, customers=int(SMALL), erp=False)
+
+
+def test_migrate_resumes_after_crash_between_stages(tmp_path, helpers):
+    _small_project(tmp_path)
+    crashed = helpers.cli(tmp_path, "migrate", env_extra={"CRMBRIDGE_TEST_CRASH_AT": "migrate:after_map"})
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    out = _json(helpers.cli(tmp_path, "migrate", "--json"))
+    assert out["resumed"] is True and out["stages_run"] == ["load", "reconcile"]
+    assert out["balanced"] and out["reconcile_ok"]
+
+
+def test_migrate_resumes_after_kill_9_during_validation(tmp_path, helpers):
+    from sqlalchemy import create_engine, text
+
+    _small_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "CRMBRIDGE_TEST_CRASH_AT"}
+    child = subprocess.Popen([sys.executable, "-m", "crmbridge", "--project", str(tmp_path), "migrate"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    engine = create_engine(f"sqlite:///{tmp_path / '.crmbridge' / 'state.db'}")
+    killed, deadline = False, time.monotonic() + 120
+    try:
+        while not killed and time.monotonic() < deadline and child.poll() is None:
+            try:
+                with engine.connect() as c:
+                    killed = bool(c.execute(text("SELECT 1 FROM run_stages WHERE stage = 'validate' "
+                                                 "AND status = 'running'")).first())
+            except Exception:  # the state database is not there yet
+                pass
+            if killed:
+                os.kill(child.pid, signal.SIGKILL)
+            time.sleep(0.02)
+    finally:
+        child.wait(timeout=60)
+        engine.dispose()
+    assert killed and child.returncode == -signal.SIGKILL
+    out = _json(helpers.cli(tmp_path, "migrate", "--json"))
+    assert out["resumed"] is True and out["stages_run"] == ["validate", "map", "load", "reconcile"]
+    assert out["balanced"] and out["reconcile_ok"]
