@@ -32,7 +32,7 @@ class Writer:
         self.recs: dict[str, store.Record] = {}
         self.old: dict[str, store.Record | None] = {}
         self.conflicts: list[tuple] = []
-        self.applied: list[int] = []
+        self.applied: dict[str, list[int]] = {}  # key -> resolved conflicts written by this batch
         self.outcome: dict[str, str] = {}  # per record: unchanged, synced, conflict, pending, error, deleted
         self.frozen: dict[str, set[str]] = {}
         self.forced: dict[str, dict[str, tuple[int, Any]]] = {}
@@ -73,7 +73,8 @@ class Writer:
                 self.n.skipped += 1
         for f, e, s, b in d.conflicts:
             self.conflicts.append((p.key, p.sf_id, f, e, s, b))
-        self.applied += [cid for cid, _ in self.forced.get(p.key, {}).values()]
+        if not (d.blocked_sf | d.blocked_erp) & set(forced):  # a blocked direction applies it next run
+            self.applied[p.key] = [cid for cid, _ in self.forced.get(p.key, {}).values()]
         h = self.o.view.hash_of(erp_vals) if erp is not None else (p.rec.erp_hash if p.rec else None)
         self.recs[p.key] = store.Record(p.key, p.sf_id, d.base if status == "ok" else base, h, status)
         if not payload and not d.to_erp and not d.conflicts and status == "ok":
@@ -128,7 +129,7 @@ class Writer:
         with self.ctx.state.begin() as conn:
             store.save_records(conn, self.spec.name, list(self.recs.values()))
             cq.record(conn, self.spec.name, self.ctx.run_id, self.conflicts)
-            cq.mark_applied(conn, self.applied)
+            cq.mark_applied(conn, [i for ids in self.applied.values() for i in ids])
 
     def _count_dry(self) -> None:
         n = self.n
@@ -194,6 +195,7 @@ class Writer:
                 msg = f"{res.error_code}: {res.message}"
                 self.n.error(key, msg)
                 self.outcome[key] = "error"
+                self.applied.pop(key, None)  # a resolved conflict stays resolved until really written
                 old = self.old.get(key)
                 self.recs[key] = store.Record(key, old.sf_id if old else (rec.sf_id if rec else None),
                                               old.base if old else {}, None, "error", msg)
