@@ -20,6 +20,7 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -118,6 +119,8 @@ class ErpConnector:
             chunk = keys[i:i + IN_CHUNK]
             if len(key) == 1:
                 cond = src.c[key[0]].in_([k[0] for k in chunk])
+            elif self.engine.dialect.name == "mssql":  # SQL Server has no row-value IN
+                cond = or_(*[and_(*[src.c[c] == v for c, v in zip(key, k)]) for k in chunk])
             else:
                 cond = tuple_(*[src.c[k] for k in key]).in_(chunk)
             out.extend(self._all(select(*[src.c[c] for c in columns]).where(cond)))
