@@ -124,6 +124,9 @@ class Deletes(Strict):
     mode: Literal["soft", "hard", "ignore"] = "soft"
     salesforce_field: str | None = None
     salesforce_value: bool | str | int = False
+    erp_column: str | None = Field(None, description="set when a linked Salesforce record is deleted "
+                                   "(the ERP row is always kept)")
+    erp_value: bool | str | int = False
 
 
 class ObjectSpec(Strict):

@@ -17,7 +17,7 @@ from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
 from crmbridge.sync.config import ObjectSpec
 from crmbridge.sync.merge import creates_in_erp
-from crmbridge.sync.reader import ErpView, sf_changed, sf_where_in
+from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_where_in
 from crmbridge.sync.values import canon, to_erp
 
 log = logging.getLogger("crmbridge.sync")
@@ -92,10 +92,13 @@ class ObjectSync:
         c, spec = self.ctx, self.spec
         if not c.dry_run:
             self.recover()
-        sf_changes, sf_wm = {}, None
+        sf_changes, sf_wm, sf_gone = {}, None, []
         if self.reads_sf:
-            sf_changes, sf_wm = sf_changed(c.sf, spec, get_watermark(c.state, self.scope_sf))
+            since = get_watermark(c.state, self.scope_sf)
+            sf_changes, sf_wm = sf_changed(c.sf, spec, since)
             self.n.read_salesforce += len(sf_changes)
+            if spec.deletes.erp_column and c.to_erp_ok and since:
+                sf_gone = sf_deleted(c.sf, spec, since)
         hash_mode = bool(spec.erp.changes.hash)
         stored = store.all_hashes(c.state, spec.name) if hash_mode else None
         want_deletes = spec.deletes.mode != "ignore" and c.to_sf_ok
@@ -116,6 +119,8 @@ class ObjectSync:
             self.process_sf_only(sf_changes)
         if want_deletes:
             self.deletions(all_keys if all_keys is not None else self.view.all_keys())
+        if sf_gone:
+            self.deleted_in_salesforce(sf_gone)
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
             set_watermark(c.state, self.scope_sf, sf_wm)
         return self.n
@@ -126,7 +131,11 @@ class ObjectSync:
             return
         self.n.read_erp += len(erp_rows)
         recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
-        pairs = [Pair(k, recs.get(k), v, None, recs[k].sf_id if k in recs else None) for k, v in erp_rows.items()]
+        gone = {k for k, r in recs.items() if r.status == "sf_deleted" and k in erp_rows}
+        self.n.skipped += len(gone)  # its Salesforce record was deleted: the ERP row no longer syncs
+        self.n.records["skipped"] += len(gone)
+        pairs = [Pair(k, recs.get(k), v, None, recs[k].sf_id if k in recs else None)
+                 for k, v in erp_rows.items() if k not in gone]
         if self.reads_sf or not self.spec.create.salesforce:
             self._attach_sf(pairs, sf_changes)
         self.apply(pairs, [])
@@ -225,6 +234,17 @@ class ObjectSync:
             for rec in recs.values():
                 w.delete(rec)
             w.commit()
+
+    def deleted_in_salesforce(self, sf_ids: list[str]) -> None:
+        """Linked records deleted in Salesforce: flag the ERP row (``deletes.erp_column``), never delete it."""
+        from crmbridge.sync.writer import Writer
+
+        index = store.load_by_sf_ids(self.ctx.state, self.spec.name, sf_ids)
+        w = Writer(self, self.ctx, self.spec)
+        for rec in index.values():
+            if rec.status != "sf_deleted":
+                w.deleted_in_salesforce(rec)
+        w.commit()
 
     def recover(self) -> None:
         """Finish what a killed run left half done: link ERP rows it inserted but never recorded."""

@@ -167,6 +167,14 @@ def sf_changed(sf, spec: ObjectSpec, since: str | None) -> tuple[dict[str, dict]
     return out, top
 
 
+def sf_deleted(sf, spec: ObjectSpec, since: str | None) -> list[str]:
+    """Ids of records deleted in Salesforce since ``since`` (queryAll sees the recycle bin)."""
+    soql = f"SELECT Id FROM {spec.salesforce.object} WHERE IsDeleted = true"
+    if since:
+        soql += f" AND SystemModstamp >= {soql_datetime(since)}"
+    return [r["Id"] for r in sf.query(soql, include_deleted=True)]
+
+
 def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any]) -> list[dict]:
     """Records whose ``field_name`` is one of ``values`` (chunked to keep SOQL short)."""
     out: list[dict] = []

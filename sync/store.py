@@ -22,7 +22,7 @@ sync_records = Table(
     Column("sf_id", String(18)),
     Column("base", JSON),  # sf field -> canonical value both sides held after the last sync
     Column("erp_hash", String(32)),
-    Column("status", String(12), nullable=False),  # ok, pending (retry next run), error, deleted
+    Column("status", String(12), nullable=False),  # ok, pending/error (retried next run), deleted, sf_deleted
     Column("error", Text),
     Column("updated_at", DateTime(timezone=True)),
     Index("ix_sync_records_sf", "object", "sf_id"),

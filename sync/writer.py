@@ -29,6 +29,7 @@ class Writer:
         self.sf_ops: dict[str, list[tuple[str, dict]]] = {"upsert": [], "update": [], "delete": []}
         self.erp_updates: list[tuple[str, dict]] = []
         self.erp_inserts: list[tuple[str, dict, dict]] = []
+        self.erp_flags: list[tuple[str, dict]] = []  # key -> {ERP column: value}, already in column terms
         self.recs: dict[str, store.Record] = {}
         self.old: dict[str, store.Record | None] = {}
         self.conflicts: list[tuple] = []
@@ -109,6 +110,15 @@ class Writer:
         self.n.deleted += 1
         self.outcome[rec.erp_key] = "deleted"
 
+    def deleted_in_salesforce(self, rec: store.Record) -> None:
+        d = self.spec.deletes
+        self.erp_flags.append((rec.erp_key, {d.erp_column: d.erp_value}))
+        self.old[rec.erp_key] = rec
+        # its own status: later ERP changes to this row must not be pushed to (or revive) a deleted record
+        self.recs[rec.erp_key] = store.Record(rec.erp_key, rec.sf_id, rec.base, None, "sf_deleted")
+        self.n.deleted += 1
+        self.outcome[rec.erp_key] = "deleted"
+
     # ------------------------------------------------------------------ writing
     def commit(self) -> None:
         try:
@@ -133,12 +143,12 @@ class Writer:
 
     def _count_dry(self) -> None:
         n = self.n
-        n.written_erp += len(self.erp_updates) + len(self.erp_inserts)
+        n.written_erp += len(self.erp_updates) + len(self.erp_inserts) + len(self.erp_flags)
         n.created_erp += len(self.erp_inserts)
         n.written_salesforce += sum(len(v) for v in self.sf_ops.values())
 
     def _write_erp(self) -> None:
-        if not (self.erp_updates or self.erp_inserts):
+        if not (self.erp_updates or self.erp_inserts or self.erp_flags):
             return
         from crmbridge.sync.objectsync import Pair, erp_values
 
@@ -160,13 +170,16 @@ class Writer:
                 if self.erp_updates:
                     upd = [(view._split(k), erp_values(spec, vals, view.types)) for k, vals in self.erp_updates]
                     erp.update_rows(conn, table, spec.erp.key, upd, touch=touch)
+                if self.erp_flags:
+                    flags = [(view._split(k), cols) for k, cols in self.erp_flags]
+                    erp.update_rows(conn, table, spec.erp.key, flags, touch=touch)
         except SQLAlchemyError as exc:
             if jid is not None:
                 store.journal_done(self.ctx.state, jid, "failed")
             raise RunFailed(f"sync {spec.name}: ERP write failed, nothing of this batch was committed: "
                             f"{type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}",
                             hint="fix the ERP side and run `crmbridge sync` again") from None
-        self.n.written_erp += len(self.erp_updates) + len(self.erp_inserts)
+        self.n.written_erp += len(self.erp_updates) + len(self.erp_inserts) + len(self.erp_flags)
         self.n.created_erp += len(self.erp_inserts)
         if new_keys:
             store.journal_done(self.ctx.state, jid, "done", {"inserted": len(new_keys)})

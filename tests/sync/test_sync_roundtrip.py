@@ -164,3 +164,17 @@ def test_one_direction_at_a_time_loses_nothing(tmp_path, fresh_sandbox, kit):
         assert c.execute(phone).scalar_one() == "021-1111 2222"
     assert kit.run(project, sf).totals["written"] == 0
     erp.dispose()
+
+
+def test_account_deleted_in_salesforce_is_flagged_not_deleted_in_the_erp(tmp_path, fresh_sandbox, kit):
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    project, sf, erp, ids = _setup(tmp_path, url, fresh_sandbox, kit)
+    assert kit.run(project, sf).status == "succeeded"
+    assert all(r.success for r in sf.dml("delete", "Account", [{"Id": ids[1]}]))
+    r = kit.run(project, sf)
+    assert r.objects["customers"]["deleted"] == 1 and r.objects["customers"]["written_erp"] == 1, r.as_dict()
+    with erp.connect() as c:
+        row = c.execute(select(customers).where(customers.c.customer_code == "K0000002")).one()
+    assert row.status == "Deleted" and row.name == "Acme Industrial Ltd."
+    assert kit.run(project, sf).totals["written"] == 0
+    erp.dispose()
