@@ -161,12 +161,13 @@ def reconcile(run_id: str | None) -> None:
 
 @click.command("rollback")
 @click.argument("run_id")
+@click.option("--force", is_flag=True, help="Roll back even though newer runs wrote records after this one.")
 @json_option
-def rollback(run_id: str) -> None:
+def rollback(run_id: str, force: bool) -> None:
     """Undo a run: delete what it created, restore what it updated.
 
-    Children are undone before parents. The rollback is journaled: if it is interrupted, run the
-    same command again to continue it.
+    Children are undone before parents. Runs are rolled back newest first (--force overrides).
+    The rollback is journaled: if it is interrupted, run the same command again to continue it.
 
     \b
     Example:
@@ -174,7 +175,7 @@ def rollback(run_id: str) -> None:
     """
     from crmbridge.migrations.rollback import run_rollback
 
-    result = run_rollback(app().project(), run_id)
+    result = run_rollback(app().project(), run_id, force=force)
 
     def human(r):
         for s in r.steps:

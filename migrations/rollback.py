@@ -114,13 +114,38 @@ def _undo(engine, conn, rb: R.Run, step: str, sobject: str, op: str, items: list
     return ok, bad
 
 
-def run_rollback(project, run_id: str, *, connector=None) -> RollbackResult:
-    """Undo run ``run_id`` (children before parents); continue an interrupted rollback of it."""
+def later_writers(engine, run_id: str) -> list[str]:
+    """Newer migrate runs (not rolled back) that wrote records: undoing ``run_id`` first would restore
+    before-images over their changes."""
+    from sqlalchemy import select
+
+    with engine.connect() as c:
+        created = c.execute(select(runs_table.c.created_at).where(runs_table.c.run_id == run_id)).scalar_one()
+        newer = [r.run_id for r in c.execute(select(runs_table.c.run_id).where(
+            runs_table.c.kind == "migrate", runs_table.c.created_at > created, runs_table.c.dry_run == 0,
+            runs_table.c.status != "rolled_back"))]
+        if not newer:
+            return []
+        wrote = c.execute(select(L.ledger.c.run_id).where(L.ledger.c.run_id.in_(newer),
+                                                          L.ledger.c.action.in_(("created", "updated")))
+                          .distinct()).scalars().all()
+    return sorted(wrote, reverse=True)
+
+
+def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -> RollbackResult:
+    """Undo run ``run_id`` (children before parents); continue an interrupted rollback of it.
+
+    Refuses (unless ``force``) while a newer migrate run that wrote records is not rolled back."""
     engine = open_state(project.state_url)
     target = R.open_run(engine, project.runs_dir, run_id)
     if target.kind != "migrate":
         raise UsageError(f"run {run_id} is a {target.kind} run; only migrate runs can be rolled back",
                          hint="`crmbridge runs list` shows the migrate runs")
+    newer = [] if force else later_writers(engine, run_id)
+    if newer:
+        raise UsageError(f"run {run_id} cannot be rolled back before the newer run(s) {', '.join(newer)} that wrote "
+                         "records after it", hint=f"roll back newest first: `crmbridge rollback {newer[0]}` "
+                         "(or pass --force to restore this run's before-images anyway)")
     rb = _rollback_run(engine, project, target)
     own = connector is None
     if own:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 
 def _load(project, run, sf):
     from crmbridge.migrations.load import run_load
@@ -59,6 +61,11 @@ def test_rollback_deletes_created_and_restores_updated(project, sf, mapped_run, 
     _load(project, run2, sf)
     assert sf.count("SELECT COUNT() FROM Account WHERE Legacy_Id__c != null") == 25
 
+    # run 1 cannot be undone while run 2, which wrote after it, stands
+    from crmbridge.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"newer run\\(s\\) {run2.run_id}"):
+        run_rollback(project, run1.run_id, connector=sf)
     result = run_rollback(project, run2.run_id, connector=sf)
     by_step = {s.step: s for s in result.steps}
     assert (by_step["Account"].deleted, by_step["Account"].restored, by_step["Account"].failed) == (5, 2, 0)
