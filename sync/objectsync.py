@@ -103,7 +103,10 @@ class ObjectSync:
         stored = store.all_hashes(c.state, spec.name) if hash_mode else None
         want_deletes = spec.deletes.mode != "ignore" and c.to_sf_ok
         all_keys: set[str] | None = set() if (hash_mode and want_deletes) else None
-        retry = set(store.keys_with_status(c.state, spec.name, ("pending", "error")))
+        # Rows waiting for a Salesforce counterpart are looked at again only where Salesforce is not read:
+        # where it is, a new or changed Salesforce record finds them through link_on / the external ID.
+        waiting = ("error",) if self.reads_sf else ("pending", "error")
+        retry = set(store.keys_with_status(c.state, spec.name, waiting))
         retry |= set(cq.keys_to_apply(c.state, spec.name))
         ordered = sorted(retry)
         for i in range(0, len(ordered), c.batch):
@@ -198,7 +201,8 @@ class ObjectSync:
             rows = self.ctx.erp.find_by(self.view.src, self.view.columns, link.erp, vals)
             found = self.view._batch(rows).rows
             by_val = {canon(v["__row__"][link.erp]): (k, v) for k, v in found.items()}
-            taken = {p.key for p in pairs} | set(store.load_records(self.ctx.state, spec.name, list(found)))
+            linked = store.load_records(self.ctx.state, spec.name, list(found))
+            taken = {p.key for p in pairs} | {k for k, r in linked.items() if r.sf_id and r.status != "pending"}
             for sid, r in list(rest.items()):
                 hit = by_val.get(canon(r.get(link.salesforce)))
                 if hit and hit[0] not in taken:

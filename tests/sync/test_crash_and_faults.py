@@ -57,9 +57,14 @@ def _done_batches(state_url: str) -> int:
             store.sync_journal.c.object == "inventory", store.sync_journal.c.status == "done"))))
 
 
-def test_kill_9_mid_sync_then_rerun_loses_and_duplicates_nothing(tmp_path, pg_url, fresh_sandbox, kit):
-    create_reference_erp(pg_url, items=300)
-    root = kit.make_project(tmp_path / "p", pg_url, fresh_sandbox, sync_yml=STOCK_ONLY)
+@pytest.fixture(params=["postgresql", "mariadb"])
+def erp_url(request):
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "mariadb_url")
+
+
+def test_kill_9_mid_sync_then_rerun_loses_and_duplicates_nothing(tmp_path, erp_url, fresh_sandbox, kit):
+    create_reference_erp(erp_url, items=300)
+    root = kit.make_project(tmp_path / "p", erp_url, fresh_sandbox, sync_yml=STOCK_ONLY)
     project = load_project(root)
     fresh_sandbox.faults.set(latency_ms=120)
     proc = subprocess.Popen([sys.executable, "-m", "crmbridge", "--project", str(root), "sync"],
@@ -79,7 +84,7 @@ def test_kill_9_mid_sync_then_rerun_loses_and_duplicates_nothing(tmp_path, pg_ur
     assert 300 <= len(partial) < 900  # really killed mid-way
     r = kit.run(project, sf)
     assert r.status == "succeeded" and r.lock_taken_over_from, r.as_dict()
-    assert _sf_stock(sf) == _erp_stock(pg_url)
+    assert _sf_stock(sf) == _erp_stock(erp_url)
     assert sf.count("SELECT COUNT() FROM Inventory__c") == 900
     assert kit.run(project, sf).totals["written"] == 0
 

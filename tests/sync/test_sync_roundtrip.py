@@ -178,3 +178,25 @@ def test_account_deleted_in_salesforce_is_flagged_not_deleted_in_the_erp(tmp_pat
     assert row.status == "Deleted" and row.name == "Acme Industrial Ltd."
     assert kit.run(project, sf).totals["written"] == 0
     erp.dispose()
+
+
+def test_an_erp_customer_waiting_for_its_account_is_linked_when_it_appears(tmp_path, fresh_sandbox, kit):
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    create_reference_erp(url, customers=LEGACY, items=1)
+    project = load_project(kit.make_project(tmp_path / "p", url, fresh_sandbox))
+    sf = kit.connector(project)
+    r = kit.run(project, sf)
+    assert r.objects["customers"]["records"]["pending"] == 2, r.as_dict()
+    r = kit.run(project, sf)  # nothing new in Salesforce: the waiting rows cost nothing
+    assert r.totals["written"] == 0 and r.api_calls <= 8, r.as_dict()
+    (acct,) = sf.dml("insert", "Account", [{"Name": "Acme Industrial Ltd.", "Legacy_Id__c": "C000002",
+                                            "Customer_Status__c": "Active"}])
+    r = kit.run(project, sf)
+    assert r.status == "succeeded", r.as_dict()
+    got = list(sf.query(f"SELECT ERP_Customer_Code__c, Credit_Limit__c FROM Account WHERE Id = '{acct.id}'"))[0]
+    assert got["ERP_Customer_Code__c"] == "K0000002" and got["Credit_Limit__c"]  # linked, not a new ERP row
+    erp = create_engine(url)
+    with erp.connect() as c:
+        assert c.execute(select(func.count()).select_from(customers)).scalar_one() == 2
+    assert kit.run(project, sf).totals["written"] == 0
+    erp.dispose()
