@@ -79,6 +79,9 @@ def _render_migrate(r) -> None:
         t.add_row(e.entity, *(str(x) for x in (e.extracted, e.quarantined, e.loaded, e.created, e.updated,
                                               e.unchanged, e.rejected)))
     console().print(t)
+    for s in r.dry_run_steps:
+        click.echo(f"dry run {s['step']} ({s['object']}): would create {s['created']}, update {s['updated']}, "
+                   f"leave {s['unchanged']} unchanged; list: {s['success_file']}")
     if r.reconcile_ok is not None:
         click.echo("reconcile: " + ("source, ledger and org agree" if r.reconcile_ok else "MISMATCHES found"))
     click.echo("reports:")

@@ -298,9 +298,11 @@ def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
     pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
         .to_csv(out, index=False, encoding="utf-8")
     n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
+    rows = lambda a: sum(len(by_key[k]["_rows"]) for k, v in actions.items() if v == a)  # noqa: E731
     ctx.advance(len(by_key))
     return StepLoad(ctx.name, ctx.sobject, len(by_key), n("create"), n("update"), n("unchanged"), 0,
-                    {}, str(out), None)
+                    {"created": rows("create"), "updated": rows("update"), "unchanged": rows("unchanged"),
+                     "failed": 0}, str(out), None)
 
 
 def summarize_step(ctx: _Ctx, df) -> StepLoad:

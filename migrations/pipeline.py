@@ -51,6 +51,7 @@ class MigrateResult:
     reconcile_ok: bool | None
     reports: dict[str, str]
     api_calls: int = 0
+    dry_run_steps: tuple = ()  # per step: records that would be created / updated / left unchanged
 
     @property
     def balanced(self) -> bool:
@@ -59,7 +60,7 @@ class MigrateResult:
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "resumed": self.resumed, "dry_run": self.dry_run,
                 "stages_run": list(self.stages_run), "balanced": self.balanced, "reconcile_ok": self.reconcile_ok,
-                "api_calls": self.api_calls, "reports": self.reports,
+                "api_calls": self.api_calls, "reports": self.reports, "dry_run_steps": list(self.dry_run_steps),
                 "entities": {e.entity: e.as_dict() for e in self.entities}}
 
 
@@ -142,8 +143,12 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
         if reconcile_ok is None and not dry_run:
             res = R.stage_result(engine, run.run_id, "reconcile") or {}
             reconcile_ok = res.get("ok")
+        dry_steps = tuple({k: s[k] for k in ("step", "object", "records", "created", "updated", "unchanged",
+                                             "success_file")}
+                          for s in (R.stage_result(engine, run.run_id, "load_dry_run") or {}).get("steps", [])) \
+            if dry_run else ()
         result = MigrateResult(run.run_id, resumed, dry_run, tuple(ran), tuple(summarize(project, run, engine, dry_run)),
-                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)))
+                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps)
     except BaseException as exc:
         R.finish_run(engine, run.run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stages_run": ran})
         if isinstance(exc, (UsageError, RunFailed)) and not exc.hint:
@@ -194,10 +199,9 @@ def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[E
              "validate": _csv_rows(run.dir / "validate" / "quarantine" / f"{entity}.csv"),
              "map": int(steps[0].get("rows_quarantined", 0)) if steps else 0}
         act = {a: 0 for a in L.ACTIONS}
-        if steps and dry_run:
+        if steps and dry_run:  # what the load would do, in source rows
             d = next((x for x in dry if x["step"] == steps[0]["step"]), None)
-            rows = int(steps[0].get("rows_in", 0)) - q["map"]
-            act["created"] = rows if d else 0
+            act.update((d or {}).get("source_rows", {}))
         elif steps:
             act.update(counts.get(steps[0]["step"], {}))
         loaded = act["created"] + act["updated"] + act["unchanged"]

@@ -169,3 +169,12 @@ def test_migrate_resumes_after_kill_9_during_validation(tmp_path, helpers):
     out = _json(helpers.cli(tmp_path, "migrate", "--json"))
     assert out["resumed"] is True and out["stages_run"] == ["validate", "map", "load", "reconcile"]
     assert out["balanced"] and out["reconcile_ok"]
+
+
+def test_dry_run_prints_what_would_be_written(tmp_path, helpers):
+    _small_project(tmp_path)
+    r = helpers.cli(tmp_path, "migrate", "--dry-run")
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("dry run Account (Account): would create "))
+    assert int(line.split("would create ")[1].split(",")[0]) > 200 and "update 0" in line
+    assert "dry_run.csv" in line
