@@ -254,11 +254,11 @@ def runs_show(run_id: str) -> None:
         for s in r["stages"]:
             click.echo(f"  {s['stage']:<14} {s['status']:<10} {s['error'] or ''}")
         t = Table(title="per object")
-        for c in ("step", "object", "created", "updated", "unchanged", "failed", "other"):
+        cols = ("created", "updated", "unchanged", "failed", "quarantined", "other")
+        for c in ("step", "object", *cols):
             t.add_column(c)
         for o in r["objects"]:
-            t.add_row(o["step"], o["object"], *(str(o.get(k, 0)) for k in ("created", "updated", "unchanged",
-                                                                            "failed", "other")))
+            t.add_row(o["step"], o["object"], *(str(o.get(k, 0)) for k in cols))
         console().print(t)
 
     emit(info, human)

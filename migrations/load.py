@@ -311,6 +311,7 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 
     led = L.ledger_frame(ctx.engine, ctx.run.run_id, ctx.name,
                          ["row_id", "external_id", "sf_id", "action", "error_code", "message"])
+    led = led[led["action"] != "quarantined"]
     expected = sum(len(r) for r in df["_rows"])
     if len(led) != expected:
         raise RunFailed(f"step {ctx.name}: ledger holds {len(led)} source rows, the load file {expected}",
@@ -344,6 +345,10 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
     stage = "load_dry_run" if dry_run else "load"
     start_stage(engine, run.run_id, stage)
     try:
+        if not dry_run:
+            from crmbridge.migrations.quarantine import record_quarantine
+
+            record_quarantine(engine, run.run_id, run.dir, steps)
         done = []
         for step in steps:
             ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))

@@ -135,6 +135,7 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
     df, fields = read_step_frame(run, step, hashes=False)
     led = L.ledger_frame(engine, run.run_id, name, ["row_id", "external_id", "sf_id", "action"])
+    led = led[led["action"] != "quarantined"]
     per_record = led.drop_duplicates("external_id").set_index("external_id")
     loaded_keys = set(per_record.index[per_record["action"].isin(["created", "updated", "unchanged"])])
     org, cols = _org_records(conn, sobject, ext, fields, conn.describe(sobject))

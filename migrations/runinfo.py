@@ -25,7 +25,7 @@ def list_runs(engine, *, limit: int = 20) -> list[dict]:
         t = totals.get(r.run_id, {})
         out.append({"run_id": r.run_id, "kind": r.kind, "status": r.status, "created_at": r.created_at,
                     "finished_at": r.finished_at, "dry_run": bool(r.dry_run), "command": r.command,
-                    "actions": {a: int(t.get(a, 0)) for a in (*L.ACTIONS, "deleted", "restored")}})
+                    "actions": {a: int(t.get(a, 0)) for a in (*L.ACTIONS, "quarantined", "deleted", "restored")}})
     return out
 
 
@@ -42,7 +42,7 @@ def show_run(engine, project, run_id: str) -> dict:
                 select(L.ledger.c.step, L.ledger.c.object, L.ledger.c.action, func.count())
                 .where(L.ledger.c.run_id == run_id).group_by(L.ledger.c.step, L.ledger.c.object, L.ledger.c.action)):
             d = objs.setdefault((step, obj), {"step": step, "object": obj, "other": 0})
-            if action in L.ACTIONS:
+            if action in (*L.ACTIONS, "quarantined"):
                 d[action] = d.get(action, 0) + n
             else:
                 d[action] = n

@@ -46,6 +46,26 @@ def test_demo_summary_balances_per_entity(demo_project):
         assert key in out["reports"]
 
 
+def test_every_source_row_has_one_ledger_row(demo_project):
+    """Loaded, rejected and quarantined rows are all in the ledger, each once, with its reason."""
+    from crmbridge.config import load_project
+    from crmbridge.migrations import ledger as L
+    from crmbridge.state import open_state
+
+    d, out = demo_project
+    project = load_project(d)
+    led = L.ledger_frame(open_state(project.state_url), out["run_id"])
+    assert led["row_id"].is_unique
+    by_step = {"customers": "Account", "contacts": "Contact", "contracts": "Contract"}
+    for entity, e in out["entities"].items():
+        rows = led[led["step"] == by_step[entity]]
+        assert len(rows) == e["extracted"], entity
+        q = rows[rows["action"] == "quarantined"]
+        assert len(q) == e["quarantined"] and (q["message"] != "").all()
+        assert q["error_code"].value_counts().to_dict() == {k: v for k, v in e["quarantined_by_stage"].items() if v}
+        assert (rows["action"] == "failed").sum() == e["rejected"]
+
+
 def test_runs_list_and_show(demo_project, helpers):
     d, out = demo_project
     runs = _json(helpers.cli(d, "runs", "list", "--json"))
