@@ -1,0 +1,46 @@
+"""The vectorised mobile fast path must give exactly what phonenumbers gives, value by value."""
+
+import random
+
+import pandas as pd
+
+from crmbridge.mappings.transforms import apply_transform
+from crmbridge.mappings.transforms_contact import fast_mobile_e164, normalize_phone
+from crmbridge.mappings.transforms_base import FAIL
+
+
+def _samples(n=3000, seed=11):
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = "1" + "".join(rnd.choice("0123456789") for _ in range(10))
+        form = rnd.randrange(5)
+        out.append([digits, f"+86{digits}", f"+86 {digits[:3]} {digits[3:7]} {digits[7:]}",
+                    f"{digits[:3]}-{digits[3:7]}-{digits[7:]}", "１" + digits[1:]][form])
+    # not mobiles, or not plainly written: must be left to the library
+    out += ["021-6234 5678", "010 8888 6666", "6234 5678", "13800138000 转 123", "+1 650 253 0000", "bad", "",
+            "1380013800", "138001380001", "+8613800138000-8001"]
+    return out
+
+
+def test_fast_path_agrees_with_phonenumbers_on_every_value_it_takes():
+    values = _samples()
+    s = pd.Series(values, dtype=object)
+    fast = fast_mobile_e164(s, "CN")
+    taken = fast.notna()
+    assert taken.sum() > 1000  # the fast path is really used
+    for raw, got in zip(s[taken], fast[taken]):
+        assert normalize_phone(raw, region="CN") == got, raw
+    # everything it leaves alone goes the library's way
+    assert not fast[s.isin(["021-6234 5678", "13800138000 转 123", "１" + "3800138000", "+1 650 253 0000"])].notna().any()
+
+
+def test_phone_transform_same_result_with_and_without_fast_path():
+    s = pd.Series(_samples(800, seed=3), dtype=object)
+    applied = apply_transform("phone", s, {"region": "CN"})
+    for raw, val, failed in zip(s, applied.values, applied.failed):
+        expected = normalize_phone(raw, region="CN") if raw and raw.strip() else None
+        if expected is FAIL:
+            assert failed and val == raw, raw
+        elif expected is not None:
+            assert not failed and val == expected, raw
