@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from crmbridge.cells import to_native
+
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Object columns holding mixed Python types become text, so pyarrow can store them."""
@@ -42,20 +44,9 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int) -> list[di
                 if rid in by_id.index:
                     r = by_id.loc[rid]
                     r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
-                    src_rows.append({k: _plain(v) for k, v in r.items() if not str(k).startswith("_")
+                    src_rows.append({k: to_native(v) for k, v in r.items() if not str(k).startswith("_")
                                      or k in ("_department", "_row_id")})
-        rows.append({"mapped": {k: _plain(v) for k, v in rec.items()}, "source": src_rows})
+        rows.append({"mapped": {k: to_native(v) for k, v in rec.items()}, "source": src_rows})
     return rows
 
 
-def _plain(v: Any) -> Any:
-    if v is None:
-        return None
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if hasattr(v, "item") and not isinstance(v, str):
-        return v.item()
-    return v

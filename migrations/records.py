@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from crmbridge.cells import to_native
+
 CRASH_ENV = "CRMBRIDGE_TEST_CRASH_AT"
 _crash_seen: dict[str, int] = {}
 
@@ -23,27 +25,6 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
-def _native(v: Any) -> Any:
-    """pandas/numpy cell -> a JSON-able Python value (dates as ISO text) or None."""
-    if v is None:
-        return None
-    try:
-        import pandas as pd
-
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        v = v.item()
-    if hasattr(v, "isoformat"):
-        if getattr(v, "hour", 0) == 0 and getattr(v, "minute", 0) == 0 and getattr(v, "second", 0) == 0 \
-                and hasattr(v, "date"):
-            return v.date().isoformat()
-        return v.isoformat()
-    return v
-
-
 def frame_records(df) -> list[dict]:
     """Rows as dicts, column by column (several times faster than ``DataFrame.to_dict("records")``)."""
     cols = list(df.columns)
@@ -53,7 +34,7 @@ def frame_records(df) -> list[dict]:
 def to_record(row: dict, fields: list[str]) -> dict:
     rec = {}
     for f in fields:
-        v = _native(row.get(f))
+        v = to_native(row.get(f))
         if "." in f and v is None:
             continue  # no parent reference: leave the lookup empty rather than reference a null key
         rec[f] = v

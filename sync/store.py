@@ -92,22 +92,22 @@ def _rec(r) -> Record:
     return Record(r.erp_key, r.sf_id, dict(r.base or {}), r.erp_hash, r.status)
 
 
-def load_records(engine: Engine, obj: str, keys: list[str]) -> dict[str, Record]:
+def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[str, Record]:
+    """Records of ``obj`` whose ``column`` is in ``values``, in chunks of 500 (bound-parameter limits)."""
     out: dict[str, Record] = {}
     with engine.connect() as c:
-        for i in range(0, len(keys), 500):
-            q = select(sync_records).where(sync_records.c.object == obj, sync_records.c.erp_key.in_(keys[i:i + 500]))
-            out.update({r.erp_key: _rec(r) for r in c.execute(q)})
+        for i in range(0, len(values), 500):
+            q = select(sync_records).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
+            out.update({getattr(r, column.name): _rec(r) for r in c.execute(q)})
     return out
+
+
+def load_records(engine: Engine, obj: str, keys: list[str]) -> dict[str, Record]:
+    return _load_where_in(engine, obj, sync_records.c.erp_key, keys)
 
 
 def load_by_sf_ids(engine: Engine, obj: str, sf_ids: list[str]) -> dict[str, Record]:
-    out: dict[str, Record] = {}
-    with engine.connect() as c:
-        for i in range(0, len(sf_ids), 500):
-            q = select(sync_records).where(sync_records.c.object == obj, sync_records.c.sf_id.in_(sf_ids[i:i + 500]))
-            out.update({r.sf_id: _rec(r) for r in c.execute(q)})
-    return out
+    return _load_where_in(engine, obj, sync_records.c.sf_id, sf_ids)
 
 
 def all_hashes(engine: Engine, obj: str) -> dict[str, str | None]:
