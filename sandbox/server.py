@@ -1,7 +1,7 @@
 """The sandbox org's HTTPS server and the embeddable ``start_sandbox`` API.
 
-Speaks Salesforce's wire protocol on loopback (stdlib ``ThreadingHTTPServer`` + ``ssl``, HTTP/1.1
-keep-alive) so the real simple-salesforce client works against it unchanged::
+Speaks Salesforce's wire protocol on loopback over HTTPS (cheroot's HTTP/1.1 server, see ``wsgi.py``)
+so real clients (simple-salesforce, jsforce-style streaming uploads) work against it unchanged::
 
     handle = start_sandbox("org.db")
     sf = Salesforce(instance_url=handle.instance_url, session_id=handle.new_session(), session=handle.session())
@@ -13,13 +13,11 @@ REQUESTS_CA_BUNDLE environment variable override ``session.verify``.)
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from crmbridge.sandbox import auth
 from crmbridge.sandbox.certs import tls_files
@@ -171,51 +169,6 @@ class SandboxApp:
         return json_response(404, NOT_FOUND)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "SandboxServer"
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        req = Request(self.command, url.path, [p for p in url.path.split("/") if p],
-                      {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}, self.headers, body)
-        try:
-            resp = self.server.app.handle(req)
-        except Exception as exc:  # a bug must answer like Salesforce's 500, not hang the client
-            resp = json_response(500, [{"message": f"{type(exc).__name__}: {exc}", "errorCode": "UNKNOWN_EXCEPTION"}])
-            self.log_error("unhandled %r", exc)
-        self.send_response(resp.status)
-        if resp.body or resp.status not in (204, 304):
-            self.send_header("Content-Type", resp.content_type)
-        for k, v in resp.headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(resp.body)))
-        self.end_headers()
-        if resp.body and self.command != "HEAD":
-            self.wfile.write(resp.body)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-
-class SandboxServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, app_factory, ssl_context: ssl.SSLContext, verbose: bool = False):
-        super().__init__(address, _Handler)
-        # The TLS handshake runs in the request thread (do_handshake_on_connect=False) so one slow
-        # client cannot stall accept().
-        self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
-        self.verbose = verbose
-        self.app: SandboxApp = app_factory(self)
-
-
 @dataclass
 class SandboxHandle:
     """A running sandbox org. ``faults`` changes fault injection live; ``stop()`` shuts it down."""
@@ -226,12 +179,13 @@ class SandboxHandle:
     password: str
     db_path: str
     faults: Faults
-    server: SandboxServer = field(repr=False)
+    app: SandboxApp = field(repr=False)
+    server: Any = field(repr=False)  # cheroot.wsgi.Server
     thread: threading.Thread = field(repr=False)
 
     @property
     def store(self) -> Store:
-        return self.server.app.store
+        return self.app.store
 
     def new_session(self, username: str | None = None) -> str:
         """A fresh access token for ``username`` (default: the admin), as a login would return."""
@@ -263,31 +217,28 @@ class SandboxHandle:
 
     def stop(self) -> None:
         """Stop serving and wait for the Bulk worker; the database stays as it is."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.server.app.bulk.stop()
+        self.server.stop()
         self.thread.join(timeout=10)
+        self.app.bulk.stop()
 
 
 def start_sandbox(db_path: str | Path, *, host: str = "127.0.0.1", port: int = 0, schema_files=(),
                   username: str = DEFAULT_USERNAME, password: str = DEFAULT_PASSWORD, faults: Faults | None = None,
                   verbose: bool = False) -> SandboxHandle:
     """Open (or create and seed) the org in ``db_path`` and serve it over HTTPS in a daemon thread."""
+    from crmbridge.sandbox.wsgi import make_server, wsgi_app
+
     store = Store(db_path, schema_files, username=username, password=password)
     tls = tls_files(store.db_path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tls.cert, tls.key)
     faults = faults or Faults()
-    holder: dict[str, str] = {}
-
-    def factory(server: SandboxServer) -> SandboxApp:
-        bound_host, bound_port = server.server_address[:2]
-        shown = "localhost" if bound_host in ("127.0.0.1", "localhost") and host == "localhost" else bound_host
-        holder["url"] = f"https://{shown}:{bound_port}"
-        return SandboxApp(store, faults, holder["url"])
-
-    server = SandboxServer((host, port), factory, ctx, verbose)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{holder['url']}", daemon=True)
+    holder: dict[str, Any] = {}
+    server = make_server(host, port, lambda environ, start: holder["wsgi"](environ, start), str(tls.cert),
+                         str(tls.key))
+    bound_host, bound_port = server.bind_addr[:2]
+    shown = "localhost" if host == "localhost" else bound_host
+    url = f"https://{shown}:{bound_port}"
+    app = SandboxApp(store, faults, url)
+    holder["wsgi"] = wsgi_app(app, Request, Response, verbose=verbose)
+    thread = threading.Thread(target=server.serve, name=f"sandbox-{url}", daemon=True)
     thread.start()
-    return SandboxHandle(holder["url"], str(tls.ca_bundle), username, password, str(store.db_path), faults, server,
-                         thread)
+    return SandboxHandle(url, str(tls.ca_bundle), username, password, str(store.db_path), faults, app, server, thread)
