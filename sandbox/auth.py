@@ -31,18 +31,26 @@ class AuthError(Exception):
         self.error, self.description, self.status = error, description, status
 
 
+def token_hash(token: str) -> str:
+    """What the db keeps of a session or refresh token: its SHA-256, so a copied db file grants no session.
+
+    Tokens carry 288 (access) or 320 (refresh) random bits, so an unsalted fast hash is enough here.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 def new_session(store: Store, user_id: str, kind: str = "access", client_id: str | None = None) -> str:
     token = f"{store.org_id[:15]}!AQ{secrets.token_urlsafe(48)}" if kind == "access" else secrets.token_urlsafe(40)
     with store.write() as c:
         c.execute("INSERT INTO _sandbox_sessions(token, kind, user_id, client_id, issued_at) VALUES (?,?,?,?,?)",
-                  (token, kind, user_id, client_id, time.time()))
+                  (token_hash(token), kind, user_id, client_id, time.time()))
     return token
 
 
 def session_user(store: Store, token: str, kind: str = "access") -> tuple[str, float] | None:
     """(user Id, issued at) of a live session token, or None."""
     row = store.conn().execute("SELECT user_id, issued_at FROM _sandbox_sessions WHERE token=? AND kind=?",
-                               (token, kind)).fetchone()
+                               (token_hash(token), kind)).fetchone()
     return (row[0], row[1]) if row else None
 
 

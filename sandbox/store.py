@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -54,6 +55,8 @@ class Store:
                  password: str = DEFAULT_PASSWORD):
         self.db_path = Path(db_path).resolve()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            _private_file(Path(f"{self.db_path}{suffix}"), create=not suffix)
         self._local = threading.local()
         with _LOCKS_GUARD:
             self._lock = _LOCKS.setdefault(str(self.db_path), threading.RLock())
@@ -66,6 +69,9 @@ class Store:
             self.schema = self._load_schema(c, [Path(p) for p in schema_files])
             self._ensure_tables(c)
             self.org_id = self._meta(c, "org_id") or self._set_meta(c, "org_id", _org_id())
+            # Tokens are stored hashed (auth.token_hash, 64 hex digits); rows from an older db held them in
+            # plain text and are dropped, so their holders log in again.
+            c.execute("DELETE FROM _sandbox_sessions WHERE length(token) != 64")
             self._seed(c, username, password)
         self.username = username
         self.admin_id = self.user_id(username)
@@ -178,7 +184,7 @@ class Store:
             if first:
                 for n in range(1, 6):
                     self._insert_user(c, f"rep{n}@sandbox.crmbridge", f"Rep{n}", "Sales", f"rep{n}", f"R{n:03d}")
-                    self.set_password(c, f"rep{n}@sandbox.crmbridge", DEFAULT_PASSWORD)
+                    self.set_password(c, f"rep{n}@sandbox.crmbridge", password)
                 for dev, label in (("Customer", "Customer"), ("Partner", "Partner")):
                     self._insert_raw(c, self.schema.get("RecordType"), {
                         "Name": label, "DeveloperName": dev, "SobjectType": "Account", "IsActive": 1})
@@ -218,6 +224,23 @@ class Store:
         row = (c or self.conn()).execute('SELECT Id FROM "User" WHERE Username = ? COLLATE NOCASE AND IsActive = 1 '
                                          'AND IsDeleted = 0', (username,)).fetchone()
         return row[0] if row else None
+
+
+def _private_file(path: Path, create: bool = True) -> None:
+    """Create the db file readable by its owner only (0600): it holds customer data and password hashes.
+
+    SQLite gives its -wal and -shm files the same mode as the db. An existing file that others can read
+    is tightened when it is ours.
+    """
+    if not create and not path.exists():
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _org_id() -> str:

@@ -122,3 +122,52 @@ def test_versions_list_needs_no_session(sandbox, raw):
     versions = raw(sandbox, "GET", "/services/data/").json()
     assert {"label": "v62.0", "url": "/services/data/v62.0", "version": "62.0"} in versions
     assert versions[0]["version"] == "40.0"
+
+
+# ----------------------------------------------------------------------------- issue 13 point 9
+def test_db_private_tokens_hashed_reps_follow_password(tmp_path, raw):
+    import os
+    import sqlite3
+    import stat
+
+    from crmbridge.sandbox.server import start_sandbox
+
+    old = os.umask(0o022)  # a umask that would make a plain new file world-readable
+    try:
+        handle = start_sandbox(tmp_path / "org.db", password="s3cret-Pass")
+    finally:
+        os.umask(old)
+    try:
+        token = handle.new_session()
+        login = raw(handle, "POST", "/services/oauth2/token", data={
+            "grant_type": "password", "client_id": "x", "username": "rep2@sandbox.crmbridge",
+            "password": "s3cret-Pass"})
+        assert login.status_code == 200
+        refused = raw(handle, "POST", "/services/oauth2/token", data={
+            "grant_type": "password", "client_id": "x", "username": "rep2@sandbox.crmbridge", "password": "sandbox"})
+        assert refused.status_code == 400
+        assert raw(handle, "GET", "/services/data/v62.0/limits", token=token).status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            path = tmp_path / f"org.db{suffix}"
+            if path.exists():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        stored = [r[0] for r in sqlite3.connect(tmp_path / "org.db").execute("SELECT token FROM _sandbox_sessions")]
+        secrets_seen = [token, login.json()["access_token"], login.json()["refresh_token"]]
+        raw_db = b"".join(p.read_bytes() for p in tmp_path.glob("org.db*"))
+        assert stored and all(len(t) == 64 for t in stored)
+        assert not any(s.encode() in raw_db for s in secrets_seen)
+    finally:
+        handle.stop()
+
+
+def test_existing_world_readable_db_is_tightened(tmp_path):
+    import os
+    import stat
+
+    from crmbridge.sandbox.store import Store
+
+    db = tmp_path / "org.db"
+    Store(db).close()
+    os.chmod(db, 0o644)
+    Store(db).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
