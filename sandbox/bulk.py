@@ -155,7 +155,16 @@ class BulkJobs:
         return _err(404, "NOT_FOUND", "The requested resource does not exist")
 
     def _create(self, req: Request, kind: str) -> Response:
-        body = req.json() or {}
+        data = None
+        if kind == "ingest" and (req.headers.get("Content-Type") or "").lower().startswith("multipart/"):
+            try:
+                body, data = _multipart_job(req)
+            except ValueError as e:
+                return _err(400, "INVALIDJOB", f"InvalidJob : {e}")
+        else:
+            body = req.json() or {}
+        if not isinstance(body, dict):
+            return _err(400, "JSON_PARSER_ERROR", "The job definition must be a JSON object")
         op = body.get("operation")
         if kind == "ingest" and op not in INGEST_OPS or kind == "query" and op not in QUERY_OPS:
             return _err(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
@@ -179,20 +188,27 @@ class BulkJobs:
                 ext = f.name
         elif not (body.get("query") or "").strip():
             return _err(400, "INVALIDJOB", "InvalidJob : query is required")
+        else:
+            refused = _unsupported_in_bulk_query(body["query"])
+            if refused:
+                return _err(400, "API_ERROR", refused)
+        if data is not None:
+            too_big = _upload_too_large(data)
+            if too_big:
+                return too_big
         with self.store.write() as c:
             job_id = ids.make_id("750", self.store.bump(c, "id:750"))
             stamp = now_stamp()
             c.execute("INSERT INTO _sandbox_jobs(id, kind, object, operation, ext_field, state, created_by, "
                       "created_date, system_modstamp, column_delimiter, line_ending, api_version, query) "
                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                      (job_id, kind, obj, op, ext, "Open" if kind == "ingest" else "UploadComplete", req.user_id,
-                       stamp, stamp, delim, ending, req.version, body.get("query")))
-        if kind == "query":
+                      (job_id, kind, obj, op, ext, "Open" if kind == "ingest" and data is None else "UploadComplete",
+                       req.user_id, stamp, stamp, delim, ending, req.version, body.get("query")))
+            if data is not None:  # the CSV came in the same multipart request: the job is UploadComplete
+                c.execute("UPDATE _sandbox_jobs SET data=? WHERE id=?", (data, job_id))
+        if kind == "query" or data is not None:
             self._queue.put(job_id)
-        info = job_info(self._job(job_id))
-        if kind == "ingest":
-            info["contentUrl"] = f"services/data/v{req.version}/jobs/ingest/{job_id}/batches"
-        return json_response(200, info)
+        return json_response(200, job_info(self._job(job_id)))
 
     def _list(self, req: Request, kind: str) -> Response:
         rows = self.store.conn().execute("SELECT id FROM _sandbox_jobs WHERE kind=? ORDER BY created_date",
@@ -206,6 +222,9 @@ class BulkJobs:
                                                 "Open job")
         if job["data"] is not None:
             return _err(400, "BULK_API_ERROR", "Found multiple uploads for the job: only one upload is allowed")
+        too_big = _upload_too_large(req.body)
+        if too_big:
+            return too_big
         self.update(job["id"], data=req.body, system_modstamp=now_stamp())
         return Response(201)
 
@@ -226,10 +245,14 @@ class BulkJobs:
         return json_response(200, job_info(self._job(job["id"])))
 
     def _delete(self, job: dict) -> Response:
-        if job["state"] not in TERMINAL:
-            return _err(400, "INVALIDJOBSTATE", f"Job {job['id']} is {job['state']}; only a completed, failed or "
-                                                "aborted job can be deleted")
+        # The Bulk 2.0 guide: a job can be deleted in UploadComplete, JobComplete, Aborted or Failed.
+        if job["state"] not in TERMINAL + ("UploadComplete",):
+            return _err(400, "INVALIDJOBSTATE", f"Job {job['id']} is {job['state']}; only an UploadComplete, "
+                                                "completed, failed or aborted job can be deleted")
         with self.store.write() as c:
+            state = c.execute("SELECT state FROM _sandbox_jobs WHERE id=?", (job["id"],)).fetchone()
+            if state and state[0] == "InProgress":  # the worker claimed it meanwhile
+                return _err(400, "INVALIDJOBSTATE", f"Job {job['id']} is InProgress; wait until it completes")
             c.execute("DELETE FROM _sandbox_job_rows WHERE job_id=?", (job["id"],))
             c.execute("DELETE FROM _sandbox_jobs WHERE id=?", (job["id"],))
         return Response(204)
@@ -251,6 +274,56 @@ class BulkJobs:
         body = (job["header"] + eol + "".join(line + eol for line in lines)).encode("utf-8")
         locator = base64.b64encode(str(end).encode()).decode() if more else "null"
         return Response(200, body, "text/csv", {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(lines))})
+
+
+# Bulk 2.0 takes at most 150 MB of base64-encoded CSV per job ("Upload Job Data"): about 112 MiB of raw CSV.
+MAX_UPLOAD_BASE64 = 150 * 1024 * 1024
+
+
+def _upload_too_large(data: bytes) -> Response | None:
+    encoded = (len(data) + 2) // 3 * 4
+    if encoded <= MAX_UPLOAD_BASE64:
+        return None
+    return _err(400, "INVALIDBATCH", f"InvalidBatch : the upload is {len(data) / 1024 / 1024:.0f} MiB, "
+                                     f"{encoded / 1024 / 1024:.0f} MiB once base64-encoded, over the limit of 150 MB "
+                                     "per job; split the data over several jobs of at most 100 MB")
+
+
+def _multipart_job(req: Request) -> tuple[dict, bytes]:
+    """The ``job`` (JSON) and ``content`` (CSV) parts of a multipart create-job request."""
+    import email.parser
+    import email.policy
+    import json
+
+    head = f"Content-Type: {req.headers.get('Content-Type')}\r\n\r\n".encode("latin-1")
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + req.body)
+    if not msg.is_multipart():
+        raise ValueError("the multipart body could not be read (check the boundary)")
+    parts = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
+    if "job" not in parts or "content" not in parts:
+        raise ValueError("a multipart job request needs a 'job' part (JSON) and a 'content' part (CSV)")
+    try:
+        job = json.loads(parts["job"].get_payload(decode=True) or b"null")
+    except ValueError as e:
+        raise ValueError(f"the 'job' part is not JSON: {e}") from None
+    return job, parts["content"].get_payload(decode=True) or b""
+
+
+def _unsupported_in_bulk_query(soql_text: str) -> str | None:
+    """Clauses the Bulk 2.0 guide lists as not supported in query jobs (checked when the job is created)."""
+    from crmbridge.sandbox import soql_parse
+
+    try:
+        q = soql_parse.parse(soql_text)
+    except Exception:
+        return None  # a malformed query fails the job with the parser's message, as before
+    if q.offset is not None:
+        return "OFFSET is not supported in Bulk API 2.0 query jobs; page with the results locator instead"
+    if getattr(q, "group_by", None) or any(type(it).__name__ in ("Count", "Aggregate") for it in q.items):
+        return "Aggregate functions and GROUP BY are not supported in Bulk API 2.0 query jobs"
+    if any(type(it).__name__ == "SubQuery" for it in q.items):
+        return "Parent-to-child (nested) queries are not supported in Bulk API 2.0 query jobs"
+    return None
 
 
 def _alive(worker: str | None) -> bool:

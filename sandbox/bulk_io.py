@@ -27,6 +27,7 @@ def job_info(job: dict) -> dict:
                      "apiActiveProcessingTime": job["processing_ms"] or 0, "apexProcessingTime": 0})
         if info["externalIdFieldName"] is None:
             del info["externalIdFieldName"]
+        info["contentUrl"] = f"services/data/v{job['api_version']}/jobs/ingest/{job['id']}/batches"
     else:
         info.update({"jobType": "V2Query", "numberRecordsProcessed": job["processed"] or 0, "query": job["query"]})
         if job["object"] is None:
@@ -61,6 +62,10 @@ def _check_header(bulk, job: dict, header: list[str]) -> str | None:
 def process_ingest(bulk, job: dict) -> str | None:
     """Run an ingest job; returns the job's error message if the whole job fails."""
     text = bytes(job["data"] or b"").decode("utf-8-sig", errors="replace")
+    first_eol = text.find("\n")
+    if first_eol > 0 and (text[first_eol - 1] == "\r") != (job["line_ending"] == "CRLF"):
+        # Salesforce checks the data against the job's lineEnding instead of guessing.
+        return f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {job['line_ending']}"
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[job["column_delimiter"]]))
     rows = [r for r in rows if r]
     if not rows:

@@ -6,7 +6,7 @@ from typing import Any
 
 from crmbridge.sandbox.schema import SYSTEM_FIELDS, ObjectDef, Schema
 
-_NOT_CREATEABLE = {"User", "RecordType"}  # set up by the org, not by data loads
+_NOT_CREATEABLE = {"User", "RecordType", "Organization"}  # set up by the org, not by data loads
 
 
 def plural(label: str) -> str:

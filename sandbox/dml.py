@@ -21,6 +21,7 @@ from crmbridge.sandbox.schema import ObjectDef
 from crmbridge.sandbox.store import Store
 from crmbridge.sandbox.values import FieldValueError, coerce
 
+READ_ONLY_OBJECTS = ("Organization",)  # the org's own record: read through the API, never written
 CHUNK = 900  # bound variables per IN (...) lookup, under SQLite's limit
 NA = "#N/A"  # Bulk CSV: set the field to null (an empty cell leaves it as it is)
 ROLLED_BACK = ("ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -80,6 +81,8 @@ def save(store: Store, obj: ObjectDef, op: str, rows: list[dict], *, user_id: st
 
     ``conn``: run inside the caller's write transaction (several objects in one all-or-none request).
     """
+    if obj.name in READ_ONLY_OBJECTS:
+        raise RequestError("INVALID_TYPE_FOR_OPERATION", f"entity type {obj.name} does not support {op}")
     parsed = [_parse(obj, r, op, source, ext_field) for r in rows]
     with (nullcontext(conn) if conn is not None else store.write()) as c:
         if op in ("delete", "hardDelete"):
@@ -286,7 +289,14 @@ def _write(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row]
     new_ids = iter(store.new_ids(c, obj, len(creates)))
     stamp = store.stamp(c)
     # Field lists worked out once per call, not once per row: this loop runs 100k times in a Bulk job.
-    required = [f.name for f in obj.fields.values() if not f.nillable and f.createable and f.computed is None]
+    # On create only fields Salesforce would not fill itself are required (FieldDef.required_on_create, the
+    # rule mappings/check_org.py uses): a non-nillable field defaulted on create (Lead.Status, OwnerId) gets
+    # its default. On update, nulling any non-nillable field is refused.
+    required_new = [f.name for f in obj.fields.values() if f.required_on_create and f.computed is None]
+    required_upd = [f.name for f in obj.fields.values() if not f.nillable and f.createable and f.computed is None]
+    filled = {f.name: f.default if f.default is not None else f.picklist_values[0] for f in obj.fields.values()
+              if not f.nillable and f.defaulted_on_create and f.computed is None and f.name != "OwnerId"
+              and (f.default is not None or f.picklist_values)}
     computed = [f for f in obj.fields.values() if f.computed in ("full_name", "contract_end")]
     defaults = {f.name: f.default if f.type != "boolean" else int(f.default or 0) for f in obj.fields.values()
                 if f.default is not None or f.type == "boolean"}
@@ -297,12 +307,15 @@ def _write(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row]
         if r.existing is None:
             r.result.id, r.result.created = next(new_ids), True
             full[i] = _new_record(obj, r, user_id, stamp, defaults)
+            for name, value in filled.items():
+                if full[i].get(name) is None:
+                    full[i][name] = int(value) if isinstance(value, bool) else value
         else:
             full[i] = {**r.existing, **r.values, "LastModifiedDate": stamp, "SystemModstamp": stamp,
                        "LastModifiedById": user_id}
         if computed:
             _compute(computed, full[i])
-        missing = [n for n in required if full[i].get(n) is None]
+        missing = [n for n in (required_new if r.existing is None else required_upd) if full[i].get(n) is None]
         if missing:
             r.result.fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
         elif lock_fault and lock_fault():

@@ -35,7 +35,13 @@ def dispatch(app: SandboxApp, req: Request, p: list[str]) -> Response:
         from crmbridge.sandbox.collections import collections
 
         return collections(app, req, p[2:])
-    if head == "limits" and req.method == "GET":
+    if head == "composite":
+        from crmbridge.sandbox.composite import composite
+
+        return composite(app, req, p[1:])
+    if head == "limits" and req.method == "GET" and p[1:] == ["recordCount"]:
+        return _record_count(app, req)
+    if head == "limits" and req.method == "GET" and len(p) == 1:
         return json_response(200, limits(app))
     return json_response(404, NOT_FOUND)
 
@@ -61,6 +67,18 @@ def limits(app: SandboxApp) -> dict[str, Any]:
         "DataStorageMB": lim(1024, app.store.db_path.stat().st_size // (1024 * 1024)), "FileStorageMB": lim(1024),
         "HourlyTimeBasedWorkflow": lim(1000), "MassEmail": lim(5000), "SingleEmail": lim(5000),
     }
+
+
+def _record_count(app: SandboxApp, req: Request) -> Response:
+    """``GET limits/recordCount?sObjects=A,B``: live (not deleted) records per object; all objects without
+    ``sObjects``. Unknown names are left out, as Salesforce does."""
+    schema = app.store.schema
+    wanted = req.query.get("sObjects")
+    objs = [schema.get(n.strip()) for n in wanted.split(",")] if wanted is not None else list(schema.objects.values())
+    conn = app.store.conn()
+    out = [{"count": conn.execute(f'SELECT COUNT(*) FROM "{o.name}" WHERE IsDeleted = 0').fetchone()[0],
+            "name": o.name} for o in objs if o is not None]
+    return json_response(200, {"sObjects": out})
 
 
 # ---------------------------------------------------------------------------- sObjects

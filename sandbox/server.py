@@ -64,6 +64,20 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
     return Response(status, body, headers=headers or {})
 
 
+BULK_V1_REFUSAL = ("Bulk API 1.0 (/services/async) is not emulated by the crmbridge sandbox org; use Bulk API 2.0 "
+                   "(/services/data/vXX.X/jobs/ingest and jobs/query) or the REST API. See docs/sandbox.md.")
+
+
+def _bulk_v1_refusal(req: Request) -> Response:
+    """Bulk 1.0 answers in its own error format (XML, or JSON when the client sent JSON): FeatureNotEnabled."""
+    if "json" in (req.headers.get("Content-Type") or "").lower():
+        return json_response(400, {"exceptionCode": "FeatureNotEnabled", "exceptionMessage": BULK_V1_REFUSAL})
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><error xmlns="http://www.force.com/2009/06/asyncapi/dataload">'
+           f"<exceptionCode>FeatureNotEnabled</exceptionCode><exceptionMessage>{BULK_V1_REFUSAL}</exceptionMessage>"
+           "</error>")
+    return Response(400, xml.encode("utf-8"), "application/xml")
+
+
 class SandboxApp:
     """Routes one request to the auth, REST, Bulk or admin handlers."""
 
@@ -96,6 +110,8 @@ class SandboxApp:
                                        for v in VERSIONS])
         if p[:1] == ["_sandbox"]:
             return self._admin(req)
+        if p[:2] == ["services", "async"]:
+            return _bulk_v1_refusal(req)
         if p[:2] != ["services", "data"] or len(p) < 3:
             return json_response(404, NOT_FOUND)
         refused = self._authenticate(req)

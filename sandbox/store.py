@@ -93,6 +93,20 @@ class Store:
         """A write transaction, exclusive among threads and (via SQLite) among processes."""
         c = self.conn()
         with self._lock:
+            if c.in_transaction:  # nested (a composite allOrNone request around its subrequests): a savepoint
+                self._depth = getattr(self, "_depth", 0) + 1
+                name = f"sp{self._depth}"
+                c.execute(f"SAVEPOINT {name}")
+                try:
+                    yield c
+                except BaseException:
+                    c.execute(f"ROLLBACK TO {name}")
+                    c.execute(f"RELEASE {name}")
+                    raise
+                finally:
+                    self._depth -= 1
+                c.execute(f"RELEASE {name}")
+                return
             c.execute("BEGIN IMMEDIATE")
             try:
                 yield c
@@ -189,6 +203,18 @@ class Store:
                     self._insert_raw(c, self.schema.get("RecordType"), {
                         "Name": label, "DeveloperName": dev, "SobjectType": "Account", "IsActive": 1})
         self.set_password(c, username, password)
+        org = self.schema.get("Organization")
+        if org is not None and not c.execute('SELECT 1 FROM "Organization" LIMIT 1').fetchone():
+            stamp = self.stamp(c)
+            admin = self.user_id(username, c)
+            row = {"Id": self.org_id, "IsDeleted": 0, "CreatedDate": stamp, "LastModifiedDate": stamp,
+                   "SystemModstamp": stamp, "CreatedById": admin, "LastModifiedById": admin,
+                   "Name": "crmbridge sandbox", "Country": "CN", "PrimaryContact": "Sandbox Admin",
+                   "DefaultLocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "TimeZoneSidKey": "Asia/Shanghai",
+                   "FiscalYearStartMonth": 1, "OrganizationType": "Enterprise Edition", "InstanceName": "SBX1",
+                   "IsSandbox": 1, "IsReadOnly": 0}
+            c.execute(f'INSERT INTO "Organization" ({", ".join(chr(34) + k + chr(34) for k in row)}) '
+                      f'VALUES ({", ".join("?" * len(row))})', list(row.values()))
 
     def _insert_user(self, c, username, last, first, alias, employee_no) -> None:
         self._insert_raw(c, self.schema.get("User"), {
