@@ -182,7 +182,7 @@ class BulkJobs:
             obj = objdef.name
             if op == "upsert":
                 f = objdef.field(body.get("externalIdFieldName") or "")
-                if f is None or not (f.external_id or f.name == "Id"):
+                if f is None or not f.id_lookup:
                     return _err(400, "INVALIDJOB", "InvalidJob : The field provided as externalIdFieldName, "
                                 f"{body.get('externalIdFieldName')}, is not an external ID field of {obj}")
                 ext = f.name

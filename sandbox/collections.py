@@ -44,7 +44,7 @@ def collections(app: SandboxApp, req: Request, p: list[str]) -> Response:
     if p:
         obj = app.store.schema.get(p[0])
         f = obj.field(p[1]) if obj else None
-        if obj is None or f is None or not (f.external_id or f.name == "Id"):
+        if obj is None or f is None or not f.id_lookup:
             return json_response(404, [{"errorCode": "NOT_FOUND", "message": "Provided external ID field does not "
                                                                              f"exist or is not accessible: {p[1]}"}])
         op, ext = "upsert", f.name

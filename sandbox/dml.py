@@ -165,7 +165,7 @@ def _resolve_refs(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: lis
     for (target, ext), values in wanted.items():
         tobj = store.schema.get(target)
         f = tobj.field(ext) if tobj else None
-        if f is None or not (f.external_id or f.unique or f.name == "Id"):
+        if f is None or not (f.id_lookup or f.unique):
             bad_ext[(target, ext)] = f"Field name provided, {ext} is not an External ID or indexed field for {target}"
             continue
         hits: dict[str, list[str]] = {}

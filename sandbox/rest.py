@@ -156,7 +156,7 @@ def _by_id(app: SandboxApp, req: Request, obj: ObjectDef, raw_id: str) -> Respon
 
 def _by_external(app: SandboxApp, req: Request, obj: ObjectDef, ext: str, value: str) -> Response:
     f = obj.field(ext)
-    if f is None or not (f.external_id or f.name == "Id" or (f.unique and req.method == "GET")):
+    if f is None or not (f.id_lookup or (f.unique and req.method == "GET")):
         return err(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {ext}")
     if f.name == "Id":
         if req.method == "PATCH" and ids.to18(value) is None:

@@ -70,6 +70,16 @@ class FieldDef:
     relationship_name: str | None = None
     computed: str | None = None  # full_name, contract_end, autonumber
     custom: bool = False
+    lookup: bool | None = None  # the schema's explicit ``idLookup``; None: Salesforce's usual rule
+
+    @property
+    def id_lookup(self) -> bool:
+        """Whether the field identifies a record for upserts and ``sobjects/{Object}/{field}/{value}``: Id,
+        external IDs, and fields the schema marks ``idLookup`` (Contact.Email, User.Username ...). A
+        non-computed Name is one by default, as on custom objects and Opportunity (Account.Name is not)."""
+        if self.lookup is not None:
+            return self.lookup
+        return self.name == "Id" or self.external_id or (self.name == "Name" and not self.computed)
 
     @property
     def required_on_create(self) -> bool:
@@ -102,7 +112,7 @@ class FieldDef:
             "custom": self.custom,
             "externalId": self.external_id,
             "unique": self.unique,
-            "idLookup": self.name == "Id" or self.external_id or (self.name == "Name" and not self.computed),
+            "idLookup": self.id_lookup,
             "nameField": self.name == "Name",
             "calculated": self.computed is not None and self.computed != "autonumber",
             "autoNumber": self.computed == "autonumber",
@@ -234,6 +244,7 @@ def _field(name: str, spec: dict[str, Any]) -> FieldDef:
         relationship_name=spec.get("relationshipName"),
         computed=spec.get("computed"),
         custom=name.endswith("__c"),
+        lookup=spec.get("idLookup"),
     )
 
 

@@ -240,8 +240,11 @@ class Compiler:
             raise fail(INVALID_FILTER, f"invalid operator on {_TYPE_WORDS.get(fdef.type, fdef.type)} field",
                        self.soql, node.pos)
         if _collation(v.value) == "NOCASE":
-            # SQLite's LIKE folds ASCII case only, which is all an ASCII or caseless pattern needs.
-            return f"{col} LIKE {self.bind(v.pattern)} ESCAPE '\\'"
+            # SQLite's LIKE folds ASCII case only, which is all an ASCII or caseless pattern needs. SQLite's
+            # text functions stop at a NUL character, so values holding one are matched in Python instead.
+            pat = self.bind(v.pattern)
+            return (f"({col} LIKE {pat} ESCAPE '\\' OR (instr(CAST({col} AS BLOB), x'00') > 0 AND "
+                    f"soql_like({self.bind(v.pattern)}, {col})))")
         return f"soql_like({self.bind(v.pattern)}, {col})"
 
     # -- ORDER BY
@@ -252,10 +255,20 @@ class Compiler:
             if fdef.type == "textarea" and fdef.length > 255:
                 raise fail(INVALID_FIELD, f"field '{fdef.name}' can not be sorted in a query call", self.soql,
                            o.path.pos)
+            direction = f"{'DESC' if o.desc else 'ASC'} NULLS {'FIRST' if o.nulls_first else 'LAST'}"
+            if fdef.type == "picklist" and fdef.picklist_values:
+                # Salesforce sorts a picklist by the order of its values, not alphabetically; values not in
+                # the list (an unrestricted picklist) come after them, alphabetically.
+                whens = " ".join(f"WHEN {self.bind(v)} THEN {n}" for n, v in enumerate(fdef.picklist_values))
+                out.append(f"CASE WHEN NULLIF({col}, '') IS NULL THEN NULL ELSE CASE {col} COLLATE NOCASE {whens} "
+                           f"ELSE {len(fdef.picklist_values)} END END {direction}")
+                col = f"NULLIF({col}, '') COLLATE NOCASE"
+                out.append(f"{col} {direction}")
+                continue
             if fdef.type in _STRING_TYPES:
                 # Case-insensitive like Salesforce; '' sorts as the null it would be there.
                 col = f"NULLIF({col}, '') COLLATE NOCASE"
-            out.append(f"{col} {'DESC' if o.desc else 'ASC'} NULLS {'FIRST' if o.nulls_first else 'LAST'}")
+            out.append(f"{col} {direction}")
         return ", ".join(out)
 
 

@@ -177,8 +177,8 @@ class Parser:
     def trailer(self) -> bool:
         """``ALL ROWS`` (Apex's way to include deleted rows) or the no-op ``FOR VIEW``/``FOR REFERENCE``."""
         if self.word() == "all" and self.word(1) == "rows":
-            self.i += 2
-            return True
+            # Apex only: through the API deleted rows come from queryAll, and Salesforce refuses the clause.
+            raise fail(MALFORMED, "ALL ROWS not allowed in this context", self.soql, self.tok.pos)
         if self.word() == "for" and self.word(1) in ("view", "reference"):
             self.i += 2
             return False

@@ -214,3 +214,58 @@ def test_defaulted_on_create_is_not_required_on_insert(tmp_path):
         assert res[0]["numberRecordsFailed"] == 0
     finally:
         h.stop()
+
+
+# ----------------------------------------------------------------------------- point 4: idLookup
+def test_id_lookup_describe_and_upsert_by_email(sf, sandbox, raw, uid):
+    contact = {f["name"]: f for f in sf.Contact.describe()["fields"]}
+    account = {f["name"]: f for f in sf.Account.describe()["fields"]}
+    assert contact["Email"]["idLookup"] is True and contact["Email"]["externalId"] is False
+    assert account["Name"]["idLookup"] is False and account["Id"]["idLookup"] is True
+    assert account["Legacy_Id__c"]["idLookup"] is True
+    email = f"lookup.{uid.lower()}@example.com"
+    assert sf.Contact.upsert(f"Email/{email}", {"LastName": "Lookup"}) == 201
+    assert sf.Contact.upsert(f"Email/{email.upper()}", {"LastName": "Lookup2"}) == 200  # matched, case-insensitive
+    rows = sf.query(f"SELECT LastName FROM Contact WHERE Email = '{email}'")["records"]
+    assert [r["LastName"] for r in rows] == ["Lookup2"]
+    sf.Contact.create({"LastName": "Twin", "Email": email})
+    from simple_salesforce.exceptions import SalesforceMoreThanOneRecord
+
+    with pytest.raises(SalesforceMoreThanOneRecord):  # an idLookup field need not be unique: 300
+        sf.Contact.upsert(f"Email/{email}", {"LastName": "x"})
+    token = sandbox.new_session()
+    r = raw(sandbox, "PATCH", f"{V}/sobjects/Account/Name/Acme", token, json={"Phone": "1"})
+    assert r.status_code == 404 and "external ID field" in r.json()[0]["message"]  # Account.Name is not one
+    job = raw(sandbox, "POST", f"{V}/jobs/ingest", token,
+              json={"object": "Contact", "operation": "upsert", "externalIdFieldName": "Email"})
+    assert job.status_code == 200, job.text
+
+
+# ----------------------------------------------------------------------------- point 5: silent wrong answers
+def test_order_by_picklist_follows_value_order(fresh_sf):
+    for name, rating in (("P1", "Cold"), ("P2", "Hot"), ("P3", None), ("P4", "Warm"), ("P5", "Hot")):
+        fresh_sf.Account.create({"Name": name, "Rating": rating})
+    recs = fresh_sf.query("SELECT Name, Rating FROM Account ORDER BY Rating")["records"]
+    assert [r["Rating"] for r in recs] == [None, "Hot", "Hot", "Warm", "Cold"]  # Hot, Warm, Cold as defined
+    recs = fresh_sf.query("SELECT Name, Rating FROM Account ORDER BY Rating DESC NULLS LAST, Name")["records"]
+    assert [r["Name"] for r in recs] == ["P1", "P4", "P2", "P5", "P3"]
+
+
+def test_all_rows_through_rest_query_is_refused(sf, sandbox, raw, uid):
+    rid = sf.Account.create({"Name": "AllRows " + uid})["id"]
+    sf.Account.delete(rid)
+    token = sandbox.new_session()
+    r = raw(sandbox, "GET", f"{V}/query", token, params={"q": f"SELECT Id FROM Account WHERE Name = 'AllRows {uid}' "
+                                                               "ALL ROWS"})
+    assert r.status_code == 400 and r.json()[0]["errorCode"] == "MALFORMED_QUERY"
+    assert "ALL ROWS not allowed in this context" in r.json()[0]["message"]
+    every = sf.query_all(f"SELECT Id FROM Account WHERE Name = 'AllRows {uid}'", include_deleted=True)
+    assert [x["Id"] for x in every["records"]] == [rid]
+
+
+def test_like_matches_strings_holding_nul(sf, uid):
+    sf.Account.create({"Name": f"C00\x00\x00{uid}9"})
+    for pattern in (f"C00%{uid}9", f"%{uid}9", f"C00__{uid}_"):
+        recs = sf.query(f"SELECT Name FROM Account WHERE Name LIKE '{pattern}'")["records"]
+        assert [r["Name"] for r in recs] == [f"C00\x00\x00{uid}9"], pattern
+    assert sf.query(f"SELECT Id FROM Account WHERE Name LIKE 'C00_{uid}%'")["totalSize"] == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crmbridge.sandbox.schema import Schema, load_schema
-from crmbridge.sandbox.soql import QueryResult, compile_query, execute, flatten, to18
+from crmbridge.sandbox.soql import QueryResult, SoqlError, compile_query, execute, flatten, to18
 from crmbridge.sandbox.soql_lex import date_range
 
 STAMP = "2026-01-05T08:00:00.000+0000"
@@ -395,11 +395,15 @@ def test_limit_and_offset_page_through_an_ordered_result(org):
 
 # ------------------------------------------------------------------------------- deleted rows, aliases
 
-def test_deleted_rows_only_with_query_all_or_all_rows(org):
+def test_deleted_rows_only_with_query_all(org):
     assert C_DELETED not in ids(org, "SELECT Id FROM Contact")
     every = q(org, "SELECT Id, IsDeleted FROM Contact WHERE LastName = 'Gone'", include_deleted=True)
     assert [(r["Id"], r["IsDeleted"]) for r in every.records] == [(C_DELETED, True)]
-    assert ids(org, "SELECT Id FROM Account WHERE Name LIKE 'Deleted%' ALL ROWS") == {A_DELETED}
+    assert ids(org, "SELECT Id FROM Account WHERE Name LIKE 'Deleted%'") == set()
+    # ALL ROWS is Apex-only: the API refuses it (issue 15: it used to return deleted rows through /query)
+    with pytest.raises(SoqlError) as e:
+        q(org, "SELECT Id FROM Account WHERE Name LIKE 'Deleted%' ALL ROWS")
+    assert e.value.error_code == "MALFORMED_QUERY" and "ALL ROWS not allowed in this context" in e.value.message
 
 
 def test_object_alias_prefixes_paths(org):
