@@ -206,9 +206,10 @@ class BulkJobs:
                        req.user_id, stamp, stamp, delim, ending, req.version, body.get("query")))
             if data is not None:  # the CSV came in the same multipart request: the job is UploadComplete
                 c.execute("UPDATE _sandbox_jobs SET data=? WHERE id=?", (data, job_id))
+        info = job_info(self._job(job_id))  # the state as created, before the worker can take the job
         if kind == "query" or data is not None:
             self._queue.put(job_id)
-        return json_response(200, job_info(self._job(job_id)))
+        return json_response(200, info)
 
     def _list(self, req: Request, kind: str) -> Response:
         rows = self.store.conn().execute("SELECT id FROM _sandbox_jobs WHERE kind=? ORDER BY created_date",
