@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .schema import NUMBER_TYPES, TEXT_TYPES, Schema
+from .schema import NUMBER_TYPES, Schema
 from .soql_compile import Compiler, register_functions, to18
 from .soql_lex import INVALID_FIELD, INVALID_TYPE, MALFORMED, SoqlError, fail
-from .soql_parse import Count, Query, parse
+from .soql_agg import aggregate_plan, check_order
+from .soql_agg import assemble as assemble_agg
+from .soql_agg import records as agg_records
+from .soql_parse import Aggregate, Fields, Path, Query, SubQuery, parse
 
 __all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "flatten", "to18"]
 
@@ -62,55 +65,50 @@ class _Plan:
     sql_columns: list[str]
     columns: list[str]
     root: _Node
-    aggregate: list[str] | None = None
-    aggregate_keys: list[str] | None = None
+    agg: Any = None  # soql_agg.AggPlan for aggregate queries
+    children: list = field(default_factory=list)  # (key, SubQuery) of parent-to-child sub-queries
+
+
+def _expand_fields(comp: Compiler, query: Query, item: Fields) -> list[Path]:
+    """FIELDS(STANDARD|CUSTOM|ALL) as the root object's field paths; CUSTOM and ALL need LIMIT <= 200."""
+    if item.kind != "STANDARD" and (query.limit is None or query.limit > 200):
+        raise fail(MALFORMED, "The SOQL FIELDS function must have a LIMIT of at most 200", comp.soql, item.pos)
+    keep = {"STANDARD": lambda f: not f.custom, "CUSTOM": lambda f: f.custom, "ALL": lambda f: True}[item.kind]
+    return [Path((f.name,), item.pos) for f in comp.root.fields.values() if keep(f)]
 
 
 def _select_plan(comp: Compiler, query: Query) -> _Plan:
     """SQL select list plus the tree that turns a row into a nested REST record."""
-    first = query.items[0]
-    if isinstance(first, Count):
-        return _aggregate_plan(comp, query)
+    if query.group_by or any(isinstance(it, Aggregate) for it in query.items):
+        agg = aggregate_plan(comp, query)
+        return _Plan([], list(agg.keys), _Node("AggregateResult", -1), agg=agg)
     plan = _Plan(['t0."Id"'], [], _Node(comp.root.name, 0))
-    for path in query.items:
-        col, fdef, walked = comp.resolve(path)
-        node = plan.root
-        for join in walked:
-            child = node.entries.get(join.rel_name)
-            if not isinstance(child, _Node):
-                plan.sql_columns.append(f'{join.alias}."Id"')
-                child = node.entries[join.rel_name] = _Node(join.obj.name, len(plan.sql_columns) - 1)
-            node = child
-        if fdef.name in node.entries:
-            raise fail(INVALID_FIELD, f"duplicate field selected: {'.'.join(path.parts)}", comp.soql, None)
-        plan.sql_columns.append(col)
-        node.entries[fdef.name] = (len(plan.sql_columns) - 1, fdef.type)
-        plan.columns.append(".".join([j.rel_name for j in walked] + [fdef.name]))
-    return plan
-
-
-def _aggregate_plan(comp: Compiler, query: Query) -> _Plan:
-    """COUNT() counts rows; COUNT(field) counts non-null values, keyed by alias or exprN."""
-    plan = _Plan([], [], _Node("AggregateResult", -1), aggregate=[], aggregate_keys=[])
-    n = 0
     for item in query.items:
-        if item.arg is None:
-            plan.aggregate.append("COUNT(*)")
-        else:
-            col, fdef, _ = comp.resolve(item.arg)
-            if fdef.type in TEXT_TYPES:  # Salesforce keeps no empty strings: '' counts as null
-                col = f"NULLIF({col}, '')"
-            plan.sql_columns.append(f"{col} AS c{len(plan.sql_columns)}")
-            plan.aggregate.append(f"COUNT(c{len(plan.sql_columns) - 1})")
-        if item.alias:
-            key = item.alias
-        else:
-            key, n = f"expr{n}", n + 1
-        if key in plan.aggregate_keys:
-            raise fail(MALFORMED, f"duplicate alias: {key}", comp.soql, item.pos)
-        plan.aggregate_keys.append(key)
-    plan.columns = list(plan.aggregate_keys)
+        if isinstance(item, SubQuery):
+            plan.children.append(item)
+            continue
+        expanded = isinstance(item, Fields)
+        for path in _expand_fields(comp, query, item) if expanded else [item]:
+            _add_path(comp, plan, path, skip_duplicate=expanded)
     return plan
+
+
+def _add_path(comp: Compiler, plan: _Plan, path: Path, skip_duplicate: bool) -> None:
+    col, fdef, walked = comp.resolve(path)
+    node = plan.root
+    for join in walked:
+        child = node.entries.get(join.rel_name)
+        if not isinstance(child, _Node):
+            plan.sql_columns.append(f'{join.alias}."Id"')
+            child = node.entries[join.rel_name] = _Node(join.obj.name, len(plan.sql_columns) - 1)
+        node = child
+    if fdef.name in node.entries:
+        if skip_duplicate:
+            return
+        raise fail(INVALID_FIELD, f"duplicate field selected: {'.'.join(path.parts)}", comp.soql, None)
+    plan.sql_columns.append(col)
+    node.entries[fdef.name] = (len(plan.sql_columns) - 1, fdef.type)
+    plan.columns.append(".".join([j.rel_name for j in walked] + [fdef.name]))
 
 
 def _text(value: Any) -> Any:
@@ -137,8 +135,8 @@ def _converter(ftype: str):
 
 
 def _build_records(plan: _Plan, rows: list, api_version: str) -> list[dict]:
-    if plan.aggregate is not None:
-        return [{"attributes": {"type": "AggregateResult"}, **dict(zip(plan.aggregate_keys, rows[0]))}]
+    if plan.agg is not None:
+        return agg_records(plan.agg, rows)
     base = f"/services/data/v{api_version}/sobjects/"
 
     def steps(node: _Node) -> tuple:
@@ -211,10 +209,18 @@ def compile_query(schema: Schema, soql: str, *, include_deleted: bool = False,
     today = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).date()
     comp = Compiler(soql, schema, root, query.alias, today)
     plan = _select_plan(comp, query)
+    # Compiled in the order their text appears in the SQL, so the bound parameters line up.
     where_sql = comp.where(query.where) if query.where is not None else None
+    having_sql = comp.where(query.having) if query.having is not None else None
+    if plan.agg is not None:
+        check_order(comp, query)
     order_sql = comp.order(query.order) if query.order else None
-    sql = _assemble(comp, query, plan, where_sql, order_sql, include_deleted or query.all_rows)
-    is_count = isinstance(query.items[0], Count) and query.items[0].bare
+    if plan.children:
+        from .soql_children import compile_child
+
+        plan.children = [compile_child(schema, soql, root, sub, today, _select_plan) for sub in plan.children]
+    sql = _assemble(comp, query, plan, where_sql, having_sql, order_sql, include_deleted)
+    is_count = isinstance(query.items[0], Aggregate) and query.items[0].bare
     return CompiledQuery(sql, tuple(comp.params), is_count, plan)
 
 
@@ -234,11 +240,15 @@ def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_dele
     if compiled.is_count:
         return QueryResult(total_size=int(rows[0][0]), records=[], is_count=True, columns=[])
     records = _build_records(compiled.plan, rows, api_version)
+    if compiled.plan.children:
+        from .soql_children import attach_children
+
+        attach_children(conn, compiled.plan.children, records, api_version, _build_records)
     return QueryResult(total_size=len(records), records=records, is_count=False, columns=compiled.plan.columns)
 
 
-def _assemble(comp: Compiler, query: Query, plan: _Plan, where_sql: str | None, order_sql: str | None,
-              include_deleted: bool) -> str:
+def _assemble(comp: Compiler, query: Query, plan: _Plan, where_sql: str | None, having_sql: str | None,
+              order_sql: str | None, include_deleted: bool) -> str:
     # A plain `= 0` (IsDeleted is never null) lets SQLite use the store's partial indexes on live rows.
     conds = [] if include_deleted else ['t0."IsDeleted" = 0']
     if where_sql:
@@ -250,10 +260,8 @@ def _assemble(comp: Compiler, query: Query, plan: _Plan, where_sql: str | None, 
     if query.limit is not None or query.offset is not None:
         limit = query.limit if query.limit is not None else -1  # SQLite: a negative LIMIT is no limit
         tail = f" LIMIT {comp.bind(limit)} OFFSET {comp.bind(query.offset or 0)}"
-    if plan.aggregate:
-        inner = ", ".join(plan.sql_columns) if plan.sql_columns else "1"
-        # LIMIT/OFFSET apply to the rows counted, as COUNT() ... LIMIT n counts at most n rows.
-        return f"SELECT {', '.join(plan.aggregate)} FROM (SELECT {inner} {body}{tail})"
+    if plan.agg is not None:
+        return assemble_agg(comp, plan.agg, body, having_sql, order_sql, tail)
     # Ties in ORDER BY are broken by Id so OFFSET paging never repeats or skips a row.
     order = f' ORDER BY {order_sql}, t0."Id"' if order_sql else ""
     return f"SELECT {', '.join(plan.sql_columns)} {body}{order}{tail}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from .schema import NUMBER_TYPES, TEXT_TYPES, FieldDef, ObjectDef, Schema
 from .soql_lex import INVALID_FIELD, INVALID_FILTER, INVALID_TYPE, MALFORMED, date_range, fail
-from .soql_parse import Compare, Logic, Not, Path, Value
+from .soql_parse import Aggregate, Compare, Logic, Not, Path, Value
 
 _ID_TYPES = {"id", "reference"}
 _STRING_TYPES = TEXT_TYPES - _ID_TYPES
@@ -76,13 +76,19 @@ class Compiler:
     joins: dict[tuple[str, ...], _Join] = field(default_factory=dict)
     join_sql: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
+    prefix: str = "t"  # table aliases: t0 for the root, t1... for parents; a semi-join's inner query uses "ts"
+    aggregate_sql: Any = None  # set for aggregate queries: Aggregate -> (SQL, FieldDef | None), for HAVING/ORDER BY
+
+    @property
+    def root_alias(self) -> str:
+        return f"{self.prefix}0"
 
     def resolve(self, path: Path) -> tuple[str, FieldDef, tuple[_Join, ...]]:
         """SQL column expression, field and joins walked for a field path; unknown names -> INVALID_FIELD."""
         parts = list(path.parts)
         if self.alias and len(parts) > 1 and parts[0].lower() == self.alias.lower():
             parts = parts[1:]
-        obj, table, key, walked = self.root, "t0", (), []
+        obj, table, key, walked = self.root, self.root_alias, (), []
         for rel in parts[:-1]:
             ref = obj.relationship(rel)
             if ref is None or not ref.reference_to:
@@ -100,7 +106,7 @@ class Compiler:
                 if target is None:
                     raise fail(INVALID_TYPE, f"sObject type '{ref.reference_to[0]}' is not supported.", self.soql,
                                path.pos)
-                join = _Join(f"t{len(self.joins) + 1}", target, ref.relationship_name)
+                join = _Join(f"{self.prefix}{len(self.joins) + 1}", target, ref.relationship_name)
                 self.joins[key] = join
                 self.join_sql.append(f'LEFT JOIN "{target.name}" {join.alias} '
                                      f'ON {join.alias}."Id" = {table}."{ref.name}"')
@@ -123,7 +129,22 @@ class Compiler:
         return self.compare(node)
 
     def compare(self, node: Compare) -> str:
-        col, fdef, _ = self.resolve(node.path)
+        if node.subquery is not None:
+            return self.semi_join(node)
+        if isinstance(node.path, Aggregate):
+            if self.aggregate_sql is None:
+                raise fail(MALFORMED, "aggregate functions can be filtered in HAVING only", self.soql, node.pos)
+            col, fdef = self.aggregate_sql(node.path)
+            if fdef is None or node.path.func.startswith("COUNT"):
+                for v in node.values:
+                    if v.kind not in ("number", "null"):
+                        raise fail(INVALID_FIELD, f"value of filter criterion for {node.path.func}() must be a "
+                                   "number and should not be enclosed in quotes", self.soql, v.pos)
+                fdef = FieldDef(name=node.path.func, type="int", label=node.path.func)
+            if node.op == "LIKE":
+                raise fail(INVALID_FILTER, f"invalid operator on {node.path.func}()", self.soql, node.pos)
+        else:
+            col, fdef, _ = self.resolve(node.path)
         if fdef.type == "textarea" and fdef.length > 255:
             raise fail(INVALID_FIELD, _NOT_FILTERABLE.format(fdef.name), self.soql, node.path.pos)
         if fdef.type == "multipicklist" and (node.op not in ("=", "!=") or node.values[0].kind != "null"):
@@ -139,6 +160,40 @@ class Compiler:
             any_of = self.in_list(col, fdef, node.values)
             return any_of if node.op == "IN" else f"(NOT IFNULL({any_of}, 0))"
         return self.single(col, fdef, node.op, node.values[0])
+
+    def semi_join(self, node: Compare) -> str:
+        """``field [NOT] IN (SELECT idField FROM Object [WHERE ...])`` as SQL ``IN (SELECT ...)``."""
+        if isinstance(node.path, Aggregate):
+            raise fail(MALFORMED, "a semi-join needs a field on its left", self.soql, node.pos)
+        col, fdef, _ = self.resolve(node.path)
+        inner = node.subquery.query
+        if fdef.type not in _ID_TYPES:
+            raise fail(INVALID_FIELD, f"semi join sub-selects are only allowed on Id or reference fields, not on "
+                       f"'{fdef.name}'", self.soql, node.path.pos)
+        if self.prefix != "t":
+            raise fail(MALFORMED, "a semi-join or anti-join sub-query cannot contain another one", self.soql,
+                       node.subquery.pos)
+        if len(inner.items) != 1 or not isinstance(inner.items[0], Path):
+            raise fail(MALFORMED, "a semi-join sub-query selects exactly one Id or reference field", self.soql,
+                       node.subquery.pos)
+        if inner.order or inner.limit is not None or inner.offset is not None or inner.group_by:
+            raise fail(MALFORMED, "ORDER BY, LIMIT, OFFSET and GROUP BY are not allowed in a semi-join sub-query",
+                       self.soql, node.subquery.pos)
+        obj = self.schema.get(inner.sobject)
+        if obj is None:
+            raise fail(INVALID_TYPE, f"sObject type '{inner.sobject}' is not supported.", self.soql, inner.sobject_pos)
+        sub = Compiler(self.soql, self.schema, obj, inner.alias, self.today, params=self.params, prefix="ts")
+        icol, ifdef, _ = sub.resolve(inner.items[0])
+        if ifdef.type not in _ID_TYPES:
+            raise fail(INVALID_FIELD, f"semi join sub-selects can only select Id or reference fields, not "
+                       f"'{ifdef.name}'", self.soql, inner.items[0].pos)
+        conds = [f'{sub.root_alias}."IsDeleted" = 0', f"{icol} IS NOT NULL"]
+        if inner.where is not None:
+            conds.append(sub.where(inner.where))
+        select = (f'SELECT {icol} FROM "{obj.name}" {sub.root_alias} {" ".join(sub.join_sql)} '
+                  f'WHERE {" AND ".join(conds)}')
+        found = f"{col} IN ({select})"
+        return found if node.op == "IN" else f"(NOT IFNULL({found}, 0))"
 
     def in_list(self, col: str, fdef: FieldDef, values: tuple[Value, ...]) -> str:
         """``IN (...)`` as one SQL IN over the plain values (fast), OR-ed with null and date-range tests."""
@@ -251,6 +306,13 @@ class Compiler:
     def order(self, items) -> str:
         out = []
         for o in items:
+            if isinstance(o.path, Aggregate):
+                if self.aggregate_sql is None:
+                    raise fail(MALFORMED, f"{o.path.func}() in ORDER BY needs an aggregate query", self.soql,
+                               o.path.pos)
+                col = self.aggregate_sql(o.path)[0]
+                out.append(f"{col} {'DESC' if o.desc else 'ASC'} NULLS {'FIRST' if o.nulls_first else 'LAST'}")
+                continue
             col, fdef, _ = self.resolve(o.path)
             if fdef.type == "textarea" and fdef.length > 255:
                 raise fail(INVALID_FIELD, f"field '{fdef.name}' can not be sorted in a query call", self.soql,

@@ -3,11 +3,14 @@
 
 Grammar (keywords case-insensitive)::
 
-    query     := SELECT items FROM name [alias] [WHERE cond] [ORDER BY order (, order)*]
-                 [LIMIT int] [OFFSET int] [ALL ROWS | FOR VIEW | FOR REFERENCE]
-    items     := COUNT() | item (, item)*       item := path | COUNT([path]) [alias]
+    query     := SELECT items FROM name [alias] [WHERE cond] [GROUP BY path (, path)*] [HAVING cond]
+                 [ORDER BY order (, order)*] [LIMIT int] [OFFSET int] [FOR VIEW | FOR REFERENCE]
+    items     := COUNT() | item (, item)*
+    item      := path | AGG([path]) [alias] | FIELDS(STANDARD|CUSTOM|ALL) | ( query )   -- child sub-query
+    AGG       := COUNT | COUNT_DISTINCT | SUM | AVG | MIN | MAX
     cond      := unary (AND unary)* | unary (OR unary)*   -- SOQL needs parentheses to mix AND/OR
-    unary     := NOT unary | ( cond ) | path op value | path [NOT] IN ( value, ... ) | path LIKE string
+    unary     := NOT unary | ( cond ) | lhs op value | lhs [NOT] IN ( value, ... | query ) | lhs LIKE string
+    lhs       := path | AGG([path])                      -- aggregates in HAVING only
     value     := string | [+-]number | true | false | null | date | datetime | DATE_LITERAL[:n]
 """
 
@@ -28,12 +31,30 @@ class Path:
 
 
 @dataclass(frozen=True)
-class Count:
-    """``COUNT()`` (arg None, bare) or ``COUNT(field) [alias]``."""
+class Aggregate:
+    """``COUNT()`` (arg None, bare) or ``FUNC(field) [alias]`` (COUNT, COUNT_DISTINCT, SUM, AVG, MIN, MAX)."""
     arg: Path | None
     alias: str | None
     pos: int
     bare: bool
+    func: str = "COUNT"
+
+
+Count = Aggregate  # the name earlier code used
+
+
+@dataclass(frozen=True)
+class Fields:
+    """``FIELDS(STANDARD)``, ``FIELDS(CUSTOM)`` or ``FIELDS(ALL)``."""
+    kind: str
+    pos: int
+
+
+@dataclass(frozen=True)
+class SubQuery:
+    """A parent-to-child sub-query in the select list, or a semi/anti-join's inner query (``query``)."""
+    query: "Query"
+    pos: int
 
 
 @dataclass(frozen=True)
@@ -47,10 +68,11 @@ class Value:
 
 @dataclass(frozen=True)
 class Compare:
-    path: Path
+    path: Path | Aggregate  # an Aggregate only in HAVING
     op: str  # = != < <= > >= LIKE IN NOTIN
     values: tuple[Value, ...]
     pos: int
+    subquery: SubQuery | None = None  # IN / NOT IN (SELECT ...): a semi- or anti-join
 
 
 @dataclass(frozen=True)
@@ -66,7 +88,7 @@ class Not:
 
 @dataclass(frozen=True)
 class Order:
-    path: Path
+    path: Path | Aggregate
     desc: bool
     nulls_first: bool
 
@@ -82,14 +104,21 @@ class Query:
     limit: int | None
     offset: int | None
     all_rows: bool
+    group_by: tuple[Path, ...] = ()
+    having: object | None = None
 
+
+AGGREGATES = {"count", "count_distinct", "sum", "avg", "min", "max"}
+# Functions Salesforce has that the sandbox does not evaluate: refused by name, never answered wrongly.
+_NOT_BUILT = {"calendar_month", "calendar_quarter", "calendar_year", "day_in_month", "day_in_week", "day_in_year",
+              "day_only", "fiscal_month", "fiscal_quarter", "fiscal_year", "hour_in_day", "week_in_month",
+              "week_in_year", "convertcurrency", "convertTimezone".lower(), "format", "tolabel", "grouping",
+              "distance", "geolocation"}
 
 _CLAUSE_WORDS = {"where", "order", "limit", "offset", "for", "all", "with", "group", "having", "using", "update"}
 _RESERVED = {"and", "asc", "desc", "excludes", "first", "from", "group", "having", "in", "includes", "last",
              "like", "limit", "not", "null", "nulls", "or", "select", "where", "with"}
 _UNSUPPORTED = {
-    "group": "GROUP BY is not supported by the sandbox org",
-    "having": "HAVING is not supported by the sandbox org",
     "with": "WITH clauses are not supported by the sandbox org",
     "using": "USING SCOPE is not supported by the sandbox org",
     "typeof": "TYPEOF is not supported by the sandbox org",
@@ -143,7 +172,8 @@ class Parser:
         return fail(MALFORMED, text, self.soql, tok.pos)
 
     # -- query
-    def parse(self) -> Query:
+    def parse(self, nested: bool = False) -> Query:
+        """One query; ``nested``: a sub-query, which ends at its closing parenthesis."""
         self.expect_word("select")
         items = self.select_items()
         self.expect_word("from")
@@ -159,6 +189,15 @@ class Parser:
         if self.word() == "where":
             self.take()
             where = self.condition()
+        group_by: tuple[Path, ...] = ()
+        having = None
+        if self.word() == "group":
+            group_by = self.group_by()
+        if self.word() == "having":
+            if not group_by:
+                raise fail(MALFORMED, "HAVING needs a GROUP BY clause", self.soql, self.tok.pos)
+            self.take()
+            having = self.condition(aggregates=True)
         order = self.order_by() if self.word() == "order" else ()
         limit = offset = None
         if self.word() == "limit":
@@ -170,9 +209,39 @@ class Parser:
             if offset > MAX_OFFSET:
                 raise fail(OUT_OF_RANGE, f"Maximum SOQL offset allowed is {MAX_OFFSET}", self.soql, None)
         all_rows = self.trailer()
-        if self.tok.kind != "eof":
+        if not (self.is_op(")") if nested else self.tok.kind == "eof"):
             raise self.unexpected()
-        return Query(tuple(items), obj_tok.text, obj_tok.pos, alias, where, order, limit, offset, all_rows)
+        self.check_grouping(items, group_by)
+        return Query(tuple(items), obj_tok.text, obj_tok.pos, alias, where, order, limit, offset, all_rows,
+                     group_by, having)
+
+    def group_by(self) -> tuple[Path, ...]:
+        self.take()
+        self.expect_word("by")
+        if self.word() in ("rollup", "cube"):
+            raise fail(MALFORMED, f"GROUP BY {self.tok.text.upper()} is not supported by the sandbox org", self.soql,
+                       self.tok.pos)
+        paths = [self.path()]
+        while self.is_op(","):
+            self.take()
+            paths.append(self.path())
+        return tuple(paths)
+
+    def check_grouping(self, items: list, group_by: tuple[Path, ...]) -> None:
+        """Salesforce's rule: with aggregates or GROUP BY, every selected field must be grouped."""
+        has_agg = any(isinstance(it, Aggregate) for it in items)
+        if not (has_agg or group_by):
+            return
+        grouped = {".".join(p.parts).lower() for p in group_by}
+        for it in items:
+            if isinstance(it, (Fields, SubQuery)):
+                raise fail(MALFORMED, "FIELDS() and sub-queries cannot be used in an aggregate query", self.soql,
+                           it.pos)
+            if isinstance(it, Path) and ".".join(it.parts).lower() not in grouped:
+                raise fail(MALFORMED, f"Field must be grouped or aggregated: {'.'.join(it.parts)}", self.soql,
+                           it.pos)
+            if isinstance(it, Aggregate) and it.bare and group_by:
+                raise fail(MALFORMED, "COUNT() cannot be used with GROUP BY; use COUNT(Id)", self.soql, it.pos)
 
     def trailer(self) -> bool:
         """``ALL ROWS`` (Apex's way to include deleted rows) or the no-op ``FOR VIEW``/``FOR REFERENCE``."""
@@ -196,9 +265,12 @@ class Parser:
             if self.tok.kind != "ident" or self.word() in _RESERVED:
                 raise self.unexpected()
             if self.toks[self.i + 1].kind == "op" and self.toks[self.i + 1].text == "(":
-                raise fail(MALFORMED, f"{self.tok.text}() in ORDER BY is not supported by the sandbox org",
-                           self.soql, self.tok.pos)
-            path = self.path()
+                if self.word() not in AGGREGATES:
+                    raise fail(MALFORMED, f"{self.tok.text}() in ORDER BY is not supported by the sandbox org",
+                               self.soql, self.tok.pos)
+                path = self.function(alias_allowed=False)
+            else:
+                path = self.path()
             desc = False
             if self.word() in ("asc", "desc"):
                 desc = self.take().text.lower() == "desc"
@@ -229,42 +301,65 @@ class Parser:
             if not self.is_op(","):
                 break
             self.take()
-        bare = [it for it in items if isinstance(it, Count) and it.bare]
+        bare = [it for it in items if isinstance(it, Aggregate) and it.bare]
         if bare and len(items) > 1:
             raise fail(MALFORMED, "COUNT() cannot be combined with other fields", self.soql, bare[0].pos)
-        if any(isinstance(it, Count) for it in items) and any(isinstance(it, Path) for it in items):
-            first = next(it for it in items if isinstance(it, Path))
-            raise fail(MALFORMED, f"Field must be grouped or aggregated: {'.'.join(first.parts)}", self.soql,
-                       first.pos)
         return items
 
     def select_item(self):
         tok = self.tok
         if self.is_op("("):
-            raise fail(MALFORMED, "sub-queries are not supported by the sandbox org", self.soql, tok.pos)
+            self.take()
+            if self.word() != "select":
+                raise self.unexpected()
+            inner = self.parse(nested=True)
+            self.expect_op(")")
+            if inner.group_by or any(isinstance(it, (Aggregate, SubQuery)) for it in inner.items):
+                raise fail(MALFORMED, "a child sub-query cannot aggregate or nest another sub-query", self.soql,
+                           tok.pos)
+            return SubQuery(inner, tok.pos)
         if tok.kind != "ident" or self.word() in _RESERVED:
             raise self.unexpected()
         if self.toks[self.i + 1].kind == "op" and self.toks[self.i + 1].text == "(":
+            if self.word() == "fields":
+                return self.fields()
             return self.function()
         if self.word() == "typeof":
             raise self.unexpected()
         return self.path()
 
-    def function(self):
+    def fields(self) -> Fields:
         tok = self.take()
-        if tok.text.lower() != "count":
-            raise fail(MALFORMED, f"{tok.text}() is not supported by the sandbox org (only COUNT)", self.soql,
-                       tok.pos)
+        self.expect_op("(")
+        kind = self.take()
+        if kind.kind != "ident" or kind.text.lower() not in ("standard", "custom", "all"):
+            raise fail(MALFORMED, "FIELDS() takes STANDARD, CUSTOM or ALL", self.soql, kind.pos)
+        self.expect_op(")")
+        return Fields(kind.text.upper(), tok.pos)
+
+    def function(self, alias_allowed: bool = True) -> Aggregate:
+        tok = self.take()
+        name = tok.text.lower()
+        if name not in AGGREGATES:
+            what = "a date or conversion function" if name in _NOT_BUILT else "a function"
+            raise fail(MALFORMED, f"{tok.text.upper()}() is {what} the sandbox org does not evaluate (it supports "
+                       "COUNT, COUNT_DISTINCT, SUM, AVG, MIN, MAX and FIELDS)", self.soql, tok.pos)
         self.expect_op("(")
         if self.is_op(")"):
+            if name != "count":
+                raise fail(MALFORMED, f"{tok.text.upper()}() needs a field", self.soql, tok.pos)
             self.take()
-            return Count(None, None, tok.pos, bare=True)
+            return Aggregate(None, None, tok.pos, bare=True)
+        if self.tok.kind == "ident" and self.toks[self.i + 1].kind == "op" and self.toks[self.i + 1].text == "(":
+            raise fail(MALFORMED, f"{self.tok.text.upper()}() inside {tok.text.upper()}() is not supported by the "
+                       "sandbox org", self.soql, self.tok.pos)
         arg = self.path()
         self.expect_op(")")
         alias = None
-        if self.tok.kind == "ident" and self.word() not in _RESERVED and self.word() not in _CLAUSE_WORDS:
+        if alias_allowed and self.tok.kind == "ident" and self.word() not in _RESERVED \
+                and self.word() not in _CLAUSE_WORDS:
             alias = self.take().text
-        return Count(arg, alias, tok.pos, bare=False)
+        return Aggregate(arg, alias, tok.pos, bare=False, func=name.upper())
 
     def path(self) -> Path:
         first = self.take()
@@ -280,7 +375,8 @@ class Parser:
         return Path(tuple(parts), first.pos)
 
     # -- WHERE
-    def condition(self):
+    def condition(self, aggregates: bool = False):
+        self.aggregates = aggregates
         items = [self.unary()]
         joiner = None
         while self.word() in ("and", "or"):
@@ -305,12 +401,17 @@ class Parser:
         if self.tok.kind != "ident":
             raise self.unexpected()
         if self.toks[self.i + 1].kind == "op" and self.toks[self.i + 1].text == "(":
-            raise fail(MALFORMED, f"{self.tok.text}() in WHERE is not supported by the sandbox org", self.soql,
-                       self.tok.pos)
+            if getattr(self, "aggregates", False) and self.word() in AGGREGATES:
+                return self.comparison(self.function(alias_allowed=False))
+            if self.word() in AGGREGATES:
+                raise fail(MALFORMED, f"{self.tok.text.upper()}() can be filtered in HAVING, not in WHERE",
+                           self.soql, self.tok.pos)
+            raise fail(MALFORMED, f"{self.tok.text.upper()}() in WHERE is a function the sandbox org does not "
+                       "evaluate", self.soql, self.tok.pos)
         return self.comparison()
 
-    def comparison(self) -> Compare:
-        path = self.path()
+    def comparison(self, lhs: Aggregate | None = None) -> Compare:
+        path = lhs or self.path()
         tok = self.tok
         if tok.kind == "op" and tok.text in _COMPARE_OPS:
             self.take()
@@ -325,14 +426,19 @@ class Parser:
             return Compare(path, "LIKE", (value,), tok.pos)
         if word == "in" or (word == "not" and self.word(1) == "in"):
             self.i += 1 if word == "in" else 2
-            return Compare(path, "IN" if word == "in" else "NOTIN", self.value_list(), tok.pos)
+            op = "IN" if word == "in" else "NOTIN"
+            if self.is_op("(") and self.word(1) == "select":
+                start = self.take()
+                saved = getattr(self, "aggregates", False)
+                inner = self.parse(nested=True)
+                self.aggregates = saved
+                self.expect_op(")")
+                return Compare(path, op, (), tok.pos, SubQuery(inner, start.pos))
+            return Compare(path, op, self.value_list(), tok.pos)
         raise self.unexpected()
 
     def value_list(self) -> tuple[Value, ...]:
         self.expect_op("(")
-        if self.word() == "select":
-            raise fail(MALFORMED, "semi-join sub-queries are not supported by the sandbox org", self.soql,
-                       self.tok.pos)
         values = [self.value()]
         while self.is_op(","):
             self.take()

@@ -269,3 +269,24 @@ def test_like_matches_strings_holding_nul(sf, uid):
         recs = sf.query(f"SELECT Name FROM Account WHERE Name LIKE '{pattern}'")["records"]
         assert [r["Name"] for r in recs] == [f"C00\x00\x00{uid}9"], pattern
     assert sf.query(f"SELECT Id FROM Account WHERE Name LIKE 'C00_{uid}%'")["totalSize"] == 0
+
+
+# ----------------------------------------------------------------------------- point 7 over the wire
+def test_subquery_semi_join_group_by_through_simple_salesforce(sf, sandbox, raw, uid):
+    acct = sf.Account.create({"Name": "Sub " + uid, "Legacy_Id__c": "SUB" + uid})["id"]
+    for n in range(3):
+        sf.Contact.create({"LastName": f"Kid{n} {uid}", "AccountId": acct, "Title": "T" if n else None})
+    rec = sf.query(f"SELECT Name, (SELECT LastName FROM Contacts ORDER BY LastName) FROM Account WHERE Id = '{acct}'")
+    kids = rec["records"][0]["Contacts"]
+    assert kids["totalSize"] == 3 and [k["LastName"] for k in kids["records"]] == [f"Kid{n} {uid}" for n in range(3)]
+    semi = sf.query(f"SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE LastName = "
+                    f"'Kid2 {uid}')")
+    assert [r["Id"] for r in semi["records"]] == [acct]
+    agg = sf.query(f"SELECT AccountId, COUNT(Id) n, COUNT(Title) titled FROM Contact WHERE AccountId = '{acct}' "
+                   "GROUP BY AccountId HAVING COUNT(Id) >= 3")
+    assert agg["records"] == [{"attributes": {"type": "AggregateResult"}, "AccountId": acct, "n": 3, "titled": 2}]
+    token = sandbox.new_session()
+    for soql in ("SELECT AccountId, COUNT(Id) FROM Contact GROUP BY AccountId",
+                 "SELECT Id, (SELECT Id FROM Contacts) FROM Account"):
+        r = raw(sandbox, "POST", f"{V}/jobs/query", token, json={"operation": "query", "query": soql})
+        assert r.status_code == 400 and r.json()[0]["errorCode"] == "API_ERROR", soql
