@@ -221,6 +221,24 @@ def record_json(obj: ObjectDef, row: dict, version: str, fields: str | None = No
                                           "url": f"/services/data/v{version}/sobjects/{obj.name}/{row['Id']}"}}
     for f in wanted:
         out[f.name] = to_json(f, row.get(f.name))
+    if not fields:
+        out.update(compound_addresses(obj, out))
+    return out
+
+
+_ADDRESS_PARTS = (("street", "Street"), ("city", "City"), ("state", "State"), ("postalCode", "PostalCode"),
+                  ("country", "Country"), ("latitude", "Latitude"), ("longitude", "Longitude"),
+                  ("geocodeAccuracy", "GeocodeAccuracy"))
+
+
+def compound_addresses(obj: ObjectDef, rec: dict[str, Any]) -> dict[str, Any]:
+    """Compound address fields (BillingAddress, MailingAddress, Organization's Address) that a full-record
+    GET returns beside their parts: a prefix with both ``Street`` and ``City`` fields makes one."""
+    out = {}
+    for f in obj.fields.values():
+        if f.name.endswith("Street") and obj.field(f.name[:-6] + "City") is not None:
+            prefix = f.name[:-6]
+            out[f"{prefix}Address"] = {key: rec.get(prefix + part) for key, part in _ADDRESS_PARTS}
     return out
 
 

@@ -212,7 +212,14 @@ class Store:
                    "Name": "crmbridge sandbox", "Country": "CN", "PrimaryContact": "Sandbox Admin",
                    "DefaultLocaleSidKey": "en_US", "LanguageLocaleKey": "en_US", "TimeZoneSidKey": "Asia/Shanghai",
                    "FiscalYearStartMonth": 1, "OrganizationType": "Enterprise Edition", "InstanceName": "SBX1",
-                   "IsSandbox": 1, "IsReadOnly": 0}
+                   "IsSandbox": 1, "IsReadOnly": 0, "ReceivesInfoEmails": 0, "ReceivesAdminInfoEmails": 0,
+                   "UsesStartDateAsFiscalYearName": 0, "DefaultAccountAccess": "Edit",
+                   "DefaultContactAccess": "ControlledByParent", "DefaultOpportunityAccess": "Edit",
+                   "DefaultLeadAccess": "ReadEditTransfer", "DefaultCaseAccess": "ReadEditTransfer",
+                   "DefaultCalendarAccess": "HideDetailsInsert", "DefaultPricebookAccess": "ReadSelect",
+                   "DefaultCampaignAccess": "All", "UiSkin": "Theme4d", "SignupCountryIsoCode": "CN",
+                   "NumKnowledgeService": 0, "MonthlyPageViewsUsed": 0, "MonthlyPageViewsEntitlement": 0}
+            row = {k: v for k, v in row.items() if k in org.fields}
             c.execute(f'INSERT INTO "Organization" ({", ".join(chr(34) + k + chr(34) for k in row)}) '
                       f'VALUES ({", ".join("?" * len(row))})', list(row.values()))
 
