@@ -63,14 +63,18 @@ def _read_head(sock) -> bytes:
     return buf
 
 
+def _send_head(handle, framing: str) -> ssl.SSLSocket:
+    """A raw TLS connection that has sent the head of an Account create with ``framing`` and Expect."""
+    s = _raw_tls(handle)
+    s.sendall((f"POST /services/data/v62.0/sobjects/Account HTTP/1.1\r\nHost: {urlsplit(handle.instance_url).netloc}"
+               f"\r\nAuthorization: Bearer {handle.new_session()}\r\nContent-Type: application/json\r\n"
+               f"{framing}\r\nExpect: 100-continue\r\n\r\n").encode())
+    return s
+
+
 def test_expect_100_continue_then_body(sandbox, uid):
-    token = sandbox.new_session()
     body = json.dumps({"Name": "Expect " + uid}).encode()
-    s = _raw_tls(sandbox)
-    host = urlsplit(sandbox.instance_url).netloc
-    s.sendall((f"POST /services/data/v62.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\n"
-               f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode())
+    s = _send_head(sandbox, f"Content-Length: {len(body)}")
     interim = _read_head(s)
     assert interim.startswith(b"HTTP/1.1 100 Continue"), interim  # before a single body byte was sent
     s.sendall(body)
@@ -80,13 +84,8 @@ def test_expect_100_continue_then_body(sandbox, uid):
 
 
 def test_expect_100_continue_with_chunked_body(sandbox, uid):
-    token = sandbox.new_session()
     body = json.dumps({"Name": "ExpectChunked " + uid}).encode()
-    s = _raw_tls(sandbox)
-    host = urlsplit(sandbox.instance_url).netloc
-    s.sendall((f"POST /services/data/v62.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\n"
-               f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-               "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").encode())
+    s = _send_head(sandbox, "Transfer-Encoding: chunked")
     assert _read_head(s).startswith(b"HTTP/1.1 100 Continue")
     for piece in _chunks(body, 5):
         s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))

@@ -7,15 +7,8 @@ import pytest
 
 from crmbridge.sandbox.soql import execute
 from tests.sandbox.test_soql import (A_ACME, A_GLOBEX, A_INITECH, C_ETIENNE, C_LI, C_ORPHAN, C_WANG, C_ZHANG,
-                                     create_db, fill)
+                                     org)  # noqa: F401 - the same small org, as a fixture of this module
 
-
-@pytest.fixture(scope="module")
-def org(tmp_path_factory):
-    conn, schema = create_db(tmp_path_factory.mktemp("soql_more") / "org.sqlite")
-    fill(conn)
-    yield conn, schema
-    conn.close()
 
 
 def q(org, soql: str, **kw):

@@ -20,6 +20,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,12 +107,20 @@ def _interaction_from(doc: dict, cassette: str, index: int) -> Interaction:
                        ctype, body.get("string") or "" if isinstance(body, dict) else "")
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the describes are large
+
+
+@lru_cache(maxsize=None)
+def _yaml(path: Path):
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+
+
 def load_cassette(path: Path) -> list[Interaction]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = _yaml(path)
     out = []
     for n, item in enumerate(doc.get("interactions") or []):
         if "include_file" in item:
-            item = yaml.safe_load((SHARED / item["include_file"]).read_text(encoding="utf-8"))
+            item = _yaml(SHARED / item["include_file"])
         out.append(_interaction_from(item, path.name, n))
     return out
 
@@ -190,7 +199,7 @@ def schema_from_describes(existing: set[str]) -> dict:
 
 
 def load_cassette_single(path: Path) -> Interaction:
-    return _interaction_from(yaml.safe_load(path.read_text(encoding="utf-8")), path.name, 0)
+    return _interaction_from(_yaml(path), path.name, 0)
 
 
 # ----------------------------------------------------------------------------------------------- replay
