@@ -134,6 +134,26 @@ _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 300: 
             415: "Unsupported Media Type", 500: "Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
+def _daemon_pool(server, threads: int):
+    """cheroot's thread pool with daemon workers.
+
+    The embedded org runs inside CLI processes that never stop it explicitly; cheroot's workers are
+    non-daemon threads, which would keep such a process alive after its work is done. The override of
+    ``_spawn_worker`` is pinned by tests/sandbox/test_http.py::test_process_exits_with_a_running_sandbox.
+    """
+    from cheroot.workers import threadpool
+
+    class DaemonPool(threadpool.ThreadPool):
+        def _spawn_worker(self):
+            worker = threadpool.WorkerThread(self.server)
+            worker.name = f"sandbox-http {worker.name}"
+            worker.daemon = True
+            worker.start()
+            return worker
+
+    return DaemonPool(server, min=threads, max=threads)
+
+
 def make_server(host: str, port: int, application: Callable, cert: str, key: str, *, threads: int = 16):
     """A bound (not yet serving) cheroot server with TLS; ``bind_addr`` holds the real port."""
     from cheroot import wsgi
@@ -141,6 +161,7 @@ def make_server(host: str, port: int, application: Callable, cert: str, key: str
 
     server = wsgi.Server((host, port), application, numthreads=threads, request_queue_size=128,
                          server_name="sandbox.crmbridge", timeout=60, shutdown_timeout=2)
+    server.requests = _daemon_pool(server, threads)
     server.ssl_adapter = BuiltinSSLAdapter(cert, key)
     server.max_request_body_size = MAX_REQUEST_BYTES
     server.prepare()

@@ -174,3 +174,17 @@ def test_bulk_upload_chunked_and_gzipped(sandbox, uid):
     assert c.getresponse().read()
     info = _wait_job(c, token, job["id"])
     assert (info["state"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == ("JobComplete", 500, 0)
+
+
+def test_process_exits_with_a_running_sandbox(tmp_path):
+    """CLI commands start an embedded org and never stop it: the process must still end when its work is."""
+    import subprocess
+    import sys
+
+    code = ("from crmbridge.sandbox.server import start_sandbox\n"
+            f"h = start_sandbox({str(tmp_path / 'org.db')!r})\n"
+            "s = h.session(); s.headers['Authorization'] = 'Bearer ' + h.new_session()\n"
+            "assert s.get(h.instance_url + '/services/data/v62.0/limits').status_code == 200\n"
+            "print('served')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "served", p.stderr[-1500:]
