@@ -316,13 +316,13 @@ def _unsupported_in_bulk_query(soql_text: str) -> str | None:
 
     try:
         q = soql_parse.parse(soql_text)
-    except Exception:
+    except soql_parse.SoqlError:
         return None  # a malformed query fails the job with the parser's message, as before
     if q.offset is not None:
         return "OFFSET is not supported in Bulk API 2.0 query jobs; page with the results locator instead"
-    if getattr(q, "group_by", None) or any(type(it).__name__ in ("Count", "Aggregate") for it in q.items):
+    if q.group_by or any(isinstance(it, soql_parse.Aggregate) for it in q.items):
         return "Aggregate functions and GROUP BY are not supported in Bulk API 2.0 query jobs"
-    if any(type(it).__name__ == "SubQuery" for it in q.items):
+    if any(isinstance(it, soql_parse.SubQuery) for it in q.items):
         return "Parent-to-child (nested) queries are not supported in Bulk API 2.0 query jobs"
     return None
 

@@ -112,7 +112,7 @@ AGGREGATES = {"count", "count_distinct", "sum", "avg", "min", "max"}
 # Functions Salesforce has that the sandbox does not evaluate: refused by name, never answered wrongly.
 _NOT_BUILT = {"calendar_month", "calendar_quarter", "calendar_year", "day_in_month", "day_in_week", "day_in_year",
               "day_only", "fiscal_month", "fiscal_quarter", "fiscal_year", "hour_in_day", "week_in_month",
-              "week_in_year", "convertcurrency", "convertTimezone".lower(), "format", "tolabel", "grouping",
+              "week_in_year", "convertcurrency", "converttimezone", "format", "tolabel", "grouping",
               "distance", "geolocation"}
 
 _CLAUSE_WORDS = {"where", "order", "limit", "offset", "for", "all", "with", "group", "having", "using", "update"}
@@ -137,6 +137,7 @@ class Parser:
         self.soql = soql
         self.toks = tokenize(soql)
         self.i = 0
+        self.aggregates = False  # parsing HAVING: aggregate functions may be compared
 
     # -- helpers
     @property
@@ -188,7 +189,7 @@ class Parser:
         where = None
         if self.word() == "where":
             self.take()
-            where = self.condition()
+            where = self.condition(aggregates=False)
         group_by: tuple[Path, ...] = ()
         having = None
         if self.word() == "group":
@@ -375,8 +376,9 @@ class Parser:
         return Path(tuple(parts), first.pos)
 
     # -- WHERE
-    def condition(self, aggregates: bool = False):
-        self.aggregates = aggregates
+    def condition(self, aggregates: bool | None = None):
+        if aggregates is not None:  # a top-level WHERE or HAVING; parenthesised parts keep the setting
+            self.aggregates = aggregates
         items = [self.unary()]
         joiner = None
         while self.word() in ("and", "or"):
@@ -401,7 +403,7 @@ class Parser:
         if self.tok.kind != "ident":
             raise self.unexpected()
         if self.toks[self.i + 1].kind == "op" and self.toks[self.i + 1].text == "(":
-            if getattr(self, "aggregates", False) and self.word() in AGGREGATES:
+            if self.aggregates and self.word() in AGGREGATES:
                 return self.comparison(self.function(alias_allowed=False))
             if self.word() in AGGREGATES:
                 raise fail(MALFORMED, f"{self.tok.text.upper()}() can be filtered in HAVING, not in WHERE",
@@ -429,7 +431,7 @@ class Parser:
             op = "IN" if word == "in" else "NOTIN"
             if self.is_op("(") and self.word(1) == "select":
                 start = self.take()
-                saved = getattr(self, "aggregates", False)
+                saved = self.aggregates
                 inner = self.parse(nested=True)
                 self.aggregates = saved
                 self.expect_op(")")

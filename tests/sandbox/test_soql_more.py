@@ -57,6 +57,10 @@ def test_group_by_with_aggregates_and_having(org):
     assert [r["Name"] for r in res.records] == ["Acme Corp", "Globex 50% Off_Sale", "initech"]
     having = q(org, "SELECT AccountId, COUNT(Id) n FROM Contact GROUP BY AccountId HAVING COUNT(Id) > 1")
     assert [(r["AccountId"], r["n"]) for r in having.records] == [(A_ACME, 2)]
+    nested = q(org, "SELECT AccountId, COUNT(Id) n FROM Contact GROUP BY AccountId HAVING (COUNT(Id) = 1 AND "
+                    "(MAX(LastName) = 'Li' OR MAX(LastName) = 'Orphan'))")
+    assert sorted(r["n"] for r in nested.records) == [1, 1] and {r["AccountId"] for r in nested.records} == {
+        A_GLOBEX, None}
     sums = q(org, "SELECT Industry, SUM(AnnualRevenue) total, AVG(NumberOfEmployees) avg_emp, MIN(Name) lowest "
                   "FROM Account GROUP BY Industry HAVING Industry != null ORDER BY Industry")
     assert [(r["Industry"], r["total"], r["avg_emp"], r["lowest"]) for r in sums.records] == [
