@@ -105,17 +105,22 @@ def _call(app: SandboxApp, outer: Request, sub: dict, url: str, payload: Any) ->
     u = urlsplit(url)
     parts = [p for p in u.path.split("/") if p]
     version = parts[2][1:] if len(parts) > 2 and parts[:2] == ["services", "data"] else ""
-    if parts[:2] != ["services", "data"] or version != outer.version:
-        return json_response(400, [{"errorCode": "INVALID_API_VERSION" if parts[:2] == ["services", "data"]
-                                    else "NOT_FOUND", "message": "A subrequest must call /services/data/"
-                                    f"v{outer.version}/..., the version of the composite request"}])
+    from crmbridge.sandbox.server import VERSIONS
+
+    if parts[:2] != ["services", "data"] or version not in VERSIONS:
+        return json_response(404, NOT_FOUND)
     if parts[3:4] in (["composite"], ["jobs"]):
         return json_response(400, [{"errorCode": "INVALID_BATCH_REQUEST",
                                     "message": f"{u.path} is not supported as a composite subrequest"}])
     body = b"" if payload is None else json.dumps(payload).encode("utf-8")
+    headers = outer.headers
+    if isinstance(sub.get("httpHeaders"), dict):  # e.g. If-Modified-Since on a describe subrequest
+        from crmbridge.sandbox.wsgi import Headers
+
+        headers = Headers([*outer.headers.items(), *((str(k), str(v)) for k, v in sub["httpHeaders"].items())])
     req = Request(sub["method"].upper(), u.path, parts,
-                  {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}, outer.headers, body,
-                  version=outer.version, user_id=outer.user_id)
+                  {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}, headers, body,
+                  version=version, user_id=outer.user_id)
     from crmbridge.sandbox.dml import RequestError
 
     try:

@@ -294,6 +294,9 @@ def _write(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row]
     # its default. On update, nulling any non-nillable field is refused.
     required_new = [f.name for f in obj.fields.values() if f.required_on_create and f.computed is None]
     required_upd = [f.name for f in obj.fields.values() if not f.nillable and f.createable and f.computed is None]
+    # A defaulted field the sandbox had no default for stays null on create; an update that leaves it alone
+    # is not refused for it (in an org it holds the org's default).
+    defaulted = {f.name for f in obj.fields.values() if f.defaulted_on_create}
     filled = {f.name: f.default if f.default is not None else f.picklist_values[0] for f in obj.fields.values()
               if not f.nillable and f.defaulted_on_create and f.computed is None and f.name != "OwnerId"
               and (f.default is not None or f.picklist_values)}
@@ -315,7 +318,10 @@ def _write(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row]
                        "LastModifiedById": user_id}
         if computed:
             _compute(computed, full[i])
-        missing = [n for n in (required_new if r.existing is None else required_upd) if full[i].get(n) is None]
+        if r.existing is None:
+            missing = [n for n in required_new if full[i].get(n) is None]
+        else:
+            missing = [n for n in required_upd if full[i].get(n) is None and (n in r.values or n not in defaulted)]
         if missing:
             r.result.fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
         elif lock_fault and lock_fault():

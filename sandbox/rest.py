@@ -84,8 +84,8 @@ def _record_count(app: SandboxApp, req: Request) -> Response:
 # ---------------------------------------------------------------------------- sObjects
 def _sobjects(app: SandboxApp, req: Request, p: list[str]) -> Response:
     schema = app.store.schema
-    if not p:
-        return json_response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
+    if not p and req.method == "GET":
+        return _cacheable(app, req, lambda: {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
             global_entry(o, req.version) for o in schema.objects.values()]})
     obj = schema.get(p[0])
     if obj is None:
@@ -98,7 +98,7 @@ def _sobjects(app: SandboxApp, req: Request, p: list[str]) -> Response:
     elif len(p) == 2 and p[1] == "describe" and req.method == "GET":
         rts = app.store.conn().execute('SELECT Id, Name, DeveloperName FROM "RecordType" WHERE SobjectType = ? AND '
                                        'IsDeleted = 0 AND IsActive = 1 ORDER BY Name', (obj.name,)).fetchall()
-        return json_response(200, describe(schema, obj, req.version, rts))
+        return _cacheable(app, req, lambda: describe(schema, obj, req.version, rts))
     elif len(p) == 2 and p[1] in ("updated", "deleted") and req.method == "GET":
         return _changes(app, req, obj, p[1])
     elif len(p) == 2:
@@ -106,6 +106,24 @@ def _sobjects(app: SandboxApp, req: Request, p: list[str]) -> Response:
     elif len(p) == 3:
         return _by_external(app, req, obj, p[1], p[2])
     return json_response(404, NOT_FOUND)
+
+
+def _cacheable(app: SandboxApp, req: Request, build) -> Response:
+    """A describe answer with ``Last-Modified`` / ``ETag`` (when the schema last changed); ``If-Modified-Since``
+    or ``If-None-Match`` that is still current gets 304 without a body, as Salesforce answers describe."""
+    from email.utils import formatdate, parsedate_to_datetime
+
+    headers = {"Last-Modified": formatdate(app.store.schema_modified, usegmt=True), "ETag": app.store.schema_etag}
+    since, tag = req.headers.get("If-Modified-Since"), req.headers.get("If-None-Match")
+    if tag is not None and tag.strip() == app.store.schema_etag:
+        return Response(304, headers=headers)
+    if since and tag is None:
+        try:
+            if parsedate_to_datetime(since).timestamp() >= app.store.schema_modified:
+                return Response(304, headers=headers)
+        except (TypeError, ValueError):
+            pass  # an unreadable date is ignored, as HTTP says
+    return json_response(200, build(), headers)
 
 
 def _single(app: SandboxApp, req: Request, obj: ObjectDef, op: str, row: dict, ext: str | None = None):

@@ -166,6 +166,14 @@ class Store:
         for doc in docs:
             schema.extend(doc, source="project schema")
         self._set_meta(c, "schema_docs", json.dumps(docs))
+        # When the schema last changed, for describe's Last-Modified / ETag and If-Modified-Since answers.
+        digest = hashlib.sha256((DEFAULT_SCHEMA.read_text(encoding="utf-8") + json.dumps(docs, sort_keys=True))
+                                .encode("utf-8")).hexdigest()[:16]
+        if self._meta(c, "schema_hash") != digest:
+            self._set_meta(c, "schema_hash", digest)
+            self._set_meta(c, "schema_modified", str(int(dt.datetime.now(dt.timezone.utc).timestamp())))
+        self.schema_etag = f'"{digest[:8]}"'
+        self.schema_modified = int(self._meta(c, "schema_modified"))
         return schema
 
     def _ensure_tables(self, c: sqlite3.Connection) -> None:

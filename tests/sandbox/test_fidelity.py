@@ -290,3 +290,24 @@ def test_subquery_semi_join_group_by_through_simple_salesforce(sf, sandbox, raw,
                  "SELECT Id, (SELECT Id FROM Contacts) FROM Account"):
         r = raw(sandbox, "POST", f"{V}/jobs/query", token, json={"operation": "query", "query": soql})
         assert r.status_code == 400 and r.json()[0]["errorCode"] == "API_ERROR", soql
+
+
+def test_describe_is_cacheable_with_if_modified_since(sandbox, raw):
+    token = sandbox.new_session()
+    first = raw(sandbox, "GET", f"{V}/sobjects/Account/describe", token)
+    assert first.status_code == 200 and first.headers["ETag"] and first.headers["Last-Modified"]
+    again = raw(sandbox, "GET", f"{V}/sobjects/Account/describe", token,
+                headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert again.status_code == 304 and again.content == b""
+    tagged = raw(sandbox, "GET", f"{V}/sobjects", token, headers={"If-None-Match": first.headers["ETag"]})
+    assert tagged.status_code == 304
+    old = raw(sandbox, "GET", f"{V}/sobjects", token, headers={"If-Modified-Since": "Sat, 1 Jan 2000 00:00:01 GMT"})
+    assert old.status_code == 200 and old.json()["sobjects"]
+    body = {"compositeRequest": [
+        {"method": "GET", "url": f"{V}/sobjects/Account/describe", "referenceId": "fresh",
+         "httpHeaders": {"If-Modified-Since": first.headers["Last-Modified"]}},
+        {"method": "GET", "url": "/services/data/v49.0/sobjects/Contact/describe", "referenceId": "stale",
+         "httpHeaders": {"If-Modified-Since": "Sat, 1 Jan 2000 00:00:01 GMT"}}]}
+    out = raw(sandbox, "POST", f"{V}/composite", token, json=body).json()["compositeResponse"]
+    assert [(x["httpStatusCode"], x["body"] is None) for x in out] == [(304, True), (200, False)]
+    assert out[0]["httpHeaders"]["ETag"] == first.headers["ETag"]

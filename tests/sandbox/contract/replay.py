@@ -1,7 +1,7 @@
 """Replays CumulusCI's recorded real-org traffic (VCR cassettes, BSD licence in LICENSE-CumulusCI) against
 the sandbox org and compares each answer with what Salesforce answered: status, Content-Type and the
 JSON shape (top-level type; the recorded top-level keys, or the keys of the first list item, must all
-be there).
+be there; each composite subrequest's status and each sObject Collections record's success flag too).
 
 Each cassette runs on a fresh org whose schema is built from the recorded describe calls
 (``schema_from_describes``), so the objects and fields the traffic uses exist. Record Ids Salesforce
@@ -238,6 +238,18 @@ def compare(inter: Interaction, status: int, ctype: str | None, body: bytes) -> 
         missing = sorted(rs[1] - ans[1])
         if missing:
             return False, f"missing keys {missing[:12]}"
+    # One level deeper where the top level hides the outcome: each composite subrequest's status, and
+    # each sObject Collections record's success flag.
+    if isinstance(recorded, dict) and isinstance(recorded.get("compositeResponse"), list):
+        want_codes = [x.get("httpStatusCode") for x in recorded["compositeResponse"]]
+        got_codes = [x.get("httpStatusCode") for x in answered.get("compositeResponse") or []]
+        if want_codes != got_codes:
+            return False, f"subrequest statuses {got_codes}, recorded {want_codes}"
+    if isinstance(recorded, list) and recorded and all(isinstance(x, dict) and "success" in x for x in recorded):
+        want = [x["success"] for x in recorded]
+        got = [x.get("success") if isinstance(x, dict) else None for x in answered]
+        if want != got:
+            return False, f"record success flags {got}, recorded {want}: {body[:300]!r}"
     return True, ""
 
 
