@@ -107,9 +107,8 @@ def wsgi_app(app, request_cls, response_cls, *, verbose: bool = False) -> Callab
                                                             keep_blank_values=True).items()}, headers, body)
             resp = app.handle(req)
         except BodyError as e:
+            # (cheroot closes the connection after a 413: the rest of that body was never read)
             resp = response_cls(e.status, json.dumps([{"message": e.message, "errorCode": e.code}]).encode())
-            if e.status == 413:
-                resp.headers["Connection"] = "close"  # the rest of the body was not read
         except Exception as exc:  # a bug must answer like Salesforce's 500, not hang the client
             log.exception("sandbox: unhandled error on %s %s", method, path)
             resp = response_cls(500, json.dumps([{"message": f"{type(exc).__name__}: {exc}",

@@ -188,3 +188,19 @@ def test_process_exits_with_a_running_sandbox(tmp_path):
             "print('served')\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "served", p.stderr[-1500:]
+
+
+def test_request_over_the_cap_is_413_and_the_server_stays_up(sandbox, monkeypatch):
+    from crmbridge.sandbox import wsgi
+
+    monkeypatch.setattr(wsgi, "MAX_REQUEST_BYTES", 2 * 1024 * 1024)  # the real cap is 160 MB
+    token = sandbox.new_session()
+    c = _conn(sandbox)
+    # one byte over: the server reads the whole body before answering, so the answer is never lost to a reset
+    c.request("POST", "/services/data/v62.0/sobjects/Account", body=b"x" * (2 * 1024 * 1024 + 1),
+              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 413 and json.loads(r.read())[0]["errorCode"] == "REQUEST_ENTITY_TOO_LARGE"
+    c2 = _conn(sandbox)
+    c2.request("GET", "/services/data/v62.0/limits", headers={"Authorization": f"Bearer {token}"})
+    assert c2.getresponse().status == 200
