@@ -322,6 +322,8 @@ def _unsupported_in_bulk_query(soql_text: str) -> str | None:
         return "OFFSET is not supported in Bulk API 2.0 query jobs; page with the results locator instead"
     if q.group_by or any(isinstance(it, soql_parse.Aggregate) for it in q.items):
         return "Aggregate functions and GROUP BY are not supported in Bulk API 2.0 query jobs"
+    if any(isinstance(it, soql_parse.TypeOf) for it in q.items):
+        return "TYPEOF is not supported in Bulk API 2.0 query jobs"
     if any(isinstance(it, soql_parse.SubQuery) for it in q.items):
         return "Parent-to-child (nested) queries are not supported in Bulk API 2.0 query jobs"
     return None

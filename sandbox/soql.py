@@ -34,6 +34,8 @@ from .soql_agg import aggregate_plan, check_order
 from .soql_agg import assemble as assemble_agg
 from .soql_agg import records as agg_records
 from .soql_parse import Aggregate, Fields, Path, Query, SubQuery, parse
+from .soql_typeof import TypeOf, compile_typeof
+from .soql_typeof import fill as fill_typeofs
 
 __all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "flatten", "to18"]
 
@@ -67,6 +69,7 @@ class _Plan:
     root: _Node
     agg: Any = None  # soql_agg.AggPlan for aggregate queries
     children: list = field(default_factory=list)  # (key, SubQuery) of parent-to-child sub-queries
+    typeofs: list = field(default_factory=list)  # soql_typeof.TypeOfPlan of TYPEOF items
 
 
 def _expand_fields(comp: Compiler, query: Query, item: Fields) -> list[Path]:
@@ -86,6 +89,9 @@ def _select_plan(comp: Compiler, query: Query) -> _Plan:
     for item in query.items:
         if isinstance(item, SubQuery):
             plan.children.append(item)
+            continue
+        if isinstance(item, TypeOf):
+            plan.typeofs.append(compile_typeof(comp, item, plan.sql_columns))
             continue
         expanded = isinstance(item, Fields)
         for path in _expand_fields(comp, query, item) if expanded else [item]:
@@ -240,6 +246,9 @@ def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_dele
     if compiled.is_count:
         return QueryResult(total_size=int(rows[0][0]), records=[], is_count=True, columns=[])
     records = _build_records(compiled.plan, rows, api_version)
+    if compiled.plan.typeofs:
+        fill_typeofs(compiled.plan.typeofs, records, rows, schema, _converter,
+                     f"/services/data/v{api_version}/sobjects/")
     if compiled.plan.children:
         from .soql_children import attach_children
 

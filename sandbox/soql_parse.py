@@ -7,6 +7,7 @@ Grammar (keywords case-insensitive)::
                  [ORDER BY order (, order)*] [LIMIT int] [OFFSET int] [FOR VIEW | FOR REFERENCE]
     items     := COUNT() | item (, item)*
     item      := path | AGG([path]) [alias] | FIELDS(STANDARD|CUSTOM|ALL) | ( query )   -- child sub-query
+                 | TYPEOF rel WHEN Type THEN field, ... [WHEN ...] [ELSE field, ...] END
     AGG       := COUNT | COUNT_DISTINCT | SUM | AVG | MIN | MAX
     cond      := unary (AND unary)* | unary (OR unary)*   -- SOQL needs parentheses to mix AND/OR
     unary     := NOT unary | ( cond ) | lhs op value | lhs [NOT] IN ( value, ... | query ) | lhs LIKE string
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .soql_typeof import TypeOf, parse_typeof
 from .soql_lex import (MALFORMED, MAX_INT, MAX_OFFSET, OUT_OF_RANGE, SoqlError, Token, fail, is_date_literal,
                        tokenize)
 
@@ -121,7 +123,6 @@ _RESERVED = {"and", "asc", "desc", "excludes", "first", "from", "group", "having
 _UNSUPPORTED = {
     "with": "WITH clauses are not supported by the sandbox org",
     "using": "USING SCOPE is not supported by the sandbox org",
-    "typeof": "TYPEOF is not supported by the sandbox org",
     "includes": "INCLUDES is not supported by the sandbox org",
     "excludes": "EXCLUDES is not supported by the sandbox org",
 }
@@ -235,9 +236,9 @@ class Parser:
             return
         grouped = {".".join(p.parts).lower() for p in group_by}
         for it in items:
-            if isinstance(it, (Fields, SubQuery)):
-                raise fail(MALFORMED, "FIELDS() and sub-queries cannot be used in an aggregate query", self.soql,
-                           it.pos)
+            if isinstance(it, (Fields, SubQuery, TypeOf)):
+                raise fail(MALFORMED, "FIELDS(), TYPEOF and sub-queries cannot be used in an aggregate query",
+                           self.soql, it.pos)
             if isinstance(it, Path) and ".".join(it.parts).lower() not in grouped:
                 raise fail(MALFORMED, f"Field must be grouped or aggregated: {'.'.join(it.parts)}", self.soql,
                            it.pos)
@@ -315,9 +316,9 @@ class Parser:
                 raise self.unexpected()
             inner = self.parse(nested=True)
             self.expect_op(")")
-            if inner.group_by or any(isinstance(it, (Aggregate, SubQuery)) for it in inner.items):
-                raise fail(MALFORMED, "a child sub-query cannot aggregate or nest another sub-query", self.soql,
-                           tok.pos)
+            if inner.group_by or any(isinstance(it, (Aggregate, SubQuery, TypeOf)) for it in inner.items):
+                raise fail(MALFORMED, "a child sub-query cannot aggregate, use TYPEOF or nest another sub-query",
+                           self.soql, tok.pos)
             return SubQuery(inner, tok.pos)
         if tok.kind != "ident" or self.word() in _RESERVED:
             raise self.unexpected()
@@ -325,8 +326,8 @@ class Parser:
             if self.word() == "fields":
                 return self.fields()
             return self.function()
-        if self.word() == "typeof":
-            raise self.unexpected()
+        if self.word() == "typeof" and self.toks[self.i + 1].kind == "ident":
+            return parse_typeof(self)
         return self.path()
 
     def fields(self) -> Fields:

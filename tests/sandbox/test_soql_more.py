@@ -83,3 +83,15 @@ def test_fields_standard_custom_all(org):
     assert custom["Legacy_Id__c"] == "L-001" and "Name" not in custom
     every = q(org, f"SELECT Id, FIELDS(ALL) FROM Account WHERE Id = '{A_ACME}' LIMIT 200").records[0]
     assert every["Legacy_Id__c"] == "L-001" and every["Name"] == "Acme Corp"
+
+
+def test_typeof_on_a_relationship(org):
+    from tests.sandbox.test_soql import U1, U2
+
+    res = q(org, "SELECT Name, TYPEOF Owner WHEN User THEN Username, IsActive ELSE Id END FROM Account "
+                 "ORDER BY Name")
+    owners = {r["Name"]: r["Owner"] for r in res.records}
+    assert owners["Acme Corp"] == {"attributes": {"type": "User", "url": f"/services/data/v62.0/sobjects/User/{U1}"},
+                                   "Username": "boss@example.com", "IsActive": True}
+    assert owners["Globex 50% Off_Sale"]["Username"] == "rep@example.com"
+    assert owners["Globex 50% Off_Sale"]["attributes"]["url"].endswith(U2)
