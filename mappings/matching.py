@@ -33,11 +33,11 @@ PAIR_COLUMNS = ["l", "r", "score", "kind", "evidence"]
 # and EM on one project's data would drift. Calibrated on benchmarks/match_1m.py (see docs/steward.md).
 NAME_LEVELS = (0.95, 0.88, 0.80)
 NAME_M = [0.70, 0.15, 0.08, 0.04, 0.03]
-NAME_U = [2e-6, 2e-5, 2e-4, 2e-3, 1 - 2.222e-3]
+NAME_U = [1e-5, 1e-4, 5e-4, 3e-3, 1 - 3.61e-3]
 CODE_M, CODE_U = [0.95, 0.05], [1e-7, 1 - 1e-7]
 PHONE_M, PHONE_U = [0.55, 0.45], [1e-5, 1 - 1e-5]
 ADDR_LEVELS = (0.92,)
-ADDR_M, ADDR_U = [0.45, 0.30, 0.25], [1e-5, 1e-4, 1 - 1.1e-4]
+ADDR_M, ADDR_U = [0.45, 0.30, 0.25], [1e-4, 5e-4, 1 - 6e-4]  # office buildings hold many companies
 CITY_M, CITY_U = [0.95, 0.05], [0.05, 0.95]
 
 
@@ -56,38 +56,98 @@ def _alt(words: list[str]) -> str:
     return "|".join(re.escape(w) for w in words)
 
 
-def name_core(values: pd.Series) -> pd.Series:
-    """Company names reduced to what identifies them (see module docstring); empty -> None."""
+def _arrow(values: pd.Series):
+    """The column as an Arrow string array (free for Parquet-read text columns)."""
     import pyarrow as pa
+
+    try:
+        arr = pa.array(values, pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(values.astype(object).where(values.notna(), None).map(
+            lambda v: v if v is None else str(v)), pa.large_string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _nfkc_lower(a):
+    """NFKC only where a value holds something else than ASCII and common CJK (utf8proc is the slow part)."""
+    import pyarrow.compute as pc
+
+    other = pc.invert(pc.fill_null(pc.string_is_ascii(a), True))
+    if pc.any(other).as_py():
+        odd = pc.and_(other, pc.fill_null(pc.match_substring_regex(a, r"[^\x00-\x7F\x{4E00}-\x{9FFF}]"), False))
+        if pc.any(odd).as_py():
+            a = pc.if_else(odd, pc.utf8_normalize(a, "NFKC"), a)
+    return pc.utf8_lower(a)
+
+
+def _on_subset(a, mask, fn):
+    """``fn`` applied only to the values where ``mask`` holds (most names need no bracket or branch work)."""
+    import pyarrow.compute as pc
+
+    mask = pc.fill_null(mask, False)
+    if not pc.any(mask).as_py():
+        return a
+    return pc.replace_with_mask(a, mask, fn(pc.filter(a, mask)))
+
+
+def _distinct(fn):
+    """Run ``fn`` (Arrow array -> Arrow array) once per distinct value when values repeat (cities, codes)."""
+    import pyarrow.compute as pc
+
+    def wrapper(a):
+        enc = pc.dictionary_encode(a)
+        if len(enc.dictionary) > len(a) // 2:
+            return fn(a)
+        return pc.take(fn(enc.dictionary), enc.indices)
+
+    return wrapper
+
+
+def _series(a, index) -> pd.Series:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    a = pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar(None, a.type), a)
+    return pd.Series(a.to_pandas(), index=index)
+
+
+def name_core(values: pd.Series) -> pd.Series:
+    """Company names reduced to what identifies them (see module docstring); empty -> missing."""
+    import pyarrow.compute as pc
+
+    return _series(_distinct(_core)(_arrow(values)), values.index)
+
+
+def _core(a):
     import pyarrow.compute as pc
 
     suffixes, branches = _forms()
     cjk = [s for s in suffixes if not s.isascii()]
-    latin = [s.replace(" ", r"\s+") for s in suffixes if s.isascii()]
-    arr = pa.array(values.astype(object).where(values.notna(), None), pa.string())
-    a = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
-    a = pc.replace_substring_regex(a, r"[(\[【][^)\]】]*[)\]】]", "")
-    a = pc.replace_substring_regex(a, r"[\p{P}\p{S}]+", " ")
-    latin_alt = "|".join(latin)
-    for _ in range(2):  # "co., ltd." is two forms
-        a = pc.replace_substring_regex(a, rf"\s+(?:{latin_alt})\s*$", "")
-    a = pc.replace_substring_regex(a, r"\s+", "")
-    a = pc.replace_substring_regex(a, rf"^(.+?(?:{_alt(cjk)})).+?(?:{_alt(branches)})$", r"\1")
-    a = pc.replace_substring_regex(a, rf"(?:{_alt(branches)})$", "")
-    a = pc.replace_substring_regex(a, rf"(?:{_alt(cjk)})$", "")
-    a = pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar(None, pa.string()), a)
-    return pd.Series(a.to_pylist(), index=values.index, dtype=object)
+    latin = "|".join(s.replace(" ", r"\s+") for s in suffixes if s.isascii())
+    a = _nfkc_lower(a)
+    brackets = pc.or_(pc.match_substring(a, "("), pc.or_(pc.match_substring(a, "["), pc.match_substring(a, "【")))
+    a = _on_subset(a, brackets, lambda x: pc.replace_substring_regex(x, r"[(\[【][^)\]】]*[)\]】]", ""))
+
+    def latin_forms(x):
+        x = pc.replace_substring_regex(x, r"[\p{P}\p{S}]+", " ")
+        for _ in range(2):  # "co., ltd." is two forms
+            x = pc.replace_substring_regex(x, rf"\s+(?:{latin})\s*$", "")
+        return x
+
+    a = _on_subset(a, pc.string_is_ascii(a), latin_forms)
+    a = pc.replace_substring_regex(a, r"[\s\p{P}\p{S}]+", "")
+    branch = pc.or_(pc.match_substring(a, "分"), pc.or_(pc.match_substring(a, "办事处"), pc.match_substring(a, "营业部")))
+    a = _on_subset(a, branch, lambda x: pc.replace_substring_regex(pc.replace_substring_regex(
+        x, rf"^(.+?(?:{_alt(cjk)})).+?(?:{_alt(branches)})$", r"\1"), rf"(?:{_alt(branches)})$", ""))
+    return pc.replace_substring_regex(a, rf"(?:{_alt(cjk)})$", "")
 
 
 def _plain(values: pd.Series) -> pd.Series:
     """NFKC, lower case, no spaces or punctuation: for addresses and codes."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(values.astype(object).where(values.notna(), None), pa.string())
-    a = pc.replace_substring_regex(pc.utf8_lower(pc.utf8_normalize(arr, "NFKC")), r"[\s\p{P}\p{S}]+", "")
-    a = pc.if_else(pc.equal(pc.utf8_length(a), 0), pa.scalar(None, pa.string()), a)
-    return pd.Series(a.to_pylist(), index=values.index, dtype=object)
+    plain = _distinct(lambda a: pc.replace_substring_regex(_nfkc_lower(a), r"[\s\p{P}\p{S}]+", ""))
+    return _series(plain(_arrow(values)), values.index)
 
 
 def features(frame: pd.DataFrame, compare, match_on: list[str]) -> pd.DataFrame:
@@ -100,15 +160,15 @@ def features(frame: pd.DataFrame, compare, match_on: list[str]) -> pd.DataFrame:
             return frame[name].reset_index(drop=True)
         return pd.Series([None] * n, dtype=object)
 
-    out["name"] = col(compare.name).astype(object)
-    out["name_core"] = name_core(col(compare.name))
+    out["name"] = col(compare.name).to_numpy(dtype=object)
+    out["name_core"] = name_core(col(compare.name)).values
     out["phone"] = _plain(col(compare.phone)).values
     out["address"] = _plain(col(compare.address)).values
     out["city"] = _plain(col(compare.city)).values
     code = compare.credit_code or next((f for f in match_on if "credit" in f or "uscc" in f), None)
     out["credit_code"] = _plain(col(code)).str.upper().values
-    for i, f in enumerate(match_on):
-        out[f"key{i}"] = _plain(col(f)).str.upper().values  # keys compare case-blind, shown as codes are
+    for i, f in enumerate(match_on):  # keys compare case-blind, shown upper case as codes are written
+        out[f"key{i}"] = _plain(col(f)).str.upper().values
     return out
 
 
@@ -174,11 +234,6 @@ def exact_pairs(feat: pd.DataFrame, match_on: list[str]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- fuzzy (splink)
 
 
-def _blockable(s: pd.Series) -> pd.Series:
-    counts = s.map(s.value_counts())
-    return s.where(counts <= BLOCK_MAX, None)
-
-
 def _settings():
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
@@ -200,6 +255,35 @@ def _settings():
         retain_intermediate_calculation_columns=False)
 
 
+def _capped(arr):
+    """A blocking key, or null where more than BLOCK_MAX rows share it (counted on Arrow dictionary codes)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(arr)
+    idx = pc.fill_null(enc.indices, -1).to_numpy()
+    counts = np.bincount(idx[idx >= 0], minlength=max(1, len(enc.dictionary)))
+    keep = (idx >= 0) & (counts[np.maximum(idx, 0)] <= BLOCK_MAX)
+    return pc.if_else(pa.array(keep), arr, pa.scalar(None, arr.type))
+
+
+def _match_input(feat: pd.DataFrame):
+    """The compared columns and the blocking keys (first and last four characters of the name core,
+    phone, address with the core's last character) as one Arrow table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = {c: pa.array(feat[c], pa.string()) for c in ("name_core", "credit_code", "phone", "address", "city")}
+    core = cols["name_core"]
+    long = pc.fill_null(pc.greater_equal(pc.utf8_length(core), 4), False)
+    cols["b_pre"] = _capped(pc.utf8_slice_codeunits(core, 0, 4))
+    cols["b_suf"] = _capped(pc.if_else(long, pc.utf8_slice_codeunits(core, -4), pa.scalar(None, pa.string())))
+    cols["b_phone"] = _capped(cols["phone"])
+    # same address *and* same last character of the name core: an office building holds many companies
+    cols["b_addr"] = _capped(pc.binary_join_element_wise(cols["address"], pc.utf8_slice_codeunits(core, -1), "|"))
+    return pa.table({"uid": pa.array(feat["uid"], pa.int64()), **cols})
+
+
 def fuzzy_pairs(feat: pd.DataFrame, min_score: float, *, threads: int | None = None) -> pd.DataFrame:
     """Scored candidate pairs at or above ``min_score`` (splink ``match_probability``), with evidence."""
     if len(feat) < 2 or feat["name_core"].notna().sum() < 2:
@@ -207,39 +291,36 @@ def fuzzy_pairs(feat: pd.DataFrame, min_score: float, *, threads: int | None = N
     import duckdb
     from splink import DuckDBAPI, Linker
 
-    core = feat["name_core"]
-    inp = feat[["uid", "name_core", "credit_code", "phone", "address", "city"]].copy()
-    inp["b_pre"] = _blockable(core.str[:4].where(core.str.len() >= 4, core))
-    inp["b_suf"] = _blockable(core.str[-4:].where(core.str.len() >= 4, None))
-    inp["b_phone"] = _blockable(inp["phone"])
-    inp["b_addr"] = _blockable(inp["address"])
     con = duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    db = DuckDBAPI(con)
-    linker = Linker(db.register(inp), _settings(), log_level=None)
-    pred = linker.inference.predict(threshold_match_probability=min_score, warning_mode="never")
-    res = pred.as_pandas_dataframe()
-    con.close()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        db = DuckDBAPI(con)
+        linker = Linker(db.register(_match_input(feat)), _settings(), log_level=None)
+        pred = linker.inference.predict(threshold_match_probability=min_score, warning_mode="never")
+        res = pred.as_pandas_dataframe()
+    finally:
+        con.close()
     if res.empty:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     l, r = res["uid_l"].to_numpy(np.int64), res["uid_r"].to_numpy(np.int64)
-    swap = l > r
-    l, r = np.where(swap, r, l), np.where(swap, l, r)
-    codes = inp["credit_code"].to_numpy(dtype=object)
+    l, r = np.minimum(l, r), np.maximum(l, r)
+    codes = feat["credit_code"].to_numpy(dtype=object)
     clash = pd.notna(codes[l]) & pd.notna(codes[r]) & (codes[l] != codes[r])
     res = res.assign(l=l, r=r)[~clash]
     return pd.DataFrame({"l": res["l"].to_numpy(), "r": res["r"].to_numpy(),
                          "score": res["match_probability"].astype(float).round(4).to_numpy(),
-                         "kind": "fuzzy", "evidence": _evidence(res, core)})
+                         "kind": "fuzzy", "evidence": _evidence(res, feat["name_core"])})
 
 
 def _evidence(res: pd.DataFrame, core: pd.Series) -> list[str]:
     cores = core.to_numpy(dtype=object)
-    sims = name_similarity(cores[res["l"].to_numpy()], cores[res["r"].to_numpy()])
+    left, right = cores[res["l"].to_numpy()], cores[res["r"].to_numpy()]
+    sims = name_similarity(left, right)
     out = []
     for s, gp, ga, gc, gk, nl, nr in zip(sims, res["gamma_phone"], res["gamma_address"], res["gamma_city"],
-                                          res["gamma_credit_code"], res["name_core_l"], res["name_core_r"]):
+                                          res["gamma_credit_code"], left, right):
         parts = [f"name {s:.2f} ({nl} / {nr})" if s == s else "name missing"]
         parts.append({1: "same phone", 0: "different phones"}.get(int(gp), "phone missing"))
         parts.append({2: "same address", 1: "similar address", 0: "different addresses"}.get(int(ga), "address missing"))

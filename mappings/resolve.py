@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ class Resolved:
     pairs: pd.DataFrame  # every pair with its outcome
     review: pd.DataFrame  # l, r, score, kind, evidence (positions)
     stats: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase, for benchmarks/match_1m.py
 
 
 def row_refs(frame: pd.DataFrame) -> np.ndarray:
@@ -120,13 +122,24 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
     from crmbridge.mappings.survivorship import golden_records
     from crmbridge.validation.identity_rules import Resolution
 
+    clock, seconds = time.perf_counter(), {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
     df = frame.reset_index(drop=True)
     res = identity.resolution or Resolution()
     match_on = [f for f in identity.match_on if f in df.columns]
     feat = features(df, res.compare, match_on)
+    lap("features")
     pairs = [exact_pairs(feat, match_on)]
+    lap("exact")
     if res.fuzzy and res.compare.name and res.compare.name in df.columns:
         pairs.append(fuzzy_pairs(feat, res.review_threshold, threads=threads))
+    lap("fuzzy")
     pairs = pd.concat([p for p in pairs if len(p)], ignore_index=True) if any(len(p) for p in pairs) else \
         pd.DataFrame(columns=PAIR_COLUMNS)
     # one line per row pair: an exact (or ambiguous) verdict outranks a fuzzy score for the same rows
@@ -138,8 +151,10 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
     cl = cluster(len(df), pairs, codes=feat["credit_code"].to_numpy(dtype=object),
                  merge_threshold=res.merge_threshold, review_threshold=res.review_threshold,
                  accepted=accepted, rejected=rejected)
+    lap("cluster")
     key = identity.key[0]
     golden, rowmap = golden_records(df, cl.labels, key=key, resolution=res)
+    lap("golden")
     lab = cl.labels
     pl, pr = pairs["l"].to_numpy(), pairs["r"].to_numpy()
     same = lab[pl] == lab[pr] if len(pairs) else np.zeros(0, dtype=bool)
@@ -152,7 +167,8 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
              "pairs_fuzzy_merged": int(((pairs["kind"] == "fuzzy") & (pairs["outcome"] == "merged")).sum()),
              "pairs_review": len(cl.review), "pairs_refused": len(cl.refused),
              "steward_accepted": len(accepted), "steward_rejected": len(rejected)}
-    return Resolved(golden, rowmap, pairs.reset_index(drop=True), cl.review, stats)
+    lap("outcomes")
+    return Resolved(golden, rowmap, pairs.reset_index(drop=True), cl.review, stats, seconds)
 
 
 def _decided(decisions: dict[str, dict], refs: np.ndarray, entity: str) -> tuple[set, set]:

@@ -15,9 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LINEAGE_OUT = ["_merged_row_ids", "_legacy_keys", "_departments", "_company"]
-
-
 def _rank(frame: pd.DataFrame, prefer: list[str]) -> np.ndarray:
     dept = frame["_department"] if "_department" in frame.columns else pd.Series(None, index=frame.index)
     return dept.map(lambda d: prefer.index(d) if d in prefer else len(prefer)).to_numpy()
@@ -28,51 +25,57 @@ def _present(s: pd.Series) -> pd.Series:
 
 
 def _join(values: pd.Series, groups: np.ndarray) -> pd.Series:
-    ok = _present(values)
-    sub = values[ok].astype(str)
-    return sub.groupby(groups[ok.to_numpy()], sort=False).agg(lambda s: ";".join(dict.fromkeys(s)))
+    """Distinct non-empty values per group, in row order, ``;``-joined."""
+    ok = _present(values).to_numpy()
+    sub = pd.DataFrame({"g": groups[ok], "v": values[ok].astype(str).to_numpy()}).drop_duplicates()
+    return sub.groupby("g", sort=False)["v"].agg(";".join)
 
 
 def golden_records(frame: pd.DataFrame, labels: np.ndarray, *, key: str, resolution) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(golden records, row map). ``labels``: company label per row of ``frame`` (positional).
+    """(golden records, row map). ``labels``: company label per row of ``frame`` (positional; a label is
+    the smallest row position of its company).
 
     The row map has one line per source row: ``_row_id``, its key, the survivor's key and ``_company``."""
     df = frame.reset_index(drop=True)
+    labels = np.asarray(labels, dtype=np.int64)
     prefer = list(resolution.prefer) if resolution is not None else []
-    rank = _rank(df, prefer)
-    pos = np.arange(len(df))
-    order = np.lexsort((pos, rank, labels))  # by company, then department order, then source order
-    ordered = df.iloc[order]
-    lab = labels[order]
-    first_of_company = np.r_[True, lab[1:] != lab[:-1]] if len(lab) else np.zeros(0, dtype=bool)
-    size = pd.Series(lab).map(pd.Series(lab).value_counts()).to_numpy()
-    multi = size > 1
-    single = ordered[~multi]
-    golden_single = single.copy()
-    golden_single["_merged_row_ids"] = single["_row_id"].astype(str).values
-    golden_single["_legacy_keys"] = single[key].astype(object).values if key in single.columns else None
-    golden_single["_departments"] = single["_department"].values if "_department" in single.columns else None
-    golden_single["_company"] = lab[~multi]
-    many = ordered[multi]
-    mlab = lab[multi]
-    survivors = many[first_of_company[multi]].copy()
-    survivors.index = mlab[first_of_company[multi]]
-    fields = [c for c in df.columns if not c.startswith("_") and c != key]
-    if len(many):
-        _apply_rules(many, mlab, survivors, fields, resolution, prefer)
-        survivors["_merged_row_ids"] = many["_row_id"].astype(str).groupby(mlab, sort=False).agg(";".join)
-        survivors["_legacy_keys"] = _join(many[key], mlab) if key in many.columns else None
-        survivors["_departments"] = _join(many["_department"], mlab) if "_department" in many.columns else None
-        survivors["_company"] = survivors.index
-    golden = pd.concat([golden_single, survivors.reset_index(drop=True)], ignore_index=True)
-    golden = golden.sort_values("_company", kind="stable").reset_index(drop=True)
-    # the row map: every source row -> its company's survivor key
-    surv_key = golden.set_index("_company")[key] if key in golden.columns else None
-    rowmap = pd.DataFrame({"_row_id": df["_row_id"].astype(str).values,
-                           "key": df[key].values if key in df.columns else None,
-                           "_company": labels})
-    rowmap["survivor_key"] = rowmap["_company"].map(surv_key) if surv_key is not None else None
+    multi = np.bincount(labels, minlength=len(df))[labels] > 1 if len(df) else np.zeros(0, dtype=bool)
+    # most companies have one row: their golden record is the row itself
+    single = df[~multi].copy()
+    single["_merged_row_ids"] = single["_row_id"].astype(str)
+    single["_legacy_keys"] = single[key] if key in df.columns else None
+    single["_departments"] = single["_department"] if "_department" in df.columns else None
+    single["_company"] = labels[~multi]
+    survivors = _merge_companies(df[multi], labels[multi], key, resolution, prefer) if multi.any() else \
+        single.iloc[:0]
+    golden = pd.concat([single, survivors], ignore_index=True)
+    golden = golden.iloc[np.argsort(golden["_company"].to_numpy(), kind="stable")].reset_index(drop=True)
+    survivor_key = df[key].to_numpy(dtype=object).copy() if key in df.columns else np.full(len(df), None, dtype=object)
+    if multi.any() and key in df.columns:
+        by_company = dict(zip(survivors["_company"].tolist(), survivors[key].tolist()))
+        survivor_key[multi] = [by_company[c] for c in labels[multi].tolist()]
+    rowmap = pd.DataFrame({"_row_id": df["_row_id"].astype(str).to_numpy(),
+                           "key": df[key].to_numpy(dtype=object) if key in df.columns else None,
+                           "_company": labels, "survivor_key": survivor_key})
     return golden, rowmap
+
+
+def _merge_companies(many: pd.DataFrame, mlab: np.ndarray, key: str, resolution, prefer: list[str]) -> pd.DataFrame:
+    """One golden record per company of several rows (``many``: those rows, ``mlab`` their labels)."""
+    rank = _rank(many, prefer)
+    order = np.lexsort((np.arange(len(many)), rank, mlab))  # by company, department order, source order
+    many = many.iloc[order]
+    mlab = mlab[order]
+    first = np.r_[True, mlab[1:] != mlab[:-1]]
+    survivors = many[first].copy()
+    survivors.index = mlab[first]
+    fields = [c for c in many.columns if not c.startswith("_") and c != key]
+    _apply_rules(many, mlab, survivors, fields, resolution, prefer)
+    survivors["_merged_row_ids"] = many["_row_id"].astype(str).groupby(mlab, sort=False).agg(";".join)
+    survivors["_legacy_keys"] = _join(many[key], mlab) if key in many.columns else None
+    survivors["_departments"] = _join(many["_department"], mlab) if "_department" in many.columns else None
+    survivors["_company"] = survivors.index
+    return survivors.reset_index(drop=True)
 
 
 def _apply_rules(many: pd.DataFrame, mlab: np.ndarray, survivors: pd.DataFrame, fields: list[str], resolution,
