@@ -184,8 +184,14 @@ def name_similarity(a, b) -> np.ndarray:
 # ----------------------------------------------------------------------------- exact keys
 
 
-def exact_pairs(feat: pd.DataFrame, match_on: list[str]) -> pd.DataFrame:
-    """Pairs of rows sharing a key value: ``kind`` ``exact`` (names agree) or ``ambiguous`` (they do not)."""
+def exact_pairs(feat: pd.DataFrame, match_on: list[str], record_key: str | None = None) -> pd.DataFrame:
+    """Pairs of rows sharing a key value: ``kind`` ``exact`` or ``ambiguous``.
+
+    A shared key is confirmed when the names agree (or one is missing), when the rows share two keys
+    (credit code *and* customer number), or when the key is the record key itself (``record_key``: the
+    departments number the same customer alike, so a different name there is a rename, shown in the
+    evidence). A lone shared credit code under another company's name is ambiguous (a mistyped code).
+    Two different credit codes are always ambiguous."""
     frames = []
     for i, f in enumerate(match_on):
         key = feat[f"key{i}"]
@@ -216,15 +222,19 @@ def exact_pairs(feat: pd.DataFrame, match_on: list[str]) -> pd.DataFrame:
     codes = feat["credit_code"].to_numpy(dtype=object)
     cl, cr = codes[l], codes[r]
     clash = pd.notna(cl) & pd.notna(cr) & (cl != cr)
-    agree = (np.isnan(sim) | (sim >= NAME_CONFIRM)) & ~clash
+    strong = np.array([len(f) >= 2 or record_key in f for f in pairs["field"]], dtype=bool)
+    named = np.isnan(sim) | (sim >= NAME_CONFIRM)
+    agree = (named | strong) & ~clash
     names = feat["name"].to_numpy(dtype=object)
     ev = []
     for fields, keys, s, c, a, x, y in zip(pairs["field"], pairs["k"], sim, clash, agree, names[l], names[r]):
         shared = ", ".join(f"same {f} {k}" for f, k in zip(fields, keys))
         if c:
             ev.append(f"{shared}; different credit codes: not the same company without a steward")
-        elif a:
+        elif a and (s != s or s >= NAME_CONFIRM):
             ev.append(shared + ("; a name is missing" if s != s else f"; names agree (Jaro-Winkler {s:.2f})"))
+        elif a:
+            ev.append(f"{shared}; names differ (Jaro-Winkler {s:.2f}: {x} / {y}), the shared keys decide")
         else:
             ev.append(f"{shared}; names differ (Jaro-Winkler {s:.2f}: {x} / {y})")
     return pd.DataFrame({"l": l, "r": r, "score": np.where(agree, 1.0, np.nan_to_num(sim, nan=0.0)).round(4),

@@ -89,6 +89,18 @@ def test_shared_credit_code_with_a_different_name_goes_to_review_not_merged():
     assert r["kind"] == "ambiguous" and "names differ" in r["evidence"] and "武汉天成医药有限公司" in r["evidence"]
 
 
+def test_a_renamed_company_under_the_same_customer_number_stays_one():
+    df = frame([("C004", "杭州金桥物流有限公司", None, None, None, "杭州", None, "finance", "f:4"),
+                ("C004", "德尔塔变更测试有限公司", None, None, None, "杭州", None, "sales", "s:4"),
+                ("C005", "另一家公司", CODE_A, None, None, "杭州", None, "sales", "s:5"),
+                ("F905", "完全不同的名字", CODE_A, None, None, "杭州", None, "finance", "f:5")])
+    out = resolve_frame(df, identity(), entity="customers")
+    assert companies(out) == [{"f:4", "s:4"}, {"f:5"}, {"s:5"}]  # the record key decides; a lone code does not
+    ev = out.pairs.set_index("kind").loc["exact", "evidence"]
+    assert "names differ" in ev and "the shared keys decide" in ev
+    assert out.golden.set_index("customer_no").loc["C004", "name"] == "德尔塔变更测试有限公司"  # sales first
+
+
 def test_review_band_pairs_are_queued_and_decisions_apply():
     # similar names in one city, nothing else in common: neither certain nor negligible
     df = frame([("C010", "上海宏达电子有限公司", None, None, "浦东新区张江路5号", "上海", None, "sales", "s:10"),
