@@ -212,10 +212,15 @@ def exact_pairs(feat: pd.DataFrame, match_on: list[str], record_key: str | None 
         frames.append(pairs[["uid_l", "uid_r", "k", "field"]])
     if not frames:
         return pd.DataFrame(columns=PAIR_COLUMNS)
-    pairs = pd.concat(frames, ignore_index=True)
-    # one pair per row pair: all shared keys in its evidence
-    pairs = pairs.groupby(["uid_l", "uid_r"], sort=False).agg(
-        k=("k", lambda s: list(s)), field=("field", lambda s: list(s))).reset_index()
+    pairs = pd.concat(frames, ignore_index=True).sort_values(["uid_l", "uid_r"], kind="stable")
+    # one line per row pair, every shared key in its evidence
+    l_all, r_all = pairs["uid_l"].to_numpy(np.int64), pairs["uid_r"].to_numpy(np.int64)
+    starts = np.flatnonzero(np.r_[True, (l_all[1:] != l_all[:-1]) | (r_all[1:] != r_all[:-1])])
+    ends = np.r_[starts[1:], len(l_all)].tolist()
+    ks, fs = pairs["k"].astype(str).tolist(), pairs["field"].tolist()
+    pairs = pd.DataFrame({"uid_l": l_all[starts], "uid_r": r_all[starts],
+                          "k": [ks[a:b] for a, b in zip(starts.tolist(), ends)],
+                          "field": [fs[a:b] for a, b in zip(starts.tolist(), ends)]})
     l, r = pairs["uid_l"].to_numpy(), pairs["uid_r"].to_numpy()
     core = feat["name_core"].to_numpy(dtype=object)
     sim = name_similarity(core[l], core[r])

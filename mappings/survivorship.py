@@ -24,11 +24,31 @@ def _present(s: pd.Series) -> pd.Series:
     return s.notna() & (s.astype(str).str.strip() != "")
 
 
+def group_join(groups: np.ndarray, values, sep: str = ";", distinct: bool = False) -> pd.Series:
+    """``sep``-joined values per group, in row order (index: the group labels, in first-seen order).
+
+    A slice per group instead of pandas' per-group Python call: at a million rows that is the
+    difference between a fraction of a second and half a minute."""
+    groups = np.asarray(groups)
+    vals = list(values)
+    if not len(groups):
+        return pd.Series([], dtype=object)
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], len(g)]
+    ordered = [vals[i] for i in order.tolist()]
+    if distinct:
+        joined = [sep.join(dict.fromkeys(ordered[a:b])) for a, b in zip(starts.tolist(), ends.tolist())]
+    else:
+        joined = [sep.join(ordered[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
+    return pd.Series(joined, index=g[starts], dtype=object)
+
+
 def _join(values: pd.Series, groups: np.ndarray) -> pd.Series:
     """Distinct non-empty values per group, in row order, ``;``-joined."""
     ok = _present(values).to_numpy()
-    sub = pd.DataFrame({"g": groups[ok], "v": values[ok].astype(str).to_numpy()}).drop_duplicates()
-    return sub.groupby("g", sort=False)["v"].agg(";".join)
+    return group_join(groups[ok], values[ok].astype(str).tolist(), distinct=True)
 
 
 def golden_records(frame: pd.DataFrame, labels: np.ndarray, *, key: str, resolution) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -71,7 +91,7 @@ def _merge_companies(many: pd.DataFrame, mlab: np.ndarray, key: str, resolution,
     survivors.index = mlab[first]
     fields = [c for c in many.columns if not c.startswith("_") and c != key]
     _apply_rules(many, mlab, survivors, fields, resolution, prefer)
-    survivors["_merged_row_ids"] = many["_row_id"].astype(str).groupby(mlab, sort=False).agg(";".join)
+    survivors["_merged_row_ids"] = group_join(mlab, many["_row_id"].astype(str).tolist())
     survivors["_legacy_keys"] = _join(many[key], mlab) if key in many.columns else None
     survivors["_departments"] = _join(many["_department"], mlab) if "_department" in many.columns else None
     survivors["_company"] = survivors.index
