@@ -25,16 +25,16 @@ class Clustering:
 
 
 class _UnionFind:
-    def __init__(self, n: int, codes: np.ndarray):
+    def __init__(self, n: int, codes):
         self.parent = list(range(n))
-        self.codes = codes  # credit code per row (a company's code is its root's, or set on union)
+        self.codes = codes  # row -> credit code (rows that can merge); a company's code is set on union
         self.code: dict[int, str] = {}
         self.apart: dict[int, set[int]] = {}  # root -> roots it must never join (steward rejections)
 
     def code_of(self, root: int) -> str | None:
         c = self.code.get(root)
         if c is None:
-            c = self.codes[root]
+            c = self.codes.get(root) if isinstance(self.codes, dict) else self.codes[root]
         return c if isinstance(c, str) and c else None
 
     def find(self, x: int) -> int:
@@ -81,9 +81,10 @@ class _UnionFind:
             p = q
 
 
-def cluster(n: int, pairs: pd.DataFrame, *, codes: np.ndarray, merge_threshold: float, review_threshold: float,
+def cluster(n: int, pairs: pd.DataFrame, *, codes, merge_threshold: float, review_threshold: float,
             accepted: set[tuple[int, int]] = frozenset(), rejected: set[tuple[int, int]] = frozenset()) -> Clustering:
     """See module docstring. ``pairs``: l < r row positions, score, kind (exact/ambiguous/fuzzy), evidence;
+    ``codes``: row -> credit code (array or dict of the rows in pairs);
     ``accepted``/``rejected``: row-position pairs (l < r) the steward decided."""
     uf = _UnionFind(n, codes)
     for a, b in rejected:

@@ -90,7 +90,8 @@ def queue_rows(frame: pd.DataFrame, out, entity: str, identity) -> list[dict[str
     from crmbridge.mappings.review import pair_id
 
     df = frame.reset_index(drop=True)
-    refs = row_refs(df)
+    pos = np.unique(np.concatenate([out.review["l"].to_numpy(np.int64), out.review["r"].to_numpy(np.int64)]))
+    refs = dict(zip(pos.tolist(), row_refs(df, pos).tolist()))
     name_col = identity.resolution.compare.name if identity.resolution else "name"
     name_col = name_col if name_col in df.columns else None
     rows = []

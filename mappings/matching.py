@@ -95,9 +95,10 @@ def _distinct(fn):
     import pyarrow.compute as pc
 
     def wrapper(a):
-        enc = pc.dictionary_encode(a)
-        if len(enc.dictionary) > len(a) // 2:
+        sample = a.slice(0, 20_000)
+        if pc.count_distinct(sample).as_py() > len(sample) // 2:  # mostly distinct: encoding costs more
             return fn(a)
+        enc = pc.dictionary_encode(a)
         return pc.take(fn(enc.dictionary), enc.indices)
 
     return wrapper
@@ -146,8 +147,11 @@ def _plain(values: pd.Series) -> pd.Series:
     """NFKC, lower case, no spaces or punctuation: for addresses and codes."""
     import pyarrow.compute as pc
 
+    a = _arrow(values)
+    if pc.all(pc.fill_null(pc.ascii_is_alnum(a), True)).as_py():  # codes as validate left them: nothing to do
+        return _series(pc.utf8_lower(a), values.index)
     plain = _distinct(lambda a: pc.replace_substring_regex(_nfkc_lower(a), r"[\s\p{P}\p{S}]+", ""))
-    return _series(plain(_arrow(values)), values.index)
+    return _series(plain(a), values.index)
 
 
 def features(frame: pd.DataFrame, compare, match_on: list[str]) -> pd.DataFrame:
@@ -160,7 +164,7 @@ def features(frame: pd.DataFrame, compare, match_on: list[str]) -> pd.DataFrame:
             return frame[name].reset_index(drop=True)
         return pd.Series([None] * n, dtype=object)
 
-    out["name"] = col(compare.name).to_numpy(dtype=object)
+    out["name"] = col(compare.name).values
     out["name_core"] = name_core(col(compare.name)).values
     out["phone"] = _plain(col(compare.phone)).values
     out["address"] = _plain(col(compare.address)).values
@@ -222,17 +226,15 @@ def exact_pairs(feat: pd.DataFrame, match_on: list[str], record_key: str | None 
                           "k": [ks[a:b] for a, b in zip(starts.tolist(), ends)],
                           "field": [fs[a:b] for a, b in zip(starts.tolist(), ends)]})
     l, r = pairs["uid_l"].to_numpy(), pairs["uid_r"].to_numpy()
-    core = feat["name_core"].to_numpy(dtype=object)
-    sim = name_similarity(core[l], core[r])
-    codes = feat["credit_code"].to_numpy(dtype=object)
-    cl, cr = codes[l], codes[r]
+    at = lambda col, pos: feat[col].iloc[pos].to_numpy(dtype=object)  # noqa: E731  (only the paired rows)
+    sim = name_similarity(at("name_core", l), at("name_core", r))
+    cl, cr = at("credit_code", l), at("credit_code", r)
     clash = pd.notna(cl) & pd.notna(cr) & (cl != cr)
     strong = np.array([len(f) >= 2 or record_key in f for f in pairs["field"]], dtype=bool)
     named = np.isnan(sim) | (sim >= NAME_CONFIRM)
     agree = (named | strong) & ~clash
-    names = feat["name"].to_numpy(dtype=object)
     ev = []
-    for fields, keys, s, c, a, x, y in zip(pairs["field"], pairs["k"], sim, clash, agree, names[l], names[r]):
+    for fields, keys, s, c, a, x, y in zip(pairs["field"], pairs["k"], sim, clash, agree, at("name", l), at("name", r)):
         shared = ", ".join(f"same {f} {k}" for f, k in zip(fields, keys))
         if c:
             ev.append(f"{shared}; different credit codes: not the same company without a steward")
@@ -321,8 +323,9 @@ def fuzzy_pairs(feat: pd.DataFrame, min_score: float, *, threads: int | None = N
         return pd.DataFrame(columns=PAIR_COLUMNS)
     l, r = res["uid_l"].to_numpy(np.int64), res["uid_r"].to_numpy(np.int64)
     l, r = np.minimum(l, r), np.maximum(l, r)
-    codes = feat["credit_code"].to_numpy(dtype=object)
-    clash = pd.notna(codes[l]) & pd.notna(codes[r]) & (codes[l] != codes[r])
+    codes = feat["credit_code"]
+    cl, cr = codes.iloc[l].to_numpy(dtype=object), codes.iloc[r].to_numpy(dtype=object)
+    clash = pd.notna(cl) & pd.notna(cr) & (cl != cr)
     res = res.assign(l=l, r=r)[~clash]
     return pd.DataFrame({"l": res["l"].to_numpy(), "r": res["r"].to_numpy(),
                          "score": res["match_probability"].astype(float).round(4).to_numpy(),
@@ -330,8 +333,8 @@ def fuzzy_pairs(feat: pd.DataFrame, min_score: float, *, threads: int | None = N
 
 
 def _evidence(res: pd.DataFrame, core: pd.Series) -> list[str]:
-    cores = core.to_numpy(dtype=object)
-    left, right = cores[res["l"].to_numpy()], cores[res["r"].to_numpy()]
+    left = core.iloc[res["l"].to_numpy()].to_numpy(dtype=object)
+    right = core.iloc[res["r"].to_numpy()].to_numpy(dtype=object)
     sims = name_similarity(left, right)
     out = []
     for s, gp, ga, gc, gk, nl, nr in zip(sims, res["gamma_phone"], res["gamma_address"], res["gamma_city"],

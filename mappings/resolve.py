@@ -104,13 +104,15 @@ class Resolved:
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time of this process per phase
 
 
-def row_refs(frame: pd.DataFrame) -> np.ndarray:
-    """A stable reference per row for steward decisions: ``<source>/<source key>`` (else the row id)."""
-    rid = frame["_row_id"].astype(str)
-    if "_source" in frame.columns and "_source_key" in frame.columns:
-        sk = frame["_source_key"]
-        ok = sk.notna() & frame["_source"].notna()
-        return rid.where(~ok, frame["_source"].astype(str) + "/" + sk.astype(str)).to_numpy(dtype=object)
+def row_refs(frame: pd.DataFrame, positions=None) -> np.ndarray:
+    """A stable reference per row (or per row at ``positions``) for steward decisions:
+    ``<source>/<source key>``, else the row id."""
+    sub = frame if positions is None else frame.iloc[np.asarray(positions, dtype=np.int64)]
+    rid = sub["_row_id"].astype(str)
+    if "_source" in sub.columns and "_source_key" in sub.columns:
+        sk = sub["_source_key"]
+        ok = sk.notna() & sub["_source"].notna()
+        rid = rid.where(~ok, sub["_source"].astype(str) + "/" + sk.astype(str))
     return rid.to_numpy(dtype=object)
 
 
@@ -147,9 +149,11 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
     pairs = pairs.assign(_o=pairs["kind"].map({"exact": 0, "ambiguous": 1, "fuzzy": 2})) \
         .sort_values(["l", "r", "_o"], kind="stable").drop_duplicates(["l", "r"]).drop(columns="_o")
     pairs["l"], pairs["r"] = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
-    refs = row_refs(df)
-    accepted, rejected = _decided(decisions or {}, refs, entity)
-    cl = cluster(len(df), pairs, codes=feat["credit_code"].to_numpy(dtype=object),
+    accepted, rejected = _decided(decisions or {}, df)
+    involved = np.unique(np.concatenate([pairs["l"].to_numpy(), pairs["r"].to_numpy(),
+                                         np.array([x for p in accepted | rejected for x in p], dtype=np.int64)]))
+    codes = dict(zip(involved.tolist(), feat["credit_code"].iloc[involved].tolist()))  # only paired rows can merge
+    cl = cluster(len(df), pairs, codes=codes,
                  merge_threshold=res.merge_threshold, review_threshold=res.review_threshold,
                  accepted=accepted, rejected=rejected)
     lap("cluster")
@@ -161,7 +165,8 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
     same = lab[pl] == lab[pr] if len(pairs) else np.zeros(0, dtype=bool)
     decided = {(a, b): "accepted" for a, b in accepted} | {(a, b): "rejected" for a, b in rejected}
     outcome = [decided.get((a, b)) or ("merged" if s else "separate") for a, b, s in zip(pl, pr, same)]
-    pairs = pairs.assign(outcome=outcome, pair_id=[pair_id(entity, refs[a], refs[b]) for a, b in zip(pl, pr)])
+    ref = dict(zip(involved.tolist(), row_refs(df, involved).tolist()))
+    pairs = pairs.assign(outcome=outcome, pair_id=[pair_id(entity, ref[a], ref[b]) for a, b in zip(pl.tolist(), pr.tolist())])
     rq = set(zip(cl.review["l"], cl.review["r"]))
     pairs.loc[[(a, b) in rq for a, b in zip(pl, pr)], "outcome"] = "review"
     stats = {"pairs_exact": int((pairs["kind"] == "exact").sum()),
@@ -172,12 +177,14 @@ def resolve_frame(frame: pd.DataFrame, identity, *, entity: str, decisions: dict
     return Resolved(golden, rowmap, pairs.reset_index(drop=True), cl.review, stats, seconds, cpu_seconds)
 
 
-def _decided(decisions: dict[str, dict], refs: np.ndarray, entity: str) -> tuple[set, set]:
+def _decided(decisions: dict[str, dict], df: pd.DataFrame) -> tuple[set, set]:
     if not decisions:
         return set(), set()
+    wanted = {d[k] for d in decisions.values() for k in ("left_ref", "right_ref")}
     pos: dict[str, int] = {}
-    for i, r in enumerate(refs):
-        pos.setdefault(r, i)
+    for i, r in enumerate(row_refs(df)):
+        if r in wanted:
+            pos.setdefault(r, i)
     acc, rej = set(), set()
     for d in decisions.values():
         a, b = pos.get(d["left_ref"]), pos.get(d["right_ref"])

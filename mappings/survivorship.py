@@ -68,15 +68,13 @@ def golden_records(frame: pd.DataFrame, labels: np.ndarray, *, key: str, resolut
     single["_company"] = labels[~multi]
     survivors = _merge_companies(df[multi], labels[multi], key, resolution, prefer) if multi.any() else \
         single.iloc[:0]
-    golden = pd.concat([single, survivors], ignore_index=True)
-    golden = golden.iloc[np.argsort(golden["_company"].to_numpy(), kind="stable")].reset_index(drop=True)
-    survivor_key = df[key].to_numpy(dtype=object).copy() if key in df.columns else np.full(len(df), None, dtype=object)
+    golden = pd.concat([single, survivors], ignore_index=True)  # single-row companies first, each in source order
+    keys = df[key] if key in df.columns else pd.Series(None, index=df.index, dtype=object)
+    rowmap = pd.DataFrame({"_row_id": df["_row_id"].astype(str), "key": keys, "_company": labels,
+                           "survivor_key": keys})
     if multi.any() and key in df.columns:
         by_company = dict(zip(survivors["_company"].tolist(), survivors[key].tolist()))
-        survivor_key[multi] = [by_company[c] for c in labels[multi].tolist()]
-    rowmap = pd.DataFrame({"_row_id": df["_row_id"].astype(str).to_numpy(),
-                           "key": df[key].to_numpy(dtype=object) if key in df.columns else None,
-                           "_company": labels, "survivor_key": survivor_key})
+        rowmap.loc[multi, "survivor_key"] = [by_company[c] for c in labels[multi].tolist()]
     return golden, rowmap
 
 
