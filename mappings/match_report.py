@@ -40,7 +40,8 @@ def entity_data(frame: pd.DataFrame, out, identity) -> dict[str, Any]:
     labels = out.rowmap["_company"].to_numpy()
     sizes = pd.Series(labels).value_counts()
     multi = set(sizes[sizes > 1].index)
-    golden = out.golden.set_index("_company")
+    multi_golden = out.golden[out.golden["_company"].isin(multi)]
+    golden = dict(zip(multi_golden["_company"].tolist(), multi_golden.to_dict("records")))
     pairs = out.pairs
     merged_pairs = pairs[pairs["outcome"].isin(["merged", "accepted"])]
     pair_by_company: dict[int, list] = {}
@@ -55,7 +56,7 @@ def entity_data(frame: pd.DataFrame, out, identity) -> dict[str, Any]:
         members.setdefault(int(labels[i]), []).append(_member(row, key, name))
     clusters = []
     for c in sorted(multi, key=lambda c: (-sizes[c], c)):
-        g = golden.loc[c]
+        g = golden[c]
         by_dept: dict[str, list[str]] = {}
         for m in members.get(int(c), []):
             if m["name"]:

@@ -182,3 +182,26 @@ def test_children_are_repointed_to_the_survivor():
 def test_resolution_rules_are_checked(bad, message):
     with pytest.raises(Exception, match=message):
         identity(**bad)
+
+
+def test_match_report_data_lists_clusters_names_per_department_and_review():
+    from crmbridge.mappings.match_report import entity_data, queue_rows, render_html
+
+    df = frame([("C001", "上海明远贸易有限公司", CODE_A, None, None, "上海", None, "sales", "s:1"),
+                ("F901", "<b>上海明远贸易</b>有限责任公司", CODE_A, None, None, "上海", None, "finance", "f:1"),
+                ("C004", "杭州金桥物流有限公司", CODE_B, None, None, "杭州", None, "sales", "s:4"),
+                ("C006", "武汉天成医药有限公司", CODE_B, None, None, "武汉", None, "sales", "s:6")])
+    ident = identity()
+    out = resolve_frame(df, ident, entity="customers")
+    data = entity_data(df, out, ident)
+    assert data["rows"] == 4 and data["companies"] == 3 and data["merged_companies"] == 1
+    (c,) = data["clusters"]
+    assert c["survivor_key"] == "C001" and c["legacy_keys"] == "C001;F901" and c["rows"] == 2
+    assert c["names_by_department"] == {"sales": ["上海明远贸易有限公司"], "finance": ["<b>上海明远贸易</b>有限责任公司"]}
+    (r,) = data["review"]
+    assert {r["left"]["key"], r["right"]["key"]} == {"C004", "C006"} and r["kind"] == "ambiguous" and r["pair_id"]
+    (q,) = queue_rows(df, out, "customers", ident)
+    assert q["pair_id"] == r["pair_id"] and {q["left_ref"], q["right_ref"]} == {"sales_customers/C004",
+                                                                               "sales_customers/C006"}
+    html = render_html({"run_id": "r1", "entities": {"customers": data}, "children": []})
+    assert "&lt;b&gt;上海明远贸易&lt;/b&gt;" in html and "<b>上海" not in html
