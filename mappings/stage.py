@@ -93,7 +93,11 @@ def read_owners(project, table: str) -> dict[str, str]:
 def _input_path(run, entity: str) -> Path:
     """The resolve stage's golden records (or re-pointed children) when it ran, else validate's rows."""
     resolved = run.dir / "resolve" / f"{entity}.parquet"
-    return resolved if resolved.exists() else run.dir / "validate" / f"{entity}.parquet"
+    validated = run.dir / "validate" / f"{entity}.parquet"
+    if resolved.exists() and validated.exists() and validated.stat().st_mtime > resolved.stat().st_mtime:
+        raise UsageError(f"run {run.run_id} was validated again after its resolve stage: resolve/{entity}.parquet "
+                         "is out of date", hint=f"`crmbridge resolve --run {run.run_id}`, then map again")
+    return resolved if resolved.exists() else validated
 
 
 def read_input(project, run, entity: str, *, skip_validation: bool):

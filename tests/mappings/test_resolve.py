@@ -205,3 +205,22 @@ def test_match_report_data_lists_clusters_names_per_department_and_review():
                                                                                "sales_customers/C006"}
     html = render_html({"run_id": "r1", "entities": {"customers": data}, "children": []})
     assert "&lt;b&gt;上海明远贸易&lt;/b&gt;" in html and "<b>上海" not in html
+
+
+def test_map_refuses_golden_records_older_than_the_validation(tmp_path):
+    import os
+
+    from crmbridge.errors import UsageError
+    from crmbridge.mappings.stage import read_input
+    from crmbridge.migrations.runs import Run
+
+    run = Run("r1", tmp_path, "migrate")
+    (tmp_path / "validate").mkdir()
+    (tmp_path / "resolve").mkdir()
+    frame(()).to_parquet(tmp_path / "resolve" / "customers.parquet")
+    frame(()).to_parquet(tmp_path / "validate" / "customers.parquet")
+    old = os.stat(tmp_path / "validate" / "customers.parquet").st_mtime
+    os.utime(tmp_path / "resolve" / "customers.parquet", (old - 10, old - 10))
+    with pytest.raises(UsageError, match="validated again after its resolve stage") as e:
+        read_input(None, run, "customers", skip_validation=False)
+    assert "crmbridge resolve --run r1" in e.value.hint
