@@ -224,3 +224,9 @@ def test_map_refuses_golden_records_older_than_the_validation(tmp_path):
     with pytest.raises(UsageError, match="validated again after its resolve stage") as e:
         read_input(None, run, "customers", skip_validation=False)
     assert "crmbridge resolve --run r1" in e.value.hint
+
+
+def test_an_entity_without_rows_resolves_to_nothing():
+    out = resolve_frame(frame(()), identity(), entity="customers")
+    assert out.golden.empty and out.rowmap.empty and out.pairs.empty and out.review.empty
+    assert "_merged_row_ids" in out.golden.columns and "customer_no" in out.golden.columns
