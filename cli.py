@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "extract": ("crmbridge.migrations.extract_cmd", "extract", "Extract the configured legacy sources into a new run."),
     "profile": ("crmbridge.migrations.extract_cmd", "profile", "Profile the extracted entities of a run."),
     "validate": ("crmbridge.validation.commands", "validate", "Validate a run against the agreed customer definition."),
+    "resolve": ("crmbridge.mappings.match_commands", "resolve", "Merge the rows of one real company into one golden record."),
+    "matches": ("crmbridge.mappings.match_commands", "matches", "Review possible duplicates: list, accept, reject."),
     "map": ("crmbridge.mappings.commands", "map_cmd", "Check mappings and turn a validated run into load files."),
     "load": ("crmbridge.migrations.commands", "load", "Load a mapped run into Salesforce (upsert on external IDs)."),
     "migrate": ("crmbridge.migrations.commands", "migrate", "Extract, validate, map, load and reconcile in one go."),

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.mappings.merge import combine
+from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.transforms import apply_transform, as_text, is_missing
 
@@ -130,7 +130,7 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     step, name = loaded.step, loaded.name
     refs = refs or OrgRefs()
     parents = parents or {}
-    df = source.reset_index(drop=True)
+    df = with_record_lineage(source.reset_index(drop=True))
     _require_columns(loaded, df)
     if "_row_id" not in df.columns:
         df["_row_id"] = [f"{step.entity}:{i + 1}" for i in range(len(df))]
@@ -145,7 +145,7 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
 
     for fname, spec in step.fields.items():
         if spec.aggregate is not None:
-            continue  # computed over merged groups in combine()
+            continue  # computed in combine()
         val = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats)
         out[fname] = val
     ext = step.external_id
@@ -176,17 +176,19 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     ok_idx = reasons.text.index[~reasons.bad]
     # combine() adds duplicate_external_id reasons itself.
     records, _, rows_out = combine(loaded, df, out.loc[out.index.intersection(ok_idx)], reasons)
-    records, rows_out = _required_after_merge(loaded, df, records, rows_out, reasons)
+    records, rows_out = _required(loaded, df, records, rows_out, reasons)
+    records = records.reset_index(drop=True)
     bad = reasons.bad
-    quarantine = df[bad].copy()
-    quarantine["_reason"] = reasons.text[bad]
+    quarantine = _per_source_row(df[bad].copy())
+    quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = name
+    rows_in = int(source_rows(df).str.count(";").sum() + len(df)) if len(df) else 0
     counts: dict[str, int] = {}
-    for r in reasons.text[bad]:
+    for r in quarantine["_reason"]:
         for part in r.split("; "):
             k = reason_key(part)
             counts[k] = counts.get(k, 0) + 1
-    return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=len(df),
+    return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
                       rows_out=rows_out, filtered=filtered, stats=stats, reasons=counts)
 
 
@@ -207,11 +209,10 @@ def reason_key(reason: str) -> str:
     return reason.split("=")[0].split(" '")[0].split(" (")[0]
 
 
-def _required_after_merge(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
-                          reasons: _Reasons) -> tuple[pd.DataFrame, int]:
-    """Required fields are judged on the final (merged) record: another department may supply the value.
-
-    A record still missing one quarantines every source row merged into it."""
+def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
+              reasons: _Reasons) -> tuple[pd.DataFrame, int]:
+    """Required fields, judged on the final record (a golden record may take the value from another
+    department's row). ``records`` is indexed like ``df``; a record missing one is quarantined."""
     bad = pd.Series(False, index=records.index)
     why = pd.Series("", index=records.index, dtype=object)
     for fname, spec in loaded.step.fields.items():
@@ -221,15 +222,25 @@ def _required_after_merge(loaded: LoadedStep, df: pd.DataFrame, records: pd.Data
             bad |= miss
     if not bad.any():
         return records, rows_out
-    pos = pd.Series(df.index, index=as_text(df["_row_id"]).values)
-    pos = pos[~pos.index.duplicated()]
-    for ids, reason in zip(records.loc[bad, "_merged_row_ids"], why[bad]):
-        idx = pos.reindex(str(ids).split(";")).dropna().astype(int)
-        mask = pd.Series(False, index=df.index)
-        mask.loc[idx.values] = True
-        reasons.add(mask, reason)
-        rows_out -= len(idx)
-    return records[~bad].reset_index(drop=True), rows_out
+    mask = pd.Series(False, index=df.index)
+    mask.loc[records.index[bad]] = True
+    reason = pd.Series("", index=df.index, dtype=object)
+    reason.loc[records.index[bad]] = why[bad].values
+    reasons.add(mask, reason)
+    gone = records.loc[bad, "_merged_row_ids"].astype(str)
+    return records[~bad], rows_out - int(gone.str.count(";").sum() + len(gone))
+
+
+def _per_source_row(q: pd.DataFrame) -> pd.DataFrame:
+    """A quarantined golden record becomes one line per source row merged into it (same values and
+    reason, each with its own ``_row_id``), so the ledger and the counts stay per source row."""
+    if q.empty or "_merged_row_ids" not in q.columns:
+        return q
+    ids = source_rows(q).str.split(";")
+    if not (ids.str.len() > 1).any():
+        return q
+    out = q.assign(_row_id=ids).explode("_row_id")
+    return out
 
 
 def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> dict[str, int]:

@@ -1,9 +1,9 @@
-"""One record per external ID: merge rows of several departments, or quarantine duplicates.
+"""One record per external ID: the mapped rows, with duplicated external IDs quarantined.
 
-With ``merge: {prefer: [sales, finance, service]}`` the rows sharing an external-ID value become one
-record; each field takes the first non-missing value in department preference order (then source
-order). The record keeps the representative ``_row_id`` and all ``_merged_row_ids``. Without merge,
-every row of a duplicated external ID is quarantined (Salesforce rejects them with
+Rows of one company from several departments are merged *before* map, by the resolve stage
+(mappings/resolve.py), into one golden record that lists every source row in ``_merged_row_ids``.
+Map writes one record per input row; a duplicated external-ID value left after that (e.g. the
+resolve stage did not run) quarantines every row holding it (Salesforce would reject them with
 DUPLICATE_EXTERNAL_ID, and picking one silently would lose data).
 """
 
@@ -30,58 +30,58 @@ def _aggregate(agg: Aggregate, values: pd.Series, groups: pd.Series) -> pd.Serie
     return g.agg(lambda s: agg.sep.join(dict.fromkeys(s)))
 
 
-def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons) -> tuple[pd.DataFrame, pd.Series | None, int]:
-    """(records, duplicate mask or None, source rows represented). ``out`` holds only rows that mapped."""
+RECORD_LINEAGE = ("_departments", "_legacy_keys")  # written by resolve; derived from one row otherwise
+
+
+def with_record_lineage(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that did not pass through resolve (one row = one record) get ``_departments`` (their own
+    department) and ``_legacy_keys`` (their own source key), so mappings can use them either way."""
+    if "_departments" not in df.columns:
+        df["_departments"] = df["_department"] if "_department" in df.columns else None
+    if "_legacy_keys" not in df.columns:
+        df["_legacy_keys"] = df["_source_key"] if "_source_key" in df.columns else None
+    return df
+
+
+def source_rows(df: pd.DataFrame) -> pd.Series:
+    """The source row ids each input row stands for (a golden record: all rows merged into it)."""
+    ids = as_text(df["_row_id"])
+    if "_merged_row_ids" in df.columns:
+        merged = as_text(df["_merged_row_ids"])
+        ids = merged.where(~is_missing(merged), ids)
+    return ids
+
+
+def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons) -> tuple[pd.DataFrame, pd.Series, int]:
+    """(records indexed like ``df``, duplicate mask, source rows represented). ``out``: rows that mapped."""
     step = loaded.step
     ext = step.external_id
     key = as_text(out[ext]).str.strip()
     out = out.assign(**{ext: key})
-    dup_mask = None
-    if step.merge is None:
-        dup_mask = key.duplicated(keep=False)
-        if dup_mask.any():
-            full = pd.Series(False, index=df.index)
-            full.loc[dup_mask[dup_mask].index] = True
-            reason = pd.Series("", index=df.index, dtype=object)
-            reason.loc[key.index] = f"duplicate_external_id: {ext}=" + key.fillna("")
-            reasons.add(full, reason)
-        out = out[~dup_mask]
-        key = key[~dup_mask]
-    else:
-        prefer = list(step.merge.prefer)
-        dept = df.loc[out.index, "_department"] if "_department" in df.columns else pd.Series(None, index=out.index)
-        rank = dept.map(lambda d: prefer.index(d) if d in prefer else len(prefer))
-        pos = pd.Series(range(len(out)), index=out.index)
-        order = pd.DataFrame({"r": rank, "p": pos}).sort_values(["r", "p"], kind="stable").index
-        out = out.loc[order]
-        key = key.loc[order]
-
-    groups = key
-    row_ids = as_text(df.loc[out.index, "_row_id"])
-    if step.merge is not None:
-        records = out.groupby(groups, sort=False).first().reset_index(drop=True)
-        records.index = pd.Series(out.index, index=out.index).groupby(groups, sort=False).first().values
-        merged = row_ids.groupby(groups, sort=False).agg(";".join).values
-        gkey = groups
-    else:
-        records = out.copy()
-        merged = row_ids.values
-        gkey = pd.Series(out.index, index=out.index)
-    order_keys = gkey.drop_duplicates().values
+    dup_mask = key.duplicated(keep=False)
+    if dup_mask.any():
+        full = pd.Series(False, index=df.index)
+        full.loc[dup_mask[dup_mask].index] = True
+        reason = pd.Series("", index=df.index, dtype=object)
+        reason.loc[key.index] = f"duplicate_external_id: {ext}=" + key.fillna("")
+        reasons.add(full, reason)
+    records = out[~dup_mask].copy()
     for fname, spec in step.fields.items():
         if spec.aggregate is not None:
-            agg = _aggregate(spec.aggregate, df.loc[out.index, spec.aggregate.column], gkey).reindex(order_keys)
-            records[fname] = agg.astype(object).where(agg.notna(), None).values
-    rows_out = len(out)
+            agg = _aggregate(spec.aggregate, df.loc[records.index, spec.aggregate.column],
+                             pd.Series(records.index, index=records.index))
+            records[fname] = agg.astype(object).where(agg.notna(), None).reindex(records.index).values
+    merged = source_rows(df.loc[records.index])
+    rows_out = int(merged.str.count(";").sum() + len(records)) if len(records) else 0
     records["_row_id"] = as_text(df.loc[records.index, "_row_id"]).values
-    records["_merged_row_ids"] = merged
+    records["_merged_row_ids"] = merged.values
     records["_entity"] = step.entity
     records["_source_key"] = (as_text(df.loc[records.index, "_source_key"]).values
                               if "_source_key" in df.columns else records[ext].values)
     records["_step"] = loaded.name
     ordered = [c for c in _field_order(loaded) if c in records.columns]
     lineage = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
-    return records[ordered + lineage].reset_index(drop=True), dup_mask, rows_out
+    return records[ordered + lineage], dup_mask, rows_out
 
 
 def _field_order(loaded: LoadedStep) -> list[str]:

@@ -7,7 +7,6 @@ One file holds one or more *steps*; a step maps one legacy entity to one Salesfo
         entity: customers
         object: Account
         external_id: Legacy_Id__c
-        merge: {prefer: [sales, finance, service]}
         fields:
           Legacy_Id__c: {column: customer_no, transforms: [trim, nfkc, {case: {to: upper}}]}
           Name: {column: name, transforms: [strip_html, trim]}
@@ -262,7 +261,9 @@ class Filter(Strict):
 
 
 class Merge(Strict):
-    prefer: list[str] = Field(min_length=1, description="department order: first non-null value wins")
+    """No longer used: kept so an old mapping gets a clear error instead of "unknown key"."""
+
+    prefer: list[str] = Field(default_factory=list)
 
 
 class Step(Strict):
@@ -288,6 +289,10 @@ class Step(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.merge is not None:
+            raise PydanticCustomError("merge", "merge: is gone: rows of one company are merged before map by the "
+                                      "resolve stage; put the department order under identity.resolution.prefer in "
+                                      "the definition (definitions/customer.yml) and remove merge: here")
         if self.external_id not in self.fields:
             raise PydanticCustomError("external_id", "external_id '{f}' must also be assigned under fields",
                                       {"f": self.external_id})

@@ -1,6 +1,7 @@
 """The ``map`` stage: validated entities -> per-object load files, quarantine, plan and check report.
 
-Reads ``runs/<id>/validate/<entity>.parquet`` (or the extract output with ``skip_validation``), checks
+Reads ``runs/<id>/resolve/<entity>.parquet`` (golden records and re-pointed children, see
+resolve.py), else ``runs/<id>/validate/<entity>.parquet`` (or the extract output with ``skip_validation``), checks
 the mappings offline and against the org, maps every step parents-first and writes into
 ``runs/<id>/map/`` only when everything succeeded (a temporary folder is swapped in at the end).
 """
@@ -89,11 +90,21 @@ def read_owners(project, table: str) -> dict[str, str]:
     return out
 
 
+def _input_path(run, entity: str) -> Path:
+    """The resolve stage's golden records (or re-pointed children) when it ran, else validate's rows."""
+    resolved = run.dir / "resolve" / f"{entity}.parquet"
+    validated = run.dir / "validate" / f"{entity}.parquet"
+    if resolved.exists() and validated.exists() and validated.stat().st_mtime > resolved.stat().st_mtime:
+        raise UsageError(f"run {run.run_id} was validated again after its resolve stage: resolve/{entity}.parquet "
+                         "is out of date", hint=f"`crmbridge resolve --run {run.run_id}`, then map again")
+    return resolved if resolved.exists() else validated
+
+
 def read_input(project, run, entity: str, *, skip_validation: bool):
-    """The entity's validated rows, or the extracted rows when validation is skipped."""
+    """The entity's resolved or validated rows, or the extracted rows when validation is skipped."""
     import pandas as pd
 
-    p = run.dir / "validate" / f"{entity}.parquet"
+    p = _input_path(run, entity)
     if p.exists():
         return pd.read_parquet(p)
     if not skip_validation:
@@ -108,14 +119,16 @@ def entity_columns(run, entity: str, skip_validation: bool) -> list[str] | None:
     """Column names of the entity without reading the data (None when the run has no such data)."""
     import pyarrow.parquet as pq
 
-    p = run.dir / "validate" / f"{entity}.parquet"
+    from crmbridge.mappings.merge import RECORD_LINEAGE
+
+    p = _input_path(run, entity)
     if p.exists():
-        return list(pq.read_schema(p).names)
+        return list(dict.fromkeys([*pq.read_schema(p).names, *RECORD_LINEAGE]))
     if skip_validation:
         from crmbridge.migrations.extract import _entity_columns, _entity_files
 
         try:
-            return _entity_columns(_entity_files(run.dir, entity))
+            return list(dict.fromkeys([*_entity_columns(_entity_files(run.dir, entity)), *RECORD_LINEAGE]))
         except UsageError:
             return None
     return None

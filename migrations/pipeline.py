@@ -1,4 +1,4 @@
-"""``migrate``: extract -> validate -> map -> load -> reconcile in one run, resumable.
+"""``migrate``: extract -> validate -> resolve -> map -> load -> reconcile in one run, resumable.
 
 Running ``migrate`` again continues the newest unfinished migrate run (stages that succeeded are
 skipped, the load stage picks up its journal) unless ``new=True``. Every run ends with a summary per
@@ -18,7 +18,7 @@ from crmbridge.migrations import runs as R
 from crmbridge.migrations.records import crash_point
 from crmbridge.state import open_state, runs as runs_table
 
-STAGES = ("extract", "validate", "map", "load", "reconcile")
+STAGES = ("extract", "validate", "resolve", "map", "load", "reconcile")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,12 @@ def _run_validate(project, run):
     return run_validate(project, run)
 
 
+def _run_resolve(project, run):
+    from crmbridge.mappings.resolve import run_resolve
+
+    return run_resolve(project, run)
+
+
 def _run_map(project, run, connector):
     from crmbridge.mappings import run_map
 
@@ -121,6 +127,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             # stays right after a rollback, where an incremental extract would miss the undone rows.
             "extract": lambda: run_extract(project, run=run, full=True),
             "validate": lambda: _run_validate(project, run),
+            "resolve": lambda: _run_resolve(project, run),
             "map": lambda: _run_map(project, run, connector),
             "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,
                                      **({"batch_rows": batch_rows} if batch_rows else {})),
@@ -215,6 +222,7 @@ def report_paths(run: R.Run) -> dict[str, str]:
     cands = {"run": run.dir, "extract_manifest": run.dir / "extract" / "manifest.json",
              "validation_report": run.dir / "validate" / "report.html",
              "disagreement_report": run.dir / "validate" / "disagreement.html",
+             "match_report": run.dir / "resolve" / "report.html",
              "map_check": run.dir / "map" / "check.json", "load": run.dir / "load",
              "reconcile": run.dir / "reconcile" / "summary.json"}
     return {k: str(v) for k, v in cands.items() if v.exists()}

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from crmbridge.validation.identity_rules import Resolution
+
 Severity = Literal["blocking", "warning"]
 
 
@@ -138,13 +140,15 @@ class Identity(Strict):
     ``key``: the record key (shown in every quarantine row), required and unique within ``scope``.
     ``alternate_keys``: fields unique within ``scope`` when present (e.g. the credit code).
     ``scope``: ``department`` (duplicates across departments are expected; the mapping merges them) or
-    ``global``. ``match_on``: fields that link rows of the same company across departments."""
+    ``global``. ``match_on``: fields that link rows of the same company across departments (exact keys).
+    ``resolution``: probabilistic matching, thresholds and survivorship (validation/identity_rules.py)."""
 
     key: list[str] = Field(min_length=1)
     alternate_keys: list[str] = Field(default_factory=list)
     scope: Literal["department", "global"] = "department"
     match_on: list[str] = Field(default_factory=list)
     severity: Severity = "blocking"
+    resolution: Resolution | None = None
 
     @field_validator("key", "alternate_keys", "match_on", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ CASES = Path(__file__).with_name("cases")
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "project" / "mappings"
 CUSTOMER_COLUMNS = ["customer_no", "name", "credit_code", "phone", "email", "address", "city", "province",
                     "postal_code", "country", "industry", "status", "sales_rep", "created_on", "annual_revenue",
-                    "_row_id", "_department", "_source_key"]
+                    "_row_id", "_department", "_source_key", "_departments", "_legacy_keys"]
 
 
 def test_templates_pass_both_phases():

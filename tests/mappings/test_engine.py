@@ -1,4 +1,4 @@
-"""Mapping rows: merge, duplicates, lookups, owners, filters and quarantine (every row accounted for)."""
+"""Mapping rows: golden records, duplicates, lookups, owners, filters and quarantine (every row accounted for)."""
 
 from __future__ import annotations
 
@@ -30,22 +30,32 @@ def balanced(out):
     return out.rows_in == out.rows_out + len(out.quarantine)
 
 
-def test_merge_prefers_departments_and_keeps_all_row_ids():
+def test_golden_record_maps_to_one_account_with_every_source_row():
+    # what the resolve stage hands over: one row per company, its source rows in _merged_row_ids
     df = customers([
-        ("C000123", None, "91310000MA1FL2XQ3A", "6234 5678", "上海", "CN", "制造业", "正常", "R002", "¥1,234,500.00", "finance"),
-        ("Ｃ000123 ", "上海明远贸易有限公司", None, None, "上海", "中国", None, "活跃", "R001", None, "sales"),
-        ("C000123", "明远贸易", None, "021-62345678", "上海", "CN", "零售", "停用", "R003", None, "service"),
+        ("C000123", "上海明远贸易有限公司", "91310000MA1FL2XQ3A", "6234 5678", "上海", "CN", "制造业", "活跃", "R001",
+         "¥1,234,500.00", "sales"),
     ])
+    df["_merged_row_ids"] = "sales:1;finance:1;service:3"
+    df["_departments"] = "sales;finance;service"
+    df["_legacy_keys"] = "C000123;F-77"
     out = map_step(MAPS.by_name("Account"), df, refs=OrgRefs(owners=OWNERS, users=USERS))
-    assert balanced(out) and out.quarantine.empty and len(out.records) == 1
+    assert balanced(out) and out.quarantine.empty and len(out.records) == 1 and out.rows_in == 3
     r = out.records.iloc[0]
-    assert r["Legacy_Id__c"] == "C000123" and r["Name"] == "上海明远贸易有限公司"  # sales first
-    assert r["Credit_Code__c"] == "91310000MA1FL2XQ3A"  # only finance had it
-    assert r["Phone"] == "+862162345678"  # finance's number completed with 上海's area code
+    assert r["Legacy_Id__c"] == "C000123" and r["Name"] == "上海明远贸易有限公司"
+    assert r["Phone"] == "+862162345678"  # completed with 上海's area code
     assert r["Industry"] == "Manufacturing" and r["Customer_Status__c"] == "Active"
     assert r["AnnualRevenue"] == 1234500.0 and r["OwnerId"] == USERS["rep1@sandbox.crmbridge"]
-    assert r["Source_Departments__c"] == "sales;finance;service"
-    assert r["_row_id"] == "sales:2" and r["_merged_row_ids"] == "sales:2;finance:1;service:3"
+    assert r["Source_Departments__c"] == "sales;finance;service" and r["Legacy_Keys__c"] == "C000123;F-77"
+    assert r["_row_id"] == "sales:1" and r["_merged_row_ids"] == "sales:1;finance:1;service:3"
+
+
+def test_rows_without_resolve_keep_their_own_department_and_key():
+    df = customers([("C1", "甲公司", None, None, None, "CN", None, "活跃", "R001", None, "finance")])
+    df["_source_key"] = "C1"
+    out = map_step(MAPS.by_name("Account"), df, refs=OrgRefs(owners=OWNERS, users=USERS))
+    r = out.records.iloc[0]
+    assert r["Source_Departments__c"] == "finance" and r["Legacy_Keys__c"] == "C1" and r["_merged_row_ids"] == "finance:1"
 
 
 def test_value_map_miss_is_quarantined_with_reason_not_dropped():
@@ -58,14 +68,23 @@ def test_value_map_miss_is_quarantined_with_reason_not_dropped():
     assert out.reasons == {"transform_failed: Customer_Status__c": 1}
 
 
-def test_required_judged_after_merge_quarantines_all_merged_rows():
+def test_quarantined_golden_record_quarantines_every_merged_source_row():
     df = customers([("C1", None, None, None, None, None, None, "活跃", "R001", None, "sales"),
-                    ("C1", " ", None, None, None, None, None, "正常", "R001", None, "finance"),
-                    ("C2", None, None, None, None, None, None, "活跃", "R001", None, "sales"),
                     ("C2", "有名字", None, None, None, None, None, "正常", "R001", None, "finance")])
+    df["_merged_row_ids"] = ["sales:1;finance:7", "finance:2"]
     out = map_step(MAPS.by_name("Account"), df, refs=OrgRefs(owners=OWNERS, users=USERS))
-    assert balanced(out) and out.records["Name"].tolist() == ["有名字"]
+    assert balanced(out) and out.rows_in == 3 and out.records["Name"].tolist() == ["有名字"]
+    assert out.quarantine["_row_id"].tolist() == ["sales:1", "finance:7"]  # one line per source row
     assert out.quarantine["_reason"].tolist() == ["required_missing: Name"] * 2
+    assert out.reasons == {"required_missing: Name": 2}
+
+
+def test_duplicate_external_ids_without_resolve_are_quarantined():
+    df = customers([("C1", "甲公司", None, None, None, None, None, "活跃", "R001", None, "sales"),
+                    ("C1", "甲公司", None, None, None, None, None, "正常", "R001", None, "finance")])
+    out = map_step(MAPS.by_name("Account"), df, refs=OrgRefs(owners=OWNERS, users=USERS))
+    assert balanced(out) and out.records.empty
+    assert out.quarantine["_reason"].tolist() == ["duplicate_external_id: Legacy_Id__c=C1"] * 2
 
 
 def test_invalid_phone_blanked_not_quarantined_and_counted():

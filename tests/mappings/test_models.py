@@ -26,7 +26,7 @@ def test_templates_load():
     m = load_mappings(TEMPLATES)
     assert [s.name for s in m.steps] == ["Account", "Contact", "Contract"]
     acc = m.by_name("Account").step
-    assert acc.merge.prefer == ["sales", "finance", "service"] and acc.owner.default == "admin@sandbox.crmbridge"
+    assert acc.merge is None and acc.owner.default == "admin@sandbox.crmbridge"
 
 
 def test_unknown_transform_names_file_line_step_field(tmp_path):
@@ -81,3 +81,11 @@ def test_field_needs_exactly_one_source(tmp_path):
                              "      Name: {column: name, value: x}\n", "utf-8")
     with pytest.raises(ConfigError, match=r"a.yml:8: steps\.A\.fields\.Name: .*only one of column, value"):
         load_mappings(d)
+
+
+def test_merge_in_a_mapping_points_to_the_definition(tmp_path):
+    (tmp_path / "a.yml").write_text("steps:\n  A:\n    entity: customers\n    object: Account\n"
+                                    "    external_id: Legacy_Id__c\n    merge: {prefer: [sales]}\n"
+                                    "    fields:\n      Legacy_Id__c: customer_no\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"a.yml:\d+: .*merge: is gone.*identity.resolution.prefer"):
+        load_mappings(tmp_path)

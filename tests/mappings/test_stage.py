@@ -65,7 +65,8 @@ def test_map_run_balances_and_writes_plan(project):
     assert "Account.Legacy_Id__c" in contacts.columns and "AccountId" not in contacts.columns
     acc = pd.read_parquet(run.dir / "map" / "Account.parquet")
     assert acc["OwnerId"].str.startswith("005").all()
-    assert (acc["_merged_row_ids"].str.count(";") > 0).any()  # departments merged
+    # without validate + resolve nothing merges the departments' rows: a shared customer number is quarantined
+    assert res.steps[0].reasons.get("duplicate_external_id: Legacy_Id__c", 0) > 0
     assert R.stage_status(open_state(proj.state_url), run_id, "map") == "succeeded"
     assert len(res.preview[0]["rows"]) == 2 and res.preview[0]["rows"][0]["source"]
 

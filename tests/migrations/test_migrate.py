@@ -73,7 +73,7 @@ def test_runs_list_and_show(demo_project, helpers):
     shown = _json(helpers.cli(d, "runs", "show", out["run_id"], "--json"))
     objs = {o["object"]: o for o in shown["objects"]}
     assert objs["Account"]["created"] + objs["Account"].get("failed", 0) > 0
-    assert {s["stage"] for s in shown["stages"]} >= {"extract", "validate", "map", "load", "reconcile"}
+    assert {s["stage"] for s in shown["stages"]} >= {"extract", "validate", "resolve", "map", "load", "reconcile"}
     missing = helpers.cli(d, "runs", "show", "no-such-run")
     assert missing.returncode == 2 and "no run 'no-such-run'" in missing.stderr
 
@@ -187,7 +187,7 @@ def test_migrate_resumes_after_kill_9_during_validation(tmp_path, helpers):
         engine.dispose()
     assert killed and child.returncode == -signal.SIGKILL
     out = _json(helpers.cli(tmp_path, "migrate", "--json"))
-    assert out["resumed"] is True and out["stages_run"] == ["validate", "map", "load", "reconcile"]
+    assert out["resumed"] is True and out["stages_run"] == ["validate", "resolve", "map", "load", "reconcile"]
     assert out["balanced"] and out["reconcile_ok"]
 
 
