@@ -197,4 +197,5 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
         # The data is with Salesforce and may be applied: resending would duplicate inserts.
         code, msg = chunk_failure(exc)
         raise RunFailed(f"Bulk job {job_id} ({operation} {sobject}): results could not be fetched: {code}: {msg}",
-                        hint=f"resume the job later (resume_job('{job_id}', ...)); do not resend its rows") from None
+                        hint="run the same command again later: the load picks the job up from its journal "
+                             "and does not resend its rows") from None
