@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "extract"
 LINEAGE = ["_row_id", "_source", "_department", "_line", "_source_key"]
@@ -82,6 +83,7 @@ class ExtractResult:
 # --------------------------------------------------------------------------- the stage
 
 
+@locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
                 encoding: str | None = None,
                 on_progress: Callable[[str, int], None] | None = None) -> ExtractResult:

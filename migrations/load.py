@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
 from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
@@ -243,6 +244,7 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool, re
     counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh,
                             retried=retried)
     ctx.advance(len(keys) - counts.get("pending", 0))
+    heartbeat_held()
     crash_point("load:after_batch")
 
 
@@ -371,6 +373,7 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+@locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
     """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""

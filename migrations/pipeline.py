@@ -14,6 +14,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.migrations import runs as R
 from crmbridge.migrations.records import crash_point
 from crmbridge.state import open_state, runs as runs_table
@@ -89,6 +90,7 @@ def _run_map(project, run, connector):
     return run_map(project, run, connector=connector)
 
 
+@locked("migrate")
 def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_run: bool = False, connector=None,
                 on_stage: Callable[[str], None] | None = None, batch_rows: int | None = None,
                 advance: Callable[[int], None] | None = None) -> MigrateResult:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations import runs as R
 from crmbridge.migrations.load import crash_point, read_plan
@@ -132,6 +133,7 @@ def later_writers(engine, run_id: str) -> list[str]:
     return sorted(wrote, reverse=True)
 
 
+@locked("rollback")
 def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -> RollbackResult:
     """Undo run ``run_id`` (children before parents); continue an interrupted rollback of it.
 
