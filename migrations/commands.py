@@ -170,7 +170,9 @@ def rollback(run_id: str, force: bool) -> None:
     """Undo a run: delete what it created, restore what it updated.
 
     Children are undone before parents. Runs are rolled back newest first (--force overrides).
-    The rollback is journaled: if it is interrupted, run the same command again to continue it.
+    A run that was killed mid-load is undone from its journal too: the org is asked for the
+    batches that were in flight, and the run is marked rolled back only when nothing it created
+    is left. The rollback is journaled: if it is interrupted, run the same command again.
 
     \b
     Example:
@@ -182,7 +184,9 @@ def rollback(run_id: str, force: bool) -> None:
 
     def human(r):
         for s in r.steps:
-            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}")
+            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}"
+                       + (f" ({s.in_flight} found in the org from batches in flight when the run stopped)"
+                          if s.in_flight else ""))
         click.echo(f"run {r.run_id} rolled back (journal: run {r.rollback_run_id})")
 
     emit(result, human)
