@@ -95,8 +95,10 @@ def _render_migrate(r) -> None:
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
               help="Records per journaled DML batch (default 10,000).")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a source that reads 0 rows or under half of the last successful run.")
 @json_option
-def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None) -> None:
+def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None, allow_shrink: bool) -> None:
     """Extract, validate, map, load and reconcile in one go.
 
     If the newest migrate run did not finish (crash, kill, network loss), `migrate` continues that
@@ -117,6 +119,7 @@ def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None
     show = not app().as_json
     with progress("loading records", None) as advance:
         result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, advance=advance, batch_rows=batch_rows,
+                             allow_shrink=allow_shrink,
                              on_stage=(lambda s: click.echo(f"-> {s}", err=True)) if show else None)
     emit(result, _render_migrate)
     if result.reconcile_ok is False:
