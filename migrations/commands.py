@@ -73,10 +73,11 @@ def _render_migrate(r) -> None:
     from rich.table import Table
 
     t = Table(title=f"migrate run {r.run_id}" + (" (resumed)" if r.resumed else "") + (" (dry run)" if r.dry_run else ""))
-    for c in ("entity", "extracted", "quarantined", "loaded", "created", "updated", "unchanged", "rejected"):
+    for c in ("entity", "extracted", "quarantined", "filtered", "loaded", "created", "updated", "unchanged",
+              "rejected"):
         t.add_column(c, justify="left" if c == "entity" else "right")
     for e in r.entities:
-        t.add_row(e.entity, *(str(x) for x in (e.extracted, e.quarantined, e.loaded, e.created, e.updated,
+        t.add_row(e.entity, *(str(x) for x in (e.extracted, e.quarantined, e.filtered, e.loaded, e.created, e.updated,
                                               e.unchanged, e.rejected)))
     console().print(t)
     for s in r.dry_run_steps:
