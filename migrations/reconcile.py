@@ -130,7 +130,7 @@ def _org_records(conn, sobject: str, ext: str, fields: list[str], describe: dict
     return out, cols
 
 
-def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
+def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
@@ -170,7 +170,7 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
                              "source": a[k], "org": b[k], "sf_id": org_first.at[k, "Id"]})
         fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
     missing, dups = len(missing_keys), len(dup_idx)
-    out = run.stage_dir("reconcile") / f"{name}_mismatches.csv"
+    out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
     pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
         .to_csv(out, index=False, encoding="utf-8-sig")
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
@@ -180,26 +180,38 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
 
 @locked("reconcile")
 def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
-    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded)."""
+    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded).
+
+    A run whose reconcile already finished keeps its artifacts: checking it again (say after someone
+    edited the org) writes to ``reconcile/checks/<UTC time>/`` and leaves the stage record alone."""
+    from crmbridge.migrations.runs import stage_status
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
+    recheck = stage_status(engine, run.run_id, "reconcile") == "succeeded"
+    out_dir = run.stage_dir("reconcile")
+    if recheck:
+        out_dir = out_dir / "checks" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        out_dir.mkdir(parents=True)
     own = connector is None
     if own:
         from crmbridge.connectors.salesforce import connect
 
         connector = connect(project)
-    start_stage(engine, run.run_id, "reconcile")
+    if not recheck:
+        start_stage(engine, run.run_id, "reconcile")
     try:
-        steps = tuple(reconcile_step(engine, connector, run, s) for s in read_plan(run))
-        summary = run.stage_dir("reconcile") / "summary.json"
+        steps = tuple(reconcile_step(engine, connector, run, s, out_dir) for s in read_plan(run))
+        summary = out_dir / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")
     except BaseException as exc:
-        finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
+        if not recheck:
+            finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if own:
             connector.close()
-    finish_stage(engine, run.run_id, "reconcile", result.as_dict())
+    if not recheck:
+        finish_stage(engine, run.run_id, "reconcile", result.as_dict())
     return result
