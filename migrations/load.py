@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
@@ -330,6 +331,15 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable[[int], None]:
+    def advance(n: int = 1) -> None:
+        a(n)
+        if b is not None:
+            b(n)
+
+    return advance
+
+
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
     """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""
@@ -350,9 +360,11 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
 
             record_quarantine(engine, run.run_id, run.dir, steps)
         done = []
+        progress.current().expect(len(steps))
         for step in steps:
-            ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))
-            done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+            with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance))
+                done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
     except BaseException as exc:
         finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.migrations import runs as R
 from crmbridge.migrations.records import crash_point
@@ -52,6 +53,7 @@ class MigrateResult:
     reports: dict[str, str]
     api_calls: int = 0
     dry_run_steps: tuple = ()  # per step: records that would be created / updated / left unchanged
+    load_steps: tuple = ()  # per load step: Salesforce records (and the source rows they came from)
 
     @property
     def balanced(self) -> bool:
@@ -61,6 +63,7 @@ class MigrateResult:
         return {"run_id": self.run_id, "resumed": self.resumed, "dry_run": self.dry_run,
                 "stages_run": list(self.stages_run), "balanced": self.balanced, "reconcile_ok": self.reconcile_ok,
                 "api_calls": self.api_calls, "reports": self.reports, "dry_run_steps": list(self.dry_run_steps),
+                "load_steps": list(self.load_steps),
                 "entities": {e.entity: e.as_dict() for e in self.entities}}
 
 
@@ -135,6 +138,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                 continue
             if on_stage:
                 on_stage(stage)
+            progress.current().stage(stage)
             out = steps[stage]()
             ran.append(stage)
             crash_point(f"migrate:after_{stage}")
@@ -147,8 +151,13 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                                              "success_file")}
                           for s in (R.stage_result(engine, run.run_id, "load_dry_run") or {}).get("steps", [])) \
             if dry_run else ()
+        load_steps = tuple({k: s.get(k, 0) for k in ("step", "object", "records", "created", "updated", "unchanged",
+                                                     "failed", "source_rows")}
+                           for s in (R.stage_result(engine, run.run_id, "load_dry_run" if dry_run else "load")
+                                     or {}).get("steps", []))
         result = MigrateResult(run.run_id, resumed, dry_run, tuple(ran), tuple(summarize(project, run, engine, dry_run)),
-                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps)
+                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps,
+                               load_steps)
     except BaseException as exc:
         R.finish_run(engine, run.run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stages_run": ran})
         if isinstance(exc, (UsageError, RunFailed)) and not exc.hint:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from crmbridge import progress
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
 from crmbridge.migrations.load import frame_records, read_plan, read_step_frame
@@ -189,7 +190,14 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
         connector = connect(project)
     start_stage(engine, run.run_id, "reconcile")
     try:
-        steps = tuple(reconcile_step(engine, connector, run, s) for s in read_plan(run))
+        plan = read_plan(run)
+        progress.current().expect(len(plan))
+        steps = []
+        for s in plan:
+            with progress.tracked(f"{s['object']} (steps)", 1) as task:
+                steps.append(reconcile_step(engine, connector, run, s))
+                task.advance(1)
+        steps = tuple(steps)
         summary = run.stage_dir("reconcile") / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")

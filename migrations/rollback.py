@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations import runs as R
@@ -51,13 +52,13 @@ class RollbackResult:
 
 def _rollback_run(engine, project, target: R.Run) -> R.Run:
     rb_id = f"{target.run_id}.rb"
-    try:
-        rb = R.open_run(engine, project.runs_dir, rb_id)
-        with engine.begin() as c:
-            c.execute(update(runs_table).where(runs_table.c.run_id == rb_id).values(status="running"))
-        return rb
-    except UsageError:
+    with engine.connect() as c:
+        exists = c.execute(select(runs_table.c.run_id).where(runs_table.c.run_id == rb_id)).first() is not None
+    if not exists:
         return R.create_run(engine, project.runs_dir, "rollback", command=f"rollback {target.run_id}", run_id=rb_id)
+    with engine.begin() as c:
+        c.execute(update(runs_table).where(runs_table.c.run_id == rb_id).values(status="running"))
+    return R.Run(rb_id, project.runs_dir / rb_id, "rollback")
 
 
 def _send(engine, conn, rb: R.Run, entry: L.JournalEntry, records: list[dict]) -> list:
@@ -137,7 +138,8 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
 
     Refuses (unless ``force``) while a newer migrate run that wrote records is not rolled back."""
     engine = open_state(project.state_url)
-    target = R.open_run(engine, project.runs_dir, run_id)
+    target = R.open_run(engine, project.runs_dir, run_id, kind="migrate")
+    run_id = target.run_id  # `latest` or an id prefix -> the full id
     if target.kind != "migrate":
         raise UsageError(f"run {run_id} is a {target.kind} run; only migrate runs can be rolled back",
                          hint="`crmbridge runs list` shows the migrate runs")
@@ -155,7 +157,9 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
     out = []
     try:
         R.start_stage(engine, rb.run_id, "rollback")
-        for step in reversed(read_plan(target)):
+        plan = list(reversed(read_plan(target)))
+        progress.current().stage("rollback", len(plan))
+        for step in plan:
             led = L.ledger_frame(engine, run_id, step["step"])
             led = led[led["sf_id"].notna()].drop_duplicates("sf_id")
             sobject = step["object"]
@@ -163,8 +167,11 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
             upd = [i for i in led[led["action"] == "updated"]["sf_id"] if i in images]
             restore = [(i, {"Id": i, **images[i]["image"]}) for i in upd]
             created = [(i, {"Id": i}) for i in led[led["action"] == "created"]["sf_id"]]
-            r_ok, r_bad = _undo(engine, connector, rb, step["step"], sobject, "restore", restore, images)
-            d_ok, d_bad = _undo(engine, connector, rb, step["step"], sobject, "delete", created, images)
+            with progress.tracked(f"{sobject} (records)", len(restore) + len(created)) as task:
+                r_ok, r_bad = _undo(engine, connector, rb, step["step"], sobject, "restore", restore, images)
+                task.advance(len(restore))
+                d_ok, d_bad = _undo(engine, connector, rb, step["step"], sobject, "delete", created, images)
+                task.advance(len(created))
             out.append(StepRollback(step["step"], sobject, d_ok, r_ok, r_bad + d_bad))
         result = RollbackResult(run_id, rb.run_id, tuple(out))
     except BaseException as exc:
