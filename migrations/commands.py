@@ -91,12 +91,12 @@ def _render_migrate(r) -> None:
     from rich.table import Table
 
     t = Table(title=f"migrate run {r.run_id}" + (" (resumed)" if r.resumed else "") + (" (dry run)" if r.dry_run else ""),
-              caption="legacy source rows: extracted = quarantined + loaded + rejected")
+              caption="legacy source rows: extracted = quarantined + filtered + loaded + rejected")
     t.add_column("entity", no_wrap=True)
-    for c in ("rows extracted", "quarantined", "loaded", "rejected"):
+    for c in ("rows extracted", "quarantined", "filtered", "loaded", "rejected"):
         t.add_column(c, justify="right")
     for e in r.entities:
-        t.add_row(e.entity, *(f"{x:,}" for x in (e.extracted, e.quarantined, e.loaded, e.rejected)))
+        t.add_row(e.entity, *(f"{x:,}" for x in (e.extracted, e.quarantined, e.filtered, e.loaded, e.rejected)))
     console().print(t)
     if r.load_steps:
         _records_table(r.load_steps, "would be " if r.dry_run else "")
@@ -132,10 +132,13 @@ def _records_table(steps, would: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
               help="Records per journaled DML batch (default 10,000).")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a source that reads 0 rows or under half of the last successful run.")
 @click.option("--fail-on-reject", is_flag=True,
               help="Exit 1 when Salesforce rejected any record (for schedulers); default: exit 0 and report them.")
 @json_option
-def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None, fail_on_reject: bool) -> None:
+def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None, allow_shrink: bool,
+            fail_on_reject: bool) -> None:
     """Extract, validate, map, load and reconcile in one go.
 
     If the newest migrate run did not finish (crash, kill, network loss), `migrate` continues that
@@ -154,7 +157,8 @@ def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None
 
     project = app().project()
     with run_progress():
-        result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, batch_rows=batch_rows)
+        result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, batch_rows=batch_rows,
+                             allow_shrink=allow_shrink)
     emit(result, _render_migrate)
     if result.reconcile_ok is False:
         raise RunFailed(f"run {result.run_id}: reconcile found mismatches",
@@ -225,7 +229,9 @@ def rollback(run_id: str, force: bool) -> None:
     """Undo a run: delete what it created, restore what it updated.
 
     Children are undone before parents. Runs are rolled back newest first (--force overrides).
-    The rollback is journaled: if it is interrupted, run the same command again to continue it.
+    A run that was killed mid-load is undone from its journal too: the org is asked for the
+    batches that were in flight, and the run is marked rolled back only when nothing it created
+    is left. The rollback is journaled: if it is interrupted, run the same command again.
 
     \b
     Example:
@@ -239,7 +245,9 @@ def rollback(run_id: str, force: bool) -> None:
 
     def human(r):
         for s in r.steps:
-            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}")
+            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}"
+                       + (f" ({s.in_flight} found in the org from batches in flight when the run stopped)"
+                          if s.in_flight else ""))
         click.echo(f"run {r.run_id} rolled back (journal: run {r.rollback_run_id})")
 
     emit(result, human)
