@@ -261,7 +261,9 @@ class Project:
     def state_url(self) -> str:
         url = self.config.state.url
         if url is None:
-            (self.root / ".crmbridge").mkdir(parents=True, exist_ok=True)
+            from crmbridge.state import private_dir
+
+            private_dir(self.root / ".crmbridge")
             return f"sqlite:///{(self.root / '.crmbridge' / 'state.db').resolve()}"
         return self.db_url(url, "state.url")
 
