@@ -17,7 +17,6 @@ Reader API used by the later stages: ``read_entity``, ``iter_entity_batches``, `
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -263,11 +262,10 @@ class SourceWriter:
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
-            self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.rejects_path, "w", encoding="utf-8", newline="")
-            self._rejects = (fh, csv.writer(fh))
-            self._rejects[1].writerow(["_line", "_reason", "_raw"])
-        self._rejects[1].writerow([line, reason, raw])
+            from crmbridge.csvout import Writer  # a human-facing file: formula injection neutralised
+
+            self._rejects = Writer(self.rejects_path, ["_line", "_reason", "_raw"])
+        self._rejects.writerow([line, reason, raw])
         short = reason.split(" (", 1)[0]
         self.reasons[short] = self.reasons.get(short, 0) + 1
         self.rows_rejected += 1
@@ -304,14 +302,14 @@ class SourceWriter:
     def close(self) -> None:
         self.writer.close()
         if self._rejects:
-            self._rejects[0].close()
+            self._rejects.close()
 
     def abort(self) -> None:
         try:
             self.writer.close()
         finally:
             if self._rejects:
-                self._rejects[0].close()
+                self._rejects.close()
 
 
 def _empty_to_null(arr):
