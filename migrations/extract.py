@@ -381,19 +381,25 @@ def read_entity(run_dir: Path, entity: str, columns: list[str] | None = None):
     import pandas as pd
 
     parts = list(iter_entity_batches(run_dir, entity, batch_rows=1 << 30, columns=columns))
-    if not parts:
-        return pd.DataFrame(columns=columns or [])
+    if len(parts) == 1:
+        return parts[0]
     return pd.concat(parts, ignore_index=True)
 
 
 def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
                         columns: list[str] | None = None) -> Iterator:
-    """DataFrames of at most ``batch_rows`` rows of ``entity``, all with the same columns."""
+    """DataFrames of at most ``batch_rows`` rows of ``entity``, all with the same columns.
+
+    An entity with no rows (a header-only file, an incremental extract with no changes) still yields
+    one empty DataFrame carrying every column the extracted Parquet files declare, so later stages
+    see the same columns whether or not there are rows.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = _entity_files(Path(run_dir), entity)
     wanted = list(columns) if columns is not None else _entity_columns(files)
+    yielded = False
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # pre_buffer reads the whole file
         have = [c for c in wanted if c in pf.schema_arrow.names]
@@ -401,5 +407,15 @@ def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
             tbl = pa.Table.from_batches([batch])
             for c in wanted:
                 if c not in have:
-                    tbl = tbl.append_column(c, pa.nulls(len(tbl), pa.int64() if c == "_line" else pa.string()))
+                    tbl = tbl.append_column(c, pa.nulls(len(tbl), _column_type(c)))
+            yielded = True
             yield tbl.select(wanted).to_pandas()
+    if not yielded:  # iter_batches yields nothing for a file without rows: keep the columns anyway
+        schema = pa.schema([pa.field(c, _column_type(c)) for c in wanted])
+        yield schema.empty_table().to_pandas()
+
+
+def _column_type(name: str):
+    import pyarrow as pa
+
+    return pa.int64() if name == "_line" else pa.string()
