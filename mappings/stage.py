@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from crmbridge.errors import ConfigError, RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
 from crmbridge.mappings.models import Mappings, load_mappings
 from crmbridge.mappings.order import CycleError, load_order, parents_of
@@ -177,6 +178,7 @@ def org_refs(project, mappings: Mappings, connector) -> "Any":
     return OrgRefs(owners=owners, users=users, record_types=rts, fields=fields)
 
 
+@locked("map")
 def run_map(project, run, *, connector=None, check_org: bool = True, skip_validation: bool = False,
             preview: int = 0) -> "MapResult":
     """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring."""

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
 from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
@@ -125,6 +127,8 @@ class _Ctx:
     fields: list[str]
     advance: Callable[[int], None]
     known: set | None = None  # external ids the load map held when the step started (+ this run's batches)
+    pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
+    pending_message: str | None = None
 
     @property
     def name(self) -> str:
@@ -180,17 +184,24 @@ def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
 
 
 def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batch_no: int, preexisting: set,
-                   resubmitted: bool) -> dict[str, int]:
+                   resubmitted: bool, retried: set | None = None) -> dict[str, int]:
+    """Ledger and load map for a batch's outcomes. Rows that met a transient fault get no ledger row:
+    they stay pending (counted under ``pending``, their codes in ``ctx.pending``) for the next attempt."""
     ledger_rows, map_rows, counts = [], [], {}
     for key, res in zip(entry_keys, results):
         row = by_key[key]
         if res.success:
-            created = bool(res.created) or (resubmitted and key not in preexisting)
+            again = resubmitted or (retried is not None and key in retried)
+            created = bool(res.created) or (again and key not in preexisting)
             action = "created" if created else "updated"
             ledger_rows += _ledger_rows(ctx, row, action, sf_id=res.id, batch_no=batch_no)
             map_rows.append(dict(object=ctx.sobject, external_id=key, external_id_field=ctx.ext, sf_id=res.id,
                                  content_hash=row["_hash"], source_key=_trim(row.get("_source_key")),
                                  last_run_id=ctx.run.run_id, created_run_id=ctx.run.run_id if created else None))
+        elif is_transient(res.error_code):
+            action = "pending"
+            ctx.pending[res.error_code] = ctx.pending.get(res.error_code, 0) + len(row["_rows"])
+            ctx.pending_message = ctx.pending_message or res.message
         else:
             action = "failed"
             ledger_rows += _ledger_rows(ctx, row, action, code=res.error_code or "UNKNOWN_ERROR",
@@ -204,7 +215,7 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
 _RESUBMIT = {"UNPROCESSED", "JOB_FAILED", "JOB_NOT_FOUND"}
 
 
-def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool) -> None:
+def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool, retried: set | None = None) -> None:
     """Send one journaled batch (or pick up its Bulk job) and record the outcome."""
     run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
     keys = entry.keys
@@ -230,8 +241,10 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool) ->
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
     preexisting = {v["external_id"] for v in L.images_for(ctx.engine, run_id, ctx.sobject).values()}
-    _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
-    ctx.advance(len(keys))
+    counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh,
+                            retried=retried)
+    ctx.advance(len(keys) - counts.get("pending", 0))
+    heartbeat_held()
     crash_point("load:after_batch")
 
 
@@ -259,32 +272,62 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
     journaled = {k for e in entries for k in e.keys}
     # a journaled batch may have reached the load map in an earlier attempt; fresh keys cannot have
     ctx.known = set(mapping) | journaled
+    # rows of a finished batch without a ledger row met a transient fault last time: send them again
+    retried = {k for e in entries if e.status == "done" for k in e.keys
+               if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
     pending, unchanged = [], []
     for key, r in by_key.items():
+        if key in retried:
+            pending.append(key)
+            continue
         if key in journaled or set(r["_rows"]) <= done_rows:
             continue
         prev = mapping.get(key)
         (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
     L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
                     [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
-    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done"))
+    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done") - len(retried))
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
+            _stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and _need_images(ctx, mapping)
     for i in range(0, len(pending), batch_rows):
         keys = pending[i:i + batch_rows]
-        images = existing_images(ctx, keys) if images_needed else []
+        # a retried key keeps the before-image (or its absence) from its first attempt: an earlier
+        # attempt whose outcome was unknown may have written it already
+        images = existing_images(ctx, [k for k in keys if k not in retried]) if images_needed else []
         for im in images:
             im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
         L.journal_intent(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=next_no, sobject=ctx.sobject,
                          operation="upsert", external_id_field=ctx.ext, keys=keys, images=images)
         crash_point("load:after_intent")
         entry = L.JournalEntry(ctx.run.run_id, ctx.name, next_no, ctx.sobject, "upsert", ctx.ext, keys, "intent", None)
-        run_batch(ctx, entry, by_key, fresh=True)
+        run_batch(ctx, entry, by_key, fresh=True, retried=retried)
         next_no += 1
+        _stop_if_pending(ctx, len(pending) - i - len(keys))
     return summarize_step(ctx, df)
+
+
+class RowsPending(RunFailed):
+    """A step ended with rows a transient Salesforce fault kept from loading (exit 1, resumable)."""
+
+
+def _stop_if_pending(ctx: _Ctx, not_sent: int) -> None:
+    """After a batch that met transient faults: stop the load (the org is busy; the next steps' rows
+    would only be refused for their missing parents) and say how to load the pending rows."""
+    if not ctx.pending:
+        return
+    n = sum(ctx.pending.values())
+    codes = ", ".join(f"{c} ({k})" for c, k in sorted(ctx.pending.items()))
+    raise RowsPending(
+        f"run {ctx.run.run_id} step {ctx.name} ({ctx.sobject}): {n} source rows not loaded because of a temporary "
+        f"Salesforce fault: {codes}" + (f" - {ctx.pending_message}" if ctx.pending_message else "")
+        + f". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
+                                                   if not_sent > 0 else "") + ", and later steps were not started.",
+        hint=f"when the org accepts calls again, `crmbridge migrate` (or `crmbridge load --run {ctx.run.run_id}`) "
+             "loads the pending rows of this run")
 
 
 def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
@@ -332,6 +375,7 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+@locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
     """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from sqlalchemy import select
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.migrations import runs as R
 from crmbridge.migrations.records import crash_point
 from crmbridge.state import open_state, runs as runs_table
@@ -89,9 +90,10 @@ def _run_map(project, run, connector):
     return run_map(project, run, connector=connector)
 
 
+@locked("migrate")
 def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_run: bool = False, connector=None,
                 on_stage: Callable[[str], None] | None = None, batch_rows: int | None = None,
-                advance: Callable[[int], None] | None = None) -> MigrateResult:
+                advance: Callable[[int], None] | None = None, allow_shrink: bool = False) -> MigrateResult:
     """Run (or continue) a migration; see the module docstring."""
     from crmbridge.migrations.extract import run_extract
     from crmbridge.migrations.load import run_load
@@ -119,7 +121,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
         steps: dict[str, Callable[[], Any]] = {
             # Always a full extract: the delta is decided by content hashes against the load map, which
             # stays right after a rollback, where an incremental extract would miss the undone rows.
-            "extract": lambda: run_extract(project, run=run, full=True),
+            "extract": lambda: run_extract(project, run=run, full=True, allow_shrink=allow_shrink),
             "validate": lambda: _run_validate(project, run),
             "map": lambda: _run_map(project, run, connector),
             "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
 from crmbridge.migrations.load import frame_records, read_plan, read_step_frame
@@ -178,6 +179,7 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
                          sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out))
 
 
+@locked("reconcile")
 def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
     """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded)."""
     from crmbridge.state import open_state

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
@@ -59,6 +60,7 @@ def default_definition_path(project) -> Path:
     return project.path(project.config.definitions_dir) / DEFAULT_DEFINITION
 
 
+@locked("validate")
 def run_validate(project, run, *, definition_path: str | Path | None = None) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
     (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``."""
