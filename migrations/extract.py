@@ -240,7 +240,7 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                   "sha256": read.sha256, "rows_read": rows_read, "rows_kept": kept,
                   "rows_rejected": writer.rows_rejected, "reject_reasons": dict(writer.reasons),
                   "reject_file": counts.reject_file, "parquet": rel_parquet, "skipped_blank": read.skipped_blank,
-                  "notes": read.notes, "columns": list(read.columns), "lineage_columns": LINEAGE,
+                  "notes": read.notes, "zero_dates": dict(read.zero_dates), "columns": list(read.columns), "lineage_columns": LINEAGE,
                   "watermark": None})
     if read.watermark is not None:
         entry["watermark"] = dict(read.watermark)
