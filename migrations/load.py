@@ -339,8 +339,10 @@ def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
         prev = mapping.get(k)
         actions[k] = "unchanged" if prev and prev[1] == r["_hash"] else "update" if prev else "create"
     out = ctx.run.stage_dir("load") / f"{ctx.name}_dry_run.csv"
-    pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
-        .to_csv(out, index=False, encoding="utf-8")
+    from crmbridge.csvout import write_frame  # read by people, not by Data Loader: neutralised
+
+    write_frame(pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]}
+                              for k, a in actions.items()], columns=["ACTION", ctx.ext, "ID"]), out)
     n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
     rows = lambda a: sum(len(by_key[k]["_rows"]) for k, v in actions.items() if v == a)  # noqa: E731
     ctx.advance(len(by_key))

@@ -172,8 +172,9 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
         fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
     missing, dups = len(missing_keys), len(dup_idx)
     out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
-    pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
-        .to_csv(out, index=False, encoding="utf-8-sig")
+    from crmbridge.csvout import write_frame  # for people: formula-like values neutralised
+
+    write_frame(pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]), out)
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
                          int((per_record["action"] == "failed").sum()), len(found_idx), missing, dups,
                          sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out))
