@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge import progress
 from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
@@ -425,8 +426,10 @@ def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
         prev = mapping.get(k)
         actions[k] = "unchanged" if prev and prev[1] == r["_hash"] else "update" if prev else "create"
     out = ctx.run.stage_dir("load") / f"{ctx.name}_dry_run.csv"
-    pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
-        .to_csv(out, index=False, encoding="utf-8")
+    from crmbridge.csvout import write_frame  # read by people, not by Data Loader: neutralised
+
+    write_frame(pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]}
+                              for k, a in actions.items()], columns=["ACTION", ctx.ext, "ID"]), out)
     n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
     rows = lambda a: sum(len(by_key[k]["_rows"]) for k, v in actions.items() if v == a)  # noqa: E731
     ctx.advance(len(by_key))
@@ -460,6 +463,15 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable[[int], None]:
+    def advance(n: int = 1) -> None:
+        a(n)
+        if b is not None:
+            b(n)
+
+    return advance
+
+
 @locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
@@ -481,9 +493,11 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
 
             record_quarantine(engine, run.run_id, run.dir, steps)
         done = []
+        progress.current().expect(len(steps))
         for step in steps:
-            ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))
-            done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+            with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance))
+                done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
     except BaseException as exc:
         finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")
