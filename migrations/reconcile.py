@@ -198,8 +198,10 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
 
         connector = connect(project)
     start_stage(engine, run.run_id, "reconcile")
+    L.seed_pace(engine, connector)
     try:
         steps = tuple(reconcile_step(engine, connector, run, s) for s in read_plan(run))
+        L.save_pace(engine, connector)
         summary = run.stage_dir("reconcile") / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")
