@@ -73,10 +73,11 @@ def _render_migrate(r) -> None:
     from rich.table import Table
 
     t = Table(title=f"migrate run {r.run_id}" + (" (resumed)" if r.resumed else "") + (" (dry run)" if r.dry_run else ""))
-    for c in ("entity", "extracted", "quarantined", "loaded", "created", "updated", "unchanged", "rejected"):
+    for c in ("entity", "extracted", "quarantined", "filtered", "loaded", "created", "updated", "unchanged",
+              "rejected"):
         t.add_column(c, justify="left" if c == "entity" else "right")
     for e in r.entities:
-        t.add_row(e.entity, *(str(x) for x in (e.extracted, e.quarantined, e.loaded, e.created, e.updated,
+        t.add_row(e.entity, *(str(x) for x in (e.extracted, e.quarantined, e.filtered, e.loaded, e.created, e.updated,
                                               e.unchanged, e.rejected)))
     console().print(t)
     for s in r.dry_run_steps:
@@ -95,8 +96,10 @@ def _render_migrate(r) -> None:
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
               help="Records per journaled DML batch (default 10,000).")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a source that reads 0 rows or under half of the last successful run.")
 @json_option
-def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None) -> None:
+def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None, allow_shrink: bool) -> None:
     """Extract, validate, map, load and reconcile in one go.
 
     If the newest migrate run did not finish (crash, kill, network loss), `migrate` continues that
@@ -117,6 +120,7 @@ def migrate(new: bool, run_id: str | None, dry_run: bool, batch_rows: int | None
     show = not app().as_json
     with progress("loading records", None) as advance:
         result = run_migrate(project, new=new, run_id=run_id, dry_run=dry_run, advance=advance, batch_rows=batch_rows,
+                             allow_shrink=allow_shrink,
                              on_stage=(lambda s: click.echo(f"-> {s}", err=True)) if show else None)
     emit(result, _render_migrate)
     if result.reconcile_ok is False:
@@ -170,7 +174,9 @@ def rollback(run_id: str, force: bool) -> None:
     """Undo a run: delete what it created, restore what it updated.
 
     Children are undone before parents. Runs are rolled back newest first (--force overrides).
-    The rollback is journaled: if it is interrupted, run the same command again to continue it.
+    A run that was killed mid-load is undone from its journal too: the org is asked for the
+    batches that were in flight, and the run is marked rolled back only when nothing it created
+    is left. The rollback is journaled: if it is interrupted, run the same command again.
 
     \b
     Example:
@@ -182,7 +188,9 @@ def rollback(run_id: str, force: bool) -> None:
 
     def human(r):
         for s in r.steps:
-            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}")
+            click.echo(f"{s.step} ({s.object}): deleted {s.deleted}, restored {s.restored}, failed {s.failed}"
+                       + (f" ({s.in_flight} found in the org from batches in flight when the run stopped)"
+                          if s.in_flight else ""))
         click.echo(f"run {r.run_id} rolled back (journal: run {r.rollback_run_id})")
 
     emit(result, human)

@@ -34,7 +34,8 @@ def run_demo(target: Path, *, customers: int = 10_000, force: bool = False, seed
     return {
         "project": str(target), "created_project": fresh, "run_id": result.run_id,
         "sources": data["rows"], "erp_database": bool(data.get("erp")),
-        "entities": {e.entity: {"extracted": e.extracted, "quarantined": e.quarantined, "loaded": e.loaded,
+        "entities": {e.entity: {"extracted": e.extracted, "quarantined": e.quarantined, "filtered": e.filtered,
+                                "loaded": e.loaded,
                                 "rejected": e.rejected, "created": e.created, "updated": e.updated,
                                 "unchanged": e.unchanged, "quarantined_by_stage": e.quarantined_by_stage}
                      for e in result.entities},
@@ -69,9 +70,10 @@ def demo(directory: Path, customers: int, force: bool) -> None:
 
     def human(res):
         click.echo(f"demo project: {res['project']} (run {res['run_id']}, {res['seconds']} s)")
-        click.echo(f"{'entity':<12}{'extracted':>10}{'quarantined':>12}{'loaded':>8}{'rejected':>9}")
+        click.echo(f"{'entity':<12}{'extracted':>10}{'quarantined':>12}{'filtered':>9}{'loaded':>8}{'rejected':>9}")
         for name, e in res["entities"].items():
-            click.echo(f"{name:<12}{e['extracted']:>10}{e['quarantined']:>12}{e['loaded']:>8}{e['rejected']:>9}")
+            click.echo(f"{name:<12}{e['extracted']:>10}{e['quarantined']:>12}{e['filtered']:>9}{e['loaded']:>8}"
+                       f"{e['rejected']:>9}")
         click.echo("reconcile: " + ("source, ledger and org agree" if res["reconcile_ok"] else "see the mismatches"))
         click.echo("reports:")
         for k, v in res["reports"].items():

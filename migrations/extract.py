@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "extract"
 LINEAGE = ["_row_id", "_source", "_department", "_line", "_source_key"]
@@ -82,14 +83,18 @@ class ExtractResult:
 # --------------------------------------------------------------------------- the stage
 
 
+@locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
-                encoding: str | None = None,
+                encoding: str | None = None, allow_shrink: bool = False,
                 on_progress: Callable[[str, int], None] | None = None) -> ExtractResult:
     """Extract ``sources`` (default: all) of ``project`` into ``run`` (a new "migrate" run if None).
 
     ``full`` ignores stored watermarks; ``encoding`` overrides the encoding of the single selected
-    file source; ``on_progress(source, rows)`` is called after each chunk.
+    file source; ``on_progress(source, rows)`` is called after each chunk. A source read in full that
+    is empty or far smaller than in the last successful run stops the stage (see ``shrink``) unless
+    ``allow_shrink``.
     """
+    from crmbridge.migrations import shrink
     from crmbridge.migrations import runs as runs_mod
     from crmbridge.secretref import redact
     from crmbridge.state import get_watermark, open_state, set_watermark
@@ -109,6 +114,7 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
             wm = None if full or src.type != "sql" or not src.incremental else \
                 get_watermark(engine, f"extract:{src.name}")
             counts, entry = _extract_source(project, src, tmp, wm, encoding, on_progress)
+            entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)
             stored = entry.pop("_stored", None)
@@ -116,6 +122,8 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
                 entry["watermark"].pop("stored", None)
             if stored:
                 marks[src.name] = stored
+        shrink.check(engine, project.runs_dir, run.run_id, results, {x.name: x for x in chosen},
+                     {m["source"] for m in manifests if m.get("incremental")}, allow=allow_shrink)
         manifest = _manifest(run.run_id, manifests)
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
         from crmbridge.migrations.profile import profile_dir

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
 from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
@@ -130,6 +132,8 @@ class _Ctx:
     fields: list[str]
     advance: Callable[[int], None]
     known: set | None = None  # external ids the load map held when the step started (+ this run's batches)
+    pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
+    pending_message: str | None = None
     # state writes from the batches in flight (each in its own thread) go one at a time
     lock: Any = field(default_factory=threading.Lock)
 
@@ -187,18 +191,27 @@ def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
 
 
 def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batch_no: int, preexisting: set,
-                   resubmitted: bool) -> dict[str, int]:
+                   resubmitted: bool, retried: set | None = None) -> dict[str, int]:
+    """Ledger and load map for a batch's outcomes. Rows that met a transient fault get no ledger row:
+    they stay pending (counted under ``pending``, their codes in ``ctx.pending``) for the next attempt."""
     ledger_rows, map_rows, counts = [], [], {}
     obj, ext, run_id = ctx.sobject, ctx.ext, ctx.run.run_id
     for key, res in zip(entry_keys, results):
         row = by_key[key]  # keyed by the canonical external id
         source_key, content_hash = _trim(row.get("_source_key")), row["_hash"]
         if res.success:
-            created = bool(res.created) or (resubmitted and key not in preexisting)
+            again = resubmitted or (retried is not None and key in retried)
+            created = bool(res.created) or (again and key not in preexisting)
             action, sf_id, code, message = ("created" if created else "updated"), res.id, None, None
             map_rows.append(dict(object=obj, external_id=key, external_id_field=ext, sf_id=sf_id,
                                  content_hash=content_hash, source_key=source_key, last_run_id=run_id,
                                  created_run_id=run_id if created else None))
+        elif is_transient(res.error_code):
+            # no ledger row: the rows stay pending for the next attempt
+            ctx.pending[res.error_code] = ctx.pending.get(res.error_code, 0) + len(row["_rows"])
+            ctx.pending_message = ctx.pending_message or res.message
+            counts["pending"] = counts.get("pending", 0) + 1
+            continue
         else:
             action, sf_id, code, message = "failed", None, res.error_code or "UNKNOWN_ERROR", res.message
         for rid in row["_rows"]:
@@ -214,7 +227,7 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
 _RESUBMIT = {"UNPROCESSED", "JOB_FAILED", "JOB_NOT_FOUND"}
 
 
-def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
+def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool, retried: set | None = None,
               records: list[dict] | None = None) -> None:
     """Send one journaled batch (or pick up its Bulk job) and record the outcome (thread-safe)."""
     run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
@@ -243,9 +256,12 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
     with ctx.lock:
-        preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if not fresh else set()
-        _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
-    ctx.advance(len(keys))
+        again = not fresh or bool(retried)
+        preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
+        counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh,
+                                retried=retried)
+    ctx.advance(len(keys) - counts.get("pending", 0))
+    heartbeat_held()
     crash_point("load:after_batch")
 
 
@@ -299,30 +315,40 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     journaled = {k for e in entries for k in e.keys}
     # a journaled batch may have reached the load map in an earlier attempt; fresh keys cannot have
     ctx.known = set(mapping) | journaled
+    # rows of a finished batch without a ledger row met a transient fault last time: send them again
+    retried = {k for e in entries if e.status == "done" for k in e.keys
+               if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
     pending, unchanged = [], []
     for key, r in by_key.items():
+        if key in retried:
+            pending.append(key)
+            continue
         if key in journaled or set(r["_rows"]) <= done_rows:
             continue
         prev = mapping.get(key)
         (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
     L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
                     [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
-    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done"))
+    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done") - len(retried))
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
+            _stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and _need_images(ctx, mapping)
     records = [to_record(by_key[k], ctx.fields) for k in pending]
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
+    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, retried)
     return summarize_step(ctx, df)
 
 
-def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool) -> L.JournalEntry:
+def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool,
+                   retried: set) -> L.JournalEntry:
     """Before-images (when the org may hold records this run did not create) and intent, before any write."""
-    images = existing_images(ctx, keys) if images_needed else []
+    # a retried key keeps the before-image (or its absence) from its first attempt: an earlier
+    # attempt whose outcome was unknown may have written it already
+    images = existing_images(ctx, [k for k in keys if k not in retried]) if images_needed else []
     for im in images:
         im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
     with ctx.lock:
@@ -333,20 +359,24 @@ def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, ima
 
 
 def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key: dict, mapping: dict,
-                  images_needed: bool, next_no: int) -> None:
+                  images_needed: bool, next_no: int, retried: set) -> None:
     """Journal and send the batches, up to ``bulk_jobs_in_flight`` (crmbridge.yml) at a time.
 
     Each batch is journaled (intent, then its job id) before its data goes up, so a crash anywhere
-    leaves every batch either done, pick-up-able by job id, or safe to resubmit.
+    leaves every batch either done, pick-up-able by job id, or safe to resubmit. After a batch met
+    transient faults no further batch is sent (``_stop_if_pending``).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     limit = max(1, int(getattr(ctx.conn, "bulk_jobs_in_flight", 1) or 1))
+    left = sum(len(k) for k, _ in batches)
     if limit == 1 or len(batches) <= 1:
         for keys, records in batches:
-            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
-            run_batch(ctx, entry, by_key, fresh=True, records=records)
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed, retried)
+            run_batch(ctx, entry, by_key, fresh=True, retried=retried, records=records)
             next_no += 1
+            left -= len(keys)
+            _stop_if_pending(ctx, left)
         return
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
@@ -355,15 +385,37 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
             if len(running) >= limit:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 errors += [f.exception() for f in finished if f.exception() is not None]
-            if errors:
+            if errors or ctx.pending:
                 break  # let the batches in flight finish and record their outcome, send no more
-            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
-            running.add(pool.submit(run_batch, ctx, entry, by_key, fresh=True, records=records))
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed, retried)
+            running.add(pool.submit(run_batch, ctx, entry, by_key, fresh=True, retried=retried, records=records))
             next_no += 1
+            left -= len(keys)
         finished, _ = wait(running)
         errors += [f.exception() for f in finished if f.exception() is not None]
     if errors:
         raise errors[0]
+    _stop_if_pending(ctx, left)
+
+
+class RowsPending(RunFailed):
+    """A step ended with rows a transient Salesforce fault kept from loading (exit 1, resumable)."""
+
+
+def _stop_if_pending(ctx: _Ctx, not_sent: int) -> None:
+    """After a batch that met transient faults: stop the load (the org is busy; the next steps' rows
+    would only be refused for their missing parents) and say how to load the pending rows."""
+    if not ctx.pending:
+        return
+    n = sum(ctx.pending.values())
+    codes = ", ".join(f"{c} ({k})" for c, k in sorted(ctx.pending.items()))
+    raise RowsPending(
+        f"run {ctx.run.run_id} step {ctx.name} ({ctx.sobject}): {n} source rows not loaded because of a temporary "
+        f"Salesforce fault: {codes}" + (f" - {ctx.pending_message}" if ctx.pending_message else "")
+        + f". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
+                                                   if not_sent > 0 else "") + ", and later steps were not started.",
+        hint=f"when the org accepts calls again, `crmbridge migrate` (or `crmbridge load --run {ctx.run.run_id}`) "
+             "loads the pending rows of this run")
 
 
 def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
@@ -409,6 +461,7 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+@locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
     """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
 from crmbridge.migrations.load import frame_records, read_plan, read_step_frame
@@ -140,7 +141,7 @@ def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
     return {"external_id": key, "kind": kind, "field": field, "source": source, "org": org, "sf_id": sf_id}
 
 
-def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
+def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
@@ -179,7 +180,7 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
             problems.append(_problem(found.at[k, "_key"], "field_mismatch", org_first.at[k, "Id"], f, a[k], b[k]))
         fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
     missing, dups = int((~in_org).sum()), len(dup_idx)
-    out = run.stage_dir("reconcile") / f"{name}_mismatches.csv"
+    out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
     pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
         .to_csv(out, index=False, encoding="utf-8-sig")
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
@@ -187,29 +188,42 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
                          sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out), how)
 
 
+@locked("reconcile")
 def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
-    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded)."""
+    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded).
+
+    A run whose reconcile already finished keeps its artifacts: checking it again (say after someone
+    edited the org) writes to ``reconcile/checks/<UTC time>/`` and leaves the stage record alone."""
+    from crmbridge.migrations.runs import stage_status
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
+    recheck = stage_status(engine, run.run_id, "reconcile") == "succeeded"
+    out_dir = run.stage_dir("reconcile")
+    if recheck:
+        out_dir = out_dir / "checks" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        out_dir.mkdir(parents=True)
     own = connector is None
     if own:
         from crmbridge.connectors.salesforce import connect
 
         connector = connect(project)
-    start_stage(engine, run.run_id, "reconcile")
+    if not recheck:
+        start_stage(engine, run.run_id, "reconcile")
     L.seed_pace(engine, connector)
     try:
-        steps = tuple(reconcile_step(engine, connector, run, s) for s in read_plan(run))
+        steps = tuple(reconcile_step(engine, connector, run, s, out_dir) for s in read_plan(run))
         L.save_pace(engine, connector)
-        summary = run.stage_dir("reconcile") / "summary.json"
+        summary = out_dir / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")
     except BaseException as exc:
-        finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
+        if not recheck:
+            finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if own:
             connector.close()
-    finish_stage(engine, run.run_id, "reconcile", result.as_dict())
+    if not recheck:
+        finish_stage(engine, run.run_id, "reconcile", result.as_dict())
     return result

@@ -107,3 +107,17 @@ def finish_run(engine: Engine, run_id: str, status: str, summary: dict[str, Any]
     with engine.begin() as c:
         c.execute(update(runs).where(runs.c.run_id == run_id)
                   .values(status=status, finished_at=utcnow(), summary=clean))
+
+
+def refuse_after_load(engine: Engine, run: Run, stage: str, *, force: bool = False) -> None:
+    """Re-running ``stage`` on a run whose load started would overwrite the evidence its ledger and
+    reconcile refer to: a usage error unless ``force``."""
+    if force:
+        return
+    status = stage_status(engine, run.run_id, "load")
+    if status is None:
+        return
+    raise UsageError(f"run {run.run_id} has started loading (load stage {status}): running {stage} again would "
+                     f"overwrite its {stage}/ output, which its ledger and reconcile refer to",
+                     hint=f"start a new run for new input (`crmbridge migrate --new`, or `crmbridge extract` then "
+                          f"`crmbridge {stage}`), use `crmbridge map --preview N` to look, or pass --force")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
@@ -59,9 +60,11 @@ def default_definition_path(project) -> Path:
     return project.path(project.config.definitions_dir) / DEFAULT_DEFINITION
 
 
-def run_validate(project, run, *, definition_path: str | Path | None = None) -> ValidationReport:
+@locked("validate")
+def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
-    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``."""
+    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
+    load started is not validated again unless ``force`` (its output is the load's evidence)."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
@@ -71,6 +74,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None) -> 
         path = project.path(path) if definition_path is None else Path.cwd() / path
     definition = load_definition(path)
     engine = open_state(project.state_url)
+    R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     tmp = run.dir / f".{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

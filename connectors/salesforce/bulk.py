@@ -281,4 +281,22 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
         # The data is with Salesforce and may be applied: resending would duplicate inserts.
         code, msg = chunk_failure(exc)
         raise RunFailed(f"Bulk job {job_id} ({operation} {sobject}): results could not be fetched: {code}: {msg}",
-                        hint=f"resume the job later (resume_job('{job_id}', ...)); do not resend its rows") from None
+                        hint="run the same command again later: the load picks the job up from its journal "
+                             "and does not resend its rows") from None
+
+
+def settle_job(api, sobject: str, job_id: str, *, timeout: float) -> str:
+    """Bring a job a killed process left behind to a final state without sending anything: an Open
+    job (data perhaps uploaded, never closed) is aborted, a closed one is waited for. Returns the state
+    (``NotFound`` for a job the org does not know)."""
+    from simple_salesforce.exceptions import SalesforceResourceNotFound
+
+    client = lambda: api.bulk_client(sobject)  # noqa: E731
+    try:
+        job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
+    except SalesforceResourceNotFound:
+        return "NotFound"
+    if job.get("state") == "Open":
+        api.call(lambda: client().abort_job(job_id, False), f"bulk abort {job_id}")
+    job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout)
+    return str(job.get("state"))

@@ -190,6 +190,10 @@ class SalesforceConnector:
         self._retry_locked(operation, sobject, records, results, external_id_field)
         return results
 
+    def settle_job(self, job_id: str, sobject: str) -> str:
+        """Abort a Bulk job left Open, or wait for a closed one to finish; its final state (no data sent)."""
+        return bulk.settle_job(self, sobject, job_id, timeout=self.job_timeout)
+
     def _rest(self, operation, sobject, records, keys, external_id_field):
         return rest.rest_dml(self, operation, sobject, records, keys, external_id_field=external_id_field,
                              rel_fields=lambda: self._describe.relationship_fields(sobject))
