@@ -45,7 +45,7 @@ def _render_load(r) -> None:
 @click.option("--run", "run_id", help="Run to load (default: the newest migrate run whose map stage succeeded).")
 @click.option("--dry-run", is_flag=True, help="Write nothing; print what would be created, updated or left unchanged.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
-              help="Records per journaled DML batch (default 10,000).")
+              help="Records per journaled DML batch, one Bulk job each (default: as many as fit in one job, 150 MB).")
 @json_option
 def load(run_id: str | None, dry_run: bool, batch_rows: int | None) -> None:
     """Load a mapped run into Salesforce (upsert on external IDs).
@@ -95,7 +95,7 @@ def _render_migrate(r) -> None:
 @click.option("--run", "run_id", help="Continue this run instead of the newest unfinished one.")
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
-              help="Records per journaled DML batch (default 10,000).")
+              help="Records per journaled DML batch, one Bulk job each (default: as many as fit in one job, 150 MB).")
 @click.option("--allow-shrink", is_flag=True,
               help="Accept a source that reads 0 rows or under half of the last successful run.")
 @json_option

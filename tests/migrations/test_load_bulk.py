@@ -117,3 +117,17 @@ def test_delta_run_reads_unchanged_records_by_key(project, sf, mapped_run, helpe
     assert (step.updated, step.unchanged) == (3, 697)
     rec = run_reconcile(project, run3, connector=sf).steps[0]
     assert rec.ok and rec.org_found == 700 and rec.read_by == "700 by key", rec.as_dict()
+
+
+def test_jobs_in_flight_is_configured_and_checked(tmp_path):
+    import pytest
+
+    from crmbridge.config import load_project
+    from crmbridge.errors import UsageError
+
+    (tmp_path / "crmbridge.yml").write_text("name: t\nsalesforce_settings: {bulk_jobs_in_flight: 5}\n", "utf-8")
+    assert load_project(tmp_path).config.salesforce_settings.bulk_jobs_in_flight == 5
+    (tmp_path / "crmbridge.yml").write_text("name: t\nsalesforce_settings:\n  bulk_jobs_in_flight: 0\n", "utf-8")
+    with pytest.raises(UsageError) as err:
+        load_project(tmp_path)
+    assert "bulk_jobs_in_flight" in str(err.value) and "crmbridge.yml" in str(err.value)

@@ -47,6 +47,9 @@ def test_project_lock_is_reentrant_and_released(project):
 
 
 def test_second_process_refused_then_dead_holder_taken_over(project, mapped_run, helpers):
+    # one batch at a time (the default sends 3 at once), so that the load outlasts the second commands
+    with open(project.root / "crmbridge.yml", "a", encoding="utf-8") as f:
+        f.write("salesforce_settings: {bulk_jobs_in_flight: 1}\n")
     run = mapped_run(helpers.accounts(N))
     args = [sys.executable, "-m", "crmbridge", "--project", str(project.root), "load", "--run", run.run_id,
             "--batch-rows", "200"]
