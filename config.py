@@ -32,15 +32,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Query-string parameters that DBAPI drivers take as a password (psycopg, pymysql, pyodbc, oracledb ...).
+_PASSWORD_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "pw", "password2", "password3"})
+
+
+def url_secrets(parsed) -> list[str]:
+    """Every password a parsed SQLAlchemy URL carries: the userinfo part and ``?password=``-style keys."""
+    found = [str(parsed.password)] if parsed.password else []
+    for key, val in parsed.query.items():
+        if key.lower() in _PASSWORD_PARAMS:
+            found.extend(v for v in ((val,) if isinstance(val, str) else val) if v)
+    return found
+
+
 def resolve_url(value: "str | EnvRef", what: str) -> str:
-    """Resolve a database URL (literal or env reference) and register its password as a secret."""
+    """Resolve a database URL (literal or env reference) and register its passwords as secrets."""
     url = value.resolve(what=what) if isinstance(value, EnvRef) else value
     try:
         from sqlalchemy.engine import make_url
 
-        pw = make_url(url).password
-        if pw:
-            register(str(pw))
+        for pw in url_secrets(make_url(url)):
+            register(pw)
     except Exception:
         pass
     return url
@@ -56,6 +68,10 @@ def _no_literal_password(url: "str | EnvRef") -> "str | EnvRef":
             raise ValueError(f"not a valid SQLAlchemy URL ({type(exc).__name__})") from None
         if parsed.password:
             raise ValueError("the URL holds a password; write it as {env: NAME} and export NAME instead")
+        keys = [k for k in parsed.query if k.lower() in _PASSWORD_PARAMS]
+        if keys:
+            raise ValueError(f"the URL holds a password in its query string (?{keys[0]}=...); write the whole "
+                             "URL as {env: NAME} and export NAME instead")
     return url
 
 
@@ -250,7 +266,9 @@ class Project:
     def state_url(self) -> str:
         url = self.config.state.url
         if url is None:
-            (self.root / ".crmbridge").mkdir(parents=True, exist_ok=True)
+            from crmbridge.state import private_dir
+
+            private_dir(self.root / ".crmbridge")
             return f"sqlite:///{(self.root / '.crmbridge' / 'state.db').resolve()}"
         return self.db_url(url, "state.url")
 
@@ -277,15 +295,28 @@ class Project:
         return out
 
 
-def load_project(root: str | Path = ".") -> Project:
-    """Load ``crmbridge.yml`` from ``root``; a usage error if it is missing or invalid."""
+def find_project_root(start: str | Path = ".") -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``crmbridge.yml`` (as git and dbt look)."""
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_FILE).is_file():
+            return d
+    return None
+
+
+def load_project(root: str | Path = ".", *, search_parents: bool = False) -> Project:
+    """Load ``crmbridge.yml`` from ``root`` (or, with ``search_parents``, the nearest folder above it
+    that has one); a usage error if it is missing or invalid."""
     from crmbridge.yamlconf import load_model
 
     r = Path(root).resolve()
+    if search_parents:
+        r = find_project_root(r) or r
     cfg = r / CONFIG_FILE
     if not cfg.exists():
         raise UsageError(
-            f"no {CONFIG_FILE} in {r}",
-            hint="run `crmbridge init` to create a project, or pass --project DIR",
+            f"no {CONFIG_FILE} in {r}" + (" or any folder above it" if search_parents else ""),
+            hint="run `crmbridge init DIR` to create a project (`crmbridge init DIR --demo` for one with "
+                 "sample data), or pass --project DIR",
         )
     return Project(root=r, config=load_model(cfg, ProjectConfig))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import ConfigError, RunFailed, UsageError
 from crmbridge.locks import locked
 from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
@@ -251,11 +252,14 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
+    progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
         if e not in frames:
             frames[e] = read_input(project, run, e, skip_validation=skip_validation)
-        out = map_step(s, frames[e], refs=refs, parents=keys)
+        with progress.tracked(f"{s.name} (rows)", len(frames[e])) as task:
+            out = map_step(s, frames[e], refs=refs, parents=keys)
+            task.advance(len(frames[e]))
         ext = s.step.external_id
         k = (s.step.object.lower(), ext)
         mapped = set(out.records[ext].astype(str))

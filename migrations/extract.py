@@ -17,13 +17,13 @@ Reader API used by the later stages: ``read_entity``, ``iter_entity_batches``, `
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import locked
 
@@ -83,6 +83,19 @@ class ExtractResult:
 # --------------------------------------------------------------------------- the stage
 
 
+def _rows_to(task, on_progress):
+    """An ``on_progress(source, rows_so_far)`` that also advances ``task`` by the rows since the last call."""
+    seen = [0]
+
+    def cb(source: str, rows: int) -> None:
+        task.advance(rows - seen[0])
+        seen[0] = rows
+        if on_progress:
+            on_progress(source, rows)
+
+    return cb
+
+
 @locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
                 encoding: str | None = None, allow_shrink: bool = False,
@@ -110,10 +123,12 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     try:
         tmp.mkdir(parents=True)
         results, manifests, marks = [], [], {}
+        progress.current().expect(len(chosen))
         for src in chosen:
             wm = None if full or src.type != "sql" or not src.incremental else \
                 get_watermark(engine, f"extract:{src.name}")
-            counts, entry = _extract_source(project, src, tmp, wm, encoding, on_progress)
+            with progress.tracked(f"{src.name} (rows read)") as task:
+                counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress))
             entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)
@@ -241,7 +256,7 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                   "sha256": read.sha256, "rows_read": rows_read, "rows_kept": kept,
                   "rows_rejected": writer.rows_rejected, "reject_reasons": dict(writer.reasons),
                   "reject_file": counts.reject_file, "parquet": rel_parquet, "skipped_blank": read.skipped_blank,
-                  "notes": read.notes, "columns": list(read.columns), "lineage_columns": LINEAGE,
+                  "notes": read.notes, "zero_dates": dict(read.zero_dates), "columns": list(read.columns), "lineage_columns": LINEAGE,
                   "watermark": None})
     if read.watermark is not None:
         entry["watermark"] = dict(read.watermark)
@@ -271,11 +286,10 @@ class SourceWriter:
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
-            self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.rejects_path, "w", encoding="utf-8", newline="")
-            self._rejects = (fh, csv.writer(fh))
-            self._rejects[1].writerow(["_line", "_reason", "_raw"])
-        self._rejects[1].writerow([line, reason, raw])
+            from crmbridge.csvout import Writer  # a human-facing file: formula injection neutralised
+
+            self._rejects = Writer(self.rejects_path, ["_line", "_reason", "_raw"])
+        self._rejects.writerow([line, reason, raw])
         short = reason.split(" (", 1)[0]
         self.reasons[short] = self.reasons.get(short, 0) + 1
         self.rows_rejected += 1
@@ -312,14 +326,14 @@ class SourceWriter:
     def close(self) -> None:
         self.writer.close()
         if self._rejects:
-            self._rejects[0].close()
+            self._rejects.close()
 
     def abort(self) -> None:
         try:
             self.writer.close()
         finally:
             if self._rejects:
-                self._rejects[0].close()
+                self._rejects.close()
 
 
 def _empty_to_null(arr):
@@ -389,19 +403,25 @@ def read_entity(run_dir: Path, entity: str, columns: list[str] | None = None):
     import pandas as pd
 
     parts = list(iter_entity_batches(run_dir, entity, batch_rows=1 << 30, columns=columns))
-    if not parts:
-        return pd.DataFrame(columns=columns or [])
+    if len(parts) == 1:
+        return parts[0]
     return pd.concat(parts, ignore_index=True)
 
 
 def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
                         columns: list[str] | None = None) -> Iterator:
-    """DataFrames of at most ``batch_rows`` rows of ``entity``, all with the same columns."""
+    """DataFrames of at most ``batch_rows`` rows of ``entity``, all with the same columns.
+
+    An entity with no rows (a header-only file, an incremental extract with no changes) still yields
+    one empty DataFrame carrying every column the extracted Parquet files declare, so later stages
+    see the same columns whether or not there are rows.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = _entity_files(Path(run_dir), entity)
     wanted = list(columns) if columns is not None else _entity_columns(files)
+    yielded = False
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # pre_buffer reads the whole file
         have = [c for c in wanted if c in pf.schema_arrow.names]
@@ -409,5 +429,15 @@ def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
             tbl = pa.Table.from_batches([batch])
             for c in wanted:
                 if c not in have:
-                    tbl = tbl.append_column(c, pa.nulls(len(tbl), pa.int64() if c == "_line" else pa.string()))
+                    tbl = tbl.append_column(c, pa.nulls(len(tbl), _column_type(c)))
+            yielded = True
             yield tbl.select(wanted).to_pandas()
+    if not yielded:  # iter_batches yields nothing for a file without rows: keep the columns anyway
+        schema = pa.schema([pa.field(c, _column_type(c)) for c in wanted])
+        yield schema.empty_table().to_pandas()
+
+
+def _column_type(name: str):
+    import pyarrow as pa
+
+    return pa.int64() if name == "_line" else pa.string()

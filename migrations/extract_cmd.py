@@ -135,6 +135,8 @@ def _render_profile(prof: dict) -> None:
             t.add_row(escape(name), f"{c['nulls']:,} ({c['null_pct']}%)", f"{c['distinct']:,}", length, top,
                       f"[yellow]{sus}[/]" if sus else "")
         out.print(t)
+        for note in p.get("notes", []):
+            out.print(f"  note: {escape(note)}")
 
 
 def _clip(v: str | None, n: int = 24) -> str:

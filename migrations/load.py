@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge import progress
 from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
@@ -132,10 +133,11 @@ class _Ctx:
     fields: list[str]
     advance: Callable[[int], None]
     known: set | None = None  # external ids the load map held when the step started (+ this run's batches)
-    pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
-    pending_message: str | None = None
     # state writes from the batches in flight (each in its own thread) go one at a time
     lock: Any = field(default_factory=threading.Lock)
+    retried: set = field(default_factory=set)  # keys sent before whose rows a transient fault left pending
+    pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
+    pending_message: str | None = None
 
     @property
     def name(self) -> str:
@@ -191,7 +193,7 @@ def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
 
 
 def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batch_no: int, preexisting: set,
-                   resubmitted: bool, retried: set | None = None) -> dict[str, int]:
+                   resubmitted: bool) -> dict[str, int]:
     """Ledger and load map for a batch's outcomes. Rows that met a transient fault get no ledger row:
     they stay pending (counted under ``pending``, their codes in ``ctx.pending``) for the next attempt."""
     ledger_rows, map_rows, counts = [], [], {}
@@ -200,17 +202,16 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
         row = by_key[key]  # keyed by the canonical external id
         source_key, content_hash = _trim(row.get("_source_key")), row["_hash"]
         if res.success:
-            again = resubmitted or (retried is not None and key in retried)
+            again = resubmitted or key in ctx.retried  # an earlier attempt may have written it already
             created = bool(res.created) or (again and key not in preexisting)
             action, sf_id, code, message = ("created" if created else "updated"), res.id, None, None
             map_rows.append(dict(object=obj, external_id=key, external_id_field=ext, sf_id=sf_id,
                                  content_hash=content_hash, source_key=source_key, last_run_id=run_id,
                                  created_run_id=run_id if created else None))
         elif is_transient(res.error_code):
-            # no ledger row: the rows stay pending for the next attempt
+            counts["pending"] = counts.get("pending", 0) + 1
             ctx.pending[res.error_code] = ctx.pending.get(res.error_code, 0) + len(row["_rows"])
             ctx.pending_message = ctx.pending_message or res.message
-            counts["pending"] = counts.get("pending", 0) + 1
             continue
         else:
             action, sf_id, code, message = "failed", None, res.error_code or "UNKNOWN_ERROR", res.message
@@ -227,7 +228,7 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
 _RESUBMIT = {"UNPROCESSED", "JOB_FAILED", "JOB_NOT_FOUND"}
 
 
-def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool, retried: set | None = None,
+def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
               records: list[dict] | None = None) -> None:
     """Send one journaled batch (or pick up its Bulk job) and record the outcome (thread-safe)."""
     run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
@@ -256,10 +257,9 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool, re
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
     with ctx.lock:
-        again = not fresh or bool(retried)
+        again = not fresh or any(k in ctx.retried for k in keys)
         preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
-        counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh,
-                                retried=retried)
+        counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
     ctx.advance(len(keys) - counts.get("pending", 0))
     heartbeat_held()
     crash_point("load:after_batch")
@@ -316,11 +316,11 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     # a journaled batch may have reached the load map in an earlier attempt; fresh keys cannot have
     ctx.known = set(mapping) | journaled
     # rows of a finished batch without a ledger row met a transient fault last time: send them again
-    retried = {k for e in entries if e.status == "done" for k in e.keys
-               if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
+    ctx.retried = {k for e in entries if e.status == "done" for k in e.keys
+                   if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
     pending, unchanged = [], []
     for key, r in by_key.items():
-        if key in retried:
+        if key in ctx.retried:
             pending.append(key)
             continue
         if key in journaled or set(r["_rows"]) <= done_rows:
@@ -329,7 +329,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
         (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
     L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
                     [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
-    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done") - len(retried))
+    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done") - len(ctx.retried))
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
@@ -339,16 +339,17 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     records = [to_record(by_key[k], ctx.fields) for k in pending]
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, retried)
+    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
     return summarize_step(ctx, df)
 
 
-def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool,
-                   retried: set) -> L.JournalEntry:
-    """Before-images (when the org may hold records this run did not create) and intent, before any write."""
-    # a retried key keeps the before-image (or its absence) from its first attempt: an earlier
-    # attempt whose outcome was unknown may have written it already
-    images = existing_images(ctx, [k for k in keys if k not in retried]) if images_needed else []
+def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool) -> L.JournalEntry:
+    """Before-images (when the org may hold records this run did not create) and intent, before any write.
+
+    A retried key keeps the before-image (or its absence) of its first attempt: that attempt's outcome
+    may be unknown, so the org may already hold this run's values."""
+    fresh = [k for k in keys if k not in ctx.retried]
+    images = existing_images(ctx, fresh) if images_needed and fresh else []
     for im in images:
         im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
     with ctx.lock:
@@ -359,24 +360,23 @@ def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, ima
 
 
 def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key: dict, mapping: dict,
-                  images_needed: bool, next_no: int, retried: set) -> None:
+                  images_needed: bool, next_no: int) -> None:
     """Journal and send the batches, up to ``bulk_jobs_in_flight`` (crmbridge.yml) at a time.
 
     Each batch is journaled (intent, then its job id) before its data goes up, so a crash anywhere
-    leaves every batch either done, pick-up-able by job id, or safe to resubmit. After a batch met
-    transient faults no further batch is sent (``_stop_if_pending``).
+    leaves every batch either done, pick-up-able by job id, or safe to resubmit.
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     limit = max(1, int(getattr(ctx.conn, "bulk_jobs_in_flight", 1) or 1))
-    left = sum(len(k) for k, _ in batches)
+    unsent = sum(len(k) for k, _ in batches)
     if limit == 1 or len(batches) <= 1:
         for keys, records in batches:
-            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed, retried)
-            run_batch(ctx, entry, by_key, fresh=True, retried=retried, records=records)
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
+            run_batch(ctx, entry, by_key, fresh=True, records=records)
             next_no += 1
-            left -= len(keys)
-            _stop_if_pending(ctx, left)
+            unsent -= len(keys)
+            _stop_if_pending(ctx, unsent)
         return
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
@@ -387,15 +387,15 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
                 errors += [f.exception() for f in finished if f.exception() is not None]
             if errors or ctx.pending:
                 break  # let the batches in flight finish and record their outcome, send no more
-            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed, retried)
-            running.add(pool.submit(run_batch, ctx, entry, by_key, fresh=True, retried=retried, records=records))
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
+            running.add(pool.submit(run_batch, ctx, entry, by_key, fresh=True, records=records))
             next_no += 1
-            left -= len(keys)
+            unsent -= len(keys)
         finished, _ = wait(running)
         errors += [f.exception() for f in finished if f.exception() is not None]
     if errors:
         raise errors[0]
-    _stop_if_pending(ctx, left)
+    _stop_if_pending(ctx, unsent)
 
 
 class RowsPending(RunFailed):
@@ -412,8 +412,8 @@ def _stop_if_pending(ctx: _Ctx, not_sent: int) -> None:
     raise RowsPending(
         f"run {ctx.run.run_id} step {ctx.name} ({ctx.sobject}): {n} source rows not loaded because of a temporary "
         f"Salesforce fault: {codes}" + (f" - {ctx.pending_message}" if ctx.pending_message else "")
-        + f". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
-                                                   if not_sent > 0 else "") + ", and later steps were not started.",
+        + ". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
+                                                  if not_sent > 0 else "") + ", and later steps were not started.",
         hint=f"when the org accepts calls again, `crmbridge migrate` (or `crmbridge load --run {ctx.run.run_id}`) "
              "loads the pending rows of this run")
 
@@ -426,8 +426,10 @@ def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
         prev = mapping.get(k)
         actions[k] = "unchanged" if prev and prev[1] == r["_hash"] else "update" if prev else "create"
     out = ctx.run.stage_dir("load") / f"{ctx.name}_dry_run.csv"
-    pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
-        .to_csv(out, index=False, encoding="utf-8")
+    from crmbridge.csvout import write_frame  # read by people, not by Data Loader: neutralised
+
+    write_frame(pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]}
+                              for k, a in actions.items()], columns=["ACTION", ctx.ext, "ID"]), out)
     n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
     rows = lambda a: sum(len(by_key[k]["_rows"]) for k, v in actions.items() if v == a)  # noqa: E731
     ctx.advance(len(by_key))
@@ -461,6 +463,15 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
+def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable[[int], None]:
+    def advance(n: int = 1) -> None:
+        a(n)
+        if b is not None:
+            b(n)
+
+    return advance
+
+
 @locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
@@ -483,9 +494,11 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
 
             record_quarantine(engine, run.run_id, run.dir, steps)
         done = []
+        progress.current().expect(len(steps))
         for step in steps:
-            ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))
-            done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+            with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance))
+                done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
         L.save_pace(engine, connector)
     except BaseException as exc:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
+from crmbridge import progress
 from crmbridge.errors import Interrupted, RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import runs as R
@@ -54,6 +55,7 @@ class MigrateResult:
     reports: dict[str, str]
     api_calls: int = 0
     dry_run_steps: tuple = ()  # per step: records that would be created / updated / left unchanged
+    load_steps: tuple = ()  # per load step: Salesforce records (and the source rows they came from)
 
     @property
     def balanced(self) -> bool:
@@ -63,6 +65,7 @@ class MigrateResult:
         return {"run_id": self.run_id, "resumed": self.resumed, "dry_run": self.dry_run,
                 "stages_run": list(self.stages_run), "balanced": self.balanced, "reconcile_ok": self.reconcile_ok,
                 "api_calls": self.api_calls, "reports": self.reports, "dry_run_steps": list(self.dry_run_steps),
+                "load_steps": list(self.load_steps),
                 "entities": {e.entity: e.as_dict() for e in self.entities}}
 
 
@@ -166,6 +169,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                 continue
             if on_stage:
                 on_stage(stage)
+            progress.current().stage(stage)
             current = stage
             heartbeat_held()
             out = steps[stage]()
@@ -180,8 +184,13 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                                              "success_file")}
                           for s in (R.stage_result(engine, run.run_id, "load_dry_run") or {}).get("steps", [])) \
             if dry_run else ()
+        load_steps = tuple({k: s.get(k, 0) for k in ("step", "object", "records", "created", "updated", "unchanged",
+                                                     "failed", "source_rows")}
+                           for s in (R.stage_result(engine, run.run_id, "load_dry_run" if dry_run else "load")
+                                     or {}).get("steps", []))
         result = MigrateResult(run.run_id, resumed, dry_run, tuple(ran), tuple(summarize(project, run, engine, dry_run)),
-                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps)
+                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps,
+                               load_steps)
     except KeyboardInterrupt:
         R.finish_run(engine, run.run_id, "interrupted", {"error": f"interrupted during {current or 'start'}",
                                                          "stages_run": ran})

@@ -17,9 +17,9 @@ from crmbridge.state import utcnow
 
 
 def _read(path: Path):
-    import pandas as pd
+    from crmbridge.csvout import read_frame  # the files are neutralised for Excel: read the originals
 
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return read_frame(path)
 
 
 def quarantined_rows(run_dir: Path, plan: list[dict]) -> list[dict]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from crmbridge import progress
 from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
@@ -181,8 +182,9 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
         fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
     missing, dups = int((~in_org).sum()), len(dup_idx)
     out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
-    pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
-        .to_csv(out, index=False, encoding="utf-8-sig")
+    from crmbridge.csvout import write_frame  # for people: formula-like values neutralised
+
+    write_frame(pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]), out)
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
                          int((per_record["action"] == "failed").sum()), len(found), missing, dups,
                          sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out), how)
@@ -212,7 +214,14 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
         start_stage(engine, run.run_id, "reconcile")
     L.seed_pace(engine, connector)
     try:
-        steps = tuple(reconcile_step(engine, connector, run, s, out_dir) for s in read_plan(run))
+        plan = read_plan(run)
+        progress.current().expect(len(plan))
+        steps = []
+        for s in plan:
+            with progress.tracked(f"{s['object']} (steps)", 1) as task:
+                steps.append(reconcile_step(engine, connector, run, s, out_dir))
+                task.advance(1)
+        steps = tuple(steps)
         L.save_pace(engine, connector)
         summary = out_dir / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))

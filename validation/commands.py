@@ -39,7 +39,11 @@ def validate(run_id: str | None, definition: str | None, force: bool) -> None:
         run = R.latest_run(engine, project.runs_dir, with_stage="extract")
         if run is None:
             raise UsageError("no run with a successful extract to validate", hint="run `crmbridge extract` first")
-    report = run_validate(project, run, definition_path=definition, force=force)
+    from crmbridge.clikit import run_progress
+
+    with run_progress() as rep:
+        rep.stage("validate")
+        report = run_validate(project, run, definition_path=definition, force=force)
 
     def human(rep) -> None:
         import json

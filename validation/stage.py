@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import locked
 
@@ -106,11 +107,13 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> V
     gx_results: dict[str, Any] = {}
     samples: dict[str, list] = {}
     frames: dict[str, Any] = {}
-    for entity in definition.entity_order():
-        if entity not in present:
-            continue
-        summary, gx_result, sample, frame = _validate_entity(out, final, entity, read_entity(run.dir, entity),
-                                                             definition, ctx)
+    todo = [e for e in definition.entity_order() if e in present]
+    progress.current().expect(len(todo))
+    for entity in todo:
+        rows = read_entity(run.dir, entity)
+        with progress.tracked(f"{entity} (rows)", len(rows)) as task:
+            summary, gx_result, sample, frame = _validate_entity(out, final, entity, rows, definition, ctx)
+            task.advance(len(rows))
         entities[entity], samples[entity], frames[entity] = summary, sample, frame
         if gx_result is not None:
             gx_results[entity] = gx_result
