@@ -487,6 +487,7 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
         connector = connect(project)
     stage = "load_dry_run" if dry_run else "load"
     start_stage(engine, run.run_id, stage)
+    L.seed_pace(engine, connector)
     try:
         if not dry_run:
             from crmbridge.migrations.quarantine import record_quarantine
@@ -499,6 +500,7 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
                 ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance))
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
+        L.save_pace(engine, connector)
     except BaseException as exc:
         finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
