@@ -28,6 +28,9 @@ class RuleContext:
     """What a rule needs beyond its own frame: valid keys of the entities it references."""
 
     valid_keys: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
+    # (entity, key field) -> {key value: the blocking reasons that quarantined that row}, so a child
+    # whose reference fails can name its parent's own reason
+    quarantined: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 Derive = Callable[[pd.DataFrame, RuleContext], dict[str, pd.Series]]
