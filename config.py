@@ -129,6 +129,11 @@ class SalesforceSettings(Strict):
     api_version: str = DEFAULT_API_VERSION
     timeout_seconds: float = 120.0
     max_retries: int = 6
+    # Bulk API 2.0 jobs of one load step submitted before the first of them has finished. Salesforce
+    # runs each job's internal batches in parallel already; more jobs in flight overlap one job's
+    # upload and result download with another's processing. Lower it for an org whose triggers lock
+    # shared parents (UNABLE_TO_LOCK_ROW); 10 matches simple-salesforce's own ceiling.
+    bulk_jobs_in_flight: int = Field(3, ge=1, le=10)
 
     @field_validator("api_version")
     @classmethod
