@@ -44,6 +44,11 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str
         return frame[col].to_numpy(dtype=object)[positions] if col in frame.columns else \
             np.full(len(positions), None, dtype=object)
 
+    if rule.kind == "control_chars":  # names whichever column holds the character
+        from crmbridge.validation.checks import control_chars_reason
+
+        rows = frame.iloc[positions].to_dict("records")
+        return [f"{rule.rule_id}: {control_chars_reason(r, rule.key_fields)}" for r in rows]
     first = values(rule.fields[0]) if rule.fields else np.full(len(positions), None, dtype=object)
     if rule.kind == "unique" and len(rule.fields) > 1:
         parts = [values(f) for f in rule.fields]

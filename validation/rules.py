@@ -47,6 +47,7 @@ class Rule:
     fields: tuple[str, ...]
     message: str  # per-row reason; {value}, {left}, {right} are replaced by the row's values
     derive: Derive | None = None
+    key_fields: tuple[str, ...] = ()  # control_chars: fields where even tab and line breaks are refused
 
     @property
     def level(self) -> str:
@@ -67,6 +68,7 @@ def compile_rules(entity: str, rules: EntityRules) -> list[Rule]:
     out += [_allowed(a) for a in rules.allowed_values]
     out += [_cross(entity, i, c) for i, c in enumerate(rules.cross_field)]
     out += [_reference(entity, i, r) for i, r in enumerate(rules.references)]
+    out.append(_control_chars(rules))
     seen: set[str] = set()
     for r in out:
         if r.rule_id in seen:
@@ -214,6 +216,25 @@ def _cross(entity: str, i: int, c: CrossField) -> Rule:
         message = f"{c.left} {{left}} violates {text} ({c.right} {{right}})"
     return Rule(**_sev(c, default_id), kind="cross_field", description=text, expectation=exp, kwargs=kwargs,
                 fields=fields, message=c.message or message, derive=derive)
+
+
+CONTROL_RULE_ID = "control_chars"
+
+
+def _control_chars(rules: EntityRules) -> Rule:
+    """Every data column of every row: no NUL or other control character (keys and reference fields:
+    not even tab or line breaks). Always blocking; ``strip_control`` under ``normalise`` removes them
+    before this rule runs where the definition says so. The per-row reason is built in
+    ``outcome.messages`` because it names whichever column holds the character."""
+    ident = rules.identity
+    keys = tuple(dict.fromkeys([*ident.key, *ident.alternate_keys, *ident.match_on,
+                                *(r.field for r in rules.references)]))
+    col = _derived_name(CONTROL_RULE_ID)
+    return Rule(rule_id=CONTROL_RULE_ID, kind="control_chars", severity="blocking", mostly=None,
+                description="no value holds a control character (NUL, ESC ...; keys not even tab or line breaks)",
+                expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
+                fields=(), derive=lambda df, ctx: {col: checks.control_chars_check(df, keys)},
+                message="a value holds a control character", key_fields=keys)
 
 
 def _reference(entity: str, i: int, r: Reference) -> Rule:
