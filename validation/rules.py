@@ -25,9 +25,20 @@ _OPS = {"eq": "=", "ne": "≠", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 @dataclass
 class RuleContext:
-    """What a rule needs beyond its own frame: valid keys of the entities it references."""
+    """What a rule needs beyond its own frame: valid keys of the entities it references, and why the
+    referenced entities' quarantined rows were quarantined (so a child's reason can say so)."""
 
     valid_keys: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
+    quarantined: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def remember_quarantined(self, entity: str, key: str, quarantine: pd.DataFrame) -> None:
+        """Key value -> the first quarantined row's reasons, for the rows of ``entity`` validation refused."""
+        if key not in quarantine.columns or "_reasons" not in quarantine.columns:
+            self.quarantined[(entity, key)] = {}
+            return
+        q = quarantine[[key, "_reasons"]].dropna(subset=[key])
+        q = q.drop_duplicates(subset=[key])
+        self.quarantined[(entity, key)] = dict(zip(q[key].astype(str), q["_reasons"].astype(str)))
 
 
 Derive = Callable[[pd.DataFrame, RuleContext], dict[str, pd.Series]]
@@ -48,6 +59,7 @@ class Rule:
     message: str  # per-row reason; {value}, {left}, {right} are replaced by the row's values
     derive: Derive | None = None
     key_fields: tuple[str, ...] = ()  # control_chars: fields where even tab and line breaks are refused
+    target: tuple[str, str] | None = None  # reference: (entity, key) it points to
 
     @property
     def level(self) -> str:
@@ -250,5 +262,5 @@ def _reference(entity: str, i: int, r: Reference) -> Rule:
     return Rule(**_sev(r, f"ref.{r.field}"), kind="reference",
                 description=f"{r.field} points to a valid {r.entity} row ({r.key})",
                 expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
-                fields=(r.field,), derive=derive,
+                fields=(r.field,), derive=derive, target=(r.entity, r.key),
                 message=r.message or f"{r.field} {{value}} matches no valid {r.entity} row ({r.key})")

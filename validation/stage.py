@@ -158,8 +158,9 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if len(frame):
         erun = run_rules(entity, frame, rules, ctx)
         outcomes, gx_result = erun.outcomes, erun.gx_result
-    split = split_rows(frame, outcomes)
+    split = split_rows(frame, outcomes, ctx)
     for ref_entity_key in _keys_referenced(definition, entity):
+        ctx.remember_quarantined(entity, ref_entity_key, split.quarantine)
         ctx.valid_keys[(entity, ref_entity_key)] = split.valid[ref_entity_key] \
             if ref_entity_key in split.valid.columns else split.valid.iloc[:0, 0]
     key = rules_def.identity.key
