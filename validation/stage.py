@@ -163,18 +163,16 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if len(frame):
         erun = run_rules(entity, frame, rules, ctx)
         outcomes, gx_result = erun.outcomes, erun.gx_result
-    split = split_rows(frame, outcomes)
+    split = split_rows(frame, outcomes, ctx)
     for ref_entity_key in _keys_referenced(definition, entity):
+        ctx.remember_quarantined(entity, ref_entity_key, split.quarantine)
         ctx.valid_keys[(entity, ref_entity_key)] = split.valid[ref_entity_key] \
             if ref_entity_key in split.valid.columns else split.valid.iloc[:0, 0]
-        if ref_entity_key in split.quarantine.columns:
-            ctx.quarantined[(entity, ref_entity_key)] = dict(zip(
-                split.quarantine[ref_entity_key].astype(str), split.quarantine["_blocking"].fillna("")))
     key = rules_def.identity.key
     parquet = out / f"{entity}.parquet"
     split.valid.reset_index(drop=True).to_parquet(parquet, index=False)
     qfile = out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
-    quarantine = steward_view(split.quarantine, df, outcomes, rules_def, ctx)
+    quarantine = steward_view(split.quarantine, df, outcomes)
     reports.write_quarantine(qfile, quarantine, key)
     rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields),
                   "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)} for o in outcomes]
@@ -190,9 +188,10 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     return summary, gx_result, reports.quarantine_samples(quarantine, key, rule_rows, owners=owners), frame
 
 
-def steward_view(quarantine, raw, outcomes, rules_def, ctx):
-    """The quarantine as stewards get it: the raw legacy value next to every field a reason names, a
-    failed reference naming the parent row's own reason, and the shared column layout (stewardcsv)."""
+def steward_view(quarantine, raw, outcomes):
+    """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
+    shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
+    own reasons in its message (``outcome.messages``)."""
     from crmbridge import stewardcsv as S
 
     if quarantine.empty:
@@ -200,21 +199,6 @@ def steward_view(quarantine, raw, outcomes, rules_def, ctx):
     q = quarantine.copy()
     q["_stage"] = "validate"
     fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
-    for ref in rules_def.references:
-        rid = ref.id or f"ref.{ref.field}"
-        parents = ctx.quarantined.get((ref.entity, ref.key), {})
-        if not parents or ref.field not in q.columns:
-            continue
-
-        def cascade(text, value, rid=rid, entity=ref.entity, parents=parents):
-            why = parents.get(str(value))
-            if not why or not isinstance(text, str):
-                return text
-            return S.REASON_SEP.join(p + f" [{entity} {value} is itself quarantined: {why}]" if p.startswith(rid + ":")
-                                     else p for p in S.split_reasons(text))
-
-        for col in ("_reasons", "_blocking", "_warnings"):
-            q[col] = [cascade(t, v) for t, v in zip(q[col], q[ref.field])]
     named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
              for t in q["_reasons"]]
     return S.ordered(S.add_legacy(q, raw, named))

@@ -99,7 +99,9 @@ def test_cascade_names_the_parents_own_reason(demo_run):
         if row["customer_no"] in cust.index:
             parent = cust.loc[row["customer_no"]]
             parent = parent.iloc[0] if isinstance(parent, pd.DataFrame) else parent
-            assert f"[customers {row['customer_no']} is itself quarantined: {parent['_blocking']}]" in row["_reasons"]
+            why = parent["_reasons"].replace("; ", " | ")
+            assert (f"parent_quarantined: the customers row customer_no='{row['customer_no']}' was quarantined "
+                    f"[{why}]") in row["_reasons"]
             named += 1
     assert named > 0
 
