@@ -153,10 +153,71 @@ class Incremental(Strict):
     column: str = Field(..., description="watermark column, e.g. updated_at or a row version")
 
 
+_FILTER_TESTS = ("equals", "not_equals", "in_", "not_in", "is_null", "matches")
+
+
+class SourceFilter(Strict):
+    """Keep a source row only when it passes: ``{column: 状态, not_in: [已删除], name: deleted rows}``.
+
+    Exactly one test; values are compared as trimmed text. A row that fails is not dropped: it goes to
+    the source's rejects file with the reason ``filtered: <name or condition>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    equals: str | None = None
+    not_equals: str | None = None
+    in_: list[str] | None = Field(None, alias="in")
+    not_in: list[str] | None = None
+    is_null: bool | None = None
+    matches: str | None = Field(None, description="regular expression searched in the trimmed value")
+    name: str | None = None
+
+    @field_validator("equals", "not_equals", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return v if v is None or isinstance(v, str) else str(v)
+
+    @field_validator("in_", "not_in", mode="before")
+    @classmethod
+    def _texts(cls, v):
+        return [x if isinstance(x, str) else str(x) for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        given = [k for k in _FILTER_TESTS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, not_equals, in, not_in, is_null, matches")
+        if self.matches is not None:
+            import re
+
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches is not a valid regular expression: {exc}") from None
+        return self
+
+    def describe(self) -> str:
+        if self.name:
+            return self.name
+        for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
+                           ("matches", "matches")):
+            v = getattr(self, key)
+            if v is not None:
+                return f"{self.column} {label} {v!r}"
+        return f"{self.column} is {'empty' if self.is_null else 'not empty'}"
+
+
 class SourceBase(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
     entity: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. customers, contacts")
-    department: str = "unassigned"
+    department: str = Field("unassigned", description="whose view of the data this is; with "
+                            "department_column, the department of rows whose column is empty")
+    department_column: str | None = Field(None, description="column holding each row's department (e.g. 所属部门)")
+    department_map: dict[str, str] = Field(default_factory=dict,
+                                           description="department_column value -> department (e.g. 销售部: sales)")
+    filters: list[SourceFilter] = Field(default_factory=list, description="rows to keep (all must pass)")
     key: list[str] = Field(default_factory=list, description="column(s) identifying a row in the source")
     columns: dict[str, str] = Field(default_factory=dict, description="rename: legacy header -> column")
 
@@ -164,6 +225,17 @@ class SourceBase(Strict):
     @classmethod
     def _key_list(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _department_map_needs_column(self):
+        if self.department_map and not self.department_column:
+            raise ValueError("department_map needs department_column (the column whose values it maps)")
+        return self
+
+    @property
+    def department_fallback(self) -> str | None:
+        """The department of rows whose department column is empty (None: such rows are rejected)."""
+        return self.department if "department" in self.model_fields_set else None
 
 
 class CsvSource(SourceBase):

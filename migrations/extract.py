@@ -214,7 +214,14 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                     on_progress) -> tuple[SourceCounts, dict]:
     import pyarrow.parquet as pq
 
+    from crmbridge.migrations import source_rows
+
     read = _open_source(project, src, encoding, watermark)
+    try:
+        rules = source_rows.for_source(project, src, read.columns)
+    except BaseException:
+        getattr(read.events, "close", lambda: None)()  # releases the file or the database connection
+        raise
     rel_parquet = f"{src.entity}/{src.name}.parquet"
     rel_rejects = f"rejects/{src.name}.csv"
     writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects)
@@ -222,27 +229,36 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     chunk = project.config.chunk_rows
     lines: list[int] = []
     rows: list[list] = []
+    depts: list[str] | None = [] if rules is not None else None
     try:
         for line, cells, bad in read.events:  # the hot loop: kept lean on purpose
             rows_read += 1
             if bad is None:
+                if rules is not None:
+                    dept, why = rules.check(cells)
+                    if why is not None:
+                        writer.reject(line, why, source_rows.raw_cells(cells))
+                        continue
+                    depts.append(dept)
                 lines.append(line)
                 rows.append(cells)
                 if len(rows) >= chunk:
-                    writer.write(lines, rows)
+                    writer.write(lines, rows, depts)
                     lines, rows = [], []
+                    depts = [] if rules is not None else None
                     if on_progress:
                         on_progress(src.name, rows_read)
             else:
                 writer.reject(line, *bad)
-        writer.write(lines, rows)
+        writer.write(lines, rows, depts)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     # Kept rows are counted from what the Parquet file really holds, not from the writer's tally.
     kept = pq.ParquetFile(tmp / rel_parquet).metadata.num_rows
-    counts = SourceCounts(source=src.name, entity=src.entity, department=src.department, type=src.type,
+    shown_dept = f"column {src.department_column}" if src.department_column else src.department
+    counts = SourceCounts(source=src.name, entity=src.entity, department=shown_dept, type=src.type,
                           rows_read=rows_read, rows_kept=kept, rows_rejected=writer.rows_rejected,
                           reject_reasons=dict(writer.reasons), encoding=read.encoding, parquet=rel_parquet,
                           reject_file=rel_rejects if writer.rows_rejected else None,
@@ -256,8 +272,12 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                   "sha256": read.sha256, "rows_read": rows_read, "rows_kept": kept,
                   "rows_rejected": writer.rows_rejected, "reject_reasons": dict(writer.reasons),
                   "reject_file": counts.reject_file, "parquet": rel_parquet, "skipped_blank": read.skipped_blank,
-                  "notes": read.notes, "zero_dates": dict(read.zero_dates), "columns": list(read.columns), "lineage_columns": LINEAGE,
-                  "watermark": None})
+                  "notes": read.notes, "zero_dates": dict(read.zero_dates), "columns": list(read.columns),
+                  "lineage_columns": LINEAGE, "watermark": None,
+                  "rows_filtered": sum(n for r, n in writer.reasons.items() if r.startswith("filtered:")),
+                  "departments": dict(writer.departments)})
+    if src.department_column:
+        entry["department_column"] = src.department_column
     if read.watermark is not None:
         entry["watermark"] = dict(read.watermark)
         entry["_stored"] = read.watermark.get("stored")
@@ -283,6 +303,7 @@ class SourceWriter:
         self._rejects = None
         self.rows_kept = self.rows_rejected = 0
         self.reasons: dict[str, int] = {}
+        self.departments: dict[str, int] = {}  # rows kept per department
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
@@ -307,19 +328,27 @@ class SourceWriter:
             out.append("|".join(p or "" for p in parts) if any(parts) else None)
         return pa.array(out, pa.string())
 
-    def write(self, lines: list[int], rows: list[list]) -> None:
-        """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group."""
+    def write(self, lines: list[int], rows: list[list], depts: list[str] | None = None) -> None:
+        """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group;
+        ``depts`` is each row's department (None: the source's department for all)."""
         pa, n = self.pa, len(rows)
         if not n:
             return
+        if depts is None:
+            dept_arr = pa.array([self.department] * n, pa.string())
+            self.departments[self.department] = self.departments.get(self.department, 0) + n
+        else:
+            dept_arr = pa.array(depts, pa.string())
+            for d in depts:
+                self.departments[d] = self.departments.get(d, 0) + 1
         import pyarrow.compute as pc
 
         # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
         cols = [_empty_to_null(pa.array(c, pa.string())) for c in zip(*rows)]
         line_arr = pa.array(lines, pa.int64())
         row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(line_arr, pa.string()), "")
-        cols += [row_ids, pa.array([self.name] * n, pa.string()), pa.array([self.department] * n, pa.string()),
-                 line_arr, self._source_keys(rows, row_ids)]
+        cols += [row_ids, pa.array([self.name] * n, pa.string()), dept_arr, line_arr,
+                 self._source_keys(rows, row_ids)]
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
         self.rows_kept += n
 
