@@ -8,6 +8,7 @@ fails (exit 1) saying so.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,6 +79,21 @@ def unfinished_run(engine, runs_dir) -> R.Run | None:
     if row is None or row.status not in ("running", "failed", "interrupted"):
         return None
     return R.Run(row.run_id, runs_dir / row.run_id, row.kind)
+
+
+@contextmanager
+def _no_second_interrupt():
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals go elsewhere anyway
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def preflight(project) -> None:
@@ -192,8 +208,9 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                                reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps,
                                load_steps)
     except KeyboardInterrupt:
-        R.finish_run(engine, run.run_id, "interrupted", {"error": f"interrupted during {current or 'start'}",
-                                                         "stages_run": ran})
+        with _no_second_interrupt():  # a second Ctrl-C must not cut the recording of the first short
+            R.finish_run(engine, run.run_id, "interrupted", {"error": f"interrupted during {current or 'start'}",
+                                                             "stages_run": ran})
         raise Interrupted(f"run {run.run_id} interrupted (Ctrl-C) during {current or 'start'}",
                           hint=f"`crmbridge migrate` resumes run {run.run_id} where it stopped "
                                f"(or `crmbridge rollback {run.run_id}` undoes what it wrote)") from None
