@@ -32,15 +32,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Query-string parameters that DBAPI drivers take as a password (psycopg, pymysql, pyodbc, oracledb ...).
+_PASSWORD_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "pw", "password2", "password3"})
+
+
+def url_secrets(parsed) -> list[str]:
+    """Every password a parsed SQLAlchemy URL carries: the userinfo part and ``?password=``-style keys."""
+    found = [str(parsed.password)] if parsed.password else []
+    for key, val in parsed.query.items():
+        if key.lower() in _PASSWORD_PARAMS:
+            found.extend(v for v in ((val,) if isinstance(val, str) else val) if v)
+    return found
+
+
 def resolve_url(value: "str | EnvRef", what: str) -> str:
-    """Resolve a database URL (literal or env reference) and register its password as a secret."""
+    """Resolve a database URL (literal or env reference) and register its passwords as secrets."""
     url = value.resolve(what=what) if isinstance(value, EnvRef) else value
     try:
         from sqlalchemy.engine import make_url
 
-        pw = make_url(url).password
-        if pw:
-            register(str(pw))
+        for pw in url_secrets(make_url(url)):
+            register(pw)
     except Exception:
         pass
     return url
@@ -56,6 +68,10 @@ def _no_literal_password(url: "str | EnvRef") -> "str | EnvRef":
             raise ValueError(f"not a valid SQLAlchemy URL ({type(exc).__name__})") from None
         if parsed.password:
             raise ValueError("the URL holds a password; write it as {env: NAME} and export NAME instead")
+        keys = [k for k in parsed.query if k.lower() in _PASSWORD_PARAMS]
+        if keys:
+            raise ValueError(f"the URL holds a password in its query string (?{keys[0]}=...); write the whole "
+                             "URL as {env: NAME} and export NAME instead")
     return url
 
 
@@ -113,6 +129,11 @@ class SalesforceSettings(Strict):
     api_version: str = DEFAULT_API_VERSION
     timeout_seconds: float = 120.0
     max_retries: int = 6
+    # Bulk API 2.0 jobs of one load step submitted before the first of them has finished. Salesforce
+    # runs each job's internal batches in parallel already; more jobs in flight overlap one job's
+    # upload and result download with another's processing. Lower it for an org whose triggers lock
+    # shared parents (UNABLE_TO_LOCK_ROW); 10 matches simple-salesforce's own ceiling.
+    bulk_jobs_in_flight: int = Field(3, ge=1, le=10)
 
     @field_validator("api_version")
     @classmethod
@@ -132,10 +153,71 @@ class Incremental(Strict):
     column: str = Field(..., description="watermark column, e.g. updated_at or a row version")
 
 
+_FILTER_TESTS = ("equals", "not_equals", "in_", "not_in", "is_null", "matches")
+
+
+class SourceFilter(Strict):
+    """Keep a source row only when it passes: ``{column: 状态, not_in: [已删除], name: deleted rows}``.
+
+    Exactly one test; values are compared as trimmed text. A row that fails is not dropped: it goes to
+    the source's rejects file with the reason ``filtered: <name or condition>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    equals: str | None = None
+    not_equals: str | None = None
+    in_: list[str] | None = Field(None, alias="in")
+    not_in: list[str] | None = None
+    is_null: bool | None = None
+    matches: str | None = Field(None, description="regular expression searched in the trimmed value")
+    name: str | None = None
+
+    @field_validator("equals", "not_equals", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return v if v is None or isinstance(v, str) else str(v)
+
+    @field_validator("in_", "not_in", mode="before")
+    @classmethod
+    def _texts(cls, v):
+        return [x if isinstance(x, str) else str(x) for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        given = [k for k in _FILTER_TESTS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, not_equals, in, not_in, is_null, matches")
+        if self.matches is not None:
+            import re
+
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches is not a valid regular expression: {exc}") from None
+        return self
+
+    def describe(self) -> str:
+        if self.name:
+            return self.name
+        for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
+                           ("matches", "matches")):
+            v = getattr(self, key)
+            if v is not None:
+                return f"{self.column} {label} {v!r}"
+        return f"{self.column} is {'empty' if self.is_null else 'not empty'}"
+
+
 class SourceBase(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
     entity: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. customers, contacts")
-    department: str = "unassigned"
+    department: str = Field("unassigned", description="whose view of the data this is; with "
+                            "department_column, the department of rows whose column is empty")
+    department_column: str | None = Field(None, description="column holding each row's department (e.g. 所属部门)")
+    department_map: dict[str, str] = Field(default_factory=dict,
+                                           description="department_column value -> department (e.g. 销售部: sales)")
+    filters: list[SourceFilter] = Field(default_factory=list, description="rows to keep (all must pass)")
     key: list[str] = Field(default_factory=list, description="column(s) identifying a row in the source")
     columns: dict[str, str] = Field(default_factory=dict, description="rename: legacy header -> column")
 
@@ -143,6 +225,17 @@ class SourceBase(Strict):
     @classmethod
     def _key_list(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _department_map_needs_column(self):
+        if self.department_map and not self.department_column:
+            raise ValueError("department_map needs department_column (the column whose values it maps)")
+        return self
+
+    @property
+    def department_fallback(self) -> str | None:
+        """The department of rows whose department column is empty (None: such rows are rejected)."""
+        return self.department if "department" in self.model_fields_set else None
 
 
 class CsvSource(SourceBase):
@@ -245,7 +338,9 @@ class Project:
     def state_url(self) -> str:
         url = self.config.state.url
         if url is None:
-            (self.root / ".crmbridge").mkdir(parents=True, exist_ok=True)
+            from crmbridge.state import private_dir
+
+            private_dir(self.root / ".crmbridge")
             return f"sqlite:///{(self.root / '.crmbridge' / 'state.db').resolve()}"
         return self.db_url(url, "state.url")
 
@@ -272,15 +367,28 @@ class Project:
         return out
 
 
-def load_project(root: str | Path = ".") -> Project:
-    """Load ``crmbridge.yml`` from ``root``; a usage error if it is missing or invalid."""
+def find_project_root(start: str | Path = ".") -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``crmbridge.yml`` (as git and dbt look)."""
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_FILE).is_file():
+            return d
+    return None
+
+
+def load_project(root: str | Path = ".", *, search_parents: bool = False) -> Project:
+    """Load ``crmbridge.yml`` from ``root`` (or, with ``search_parents``, the nearest folder above it
+    that has one); a usage error if it is missing or invalid."""
     from crmbridge.yamlconf import load_model
 
     r = Path(root).resolve()
+    if search_parents:
+        r = find_project_root(r) or r
     cfg = r / CONFIG_FILE
     if not cfg.exists():
         raise UsageError(
-            f"no {CONFIG_FILE} in {r}",
-            hint="run `crmbridge init` to create a project, or pass --project DIR",
+            f"no {CONFIG_FILE} in {r}" + (" or any folder above it" if search_parents else ""),
+            hint="run `crmbridge init DIR` to create a project (`crmbridge init DIR --demo` for one with "
+                 "sample data), or pass --project DIR",
         )
     return Project(root=r, config=load_model(cfg, ProjectConfig))

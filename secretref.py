@@ -8,38 +8,22 @@ registered values from any text (log records, exception messages, reports).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 _lock = threading.Lock()
 _known: set[str] = set()
 MASK = "********"
 
 
-class EnvRef(BaseModel):
-    """A value taken from an environment variable at run time: ``{env: NAME}``."""
+def __getattr__(name: str) -> Any:
+    # ``EnvRef`` is a pydantic model; pydantic costs ~0.1 s to import, and every CLI call (even
+    # ``crmbridge --help``) imports this module for ``redact``, so the model lives in ``envref``.
+    if name == "EnvRef":
+        from crmbridge.envref import EnvRef
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    env: str
-
-    def resolve(self, *, secret: bool = True, what: str = "value") -> str:
-        from crmbridge.errors import UsageError
-
-        value = os.environ.get(self.env)
-        if value is None:
-            raise UsageError(
-                f"environment variable {self.env} is not set (needed for {what})",
-                hint=f"export {self.env}=... before running crmbridge",
-            )
-        if secret:
-            register(value)
-        return value
-
-    def __repr__(self) -> str:  # never shows the value, only where it comes from
-        return f"EnvRef(env={self.env!r})"
+        return EnvRef
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register(value: str | None) -> None:

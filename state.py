@@ -7,8 +7,10 @@ which creates whatever is missing. Tables are SQLAlchemy Core, no ORM: they are 
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import (
     JSON,
@@ -75,13 +77,57 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
+# The state db holds customer data (ledger, journal before-images, sync queue): owner-only on disk.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and missing parents) readable by the owner only; tighten it if it exists."""
+    d = Path(path)
+    d.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if d.stat().st_mode & 0o077:
+        d.chmod(PRIVATE_DIR_MODE)
+    return d
+
+
+def private_file(path: str | Path) -> Path:
+    """Create ``path`` empty with mode 0600 unless it exists; an existing file is tightened to 0600.
+
+    SQLite creates its -wal, -shm and -journal files with the mode of the database file, so
+    creating the database file first is what keeps all of them private.
+    """
+    f = Path(path)
+    try:
+        os.close(os.open(f, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE))
+    except OSError:
+        return f  # a missing folder or no permission: the database driver reports it in its own words
+    for p in (f, *(f.with_name(f.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            if p.stat().st_mode & 0o077:
+                p.chmod(PRIVATE_FILE_MODE)
+        except OSError:  # absent, or owned by someone else
+            pass
+    return f
+
+
+def _private_sqlite(eng: Engine) -> None:
+    db = eng.url.database
+    if db and db != ":memory:" and not db.startswith("file:"):
+        private_file(db)
+
+
 def open_state(url: str) -> Engine:
-    """Engine for the state database at ``url`` with every declared table created."""
+    """Engine for the state database at ``url`` with every declared table created.
+
+    A SQLite file is created owner-only (0600) before SQLite first opens it.
+    """
     with _lock:
         eng = _engines.get(url)
         if eng is None:
             eng = create_engine(url, future=True, pool_pre_ping=True)
             if eng.dialect.name == "sqlite":
+                _private_sqlite(eng)
                 event.listen(eng, "connect", _sqlite_pragmas)
             _engines[url] = eng
         metadata.create_all(eng)

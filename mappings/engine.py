@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crmbridge.errors import UsageError
 from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
-from crmbridge.mappings.transforms import apply_transform, as_text, is_missing
+from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
 TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "encryptedstring"}
@@ -103,20 +104,45 @@ def _template(template: str, df: pd.DataFrame) -> pd.Series:
 
 def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
            stats: dict) -> pd.Series:
-    failed_here = pd.Series(False, index=df.index)
+    """Run the field's transforms in order. A text column stays encoded (codes into its distinct
+    values) through the chain, so every transform runs once per distinct value."""
+    from crmbridge.mappings.distinct import Encoded, encode
+
+    failed_here = np.zeros(len(df), dtype=bool)
     policy = getattr(spec, "on_failure", "quarantine")
     original = series
+    current: pd.Series | Encoded = encode(series) if spec.transforms else series
+    if current is None:
+        current = series
+    others: dict[str, Encoded | None] = {}
+
+    def lookup(col: str) -> Encoded | None:
+        if col not in df.columns:
+            return None
+        if col not in others:
+            others[col] = encode(df[col])
+        return others[col]
+
     for t in spec.transforms:
-        res = apply_transform(t.name, series, t.model, frame=df)
+        step = apply_encoded(t.name, t.model, current, lookup) if isinstance(current, Encoded) else None
+        if step is not None:
+            n_changed, n_failed, failed = step.n_changed, step.n_failed, step.failed_rows()
+            before, current = current, step.column
+        else:
+            before = current.series() if isinstance(current, Encoded) else current
+            res = apply_transform(t.name, before, t.model, frame=df, distinct=False)
+            n_changed, n_failed, failed = res.n_changed, res.n_failed, res.failed.to_numpy(dtype=bool)
+            current = res.values
         st = stats.setdefault(label, {}).setdefault(t.name, {"changed": 0, "failed": 0})
-        st["changed"] += res.n_changed
-        st["failed"] += res.n_failed
-        new_fail = res.failed & ~failed_here
+        st["changed"] += n_changed
+        st["failed"] += n_failed
+        new_fail = failed & ~failed_here
         if new_fail.any() and policy == "quarantine":
-            shown = as_text(series)[new_fail].map(_short)
-            reasons.add(new_fail, f"transform_failed: {label} ({t.name}) on '" + shown + "'")
-        failed_here |= res.failed
-        series = res.values
+            prev = before.series() if isinstance(before, Encoded) else before
+            shown = as_text(prev)[new_fail].map(_short)
+            reasons.add(pd.Series(new_fail, index=df.index), f"transform_failed: {label} ({t.name}) on '" + shown + "'")
+        failed_here |= failed
+    series = current.series() if isinstance(current, Encoded) else current
     if failed_here.any() and policy == "blank":
         series = series.where(~failed_here, None)
     elif failed_here.any() and policy == "keep":

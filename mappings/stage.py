@@ -9,12 +9,15 @@ the mappings offline and against the org, maps every step parents-first and writ
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import ConfigError, RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
 from crmbridge.mappings.models import Mappings, load_mappings
 from crmbridge.mappings.order import CycleError, load_order, parents_of
@@ -190,9 +193,14 @@ def org_refs(project, mappings: Mappings, connector) -> "Any":
     return OrgRefs(owners=owners, users=users, record_types=rts, fields=fields)
 
 
+@locked("map")
 def run_map(project, run, *, connector=None, check_org: bool = True, skip_validation: bool = False,
-            preview: int = 0) -> "MapResult":
-    """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring."""
+            preview: int = 0, scratch: Path | None = None, force: bool = False) -> "MapResult":
+    """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring.
+
+    ``scratch``: a look-only preview: everything is written under that folder instead, and the run's
+    ``map/`` and stage record stay as they are. Re-mapping a run whose load started is refused unless
+    ``force`` (its ``map/`` is what the ledger and reconcile refer to)."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
 
@@ -202,6 +210,9 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
         ordered = load_order(mappings)
     except CycleError as exc:
         raise UsageError(str(exc.message), hint=exc.hint) from None
+    if scratch is not None:
+        return _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview, Path(scratch))
+    R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     try:
         result = _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview)
@@ -212,7 +223,8 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
     return result
 
 
-def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview) -> MapResult:
+def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview,
+         out_root: Path | None = None) -> MapResult:
     own = connector is None and check_org
     if own:
         from crmbridge.connectors.salesforce import connect
@@ -222,7 +234,7 @@ def _run(project, run, mappings, ordered, connector, check_org, skip_validation,
         report = run_check(project, run, connector=connector, check_org=check_org,
                            skip_validation=skip_validation, mappings=mappings)
         if not report.ok:
-            _write_check_only(run, report)
+            _write_check_only(out_root or run.dir, report)
             raise RunFailed(f"mapping check found {len(report.errors)} error(s):\n" + report.render(),
                             hint=f"fix the mappings, then `crmbridge map --run {run.run_id}`")
         refs = org_refs(project, mappings, connector if check_org else None)
@@ -231,20 +243,22 @@ def _run(project, run, mappings, ordered, connector, check_org, skip_validation,
             connector.close()
     if any(s.step.owner for s in mappings.steps) and not refs.users:
         raise UsageError("owner mapping needs the org's users; run without --no-org-check")
-    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview)
+    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview, out_root)
 
 
-def _write_check_only(run, report: CheckReport) -> None:
-    d = run.dir / STAGE
+def _write_check_only(root: Path, report: CheckReport) -> None:
+    d = root / STAGE
     d.mkdir(parents=True, exist_ok=True)
     (d / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
 
 
-def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview) -> MapResult:
+def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview,
+             out_root: Path | None = None) -> MapResult:
     from crmbridge.mappings.engine import ParentKeys, map_step
     from crmbridge.mappings.output import preview_rows, write_quarantine, write_records
 
-    tmp = run.dir / f"{STAGE}.tmp"
+    root = out_root or run.dir
+    tmp = root / f"{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "quarantine").mkdir(parents=True)
     frames: dict[str, Any] = {}
@@ -252,21 +266,31 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
+    raws: dict[str, Any] = {}  # entity -> the rows as extracted (legacy values for stewards)
+    parent_reasons: dict[str, dict[str, str]] = {}  # "Account.Legacy_Id__c" -> {key: reason}
+    progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
         if e not in frames:
             frames[e] = read_input(project, run, e, skip_validation=skip_validation)
-        out = map_step(s, frames[e], refs=refs, parents=keys)
+        with progress.tracked(f"{s.name} (rows)", len(frames[e])) as task:
+            out = map_step(s, frames[e], refs=refs, parents=keys)
+            task.advance(len(frames[e]))
         ext = s.step.external_id
         k = (s.step.object.lower(), ext)
         mapped = set(out.records[ext].astype(str))
-        qkeys = _quarantined_keys(s, out)
+        qreasons = _quarantined_keys(s, out)
+        qkeys = set(qreasons)
         prev = keys.get(k)
         keys[k] = ParentKeys(frozenset(mapped | (prev.mapped if prev else set())),
                              frozenset(qkeys | (prev.quarantined if prev else set())))
+        parent_reasons.setdefault(f"{s.step.object}.{ext}", {}).update(qreasons)
         rel = f"{STAGE}/{s.name}.parquet"
         write_records(out.records, tmp / f"{s.name}.parquet")
-        write_quarantine(out.quarantine, tmp / "quarantine" / f"{s.name}.csv")
+        if e not in raws:
+            raws[e] = _raw_entity(run, e)
+        write_quarantine(steward_view(s, out.quarantine, raws[e], parent_reasons),
+                         tmp / "quarantine" / f"{s.name}.csv")
         summ = StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv", out.rows_in,
                            len(out.records), out.rows_out, len(out.quarantine), out.filtered, out.reasons, out.stats)
         summaries.append(summ)
@@ -277,10 +301,12 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
                      "parents": sorted({mappings.by_name(p).step.object for p in parents_of(s, mappings)}),
                      "mapping": s.file})
         if preview:
-            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview)})
+            if e not in raws:
+                raws[e] = _raw_entity(run, e)
+            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview, raw=raws[e])})
     (tmp / "plan.json").write_text(json.dumps({"steps": plan}, ensure_ascii=False, indent=2), "utf-8")
     (tmp / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
-    final = run.dir / STAGE
+    final = root / STAGE
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     bad = [s for s in summaries if not s.balanced]
@@ -290,13 +316,58 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     return MapResult(run.run_id, tuple(summaries), report, str(final / "plan.json"), tuple(previews))
 
 
-def _quarantined_keys(s, out) -> set[str]:
-    """External-ID values of quarantined rows (as the raw key column), for child parent checks."""
+def _quarantined_keys(s, out) -> dict[str, str]:
+    """External-ID value (as the raw key column) -> reason, of quarantined rows, for child parent checks."""
     spec = s.step.fields[s.step.external_id]
     if out.quarantine.empty:
-        return set()
+        return {}
     from crmbridge.mappings.engine import _chain, _Reasons, _source_series
 
     q = out.quarantine
     vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
-    return {str(v).strip() for v in vals if v is not None}
+    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+
+
+def _raw_entity(run, entity: str):
+    """The entity as extracted (before validate's normalisation), or None when the run has no extract."""
+    from crmbridge.migrations.extract import read_entity
+
+    try:
+        return read_entity(run.dir, entity)
+    except (FileNotFoundError, KeyError, UsageError):
+        return None
+
+
+_PARENT = re.compile(r"^parent_quarantined: ([^=]+)=(.*)$")
+
+
+def steward_view(s, quarantine, raw, parent_reasons: dict[str, dict[str, str]]):
+    """Map's quarantine in the layout of validate's (``crmbridge.stewardcsv``): ``_reasons`` (all of them
+    block the load, except rows a filter left out on purpose), the legacy value of every source column
+    behind a Salesforce field a reason names, and a quarantined parent's own reason."""
+    from crmbridge import stewardcsv as S
+    from crmbridge.mappings.check import _used_columns
+
+    q = quarantine.rename(columns={"_reason": "_reasons"}).copy()
+    q["_stage"] = "map"
+    if q.empty:
+        return S.ordered(q.assign(_blocking=[]))
+
+    def with_parent(text):
+        parts = []
+        for p in S.split_reasons(text):
+            m = _PARENT.match(p)
+            why = parent_reasons.get(m.group(1), {}).get(m.group(2)) if m else None
+            parts.append(p + f" [{m.group(1).split('.')[0]} {m.group(2)} is itself quarantined: {why}]" if why else p)
+        return S.REASON_SEP.join(parts)
+
+    q["_reasons"] = [with_parent(t) for t in q["_reasons"]]
+    q["_blocking"] = q["_reasons"].where(~q["_reasons"].astype(str).str.startswith("filtered: "), None)
+    sources: dict[str, set[str]] = {}
+    for fname, col in _used_columns(s):
+        sources.setdefault(fname or "", set()).add(col)
+    named = []
+    for text in q["_reasons"]:
+        words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
+        named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
+    return S.ordered(S.add_legacy(q, raw, named))

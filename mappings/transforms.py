@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ValidationError
@@ -29,7 +29,10 @@ from crmbridge.mappings import transforms_numbers as _numbers
 from crmbridge.mappings import transforms_text as _text
 from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, is_missing, map_unique
 
-__all__ = ["Applied", "TransformSpec", "TRANSFORMS", "TransformParamError", "apply_transform", "parse_params",
+if TYPE_CHECKING:
+    from crmbridge.mappings.distinct import Encoded, Step
+
+__all__ = ["Applied", "TransformSpec", "TRANSFORMS", "TransformParamError", "apply_transform", "apply_encoded", "parse_params",
            "suggest", "column_params", "FAIL", "Params", "as_text", "is_missing", "map_unique"]
 
 
@@ -64,6 +67,7 @@ TRANSFORMS: dict[str, TransformSpec] = {
         _spec("case", _text.case, _text.CaseParams),
         _spec("nfkc", _text.nfkc, _text.NoParams, nfkc=True),
         _spec("strip_html", _text.strip_html, _text.NoParams),
+        _spec("strip_control", _text.strip_control, _text.StripControlParams),
         _spec("replace", _text.replace, _text.ReplaceParams),
         _spec("null_if", _text.null_if, _text.NullIfParams),
         _spec("value_map", _text.value_map, _text.ValueMapParams),
@@ -133,23 +137,68 @@ def column_params(name: str, params: BaseModel) -> list[str]:
 
 
 def apply_transform(name: str, series: pd.Series | None, params: dict[str, Any] | BaseModel | None = None, *,
-                    frame: pd.DataFrame | None = None) -> Applied:
-    """Run one transform. ``frame`` supplies the columns named by ``*_column`` params and frame transforms."""
+                    frame: pd.DataFrame | None = None, distinct: bool = True) -> Applied:
+    """Run one transform. ``frame`` supplies the columns named by ``*_column`` params and frame transforms.
+
+    Text columns are computed once per distinct value (or value tuple with the ``*_column`` columns)
+    and spread back (``crmbridge.mappings.distinct``); ``distinct=False`` runs the function on the
+    whole column, the reference the distinct path is tested against.
+    """
+    spec, kwargs, others = _prepare(name, params, frame)
+    if spec.kind == "frame":
+        return spec.func(frame, **kwargs)
+    if distinct:
+        from crmbridge.mappings.distinct import encode, run_step
+
+        column = encode(series)
+        coded = {k: encode(v if v.index.equals(series.index) else v.reindex(series.index)) for k, v in others.items()}
+        if column is not None and all(c is not None for c in coded.values()):
+            return run_step(spec.func, kwargs, column, coded).applied()
+    return spec.func(series, **kwargs, **others)
+
+
+def apply_encoded(name: str, params: dict[str, Any] | BaseModel | None, column: "Encoded",
+                  lookup: Callable[[str], "Encoded | None"]) -> "Step | None":
+    """One transform on an encoded column (``crmbridge.mappings.distinct``); ``lookup(name)`` gives the
+    other columns its ``*_column`` parameters name, encoded. None when the transform cannot run there
+    (a frame transform, or another column that is not text): use ``apply_transform`` then."""
+    from crmbridge.mappings.distinct import run_step
+
+    spec = TRANSFORMS.get(name)
+    model = params if isinstance(params, BaseModel) else parse_params(name, params)
+    if spec is None or spec.kind == "frame":
+        return None
+    kwargs = model.model_dump()
+    others = {}
+    for p in spec.column_params():
+        col = kwargs.pop(p)
+        if col is None:
+            continue
+        other = lookup(col)
+        if other is None:
+            return None
+        others[p.removesuffix("_column")] = other
+    return run_step(spec.func, kwargs, column, others)
+
+
+def _prepare(name: str, params: dict[str, Any] | BaseModel | None,
+             frame: pd.DataFrame | None) -> tuple[TransformSpec, dict[str, Any], dict[str, pd.Series]]:
+    """The spec, the plain keyword arguments and the other columns (``city=frame[city_column]``)."""
     spec = TRANSFORMS.get(name)
     model = params if isinstance(params, BaseModel) else parse_params(name, params)
     if spec is None:  # parse_params has already raised for unknown names given as dicts
         raise TransformParamError(f"unknown transform '{name}'")
     kwargs = model.model_dump()
+    others: dict[str, pd.Series] = {}
     if spec.kind == "frame":
         if frame is None:
             raise TransformParamError(f"transform '{name}' works on several columns and needs the row frame")
-        return spec.func(frame, **kwargs)
+        return spec, kwargs, others
     for p in spec.column_params():
         col = kwargs.pop(p)
-        arg = p.removesuffix("_column")
         if col is None:
             continue
         if frame is None or col not in frame.columns:
             raise TransformParamError(f"transform '{name}': column '{col}' ({p}) is not in the data")
-        kwargs[arg] = frame[col]
-    return spec.func(series, **kwargs)
+        others[p.removesuffix("_column")] = frame[col]
+    return spec, kwargs, others

@@ -35,7 +35,7 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     ``extra_columns``: columns the rules read; absent ones are added empty so their rules report
     every row instead of crashing. All data columns come back as text (or None), like extract's.
     """
-    from crmbridge.mappings.transforms import apply_transform, as_text
+    from crmbridge.mappings.transforms import as_text
 
     out = df.copy()
     for col in list(extra_columns) + [f for f in rules.normalise if f != "*"]:
@@ -52,12 +52,7 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     for a in rules.allowed_values:
         if a.map:
             plan.append((a.field, "value_map", {"map": a.map, "on_missing": "keep", "ignore_case": a.ignore_case}))
-    for col, name, params in plan:
-        applied = apply_transform(name, out[col], params, frame=out)
-        out[col] = applied.values
-        key = f"{col}:{name}"
-        res.fixed[key] = res.fixed.get(key, 0) + applied.n_changed
-        res.failed[key] = res.failed.get(key, 0) + applied.n_failed
+    _run_plan(out, plan, res)
     for col in data_columns(out):
         out[col] = as_text(out[col])
     # Only steps that did something are worth a steward's attention (``*`` expands to every column).
@@ -65,3 +60,42 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     res.fixed = {k: res.fixed[k] for k in used}
     res.failed = {k: res.failed[k] for k in used if res.failed[k]}
     return res
+
+
+def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised) -> None:
+    """Apply ``plan`` to ``out`` in place. Text columns stay encoded (codes into distinct values)
+    from their first step to the end, so each step runs once per distinct value; a step that needs
+    whole columns (a frame transform, a non-text column) sees them written back first."""
+    from crmbridge.mappings.distinct import encode
+    from crmbridge.mappings.transforms import apply_encoded, apply_transform
+
+    coded: dict = {}  # column -> Encoded, or None when the column is not text
+    dirty: set[str] = set()  # encoded columns newer than ``out``
+
+    def lookup(col: str):
+        if col not in out.columns:
+            return None
+        if col not in coded:
+            coded[col] = encode(out[col])
+        return coded[col]
+
+    for col, name, params in plan:
+        key = f"{col}:{name}"
+        column = lookup(col)
+        step = apply_encoded(name, params, column, lookup) if column is not None else None
+        if step is not None:
+            coded[col] = step.column
+            dirty.add(col)
+            changed, failed = step.n_changed, step.n_failed
+        else:
+            for c in dirty:
+                out[c] = coded[c].series()
+            dirty.clear()
+            applied = apply_transform(name, out[col], params, frame=out, distinct=False)
+            out[col] = applied.values
+            coded.pop(col, None)
+            changed, failed = applied.n_changed, applied.n_failed
+        res.fixed[key] = res.fixed.get(key, 0) + changed
+        res.failed[key] = res.failed.get(key, 0) + failed
+    for c in dirty:
+        out[c] = coded[c].series()

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
@@ -59,9 +61,11 @@ def default_definition_path(project) -> Path:
     return project.path(project.config.definitions_dir) / DEFAULT_DEFINITION
 
 
-def run_validate(project, run, *, definition_path: str | Path | None = None) -> ValidationReport:
+@locked("validate")
+def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
-    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``."""
+    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
+    load started is not validated again unless ``force`` (its output is the load's evidence)."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
@@ -71,6 +75,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None) -> 
         path = project.path(path) if definition_path is None else Path.cwd() / path
     definition = load_definition(path)
     engine = open_state(project.state_url)
+    R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     tmp = run.dir / f".{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -102,11 +107,13 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> V
     gx_results: dict[str, Any] = {}
     samples: dict[str, list] = {}
     frames: dict[str, Any] = {}
-    for entity in definition.entity_order():
-        if entity not in present:
-            continue
-        summary, gx_result, sample, frame = _validate_entity(out, final, entity, read_entity(run.dir, entity),
-                                                             definition, ctx)
+    todo = [e for e in definition.entity_order() if e in present]
+    progress.current().expect(len(todo))
+    for entity in todo:
+        rows = read_entity(run.dir, entity)
+        with progress.tracked(f"{entity} (rows)", len(rows)) as task:
+            summary, gx_result, sample, frame = _validate_entity(out, final, entity, rows, definition, ctx)
+            task.advance(len(rows))
         entities[entity], samples[entity], frames[entity] = summary, sample, frame
         if gx_result is not None:
             gx_results[entity] = gx_result
@@ -156,17 +163,19 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if len(frame):
         erun = run_rules(entity, frame, rules, ctx)
         outcomes, gx_result = erun.outcomes, erun.gx_result
-    split = split_rows(frame, outcomes)
+    split = split_rows(frame, outcomes, ctx)
     for ref_entity_key in _keys_referenced(definition, entity):
+        ctx.remember_quarantined(entity, ref_entity_key, split.quarantine)
         ctx.valid_keys[(entity, ref_entity_key)] = split.valid[ref_entity_key] \
             if ref_entity_key in split.valid.columns else split.valid.iloc[:0, 0]
     key = rules_def.identity.key
     parquet = out / f"{entity}.parquet"
     split.valid.reset_index(drop=True).to_parquet(parquet, index=False)
     qfile = out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
-    reports.write_quarantine(qfile, split.quarantine, key)
-    rule_rows = [{**o.as_dict(), "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)}
-                 for o in outcomes]
+    quarantine = steward_view(split.quarantine, df, outcomes)
+    reports.write_quarantine(qfile, quarantine, key)
+    rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields),
+                  "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)} for o in outcomes]
     blocking = any(not r["passed"] and r["severity"] == "blocking" for r in rule_rows)
     summary = {"rows_in": len(frame), "rows_valid": len(split.valid), "rows_quarantined": len(split.quarantine),
                "rows_warned": split.rows_warned, "fixed": norm.fixed, "normalise_failed": norm.failed,
@@ -175,7 +184,24 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if summary["rows_in"] != summary["rows_valid"] + summary["rows_quarantined"] or len(df) != len(frame):
         raise RunFailed(f"validate: {entity}: rows in {len(df)} != valid {len(split.valid)} + "
                         f"quarantined {len(split.quarantine)}", hint="this is a bug; the run's extract is intact")
-    return summary, gx_result, reports.quarantine_samples(split.quarantine, key), frame
+    owners = {o.department: o.person for o in definition.owners}
+    return summary, gx_result, reports.quarantine_samples(quarantine, key, rule_rows, owners=owners), frame
+
+
+def steward_view(quarantine, raw, outcomes):
+    """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
+    shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
+    own reasons in its message (``outcome.messages``)."""
+    from crmbridge import stewardcsv as S
+
+    if quarantine.empty:
+        return S.ordered(quarantine.assign(_stage=[]))
+    q = quarantine.copy()
+    q["_stage"] = "validate"
+    fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
+    named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
+             for t in q["_reasons"]]
+    return S.ordered(S.add_legacy(q, raw, named))
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:

@@ -98,7 +98,7 @@ def test_dry_run_writes_nothing_and_reports_actions(project, sf, mapped_run, hel
     assert sf.count("SELECT COUNT() FROM Account WHERE Legacy_Id__c != null") == 10
     with _engine(project).connect() as c:
         assert c.execute(select(func.count()).select_from(L.ledger).where(L.ledger.c.run_id == run2.run_id)).scalar() == 0
-    with open(step.success_file, encoding="utf-8") as f:
+    with open(step.success_file, encoding="utf-8-sig") as f:
         actions = [r["ACTION"] for r in csv.DictReader(f)]
     assert sorted(actions).count("create") == 2
 

@@ -1,0 +1,251 @@
+"""Transforms computed once per distinct value must give exactly what the whole-column functions give.
+
+The reference is the previous implementation: each transform function run on the whole column
+(``apply_transform(..., distinct=False)``), and the per-cell helpers of transforms_base as they were
+(copied below). Compared value by value (type included), with the changed and failed flags, on the
+demo project's messy legacy exports and on a column of hand-picked awkward values.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmbridge.mappings import engine as engine_mod
+from crmbridge.mappings import transforms as T
+from crmbridge.mappings.distinct import encode
+from crmbridge.mappings.models import load_mappings
+from crmbridge.mappings.transforms_base import as_text, finish, is_missing
+from crmbridge.migrations.demo_data import write_demo_data
+from crmbridge.validation.definition import load_definition, split_step
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates" / "project"
+
+AWKWARD = [None, float("nan"), "", "   ", "C000\x00123", "上海\r\n浦东\x1b",
+           "\u3000", "N/A", "无", "-", "Ｃ０００１２３ ", " c000123", "<b>Evil</b> Corp",
+           "&amp; Co", "２００１２０", "200120", "中国", "china", "CN", "US", "美国", "潜在", "Active", "PROSPECT",
+           "2023-01-05", "2023/1/5", "2023年1月5日", "二〇二三年一月五日", "2023年1月5号", "44931", "0203-01-05",
+           "¥1,234,500.00", "(1,234)", "12.5万", "１２３４５００", "1.5", "1e3", "-7", "12%", "abc",
+           "021-6234 5678", "6234 5678", "13800138000", "+86 138 0013 8000", "13800138000 转 123",
+           "（010）88886666", "+1 650 253 0000", "INFO@Example.CN ", "bad@", "a..b@example.cn", "用户@例子.中国",
+           "欧阳娜娜", "张伟", "买买提·吐尔逊", "Smith, John", "John Smith", "上海;浦东", "a" * 300,
+           "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "x\x00y", "2023-01-05 13:04:05"]
+
+EXTRA_CONFIGS: list[tuple[str, dict]] = [
+    ("trim", {}), ("trim", {"collapse": True}), ("case", {"to": "upper"}), ("case", {"to": "lower"}),
+    ("case", {"to": "title"}), ("nfkc", {}), ("strip_html", {}),
+    ("strip_control", {}), ("strip_control", {"keep_line_breaks": True}), ("replace", {"pattern": r"[\s-]", "replacement": ""}),
+    ("null_if", {"values": ["N/A", "-", "无"]}), ("value_map", {"map": {"中国": "CN", "china": "CN"}, "on_missing": "keep"}),
+    ("value_map", {"map": {"潜在": "Prospect"}, "on_missing": "error"}), ("value_map", {"map": {"CN": 1}, "default": 0}),
+    ("truncate", {"length": 5}), ("truncate", {"length": 8, "ellipsis": "..."}), ("split", {"sep": ";", "index": 1}),
+    ("split", {"sep": ";", "index": 3, "strict": True}), ("default", {"value": "n/a"}), ("required", {}),
+    ("affix", {"prefix": "LEG-"}), ("phone", {"region": "CN"}), ("phone", {"region": "CN", "format": "national"}),
+    ("phone", {"region": "CN", "city_column": "city"}), ("email", {}), ("email", {"lowercase": False}),
+    ("date", {"formats": ["%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日"], "excel_serial": True}),
+    ("datetime", {"formats": ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]}), ("number", {}), ("number", {"integer": True}),
+    ("number", {"cn_units": True, "percent": True, "scale": 2}), ("number", {"decimal": ",", "thousands": "."}),
+    ("name_part", {"part": "last"}), ("name_part", {"part": "first"}), ("months_between", {"start_column": "start"}),
+]
+
+
+# ------------------------------------------------------------------ the previous per-cell helpers
+
+
+def _old_is_missing(series: pd.Series) -> pd.Series:
+    miss = series.isna()
+    obj = series[~miss]
+    if len(obj):
+        blank = obj.map(lambda v: isinstance(v, str) and not v.strip())
+        miss = miss.copy()
+        miss.loc[blank[blank].index] = True
+    return miss
+
+
+def _old_as_text(series: pd.Series) -> pd.Series:
+    out = series.astype(object)
+    na = out.isna()
+    if na.any():
+        out = out.where(~na, None)
+
+    def _s(v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    if len(out) and not out.map(lambda v: v is None or isinstance(v, str)).all():
+        out = out.map(_s)
+    return out
+
+
+def _old_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _old_changed(original: pd.Series, values: pd.Series, failed: pd.Series) -> pd.Series:
+    o = original.astype(object).where(original.notna(), None)
+    v = values.astype(object).where(values.notna(), None)
+    failed = failed.fillna(False).astype(bool)
+    v = v.where(~failed, o)
+    same = pd.Series([_old_equal(a, b) for a, b in zip(o.array, v.array)], index=original.index, dtype=bool)
+    return ~(same | (o.isna() & v.isna())) & ~failed
+
+
+# ------------------------------------------------------------------ data and configurations
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> list[pd.DataFrame]:
+    d = tmp_path_factory.mktemp("demo")
+    info = write_demo_data(d, customers=600, erp=False)
+    out = []
+    for name in ("sales_customers", "service_customers", "contracts"):
+        path = Path(info["files"][name])
+        raw = path.read_bytes()
+        enc = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else ("utf-8" if _utf8(raw) else "gb18030")
+        sep = ";" if raw[:400].count(b";") > raw[:400].count(b",") else ","
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=enc, sep=sep).astype(object)
+        df = df.where(df != "", None)
+        out.append(df)
+    awkward = pd.DataFrame({"v": pd.Series(AWKWARD * 3, dtype=object)})
+    out.append(awkward)
+    for df in out:  # the columns *_column parameters point at: repeated, missing and odd values
+        n = len(df)
+        df["city"] = pd.Series(["上海", "北京", None, "深圳市", "Shanghai", "nowhere"] * (n // 6 + 1), dtype=object)[:n].values
+        df["start"] = pd.Series(["2023-01-05", "2022-12-31", None, "bad"] * (n // 4 + 1), dtype=object)[:n].values
+    return out
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _configs() -> list[tuple[str, dict]]:
+    seen: list[tuple[str, dict]] = []
+
+    def add(name, params):
+        if (name, params) not in seen:
+            seen.append((name, params))
+
+    for name, params in EXTRA_CONFIGS:
+        add(name, params)
+    for s in load_mappings(TEMPLATES / "mappings").steps:
+        specs = list(s.step.fields.values()) + list(s.step.lookups.values()) + ([s.step.owner] if s.step.owner else [])
+        for spec in specs:
+            for t in spec.transforms:
+                if t.kind != "frame":
+                    add(t.name, dict(t.params))
+    definition = load_definition(TEMPLATES / "definitions" / "customer.yml")
+    for rules in definition.entities.values():
+        for steps in rules.normalise.values():
+            for step in steps:
+                add(*split_step(step))
+    assert {n for n, _ in seen} >= set(T.TRANSFORMS) - {"concat"}  # every series transform is covered
+    return seen
+
+
+def _params(name: str, params: dict) -> dict:
+    # columns named by *_column parameters: the test frames' city and start columns
+    p = dict(params)
+    if "city_column" in p and p["city_column"]:
+        p["city_column"] = "city"
+    if "start_column" in p:
+        p["start_column"] = "start"
+    return p
+
+
+def _assert_same_values(a: pd.Series, b: pd.Series, what: str) -> None:
+    assert list(a.index) == list(b.index), what
+    for i, (x, y) in enumerate(zip(a.array, b.array)):
+        same = (x is None and y is None) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
+                                             and math.isnan(y)) or (type(x) is type(y) and x == y)
+        assert same, f"{what} row {i}: {x!r} != {y!r}"
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("name,params", _configs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_distinct_equals_whole_column(frames, name, params):
+    p = _params(name, params)
+    for df in frames:
+        for col in [c for c in df.columns if c not in ("city", "start")]:
+            series = df[col]
+            if len(df) > 200:  # a shuffled, re-indexed slice: positions and labels must both survive
+                series = series.sample(frac=1.0, random_state=3)
+            frame = df.loc[series.index]
+            assert encode(series) is not None  # the distinct path really runs
+            new = T.apply_transform(name, series, p, frame=frame)
+            old = T.apply_transform(name, series, p, frame=frame, distinct=False)
+            what = f"{name} {params} on {col}"
+            _assert_same_values(new.values, old.values, what)
+            assert new.changed.tolist() == old.changed.tolist(), what
+            assert new.failed.tolist() == old.failed.tolist(), what
+            assert new.n_changed == int(_old_changed(series, old.values, old.failed).sum()), what
+
+
+def test_vectorised_helpers_equal_the_per_cell_ones(frames):
+    cols = [df[c] for df in frames for c in df.columns]
+    cols += [pd.Series([1, 2.0, None, "x", " ", 3.5], dtype=object), pd.Series([1.0, np.nan, 2.5]),
+             pd.Series([], dtype=object), pd.Series([None, None], dtype=object)]
+    for s in cols:
+        assert is_missing(s).tolist() == _old_is_missing(s).tolist()
+        _assert_same_values(as_text(s), _old_as_text(s), "as_text")
+        for other in (as_text(s), as_text(s).str.upper(), pd.Series(range(len(s)), index=s.index, dtype=object)):
+            failed = pd.Series([i % 7 == 0 for i in range(len(s))], index=s.index)
+            assert finish(s, other, failed).changed.tolist() == _old_changed(s, other, failed).tolist()
+
+
+def test_encode_keeps_missing_and_refuses_non_text():
+    enc = encode(pd.Series(["a", None, "b", float("nan"), "a"], dtype=object))
+    assert enc.series().tolist() == ["a", None, "b", None, "a"]
+    assert enc.counts.tolist() == [2, 1, 2]
+    assert encode(pd.Series([1, "a"], dtype=object)) is None
+    assert encode(pd.Series([1.5, 2.5])) is None
+
+
+def test_normalise_and_map_step_equal_the_whole_column_path(frames, monkeypatch):
+    """The chains of validation and mapping (which keep columns encoded between steps) against the
+    same chains run column by column."""
+    from crmbridge.validation.normalise import normalise
+
+    definition = load_definition(TEMPLATES / "definitions" / "customer.yml")
+    rules = definition.entities["customers"]
+    step = load_mappings(TEMPLATES / "mappings").by_name("Account")
+    src = frames[0].copy()
+    src.columns = [f"c{i}" for i in range(len(src.columns))]
+    names = ["customer_no", "name", "credit_code", "phone", "email", "address", "city", "province", "postal_code",
+             "country", "industry", "status", "sales_rep", "created_on", "annual_revenue"]
+    src = src.iloc[:, : len(names)].set_axis(names, axis=1)
+    src["_department"], src["_row_id"] = "sales", [f"s:{i}" for i in range(len(src))]
+    src["_source_key"] = src["customer_no"]
+    refs = engine_mod.OrgRefs(owners={"R001": "rep1@x"}, users={"rep1@x": "005A", "admin@sandbox.crmbridge": "005B"})
+
+    new_norm = normalise(src, rules, ["phone", "email"])
+    new_map = engine_mod.map_step(step, src, refs=refs)
+    monkeypatch.setattr(T, "apply_encoded", lambda *a, **k: None)
+    monkeypatch.setattr(engine_mod, "apply_encoded", lambda *a, **k: None)
+    old_norm = normalise(src, rules, ["phone", "email"])
+    old_map = engine_mod.map_step(step, src, refs=refs)
+
+    assert new_norm.fixed == old_norm.fixed and new_norm.failed == old_norm.failed
+    assert list(new_norm.frame.columns) == list(old_norm.frame.columns)
+    for c in new_norm.frame.columns:
+        _assert_same_values(new_norm.frame[c], old_norm.frame[c], f"normalise {c}")
+    assert new_map.stats == old_map.stats and new_map.reasons == old_map.reasons
+    pd.testing.assert_frame_equal(new_map.records, old_map.records)
+    pd.testing.assert_frame_equal(new_map.quarantine, old_map.quarantine)
