@@ -152,9 +152,10 @@ def soql_datetime(stamp: str) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sf_changed(sf, spec: ObjectSpec, since: str | None) -> tuple[dict[str, dict], str | None]:
+def sf_changed(sf, spec: ObjectSpec, since: str | None, fields: list[str] | None = None
+               ) -> tuple[dict[str, dict], str | None]:
     """Records changed since ``since`` (all records on the first run) and the new watermark."""
-    soql = f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object}"
+    soql = f"SELECT {', '.join(fields or sf_select_fields(spec))} FROM {spec.salesforce.object}"
     if since:
         soql += f" WHERE SystemModstamp >= {soql_datetime(since)}"
     soql += " ORDER BY SystemModstamp"
@@ -175,13 +176,14 @@ def sf_deleted(sf, spec: ObjectSpec, since: str | None) -> list[str]:
     return [r["Id"] for r in sf.query(soql, include_deleted=True)]
 
 
-def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any]) -> list[dict]:
+def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any], fields: list[str] | None = None
+                ) -> list[dict]:
     """Records whose ``field_name`` is one of ``values`` (chunked to keep SOQL short)."""
     out: list[dict] = []
     vals = [v for v in dict.fromkeys(values) if v not in (None, "")]
     for i in range(0, len(vals), 200):
         lits = ", ".join(soql_literal(v) for v in vals[i:i + 200])
-        soql = (f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object} "
+        soql = (f"SELECT {', '.join(fields or sf_select_fields(spec))} FROM {spec.salesforce.object} "
                 f"WHERE {field_name} IN ({lits})")
         out.extend(flatten(r) for r in sf.query(soql))
     return out

@@ -21,6 +21,9 @@ class Kit:
             "name: sync-test\n"
             f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
             f"erp: {{url: '{erp_url}'}}\n", encoding="utf-8")
+        for sub in ("definitions", "mappings"):  # the customer scope comes from the agreed definition
+            if not (root / sub).exists():
+                shutil.copytree(TEMPLATE.parent / sub, root / sub)
         if sync_yml is None:
             shutil.copyfile(TEMPLATE, root / "sync.yml")
         else:
