@@ -100,6 +100,7 @@ class ObjectSync:
         self.blocked_sf: set[str] = set()  # records in a link conflict (never created in the ERP)
         self._linked_now: dict[str, str] = {}  # sf id -> erp key linked in this run
         self._link_todo: dict[str, list[int]] = {}  # erp key -> resolved link conflicts to mark applied
+        self._seen_erp: set[str] = set()  # ERP rows already decided in this run
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Counts:
@@ -147,6 +148,7 @@ class ObjectSync:
         if not erp_rows:
             return
         self.n.read_erp += len(erp_rows)
+        self._seen_erp.update(erp_rows)
         recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
         gone = {k for k, r in recs.items() if r.status == "sf_deleted" and k in erp_rows}
         self.n.skipped += len(gone)  # its Salesforce record was deleted: the ERP row no longer syncs
@@ -186,9 +188,9 @@ class ObjectSync:
             for p in unlinked:
                 if p.key in plan.links:
                     self._link(p, sf_recs[plan.links[p.key]], sf_changes)
-                    p.link_applied = self._link_todo.pop(p.key, [])
                 elif p.key in plan.issues:
                     p.issues = plan.issues[p.key]
+                p.link_applied = self._link_todo.pop(p.key, [])  # decisions carried out (link or apart)
 
     def _link(self, p: Pair, rec: dict | None, sf_changes: dict) -> None:
         if rec is not None:
@@ -249,9 +251,11 @@ class ObjectSync:
                 pairs.append(Pair(k, recs.get(k), erp_found[k], rest.pop(sid), sid,
                                   link_applied=self._link_todo.pop(k, [])))
                 self._linked_now[sid] = k
+                self._seen_erp.add(k)
         for k, issues in plan.issues.items():
-            if any(x.sf_id in rest for x in issues):
+            if k not in self._seen_erp and any(x.sf_id in rest for x in issues):
                 pairs.append(Pair(k, recs.get(k), erp_found[k], None, None, issues=issues))
+                self._seen_erp.add(k)
         self.blocked_sf |= plan.blocked_sf
         return pairs
 
