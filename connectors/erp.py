@@ -152,6 +152,31 @@ class ErpConnector:
         except SQLAlchemyError as exc:
             raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
 
+    def open_transactions_since(self, aware: bool = False) -> datetime | None:
+        """Start time of the oldest transaction still open on the ERP database (other sessions), or None.
+
+        A row written by an open transaction carries an updated-at no older than that transaction's
+        start (PostgreSQL's ``now()`` is the transaction start; MySQL's ``NOW()`` a statement inside it),
+        but becomes visible only when it commits. Keeping the watermark at or before this time means a
+        row committed hours after its timestamp is still read. Needs ``pg_read_all_stats`` on PostgreSQL
+        (other roles' ``xact_start`` is hidden otherwise) and ``PROCESS`` on MySQL/MariaDB; where the
+        database does not say, this returns None and only the overlap window protects (docs/sync.md)."""
+        name = self.engine.dialect.name
+        if name == "postgresql":
+            col = "min(xact_start)" if aware else "CAST(min(xact_start) AS timestamp)"
+            sql = (f"SELECT {col} FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+        elif name in ("mysql", "mariadb"):
+            sql = "SELECT MIN(trx_started) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> CONNECTION_ID()"
+        else:
+            return None
+        try:
+            with self.engine.connect() as c:
+                v = c.execute(text(sql)).scalar()
+        except SQLAlchemyError:
+            return None
+        return v if isinstance(v, datetime) else None
+
     # ------------------------------------------------------------------ keys for new rows
     def next_keys(self, conn: Connection, table: Table, key: str, fmt: str, count: int) -> list[str]:
         """``count`` unused keys following the highest existing one of format ``fmt`` (e.g. K{n:07d}).

@@ -128,6 +128,8 @@ class ObjectSync:
             self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
         for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
+            if not hash_mode:
+                todo = self._drop_rereads(todo, b.hashes)
             self.process(todo, sf_changes)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
@@ -142,6 +144,17 @@ class ObjectSync:
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
             set_watermark(c.state, self.scope_sf, sf_wm)
         return self.n
+
+    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]) -> dict[str, dict]:
+        """Rows read again by the overlap window whose content is what the sync last saw: counted as
+        unchanged and not looked at further (content-hash deduplication, docs/sync.md)."""
+        known = store.load_records(self.ctx.state, self.spec.name, list(rows))
+        same = [k for k in rows if k in known and known[k].status == "ok" and known[k].erp_hash == hashes[k]]
+        self.n.read_erp += len(same)
+        self.n.unchanged += len(same)
+        self.n.records["unchanged"] += len(same)
+        self._seen_erp.update(same)
+        return {k: v for k, v in rows.items() if k not in set(same)} if same else rows
 
     # ------------------------------------------------------------------ gathering pairs
     def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
