@@ -113,7 +113,8 @@ def _show_conflicts(res: dict) -> None:
             click.echo(f"#{c['id']} {c['object']} {c['erp_key']} {c['field']} ({c['status']})")
             click.echo(f"    ERP:         {c['erp_value']}")
             click.echo(f"    Salesforce:  {c['sf_value']}")
-            click.echo(f"    last synced: {c['base_value']}")
+            label = "why:        " if c["field"] == "(link)" else "last synced:"
+            click.echo(f"    {label} {c['base_value']}")
         return
     t = Table(show_lines=True)
     for col in ("id", "object", "erp key", "field"):

@@ -169,7 +169,7 @@ def resolve_scopes(project, specs) -> dict:
         if scope is not None:
             out[spec.name] = scope
             for u in scope.unresolved:
-                log.warning("sync.yml object %s: scope %s: %s", spec.name, scope.source, u)
+                log.info("sync.yml object %s: scope %s: left out: %s", spec.name, scope.source, u)
     return out
 
 
