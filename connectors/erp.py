@@ -112,6 +112,45 @@ class ErpConnector:
         """Every row's key columns, as tuple-like rows (no per-row dicts: this reads whole tables)."""
         yield from self._stream(select(*[src.c[k] for k in key]), batch, as_rows=True)
 
+    # ------------------------------------------------------------------ key buckets (delete detection)
+    def bucket_expr(self, src, col: str, width: int = 3):
+        """A SQL expression putting each row in one of up to 10**width buckets by ``col``: the last
+        ``width`` characters of a text key, or the remainder of an integer key (None for other types).
+        ``bucket_of`` computes the same bucket in Python."""
+        c = src.c[col]
+        try:
+            pt = c.type.python_type
+        except NotImplementedError:
+            return None
+        if pt is int:
+            return c % (10 ** width)
+        if pt is str:
+            return func.substr(c, -width) if self.engine.dialect.name in ("sqlite", "oracle") else func.right(c, width)
+        return None
+
+    def bucket_counts(self, src, col: str, width: int = 3) -> dict[Any, int] | None:
+        """Rows per bucket of ``col``, counted by the database (no key leaves it); None if not bucketable."""
+        expr = self.bucket_expr(src, col, width)
+        if expr is None:
+            return None
+        b = expr.label("b")
+        return {k: n for k, n in self._rows(select(b, func.count()).group_by(expr))}
+
+    def keys_in_buckets(self, src, key: list[str], col: str, buckets: list, width: int = 3,
+                        batch: int = 50_000) -> Iterator[list]:
+        """Key columns of the rows in these buckets (the only part of the table a delete check reads)."""
+        expr = self.bucket_expr(src, col, width)
+        for i in range(0, len(buckets), IN_CHUNK):
+            yield from self._stream(select(*[src.c[k] for k in key]).where(expr.in_(buckets[i:i + IN_CHUNK])),
+                                    batch, as_rows=True)
+
+    def _rows(self, q) -> list:
+        try:
+            with self.engine.connect() as c:
+                return list(c.execute(q))
+        except SQLAlchemyError as exc:
+            raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
+
     def read_by_keys(self, src, columns: list[str], key: list[str], keys: list[tuple]) -> list[dict]:
         """Rows whose key is in ``keys`` (chunked IN lists)."""
         out: list[dict] = []

@@ -55,6 +55,7 @@ class Counts:
     deleted: int = 0
     error_samples: list = field(default_factory=list)
     conflict_samples: list = field(default_factory=list)  # what a dry run shows before anything is written
+    delete_check: dict = field(default_factory=dict)  # how deletes were looked for (sync/deletes.py)
     # every record looked at ends in exactly one of these (rows in = rows out)
     records: dict = field(default_factory=lambda: dict.fromkeys(
         ("unchanged", "synced", "conflict", "pending", "skipped", "error", "deleted"), 0))
@@ -138,7 +139,13 @@ class ObjectSync:
         if sf_changes:
             self.process_sf_only(sf_changes)
         if want_deletes:
-            self.deletions(all_keys if all_keys is not None else self.view.all_keys())
+            if all_keys is not None:  # hash mode read every key anyway
+                self.deletions(all_keys)
+                self.n.delete_check = {"mode": "full", "keys_read": len(all_keys)}
+            else:
+                from crmbridge.sync.deletes import find_deletes
+
+                self.n.delete_check = find_deletes(self)
         if sf_gone:
             self.deleted_in_salesforce(sf_gone)
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
@@ -331,6 +338,17 @@ class ObjectSync:
             recs = store.load_records(self.ctx.state, self.spec.name, gone[i:i + self.ctx.batch])
             for rec in recs.values():
                 w.delete(rec)
+            w.commit()
+
+    def deletions_of(self, gone: list[str]) -> None:
+        """Rows gone from the ERP (found by sync/deletes.py): linked ones flag or delete their Salesforce
+        record; rows that never got one (pending, rejected before creation) are just marked deleted."""
+        from crmbridge.sync.writer import Writer
+
+        for i in range(0, len(gone), self.ctx.batch):
+            w = Writer(self, self.ctx, self.spec)
+            for rec in store.load_records(self.ctx.state, self.spec.name, gone[i:i + self.ctx.batch]).values():
+                w.delete(rec, quiet=not (rec.sf_id and rec.status in ("ok", "error")))
             w.commit()
 
     def deleted_in_salesforce(self, sf_ids: list[str]) -> None:

@@ -124,6 +124,19 @@ def keys_with_status(engine: Engine, obj: str, statuses: tuple[str, ...]) -> lis
         return [k for (k,) in c.execute(q)]
 
 
+def iter_keys(engine: Engine, obj: str, batch: int = 50_000):
+    """(erp key, status) of every row of ``obj`` the sync knows to exist in the ERP (not ``deleted``)."""
+    with engine.connect() as c:
+        q = select(sync_records.c.erp_key, sync_records.c.status).where(
+            sync_records.c.object == obj, sync_records.c.status != "deleted")
+        res = c.execution_options(stream_results=True, yield_per=batch).execute(q)
+        while True:
+            rows = res.fetchmany(batch)
+            if not rows:
+                break
+            yield from rows
+
+
 def save_records(conn: Connection, obj: str, recs: list[Record]) -> None:
     """Upsert link rows (delete + insert in the caller's transaction: portable across dialects)."""
     now = utcnow()

@@ -113,9 +113,11 @@ class Writer:
             self.n.skipped += 1
             self.n.records["pending"] += 1
 
-    def delete(self, rec: store.Record) -> None:
+    def delete(self, rec: store.Record, *, quiet: bool = False) -> None:
         spec = self.spec
-        if spec.deletes.mode == "hard":
+        if quiet:  # no Salesforce record to flag: an upsert by key would create one
+            pass
+        elif spec.deletes.mode == "hard":
             if rec.sf_id:
                 self.sf_ops["delete"].append((rec.erp_key, {"Id": rec.sf_id}))
         elif spec.deletes.salesforce_field:
