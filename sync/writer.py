@@ -98,6 +98,8 @@ class Writer:
         if not (d.blocked_sf | d.blocked_erp) & set(forced):  # a blocked direction applies it next run
             self.applied[p.key] = [cid for cid, _ in self.forced.get(p.key, {}).values()] + list(p.link_applied)
         h = self.o.view.hash_of(erp_vals) if erp is not None else (p.rec.erp_hash if p.rec else None)
+        if d.blocked_sf or d.blocked_erp:
+            h = None  # a change this run's direction postponed: the row must not count as seen (re-read dedup)
         self.recs[p.key] = store.Record(p.key, p.sf_id, d.base if status == "ok" else base, h, status)
         if not payload and not d.to_erp and not d.conflicts and status == "ok":
             self.n.unchanged += 1
