@@ -70,3 +70,21 @@ def test_a_row_committed_after_the_watermark_moved_is_synced(tmp_path, erp_url, 
     assert inv["records"]["unchanged"] >= 1 and sum(inv["records"].values()) == inv["read_erp"] + inv["deleted"]
     assert kit.run(project, sf).totals["written"] == 0
     eng.dispose()
+
+
+def test_a_change_postponed_by_the_direction_is_not_deduplicated_away(tmp_path, fresh_sandbox, kit):
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    create_reference_erp(url, items=2)
+    project = load_project(kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=SYNC_YML))
+    sf = kit.connector(project)
+    assert kit.run(project, sf).status == "succeeded"
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(update(inventory).where(inventory.c.item_code == "ITEM0000001", inventory.c.warehouse == "WH-SZ")
+                  .values(on_hand=77, updated_at=func.current_timestamp()))
+    r = kit.run(project, sf, direction="to-erp")  # reads the row, may not write it to Salesforce
+    assert r.objects["inventory"]["written"] == 0 and _on_hand(sf, "ITEM0000001|WH-SZ") != 77
+    r = kit.run(project, sf)  # re-read: same content as last time, but never synced, so not skipped
+    assert r.objects["inventory"]["written"] == 1 and _on_hand(sf, "ITEM0000001|WH-SZ") == 77, r.as_dict()
+    assert kit.run(project, sf).totals["written"] == 0
+    eng.dispose()
