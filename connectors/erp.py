@@ -206,7 +206,8 @@ class ErpConnector:
             sql = (f"SELECT {col} FROM pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
         elif name in ("mysql", "mariadb"):
-            sql = "SELECT MIN(trx_started) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id <> CONNECTION_ID()"
+            sql = ("SELECT MIN(trx_started) FROM information_schema.innodb_trx "
+                   "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
         else:
             return None
         try:

@@ -35,7 +35,8 @@ def for_keys(engine: Engine, obj: str, keys: list[str]) -> tuple[dict[str, set[s
     return frozen, forced
 
 
-def link_decisions(engine: Engine, obj: str, keys: list[str]) -> tuple[dict[tuple[str, str], str], dict[str, list[int]]]:
+def link_decisions(engine: Engine, obj: str, keys: list[str]
+                   ) -> tuple[dict[tuple[str, str], str], dict[str, list[int]]]:
     """Steward decisions on link conflicts of these ERP rows: {(erp key, sf id): "link" | "apart"}, and
     the ids of the resolved ones still to be marked applied, per key."""
     decided: dict[tuple[str, str], str] = {}

@@ -14,28 +14,11 @@ from sqlalchemy import create_engine, delete, insert
 from crmbridge.config import load_project
 from crmbridge.sync.reference_erp import create_reference_erp, inventory, items
 
-SYNC_YML = """
-objects:
-  - name: products
-    salesforce: {object: Product2, external_id: ERP_Item_Code__c}
-    erp: {table: items, key: item_code, changes: {column: updated_at}}
-    deletes: {mode: soft, salesforce_field: IsActive, salesforce_value: false}
-    fields: {Name: item_name, ProductCode: item_code, IsActive: active}
-  - name: inventory
-    salesforce: {object: Inventory__c, external_id: ERP_Key__c}
-    erp: {table: inventory, key: [item_code, warehouse], changes: {column: updated_at}}
-    deletes: {mode: soft, salesforce_field: Is_Active__c, salesforce_value: false}
-    fields:
-      Name: {compute: "concat(item_code, warehouse)"}
-      Product__r.ERP_Item_Code__c: item_code
-      Warehouse__c: warehouse
-      On_Hand__c: on_hand
-"""
 
 
 def test_only_differing_buckets_are_read(tmp_path, any_db_url, fresh_sandbox, kit):
     create_reference_erp(any_db_url, items=40)  # 120 inventory rows, 40 buckets (last 3 characters of item_code)
-    project = load_project(kit.make_project(tmp_path / "p", any_db_url, fresh_sandbox, sync_yml=SYNC_YML))
+    project = load_project(kit.make_project(tmp_path / "p", any_db_url, fresh_sandbox, sync_yml=kit.stock_yml()))
     sf = kit.connector(project)
     r1 = kit.run(project, sf)
     assert r1.objects["inventory"]["written"] == 120, r1.as_dict()

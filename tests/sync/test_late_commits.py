@@ -16,23 +16,6 @@ from sqlalchemy import create_engine, func, update
 from crmbridge.config import load_project
 from crmbridge.sync.reference_erp import create_reference_erp, inventory
 
-SYNC_YML = """
-objects:
-  - name: products
-    salesforce: {object: Product2, external_id: ERP_Item_Code__c}
-    erp: {table: items, key: item_code, changes: {column: updated_at}}
-    deletes: {mode: soft, salesforce_field: IsActive, salesforce_value: false}
-    fields: {Name: item_name, ProductCode: item_code, IsActive: active}
-  - name: inventory
-    salesforce: {object: Inventory__c, external_id: ERP_Key__c}
-    erp: {table: inventory, key: [item_code, warehouse], changes: {column: updated_at, overlap_seconds: 1}}
-    deletes: {mode: soft, salesforce_field: Is_Active__c, salesforce_value: false}
-    fields:
-      Name: {compute: "concat(item_code, warehouse)"}
-      Product__r.ERP_Item_Code__c: item_code
-      Warehouse__c: warehouse
-      On_Hand__c: on_hand
-"""
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -46,7 +29,8 @@ def _on_hand(sf, key):
 
 def test_a_row_committed_after_the_watermark_moved_is_synced(tmp_path, erp_url, fresh_sandbox, kit):
     create_reference_erp(erp_url, items=2)
-    project = load_project(kit.make_project(tmp_path / "p", erp_url, fresh_sandbox, sync_yml=SYNC_YML))
+    root = kit.make_project(tmp_path / "p", erp_url, fresh_sandbox, sync_yml=kit.stock_yml(overlap_seconds=1))
+    project = load_project(root)
     sf = kit.connector(project)
     r1 = kit.run(project, sf)
     assert r1.objects["inventory"]["written"] == 6, (r1.failed_objects, r1.objects["inventory"]["error_samples"])
@@ -75,7 +59,8 @@ def test_a_row_committed_after_the_watermark_moved_is_synced(tmp_path, erp_url, 
 def test_a_change_postponed_by_the_direction_is_not_deduplicated_away(tmp_path, fresh_sandbox, kit):
     url = f"sqlite:///{tmp_path / 'erp.db'}"
     create_reference_erp(url, items=2)
-    project = load_project(kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=SYNC_YML))
+    root = kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=kit.stock_yml(overlap_seconds=1))
+    project = load_project(root)
     sf = kit.connector(project)
     assert kit.run(project, sf).status == "succeeded"
     eng = create_engine(url)
