@@ -27,17 +27,35 @@ from crmbridge.sync import store
 WIDTH = 3  # up to 10**3 buckets: ~1,000 rows each on a 1M-row table
 
 
-def bucket_of(key: str, kind: type) -> Any:
+def bucket_of(key: str, kind: type, composite: bool) -> Any:
     """The bucket of a stored key, as the ERP's ``bucket_expr`` computes it."""
-    first = key.split("|", 1)[0]
+    first = key.split("|", 1)[0] if composite else key
     if kind is int:
         return int(math.fmod(int(first), 10 ** WIDTH))  # SQL's % keeps the sign of the dividend
     return first[-WIDTH:]
 
 
+def _known_counts(job, kind: type, composite: bool) -> Counter:
+    """Known keys per bucket: counted by the state database for text keys, else here."""
+    if kind is str:
+        counts = store.bucket_counts(job.ctx.state, job.spec.name, WIDTH, composite)
+        if counts is not None:
+            return Counter(counts)
+    return Counter(bucket_of(k, kind, composite) for k, _ in store.iter_keys(job.ctx.state, job.spec.name))
+
+
+def _known_in(job, kind: type, composite: bool, buckets: list) -> list[str]:
+    if kind is str:
+        keys = store.keys_in_buckets(job.ctx.state, job.spec.name, WIDTH, composite, buckets)
+        if keys is not None:
+            return keys
+    wanted = set(buckets)
+    return [k for k, _ in store.iter_keys(job.ctx.state, job.spec.name) if bucket_of(k, kind, composite) in wanted]
+
+
 def find_deletes(job) -> dict:
     """Delete detection for one ObjectSync ``job``; returns what it looked at (buckets, keys read)."""
-    view, ctx, name = job.view, job.ctx, job.spec.name
+    view, ctx = job.view, job.ctx
     col = job.spec.erp.key[0]
     counts = ctx.erp.bucket_counts(view.src, col, WIDTH)
     if counts is None:
@@ -45,14 +63,13 @@ def find_deletes(job) -> dict:
         job.deletions(keys)
         return {"mode": "full", "keys_read": len(keys)}
     kind = int if view.types.get(col) is int else str
-    mine: Counter = Counter(bucket_of(k, kind) for k, _ in store.iter_keys(ctx.state, name))
+    single = len(job.spec.erp.key) == 1
+    mine = _known_counts(job, kind, not single)
     differ = sorted((b for b in set(counts) | set(mine) if counts.get(b, 0) != mine.get(b, 0)), key=str)
     info = {"mode": "buckets", "buckets": len(set(counts) | set(mine)), "buckets_read": len(differ), "keys_read": 0}
     if not differ:
         return info
-    wanted = set(differ)
     present: set[str] = set()
-    single = len(job.spec.erp.key) == 1
     from crmbridge.sync.reader import key_part
 
     for part in ctx.erp.keys_in_buckets(view.src, job.spec.erp.key, col, differ, WIDTH):
@@ -61,11 +78,10 @@ def find_deletes(job) -> dict:
         else:
             present.update("|".join(key_part(v) for v in t) for t in part)
     info["keys_read"] = len(present)
-    known = {k: st for k, st in store.iter_keys(ctx.state, name) if bucket_of(k, kind) in wanted}
+    known = set(_known_in(job, kind, not single, differ))
     unseen = sorted(k for k in present if k not in known and k not in job._seen_erp)
     for i in range(0, len(unseen), ctx.batch):  # rows the change column never showed: sync them now
         job.process(view.by_keys(unseen[i:i + ctx.batch]), {})
     info["unseen_rows"] = len(unseen)
-    gone = [k for k in known if k not in present]
-    job.deletions_of(gone)
+    job.deletions_of(sorted(k for k in known if k not in present))
     return info

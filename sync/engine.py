@@ -95,6 +95,9 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
     specs = [cfg.object(n) for n in objects] if objects else cfg.objects
     scopes = resolve_scopes(project, specs)  # configuration errors stop here, before a run exists
     state = open_state(project.state_url)
+    from crmbridge.sync.store import ensure_indexes
+
+    ensure_indexes(state)
     erp = erp_connector(project, cfg)
     run = create_run(state, project.runs_dir, "sync", command=command, dry_run=dry_run)
     restore = _start_logging(project.path(cfg.log_file))

@@ -155,13 +155,16 @@ class ObjectSync:
     def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]) -> dict[str, dict]:
         """Rows read again by the overlap window whose content is what the sync last saw: counted as
         unchanged and not looked at further (content-hash deduplication, docs/sync.md)."""
-        known = store.load_records(self.ctx.state, self.spec.name, list(rows))
-        same = [k for k in rows if k in known and known[k].status == "ok" and known[k].erp_hash == hashes[k]]
+        known = store.seen_hashes(self.ctx.state, self.spec.name, list(rows))
+        same = [k for k in rows if known.get(k) == hashes[k]]
         self.n.read_erp += len(same)
         self.n.unchanged += len(same)
         self.n.records["unchanged"] += len(same)
         self._seen_erp.update(same)
-        return {k: v for k, v in rows.items() if k not in set(same)} if same else rows
+        if not same:
+            return rows
+        drop = set(same)
+        return {k: v for k, v in rows.items() if k not in drop}
 
     # ------------------------------------------------------------------ gathering pairs
     def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
