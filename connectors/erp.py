@@ -112,6 +112,45 @@ class ErpConnector:
         """Every row's key columns, as tuple-like rows (no per-row dicts: this reads whole tables)."""
         yield from self._stream(select(*[src.c[k] for k in key]), batch, as_rows=True)
 
+    # ------------------------------------------------------------------ key buckets (delete detection)
+    def bucket_expr(self, src, col: str, width: int = 3):
+        """A SQL expression putting each row in one of up to 10**width buckets by ``col``: the last
+        ``width`` characters of a text key, or the remainder of an integer key (None for other types).
+        ``bucket_of`` computes the same bucket in Python."""
+        c = src.c[col]
+        try:
+            pt = c.type.python_type
+        except NotImplementedError:
+            return None
+        if pt is int:
+            return c % (10 ** width)
+        if pt is str:
+            return func.substr(c, -width) if self.engine.dialect.name in ("sqlite", "oracle") else func.right(c, width)
+        return None
+
+    def bucket_counts(self, src, col: str, width: int = 3) -> dict[Any, int] | None:
+        """Rows per bucket of ``col``, counted by the database (no key leaves it); None if not bucketable."""
+        expr = self.bucket_expr(src, col, width)
+        if expr is None:
+            return None
+        b = expr.label("b")
+        return {k: n for k, n in self._rows(select(b, func.count()).group_by(expr))}
+
+    def keys_in_buckets(self, src, key: list[str], col: str, buckets: list, width: int = 3,
+                        batch: int = 50_000) -> Iterator[list]:
+        """Key columns of the rows in these buckets (the only part of the table a delete check reads)."""
+        expr = self.bucket_expr(src, col, width)
+        for i in range(0, len(buckets), IN_CHUNK):
+            yield from self._stream(select(*[src.c[k] for k in key]).where(expr.in_(buckets[i:i + IN_CHUNK])),
+                                    batch, as_rows=True)
+
+    def _rows(self, q) -> list:
+        try:
+            with self.engine.connect() as c:
+                return list(c.execute(q))
+        except SQLAlchemyError as exc:
+            raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
+
     def read_by_keys(self, src, columns: list[str], key: list[str], keys: list[tuple]) -> list[dict]:
         """Rows whose key is in ``keys`` (chunked IN lists)."""
         out: list[dict] = []
@@ -151,6 +190,32 @@ class ErpConnector:
                     yield rows if as_rows else [dict(r._mapping) for r in rows]
         except SQLAlchemyError as exc:
             raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
+
+    def open_transactions_since(self, aware: bool = False) -> datetime | None:
+        """Start time of the oldest transaction still open on the ERP database (other sessions), or None.
+
+        A row written by an open transaction carries an updated-at no older than that transaction's
+        start (PostgreSQL's ``now()`` is the transaction start; MySQL's ``NOW()`` a statement inside it),
+        but becomes visible only when it commits. Keeping the watermark at or before this time means a
+        row committed hours after its timestamp is still read. Needs ``pg_read_all_stats`` on PostgreSQL
+        (other roles' ``xact_start`` is hidden otherwise) and ``PROCESS`` on MySQL/MariaDB; where the
+        database does not say, this returns None and only the overlap window protects (docs/sync.md)."""
+        name = self.engine.dialect.name
+        if name == "postgresql":
+            col = "min(xact_start)" if aware else "CAST(min(xact_start) AS timestamp)"
+            sql = (f"SELECT {col} FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+        elif name in ("mysql", "mariadb"):
+            sql = ("SELECT MIN(trx_started) FROM information_schema.innodb_trx "
+                   "WHERE trx_mysql_thread_id <> CONNECTION_ID()")
+        else:
+            return None
+        try:
+            with self.engine.connect() as c:
+                v = c.execute(text(sql)).scalar()
+        except SQLAlchemyError:
+            return None
+        return v if isinstance(v, datetime) else None
 
     # ------------------------------------------------------------------ keys for new rows
     def next_keys(self, conn: Connection, table: Table, key: str, fmt: str, count: int) -> list[str]:

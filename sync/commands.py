@@ -58,7 +58,16 @@ def _show_result(r) -> None:
         c.print(f"[red]{name} failed:[/red] {msg}")
     for name, o in r.objects.items():
         for s in o.get("error_samples", [])[:3]:
-            c.print(f"{name} {s['key']}: {s['error']}")
+            c.print(f"{name} {s['key']}: {s['error']}", markup=False)
+        samples = o.get("conflict_samples", [])
+        if samples:
+            verb = "would be queued" if r.dry_run else "queued"
+            c.print(f"{name}: {o.get('conflicts', len(samples))} conflict(s) {verb}; first {len(samples)}:")
+            for s in samples:  # never truncated: a steward decides on these values
+                c.print(f"  {s['key']} {s['field']} [{s['kind']}] ERP: {s['erp']} | Salesforce: {s['salesforce']} "
+                        f"| {s['why']}", markup=False, soft_wrap=True)
+        for u in o.get("scope", {}).get("unresolved", []):
+            c.print(f"{name}: scope test left out: {u}", markup=False)
     c.print(f"{r.api_calls} Salesforce API calls, {r.seconds:.1f}s; log: {r.log_file}")
 
 
@@ -100,12 +109,25 @@ def _show_conflicts(res: dict) -> None:
     if not res["conflicts"]:
         click.echo("no conflicts")
         return
-    t = Table()
-    for col in ("id", "object", "erp key", "field", "ERP value", "Salesforce value", "last synced", "status"):
-        t.add_column(col)
+    from rich.markup import escape
+
+    if not click.get_text_stream("stdout").isatty():  # logs, pipes, mails: one value per line, in full
+        for c in res["conflicts"]:
+            click.echo(f"#{c['id']} {c['object']} {c['erp_key']} {c['field']} ({c['status']})")
+            click.echo(f"    ERP:         {c['erp_value']}")
+            click.echo(f"    Salesforce:  {c['sf_value']}")
+            label = "why:        " if c["field"] == "(link)" else "last synced:"
+            click.echo(f"    {label} {c['base_value']}")
+        return
+    t = Table(show_lines=True)
+    for col in ("id", "object", "erp key", "field"):
+        t.add_column(col, no_wrap=True)
+    for col in ("ERP value", "Salesforce value", "last synced / why"):  # wrapped, never cut (issue 16)
+        t.add_column(col, overflow="fold")
+    t.add_column("status", no_wrap=True)
     for c in res["conflicts"]:
-        t.add_row(str(c["id"]), c["object"], c["erp_key"], c["field"], str(c["erp_value"]), str(c["sf_value"]),
-                  str(c["base_value"]), c["status"])
+        t.add_row(*[escape(str(v)) for v in (c["id"], c["object"], c["erp_key"], c["field"], c["erp_value"],
+                                             c["sf_value"], c["base_value"], c["status"])])
     console().print(t)
 
 

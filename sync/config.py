@@ -113,6 +113,19 @@ class LinkOn(Strict):
     erp: str
 
 
+class Scope(Strict):
+    """Which Salesforce records count as customers: a criterion of the agreed definition, not a condition
+    of its own (``sync.scope`` resolves its fields through the mapping files; see docs/sync.md)."""
+
+    definition: str = Field("definitions/customer.yml", description="the agreed definition file")
+    criterion: str = Field("agreed", description="'agreed' or a department's criterion")
+    via: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+                            description="relationship to the record the criterion is about, e.g. Account "
+                                        "(for Contracts: only contracts of in-scope customers)")
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description="definition field -> Salesforce field, where no mapping says it")
+
+
 class Create(Strict):
     salesforce: bool = True
     erp: bool = False
@@ -140,6 +153,7 @@ class ObjectSpec(Strict):
     create: Create = Field(default_factory=Create)
     create_when: dict[str, list[str | bool | int | None]] = Field(
         default_factory=dict, description="Salesforce records become ERP rows only when every field is in its list")
+    scope: Scope | None = Field(None, description="records created in the ERP must meet this definition criterion")
     deletes: Deletes = Field(default_factory=Deletes)
 
     @field_validator("fields", mode="before")
@@ -180,6 +194,9 @@ class ObjectSpec(Strict):
                 out.append((("erp",), "create.erp needs a single-column erp.key and erp.new_key (e.g. K{n:07d})"))
             if not any(self.owner_of(f) != "erp" for f in self.fields):
                 out.append((("create", "erp"), "no field is owned by salesforce or both: nothing would reach the ERP"))
+        if self.scope is not None and not self.create.erp:
+            out.append((("scope",), "scope selects the Salesforce records created in the ERP: it needs "
+                                    "create: {erp: true}"))
         if self.deletes.mode == "soft" and self.create.salesforce and not self.deletes.salesforce_field:
             out.append((("deletes",) if "deletes" in self.model_fields_set else (),
                         "deletes: soft needs salesforce_field (e.g. Is_Active__c), or mode: ignore / hard"))

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmbridge.errors import UsageError
 from crmbridge.state import utcnow
+from crmbridge.sync.linking import LINK_FIELD
 from crmbridge.sync.store import sync_conflicts as t
 
 
@@ -24,7 +25,8 @@ def for_keys(engine: Engine, obj: str, keys: list[str]) -> tuple[dict[str, set[s
     forced: dict[str, dict[str, tuple[int, Any]]] = {}
     with engine.connect() as c:
         for i in range(0, len(keys), 500):
-            q = select(t).where(t.c.object == obj, t.c.erp_key.in_(keys[i:i + 500]), t.c.status.in_(("open", "resolved")))
+            q = select(t).where(t.c.object == obj, t.c.erp_key.in_(keys[i:i + 500]), t.c.field != LINK_FIELD,
+                                t.c.status.in_(("open", "resolved")))
             for r in c.execute(q):
                 if r.status == "open":
                     frozen.setdefault(r.erp_key, set()).add(r.field)
@@ -33,18 +35,39 @@ def for_keys(engine: Engine, obj: str, keys: list[str]) -> tuple[dict[str, set[s
     return frozen, forced
 
 
+def link_decisions(engine: Engine, obj: str, keys: list[str]
+                   ) -> tuple[dict[tuple[str, str], str], dict[str, list[int]]]:
+    """Steward decisions on link conflicts of these ERP rows: {(erp key, sf id): "link" | "apart"}, and
+    the ids of the resolved ones still to be marked applied, per key."""
+    decided: dict[tuple[str, str], str] = {}
+    todo: dict[str, list[int]] = {}
+    with engine.connect() as c:
+        for i in range(0, len(keys), 500):
+            q = select(t.c.id, t.c.erp_key, t.c.sf_id, t.c.resolution, t.c.status).where(
+                t.c.object == obj, t.c.field == LINK_FIELD, t.c.erp_key.in_(keys[i:i + 500]),
+                t.c.status.in_(("resolved", "applied")))
+            for r in c.execute(q):
+                decided[(r.erp_key, r.sf_id)] = "link" if r.resolution == "salesforce" else "apart"
+                if r.status == "resolved":
+                    todo.setdefault(r.erp_key, []).append(r.id)
+    return decided, todo
+
+
 def keys_to_apply(engine: Engine, obj: str) -> list[str]:
     with engine.connect() as c:
         return sorted({k for (k,) in c.execute(select(t.c.erp_key).where(t.c.object == obj, t.c.status == "resolved"))})
 
 
 def record(conn: Connection, obj: str, run_id: str, items: list[tuple]) -> None:
-    """Queue (key, sf_id, field, erp, sf, base) conflicts; an open one for the same field is refreshed."""
+    """Queue (key, sf_id, field, erp, sf, base) conflicts; an open one for the same field is refreshed
+    (for a link conflict: the same ERP row and candidate record)."""
     now = utcnow()
     for key, sf_id, field, e, s, b in items:
         vals = dict(sf_id=sf_id, erp_value=e, sf_value=s, base_value=b, detected_at=now, run_id=run_id)
-        done = conn.execute(update(t).where(t.c.object == obj, t.c.erp_key == key, t.c.field == field,
-                                            t.c.status == "open").values(**vals)).rowcount
+        same = [t.c.object == obj, t.c.erp_key == key, t.c.field == field, t.c.status == "open"]
+        if field == LINK_FIELD:
+            same.append(t.c.sf_id == sf_id)
+        done = conn.execute(update(t).where(*same).values(**vals)).rowcount
         if not done:
             conn.execute(t.insert().values(object=obj, erp_key=key, field=field, status="open", **vals))
 
@@ -104,7 +127,10 @@ def resolve(engine: Engine, *, take: str, ids: list[int] | None = None, obj: str
     if obj:
         cond.append(t.c.object == obj)
     with engine.begin() as c:
-        rows = list(c.execute(select(t.c.id, t.c.erp_value, t.c.sf_value).where(and_(*cond))))
+        rows = list(c.execute(select(t.c.id, t.c.field, t.c.erp_value, t.c.sf_value).where(and_(*cond))))
+        if take == "value" and any(r.field == LINK_FIELD for r in rows):
+            raise UsageError("a link conflict is resolved with --take salesforce (link the ERP row to that record) "
+                             "or --take erp (keep them apart), not with --value")
         if ids:
             missing = sorted(set(ids) - {r.id for r in rows})
             if missing:
@@ -112,6 +138,8 @@ def resolve(engine: Engine, *, take: str, ids: list[int] | None = None, obj: str
                                  hint="`crmbridge sync conflicts list` shows the open ones")
         for r in rows:
             chosen = r.erp_value if take == "erp" else r.sf_value if take == "salesforce" else value
+            if r.field == LINK_FIELD:
+                chosen = "link" if take == "salesforce" else "apart"
             c.execute(update(t).where(t.c.id == r.id).values(status="resolved", resolution=take,
                                                              resolved_value=chosen, resolved_at=utcnow()))
     return len(rows)

@@ -94,7 +94,11 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
         raise UsageError(f"unknown direction '{direction}'", hint=f"use one of {', '.join(DIRECTIONS)}")
     cfg = load_config(project)
     specs = [cfg.object(n) for n in objects] if objects else cfg.objects
+    scopes = resolve_scopes(project, specs)  # configuration errors stop here, before a run exists
     state = open_state(project.state_url)
+    from crmbridge.sync.store import ensure_indexes
+
+    ensure_indexes(state)
     erp = erp_connector(project, cfg)
     run = create_run(state, project.runs_dir, "sync", command=command, dry_run=dry_run)
     restore = _start_logging(project.path(cfg.log_file))
@@ -112,7 +116,7 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
 
                 sf = connect(project)
             calls0 = sf.api_calls
-            per, failed = _run_objects(state, erp, sf, run.run_id, specs, cfg, direction, dry_run, lock)
+            per, failed = _run_objects(state, erp, sf, run.run_id, specs, cfg, direction, dry_run, lock, scopes)
             status = "succeeded" if not failed and not any(o["errors"] for o in per.values()) else "failed"
     finally:
         calls = (sf.api_calls - calls0) if sf is not None else 0
@@ -159,11 +163,26 @@ def _start_logging(path: Path):
     return restore
 
 
-def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock):
+def resolve_scopes(project, specs) -> dict:
+    """Each object's customer scope from the agreed definition (sync/scope.py), checked before running."""
+    from crmbridge.sync.scope import resolve_scope
+
+    out = {}
+    for spec in specs:
+        scope = resolve_scope(project, spec)
+        if scope is not None:
+            out[spec.name] = scope
+            for u in scope.unresolved:
+                log.info("sync.yml object %s: scope %s: left out: %s", spec.name, scope.source, u)
+    return out
+
+
+def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock, scopes=None):
     from crmbridge.sync.objectsync import Ctx, ObjectSync
 
     ctx = Ctx(state=state, erp=erp, sf=sf, run_id=run_id, dry_run=dry_run, batch=cfg.batch_size,
-              to_sf_ok=direction in ("both", "to-salesforce"), to_erp_ok=direction in ("both", "to-erp"), heartbeat=None if dry_run else lock.heartbeat)
+              to_sf_ok=direction in ("both", "to-salesforce"), to_erp_ok=direction in ("both", "to-erp"),
+              heartbeat=None if dry_run else lock.heartbeat, scopes=scopes or {})
     per: dict[str, dict] = {}
     failed: dict[str, str] = {}
     progress.current().stage("sync", len(specs))
@@ -174,13 +193,16 @@ def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock):
             with progress.tracked(f"{spec.name} (objects)", 1) as task:
                 per[spec.name] = job.run().as_dict()
                 task.advance(1)
+            if spec.name in ctx.scopes:
+                per[spec.name]["scope"] = ctx.scopes[spec.name].as_dict()
         except UsageError:
             raise
         except RunFailed as exc:
             failed[spec.name] = redact(str(exc))
             per[spec.name] = job.n.as_dict() if job is not None else {}
             log.error("sync %s: object %s failed: %s", run_id, spec.name, redact(exc))
-        log.info("sync %s: %s %s", run_id, spec.name, json.dumps({k: v for k, v in per[spec.name].items()
-                                                                  if k != "error_samples"}))
+        log.info("sync %s: %s %s", run_id, spec.name, json.dumps(
+            {k: v for k, v in per[spec.name].items() if k not in ("error_samples", "conflict_samples", "scope")},
+            ensure_ascii=False))
         lock.heartbeat()
     return per, failed

@@ -16,8 +16,9 @@ from crmbridge.state import get_watermark, set_watermark
 from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
 from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.linking import LinkPlan, plan_links
 from crmbridge.sync.merge import creates_in_erp
-from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_where_in
+from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_select_fields, sf_where_in
 from crmbridge.sync.values import canon, to_erp
 
 log = logging.getLogger("crmbridge.sync")
@@ -36,6 +37,7 @@ class Ctx:
     to_erp_ok: bool = True
     batch: int = 10_000
     heartbeat: Any = None  # called after each committed batch (keeps the run lock fresh)
+    scopes: dict = field(default_factory=dict)  # object name -> ResolvedScope (sync/scope.py)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Counts:
     skipped: int = 0
     deleted: int = 0
     error_samples: list = field(default_factory=list)
+    conflict_samples: list = field(default_factory=list)  # what a dry run shows before anything is written
+    delete_check: dict = field(default_factory=dict)  # how deletes were looked for (sync/deletes.py)
     # every record looked at ends in exactly one of these (rows in = rows out)
     records: dict = field(default_factory=lambda: dict.fromkeys(
         ("unchanged", "synced", "conflict", "pending", "skipped", "error", "deleted"), 0))
@@ -62,12 +66,16 @@ class Counts:
         d["read"] = self.read_erp + self.read_salesforce
         d["written"] = self.written_salesforce + self.written_erp
         d["error_samples"] = self.error_samples[:10]
+        d["conflict_samples"] = self.conflict_samples[:CONFLICT_SAMPLES]
         return d
 
     def error(self, key: str, msg: str) -> None:
         self.errors += 1
         if len(self.error_samples) < 10:
             self.error_samples.append({"key": key, "error": msg})
+
+
+CONFLICT_SAMPLES = 20
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Pair:
     erp: dict | None  # {sf field: raw} plus "__row__"
     sf: dict | None
     sf_id: str | None = None
+    issues: list | None = None  # link conflicts (sync/linking.py): nothing is written for this row
+    link_applied: list = field(default_factory=list)  # resolved link conflicts this link carries out
 
 
 class ObjectSync:
@@ -86,6 +96,12 @@ class ObjectSync:
         self.scope_erp = f"sync:{spec.name}:erp"
         self.scope_sf = f"sync:{spec.name}:salesforce"
         self.reads_sf = spec.reads_salesforce and ctx.sf is not None
+        self.scope = ctx.scopes.get(spec.name)
+        self.sf_cols = list(dict.fromkeys([*sf_select_fields(spec), *(self.scope.fields if self.scope else [])]))
+        self.blocked_sf: set[str] = set()  # records in a link conflict (never created in the ERP)
+        self._linked_now: dict[str, str] = {}  # sf id -> erp key linked in this run
+        self._link_todo: dict[str, list[int]] = {}  # erp key -> resolved link conflicts to mark applied
+        self._seen_erp: set[str] = set()  # ERP rows already decided in this run
 
     # ------------------------------------------------------------------ driver
     def run(self) -> Counts:
@@ -95,7 +111,7 @@ class ObjectSync:
         sf_changes, sf_wm, sf_gone = {}, None, []
         if self.reads_sf:
             since = get_watermark(c.state, self.scope_sf)
-            sf_changes, sf_wm = sf_changed(c.sf, spec, since)
+            sf_changes, sf_wm = sf_changed(c.sf, spec, since, self.sf_cols)
             self.n.read_salesforce += len(sf_changes)
             if spec.deletes.erp_column and c.to_erp_ok and since:
                 sf_gone = sf_deleted(c.sf, spec, since)
@@ -113,6 +129,8 @@ class ObjectSync:
             self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
         for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
+            if not hash_mode:
+                todo = self._drop_rereads(todo, b.hashes)
             self.process(todo, sf_changes)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
@@ -121,18 +139,39 @@ class ObjectSync:
         if sf_changes:
             self.process_sf_only(sf_changes)
         if want_deletes:
-            self.deletions(all_keys if all_keys is not None else self.view.all_keys())
+            if all_keys is not None:  # hash mode read every key anyway
+                self.deletions(all_keys)
+                self.n.delete_check = {"mode": "full", "keys_read": len(all_keys)}
+            else:
+                from crmbridge.sync.deletes import find_deletes
+
+                self.n.delete_check = find_deletes(self)
         if sf_gone:
             self.deleted_in_salesforce(sf_gone)
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
             set_watermark(c.state, self.scope_sf, sf_wm)
         return self.n
 
+    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]) -> dict[str, dict]:
+        """Rows read again by the overlap window whose content is what the sync last saw: counted as
+        unchanged and not looked at further (content-hash deduplication, docs/sync.md)."""
+        known = store.seen_hashes(self.ctx.state, self.spec.name, list(rows))
+        same = [k for k in rows if known.get(k) == hashes[k]]
+        self.n.read_erp += len(same)
+        self.n.unchanged += len(same)
+        self.n.records["unchanged"] += len(same)
+        self._seen_erp.update(same)
+        if not same:
+            return rows
+        drop = set(same)
+        return {k: v for k, v in rows.items() if k not in drop}
+
     # ------------------------------------------------------------------ gathering pairs
     def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
         if not erp_rows:
             return
         self.n.read_erp += len(erp_rows)
+        self._seen_erp.update(erp_rows)
         recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
         gone = {k for k, r in recs.items() if r.status == "sf_deleted" and k in erp_rows}
         self.n.skipped += len(gone)  # its Salesforce record was deleted: the ERP row no longer syncs
@@ -149,29 +188,103 @@ class ObjectSync:
         if sf is None:
             return
         fetch = [p.sf_id for p in pairs if p.sf_id and p.sf_id not in sf_changes]
-        got = {r["Id"]: r for r in sf_where_in(sf, spec, "Id", fetch)} if self.reads_sf else {}
+        got = {r["Id"]: r for r in sf_where_in(sf, spec, "Id", fetch, self.sf_cols)} if self.reads_sf else {}
         for p in pairs:
             if p.sf_id:
                 p.sf = sf_changes.pop(p.sf_id, None) or got.get(p.sf_id)
         unlinked = [p for p in pairs if not p.sf_id]
         if unlinked:
-            found = {canon(r.get(spec.salesforce.external_id)): r
-                     for r in sf_where_in(sf, spec, spec.salesforce.external_id, [p.key for p in unlinked])}
+            found = {canon(r.get(spec.salesforce.external_id)): r for r in
+                     sf_where_in(sf, spec, spec.salesforce.external_id, [p.key for p in unlinked], self.sf_cols)}
             for p in unlinked:
                 self._link(p, found.get(p.key), sf_changes)
-        for link in spec.link_on:
-            unlinked = [p for p in pairs if not p.sf_id and p.erp["__row__"].get(link.erp) not in (None, "")]
-            if not unlinked:
-                continue
-            found = {canon(r.get(link.salesforce)): r for r in
-                     sf_where_in(sf, spec, link.salesforce, [p.erp["__row__"][link.erp] for p in unlinked])}
+        unlinked = [p for p in pairs if not p.sf_id]
+        if spec.link_on and unlinked:
+            rows = {p.key: p.erp["__row__"] for p in unlinked}
+            sf_recs = self._sf_candidates(list(rows.values()))
+            if not sf_recs:
+                return
+            erp_all = {k: v["__row__"] for k, v in self._erp_candidates(list(sf_recs.values())).items()}
+            erp_all.update(rows)
+            plan = self._plan(erp_all, sf_recs)
+            self.blocked_sf |= plan.blocked_sf
             for p in unlinked:
-                self._link(p, found.get(canon(p.erp["__row__"][link.erp])), sf_changes)
+                if p.key in plan.links:
+                    self._link(p, sf_recs[plan.links[p.key]], sf_changes)
+                elif p.key in plan.issues:
+                    p.issues = plan.issues[p.key]
+                p.link_applied = self._link_todo.pop(p.key, [])  # decisions carried out (link or apart)
 
     def _link(self, p: Pair, rec: dict | None, sf_changes: dict) -> None:
         if rec is not None:
             sf_changes.pop(rec["Id"], None)
             p.sf_id, p.sf = rec["Id"], (rec if self.reads_sf else None)
+            self._linked_now[rec["Id"]] = p.key
+
+    # ------------------------------------------------------------------ link_on (sync/linking.py)
+    def _sf_candidates(self, erp_rows: list[dict]) -> dict[str, dict]:
+        """Every record matching one of these ERP rows on some ``link_on`` rule."""
+        out: dict[str, dict] = {}
+        for rule in self.spec.link_on:
+            vals = [r.get(rule.erp) for r in erp_rows if r.get(rule.erp) not in (None, "")]
+            if vals:
+                out.update((r["Id"], r) for r in sf_where_in(self.ctx.sf, self.spec, rule.salesforce, vals,
+                                                             self.sf_cols))
+        return out
+
+    def _erp_candidates(self, sf_recs: list[dict]) -> dict[str, dict]:
+        """Every ERP row matching one of these records on some ``link_on`` rule (key -> values)."""
+        out: dict[str, dict] = {}
+        for rule in self.spec.link_on:
+            vals = [r.get(rule.salesforce) for r in sf_recs if r.get(rule.salesforce) not in (None, "")]
+            if vals:
+                out.update(self.view._batch(self.ctx.erp.find_by(self.view.src, self.view.columns, rule.erp,
+                                                                 vals)).rows)
+        return out
+
+    def _plan(self, erp_rows: dict[str, dict], sf_recs: dict[str, dict]) -> LinkPlan:
+        st, name = self.ctx.state, self.spec.name
+        known = store.load_records(st, name, list(erp_rows))
+        taken_erp = {k for k, r in known.items() if r.sf_id and r.status != "pending"}
+        taken_sf = {sid: r.erp_key for sid, r in store.load_by_sf_ids(st, name, list(sf_recs)).items()}
+        for sid, r in sf_recs.items():  # a record naming an ERP key in its external ID is linked to that row
+            v = canon(r.get(self.spec.salesforce.external_id))
+            if v and sid not in taken_sf:
+                taken_sf[sid] = v
+        taken_sf.update(self._linked_now)
+        taken_erp |= set(self._linked_now.values())
+        decisions, todo = cq.link_decisions(st, name, list(erp_rows))
+        self._link_todo.update(todo)
+        return plan_links(self.spec, erp_rows, sf_recs, taken_sf=taken_sf, taken_erp=taken_erp, decisions=decisions)
+
+    def _link_from_sf(self, rest: dict[str, dict]) -> list[Pair]:
+        """Changed records with no link yet: link each to its ERP row where that is unambiguous; queue a
+        conflict where it is not. Linked and conflicting records leave ``rest``."""
+        erp_found = self._erp_candidates(list(rest.values()))
+        if not erp_found:
+            return []
+        rows = {k: v["__row__"] for k, v in erp_found.items()}
+        sf_recs = self._sf_candidates(list(rows.values()))
+        sf_recs.update(rest)
+        plan = self._plan(rows, sf_recs)
+        recs = store.load_records(self.ctx.state, self.spec.name, list(erp_found))
+        pairs: list[Pair] = []
+        for k, sid in plan.links.items():
+            if sid in rest:
+                pairs.append(Pair(k, recs.get(k), erp_found[k], rest.pop(sid), sid,
+                                  link_applied=self._link_todo.pop(k, [])))
+                self._linked_now[sid] = k
+                self._seen_erp.add(k)
+        for k, issues in plan.issues.items():
+            if k not in self._seen_erp and any(x.sf_id in rest for x in issues):
+                pairs.append(Pair(k, recs.get(k), erp_found[k], None, None, issues=issues))
+                self._seen_erp.add(k)
+        self.blocked_sf |= plan.blocked_sf
+        return pairs
+
+    def in_scope(self, rec: dict) -> bool:
+        """Whether a Salesforce record may become an ERP row: ``create_when`` and the definition's scope."""
+        return creates_in_erp(self.spec, rec) and (self.scope is None or self.scope.meets(rec))
 
     def process_sf_only(self, sf_changes: dict[str, dict]) -> None:
         """Salesforce changes with no ERP change in this run: linked, linkable, or new for the ERP."""
@@ -194,25 +307,16 @@ class ObjectSync:
         orphans = sum(1 for sid in sf_changes if sid in index and sid not in seen)
         self.n.skipped += orphans
         self.n.records["skipped"] += orphans
-        for link in spec.link_on:
-            vals = [r.get(link.salesforce) for r in rest.values() if r.get(link.salesforce) not in (None, "")]
-            if not vals:
-                continue
-            rows = self.ctx.erp.find_by(self.view.src, self.view.columns, link.erp, vals)
-            found = self.view._batch(rows).rows
-            by_val = {canon(v["__row__"][link.erp]): (k, v) for k, v in found.items()}
-            linked = store.load_records(self.ctx.state, spec.name, list(found))
-            taken = {p.key for p in pairs} | {k for k, r in linked.items() if r.sf_id and r.status != "pending"}
-            for sid, r in list(rest.items()):
-                hit = by_val.get(canon(r.get(link.salesforce)))
-                if hit and hit[0] not in taken:
-                    taken.add(hit[0])
-                    pairs.append(Pair(hit[0], None, hit[1], r, sid))
-                    del rest[sid]
+        if spec.link_on and rest:
+            pairs += self._link_from_sf(rest)
+        blocked = [sid for sid in rest if sid in self.blocked_sf]
+        for sid in blocked:  # in a link conflict: never created in the ERP while it is open
+            del rest[sid]
+        self.n.records["conflict"] += len(blocked)
         self.n.read_erp += len(pairs)
-        new = [r for r in rest.values() if spec.create.erp and creates_in_erp(spec, r)]
+        new = [r for r in rest.values() if spec.create.erp and self.in_scope(r)]
         self.n.skipped += len(rest) - len(new)
-        self.n.records["skipped"] += len(rest) - len(new)  # not in scope (create_when)
+        self.n.records["skipped"] += len(rest) - len(new)  # not in scope (create_when / the definition)
         self.apply(pairs, new)
 
     # ------------------------------------------------------------------ deciding and writing
@@ -237,6 +341,17 @@ class ObjectSync:
             recs = store.load_records(self.ctx.state, self.spec.name, gone[i:i + self.ctx.batch])
             for rec in recs.values():
                 w.delete(rec)
+            w.commit()
+
+    def deletions_of(self, gone: list[str]) -> None:
+        """Rows gone from the ERP (found by sync/deletes.py): linked ones flag or delete their Salesforce
+        record; rows that never got one (pending, rejected before creation) are just marked deleted."""
+        from crmbridge.sync.writer import Writer
+
+        for i in range(0, len(gone), self.ctx.batch):
+            w = Writer(self, self.ctx, self.spec)
+            for rec in store.load_records(self.ctx.state, self.spec.name, gone[i:i + self.ctx.batch]).values():
+                w.delete(rec, quiet=not (rec.sf_id and rec.status in ("ok", "error")))
             w.commit()
 
     def deleted_in_salesforce(self, sf_ids: list[str]) -> None:

@@ -71,10 +71,16 @@ class ErpView:
         if e.changes.column:
             col = e.changes.column
             param = watermark_param(since, e.changes.overlap_seconds)
+            horizon = self._horizon()  # before the read: transactions open now may commit rows behind it
             q_rows = self.erp.read(self.src, self.columns, since_column=col, since=param, batch=batch, order_by=col)
             for rows in q_rows:
                 b = self._batch(rows)
                 top = max((r[col] for r in rows if r[col] is not None), default=None)
+                if isinstance(top, datetime) and horizon is not None:
+                    h = horizon.replace(tzinfo=None) if top.tzinfo is None else horizon
+                    if h.tzinfo is None and top.tzinfo is not None:
+                        h = h.replace(tzinfo=top.tzinfo)
+                    top = min(top, h)
                 b.watermark = watermark_value(top) if top is not None else since
                 yield b
             return
@@ -85,6 +91,26 @@ class ErpView:
             keep = [k for k, h in b.hashes.items() if stored_hashes is None or stored_hashes.get(k) != h]
             if keep:
                 yield ErpBatch({k: b.rows[k] for k in keep}, {k: b.hashes[k] for k in keep})
+
+    def _horizon(self) -> datetime | None:
+        """The oldest open ERP transaction's start, for timestamp change columns (see ErpConnector)."""
+        col = self.src.c[self.spec.erp.changes.column]
+        try:
+            pt = col.type.python_type
+        except NotImplementedError:
+            return None
+        if pt is not datetime:
+            return None
+        aware = bool(getattr(col.type, "timezone", False))
+        h = self.erp.open_transactions_since(aware=aware)
+        if h is not None:
+            age = (datetime.now(h.tzinfo) - h).total_seconds() if h.tzinfo else None
+            if age is not None and age > 3600:
+                import logging
+
+                logging.getLogger("crmbridge.sync").warning(
+                    "sync %s: an ERP transaction open since %s holds the change watermark back", self.spec.name, h)
+        return h
 
     def by_keys(self, keys: list[str]) -> dict[str, dict]:
         """Current values of the rows with these keys (rows that are gone are simply absent)."""
@@ -152,9 +178,10 @@ def soql_datetime(stamp: str) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sf_changed(sf, spec: ObjectSpec, since: str | None) -> tuple[dict[str, dict], str | None]:
+def sf_changed(sf, spec: ObjectSpec, since: str | None, fields: list[str] | None = None
+               ) -> tuple[dict[str, dict], str | None]:
     """Records changed since ``since`` (all records on the first run) and the new watermark."""
-    soql = f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object}"
+    soql = f"SELECT {', '.join(fields or sf_select_fields(spec))} FROM {spec.salesforce.object}"
     if since:
         soql += f" WHERE SystemModstamp >= {soql_datetime(since)}"
     soql += " ORDER BY SystemModstamp"
@@ -175,13 +202,14 @@ def sf_deleted(sf, spec: ObjectSpec, since: str | None) -> list[str]:
     return [r["Id"] for r in sf.query(soql, include_deleted=True)]
 
 
-def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any]) -> list[dict]:
+def sf_where_in(sf, spec: ObjectSpec, field_name: str, values: list[Any], fields: list[str] | None = None
+                ) -> list[dict]:
     """Records whose ``field_name`` is one of ``values`` (chunked to keep SOQL short)."""
     out: list[dict] = []
     vals = [v for v in dict.fromkeys(values) if v not in (None, "")]
     for i in range(0, len(vals), 200):
         lits = ", ".join(soql_literal(v) for v in vals[i:i + 200])
-        soql = (f"SELECT {', '.join(sf_select_fields(spec))} FROM {spec.salesforce.object} "
+        soql = (f"SELECT {', '.join(fields or sf_select_fields(spec))} FROM {spec.salesforce.object} "
                 f"WHERE {field_name} IN ({lits})")
         out.extend(flatten(r) for r in sf.query(soql))
     return out

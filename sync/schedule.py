@@ -103,13 +103,48 @@ def systemd_texts(cron: str, tz: str, command: str, project_root: Path) -> dict[
     return {f"{TAG}.service": service, f"{TAG}.timer": timer}
 
 
-def airflow_dag_text(cron: str, tz: str, command: str, dag_id: str = "crmbridge_nightly_sync") -> str:
-    """An Airflow 3 DAG (airflow.sdk) with an explicit schedule, catchup off and a fixed tz-aware start."""
-    text = f'''"""Nightly ERP <-> Salesforce sync (written by `crmbridge schedule airflow`)."""
+def airflow_dag_text(cron: str, tz: str, command: str, objects: list[str] | None = None,
+                     dag_id: str = "crmbridge_nightly_sync", retries: int = 2, retry_minutes: int = 10) -> str:
+    """An Airflow 3 DAG (airflow.sdk): one task per sync object, chained in sync.yml's order.
+
+    Each task runs ``<command> --object NAME``, which takes crmbridge's own run lock: a sync already
+    running (a manual one, or another DAG run) makes the task exit 1 and Airflow retries it later.
+    Exit 1 (failed, rows rejected, lock held) is retried ``retries`` times; exit 2 (configuration) fails
+    the task at once, since retrying cannot fix a config file. A task runs when the one before it has
+    finished, whatever its outcome (``all_done``), as ``crmbridge sync`` itself carries on after a
+    failed object; the DAG run fails if any object failed."""
+    argv = shlex.split(command)
+    names = list(objects or [])
+    text = f'''"""Nightly ERP <-> Salesforce sync, one task per sync object (written by `crmbridge schedule airflow`).
+
+Regenerate it after changing sync.yml: `crmbridge schedule airflow --out $AIRFLOW_HOME/dags`.
+"""
+
+import subprocess
+import sys
+from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
+
+COMMAND = {argv!r}
+OBJECTS = {names!r}  # in sync.yml order: parents (customers, products) before what references them
+
+
+def sync_object(name):
+    """Run `crmbridge sync --object NAME`; exit 2 (configuration) is not worth a retry."""
+    proc = subprocess.run([*COMMAND, "--object", name], capture_output=True, text=True)
+    print(proc.stdout)
+    print(proc.stderr, file=sys.stderr)
+    if proc.returncode == 2:
+        raise AirflowFailException(f"crmbridge sync --object {{name}}: configuration error (exit 2), see the log")
+    if proc.returncode != 0:
+        raise RuntimeError(f"crmbridge sync --object {{name}} failed with exit code {{proc.returncode}} "
+                           "(rows rejected, an object failed, or another sync holds the lock); retried")
+    return proc.stdout
+
 
 with DAG(
     dag_id={dag_id!r},
@@ -117,10 +152,17 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz={tz!r}),
     catchup=False,
     max_active_runs=1,
+    max_active_tasks=1,
+    default_args={{"retries": {retries}, "retry_delay": timedelta(minutes={retry_minutes})}},
     tags=["crmbridge", "sync"],
 ) as dag:
-    # Exit code 0: synced; 1: failed or rows rejected (see the JSON summary); 2: configuration error.
-    BashOperator(task_id="sync", bash_command={command!r}, retries=0)
+    previous = None
+    for name in OBJECTS:
+        task = PythonOperator(task_id=f"sync_{{name}}", python_callable=sync_object, op_args=[name],
+                              trigger_rule="all_done")
+        if previous is not None:
+            previous >> task
+        previous = task
 '''
     ast.parse(text)  # never hand out a DAG that does not even parse
     return text
@@ -132,7 +174,8 @@ def write_schedule(project, kind: str, *, out_dir: Path | None = None, executabl
 
     if kind not in KINDS:
         raise UsageError(f"unknown scheduler '{kind}'", hint=f"use one of {', '.join(KINDS)}")
-    s = load_config(project).schedule
+    cfg = load_config(project)
+    s = cfg.schedule
     cmd = sync_command(project.root, s.direction, executable)
     out = out_dir or project.path("schedule")
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +188,7 @@ def write_schedule(project, kind: str, *, out_dir: Path | None = None, executabl
         install = (f"sudo cp {out}/{TAG}.service {out}/{TAG}.timer /etc/systemd/system/ && "
                    f"sudo systemctl daemon-reload && sudo systemctl enable --now {TAG}.timer")
     else:
-        texts = {"crmbridge_sync_dag.py": airflow_dag_text(s.cron, s.timezone, cmd)}
+        texts = {"crmbridge_sync_dag.py": airflow_dag_text(s.cron, s.timezone, cmd, [o.name for o in cfg.objects])}
         install = f"cp {out / 'crmbridge_sync_dag.py'} $AIRFLOW_HOME/dags/"
     files = []
     for name, text in texts.items():

@@ -9,7 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, and_, delete, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from crmbridge.locks import run_locks as sync_locks  # noqa: F401 - the lock table, shared with the migration commands
@@ -27,6 +42,8 @@ sync_records = Table(
     Column("error", Text),
     Column("updated_at", DateTime(timezone=True)),
     Index("ix_sync_records_sf", "object", "sf_id"),
+    # covers the per-status key scans (delete buckets, retries) without reading the wide rows
+    Index("ix_sync_records_status", "object", "status", "erp_key"),
 )
 
 sync_conflicts = Table(
@@ -91,6 +108,25 @@ def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[
     return out
 
 
+def seen_hashes(engine: Engine, obj: str, keys: list[str]) -> dict[str, str]:
+    """erp key -> stored content hash of the rows among ``keys`` that are synced (``ok``): a narrow read
+    (no baselines) for the re-read deduplication."""
+    out: dict[str, str] = {}
+    with engine.connect() as c:
+        for i in range(0, len(keys), 500):
+            q = select(sync_records.c.erp_key, sync_records.c.erp_hash).where(
+                sync_records.c.object == obj, sync_records.c.erp_key.in_(keys[i:i + 500]),
+                sync_records.c.status == "ok")
+            out.update((k, h) for k, h in c.execute(q) if h)
+    return out
+
+
+def ensure_indexes(engine: Engine) -> None:
+    """Indexes added after a state database was created (create_all only makes missing tables)."""
+    for ix in sync_records.indexes:
+        ix.create(engine, checkfirst=True)
+
+
 def load_records(engine: Engine, obj: str, keys: list[str]) -> dict[str, Record]:
     return _load_where_in(engine, obj, sync_records.c.erp_key, keys)
 
@@ -113,6 +149,59 @@ def keys_with_status(engine: Engine, obj: str, statuses: tuple[str, ...]) -> lis
         return [k for (k,) in c.execute(q)]
 
 
+def iter_keys(engine: Engine, obj: str, batch: int = 50_000):
+    """(erp key, status) of every row of ``obj`` the sync knows to exist in the ERP (not ``deleted``)."""
+    with engine.connect() as c:
+        q = select(sync_records.c.erp_key, sync_records.c.status).where(
+            sync_records.c.object == obj, sync_records.c.status != "deleted")
+        res = c.execution_options(stream_results=True, yield_per=batch).execute(q)
+        while True:
+            rows = res.fetchmany(batch)
+            if not rows:
+                break
+            yield from rows
+
+
+def _bucket_sql(engine: Engine, width: int, composite: bool):
+    """The bucket of a stored text key in SQL (see sync/deletes.py), or None where only Python can say."""
+    k = sync_records.c.erp_key
+    name = engine.dialect.name
+    if name == "sqlite":
+        pos = func.instr(k, "|")
+        first = case((pos > 0, func.substr(k, 1, pos - 1)), else_=k) if composite else k
+        return func.substr(first, -width)
+    if name == "postgresql":
+        return func.right(func.split_part(k, "|", 1) if composite else k, width)
+    if name in ("mysql", "mariadb"):
+        return func.right(func.substring_index(k, "|", 1) if composite else k, width)
+    return None
+
+
+def bucket_counts(engine: Engine, obj: str, width: int, composite: bool) -> dict[str, int] | None:
+    """Known (not deleted) keys of ``obj`` per bucket, counted by the state database itself."""
+    expr = _bucket_sql(engine, width, composite)
+    if expr is None:
+        return None
+    q = (select(expr, func.count()).where(sync_records.c.object == obj, sync_records.c.status != "deleted")
+         .group_by(expr))
+    with engine.connect() as c:
+        return {b: n for b, n in c.execute(q)}
+
+
+def keys_in_buckets(engine: Engine, obj: str, width: int, composite: bool, buckets: list[str]) -> list[str] | None:
+    """Known (not deleted) keys of ``obj`` in these buckets (None where the database cannot bucket)."""
+    expr = _bucket_sql(engine, width, composite)
+    if expr is None:
+        return None
+    out: list[str] = []
+    with engine.connect() as c:
+        for i in range(0, len(buckets), 500):
+            q = select(sync_records.c.erp_key).where(sync_records.c.object == obj, sync_records.c.status != "deleted",
+                                                      expr.in_(buckets[i:i + 500]))
+            out.extend(k for (k,) in c.execute(q))
+    return out
+
+
 def save_records(conn: Connection, obj: str, recs: list[Record]) -> None:
     """Upsert link rows (delete + insert in the caller's transaction: portable across dialects)."""
     now = utcnow()
@@ -126,8 +215,6 @@ def save_records(conn: Connection, obj: str, recs: list[Record]) -> None:
 
 
 def count_records(engine: Engine, obj: str | None = None) -> dict[str, int]:
-    from sqlalchemy import func
-
     q = select(sync_records.c.status, func.count()).group_by(sync_records.c.status)
     if obj:
         q = q.where(sync_records.c.object == obj)

@@ -42,8 +42,26 @@ class Writer:
         self.frozen, self.forced = cq.for_keys(self.ctx.state, self.spec.name, keys)
 
     # ------------------------------------------------------------------ deciding
+    def link_conflict(self, p) -> None:
+        """An ERP row whose link is ambiguous or contradicted: queue it with both candidates, write nothing."""
+        from crmbridge.sync.linking import LINK_FIELD
+        from crmbridge.sync.objectsync import CONFLICT_SAMPLES
+
+        for x in p.issues:
+            self.conflicts.append((p.key, x.sf_id, LINK_FIELD, x.erp_text, x.sf_text, f"{x.kind}: {x.why}"))
+            if len(self.n.conflict_samples) < CONFLICT_SAMPLES:
+                self.n.conflict_samples.append({"key": p.key, "field": LINK_FIELD, "kind": x.kind, "erp": x.erp_text,
+                                                "salesforce": x.sf_text, "why": x.why})
+        self.old[p.key] = p.rec
+        self.recs[p.key] = store.Record(p.key, None, p.rec.base if p.rec else {}, None, "pending")
+        self.n.conflicts += len(p.issues)
+        self.outcome[p.key] = "conflict"
+
     def decide(self, p, *, second_pass: bool = False) -> None:
         spec, ctx = self.spec, self.ctx
+        if p.issues:
+            self.link_conflict(p)
+            return
         base = p.rec.base if p.rec else {}
         erp = {f: p.erp[f] for f in spec.fields} if p.erp is not None else None
         forced = {f: v for f, (_, v) in self.forced.get(p.key, {}).items()}
@@ -74,9 +92,14 @@ class Writer:
                 self.n.skipped += 1
         for f, e, s, b in d.conflicts:
             self.conflicts.append((p.key, p.sf_id, f, e, s, b))
+            if len(self.n.conflict_samples) < 20:
+                self.n.conflict_samples.append({"key": p.key, "field": f, "kind": "both_changed", "erp": e,
+                                                "salesforce": s, "why": f"last synced value: {b}"})
         if not (d.blocked_sf | d.blocked_erp) & set(forced):  # a blocked direction applies it next run
-            self.applied[p.key] = [cid for cid, _ in self.forced.get(p.key, {}).values()]
+            self.applied[p.key] = [cid for cid, _ in self.forced.get(p.key, {}).values()] + list(p.link_applied)
         h = self.o.view.hash_of(erp_vals) if erp is not None else (p.rec.erp_hash if p.rec else None)
+        if d.blocked_sf or d.blocked_erp:
+            h = None  # a change this run's direction postponed: the row must not count as seen (re-read dedup)
         self.recs[p.key] = store.Record(p.key, p.sf_id, d.base if status == "ok" else base, h, status)
         if not payload and not d.to_erp and not d.conflicts and status == "ok":
             self.n.unchanged += 1
@@ -92,9 +115,11 @@ class Writer:
             self.n.skipped += 1
             self.n.records["pending"] += 1
 
-    def delete(self, rec: store.Record) -> None:
+    def delete(self, rec: store.Record, *, quiet: bool = False) -> None:
         spec = self.spec
-        if spec.deletes.mode == "hard":
+        if quiet:  # no Salesforce record to flag: an upsert by key would create one
+            pass
+        elif spec.deletes.mode == "hard":
             if rec.sf_id:
                 self.sf_ops["delete"].append((rec.erp_key, {"Id": rec.sf_id}))
         elif spec.deletes.salesforce_field:

@@ -18,24 +18,6 @@ from crmbridge.state import open_state
 from crmbridge.sync import store
 from crmbridge.sync.reference_erp import create_reference_erp, customers, inventory
 
-STOCK_ONLY = """
-batch_size: 100
-objects:
-  - name: products
-    salesforce: {object: Product2, external_id: ERP_Item_Code__c}
-    erp: {table: items, key: item_code, changes: {column: updated_at}}
-    deletes: {mode: soft, salesforce_field: IsActive, salesforce_value: false}
-    fields: {Name: item_name, ProductCode: item_code, IsActive: active}
-  - name: inventory
-    salesforce: {object: Inventory__c, external_id: ERP_Key__c}
-    erp: {table: inventory, key: [item_code, warehouse], changes: {column: updated_at}}
-    deletes: {mode: soft, salesforce_field: Is_Active__c, salesforce_value: false}
-    fields:
-      Name: {compute: "concat(item_code, warehouse)"}
-      Product__r.ERP_Item_Code__c: item_code
-      Warehouse__c: warehouse
-      On_Hand__c: on_hand
-"""
 
 
 def _sf_stock(sf) -> dict[str, float]:
@@ -64,7 +46,7 @@ def erp_url(request):
 
 def test_kill_9_mid_sync_then_rerun_loses_and_duplicates_nothing(tmp_path, erp_url, fresh_sandbox, kit):
     create_reference_erp(erp_url, items=300)
-    root = kit.make_project(tmp_path / "p", erp_url, fresh_sandbox, sync_yml=STOCK_ONLY)
+    root = kit.make_project(tmp_path / "p", erp_url, fresh_sandbox, sync_yml=kit.stock_yml(batch_size=100))
     project = load_project(root)
     fresh_sandbox.faults.set(latency_ms=120)
     proc = subprocess.Popen([sys.executable, "-m", "crmbridge", "--project", str(root), "sync"],
@@ -115,7 +97,8 @@ def test_erp_rows_inserted_by_a_killed_run_are_linked_not_duplicated(tmp_path, f
 def test_injected_salesforce_faults_are_retried(tmp_path, fresh_sandbox, kit, caplog):
     url = f"sqlite:///{tmp_path / 'erp.db'}"
     create_reference_erp(url, items=40)
-    project = load_project(kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=STOCK_ONLY))
+    root = kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=kit.stock_yml(batch_size=100))
+    project = load_project(root)
     sf = kit.connector(project)
     fresh_sandbox.faults.set(error_503_rate=0.3, lock_rate=0.1, seed=11)
     r = kit.run(project, sf)
@@ -133,7 +116,7 @@ def test_cli_summary_exit_codes_and_conflict_commands(tmp_path, fresh_sandbox, k
 
     url = f"sqlite:///{tmp_path / 'erp.db'}"
     create_reference_erp(url, items=3)
-    root = kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=STOCK_ONLY)
+    root = kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=kit.stock_yml(batch_size=100))
     res = CliRunner().invoke(cli, ["--project", str(root), "--json", "sync", "--dry-run"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)

@@ -31,7 +31,11 @@ def test_airflow_dag_is_airflow3_style(tmp_path):
     assert ast.literal_eval(kw["schedule"]) == "30 1 * * *"
     assert kw["catchup"].value is False
     assert "tz=" in ast.unparse(kw["start_date"])
-    assert f"--project {tmp_path} --json sync" in text
+    assert f"'--project', '{tmp_path}', '--json', 'sync'" in text
+    objects = next(ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", "") == "OBJECTS")
+    assert objects == ["customers", "contracts", "products", "inventory", "receivables", "account_balances"]
+    assert "max_active_runs=1" in text and '"retries": 2' in text
 
 
 def test_crontab_carries_time_zone_and_tag(tmp_path):
