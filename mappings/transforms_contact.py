@@ -212,6 +212,44 @@ def normalize_email(raw: str, *, lowercase: bool = True):
     return out.lower() if lowercase else out
 
 
+# Plain ASCII addresses of this shape are accepted by email-validator as they stand and come back
+# with the domain lower-cased; they are normalised in one vectorised pass instead of ~170 us per
+# call. Everything else (IDN, quoted local parts, full-width ＠, odd lengths) goes through
+# email-validator itself. Proved equal value by value in tests/mappings/test_email_fast_path.py.
+_EMAIL_PLAIN = (r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]|\.(?!\.)){0,62}(?<!\.)@"
+                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}")
+
+
+def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
+    """``normalize_email`` for plainly written ASCII addresses; None for every other value."""
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+    text = as_text(series)
+    t = text.where(~is_missing(text), None).str.strip()
+    ok = t.str.fullmatch(_EMAIL_PLAIN).fillna(False).astype(bool) & (t.str.len() <= 254).fillna(False).astype(bool)
+    # "--" in a domain (xn-- punycode, or hyphens in places IDNA forbids) goes to the library
+    ok &= ~t.str.contains(r"@.*--", regex=True).fillna(False).astype(bool)
+    ok &= ~t.str.rsplit(".", n=1).str[-1].str.lower().isin(list(SPECIAL_USE_DOMAIN_NAMES)).fillna(False).astype(bool)
+    out = pd.Series(None, index=series.index, dtype=object)
+    if ok.any():
+        plain = t[ok]
+        if lowercase:
+            out.loc[ok] = plain.str.lower()
+        else:
+            parts = plain.str.rsplit("@", n=1)
+            local = parts.str[0]
+            # RFC 2142 role mailboxes (info, sales, postmaster ...) come back lower-cased
+            role = local.str.lower().isin(list(CASE_INSENSITIVE_MAILBOX_NAMES))
+            out.loc[ok] = local.where(~role, local.str.lower()) + "@" + parts.str[1].str.lower()
+    return out
+
+
 def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
     """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
-    return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
+    fast = fast_email(series, lowercase=lowercase)
+    taken = fast.notna()
+    if not taken.any():
+        return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
+    slow = map_unique(series.where(~taken, None), lambda v: normalize_email(v, lowercase=lowercase))
+    return finish(series, slow.values.where(~taken, fast), slow.failed & ~taken)
