@@ -154,11 +154,55 @@ def fast_mobile_e164(series: pd.Series, region: str) -> pd.Series:
     return out
 
 
+# Regions whose fixed lines written with the trunk prefix (``021-6234 5678``) are checked against
+# phonenumbers' metadata in one pass: there the prefix is a plain "0" that parse() strips whenever the
+# rest is a viable national number. Proved value by value in tests/mappings/test_phone_fast_path.py.
+_TRUNK_FAST_REGIONS = {"CN"}
+_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+          "fixed_line", "mobile")
+
+
+def _desc_match(national: pd.Series, desc) -> pd.Series:
+    if desc is None or not desc.national_number_pattern:
+        return pd.Series(False, index=national.index)
+    hit = national.str.fullmatch(desc.national_number_pattern).fillna(False).astype(bool)
+    if desc.possible_length:
+        hit &= national.str.len().isin(list(desc.possible_length))
+    return hit
+
+
+def fast_trunk_e164(series: pd.Series, region: str) -> pd.Series:
+    """E.164 for plainly written national numbers with the trunk prefix 0 (ASCII digits, spaces,
+    dashes) that phonenumbers' metadata says are valid; None for every other value."""
+    from phonenumbers import PhoneMetadata, country_code_for_region
+
+    none = pd.Series(None, index=series.index, dtype=object)
+    if region.upper() not in _TRUNK_FAST_REGIONS:
+        return none
+    md = PhoneMetadata.metadata_for_region(region.upper())
+    text = as_text(series)
+    cleaned = text.where(~is_missing(text)).astype(object).str.replace(r"[ \-]", "", regex=True)
+    national = cleaned.str.extract(r"^0([1-9][0-9]{5,11})$", expand=False)
+    has = national.notna()
+    if not has.any():
+        return none
+    n = national[has]
+    typed = pd.Series(False, index=n.index)
+    for t in _TYPES:
+        typed |= _desc_match(n, getattr(md, t, None))
+    ok = _desc_match(n, md.general_desc) & typed
+    out = none.copy()
+    if ok.any():
+        out.loc[ok[ok].index] = ("+" + str(country_code_for_region(region.upper())) + n[ok]).astype(object)
+    return out
+
+
 def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
           area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
     """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
     if format == "e164":
         fast = fast_mobile_e164(series, region)
+        fast = fast.where(fast.notna(), fast_trunk_e164(series, region))
         if fast.notna().any():
             rest = series.where(fast.isna())
             slow = _phone_slow(rest, region=region, city=city, area_codes=area_codes, format=format,
