@@ -171,29 +171,52 @@ def _desc_match(national: pd.Series, desc) -> pd.Series:
     return hit
 
 
-def fast_trunk_e164(series: pd.Series, region: str) -> pd.Series:
-    """E.164 for plainly written national numbers with the trunk prefix 0 (ASCII digits, spaces,
-    dashes) that phonenumbers' metadata says are valid; None for every other value."""
+def _valid_national(n: pd.Series, md) -> pd.Series:
+    """Whether national numbers (digit strings) are valid per the region's metadata: the tests
+    ``is_valid_number`` makes (the general pattern and lengths, and some number type)."""
+    typed = pd.Series(False, index=n.index)
+    for t in _TYPES:
+        typed |= _desc_match(n, getattr(md, t, None))
+    return _desc_match(n, md.general_desc) & typed
+
+
+def fast_trunk_e164(series: pd.Series, region: str, city: pd.Series | None = None,
+                    area_codes: dict[str, str] | None = None) -> pd.Series:
+    """E.164 for plainly written national numbers that phonenumbers' metadata says are valid; None
+    for every other value. Taken: the trunk prefix 0 and the rest (``021-6234 5678``, ``(021)62345678``
+    after NFKC), and, when a city column is given, a 7-8 digit local number whose city's area code
+    completes it (``6234 5678`` in 上海), exactly the candidates ``normalize_phone`` tries."""
     from phonenumbers import PhoneMetadata, country_code_for_region
 
     none = pd.Series(None, index=series.index, dtype=object)
     if region.upper() not in _TRUNK_FAST_REGIONS:
         return none
     md = PhoneMetadata.metadata_for_region(region.upper())
+    cc = "+" + str(country_code_for_region(region.upper()))
     text = as_text(series)
-    cleaned = text.where(~is_missing(text)).astype(object).str.replace(r"[ \-]", "", regex=True)
+    present = text.where(~is_missing(text)).astype(object)
+    cleaned = present.str.normalize("NFKC").str.strip().str.replace(r"[ \-]|^\(|(?<=^\(0\d\d)\)|(?<=^\(0\d\d\d)\)",
+                                                                     "", regex=True)
+    out = none.copy()
     national = cleaned.str.extract(r"^0([1-9][0-9]{5,11})$", expand=False)
     has = national.notna()
-    if not has.any():
-        return none
-    n = national[has]
-    typed = pd.Series(False, index=n.index)
-    for t in _TYPES:
-        typed |= _desc_match(n, getattr(md, t, None))
-    ok = _desc_match(n, md.general_desc) & typed
-    out = none.copy()
-    if ok.any():
-        out.loc[ok[ok].index] = ("+" + str(country_code_for_region(region.upper())) + n[ok]).astype(object)
+    if has.any():
+        ok = _valid_national(national[has], md)
+        out.loc[ok[ok].index] = (cc + national[has][ok]).astype(object)
+    local = cleaned.str.extract(r"^([2-9][0-9]{6,7})$", expand=False)
+    has = local.notna() & out.isna()
+    if has.any():
+        n = local[has]
+        as_is = _valid_national(n, md)  # the number as written comes first
+        out.loc[as_is[as_is].index] = (cc + n[as_is]).astype(object)
+        rest = n[~as_is]
+        if city is not None and len(rest):
+            cities = as_text(city.reindex(series.index))[rest.index]
+            table = {c: area_code_for(c, area_codes) for c in pd.unique(cities.dropna())}
+            codes = cities.map(table)
+            full = (codes + rest).dropna()
+            ok = _valid_national(full, md)
+            out.loc[ok[ok].index] = (cc + full[ok]).astype(object)
     return out
 
 
@@ -202,7 +225,7 @@ def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = Non
     """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
     if format == "e164":
         fast = fast_mobile_e164(series, region)
-        fast = fast.where(fast.notna(), fast_trunk_e164(series, region))
+        fast = fast.where(fast.notna(), fast_trunk_e164(series, region, city, area_codes))
         if fast.notna().any():
             rest = series.where(fast.isna())
             slow = _phone_slow(rest, region=region, city=city, area_codes=area_codes, format=format,

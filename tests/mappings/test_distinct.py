@@ -247,3 +247,15 @@ def test_normalise_and_map_step_equal_the_whole_column_path(frames, monkeypatch)
     assert new_map.stats == old_map.stats and new_map.reasons == old_map.reasons
     pd.testing.assert_frame_equal(new_map.records, old_map.records)
     pd.testing.assert_frame_equal(new_map.quarantine, old_map.quarantine)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+def test_join_groups_equals_pandas_agg(n):
+    from crmbridge.mappings.merge import join_groups
+
+    rng = np.random.default_rng(n)
+    groups = pd.Series(rng.choice(["C1", "C2", None, "C3", "Ｃ4"], size=n), dtype=object)
+    values = pd.Series(rng.choice(["sales", "finance", "service"], size=n), dtype=object)
+    pd.testing.assert_series_equal(join_groups(values, groups, ";"), values.groupby(groups, sort=False).agg(";".join))
+    pd.testing.assert_series_equal(join_groups(values, groups, "|", distinct=True),
+                                   values.groupby(groups, sort=False).agg(lambda s: "|".join(dict.fromkeys(s))))

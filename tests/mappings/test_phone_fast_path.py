@@ -57,7 +57,9 @@ def _trunk_samples(n=4000, seed=21):
         local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 7, 8, 8, 8, 9])))
         out.append(rnd.choice([f"0{area}-{local}", f"0{area} {local[:4]} {local[4:]}", f"0{area}{local}",
                                f"0{area}-{local[:4]}-{local[4:]}", f"{area}-{local}", f"0{area}-{local}-801",
-                               f"0{area}{local} 转 12", f"0-{area}-{local}", f"00{area}{local}"]))
+                               f"0{area}{local} 转 12", f"0-{area}-{local}", f"00{area}{local}", f"({area}){local}",
+                               f"(0{area}){local}", f"（0{area}）{local}", f"(0{area}) {local[:4]}-{local[4:]}",
+                               local, f"{local[:4]} {local[4:]}", f"{local[:3]}-{local[3:]}", f"１{local}"]))
     return out + ["013800138000", "0138 0013 8000", "0400 123 4567", "0800-123-4567", "095512345", "01012345678",
                   "021", "0", "021-62345678-8001", "0216234-5678"]
 
@@ -71,9 +73,14 @@ def test_trunk_fast_path_agrees_with_phonenumbers_on_every_value_it_takes():
     taken = fast.notna()
     assert taken.sum() > 500  # the fast path is really used
     cities = ["上海", None, "北京", "nowhere"]
-    for i, (raw, got) in enumerate(zip(s[taken], fast[taken])):
-        assert normalize_phone(raw, region="CN", city=cities[i % 4]) == got, raw
+    for raw, got in zip(s[taken], fast[taken]):
+        assert normalize_phone(raw, region="CN", city=cities[hash(raw) % 4]) == got, raw
     assert not fast_trunk_e164(s, "US").notna().any()  # only regions it is proved for
+    city = pd.Series([cities[i % 4] for i in range(len(s))], dtype=object)
+    fast = fast_trunk_e164(s, "CN", city, {"nowhere": "0571"})
+    assert fast.notna().sum() > taken.sum() + 100  # local numbers completed by the city's area code
+    for raw, c, got in zip(s[fast.notna()], city[fast.notna()], fast[fast.notna()]):
+        assert normalize_phone(raw, region="CN", city=c, area_codes={"nowhere": "0571"}) == got, (raw, c)
 
 
 def test_phone_transform_with_city_same_result_with_and_without_fast_paths():
