@@ -129,6 +129,11 @@ class SalesforceSettings(Strict):
     api_version: str = DEFAULT_API_VERSION
     timeout_seconds: float = 120.0
     max_retries: int = 6
+    # Bulk API 2.0 jobs of one load step submitted before the first of them has finished. Salesforce
+    # runs each job's internal batches in parallel already; more jobs in flight overlap one job's
+    # upload and result download with another's processing. Lower it for an org whose triggers lock
+    # shared parents (UNABLE_TO_LOCK_ROW); 10 matches simple-salesforce's own ceiling.
+    bulk_jobs_in_flight: int = Field(3, ge=1, le=10)
 
     @field_validator("api_version")
     @classmethod
@@ -362,15 +367,28 @@ class Project:
         return out
 
 
-def load_project(root: str | Path = ".") -> Project:
-    """Load ``crmbridge.yml`` from ``root``; a usage error if it is missing or invalid."""
+def find_project_root(start: str | Path = ".") -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``crmbridge.yml`` (as git and dbt look)."""
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_FILE).is_file():
+            return d
+    return None
+
+
+def load_project(root: str | Path = ".", *, search_parents: bool = False) -> Project:
+    """Load ``crmbridge.yml`` from ``root`` (or, with ``search_parents``, the nearest folder above it
+    that has one); a usage error if it is missing or invalid."""
     from crmbridge.yamlconf import load_model
 
     r = Path(root).resolve()
+    if search_parents:
+        r = find_project_root(r) or r
     cfg = r / CONFIG_FILE
     if not cfg.exists():
         raise UsageError(
-            f"no {CONFIG_FILE} in {r}",
-            hint="run `crmbridge init` to create a project, or pass --project DIR",
+            f"no {CONFIG_FILE} in {r}" + (" or any folder above it" if search_parents else ""),
+            hint="run `crmbridge init DIR` to create a project (`crmbridge init DIR --demo` for one with "
+                 "sample data), or pass --project DIR",
         )
     return Project(root=r, config=load_model(cfg, ProjectConfig))

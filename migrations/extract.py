@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import locked
 
@@ -82,6 +83,19 @@ class ExtractResult:
 # --------------------------------------------------------------------------- the stage
 
 
+def _rows_to(task, on_progress):
+    """An ``on_progress(source, rows_so_far)`` that also advances ``task`` by the rows since the last call."""
+    seen = [0]
+
+    def cb(source: str, rows: int) -> None:
+        task.advance(rows - seen[0])
+        seen[0] = rows
+        if on_progress:
+            on_progress(source, rows)
+
+    return cb
+
+
 @locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
                 encoding: str | None = None, allow_shrink: bool = False,
@@ -109,10 +123,12 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     try:
         tmp.mkdir(parents=True)
         results, manifests, marks = [], [], {}
+        progress.current().expect(len(chosen))
         for src in chosen:
             wm = None if full or src.type != "sql" or not src.incremental else \
                 get_watermark(engine, f"extract:{src.name}")
-            counts, entry = _extract_source(project, src, tmp, wm, encoding, on_progress)
+            with progress.tracked(f"{src.name} (rows read)") as task:
+                counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress))
             entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from crmbridge import progress
 from crmbridge.connectors.salesforce.values import soql_in
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import locked
@@ -57,13 +58,13 @@ class RollbackResult:
 
 def _rollback_run(engine, project, target: R.Run) -> R.Run:
     rb_id = f"{target.run_id}.rb"
-    try:
-        rb = R.open_run(engine, project.runs_dir, rb_id)
-        with engine.begin() as c:
-            c.execute(update(runs_table).where(runs_table.c.run_id == rb_id).values(status="running"))
-        return rb
-    except UsageError:
+    with engine.connect() as c:
+        exists = c.execute(select(runs_table.c.run_id).where(runs_table.c.run_id == rb_id)).first() is not None
+    if not exists:
         return R.create_run(engine, project.runs_dir, "rollback", command=f"rollback {target.run_id}", run_id=rb_id)
+    with engine.begin() as c:
+        c.execute(update(runs_table).where(runs_table.c.run_id == rb_id).values(status="running"))
+    return R.Run(rb_id, project.runs_dir / rb_id, "rollback")
 
 
 def _send(engine, conn, rb: R.Run, entry: L.JournalEntry, records: list[dict]) -> list:
@@ -242,7 +243,8 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
 
     Refuses (unless ``force``) while a newer migrate run that wrote records is not rolled back."""
     engine = open_state(project.state_url)
-    target = R.open_run(engine, project.runs_dir, run_id)
+    target = R.open_run(engine, project.runs_dir, run_id, kind="migrate")
+    run_id = target.run_id  # `latest` or an id prefix -> the full id
     if target.kind != "migrate":
         raise UsageError(f"run {run_id} is a {target.kind} run; only migrate runs can be rolled back",
                          hint="`crmbridge runs list` shows the migrate runs")
@@ -262,7 +264,9 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
     try:
         R.start_stage(engine, rb.run_id, "rollback")
         left: dict[str, int] = {}
-        for step in reversed(read_plan(target)):
+        plan = list(reversed(read_plan(target)))
+        progress.current().stage("rollback", len(plan))
+        for step in plan:
             led = L.ledger_frame(engine, run_id, step["step"])
             led = led[led["sf_id"].notna()].drop_duplicates("sf_id")
             sobject = step["object"]
@@ -274,8 +278,11 @@ def run_rollback(project, run_id: str, *, connector=None, force: bool = False) -
             created_ids = list(led[led["action"] == "created"]["sf_id"])
             created_ids += [i for i in in_flight_delete if i not in set(created_ids)]
             created = [(i, {"Id": i}) for i in created_ids]
-            r_ok, r_bad = _undo(engine, connector, rb, step["step"], sobject, "restore", restore, images)
-            d_ok, d_bad = _undo(engine, connector, rb, step["step"], sobject, "delete", created, images)
+            with progress.tracked(f"{sobject} (records)", len(restore) + len(created)) as task:
+                r_ok, r_bad = _undo(engine, connector, rb, step["step"], sobject, "restore", restore, images)
+                task.advance(len(restore))
+                d_ok, d_bad = _undo(engine, connector, rb, step["step"], sobject, "delete", created, images)
+                task.advance(len(created))
             # verified once when the run was marked rolled back; a repeated rollback stays a no-op
             remaining = 0 if already else leftovers(connector, sobject, created_ids)
             if remaining:

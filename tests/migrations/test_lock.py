@@ -47,6 +47,9 @@ def test_project_lock_is_reentrant_and_released(project):
 
 
 def test_second_process_refused_then_dead_holder_taken_over(project, mapped_run, helpers):
+    # one small batch at a time, so that the load is still running when the other commands try
+    (project.root / "crmbridge.yml").write_text("name: lock-test\nsalesforce_settings: {bulk_jobs_in_flight: 1}\n",
+                                                encoding="utf-8")
     run = mapped_run(helpers.accounts(N))
     args = [sys.executable, "-m", "crmbridge", "--project", str(project.root), "load", "--run", run.run_id,
             "--batch-rows", "200"]
@@ -55,8 +58,12 @@ def test_second_process_refused_then_dead_holder_taken_over(project, mapped_run,
     engine = create_engine(project.state_url)
     try:
         assert _wait_for(engine, "SELECT COUNT(*) FROM load_journal WHERE status = 'done'"), "the load never started"
-        for cmd in (["migrate"], ["reconcile", "--run", run.run_id], ["rollback", run.run_id], ["extract"]):
-            second = helpers.cli(project.root, *cmd)
+        cmds = (["migrate"], ["reconcile", "--run", run.run_id], ["rollback", run.run_id], ["extract"])
+        others = [subprocess.Popen([sys.executable, "-m", "crmbridge", "--project", str(project.root), *cmd],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for cmd in cmds]
+        for cmd, p in zip(cmds, others):
+            _, stderr = p.communicate(timeout=120)
+            second = subprocess.CompletedProcess(p.args, p.returncode, "", stderr)
             assert second.returncode == 1, (cmd, second.stderr)
             assert "another crmbridge command is writing to this project: `crmbridge --project" in second.stderr
             assert f"load --run {run.run_id} --batch-rows 200`, pid {child.pid} on {socket.gethostname()}, since " \

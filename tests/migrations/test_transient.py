@@ -98,3 +98,54 @@ def test_bulk_limit_outlasting_retries_then_migrate_loads_them(project, sf, org,
     _assert_complete(project, sf, run, 2100, 300)
     counts = L.action_counts(engine, run.run_id)
     assert counts["Contact"] == {"created": 300, "updated": 0, "unchanged": 0, "failed": 0}
+
+
+def test_migrate_rerun_loads_rows_a_limit_kept_pending(tmp_path):
+    """The documented recovery: `migrate` fails with exit 1 while the limit lasts, then the same command
+    finishes the run; reconcile agrees, no record is missing or doubled."""
+    from crmbridge.config import load_project
+    from crmbridge.connectors.salesforce import connect
+    from crmbridge.connectors.salesforce.auth import embedded_sandbox
+    from crmbridge.migrations import ledger as L
+    from crmbridge.migrations.demo_data import write_demo_data
+    from crmbridge.migrations.load import RowsPending
+    from crmbridge.migrations.pipeline import run_migrate
+    from crmbridge.state import dispose_all, open_state
+    from crmbridge.templates.commands import init_project
+
+    init_project(tmp_path)
+    write_demo_data(tmp_path, customers=120)
+    cfg = tmp_path / "crmbridge.yml"
+    cfg.write_text(cfg.read_text("utf-8") + "\nsalesforce_settings: {max_retries: 1}\n", "utf-8")
+    project = load_project(tmp_path)
+    t = project.config.salesforce
+    org = embedded_sandbox(project.path(t.db), [], t.username, t.password)
+
+    def limit_during_load(stage):
+        if stage == "load":  # the COUNT() passes, then two refusals: the first upsert call gives up
+            org.faults.set(request_limit_after=1, request_limit_calls=2)
+
+    try:
+        with pytest.raises(RowsPending) as err:
+            run_migrate(project, on_stage=limit_during_load)
+        assert err.value.exit_code == 1 and "`crmbridge migrate`" in str(err.value)
+        assert "REQUEST_LIMIT_EXCEEDED" in err.value.message and "pending, not rejected" in err.value.message
+        run_id = err.value.message.split()[1]
+        engine = open_state(project.state_url)
+        assert not L.ledger_frame(engine, run_id)["error_code"].isin(["REQUEST_LIMIT_EXCEEDED"]).any()
+        assert org.faults.as_dict()["refused"] == 2
+
+        result = run_migrate(project)  # the limit has passed
+        assert result.run_id == run_id and result.resumed and result.reconcile_ok and result.balanced
+        sf = connect(project)
+        try:
+            keys = [r["Legacy_Id__c"] for r in sf.query("SELECT Legacy_Id__c FROM Account")]
+            led = L.ledger_frame(engine, run_id, "Account")
+            loaded = led[led["action"].isin(["created", "updated", "unchanged"])]["external_id"].nunique()
+            assert len(keys) == len(set(keys)) == loaded
+            assert not led["error_code"].isin(["REQUEST_LIMIT_EXCEEDED"]).any()
+        finally:
+            sf.close()
+    finally:
+        org.faults.clear()
+        dispose_all()
