@@ -199,14 +199,20 @@ class SourceFilter(Strict):
         return self
 
     def describe(self) -> str:
-        if self.name:
-            return self.name
-        for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
-                           ("matches", "matches")):
-            v = getattr(self, key)
-            if v is not None:
-                return f"{self.column} {label} {v!r}"
-        return f"{self.column} is {'empty' if self.is_null else 'not empty'}"
+        return describe_filter(self)
+
+
+def describe_filter(f) -> str:
+    """A filter's label: its ``name``, or its condition (``status not in ['已删除']``). Shared by source
+    filters and mapping filters, which have the same keys."""
+    if f.name:
+        return f.name
+    for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
+                       ("matches", "matches")):
+        v = getattr(f, key)
+        if v is not None:
+            return f"{f.column} {label} {v!r}" if not isinstance(v, list) else f"{f.column} {label} {v}"
+    return f"{f.column} is {'null' if f.is_null else 'not null'}"
 
 
 class SourceBase(Strict):

@@ -12,6 +12,7 @@ profile that ``run_extract`` writes.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import random
 import resource
@@ -112,6 +113,7 @@ def main() -> None:
     if args.child:
         extract_child(args.child)
         return
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
     sizes = [1_000_000, 5_000_000] if args.scale else [args.rows]
     with tempfile.TemporaryDirectory(prefix="crmbridge-bench-") as d:
         results = [bench(n, args.encoding, args.chunk_rows, Path(d)) for n in sizes]

@@ -1,4 +1,5 @@
-"""Benchmark: map 1M customer rows (three departments, messy values) into Account; prints rows/s.
+"""Benchmark: map 1M customer rows (three departments, messy values) into Account; prints rows/s
+and peak memory. Every transform runs once per distinct value (see crmbridge/mappings/distinct.py).
 
     .venv/bin/python benchmarks/map_1m.py [--rows 1000000]
 """
@@ -6,7 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import time
 from pathlib import Path
 
@@ -44,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     n = ap.parse_args().rows
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
     t0 = time.perf_counter()
     df = make_rows(n)
     t1 = time.perf_counter()
@@ -56,7 +60,8 @@ def main() -> None:
     assert out.rows_in == out.rows_out + len(out.quarantine)
     print(f"generated {n:,} rows in {t1 - t0:.1f}s")
     print(f"mapped {n:,} rows -> {len(out.records):,} Account records ({len(out.quarantine):,} quarantined) "
-          f"in {t2 - t1:.1f}s: {n / (t2 - t1):,.0f} rows/s")
+          f"in {t2 - t1:.1f}s: {n / (t2 - t1):,.0f} rows/s; peak RSS (generation included) "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
 
 
 if __name__ == "__main__":

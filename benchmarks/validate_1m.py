@@ -12,6 +12,7 @@ process so that its peak RSS is the validate stage's alone.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import resource
 import shutil
@@ -146,6 +147,7 @@ def main() -> None:
     if a.child:
         child(*a.child)
         return
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
     root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-bench-"))
     try:
         t = time.perf_counter()

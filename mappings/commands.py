@@ -68,9 +68,11 @@ def map_cmd(run_id: str | None, check_only: bool, preview: int, force: bool, ski
 
         # A preview is a look, not a stage: its files go to a scratch folder (inside the project, which
         # holds customer data anyway), the run's map/ and stage record stay the evidence of its load.
+        from crmbridge.state import private_dir
+
         scratch = project.root / ".crmbridge" / "preview" / run.run_id
         shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+        private_dir(scratch)  # customer data under .crmbridge/: owner only
     result = run_map(project, run, check_org=not no_org_check, skip_validation=skip_validation, preview=preview,
                      scratch=scratch, force=force)
     emit(result, _human)

@@ -58,6 +58,8 @@ class Encoded:
 
 def is_text(series: pd.Series) -> bool:
     """True when every present value is a ``str`` (the only columns worth encoding exactly)."""
+    if isinstance(series.dtype, pd.StringDtype):  # pandas' own text dtype (the default since pandas 3)
+        return True
     if series.dtype != object:
         return False
     return pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")

@@ -9,6 +9,7 @@ DUPLICATE_EXTERNAL_ID, and picking one silently would lose data).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from crmbridge.mappings.models import Aggregate, LoadedStep
@@ -27,7 +28,28 @@ def _aggregate(agg: Aggregate, values: pd.Series, groups: pd.Series) -> pd.Serie
     g = sub.groupby(groups[present], sort=False)
     if agg.how == "first":
         return g.first()
-    return g.agg(lambda s: agg.sep.join(dict.fromkeys(s)))
+    return join_groups(sub, groups[present], agg.sep, distinct=True)
+
+
+def join_groups(values: pd.Series, groups: pd.Series, sep: str, *, distinct: bool = False) -> pd.Series:
+    """``values.groupby(groups, sort=False).agg(sep.join)`` (with ``distinct``: each value once, in
+    order) without a pandas call per group: one stable sort, then one ``str.join`` per group."""
+    codes, uniques = pd.factorize(groups, use_na_sentinel=True)
+    keep = codes >= 0
+    codes, vals = codes[keep], values.to_numpy(dtype=object)[keep]
+    order = np.argsort(codes, kind="stable")
+    codes, vals = codes[order], vals[order]
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    starts = np.concatenate([[0], bounds]) if len(codes) else np.array([], dtype=np.intp)
+    ends = np.concatenate([bounds, [len(codes)]]) if len(codes) else np.array([], dtype=np.intp)
+    lists = vals.tolist()
+    if distinct:
+        out = [sep.join(dict.fromkeys(lists[a:b])) for a, b in zip(starts, ends)]
+    else:
+        out = [sep.join(lists[a:b]) for a, b in zip(starts, ends)]
+    # dtype inferred, as pandas' own agg does (str under pandas 3)
+    return pd.Series(out, index=pd.Index(list(uniques[codes[starts]]) if len(codes) else uniques[:0], name=groups.name),
+                     dtype=None if out else object)
 
 
 RECORD_LINEAGE = ("_departments", "_legacy_keys")  # written by resolve; derived from one row otherwise

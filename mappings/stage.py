@@ -299,6 +299,8 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
                      "rows_quarantined": len(out.quarantine), "rows_in": out.rows_in,
                      "fields": [c for c in out.records.columns if not c.startswith("_")],
                      "parents": sorted({mappings.by_name(p).step.object for p in parents_of(s, mappings)}),
+                     "lookups": [{"column": lk.output_column(f), "object": lk.object, "external_id": lk.external_id}
+                                 for f, lk in s.step.lookups.items()],
                      "mapping": s.file})
         if preview:
             if e not in raws:

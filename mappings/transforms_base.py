@@ -98,6 +98,8 @@ def finish(original: pd.Series, values: pd.Series, failed: pd.Series) -> Applied
 
 
 def _text(series: pd.Series) -> bool:
+    if isinstance(series.dtype, pd.StringDtype):
+        return True
     return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
 
 

@@ -207,11 +207,78 @@ def fast_mobile_e164(series: pd.Series, region: str) -> pd.Series:
     return out
 
 
+# Regions whose fixed lines written with the trunk prefix (``021-6234 5678``) are checked against
+# phonenumbers' metadata in one pass: there the prefix is a plain "0" that parse() strips whenever the
+# rest is a viable national number. Proved value by value in tests/mappings/test_phone_fast_path.py.
+_TRUNK_FAST_REGIONS = {"CN"}
+_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+          "fixed_line", "mobile")
+
+
+def _desc_match(national: pd.Series, desc) -> pd.Series:
+    if desc is None or not desc.national_number_pattern:
+        return pd.Series(False, index=national.index)
+    hit = national.str.fullmatch(desc.national_number_pattern).fillna(False).astype(bool)
+    if desc.possible_length:
+        hit &= national.str.len().isin(list(desc.possible_length))
+    return hit
+
+
+def _valid_national(n: pd.Series, md) -> pd.Series:
+    """Whether national numbers (digit strings) are valid per the region's metadata: the tests
+    ``is_valid_number`` makes (the general pattern and lengths, and some number type)."""
+    typed = pd.Series(False, index=n.index)
+    for t in _TYPES:
+        typed |= _desc_match(n, getattr(md, t, None))
+    return _desc_match(n, md.general_desc) & typed
+
+
+def fast_trunk_e164(series: pd.Series, region: str, city: pd.Series | None = None,
+                    area_codes: dict[str, str] | None = None) -> pd.Series:
+    """E.164 for plainly written national numbers that phonenumbers' metadata says are valid; None
+    for every other value. Taken: the trunk prefix 0 and the rest (``021-6234 5678``, ``(021)62345678``
+    after NFKC), and, when a city column is given, a 7-8 digit local number whose city's area code
+    completes it (``6234 5678`` in 上海), exactly the candidates ``normalize_phone`` tries."""
+    from phonenumbers import PhoneMetadata, country_code_for_region
+
+    none = pd.Series(None, index=series.index, dtype=object)
+    if region.upper() not in _TRUNK_FAST_REGIONS:
+        return none
+    md = PhoneMetadata.metadata_for_region(region.upper())
+    cc = "+" + str(country_code_for_region(region.upper()))
+    text = as_text(series)
+    present = text.where(~is_missing(text)).astype(object)
+    cleaned = present.str.normalize("NFKC").str.strip().str.replace(r"[ \-]|^\(|(?<=^\(0\d\d)\)|(?<=^\(0\d\d\d)\)",
+                                                                     "", regex=True)
+    out = none.copy()
+    national = cleaned.str.extract(r"^0([1-9][0-9]{5,11})$", expand=False)
+    has = national.notna()
+    if has.any():
+        ok = _valid_national(national[has], md)
+        out.loc[ok[ok].index] = (cc + national[has][ok]).astype(object)
+    local = cleaned.str.extract(r"^([2-9][0-9]{6,7})$", expand=False)
+    has = local.notna() & out.isna()
+    if has.any():
+        n = local[has]
+        as_is = _valid_national(n, md)  # the number as written comes first
+        out.loc[as_is[as_is].index] = (cc + n[as_is]).astype(object)
+        rest = n[~as_is]
+        if city is not None and len(rest):
+            cities = as_text(city.reindex(series.index))[rest.index]
+            table = {c: area_code_for(c, area_codes) for c in pd.unique(cities.dropna())}
+            codes = cities.map(table)
+            full = (codes + rest).dropna()
+            ok = _valid_national(full, md)
+            out.loc[ok[ok].index] = (cc + full[ok]).astype(object)
+    return out
+
+
 def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
           area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
     """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
     if format == "e164":
         fast = fast_mobile_e164(series, region)
+        fast = fast.where(fast.notna(), fast_trunk_e164(series, region, city, area_codes))
         if fast.notna().any():
             rest = series.where(fast.isna())
             slow = _phone_slow(rest, region=region, city=city, area_codes=area_codes, format=format,
@@ -265,6 +332,44 @@ def normalize_email(raw: str, *, lowercase: bool = True):
     return out.lower() if lowercase else out
 
 
+# Plain ASCII addresses of this shape are accepted by email-validator as they stand and come back
+# with the domain lower-cased; they are normalised in one vectorised pass instead of ~170 us per
+# call. Everything else (IDN, quoted local parts, full-width ＠, odd lengths) goes through
+# email-validator itself. Proved equal value by value in tests/mappings/test_email_fast_path.py.
+_EMAIL_PLAIN = (r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]|\.(?!\.)){0,62}(?<!\.)@"
+                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}")
+
+
+def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
+    """``normalize_email`` for plainly written ASCII addresses; None for every other value."""
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+    from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+    text = as_text(series)
+    t = text.where(~is_missing(text), None).str.strip()
+    ok = t.str.fullmatch(_EMAIL_PLAIN).fillna(False).astype(bool) & (t.str.len() <= 254).fillna(False).astype(bool)
+    # "--" in a domain (xn-- punycode, or hyphens in places IDNA forbids) goes to the library
+    ok &= ~t.str.contains(r"@.*--", regex=True).fillna(False).astype(bool)
+    ok &= ~t.str.rsplit(".", n=1).str[-1].str.lower().isin(list(SPECIAL_USE_DOMAIN_NAMES)).fillna(False).astype(bool)
+    out = pd.Series(None, index=series.index, dtype=object)
+    if ok.any():
+        plain = t[ok]
+        if lowercase:
+            out.loc[ok] = plain.str.lower()
+        else:
+            parts = plain.str.rsplit("@", n=1)
+            local = parts.str[0]
+            # RFC 2142 role mailboxes (info, sales, postmaster ...) come back lower-cased
+            role = local.str.lower().isin(list(CASE_INSENSITIVE_MAILBOX_NAMES))
+            out.loc[ok] = local.where(~role, local.str.lower()) + "@" + parts.str[1].str.lower()
+    return out
+
+
 def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
     """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
-    return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
+    fast = fast_email(series, lowercase=lowercase)
+    taken = fast.notna()
+    if not taken.any():
+        return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
+    slow = map_unique(series.where(~taken, None), lambda v: normalize_email(v, lowercase=lowercase))
+    return finish(series, slow.values.where(~taken, fast), slow.failed & ~taken)

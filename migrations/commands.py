@@ -101,7 +101,8 @@ def _render_migrate(r) -> None:
     if r.load_steps:
         _records_table(r.load_steps, "would be " if r.dry_run else "")
     for s in r.dry_run_steps:
-        click.echo(f"dry run {s['step']} ({s['object']}): list of what would be written: {s['success_file']}")
+        click.echo(f"dry run {s['step']} ({s['object']}): would create {s['created']}, update {s['updated']}, "
+                   f"leave {s['unchanged']} unchanged (records); list of what would be written: {s['success_file']}")
     if r.reconcile_ok is not None:
         click.echo("reconcile: " + ("source, ledger and org agree" if r.reconcile_ok else "MISMATCHES found"))
     click.echo("reports:")

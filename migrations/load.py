@@ -139,6 +139,7 @@ class _Ctx:
     retried: set = field(default_factory=set)  # keys sent before whose rows a transient fault left pending
     pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
     pending_message: str | None = None
+    plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
 
     @property
     def name(self) -> str:
@@ -319,18 +320,25 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     # rows of a finished batch without a ledger row met a transient fault last time: send them again
     ctx.retried = {k for e in entries if e.status == "done" for k in e.keys
                    if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
-    pending, unchanged = [], []
+    held = _held_back(ctx, by_key, df.columns)  # children of parents this run could not load: not sent
+    pending, unchanged, hold = [], [], []
     for key, r in by_key.items():
         if key in ctx.retried:
             pending.append(key)
             continue
         if key in journaled or set(r["_rows"]) <= done_rows:
             continue
+        if key in held:
+            hold.append(key)
+            continue
         prev = mapping.get(key)
         (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
     L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
-                    [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
-    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done") - len(ctx.retried))
+                    [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])]
+                    + [x for k in hold for x in _ledger_rows(ctx, by_key[k], "failed", code=held[k][0],
+                                                             message=held[k][1])])
+    ctx.advance(len(unchanged) + len(hold) + sum(len(e.keys) for e in entries if e.status == "done")
+                - len(ctx.retried))
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
@@ -342,6 +350,16 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     del records
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
     return summarize_step(ctx, df)
+
+
+def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:
+    from crmbridge.migrations import holdback
+
+    lookups = holdback.lookup_columns(ctx.step, columns)
+    if not lookups:
+        return {}
+    return holdback.held_back(by_key, lookups, holdback.rejected_parents(ctx.engine, ctx.run.run_id, ctx.plan,
+                                                                          ctx.name))
 
 
 def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool) -> L.JournalEntry:
@@ -478,7 +496,7 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
         progress.current().expect(len(steps))
         for step in steps:
             with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
-                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance))
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps)
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
         L.save_pace(engine, connector)

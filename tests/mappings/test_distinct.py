@@ -107,7 +107,7 @@ def _old_changed(original: pd.Series, values: pd.Series, failed: pd.Series) -> p
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> list[pd.DataFrame]:
     d = tmp_path_factory.mktemp("demo")
-    info = write_demo_data(d, customers=600, erp=False)
+    info = write_demo_data(d, customers=250, erp=False)
     out = []
     for name in ("sales_customers", "service_customers", "contracts"):
         path = Path(info["files"][name])
@@ -183,8 +183,8 @@ def _assert_same_values(a: pd.Series, b: pd.Series, what: str) -> None:
 def test_distinct_equals_whole_column(frames, name, params):
     p = _params(name, params)
     for df in frames:
-        for col in [c for c in df.columns if c not in ("city", "start")]:
-            series = df[col]
+        cols = [c for c in df.columns if c not in ("city", "start")]
+        for col, series in [(c, df[c]) for c in cols] + [(c + " as str", df[c].astype("str")) for c in cols[:6]]:
             if len(df) > 200:  # a shuffled, re-indexed slice: positions and labels must both survive
                 series = series.sample(frac=1.0, random_state=3)
             frame = df.loc[series.index]
@@ -199,7 +199,7 @@ def test_distinct_equals_whole_column(frames, name, params):
 
 
 def test_vectorised_helpers_equal_the_per_cell_ones(frames):
-    cols = [df[c] for df in frames for c in df.columns]
+    cols = [df[c] for df in frames for c in df.columns] + [df[c].astype("str") for df in frames for c in df.columns]
     cols += [pd.Series([1, 2.0, None, "x", " ", 3.5], dtype=object), pd.Series([1.0, np.nan, 2.5]),
              pd.Series([], dtype=object), pd.Series([None, None], dtype=object)]
     for s in cols:
@@ -249,3 +249,15 @@ def test_normalise_and_map_step_equal_the_whole_column_path(frames, monkeypatch)
     assert new_map.stats == old_map.stats and new_map.reasons == old_map.reasons
     pd.testing.assert_frame_equal(new_map.records, old_map.records)
     pd.testing.assert_frame_equal(new_map.quarantine, old_map.quarantine)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+def test_join_groups_equals_pandas_agg(n):
+    from crmbridge.mappings.merge import join_groups
+
+    rng = np.random.default_rng(n)
+    groups = pd.Series(rng.choice(["C1", "C2", None, "C3", "Ｃ4"], size=n), dtype=object)
+    values = pd.Series(rng.choice(["sales", "finance", "service"], size=n), dtype=object)
+    pd.testing.assert_series_equal(join_groups(values, groups, ";"), values.groupby(groups, sort=False).agg(";".join))
+    pd.testing.assert_series_equal(join_groups(values, groups, "|", distinct=True),
+                                   values.groupby(groups, sort=False).agg(lambda s: "|".join(dict.fromkeys(s))))

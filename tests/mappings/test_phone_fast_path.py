@@ -44,3 +44,56 @@ def test_phone_transform_same_result_with_and_without_fast_path():
             assert failed and val == raw, raw
         elif expected is not None:
             assert not failed and val == expected, raw
+
+
+def _trunk_samples(n=4000, seed=21):
+    from crmbridge.mappings.transforms_contact import _geocoded_area_codes
+
+    rnd = random.Random(seed)
+    codes = sorted(set(_geocoded_area_codes().values())) + [str(rnd.randint(10, 999)) for _ in range(40)]
+    out = []
+    for _ in range(n):
+        area = rnd.choice(codes)
+        local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 7, 8, 8, 8, 9])))
+        out.append(rnd.choice([f"0{area}-{local}", f"0{area} {local[:4]} {local[4:]}", f"0{area}{local}",
+                               f"0{area}-{local[:4]}-{local[4:]}", f"{area}-{local}", f"0{area}-{local}-801",
+                               f"0{area}{local} 转 12", f"0-{area}-{local}", f"00{area}{local}", f"({area}){local}",
+                               f"(0{area}){local}", f"（0{area}）{local}", f"(0{area}) {local[:4]}-{local[4:]}",
+                               local, f"{local[:4]} {local[4:]}", f"{local[:3]}-{local[3:]}", f"１{local}"]))
+    return out + ["013800138000", "0138 0013 8000", "0400 123 4567", "0800-123-4567", "095512345", "01012345678",
+                  "021", "0", "021-62345678-8001", "0216234-5678"]
+
+
+def test_trunk_fast_path_agrees_with_phonenumbers_on_every_value_it_takes():
+    from crmbridge.mappings.transforms_contact import fast_trunk_e164
+
+    values = _trunk_samples()
+    s = pd.Series(values, dtype=object)
+    fast = fast_trunk_e164(s, "CN")
+    taken = fast.notna()
+    assert taken.sum() > 500  # the fast path is really used
+    cities = ["上海", None, "北京", "nowhere"]
+    for raw, got in zip(s[taken], fast[taken]):
+        assert normalize_phone(raw, region="CN", city=cities[hash(raw) % 4]) == got, raw
+    assert not fast_trunk_e164(s, "US").notna().any()  # only regions it is proved for
+    city = pd.Series([cities[i % 4] for i in range(len(s))], dtype=object)
+    fast = fast_trunk_e164(s, "CN", city, {"nowhere": "0571"})
+    assert fast.notna().sum() > taken.sum() + 100  # local numbers completed by the city's area code
+    for raw, c, got in zip(s[fast.notna()], city[fast.notna()], fast[fast.notna()]):
+        assert normalize_phone(raw, region="CN", city=c, area_codes={"nowhere": "0571"}) == got, (raw, c)
+
+
+def test_phone_transform_with_city_same_result_with_and_without_fast_paths():
+    values = _trunk_samples(1500, seed=8) + _samples(500, seed=2)
+    cities = pd.Series([["上海", None, "北京", "杭州"][i % 4] for i in range(len(values))], dtype=object)
+    s = pd.Series(values, dtype=object)
+    applied = apply_transform("phone", s, {"region": "CN", "city_column": "city"}, frame=pd.DataFrame({"city": cities}))
+    for raw, city, val, failed in zip(s, cities, applied.values, applied.failed):
+        if not raw.strip():
+            assert not failed and (val is None or not val.strip())
+            continue
+        expected = normalize_phone(raw, region="CN", city=city)
+        if expected is FAIL:
+            assert failed and val == raw, raw
+        else:
+            assert not failed and val == expected, raw

@@ -21,7 +21,55 @@ def test_email_fast_path_agrees_with_email_validator():
         assert g == (None if v is None else email_valid(v)), v
 
 
+def test_email_fast_path_agrees_on_random_addresses():
+    import random
+
+    rnd = random.Random(12)
+    alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    values = []
+    for _ in range(3000):
+        local = "".join(rnd.choice(alpha + "._%+-") for _ in range(rnd.randint(1, 12)))
+        dom = ".".join("".join(rnd.choice(alpha + "-") for _ in range(rnd.randint(1, 8))) for _ in range(rnd.randint(1, 3)))
+        values.append(f"{local}@{dom}." + rnd.choice(["cn", "COM", "org", "test", "x", "中国", "c0m", "museum"]))
+    got = email_check(pd.Series(values, dtype=object))
+    for v, g in zip(values, got):
+        assert g == email_valid(v), v
+
+
 def test_phone_fast_path_agrees_with_phonenumbers():
     got = phone_check(pd.Series(PHONES, dtype=object), region="CN")
     for v, g in zip(PHONES, got):
         assert g == (None if v is None else phone_valid(v, "CN")), v
+
+
+def _uscc_samples(n=4000, seed=5):
+    import random
+
+    from stdnum.cn import uscc
+
+    from crmbridge.validation.checks import _USCC_ALPHABET
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        first = rnd.choice("123456789ANY" + "BZ0")
+        body = first + rnd.choice(_USCC_ALPHABET) + "".join(rnd.choice("0123456789") for _ in range(6)) + \
+            "".join(rnd.choice(_USCC_ALPHABET) for _ in range(9))
+        check = uscc.calc_check_digit("1" + body[1:]) if first in "BZ" else uscc.calc_check_digit(body)
+        form = rnd.randrange(8)
+        if form == 0:  # wrong check character
+            check = rnd.choice(_USCC_ALPHABET.replace(check, ""))
+        code = body + check
+        out.append([code, code, code, code.lower(), code + "\n", code[:17], code + "0", code[:9] + "I" + code[10:]][form])
+    return out + ["", " ", "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "91310000ma1fl2xq3a", "Ｙ1310000MA1FL2XQ3A"]
+
+
+def test_uscc_vectorised_check_agrees_with_stdnum_value_by_value():
+    from crmbridge.validation.checks import uscc_check, uscc_valid
+
+    values = _uscc_samples()
+    got = uscc_check(pd.Series(values + [None], dtype=object))
+    assert got.iloc[-1] is None
+    assert sum(1 for g in got if g is True) > 400 and sum(1 for g in got if g is False) > 1000
+    for v, g in zip(values, got):
+        assert g is uscc_valid(v), repr(v)

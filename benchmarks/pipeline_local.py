@@ -1,0 +1,222 @@
+"""Benchmark: the local pipeline (extract -> validate -> map) on legacy customer rows; prints each
+stage's rows/s and peak RSS, the combined rows/s, `crmbridge --help` timing and the machine load.
+
+    python benchmarks/pipeline_local.py                    # 1M rows
+    python benchmarks/pipeline_local.py --rows 200000      # quicker
+    python benchmarks/pipeline_local.py --rows 5000000     # the memory target (peak RSS < 1 GB)
+    python benchmarks/pipeline_local.py --help-only        # only `crmbridge --help`
+
+The CSV is the one benchmarks/extract_csv.py writes (GB18030, ';', full-width keys, quoted newlines,
+ragged rows), with the template's customer definition and Account mapping. Every stage runs in a
+fresh child process through the real stage functions (``run_extract``, ``run_validate``, the map
+stage's ``_map_all``), so each peak RSS is that stage's own. Map runs without an org: the owners
+table's users are given as plain data, as ``crmbridge map --no-org-check`` cannot resolve them.
+Rows in = rows out is asserted for every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from extract_csv import HEADER, customer  # noqa: E402
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+NAMES = ["customer_no", "name", "credit_code", "phone", "email", "address", "city", "province", "postal_code",
+         "country", "industry", "status", "sales_rep", "created_on", "annual_revenue", "service_contracts"]
+
+
+def write_project(root: Path, rows: int) -> None:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "definitions").mkdir(exist_ok=True)
+    (root / "mappings").mkdir(exist_ok=True)
+    tpl = ROOT / "templates" / "project"
+    shutil.copyfile(tpl / "definitions" / "customer.yml", root / "definitions" / "customer.yml")
+    shutil.copyfile(tpl / "mappings" / "account.yml", root / "mappings" / "account.yml")
+    shutil.copyfile(tpl / "mappings" / "owners.csv", root / "mappings" / "owners.csv")
+    cols = "\n".join(f"      {h}: {n}" for h, n in zip(HEADER, NAMES))
+    (root / "crmbridge.yml").write_text(
+        "name: bench\nsources:\n  - name: service_customers\n    entity: customers\n    department: service\n"
+        f"    type: csv\n    path: data/customers.csv\n    key: customer_no\n    columns:\n{cols}\n", "utf-8")
+    generate(root / "data" / "customers.csv", rows)
+
+
+def credit_code(i: int) -> str:
+    """A distinct unified social credit code with a correct check character for row ``i``."""
+    org, n = [], i
+    for _ in range(9):
+        n, r = divmod(n, 31)
+        org.append(USCC_ALPHABET[r])
+    body = "91310000" + "".join(reversed(org))
+    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(body, WEIGHTS))
+    return body + USCC_ALPHABET[(31 - total) % 31]
+
+
+def generate(path: Path, rows: int) -> None:
+    """extract_csv's messy rows (GB18030, ';', a ragged row now and then), with distinct valid credit
+    codes: a realistic share of the rows then passes validation and reaches map."""
+    import random
+
+    rnd = random.Random(42)
+    with open(path, "w", encoding="gb18030", newline="") as f:
+        f.write(";".join(HEADER) + "\r\n")
+        buf = []
+        for i in range(1, rows + 1):
+            cells = customer(i, rnd)
+            cells[2] = credit_code(i) if i % 50 else cells[2]  # 2% keep a wrong check character
+            buf.append(";".join(cells) + "\r\n")
+            if i % 7919 == 0:
+                buf.append(f"C{i:07d};坏行\r\n")  # a ragged row: rejected by extract
+            if len(buf) >= 10_000:
+                f.write("".join(buf))
+                buf = []
+        f.write("".join(buf))
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stage_child(root: str, stage: str) -> None:
+    """One stage in this (fresh) process; prints a JSON line."""
+    from crmbridge.config import load_project
+    from crmbridge.migrations.runs import latest_run
+    from crmbridge.state import open_state
+
+    project = load_project(root)
+    if stage == "validate":
+        from crmbridge.validation.gxsuite import _context
+
+        _context()  # GX's one-off start-up (seconds) is timed separately below
+    t0 = time.perf_counter()
+    if stage == "extract":
+        from crmbridge.migrations.extract import run_extract
+
+        res = run_extract(project)
+        out = {"rows_in": res.rows_read, "rows_out": res.rows_read - res.rows_rejected,
+               "rejected": res.rows_rejected}
+    else:
+        run = latest_run(open_state(project.state_url), project.runs_dir)
+        if stage == "validate":
+            from crmbridge.validation.stage import run_validate
+
+            c = run_validate(project, run).entities["customers"]
+            assert c["rows_in"] == c["rows_valid"] + c["rows_quarantined"]
+            out = {"rows_in": c["rows_in"], "rows_out": c["rows_valid"], "quarantined": c["rows_quarantined"]}
+        else:
+            out = _map(project, run)
+    out.update(seconds=time.perf_counter() - t0, peak_mib=_peak_mib())
+    print(json.dumps(out))
+
+
+def _map(project, run) -> dict:
+    from crmbridge.mappings.check import check_offline
+    from crmbridge.mappings.engine import OrgRefs
+    from crmbridge.mappings.models import load_mappings
+    from crmbridge.mappings.order import load_order
+    from crmbridge.mappings.stage import _map_all, mappings_folder, read_owners
+    from crmbridge.migrations import runs as R
+    from crmbridge.state import open_state
+
+    mappings = load_mappings(mappings_folder(project))
+    owners: dict[str, str] = {}
+    for s in mappings.steps:
+        if s.step.owner is not None:
+            owners.update(read_owners(project, s.step.owner.table))
+    users = {u.lower(): f"005{i:015d}" for i, u in enumerate(sorted(set(owners.values()) | {"admin@sandbox.crmbridge"}))}
+    R.start_stage(open_state(project.state_url), run.run_id, "map")
+    res = _map_all(project, run, mappings, load_order(mappings), OrgRefs(owners=owners, users=users),
+                   check_offline(mappings), False, 0)
+    s = res.steps[0]
+    assert s.balanced
+    return {"rows_in": s.rows_in, "rows_out": s.rows_out, "records": s.rows, "quarantined": s.rows_quarantined}
+
+
+def run_stage(root: Path, stage: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(root), stage], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{stage} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def help_timing(repeat: int = 5) -> dict:
+    """Wall time of `python -m crmbridge --help` (best and median of ``repeat``), and what it imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "crmbridge", "--help"], env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    code = ("import sys; from crmbridge.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('pandas','pydantic','numpy','pyarrow','great_expectations','sqlalchemy') "
+            "if m in sys.modules))")
+    heavy = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+    times.sort()
+    return {"best_s": times[0], "median_s": times[len(times) // 2], "heavy_imports": heavy.splitlines()[-1]}
+
+
+def gx_startup() -> float:
+    code = "import time; t=time.perf_counter(); from crmbridge.validation.gxsuite import _context; _context(); " \
+           "print(time.perf_counter()-t)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
+    return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                check=True).stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", type=Path, help="build the project here and keep it")
+    ap.add_argument("--help-only", action="store_true")
+    ap.add_argument("--child", nargs=2, metavar=("ROOT", "STAGE"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        stage_child(*a.child)
+        return
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    h = help_timing()
+    print(f"crmbridge --help: best {h['best_s']:.3f}s, median {h['median_s']:.3f}s, heavy modules imported: "
+          f"{h['heavy_imports']}")
+    if a.help_only:
+        return
+    root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-pipeline-"))
+    try:
+        t = time.perf_counter()
+        write_project(root, a.rows)
+        print(f"generated {a.rows:,} rows ({(root / 'data' / 'customers.csv').stat().st_size / 1e6:.0f} MB GB18030) "
+              f"in {time.perf_counter() - t:.0f}s", flush=True)
+        total = 0.0
+        results = {}
+        for stage in ("extract", "validate", "map"):
+            r = run_stage(root, stage)
+            results[stage] = r
+            total += r["seconds"]
+            print(f"{stage:9} {r['rows_in']:>10,} rows in {r['seconds']:7.1f}s  {r['rows_in'] / r['seconds']:>9,.0f} rows/s  "
+                  f"peak RSS {r['peak_mib']:7.0f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('seconds', 'peak_mib', 'rows_in')})}",
+                  flush=True)
+        rows = results["extract"]["rows_in"]
+        print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "
+              f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB")
+        print(f"great-expectations start-up (not in the validate time): {gx_startup():.1f}s")
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
