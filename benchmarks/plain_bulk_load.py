@@ -35,15 +35,17 @@ def write_customers_csv(path: Path, customers: int, seed: int = 20231105) -> int
     return write_sales(path, companies, rng)
 
 
-def plain_upsert(csv_path: Path, workdir: Path) -> dict:
-    """Upsert ``csv_path`` into a fresh sandbox org the plain way; returns figures of the run."""
+def plain_upsert(csv_path: Path, workdir: Path, columns: dict | None = COLUMNS) -> dict:
+    """Upsert ``csv_path`` into a fresh sandbox org the plain way; returns figures of the run.
+
+    ``columns``: legacy header -> field to keep; None: the CSV already has Salesforce field names."""
     import pandas as pd
     import requests
     from simple_salesforce import Salesforce
 
     from crmbridge.sandbox.server import start_sandbox
 
-    handle = start_sandbox(workdir / "plain-org.db")
+    handle = start_sandbox(workdir / f"plain-org-{csv_path.stem}.db")
     try:
         session = requests.Session()
         session.trust_env = False  # a REQUESTS_CA_BUNDLE in the environment would override verify=
@@ -54,7 +56,8 @@ def plain_upsert(csv_path: Path, workdir: Path) -> dict:
         calls0 = app.api_calls
         t0 = time.perf_counter()
         df = pd.read_csv(csv_path, dtype=str, encoding="utf-8-sig", keep_default_na=False)
-        df = df[list(COLUMNS)].rename(columns=COLUMNS)
+        if columns:
+            df = df[list(columns)].rename(columns=columns)
         out = workdir / "plain-accounts.csv"
         df.to_csv(out, index=False)
         res = sf.bulk2.Account.upsert(csv_file=str(out), external_id_field="Legacy_Id__c", wait=1)

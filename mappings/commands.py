@@ -108,9 +108,14 @@ def _print_preview(p: dict) -> None:
                 t.add_row(k, "" if v is None else str(v))
         con.print(t)
         for src in row["source"]:
+            legacy = src.get("legacy") or {}
             s = Table(title=f"source row {src.get('_row_id', '')} ({src.get('_department') or ''})")
             s.add_column("column")
-            s.add_column("legacy value")
+            s.add_column("validated value")
+            s.add_column("legacy value (as extracted)")
             for k, v in src.items():
-                s.add_row(str(k), "" if v is None else str(v))
+                if k == "legacy":
+                    continue
+                shown = "" if v is None else str(v)
+                s.add_row(str(k), shown, ("" if legacy[k] is None else str(legacy[k])) if k in legacy else shown)
             con.print(s)

@@ -34,11 +34,18 @@ def write_quarantine(df: pd.DataFrame, path: Path) -> None:
     write_frame(df, path)
 
 
-def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` mapped records next to the source row(s) they came from."""
+def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int, raw: pd.DataFrame | None = None
+                 ) -> list[dict[str, Any]]:
+    """The first ``n`` mapped records next to the source row(s) they came from; with ``raw`` (the rows as
+    extracted), each source row also carries ``legacy``: the extracted value of every column whose
+    value validate's normalisation changed."""
     if n <= 0 or records.empty:
         return []
     by_id = source.set_index(source["_row_id"].astype(str)) if "_row_id" in source.columns else None
+    raw_by_id = None
+    if raw is not None and "_row_id" in raw.columns:
+        raw_by_id = raw.drop_duplicates("_row_id")
+        raw_by_id.index = raw_by_id["_row_id"].astype(str)
     rows = []
     for rec in records.head(n).to_dict("records"):
         src_rows = []
@@ -47,8 +54,13 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int) -> list[di
                 if rid in by_id.index:
                     r = by_id.loc[rid]
                     r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
-                    src_rows.append({k: to_native(v) for k, v in r.items() if not str(k).startswith("_")
-                                     or k in ("_department", "_row_id")})
+                    row = {k: to_native(v) for k, v in r.items() if not str(k).startswith("_")
+                           or k in ("_department", "_row_id")}
+                    if raw_by_id is not None and rid in raw_by_id.index:
+                        legacy = raw_by_id.loc[rid]
+                        row["legacy"] = {k: to_native(legacy[k]) for k in row if k in legacy.index
+                                         and not str(k).startswith("_") and to_native(legacy[k]) != row[k]}
+                    src_rows.append(row)
         rows.append({"mapped": {k: to_native(v) for k, v in rec.items()}, "source": src_rows})
     return rows
 

@@ -8,6 +8,7 @@ the mappings offline and against the org, maps every step parents-first and writ
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,8 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
+    raws: dict[str, Any] = {}  # entity -> the rows as extracted (legacy values for stewards)
+    parent_reasons: dict[str, dict[str, str]] = {}  # "Account.Legacy_Id__c" -> {key: reason}
     progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
@@ -263,13 +266,18 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
         ext = s.step.external_id
         k = (s.step.object.lower(), ext)
         mapped = set(out.records[ext].astype(str))
-        qkeys = _quarantined_keys(s, out)
+        qreasons = _quarantined_keys(s, out)
+        qkeys = set(qreasons)
         prev = keys.get(k)
         keys[k] = ParentKeys(frozenset(mapped | (prev.mapped if prev else set())),
                              frozenset(qkeys | (prev.quarantined if prev else set())))
+        parent_reasons.setdefault(f"{s.step.object}.{ext}", {}).update(qreasons)
         rel = f"{STAGE}/{s.name}.parquet"
         write_records(out.records, tmp / f"{s.name}.parquet")
-        write_quarantine(out.quarantine, tmp / "quarantine" / f"{s.name}.csv")
+        if e not in raws:
+            raws[e] = _raw_entity(run, e)
+        write_quarantine(steward_view(s, out.quarantine, raws[e], parent_reasons),
+                         tmp / "quarantine" / f"{s.name}.csv")
         summ = StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv", out.rows_in,
                            len(out.records), out.rows_out, len(out.quarantine), out.filtered, out.reasons, out.stats)
         summaries.append(summ)
@@ -282,7 +290,9 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
                                  for f, lk in s.step.lookups.items()],
                      "mapping": s.file})
         if preview:
-            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview)})
+            if e not in raws:
+                raws[e] = _raw_entity(run, e)
+            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview, raw=raws[e])})
     (tmp / "plan.json").write_text(json.dumps({"steps": plan}, ensure_ascii=False, indent=2), "utf-8")
     (tmp / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
     final = root / STAGE
@@ -295,13 +305,58 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     return MapResult(run.run_id, tuple(summaries), report, str(final / "plan.json"), tuple(previews))
 
 
-def _quarantined_keys(s, out) -> set[str]:
-    """External-ID values of quarantined rows (as the raw key column), for child parent checks."""
+def _quarantined_keys(s, out) -> dict[str, str]:
+    """External-ID value (as the raw key column) -> reason, of quarantined rows, for child parent checks."""
     spec = s.step.fields[s.step.external_id]
     if out.quarantine.empty:
-        return set()
+        return {}
     from crmbridge.mappings.engine import _chain, _Reasons, _source_series
 
     q = out.quarantine
     vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
-    return {str(v).strip() for v in vals if v is not None}
+    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+
+
+def _raw_entity(run, entity: str):
+    """The entity as extracted (before validate's normalisation), or None when the run has no extract."""
+    from crmbridge.migrations.extract import read_entity
+
+    try:
+        return read_entity(run.dir, entity)
+    except (FileNotFoundError, KeyError, UsageError):
+        return None
+
+
+_PARENT = re.compile(r"^parent_quarantined: ([^=]+)=(.*)$")
+
+
+def steward_view(s, quarantine, raw, parent_reasons: dict[str, dict[str, str]]):
+    """Map's quarantine in the layout of validate's (``crmbridge.stewardcsv``): ``_reasons`` (all of them
+    block the load, except rows a filter left out on purpose), the legacy value of every source column
+    behind a Salesforce field a reason names, and a quarantined parent's own reason."""
+    from crmbridge import stewardcsv as S
+    from crmbridge.mappings.check import _used_columns
+
+    q = quarantine.rename(columns={"_reason": "_reasons"}).copy()
+    q["_stage"] = "map"
+    if q.empty:
+        return S.ordered(q.assign(_blocking=[]))
+
+    def with_parent(text):
+        parts = []
+        for p in S.split_reasons(text):
+            m = _PARENT.match(p)
+            why = parent_reasons.get(m.group(1), {}).get(m.group(2)) if m else None
+            parts.append(p + f" [{m.group(1).split('.')[0]} {m.group(2)} is itself quarantined: {why}]" if why else p)
+        return S.REASON_SEP.join(parts)
+
+    q["_reasons"] = [with_parent(t) for t in q["_reasons"]]
+    q["_blocking"] = q["_reasons"].where(~q["_reasons"].astype(str).str.startswith("filtered: "), None)
+    sources: dict[str, set[str]] = {}
+    for fname, col in _used_columns(s):
+        sources.setdefault(fname or "", set()).add(col)
+    named = []
+    for text in q["_reasons"]:
+        words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
+        named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
+    return S.ordered(S.add_legacy(q, raw, named))

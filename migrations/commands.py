@@ -50,7 +50,7 @@ def _render_load(r) -> None:
               "migrate run whose map stage succeeded).")
 @click.option("--dry-run", is_flag=True, help="Write nothing; print what would be created, updated or left unchanged.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
-              help="Records per journaled DML batch (default 10,000).")
+              help="Records per journaled DML batch, one Bulk job each (default: as many as fit in one job, 150 MB).")
 @click.option("--fail-on-reject", is_flag=True,
               help="Exit 1 when Salesforce rejected any record (for schedulers); default: exit 0 and report them.")
 @json_option
@@ -131,7 +131,7 @@ def _records_table(steps, would: str) -> None:
               "unfinished one.")
 @click.option("--dry-run", is_flag=True, help="Extract, validate and map, but write nothing to Salesforce.")
 @click.option("--batch-rows", type=click.IntRange(1, 100_000), default=None,
-              help="Records per journaled DML batch (default 10,000).")
+              help="Records per journaled DML batch, one Bulk job each (default: as many as fit in one job, 150 MB).")
 @click.option("--allow-shrink", is_flag=True,
               help="Accept a source that reads 0 rows or under half of the last successful run.")
 @click.option("--fail-on-reject", is_flag=True,

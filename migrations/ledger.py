@@ -230,6 +230,38 @@ def _upsert_map(c, rows: list[dict], now, known: set[str] | None = None) -> None
         {"updated_at": now})
 
 
+# ----------------------------------------------------------------------------- bulk pace
+
+PACE_SCOPE = "salesforce:bulk_pace"
+
+
+def seed_pace(engine: Engine, connector) -> None:
+    """Give the connector the Bulk job rates seen on this project's org in earlier runs, so that its
+    first status look at a job is timed for the job's end (one status call instead of several)."""
+    import json
+
+    from crmbridge.state import get_watermark
+
+    pace = getattr(connector, "pace", None)
+    raw = get_watermark(engine, PACE_SCOPE) if pace is not None else None
+    if raw:
+        try:
+            pace.seed(json.loads(raw))
+        except (ValueError, TypeError, AttributeError):
+            pass  # a damaged value only costs a few more status looks
+
+
+def save_pace(engine: Engine, connector) -> None:
+    import json
+
+    from crmbridge.state import set_watermark
+
+    pace = getattr(connector, "pace", None)
+    rates = pace.as_dict() if pace is not None else {}
+    if rates:
+        set_watermark(engine, PACE_SCOPE, json.dumps(rates, sort_keys=True))
+
+
 # ----------------------------------------------------------------------------- reading
 
 

@@ -24,6 +24,7 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
+from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
@@ -341,7 +342,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
-            _stop_if_pending(ctx, len(pending))
+            stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and _need_images(ctx, mapping)
     records = [to_record(by_key[k], ctx.fields) for k in pending]
@@ -394,7 +395,7 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
             run_batch(ctx, entry, by_key, fresh=True, records=records)
             next_no += 1
             unsent -= len(keys)
-            _stop_if_pending(ctx, unsent)
+            stop_if_pending(ctx, unsent)
         return
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
@@ -413,27 +414,7 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
         errors += [f.exception() for f in finished if f.exception() is not None]
     if errors:
         raise errors[0]
-    _stop_if_pending(ctx, unsent)
-
-
-class RowsPending(RunFailed):
-    """A step ended with rows a transient Salesforce fault kept from loading (exit 1, resumable)."""
-
-
-def _stop_if_pending(ctx: _Ctx, not_sent: int) -> None:
-    """After a batch that met transient faults: stop the load (the org is busy; the next steps' rows
-    would only be refused for their missing parents) and say how to load the pending rows."""
-    if not ctx.pending:
-        return
-    n = sum(ctx.pending.values())
-    codes = ", ".join(f"{c} ({k})" for c, k in sorted(ctx.pending.items()))
-    raise RowsPending(
-        f"run {ctx.run.run_id} step {ctx.name} ({ctx.sobject}): {n} source rows not loaded because of a temporary "
-        f"Salesforce fault: {codes}" + (f" - {ctx.pending_message}" if ctx.pending_message else "")
-        + ". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
-                                                  if not_sent > 0 else "") + ", and later steps were not started.",
-        hint=f"when the org accepts calls again, `crmbridge migrate` (or `crmbridge load --run {ctx.run.run_id}`) "
-             "loads the pending rows of this run")
+    stop_if_pending(ctx, unsent)
 
 
 def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
@@ -505,6 +486,7 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
         connector = connect(project)
     stage = "load_dry_run" if dry_run else "load"
     start_stage(engine, run.run_id, stage)
+    L.seed_pace(engine, connector)
     try:
         if not dry_run:
             from crmbridge.migrations.quarantine import record_quarantine
@@ -517,6 +499,7 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
                 ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps)
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
+        L.save_pace(engine, connector)
     except BaseException as exc:
         finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise

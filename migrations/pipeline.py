@@ -236,7 +236,9 @@ def filtered_rows(path) -> int:
 
     if not path.exists():
         return 0
-    reasons = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=["_reason"])["_reason"]
+    # `_reasons` since map's quarantine files share validate's column names; `_reason` in older runs
+    col = "_reasons" if "_reasons" in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns else "_reason"
+    reasons = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=[col])[col]
     return int(reasons.str.startswith(FILTERED).sum())
 
 

@@ -51,7 +51,7 @@ def quarantined_rows(run_dir: Path, plan: list[dict]) -> list[dict]:
         f = run_dir / "map" / "quarantine" / f"{s['step']}.csv"
         if f.exists():
             for r in _read(f).to_dict("records"):
-                reason = r.get("_reason", "")
+                reason = r.get("_reasons", r.get("_reason", ""))  # map files share validate's `_reasons`
                 add(s["entity"], r["_row_id"], r.get("_source_key", ""),
                     "filtered" if reason.startswith("filtered: ") else "map", reason)
     return out

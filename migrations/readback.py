@@ -39,8 +39,9 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def in_chunks(keys: Iterable[str], budget: int = SOQL_IN_CHARS) -> list[list[str]]:
+def in_chunks(keys: Iterable[str], budget: int | None = None) -> list[list[str]]:
     """The keys cut into lists whose quoted, comma-joined form fits ``budget`` characters."""
+    budget = budget or SOQL_IN_CHARS
     out: list[list[str]] = []
     cur: list[str] = []
     size = 0

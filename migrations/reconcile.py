@@ -212,6 +212,7 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
         connector = connect(project)
     if not recheck:
         start_stage(engine, run.run_id, "reconcile")
+    L.seed_pace(engine, connector)
     try:
         plan = read_plan(run)
         progress.current().expect(len(plan))
@@ -221,6 +222,7 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
                 steps.append(reconcile_step(engine, connector, run, s, out_dir))
                 task.advance(1)
         steps = tuple(steps)
+        L.save_pace(engine, connector)
         summary = out_dir / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")

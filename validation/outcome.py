@@ -109,17 +109,24 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
         text_parts.append(np.array(messages(o.rule, frame, pos, ctx), dtype=object))
         block_parts.append(np.full(len(pos), 0 if blocks else 1))
     reasons = pd.Series(None, index=range(n), dtype=object)
+    # the same reasons split by severity, for the quarantine file (blocking: kept the row out)
+    by_kind = {0: pd.Series(None, index=range(n), dtype=object), 1: pd.Series(None, index=range(n), dtype=object)}
     if pos_parts:
         r = pd.DataFrame({"pos": np.concatenate(pos_parts), "text": np.concatenate(text_parts),
                           "order": np.concatenate(block_parts)})
         r = r.sort_values(["pos", "order"], kind="stable")
         joined = r.groupby("pos", sort=False)["text"].agg(REASON_SEP.join)
         reasons.iloc[joined.index.to_numpy()] = joined.to_numpy()
+        for kind, part in r.groupby("order", sort=False):
+            j = part.groupby("pos", sort=False)["text"].agg(REASON_SEP.join)
+            by_kind[int(kind)].iloc[j.index.to_numpy()] = j.to_numpy()
     reasons.index = frame.index
     valid = frame.loc[~quarantined].copy()
     valid["_warnings"] = reasons[~quarantined].to_numpy()
     quarantine = frame.loc[quarantined].copy()
     quarantine.insert(0, "_reasons", reasons[quarantined].to_numpy())
+    quarantine.insert(1, "_blocking", by_kind[0].to_numpy()[quarantined])
+    quarantine.insert(2, "_warnings", by_kind[1].to_numpy()[quarantined])
     if len(valid) + len(quarantine) != n:
         raise RunFailed(f"validate: {n} rows in but {len(valid)} valid + {len(quarantine)} quarantined")
     return Split(valid=valid, quarantine=quarantine, rows_warned=int(valid["_warnings"].notna().sum()),

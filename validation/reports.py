@@ -29,25 +29,83 @@ def render(template: str, **ctx: Any) -> str:
 
 
 def write_quarantine(path: Path, quarantine: pd.DataFrame, key: list[str]) -> None:
-    """Every quarantined row: its key first, then ``_reasons``, the data and the lineage columns.
+    """Every quarantined row in the layout shared with map's quarantine files (``crmbridge.stewardcsv``):
+    key, ``_stage``, ``_reasons``, ``_blocking``, ``_warnings``, the data with each named field's legacy
+    value beside it, then the lineage columns.
 
     UTF-8 with BOM so Excel on a Chinese Windows opens the Chinese text correctly; formula-like cells
     neutralised (``crmbridge.csvout``).
     """
+    from crmbridge import stewardcsv
     from crmbridge.csvout import write_frame
 
-    first = [c for c in key if c in quarantine.columns] + ["_reasons"]
-    lineage = [c for c in quarantine.columns if c.startswith("_") and c not in first]
-    rest = [c for c in quarantine.columns if c not in first and c not in lineage]
-    write_frame(quarantine, path, first + rest + lineage)
+    q = stewardcsv.ordered(quarantine, key)
+    write_frame(q, path, list(q.columns))
 
 
-def quarantine_samples(quarantine: pd.DataFrame, key: list[str], n: int = SAMPLE_ROWS) -> list[dict[str, Any]]:
-    head = quarantine.head(n)
-    keys = head[[k for k in key if k in head.columns]].astype(object).fillna("").astype(str)
-    return [{"key": "/".join(k), "source": s, "line": ln, "reasons": r}
-            for k, s, ln, r in zip(keys.itertuples(index=False), head.get("_source", [""] * len(head)),
-                                   head.get("_line", [""] * len(head)), head["_reasons"])]
+# What a steward does about a failing rule, by its kind; {fields} is filled in.
+WHAT_TO_DO = {
+    "required": "fix in source: fill {fields} in the legacy system",
+    "format": "add a normalise step for {fields} to the definition if the values are recognisable "
+              "(phone, date, full-width text ...), otherwise fix in source",
+    "allowed": "add the legacy values to the value_map of {fields} in the definition, or fix in source",
+    "unique": "merge or correct the duplicate {fields} in source",
+    "cross_field": "fix in source: {fields} contradict each other",
+    "reference": "fix the parent row first (its own reason is shown in brackets), or correct {fields} in source",
+}
+WARNING_TO_DO = "accept as a warning (the rows still load), or fix {fields} in source when convenient"
+
+
+def what_to_do(kind: str, severity: str, fields: list[str]) -> str:
+    names = ", ".join(fields) or "the fields"
+    tpl = WARNING_TO_DO if severity != "blocking" else WHAT_TO_DO.get(kind, "fix in source")
+    return tpl.format(fields=names)
+
+
+def quarantine_samples(quarantine: pd.DataFrame, key: list[str], rules: list[dict[str, Any]] = (),
+                       n: int = SAMPLE_ROWS, owners: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The quarantine grouped by rule, worst first: what to do, who owns the rows, and up to ``n``
+    example rows per rule (each with the normalised and the legacy value of the rule's fields)."""
+    from crmbridge import stewardcsv as S
+
+    if quarantine.empty:
+        return []
+    info = {r["rule_id"]: r for r in rules}
+    keys = quarantine[[k for k in key if k in quarantine.columns]].astype(object).fillna("").astype(str)
+    key_text = ["/".join(k) for k in keys.itertuples(index=False)]
+    groups: dict[str, dict[str, Any]] = {}
+    for i, text in enumerate(quarantine["_reasons"].to_numpy()):
+        for part in S.split_reasons(text):
+            rid = part.split(":", 1)[0].strip()
+            g = groups.get(rid)
+            if g is None:
+                r = info.get(rid, {})
+                fields = list(r.get("fields") or [])
+                g = groups[rid] = {"rule_id": rid, "severity": r.get("severity", "blocking"), "kind": r.get("kind", ""),
+                                   "description": r.get("description", ""), "fields": fields,
+                                   "what_to_do": what_to_do(r.get("kind", ""), r.get("severity", "blocking"), fields),
+                                   "rows": 0, "departments": {}, "examples": []}
+            g["rows"] += 1
+            row = quarantine.iloc[i]
+            dep = str(row.get("_department") or "") if "_department" in quarantine.columns else ""
+            g["departments"][dep] = g["departments"].get(dep, 0) + 1
+            if len(g["examples"]) < n:
+                vals = {f: [_text(row.get(f)), _text(row.get(S.legacy_column(f)))] for f in g["fields"]
+                        if f in quarantine.columns}
+                g["examples"].append({"key": key_text[i], "source": _text(row.get("_source")),
+                                      "line": _text(row.get("_line")), "department": dep, "reason": part,
+                                      "values": vals})
+    out = sorted(groups.values(), key=lambda g: (g["severity"] != "blocking", -g["rows"]))
+    for g in out:
+        g["owners"] = [{"department": d or "(unknown)", "person": (owners or {}).get(d, ""), "rows": c}
+                       for d, c in sorted(g.pop("departments").items(), key=lambda x: -x[1])]
+    return out
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return str(v)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -172,9 +172,10 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     parquet = out / f"{entity}.parquet"
     split.valid.reset_index(drop=True).to_parquet(parquet, index=False)
     qfile = out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
-    reports.write_quarantine(qfile, split.quarantine, key)
-    rule_rows = [{**o.as_dict(), "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)}
-                 for o in outcomes]
+    quarantine = steward_view(split.quarantine, df, outcomes)
+    reports.write_quarantine(qfile, quarantine, key)
+    rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields),
+                  "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)} for o in outcomes]
     blocking = any(not r["passed"] and r["severity"] == "blocking" for r in rule_rows)
     summary = {"rows_in": len(frame), "rows_valid": len(split.valid), "rows_quarantined": len(split.quarantine),
                "rows_warned": split.rows_warned, "fixed": norm.fixed, "normalise_failed": norm.failed,
@@ -183,7 +184,24 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if summary["rows_in"] != summary["rows_valid"] + summary["rows_quarantined"] or len(df) != len(frame):
         raise RunFailed(f"validate: {entity}: rows in {len(df)} != valid {len(split.valid)} + "
                         f"quarantined {len(split.quarantine)}", hint="this is a bug; the run's extract is intact")
-    return summary, gx_result, reports.quarantine_samples(split.quarantine, key), frame
+    owners = {o.department: o.person for o in definition.owners}
+    return summary, gx_result, reports.quarantine_samples(quarantine, key, rule_rows, owners=owners), frame
+
+
+def steward_view(quarantine, raw, outcomes):
+    """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
+    shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
+    own reasons in its message (``outcome.messages``)."""
+    from crmbridge import stewardcsv as S
+
+    if quarantine.empty:
+        return S.ordered(quarantine.assign(_stage=[]))
+    q = quarantine.copy()
+    q["_stage"] = "validate"
+    fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
+    named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
+             for t in q["_reasons"]]
+    return S.ordered(S.add_legacy(q, raw, named))
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:

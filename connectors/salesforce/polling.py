@@ -9,8 +9,8 @@ connector therefore never calls it and paces its polls here instead:
   the same kind (``Pace``), or after a short, size-dependent delay when nothing was seen yet;
 - while a job runs, ``numberRecordsProcessed`` at two looks gives the org's current rate, and the
   next look is timed for the projected end (plus a margin, so that it usually is the last one);
-- without progress figures (query jobs, a job still queued) the delay doubles, capped at a quarter
-  of the time already waited (at most ``MAX_DELAY``): quick for small jobs, seconds for big ones.
+- without progress figures (query jobs, a job still queued) the next look waits as long again as
+  the job has been waited for (at most ``MAX_DELAY``): quick for small jobs, seconds for big ones.
 """
 
 from __future__ import annotations
@@ -23,14 +23,21 @@ from crmbridge.errors import RunFailed
 
 TERMINAL = ("JobComplete", "Failed", "Aborted")
 MIN_DELAY = 0.05
-MAX_DELAY = 15.0
+MAX_DELAY = 30.0  # between looks at a job that shows no progress figure
+MAX_PROJECTED = 300.0  # a look timed by a projected end (progress figures or a learned rate)
+# No job, however small, is done the moment it is closed: the first look never comes sooner.
+FIRST_LOOK = 0.3
+# Reading is several times faster than writing (no validation, triggers or index upkeep): before
+# any query job was seen, a query is assumed to run this many times faster than the ingest jobs.
+QUERY_VS_INGEST = 4.0
 # Before any job was seen: assume the org gets through at least this many rows per second, so the
 # first look never comes later than the job could possibly end on a fast org (the sandbox, a quiet
 # production org without triggers); slower orgs cost one or two more looks, never idle time.
-OPTIMISTIC_ROWS_PER_S = 40_000.0
+OPTIMISTIC_ROWS_PER_S = 20_000.0
 # Aim this much past the projected end: a look that comes a little late costs idle time, one that
 # comes early costs another API call and another wait.
 MARGIN = 1.08
+BATCH_ROWS = 10_000  # Bulk API 2.0 processes ingest data in internal batches of 10,000 records
 
 
 class Pace:
@@ -63,9 +70,23 @@ class Pace:
     def first_delay(self, kind: str, rows: int | None) -> float:
         """How long to wait before the first look at a job of ``rows`` rows that was just submitted."""
         if not rows:
-            return 0.1
-        rate = self.rate(kind) or OPTIMISTIC_ROWS_PER_S
-        return min(MAX_DELAY, max(MIN_DELAY, rows / rate * MARGIN))
+            return FIRST_LOOK
+        rate = self.rate(kind)
+        if rate is None and kind == "query" and self.rate("ingest"):
+            rate = self.rate("ingest") * QUERY_VS_INGEST
+        rate = rate or OPTIMISTIC_ROWS_PER_S
+        return min(MAX_PROJECTED, max(FIRST_LOOK, rows / rate * MARGIN))
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._rates)
+
+    def seed(self, rates: dict) -> None:
+        """Start from rates seen earlier on the same org (kept in the state database between runs)."""
+        with self._lock:
+            for kind, rate in (rates or {}).items():
+                if isinstance(rate, (int, float)) and rate > 0:
+                    self._rates.setdefault(str(kind), float(rate))
 
 
 def _processed(job: dict) -> int:
@@ -79,14 +100,17 @@ def next_delay(job: dict, rows: int | None, prev: tuple[float, int] | None, now:
                last_delay: float) -> float:
     """The wait before the next look, from the job's progress (pure: tested without an org)."""
     done = _processed(job)
-    cap = min(MAX_DELAY, max(0.5, waited / 4))
     if rows and 0 < done < rows and job.get("state") == "InProgress":
         if prev is not None and done > prev[1] and now > prev[0]:
             rate = (done - prev[1]) / (now - prev[0])
         else:
-            rate = done / max(waited, 1e-3)
-        return min(MAX_DELAY, max(MIN_DELAY, (rows - done) / rate * MARGIN))
-    return min(cap, max(MIN_DELAY, last_delay * 2))
+            # Salesforce counts processed rows per internal batch of 10,000: at a random moment the
+            # job is on average half a batch further than the figure says.
+            rate = (done + (BATCH_ROWS / 2 if done % BATCH_ROWS == 0 else 0)) / max(waited, 1e-3)
+        return min(MAX_PROJECTED, max(MIN_DELAY, (rows - done) / rate * MARGIN))
+    # no progress figure: wait as long again as so far (the overshoot stays below the time the job
+    # took, and a long job costs a logarithmic number of looks)
+    return min(MAX_DELAY, max(MIN_DELAY, last_delay, waited))
 
 
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
@@ -102,6 +126,7 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     deadline = start + timeout
     delay = 0.0 if look_first else pace.first_delay(kind, rows)
     prev: tuple[float, int] | None = None
+    projected: float | None = None  # when the progress figures put the job's end
     while True:
         if delay > 0:
             sleep(delay)
@@ -109,12 +134,20 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         now = clock()
         if job.get("state") in TERMINAL:
             if job.get("state") == "JobComplete" and not look_first:
-                # it ended between the previous look and this one: take the middle
-                took = (prev[0] + now) / 2 - start if prev else now - start
+                # It ended between the previous look and this one: where the progress figures put the
+                # end, or else the middle of that interval.
+                if prev is None:
+                    took = now - start
+                elif projected is not None:
+                    took = min(max(projected, prev[0]), now) - start
+                else:
+                    took = (prev[0] + now) / 2 - start
                 pace.learn(kind, rows or _processed(job), took, at_least=prev is None)
             return job
         if now > deadline:
             raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
                             hint="resume it later with the job id from the run journal")
         delay = next_delay(job, rows, prev, now, now - start, max(delay, MIN_DELAY))
+        progressed = bool(rows) and 0 < _processed(job) < rows
+        projected = now + delay / MARGIN if progressed else None
         prev = (now, _processed(job))

@@ -58,7 +58,7 @@ def test_map_run_balances_and_writes_plan(project):
         assert s.rows_in == s.rows_out + s.rows_quarantined
         df = pd.read_parquet(run.dir / p["file"])
         q = pd.read_csv(run.dir / "map" / "quarantine" / f"{s.step}.csv", dtype=str, encoding="utf-8-sig")
-        assert len(df) == p["rows"] and len(q) == p["rows_quarantined"] and q["_reason"].notna().all()
+        assert len(df) == p["rows"] and len(q) == p["rows_quarantined"] and q["_reasons"].notna().all()
         ids = [i for m in df["_merged_row_ids"] for i in m.split(";")] + q["_row_id"].tolist()
         assert len(ids) == len(set(ids)) == p["rows_in"]  # every source row exactly once
     contacts = pd.read_parquet(run.dir / "map" / "Contact.parquet")

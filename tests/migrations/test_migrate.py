@@ -199,6 +199,8 @@ def test_dry_run_prints_what_would_be_written(tmp_path, helpers):
     _small_project(tmp_path)
     r = helpers.cli(tmp_path, "migrate", "--dry-run")
     assert r.returncode == 0, r.stderr[-2000:]
-    line = next(x for x in r.stdout.splitlines() if x.startswith("dry run Account (Account): would create "))
-    assert int(line.split("would create ")[1].split(",")[0]) > 200 and "update 0" in line
-    assert "dry_run.csv" in line
+    line = next(x for x in r.stdout.splitlines() if x.startswith("dry run Account (Account): "))
+    assert "would be written" in line and "dry_run.csv" in line
+    out = _json(helpers.cli(tmp_path, "migrate", "--dry-run", "--json"))
+    acc = next(s for s in out["dry_run_steps"] if s["step"] == "Account")
+    assert acc["created"] > 200 and acc["updated"] == 0 and acc["success_file"].endswith("dry_run.csv")

@@ -72,7 +72,7 @@ def test_quarantine_row_by_row(case_run):
         assert counts["rows_quarantined"] == len(expected)
     # The quarantine file leads with the key and keeps every column and the lineage.
     q = pd.read_csv(run.dir / "validate" / "quarantine" / "customers.csv", dtype=str, encoding="utf-8-sig")
-    assert list(q.columns[:2]) == ["customer_no", "_reasons"]
+    assert list(q.columns[:5]) == ["customer_no", "_stage", "_reasons", "_blocking", "_warnings"]
     assert {"_source", "_line", "_department", "credit_code"} <= set(q.columns)
     row = q.set_index("_row_id").loc["sales_customers:5", "_reasons"]
     assert "format.email: email 'bad@' is not a valid e-mail address" in row

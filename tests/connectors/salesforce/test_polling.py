@@ -1,0 +1,114 @@
+"""Pacing of Bulk job status polls (pure functions, a fake clock) and the upload size limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmbridge.connectors.salesforce import bulk, polling
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        self.now += s
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _job_at(clock: Clock, rows: int, rate: float, start_after: float = 0.0):
+    """A job of ``rows`` rows that starts ``start_after`` s after submission and then runs at ``rate``
+    rows/s, reporting progress per 10,000 rows as Salesforce's internal batches do."""
+    looks = []
+
+    def get_job():
+        looks.append(clock.now)
+        done = max(0.0, clock.now - start_after) * rate
+        if done >= rows:
+            return {"id": "750x", "state": "JobComplete", "numberRecordsProcessed": rows}
+        return {"id": "750x", "state": "InProgress", "numberRecordsProcessed": int(done // 10_000) * 10_000}
+
+    return get_job, looks
+
+
+def _wait(clock, get_job, pace, rows, kind="ingest"):
+    return polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=rows, pace=pace, kind=kind,
+                                sleep=clock.sleep, clock=clock)
+
+
+def test_progress_times_the_next_look_for_the_end_of_the_job():
+    clock, pace = Clock(), polling.Pace()
+    get_job, looks = _job_at(clock, 100_000, rate=4_000)  # 25 s
+    assert _wait(clock, get_job, pace, 100_000)["state"] == "JobComplete"
+    assert len(looks) <= 3, looks
+    assert 25 <= clock.now <= 25 * 1.2  # idle after the end: under the margin
+
+
+def test_a_learned_rate_times_the_first_look():
+    clock, pace = Clock(), polling.Pace()
+    get_job, looks = _job_at(clock, 100_000, rate=5_000)
+    _wait(clock, get_job, pace, 100_000)
+    clock2 = Clock()
+    get_job2, looks2 = _job_at(clock2, 200_000, rate=5_000)  # the same org, a job twice the size
+    _wait(clock2, get_job2, pace, 200_000)
+    assert len(looks2) <= 2 and looks2[0] >= 30  # no look in the first three quarters of the job
+    assert 40 <= clock2.now <= 40 * 1.3
+
+
+def test_without_progress_figures_looks_grow_geometrically():
+    clock, pace = Clock(), polling.Pace()
+    looks = []
+
+    def get_job():  # a query job: no progress until it is done, after 60 s
+        looks.append(clock.now)
+        return {"state": "JobComplete" if clock.now >= 60 else "InProgress"}
+
+    _wait(clock, get_job, pace, None, kind="query")
+    assert len(looks) <= 10 and clock.now < 60 + polling.MAX_DELAY
+    assert all(b >= a for a, b in zip(clock.sleeps, clock.sleeps[1:]))
+
+
+def test_found_done_at_first_look_never_lowers_the_rate():
+    pace = polling.Pace()
+    pace.learn("ingest", 10_000, 1.0)
+    pace.learn("ingest", 10_000, 5.0, at_least=True)   # done by then, maybe long before
+    assert pace.rate("ingest") == 10_000
+    pace.learn("ingest", 10_000, 0.5, at_least=True)
+    assert pace.rate("ingest") == 20_000
+
+
+def test_query_first_look_borrows_the_ingest_rate_and_rates_survive_a_round_trip():
+    pace = polling.Pace()
+    pace.learn("ingest", 10_000, 1.0)
+    assert pace.first_delay("query", 40_000) == pytest.approx(40_000 / (10_000 * polling.QUERY_VS_INGEST)
+                                                              * polling.MARGIN)
+    other = polling.Pace()
+    other.seed({**pace.as_dict(), "bogus": "x", "query": -1})
+    assert other.as_dict() == {"ingest": 10_000.0}
+
+
+def test_a_timeout_is_a_run_failure():
+    from crmbridge.errors import RunFailed
+
+    clock = Clock()
+    with pytest.raises(RunFailed, match="still InProgress"):
+        polling.wait_for_job(lambda fn, what: fn(), lambda: {"id": "750y", "state": "InProgress"}, "status", 30,
+                             rows=10, sleep=clock.sleep, clock=clock)
+
+
+def test_upload_limit_is_150_mb_of_base64():
+    assert bulk.encoded_size(3) == 4 and bulk.encoded_size(4) == 8
+    assert bulk.encoded_size(bulk.MAX_UPLOAD_BYTES) <= bulk.MAX_ENCODED_BYTES
+    assert bulk.MAX_UPLOAD_BYTES > 100 * 1024 * 1024  # more than simple-salesforce's 100 MB of CSV
+
+
+def test_row_bytes_bounds_the_real_csv_line():
+    from crmbridge.connectors.salesforce.values import to_csv
+
+    rec = {"Name": '上海 "明远", 贸易', "Legacy_Id__c": "C1", "AnnualRevenue": 12.5, "Phone": None}
+    line = to_csv(list(rec), [tuple(bulk.csv_value(v) for v in rec.values())]).split("\n")[1] + "\n"
+    assert len(line.encode("utf-8")) <= bulk.row_bytes(rec) <= len(line.encode("utf-8")) + 3 * len(rec) + 1
