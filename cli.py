@@ -55,6 +55,16 @@ class LazyGroup(click.Group):
             raise
         return getattr(mod, attr)
 
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command '{name}'.{hint} (`crmbridge --help` lists the commands)")
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx, formatter):
         rows = [(n, COMMANDS[n][2]) for n in sorted(COMMANDS)]
         with formatter.section("Commands"):

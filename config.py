@@ -129,6 +129,11 @@ class SalesforceSettings(Strict):
     api_version: str = DEFAULT_API_VERSION
     timeout_seconds: float = 120.0
     max_retries: int = 6
+    # Bulk API 2.0 jobs of one load step submitted before the first of them has finished. Salesforce
+    # runs each job's internal batches in parallel already; more jobs in flight overlap one job's
+    # upload and result download with another's processing. Lower it for an org whose triggers lock
+    # shared parents (UNABLE_TO_LOCK_ROW); 10 matches simple-salesforce's own ceiling.
+    bulk_jobs_in_flight: int = Field(3, ge=1, le=10)
 
     @field_validator("api_version")
     @classmethod
@@ -148,10 +153,77 @@ class Incremental(Strict):
     column: str = Field(..., description="watermark column, e.g. updated_at or a row version")
 
 
+_FILTER_TESTS = ("equals", "not_equals", "in_", "not_in", "is_null", "matches")
+
+
+class SourceFilter(Strict):
+    """Keep a source row only when it passes: ``{column: 状态, not_in: [已删除], name: deleted rows}``.
+
+    Exactly one test; values are compared as trimmed text. A row that fails is not dropped: it goes to
+    the source's rejects file with the reason ``filtered: <name or condition>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    equals: str | None = None
+    not_equals: str | None = None
+    in_: list[str] | None = Field(None, alias="in")
+    not_in: list[str] | None = None
+    is_null: bool | None = None
+    matches: str | None = Field(None, description="regular expression searched in the trimmed value")
+    name: str | None = None
+
+    @field_validator("equals", "not_equals", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return v if v is None or isinstance(v, str) else str(v)
+
+    @field_validator("in_", "not_in", mode="before")
+    @classmethod
+    def _texts(cls, v):
+        return [x if isinstance(x, str) else str(x) for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        given = [k for k in _FILTER_TESTS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of equals, not_equals, in, not_in, is_null, matches")
+        if self.matches is not None:
+            import re
+
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches is not a valid regular expression: {exc}") from None
+        return self
+
+    def describe(self) -> str:
+        return describe_filter(self)
+
+
+def describe_filter(f) -> str:
+    """A filter's label: its ``name``, or its condition (``status not in ['已删除']``). Shared by source
+    filters and mapping filters, which have the same keys."""
+    if f.name:
+        return f.name
+    for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
+                       ("matches", "matches")):
+        v = getattr(f, key)
+        if v is not None:
+            return f"{f.column} {label} {v!r}" if not isinstance(v, list) else f"{f.column} {label} {v}"
+    return f"{f.column} is {'null' if f.is_null else 'not null'}"
+
+
 class SourceBase(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
     entity: str = Field(..., pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="e.g. customers, contacts")
-    department: str = "unassigned"
+    department: str = Field("unassigned", description="whose view of the data this is; with "
+                            "department_column, the department of rows whose column is empty")
+    department_column: str | None = Field(None, description="column holding each row's department (e.g. 所属部门)")
+    department_map: dict[str, str] = Field(default_factory=dict,
+                                           description="department_column value -> department (e.g. 销售部: sales)")
+    filters: list[SourceFilter] = Field(default_factory=list, description="rows to keep (all must pass)")
     key: list[str] = Field(default_factory=list, description="column(s) identifying a row in the source")
     columns: dict[str, str] = Field(default_factory=dict, description="rename: legacy header -> column")
 
@@ -159,6 +231,17 @@ class SourceBase(Strict):
     @classmethod
     def _key_list(cls, v):
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _department_map_needs_column(self):
+        if self.department_map and not self.department_column:
+            raise ValueError("department_map needs department_column (the column whose values it maps)")
+        return self
+
+    @property
+    def department_fallback(self) -> str | None:
+        """The department of rows whose department column is empty (None: such rows are rejected)."""
+        return self.department if "department" in self.model_fields_set else None
 
 
 class CsvSource(SourceBase):
@@ -290,15 +373,28 @@ class Project:
         return out
 
 
-def load_project(root: str | Path = ".") -> Project:
-    """Load ``crmbridge.yml`` from ``root``; a usage error if it is missing or invalid."""
+def find_project_root(start: str | Path = ".") -> Path | None:
+    """The nearest folder at or above ``start`` that holds ``crmbridge.yml`` (as git and dbt look)."""
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_FILE).is_file():
+            return d
+    return None
+
+
+def load_project(root: str | Path = ".", *, search_parents: bool = False) -> Project:
+    """Load ``crmbridge.yml`` from ``root`` (or, with ``search_parents``, the nearest folder above it
+    that has one); a usage error if it is missing or invalid."""
     from crmbridge.yamlconf import load_model
 
     r = Path(root).resolve()
+    if search_parents:
+        r = find_project_root(r) or r
     cfg = r / CONFIG_FILE
     if not cfg.exists():
         raise UsageError(
-            f"no {CONFIG_FILE} in {r}",
-            hint="run `crmbridge init` to create a project, or pass --project DIR",
+            f"no {CONFIG_FILE} in {r}" + (" or any folder above it" if search_parents else ""),
+            hint="run `crmbridge init DIR` to create a project (`crmbridge init DIR --demo` for one with "
+                 "sample data), or pass --project DIR",
         )
     return Project(root=r, config=load_model(cfg, ProjectConfig))

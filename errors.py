@@ -53,3 +53,9 @@ class Retriable(CrmbridgeError):
     """A transient fault worth retrying (rate limit, row lock, 5xx, timeout)."""
 
     exit_code = 1
+
+
+class Interrupted(CrmbridgeError):
+    """The user stopped the run (Ctrl-C): exit 130 like any interrupted command; the hint resumes it."""
+
+    exit_code = 130

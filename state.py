@@ -85,7 +85,13 @@ PRIVATE_DIR_MODE = 0o700
 def private_dir(path: str | Path) -> Path:
     """Create ``path`` (and missing parents) readable by the owner only; tighten it if it exists."""
     d = Path(path)
-    d.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    missing = []
+    p = d
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for m in reversed(missing):  # parents too: mkdir(parents=True) would give them the umask's mode
+        m.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
     if d.stat().st_mode & 0o077:
         d.chmod(PRIVATE_DIR_MODE)
     return d

@@ -50,6 +50,7 @@ class SourceRead:
     skipped_blank: int = 0
     sha256: str | None = None  # final once ``events`` is exhausted
     watermark: dict | None = None
+    zero_dates: dict[str, int] = field(default_factory=dict)  # column -> MySQL zero dates read as missing
 
 
 # --------------------------------------------------------------------------- header handling

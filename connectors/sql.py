@@ -10,6 +10,7 @@ new watermark only once the run's extract stage has committed.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Iterator
@@ -34,6 +35,23 @@ def to_text(v: Any) -> str | None:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).hex()
     return str(v)
+
+
+# MySQL/MariaDB store "no date" as 0000-00-00 (when sql_mode lacks NO_ZERO_DATE). Python has no such
+# date, so PyMySQL hands the text over; it means "missing", not a malformed date.
+_ZERO_DATE = re.compile(r"0000-00-00(?:[ T]00:00:00(?:\.0+)?)?")
+# DBAPI type codes of date and time-stamp columns (MySQL's FIELD_TYPE: TIMESTAMP, DATE, DATETIME, NEWDATE)
+_MYSQL_DATE_TYPES = {7, 10, 12, 14}
+
+
+def _zero_date_columns(engine, result, width: int) -> list[int]:
+    """Indexes of the columns whose MySQL zero dates are read as missing (none on other databases)."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return []
+    desc = getattr(getattr(result, "cursor", None), "description", None)
+    if not desc or len(desc) != width:
+        return list(range(width))  # no type information: the exact zero-date text is enough
+    return [i for i, d in enumerate(desc) if d[1] in _MYSQL_DATE_TYPES]
 
 
 def encode_watermark(v: Any) -> str:
@@ -155,17 +173,28 @@ def read_sql(source, url: str, *, chunk_rows: int, watermark: str | None = None)
         wm_idx = read.columns.index(wm_name)
         read.watermark = {"column": source.incremental.column, "from": to_text(since), "to": to_text(since),
                           "stored": None}
-    read.events = _sql_events(engine, conn, result, wm_idx, read)
+    zero_idx = _zero_date_columns(engine, result, len(read.columns))
+    read.events = _sql_events(engine, conn, result, wm_idx, read, zero_idx)
     return read
 
 
-def _sql_events(engine, conn, result, wm_idx: int | None, read: SourceRead) -> Iterator[tuple]:
+def _sql_events(engine, conn, result, wm_idx: int | None, read: SourceRead,
+                zero_idx: list[int] = ()) -> Iterator[tuple]:
     top = None
     ordinal = 0
+    zeros = [0] * len(read.columns)
+    match = _ZERO_DATE.fullmatch
     try:
         for part in result.partitions():
             for row in part:
                 ordinal += 1
+                for i in zero_idx:
+                    v = row[i]
+                    if v.__class__ is str and v[:4] == "0000" and match(v):
+                        if row.__class__ is not list:
+                            row = list(row)  # a SQLAlchemy Row is read-only
+                        row[i] = None
+                        zeros[i] += 1
                 if wm_idx is not None:
                     v = row[wm_idx]
                     if v is not None and (top is None or v > top):
@@ -175,6 +204,11 @@ def _sql_events(engine, conn, result, wm_idx: int | None, read: SourceRead) -> I
         result.close()
         conn.close()
         engine.dispose()
+    for i, n in enumerate(zeros):
+        if n:
+            col = read.columns[i]
+            read.zero_dates[col] = n
+            read.notes.append(f"column {col}: {n} MySQL zero date(s) (0000-00-00) read as missing")
     if read.watermark is not None and top is not None:
         read.watermark["to"] = to_text(top)
         read.watermark["stored"] = encode_watermark(top)

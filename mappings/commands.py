@@ -27,11 +27,14 @@ def _pick_run(project, run_id: str | None, skip_validation: bool):
 @click.command("map")
 @click.option("--run", "run_id", help="Run to map (default: the newest validated run).")
 @click.option("--check", "check_only", is_flag=True, help="Only check the mappings (offline and against the org).")
-@click.option("--preview", type=click.IntRange(min=0), default=0, help="Print N mapped rows next to their source rows.")
+@click.option("--preview", type=click.IntRange(min=0), default=0,
+              help="Print N mapped rows next to their source rows (look only: the run's map/ is not touched).")
+@click.option("--force", is_flag=True, help="Map again a run whose load already started (overwrites its map/).")
 @click.option("--skip-validation", is_flag=True, help="Map the extract output of a run that was not validated.")
 @click.option("--no-org-check", is_flag=True, help="Skip the describe check (offline only; no owner/record type lookups).")
 @json_option
-def map_cmd(run_id: str | None, check_only: bool, preview: int, skip_validation: bool, no_org_check: bool) -> None:
+def map_cmd(run_id: str | None, check_only: bool, preview: int, force: bool, skip_validation: bool,
+            no_org_check: bool) -> None:
     """Check mappings and turn a validated run into load files.
 
     Reads mappings/*.yml, checks them offline and against the org's describe, maps every step
@@ -59,8 +62,22 @@ def map_cmd(run_id: str | None, check_only: bool, preview: int, skip_validation:
             raise click.exceptions.Exit(1)
         return
     run = _pick_run(project, run_id, skip_validation)
-    result = run_map(project, run, check_org=not no_org_check, skip_validation=skip_validation, preview=preview)
+    scratch = None
+    if preview:
+        import shutil
+
+        # A preview is a look, not a stage: its files go to a scratch folder (inside the project, which
+        # holds customer data anyway), the run's map/ and stage record stay the evidence of its load.
+        from crmbridge.state import private_dir
+
+        scratch = project.root / ".crmbridge" / "preview" / run.run_id
+        shutil.rmtree(scratch, ignore_errors=True)
+        private_dir(scratch)  # customer data under .crmbridge/: owner only
+    result = run_map(project, run, check_org=not no_org_check, skip_validation=skip_validation, preview=preview,
+                     scratch=scratch, force=force)
     emit(result, _human)
+    if scratch is not None and not app().as_json:
+        click.echo(f"preview only: run {run.run_id}'s map/ is unchanged; the preview's files are in {scratch / 'map'}")
 
 
 def _human(result) -> None:

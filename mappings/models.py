@@ -251,14 +251,9 @@ class Filter(Strict):
         return self
 
     def describe(self) -> str:
-        if self.name:
-            return self.name
-        for key, label in (("equals", "=="), ("not_equals", "!="), ("in_", "in"), ("not_in", "not in"),
-                           ("matches", "matches")):
-            v = getattr(self, key)
-            if v is not None:
-                return f"{self.column} {label} {v!r}" if not isinstance(v, list) else f"{self.column} {label} {v}"
-        return f"{self.column} is {'null' if self.is_null else 'not null'}"
+        from crmbridge.config import describe_filter
+
+        return describe_filter(self)
 
 
 class Merge(Strict):

@@ -27,8 +27,11 @@ def write_records(df: pd.DataFrame, path: Path) -> None:
 
 
 def write_quarantine(df: pd.DataFrame, path: Path) -> None:
-    """Source row + ``_reason`` (UTF-8 with BOM so Excel shows Chinese text correctly)."""
-    df.to_csv(path, index=False, encoding="utf-8-sig")
+    """Source row + ``_reason`` (UTF-8 with BOM so Excel shows Chinese text correctly; formula-like
+    cells neutralised by ``crmbridge.csvout``)."""
+    from crmbridge.csvout import write_frame
+
+    write_frame(df, path)
 
 
 def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int) -> list[dict[str, Any]]:

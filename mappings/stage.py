@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import ConfigError, RunFailed, UsageError
+from crmbridge.locks import locked
 from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
 from crmbridge.mappings.models import Mappings, load_mappings
 from crmbridge.mappings.order import CycleError, load_order, parents_of
@@ -177,9 +179,14 @@ def org_refs(project, mappings: Mappings, connector) -> "Any":
     return OrgRefs(owners=owners, users=users, record_types=rts, fields=fields)
 
 
+@locked("map")
 def run_map(project, run, *, connector=None, check_org: bool = True, skip_validation: bool = False,
-            preview: int = 0) -> "MapResult":
-    """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring."""
+            preview: int = 0, scratch: Path | None = None, force: bool = False) -> "MapResult":
+    """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring.
+
+    ``scratch``: a look-only preview: everything is written under that folder instead, and the run's
+    ``map/`` and stage record stay as they are. Re-mapping a run whose load started is refused unless
+    ``force`` (its ``map/`` is what the ledger and reconcile refer to)."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
 
@@ -189,6 +196,9 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
         ordered = load_order(mappings)
     except CycleError as exc:
         raise UsageError(str(exc.message), hint=exc.hint) from None
+    if scratch is not None:
+        return _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview, Path(scratch))
+    R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     try:
         result = _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview)
@@ -199,7 +209,8 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
     return result
 
 
-def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview) -> MapResult:
+def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview,
+         out_root: Path | None = None) -> MapResult:
     own = connector is None and check_org
     if own:
         from crmbridge.connectors.salesforce import connect
@@ -209,7 +220,7 @@ def _run(project, run, mappings, ordered, connector, check_org, skip_validation,
         report = run_check(project, run, connector=connector, check_org=check_org,
                            skip_validation=skip_validation, mappings=mappings)
         if not report.ok:
-            _write_check_only(run, report)
+            _write_check_only(out_root or run.dir, report)
             raise RunFailed(f"mapping check found {len(report.errors)} error(s):\n" + report.render(),
                             hint=f"fix the mappings, then `crmbridge map --run {run.run_id}`")
         refs = org_refs(project, mappings, connector if check_org else None)
@@ -218,20 +229,22 @@ def _run(project, run, mappings, ordered, connector, check_org, skip_validation,
             connector.close()
     if any(s.step.owner for s in mappings.steps) and not refs.users:
         raise UsageError("owner mapping needs the org's users; run without --no-org-check")
-    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview)
+    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview, out_root)
 
 
-def _write_check_only(run, report: CheckReport) -> None:
-    d = run.dir / STAGE
+def _write_check_only(root: Path, report: CheckReport) -> None:
+    d = root / STAGE
     d.mkdir(parents=True, exist_ok=True)
     (d / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
 
 
-def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview) -> MapResult:
+def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview,
+             out_root: Path | None = None) -> MapResult:
     from crmbridge.mappings.engine import ParentKeys, map_step
     from crmbridge.mappings.output import preview_rows, write_quarantine, write_records
 
-    tmp = run.dir / f"{STAGE}.tmp"
+    root = out_root or run.dir
+    tmp = root / f"{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "quarantine").mkdir(parents=True)
     frames: dict[str, Any] = {}
@@ -239,11 +252,14 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
+    progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
         if e not in frames:
             frames[e] = read_input(project, run, e, skip_validation=skip_validation)
-        out = map_step(s, frames[e], refs=refs, parents=keys)
+        with progress.tracked(f"{s.name} (rows)", len(frames[e])) as task:
+            out = map_step(s, frames[e], refs=refs, parents=keys)
+            task.advance(len(frames[e]))
         ext = s.step.external_id
         k = (s.step.object.lower(), ext)
         mapped = set(out.records[ext].astype(str))
@@ -262,12 +278,14 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
                      "rows_quarantined": len(out.quarantine), "rows_in": out.rows_in,
                      "fields": [c for c in out.records.columns if not c.startswith("_")],
                      "parents": sorted({mappings.by_name(p).step.object for p in parents_of(s, mappings)}),
+                     "lookups": [{"column": lk.output_column(f), "object": lk.object, "external_id": lk.external_id}
+                                 for f, lk in s.step.lookups.items()],
                      "mapping": s.file})
         if preview:
             previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview)})
     (tmp / "plan.json").write_text(json.dumps({"steps": plan}, ensure_ascii=False, indent=2), "utf-8")
     (tmp / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
-    final = run.dir / STAGE
+    final = root / STAGE
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     bad = [s for s in summaries if not s.balanced]

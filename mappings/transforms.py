@@ -67,6 +67,7 @@ TRANSFORMS: dict[str, TransformSpec] = {
         _spec("case", _text.case, _text.CaseParams),
         _spec("nfkc", _text.nfkc, _text.NoParams, nfkc=True),
         _spec("strip_html", _text.strip_html, _text.NoParams),
+        _spec("strip_control", _text.strip_control, _text.StripControlParams),
         _spec("replace", _text.replace, _text.ReplaceParams),
         _spec("null_if", _text.null_if, _text.NullIfParams),
         _spec("value_map", _text.value_map, _text.ValueMapParams),

@@ -48,29 +48,81 @@ def rewrite_extension(raw: str) -> list[str]:
     return out
 
 
+# Province-level prefixes of the geocoder's descriptions, written with or without 省/自治区.
+_PROVINCES = ("北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|海南|"
+              "四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古|广西|西藏|宁夏|新疆|香港|澳门")
+_PROVINCE_PREFIX = re.compile(rf"^(?:{_PROVINCES})(?:省|壮族自治区|回族自治区|维吾尔自治区|自治区)?")
+_PROVINCE_NAMES = frozenset(_PROVINCES.split("|"))
+# 延边朝鲜族自治州 -> 延边, 海西蒙古族藏族自治州 -> 海西: people write the place without the nationalities.
+_AUTONOMOUS = re.compile(r"^(.+?)(?:(?:朝鲜|土家|苗|藏|蒙古|回|彝|白|壮|布依|哈萨克|柯尔克孜|傣|景颇|傈僳|侗|羌|哈尼|"
+                         r"维吾尔|纳西|水|仫佬|毛南|仡佬|瑶|黎)族?)+自治[州县]$")
+# Subscriber numbers to probe each area code with: most three-digit codes only take 7-digit numbers
+# in phonenumbers' metadata, the big cities 8 digits.
+_PROBES = tuple(f"{d}234567" for d in "2345678") + tuple(f"{d}2345678" for d in "2345678")
+
+
+def geocoder_cities(description: str) -> list[str]:
+    """The place names in one zh geocoder description, province removed.
+
+    One area code often serves several cities, listed in one string:
+    ``四川省成都市、资阳市、眉山市`` -> ``["成都市", "资阳市", "眉山市"]``.
+    """
+    m = _PROVINCE_PREFIX.match(description)
+    rest = description[m.end():] if m and description[m.end():] not in ("", "市") else description
+    return [p.strip() for p in rest.split("、") if p.strip()]
+
+
+def _city_keys(place: str) -> set[str]:
+    """Spellings a city column may use for one geocoder place name (成都市 -> 成都; 延边朝鲜族自治州 -> 延边)."""
+    keys = {place, re.sub(r"(市|地区|县|盟)$", "", place)}
+    m = _AUTONOMOUS.match(place)
+    base = m.group(1) if m else ""
+    # 海南藏族自治州 must not take the name of Hainan province.
+    if base and base not in _PROVINCE_NAMES:
+        keys.add(base)
+    return {k for k in keys if k}
+
+
+def _latin_key(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def _probe(code: str):
+    import phonenumbers
+
+    for sub in _PROBES:
+        num = phonenumbers.parse(f"+86{code}{sub}")
+        if phonenumbers.is_valid_number(num):
+            return num
+    return None
+
+
 @lru_cache(maxsize=1)
 def _geocoded_area_codes() -> dict[str, str]:
-    """City name (zh and en, without 市/省) -> Chinese area code, derived from phonenumbers' geocoder."""
-    import phonenumbers
+    """City name (zh and en, with or without 市) -> Chinese area code, derived from phonenumbers' geocoder.
+
+    Every city of a multi-city description gets its own key; a name shared by several codes keeps the
+    lowest code (the geocoder lists the main city of a code first, so collisions are rare).
+    """
     from phonenumbers import geocoder
 
     table: dict[str, str] = {}
     for code in [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]:
-        try:
-            num = phonenumbers.parse(f"+86{code}62345678")
-        except phonenumbers.NumberParseException:
-            continue
-        if not phonenumbers.is_valid_number(num):
+        num = _probe(code)
+        if num is None:
             continue
         zh = geocoder.description_for_number(num, "zh")
+        if not zh or zh == "中国":
+            continue
+        table.setdefault(zh, code)
+        for place in geocoder_cities(zh):
+            for key in _city_keys(place):
+                table.setdefault(key, code)
         en = geocoder.description_for_number(num, "en")
-        if zh:
-            city = re.split(r"省|自治区", zh)[-1]
-            for name in {zh, city, city.rstrip("市"), re.sub(r"(市|地区|自治州|盟)$", "", city)}:
-                if name:
-                    table.setdefault(name, code)
         if en:
-            table.setdefault(en.split(",")[0].strip().lower(), code)
+            for place in en.rsplit(",", 1)[0].split("/"):
+                if _latin_key(place):
+                    table.setdefault(_latin_key(place), code)
     return table
 
 
@@ -81,9 +133,10 @@ def area_code_for(city: str | None, extra: dict[str, str] | None = None) -> str 
     c = unicodedata.normalize("NFKC", str(city)).strip()
     if re.fullmatch(r"0?\d{2,3}", c):
         return c.lstrip("0")
+    keys = (c, c.lower(), re.sub(r"(市|地区)$", "", c), _latin_key(c))
     for table in (extra or {}, _geocoded_area_codes()):
-        for key in (c, c.lower(), re.sub(r"(市|地区)$", "", c)):
-            if key in table:
+        for key in keys:
+            if key and key in table:
                 return str(table[key]).lstrip("0")
     return None
 

@@ -88,6 +88,25 @@ def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applie
     return finish(series, out, pd.Series(False, index=series.index))
 
 
+# C0 controls, DEL and C1 controls: never typed by a person, they come from broken exports (NUL padding
+# of fixed-width fields, ESC sequences). Tab, LF and CR are kept on request for free text.
+CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+LINE_BREAKS = "\t\n\r"
+
+
+class StripControlParams(Params):
+    keep_line_breaks: bool = Field(False, description="keep tab, LF and CR (multi-line addresses, notes)")
+
+
+def strip_control(series: pd.Series, *, keep_line_breaks: bool = False) -> Applied:
+    """Remove control characters (NUL, ESC, DEL, C1; tab and line breaks too unless kept)."""
+    pattern = f"[{CONTROL_CHARS}]" if keep_line_breaks else f"[{CONTROL_CHARS}{LINE_BREAKS}]"
+    s = as_text(series)
+    out = s.str.replace(pattern, "", regex=True)
+    out = out.where(out.fillna("").str.strip() != "", None)
+    return finish(series, out, pd.Series(False, index=series.index))
+
+
 class NullIfParams(Params):
     values: list[str] = Field(min_length=1, description="markers meaning 'no value', e.g. ['N/A', '-', '无']")
     ignore_case: bool = True

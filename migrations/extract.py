@@ -17,14 +17,15 @@ Reader API used by the later stages: ``read_entity``, ``iter_entity_batches``, `
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "extract"
 LINEAGE = ["_row_id", "_source", "_department", "_line", "_source_key"]
@@ -82,14 +83,31 @@ class ExtractResult:
 # --------------------------------------------------------------------------- the stage
 
 
+def _rows_to(task, on_progress):
+    """An ``on_progress(source, rows_so_far)`` that also advances ``task`` by the rows since the last call."""
+    seen = [0]
+
+    def cb(source: str, rows: int) -> None:
+        task.advance(rows - seen[0])
+        seen[0] = rows
+        if on_progress:
+            on_progress(source, rows)
+
+    return cb
+
+
+@locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
-                encoding: str | None = None,
+                encoding: str | None = None, allow_shrink: bool = False,
                 on_progress: Callable[[str, int], None] | None = None) -> ExtractResult:
     """Extract ``sources`` (default: all) of ``project`` into ``run`` (a new "migrate" run if None).
 
     ``full`` ignores stored watermarks; ``encoding`` overrides the encoding of the single selected
-    file source; ``on_progress(source, rows)`` is called after each chunk.
+    file source; ``on_progress(source, rows)`` is called after each chunk. A source read in full that
+    is empty or far smaller than in the last successful run stops the stage (see ``shrink``) unless
+    ``allow_shrink``.
     """
+    from crmbridge.migrations import shrink
     from crmbridge.migrations import runs as runs_mod
     from crmbridge.secretref import redact
     from crmbridge.state import get_watermark, open_state, set_watermark
@@ -105,10 +123,13 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     try:
         tmp.mkdir(parents=True)
         results, manifests, marks = [], [], {}
+        progress.current().expect(len(chosen))
         for src in chosen:
             wm = None if full or src.type != "sql" or not src.incremental else \
                 get_watermark(engine, f"extract:{src.name}")
-            counts, entry = _extract_source(project, src, tmp, wm, encoding, on_progress)
+            with progress.tracked(f"{src.name} (rows read)") as task:
+                counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress))
+            entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)
             stored = entry.pop("_stored", None)
@@ -116,6 +137,8 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
                 entry["watermark"].pop("stored", None)
             if stored:
                 marks[src.name] = stored
+        shrink.check(engine, project.runs_dir, run.run_id, results, {x.name: x for x in chosen},
+                     {m["source"] for m in manifests if m.get("incremental")}, allow=allow_shrink)
         manifest = _manifest(run.run_id, manifests)
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
         from crmbridge.migrations.profile import profile_dir
@@ -191,7 +214,14 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                     on_progress) -> tuple[SourceCounts, dict]:
     import pyarrow.parquet as pq
 
+    from crmbridge.migrations import source_rows
+
     read = _open_source(project, src, encoding, watermark)
+    try:
+        rules = source_rows.for_source(project, src, read.columns)
+    except BaseException:
+        getattr(read.events, "close", lambda: None)()  # releases the file or the database connection
+        raise
     rel_parquet = f"{src.entity}/{src.name}.parquet"
     rel_rejects = f"rejects/{src.name}.csv"
     writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects)
@@ -199,27 +229,36 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     chunk = project.config.chunk_rows
     lines: list[int] = []
     rows: list[list] = []
+    depts: list[str] | None = [] if rules is not None else None
     try:
         for line, cells, bad in read.events:  # the hot loop: kept lean on purpose
             rows_read += 1
             if bad is None:
+                if rules is not None:
+                    dept, why = rules.check(cells)
+                    if why is not None:
+                        writer.reject(line, why, source_rows.raw_cells(cells))
+                        continue
+                    depts.append(dept)
                 lines.append(line)
                 rows.append(cells)
                 if len(rows) >= chunk:
-                    writer.write(lines, rows)
+                    writer.write(lines, rows, depts)
                     lines, rows = [], []
+                    depts = [] if rules is not None else None
                     if on_progress:
                         on_progress(src.name, rows_read)
             else:
                 writer.reject(line, *bad)
-        writer.write(lines, rows)
+        writer.write(lines, rows, depts)
         writer.close()
     except BaseException:
         writer.abort()
         raise
     # Kept rows are counted from what the Parquet file really holds, not from the writer's tally.
     kept = pq.ParquetFile(tmp / rel_parquet).metadata.num_rows
-    counts = SourceCounts(source=src.name, entity=src.entity, department=src.department, type=src.type,
+    shown_dept = f"column {src.department_column}" if src.department_column else src.department
+    counts = SourceCounts(source=src.name, entity=src.entity, department=shown_dept, type=src.type,
                           rows_read=rows_read, rows_kept=kept, rows_rejected=writer.rows_rejected,
                           reject_reasons=dict(writer.reasons), encoding=read.encoding, parquet=rel_parquet,
                           reject_file=rel_rejects if writer.rows_rejected else None,
@@ -233,8 +272,12 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
                   "sha256": read.sha256, "rows_read": rows_read, "rows_kept": kept,
                   "rows_rejected": writer.rows_rejected, "reject_reasons": dict(writer.reasons),
                   "reject_file": counts.reject_file, "parquet": rel_parquet, "skipped_blank": read.skipped_blank,
-                  "notes": read.notes, "columns": list(read.columns), "lineage_columns": LINEAGE,
-                  "watermark": None})
+                  "notes": read.notes, "zero_dates": dict(read.zero_dates), "columns": list(read.columns),
+                  "lineage_columns": LINEAGE, "watermark": None,
+                  "rows_filtered": sum(n for r, n in writer.reasons.items() if r.startswith("filtered:")),
+                  "departments": dict(writer.departments)})
+    if src.department_column:
+        entry["department_column"] = src.department_column
     if read.watermark is not None:
         entry["watermark"] = dict(read.watermark)
         entry["_stored"] = read.watermark.get("stored")
@@ -260,14 +303,14 @@ class SourceWriter:
         self._rejects = None
         self.rows_kept = self.rows_rejected = 0
         self.reasons: dict[str, int] = {}
+        self.departments: dict[str, int] = {}  # rows kept per department
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
-            self.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.rejects_path, "w", encoding="utf-8", newline="")
-            self._rejects = (fh, csv.writer(fh))
-            self._rejects[1].writerow(["_line", "_reason", "_raw"])
-        self._rejects[1].writerow([line, reason, raw])
+            from crmbridge.csvout import Writer  # a human-facing file: formula injection neutralised
+
+            self._rejects = Writer(self.rejects_path, ["_line", "_reason", "_raw"])
+        self._rejects.writerow([line, reason, raw])
         short = reason.split(" (", 1)[0]
         self.reasons[short] = self.reasons.get(short, 0) + 1
         self.rows_rejected += 1
@@ -285,33 +328,41 @@ class SourceWriter:
             out.append("|".join(p or "" for p in parts) if any(parts) else None)
         return pa.array(out, pa.string())
 
-    def write(self, lines: list[int], rows: list[list]) -> None:
-        """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group."""
+    def write(self, lines: list[int], rows: list[list], depts: list[str] | None = None) -> None:
+        """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group;
+        ``depts`` is each row's department (None: the source's department for all)."""
         pa, n = self.pa, len(rows)
         if not n:
             return
+        if depts is None:
+            dept_arr = pa.array([self.department] * n, pa.string())
+            self.departments[self.department] = self.departments.get(self.department, 0) + n
+        else:
+            dept_arr = pa.array(depts, pa.string())
+            for d in depts:
+                self.departments[d] = self.departments.get(d, 0) + 1
         import pyarrow.compute as pc
 
         # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
         cols = [_empty_to_null(pa.array(c, pa.string())) for c in zip(*rows)]
         line_arr = pa.array(lines, pa.int64())
         row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(line_arr, pa.string()), "")
-        cols += [row_ids, pa.array([self.name] * n, pa.string()), pa.array([self.department] * n, pa.string()),
-                 line_arr, self._source_keys(rows, row_ids)]
+        cols += [row_ids, pa.array([self.name] * n, pa.string()), dept_arr, line_arr,
+                 self._source_keys(rows, row_ids)]
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
         self.rows_kept += n
 
     def close(self) -> None:
         self.writer.close()
         if self._rejects:
-            self._rejects[0].close()
+            self._rejects.close()
 
     def abort(self) -> None:
         try:
             self.writer.close()
         finally:
             if self._rejects:
-                self._rejects[0].close()
+                self._rejects.close()
 
 
 def _empty_to_null(arr):

@@ -13,8 +13,10 @@ from crmbridge.clikit import app, console, emit, json_option, show_progress
 @click.option("--encoding", default=None, metavar="ENC",
               help="Decode the one selected CSV/TXT source with ENC (utf-8, gb18030, big5, utf-16 ...).")
 @click.option("--full", is_flag=True, help="Ignore stored watermarks: extract incremental SQL sources in full.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a source that reads 0 rows or under half of the last successful run.")
 @json_option
-def extract(sources: tuple[str, ...], encoding: str | None, full: bool) -> None:
+def extract(sources: tuple[str, ...], encoding: str | None, full: bool, allow_shrink: bool) -> None:
     """Extract the configured legacy sources into a new run.
 
     Every row read is kept (Parquet under runs/<run_id>/extract/) or rejected with its line
@@ -30,7 +32,7 @@ def extract(sources: tuple[str, ...], encoding: str | None, full: bool) -> None:
     project = app().project()
     with _progress() as tick:
         result = run_extract(project, sources=list(sources) or None, full=full, encoding=encoding,
-                             on_progress=tick)
+                             allow_shrink=allow_shrink, on_progress=tick)
     emit(result, _render_extract)
 
 
@@ -133,6 +135,8 @@ def _render_profile(prof: dict) -> None:
             t.add_row(escape(name), f"{c['nulls']:,} ({c['null_pct']}%)", f"{c['distinct']:,}", length, top,
                       f"[yellow]{sus}[/]" if sus else "")
         out.print(t)
+        for note in p.get("notes", []):
+            out.print(f"  note: {escape(note)}")
 
 
 def _clip(v: str | None, n: int = 24) -> str:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from crmbridge import progress
+from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, frame_hashes
 from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
@@ -25,9 +29,12 @@ from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 log = logging.getLogger("crmbridge.load")
 
-# Records per journaled DML batch. A crash redoes at most one batch, and one Bulk API 2.0 job of 10,000
-# rows stays far below its 150 MB upload limit; smaller batches would multiply job overhead.
-BATCH_ROWS = 10_000
+# Records per journaled DML batch (one Bulk API 2.0 job each). None: as many as fit under the job
+# upload limit (150 MB of base64-encoded CSV, ``bulk.MAX_ENCODED_BYTES``). Every job costs the same
+# handful of API calls (create, upload, close, status polls, results) whatever its size, and
+# Salesforce splits a job into parallel 10,000-record batches itself, so one big job is both the
+# cheapest and about the fastest; a crash redoes nothing, as resume picks the journaled job up.
+BATCH_ROWS: int | None = None
 # SOQL statements are limited to 100,000 characters; 200 quoted external IDs stay well inside that.
 IN_CHUNK = 200
 
@@ -105,11 +112,12 @@ def read_step_frame(run: Run, step: dict, *, hashes: bool = True):
     fields = step_fields(step, df.columns)
     if hashes:
         df["_hash"] = frame_hashes(df, fields)
+    row_ids = df["_row_id"].tolist()  # whole columns at once: iterating Arrow-backed cells is slow
     if "_merged_row_ids" in df.columns:
-        merged = df["_merged_row_ids"].astype(object).where(df["_merged_row_ids"].notna(), None)
-        df["_rows"] = [m.split(";") if m else [r] for m, r in zip(merged, df["_row_id"])]
+        merged = df["_merged_row_ids"].astype(object).where(df["_merged_row_ids"].notna(), None).tolist()
+        df["_rows"] = [m.split(";") if m else [r] for m, r in zip(merged, row_ids)]
     else:
-        df["_rows"] = [[r] for r in df["_row_id"]]
+        df["_rows"] = [[r] for r in row_ids]
     return df, fields
 
 
@@ -125,6 +133,12 @@ class _Ctx:
     fields: list[str]
     advance: Callable[[int], None]
     known: set | None = None  # external ids the load map held when the step started (+ this run's batches)
+    # state writes from the batches in flight (each in its own thread) go one at a time
+    lock: Any = field(default_factory=threading.Lock)
+    retried: set = field(default_factory=set)  # keys sent before whose rows a transient fault left pending
+    pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
+    pending_message: str | None = None
+    plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
 
     @property
     def name(self) -> str:
@@ -181,22 +195,33 @@ def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
 
 def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batch_no: int, preexisting: set,
                    resubmitted: bool) -> dict[str, int]:
+    """Ledger and load map for a batch's outcomes. Rows that met a transient fault get no ledger row:
+    they stay pending (counted under ``pending``, their codes in ``ctx.pending``) for the next attempt."""
     ledger_rows, map_rows, counts = [], [], {}
+    obj, ext, run_id = ctx.sobject, ctx.ext, ctx.run.run_id
     for key, res in zip(entry_keys, results):
-        row = by_key[key]
+        row = by_key[key]  # keyed by the canonical external id
+        source_key, content_hash = _trim(row.get("_source_key")), row["_hash"]
         if res.success:
-            created = bool(res.created) or (resubmitted and key not in preexisting)
-            action = "created" if created else "updated"
-            ledger_rows += _ledger_rows(ctx, row, action, sf_id=res.id, batch_no=batch_no)
-            map_rows.append(dict(object=ctx.sobject, external_id=key, external_id_field=ctx.ext, sf_id=res.id,
-                                 content_hash=row["_hash"], source_key=_trim(row.get("_source_key")),
-                                 last_run_id=ctx.run.run_id, created_run_id=ctx.run.run_id if created else None))
+            again = resubmitted or key in ctx.retried  # an earlier attempt may have written it already
+            created = bool(res.created) or (again and key not in preexisting)
+            action, sf_id, code, message = ("created" if created else "updated"), res.id, None, None
+            map_rows.append(dict(object=obj, external_id=key, external_id_field=ext, sf_id=sf_id,
+                                 content_hash=content_hash, source_key=source_key, last_run_id=run_id,
+                                 created_run_id=run_id if created else None))
+        elif is_transient(res.error_code):
+            counts["pending"] = counts.get("pending", 0) + 1
+            ctx.pending[res.error_code] = ctx.pending.get(res.error_code, 0) + len(row["_rows"])
+            ctx.pending_message = ctx.pending_message or res.message
+            continue
         else:
-            action = "failed"
-            ledger_rows += _ledger_rows(ctx, row, action, code=res.error_code or "UNKNOWN_ERROR",
-                                        message=res.message, batch_no=batch_no)
+            action, sf_id, code, message = "failed", None, res.error_code or "UNKNOWN_ERROR", res.message
+        for rid in row["_rows"]:
+            ledger_rows.append(dict(row_id=str(rid), object=obj, source_key=source_key, external_id=key or None,
+                                    sf_id=sf_id, action=action, error_code=code, message=message,
+                                    content_hash=content_hash, batch_no=batch_no))
         counts[action] = counts.get(action, 0) + 1
-    L.finish_batch(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=batch_no, ledger_rows=ledger_rows,
+    L.finish_batch(ctx.engine, run_id=run_id, step=ctx.name, batch_no=batch_no, ledger_rows=ledger_rows,
                    map_rows=map_rows, known=ctx.known)
     return counts
 
@@ -204,14 +229,17 @@ def _apply_results(ctx: _Ctx, entry_keys: list[str], by_key: dict, results, batc
 _RESUBMIT = {"UNPROCESSED", "JOB_FAILED", "JOB_NOT_FOUND"}
 
 
-def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool) -> None:
-    """Send one journaled batch (or pick up its Bulk job) and record the outcome."""
+def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
+              records: list[dict] | None = None) -> None:
+    """Send one journaled batch (or pick up its Bulk job) and record the outcome (thread-safe)."""
     run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
     keys = entry.keys
-    records = [to_record(by_key[k], ctx.fields) for k in keys]
+    if records is None:
+        records = [to_record(by_key[k], ctx.fields) for k in keys]
 
     def on_job(job_id: str) -> None:
-        L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
+        with ctx.lock:
+            L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
         crash_point("load:after_job_created")
 
     if entry.job_id:
@@ -229,10 +257,39 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool) ->
         raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
-    preexisting = {v["external_id"] for v in L.images_for(ctx.engine, run_id, ctx.sobject).values()}
-    _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
-    ctx.advance(len(keys))
+    with ctx.lock:
+        again = not fresh or any(k in ctx.retried for k in keys)
+        preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
+        counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
+    ctx.advance(len(keys) - counts.get("pending", 0))
+    heartbeat_held()
     crash_point("load:after_batch")
+
+
+def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Cut ``records`` into (start, end) ranges, each one Bulk job: at most ``max_rows`` records and
+    at most ``max_bytes`` bytes of CSV (default: the Bulk API 2.0 upload limit)."""
+    from crmbridge.connectors.salesforce import bulk
+
+    n = len(records)
+    if not n:
+        return []
+    max_bytes = bulk.MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
+    step = max_rows or n
+    # a cheap bound first (4 bytes per character at most in UTF-8, every cell quoted): most loads fit
+    # in one job and need no exact sizes
+    rough = sum(4 * len("".join(map(str, r.values()))) + 3 * len(r) + 1 for r in records) + 65_536
+    if rough <= max_bytes:
+        return [(i, min(i + step, n)) for i in range(0, n, step)]
+    out, start, size = [], 0, 65_536  # room for the header line
+    for i, r in enumerate(records):
+        b = bulk.row_bytes(r)
+        if i > start and (size + b > max_bytes or i - start >= step):
+            out.append((start, i))
+            start, size = i, 65_536
+        size += b
+    out.append((start, n))
+    return out
 
 
 def _need_images(ctx: _Ctx, mapping: dict) -> bool:
@@ -242,7 +299,7 @@ def _need_images(ctx: _Ctx, mapping: dict) -> bool:
     return in_org > ours
 
 
-def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
+def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     df, ctx.fields = read_step_frame(ctx.run, ctx.step)
     rows = frame_records(df)
     by_key: dict[str, dict] = {}
@@ -259,32 +316,124 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int) -> StepLoad:
     journaled = {k for e in entries for k in e.keys}
     # a journaled batch may have reached the load map in an earlier attempt; fresh keys cannot have
     ctx.known = set(mapping) | journaled
-    pending, unchanged = [], []
+    # rows of a finished batch without a ledger row met a transient fault last time: send them again
+    ctx.retried = {k for e in entries if e.status == "done" for k in e.keys
+                   if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
+    held = _held_back(ctx, by_key, df.columns)  # children of parents this run could not load: not sent
+    pending, unchanged, hold = [], [], []
     for key, r in by_key.items():
+        if key in ctx.retried:
+            pending.append(key)
+            continue
         if key in journaled or set(r["_rows"]) <= done_rows:
+            continue
+        if key in held:
+            hold.append(key)
             continue
         prev = mapping.get(key)
         (unchanged if prev and prev[1] == r["_hash"] else pending).append(key)
     L.record_ledger(ctx.engine, ctx.run.run_id, ctx.name,
-                    [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])])
-    ctx.advance(len(unchanged) + sum(len(e.keys) for e in entries if e.status == "done"))
+                    [x for k in unchanged for x in _ledger_rows(ctx, by_key[k], "unchanged", sf_id=mapping[k][0])]
+                    + [x for k in hold for x in _ledger_rows(ctx, by_key[k], "failed", code=held[k][0],
+                                                             message=held[k][1])])
+    ctx.advance(len(unchanged) + len(hold) + sum(len(e.keys) for e in entries if e.status == "done")
+                - len(ctx.retried))
     for e in entries:
         if e.status != "done":
             run_batch(ctx, e, by_key, fresh=False)
+            _stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and _need_images(ctx, mapping)
-    for i in range(0, len(pending), batch_rows):
-        keys = pending[i:i + batch_rows]
-        images = existing_images(ctx, keys) if images_needed else []
-        for im in images:
-            im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
-        L.journal_intent(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=next_no, sobject=ctx.sobject,
-                         operation="upsert", external_id_field=ctx.ext, keys=keys, images=images)
-        crash_point("load:after_intent")
-        entry = L.JournalEntry(ctx.run.run_id, ctx.name, next_no, ctx.sobject, "upsert", ctx.ext, keys, "intent", None)
-        run_batch(ctx, entry, by_key, fresh=True)
-        next_no += 1
+    records = [to_record(by_key[k], ctx.fields) for k in pending]
+    batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
+    del records
+    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
     return summarize_step(ctx, df)
+
+
+def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:
+    from crmbridge.migrations import holdback
+
+    lookups = holdback.lookup_columns(ctx.step, columns)
+    if not lookups:
+        return {}
+    return holdback.held_back(by_key, lookups, holdback.rejected_parents(ctx.engine, ctx.run.run_id, ctx.plan,
+                                                                          ctx.name))
+
+
+def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, images_needed: bool) -> L.JournalEntry:
+    """Before-images (when the org may hold records this run did not create) and intent, before any write.
+
+    A retried key keeps the before-image (or its absence) of its first attempt: that attempt's outcome
+    may be unknown, so the org may already hold this run's values."""
+    fresh = [k for k in keys if k not in ctx.retried]
+    images = existing_images(ctx, fresh) if images_needed and fresh else []
+    for im in images:
+        im["prev_hash"] = (mapping.get(im["external_id"]) or (None, None))[1]
+    with ctx.lock:
+        L.journal_intent(ctx.engine, run_id=ctx.run.run_id, step=ctx.name, batch_no=batch_no, sobject=ctx.sobject,
+                         operation="upsert", external_id_field=ctx.ext, keys=keys, images=images)
+    crash_point("load:after_intent")
+    return L.JournalEntry(ctx.run.run_id, ctx.name, batch_no, ctx.sobject, "upsert", ctx.ext, keys, "intent", None)
+
+
+def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key: dict, mapping: dict,
+                  images_needed: bool, next_no: int) -> None:
+    """Journal and send the batches, up to ``bulk_jobs_in_flight`` (crmbridge.yml) at a time.
+
+    Each batch is journaled (intent, then its job id) before its data goes up, so a crash anywhere
+    leaves every batch either done, pick-up-able by job id, or safe to resubmit.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    limit = max(1, int(getattr(ctx.conn, "bulk_jobs_in_flight", 1) or 1))
+    unsent = sum(len(k) for k, _ in batches)
+    if limit == 1 or len(batches) <= 1:
+        for keys, records in batches:
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
+            run_batch(ctx, entry, by_key, fresh=True, records=records)
+            next_no += 1
+            unsent -= len(keys)
+            _stop_if_pending(ctx, unsent)
+        return
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
+        running: set = set()
+        for keys, records in batches:
+            if len(running) >= limit:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                errors += [f.exception() for f in finished if f.exception() is not None]
+            if errors or ctx.pending:
+                break  # let the batches in flight finish and record their outcome, send no more
+            entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
+            running.add(pool.submit(run_batch, ctx, entry, by_key, fresh=True, records=records))
+            next_no += 1
+            unsent -= len(keys)
+        finished, _ = wait(running)
+        errors += [f.exception() for f in finished if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    _stop_if_pending(ctx, unsent)
+
+
+class RowsPending(RunFailed):
+    """A step ended with rows a transient Salesforce fault kept from loading (exit 1, resumable)."""
+
+
+def _stop_if_pending(ctx: _Ctx, not_sent: int) -> None:
+    """After a batch that met transient faults: stop the load (the org is busy; the next steps' rows
+    would only be refused for their missing parents) and say how to load the pending rows."""
+    if not ctx.pending:
+        return
+    n = sum(ctx.pending.values())
+    codes = ", ".join(f"{c} ({k})" for c, k in sorted(ctx.pending.items()))
+    raise RowsPending(
+        f"run {ctx.run.run_id} step {ctx.name} ({ctx.sobject}): {n} source rows not loaded because of a temporary "
+        f"Salesforce fault: {codes}" + (f" - {ctx.pending_message}" if ctx.pending_message else "")
+        + ". They are pending, not rejected" + (f"; {not_sent} more records of this step were not sent yet"
+                                                  if not_sent > 0 else "") + ", and later steps were not started.",
+        hint=f"when the org accepts calls again, `crmbridge migrate` (or `crmbridge load --run {ctx.run.run_id}`) "
+             "loads the pending rows of this run")
 
 
 def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
@@ -295,8 +444,10 @@ def _dry_run(ctx: _Ctx, by_key: dict, mapping: dict) -> StepLoad:
         prev = mapping.get(k)
         actions[k] = "unchanged" if prev and prev[1] == r["_hash"] else "update" if prev else "create"
     out = ctx.run.stage_dir("load") / f"{ctx.name}_dry_run.csv"
-    pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]} for k, a in actions.items()]) \
-        .to_csv(out, index=False, encoding="utf-8")
+    from crmbridge.csvout import write_frame  # read by people, not by Data Loader: neutralised
+
+    write_frame(pd.DataFrame([{"ACTION": a, ctx.ext: k, "ID": (mapping.get(k) or (None,))[0]}
+                              for k, a in actions.items()], columns=["ACTION", ctx.ext, "ID"]), out)
     n = lambda a: sum(1 for v in actions.values() if v == a)  # noqa: E731
     rows = lambda a: sum(len(by_key[k]["_rows"]) for k, v in actions.items() if v == a)  # noqa: E731
     ctx.advance(len(by_key))
@@ -330,7 +481,17 @@ def summarize_step(ctx: _Ctx, df) -> StepLoad:
 # ----------------------------------------------------------------------------- stage
 
 
-def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
+def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable[[int], None]:
+    def advance(n: int = 1) -> None:
+        a(n)
+        if b is not None:
+            b(n)
+
+    return advance
+
+
+@locked("load")
+def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
              advance: Callable[[int], None] | None = None) -> LoadResult:
     """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""
     from crmbridge.state import open_state
@@ -350,9 +511,11 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
 
             record_quarantine(engine, run.run_id, run.dir, steps)
         done = []
+        progress.current().expect(len(steps))
         for step in steps:
-            ctx = _Ctx(engine, connector, run, step, [], advance or (lambda n=1: None))
-            done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+            with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps)
+                done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
     except BaseException as exc:
         finish_stage(engine, run.run_id, stage, status="failed", error=f"{type(exc).__name__}: {exc}")

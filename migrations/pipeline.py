@@ -2,7 +2,7 @@
 
 Running ``migrate`` again continues the newest unfinished migrate run (stages that succeeded are
 skipped, the load stage picks up its journal) unless ``new=True``. Every run ends with a summary per
-entity that must satisfy extracted = quarantined + loaded + rejected; a run that breaks it is a bug and
+entity that must satisfy extracted = quarantined + filtered + loaded + rejected; a run that breaks it is a bug and
 fails (exit 1) saying so.
 """
 
@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 from sqlalchemy import select
 
-from crmbridge.errors import RunFailed, UsageError
+from crmbridge import progress
+from crmbridge.errors import Interrupted, RunFailed, UsageError
+from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import runs as R
 from crmbridge.migrations.records import crash_point
 from crmbridge.state import open_state, runs as runs_table
@@ -32,10 +34,11 @@ class EntitySummary:
     updated: int = 0
     unchanged: int = 0
     quarantined_by_stage: dict[str, int] = field(default_factory=dict)
+    filtered: int = 0  # left out by a mapping's filters on purpose: not a data-quality quarantine
 
     @property
     def balanced(self) -> bool:
-        return self.extracted == self.quarantined + self.loaded + self.rejected
+        return self.extracted == self.quarantined + self.filtered + self.loaded + self.rejected
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "balanced": self.balanced}
@@ -52,6 +55,7 @@ class MigrateResult:
     reports: dict[str, str]
     api_calls: int = 0
     dry_run_steps: tuple = ()  # per step: records that would be created / updated / left unchanged
+    load_steps: tuple = ()  # per load step: Salesforce records (and the source rows they came from)
 
     @property
     def balanced(self) -> bool:
@@ -61,6 +65,7 @@ class MigrateResult:
         return {"run_id": self.run_id, "resumed": self.resumed, "dry_run": self.dry_run,
                 "stages_run": list(self.stages_run), "balanced": self.balanced, "reconcile_ok": self.reconcile_ok,
                 "api_calls": self.api_calls, "reports": self.reports, "dry_run_steps": list(self.dry_run_steps),
+                "load_steps": list(self.load_steps),
                 "entities": {e.entity: e.as_dict() for e in self.entities}}
 
 
@@ -70,9 +75,33 @@ def unfinished_run(engine, runs_dir) -> R.Run | None:
          .order_by(runs_table.c.created_at.desc(), runs_table.c.run_id.desc()))
     with engine.connect() as c:
         row = c.execute(q).first()
-    if row is None or row.status not in ("running", "failed"):
+    if row is None or row.status not in ("running", "failed", "interrupted"):
         return None
     return R.Run(row.run_id, runs_dir / row.run_id, row.kind)
+
+
+def preflight(project) -> None:
+    """The offline checks of everything a migrate run reads before any data: sources declared, the
+    mapping files and their load order, the customer definition. Raises ConfigError/UsageError."""
+    from crmbridge.mappings.models import load_mappings
+    from crmbridge.mappings.order import CycleError, load_order
+    from crmbridge.mappings.stage import mappings_folder
+    from crmbridge.migrations.extract import _choose
+
+    _choose(project, None, None)
+    try:
+        load_order(load_mappings(mappings_folder(project)))
+    except CycleError as exc:
+        raise UsageError(str(exc.message), hint=exc.hint) from None
+    try:
+        from crmbridge.validation.stage import default_definition_path
+    except ImportError:  # a build without the validation package
+        return
+    from crmbridge.validation.definition import load_definition
+
+    path = default_definition_path(project)
+    if path.exists():
+        load_definition(path)
 
 
 def _run_validate(project, run):
@@ -89,9 +118,10 @@ def _run_map(project, run, connector):
     return run_map(project, run, connector=connector)
 
 
+@locked("migrate")
 def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_run: bool = False, connector=None,
                 on_stage: Callable[[str], None] | None = None, batch_rows: int | None = None,
-                advance: Callable[[int], None] | None = None) -> MigrateResult:
+                advance: Callable[[int], None] | None = None, allow_shrink: bool = False) -> MigrateResult:
     """Run (or continue) a migration; see the module docstring."""
     from crmbridge.migrations.extract import run_extract
     from crmbridge.migrations.load import run_load
@@ -103,23 +133,27 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
     else:
         run = None if (new or dry_run) else unfinished_run(engine, project.runs_dir)
         resumed = run is not None
+    # Configuration is checked, and the org logged into, before a run exists: a typo in a mapping or a
+    # wrong password is not a rehearsal (it would become "the last rehearsal" of the readiness gates).
+    preflight(project)
+    own = connector is None
+    if own:
+        from crmbridge.connectors.salesforce import connect
+
+        connector = connect(project)
     if run is None:
         run = R.create_run(engine, project.runs_dir, "migrate", command="migrate" + (" --dry-run" if dry_run else ""),
                            dry_run=dry_run)
     else:
         with engine.begin() as c:
             c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
-    own = connector is None
     ran: list[str] = []
+    current = ""
     try:
-        if own:
-            from crmbridge.connectors.salesforce import connect
-
-            connector = connect(project)
         steps: dict[str, Callable[[], Any]] = {
             # Always a full extract: the delta is decided by content hashes against the load map, which
             # stays right after a rollback, where an incremental extract would miss the undone rows.
-            "extract": lambda: run_extract(project, run=run, full=True),
+            "extract": lambda: run_extract(project, run=run, full=True, allow_shrink=allow_shrink),
             "validate": lambda: _run_validate(project, run),
             "map": lambda: _run_map(project, run, connector),
             "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,
@@ -135,6 +169,9 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                 continue
             if on_stage:
                 on_stage(stage)
+            progress.current().stage(stage)
+            current = stage
+            heartbeat_held()
             out = steps[stage]()
             ran.append(stage)
             crash_point(f"migrate:after_{stage}")
@@ -147,8 +184,19 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                                              "success_file")}
                           for s in (R.stage_result(engine, run.run_id, "load_dry_run") or {}).get("steps", [])) \
             if dry_run else ()
+        load_steps = tuple({k: s.get(k, 0) for k in ("step", "object", "records", "created", "updated", "unchanged",
+                                                     "failed", "source_rows")}
+                           for s in (R.stage_result(engine, run.run_id, "load_dry_run" if dry_run else "load")
+                                     or {}).get("steps", []))
         result = MigrateResult(run.run_id, resumed, dry_run, tuple(ran), tuple(summarize(project, run, engine, dry_run)),
-                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps)
+                               reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps,
+                               load_steps)
+    except KeyboardInterrupt:
+        R.finish_run(engine, run.run_id, "interrupted", {"error": f"interrupted during {current or 'start'}",
+                                                         "stages_run": ran})
+        raise Interrupted(f"run {run.run_id} interrupted (Ctrl-C) during {current or 'start'}",
+                          hint=f"`crmbridge migrate` resumes run {run.run_id} where it stopped "
+                               f"(or `crmbridge rollback {run.run_id}` undoes what it wrote)") from None
     except BaseException as exc:
         R.finish_run(engine, run.run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stages_run": ran})
         if isinstance(exc, (UsageError, RunFailed)) and not exc.hint:
@@ -163,8 +211,8 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
     if not result.balanced:
         bad = [e for e in result.entities if not e.balanced]
         raise RunFailed("run " + run.run_id + " does not balance (a bug): " + "; ".join(
-            f"{e.entity}: extracted {e.extracted} != quarantined {e.quarantined} + loaded {e.loaded} + "
-            f"rejected {e.rejected}" for e in bad), hint="the ledger and reports are kept; please report this")
+            f"{e.entity}: extracted {e.extracted} != quarantined {e.quarantined} + filtered {e.filtered} + "
+            f"loaded {e.loaded} + rejected {e.rejected}" for e in bad), hint="the ledger and reports are kept; please report this")
     return result
 
 
@@ -179,8 +227,21 @@ def _csv_rows(path) -> int:
     return len(pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))
 
 
+FILTERED = "filtered: "  # the reason prefix of rows a mapping's `filters:` left out on purpose
+
+
+def filtered_rows(path) -> int:
+    """Rows of a map quarantine file that a deliberate mapping filter excluded (not a data defect)."""
+    import pandas as pd
+
+    if not path.exists():
+        return 0
+    reasons = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", usecols=["_reason"])["_reason"]
+    return int(reasons.str.startswith(FILTERED).sum())
+
+
 def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[EntitySummary]:
-    """Per entity: extracted = quarantined (extract + validate + map) + loaded + rejected."""
+    """Per entity: extracted = quarantined (extract + validate + map) + filtered + loaded + rejected."""
     import json
 
     from crmbridge.migrations import ledger as L
@@ -195,9 +256,10 @@ def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[E
     out = []
     for entity, m in manifest["entities"].items():
         steps = [s for s in plan if s.get("entity") == entity]
+        filtered = filtered_rows(run.dir / "map" / "quarantine" / f"{steps[0]['step']}.csv") if steps else 0
         q = {"extract": int(m["rows_rejected"]),
              "validate": _csv_rows(run.dir / "validate" / "quarantine" / f"{entity}.csv"),
-             "map": int(steps[0].get("rows_quarantined", 0)) if steps else 0}
+             "map": int(steps[0].get("rows_quarantined", 0)) - filtered if steps else 0}
         act = {a: 0 for a in L.ACTIONS}
         if steps and dry_run:  # what the load would do, in source rows
             d = next((x for x in dry if x["step"] == steps[0]["step"]), None)
@@ -206,7 +268,7 @@ def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[E
             act.update(counts.get(steps[0]["step"], {}))
         loaded = act["created"] + act["updated"] + act["unchanged"]
         out.append(EntitySummary(entity, int(m["rows_read"]), sum(q.values()), loaded, act["failed"],
-                                 act["created"], act["updated"], act["unchanged"], q))
+                                 act["created"], act["updated"], act["unchanged"], q, filtered))
     return out
 
 

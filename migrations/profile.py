@@ -34,8 +34,21 @@ def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> 
     out: dict[str, Any] = {"run_id": manifest.get("run_id"), "entities": {}}
     for entity, totals in manifest["entities"].items():
         files = [Path(extract_dir) / s["parquet"] for s in manifest["sources"] if s["entity"] == entity]
-        out["entities"][entity] = profile_entity(files, totals.get("sources", []), batch_rows)
+        prof = out["entities"][entity] = profile_entity(files, totals.get("sources", []), batch_rows)
+        _add_zero_date_notes(prof, [s for s in manifest["sources"] if s["entity"] == entity])
     return out
+
+
+def _add_zero_date_notes(prof: dict, sources: list[dict]) -> None:
+    """MySQL zero dates the SQL reader turned into missing values: a note on the column and the entity,
+    so the nulls they became are explained rather than mistaken for gaps in the source."""
+    notes = prof.setdefault("notes", [])
+    for s in sources:
+        for col, n in (s.get("zero_dates") or {}).items():
+            text = f"{n} MySQL zero date(s) (0000-00-00) in {s['source']} read as missing"
+            if col in prof["columns"]:
+                prof["columns"][col].setdefault("notes", []).append(text)
+            notes.append(f"{col}: {text}")
 
 
 def profile_entity(files: list[Path], sources: list[str], batch_rows: int = 50_000) -> dict:

@@ -3,7 +3,7 @@
 Rows rejected by extract (``extract/rejects/<source>.csv``), quarantined by validation
 (``validate/quarantine/<entity>.csv``) or by the mapping (``map/quarantine/<step>.csv``) get action
 ``quarantined`` with the stage as error code and the reason as message, under their entity's load
-step. Written idempotently at the start of each load (an interrupted load rewrites them).
+step; rows a mapping's ``filters:`` left out on purpose get error code ``filtered`` instead of ``map``. Written idempotently at the start of each load (an interrupted load rewrites them).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from crmbridge.state import utcnow
 
 
 def _read(path: Path):
-    import pandas as pd
+    from crmbridge.csvout import read_frame  # the files are neutralised for Excel: read the originals
 
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return read_frame(path)
 
 
 def quarantined_rows(run_dir: Path, plan: list[dict]) -> list[dict]:
@@ -51,7 +51,9 @@ def quarantined_rows(run_dir: Path, plan: list[dict]) -> list[dict]:
         f = run_dir / "map" / "quarantine" / f"{s['step']}.csv"
         if f.exists():
             for r in _read(f).to_dict("records"):
-                add(s["entity"], r["_row_id"], r.get("_source_key", ""), "map", r.get("_reason", ""))
+                reason = r.get("_reason", "")
+                add(s["entity"], r["_row_id"], r.get("_source_key", ""),
+                    "filtered" if reason.startswith("filtered: ") else "map", reason)
     return out
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from crmbridge import progress
+from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
 from crmbridge.migrations.load import frame_records, read_plan, read_step_frame
@@ -84,6 +86,7 @@ class StepReconcile:
     field_mismatches: int
     fields: dict[str, dict] = field(default_factory=dict)
     mismatch_file: str | None = None
+    read_by: str = ""  # how the org's records were read back (by key, or time window + unchanged by key)
 
     @property
     def ok(self) -> bool:
@@ -113,23 +116,33 @@ class ReconcileResult:
                 "summary_file": self.summary_file, "steps": [s.as_dict() for s in self.steps]}
 
 
-def _org_records(conn, sobject: str, ext: str, fields: list[str], describe: dict) -> tuple[list[dict], list[str]]:
-    names = {f["name"] for f in describe["fields"]}
+def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_record) -> tuple[list[dict], list[str], str]:
+    """The org's records for the run's loaded keys of ``step`` (see ``readback``), and the compared fields."""
+    from crmbridge.migrations.readback import read_back
+
+    sobject, ext = step["object"], step["external_id_field"]
+    names = {f["name"] for f in conn.describe(sobject)["fields"]}
     cols = [f for f in fields if f != ext and ("." in f or f in names)]
-    soql = f"SELECT Id, {', '.join([ext] + cols)} FROM {sobject} WHERE {ext} != null"
-    out = []
-    for rec in conn.query(soql):
-        flat = {"Id": rec.get("Id"), ext: rec.get(ext)}
-        for f in cols:
-            v = rec
-            for part in f.split("."):
-                v = v.get(part) if isinstance(v, dict) else None
-            flat[f] = v
-        out.append(flat)
-    return out, cols
+    action = per_record["action"]
+    written = [str(k) for k in per_record.index[action.isin(["created", "updated"])]]
+    unchanged = [str(k) for k in per_record.index[action == "unchanged"]]
+    first = L.first_journaled(engine, run.run_id, step["step"])
+    rows, how = read_back(conn, sobject, ext, cols, written, unchanged, first, lambda v: norm(v).lower())
+    return rows, cols, how
 
 
-def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
+def _normed(values) -> list[str]:
+    """``norm`` of every value of a column (Arrow-backed columns are converted in one go, not per cell)."""
+    if hasattr(values, "to_numpy"):
+        values = values.to_numpy(dtype=object)
+    return [norm(v) for v in values]
+
+
+def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
+    return {"external_id": key, "kind": kind, "field": field, "source": source, "org": org, "sf_id": sf_id}
+
+
+def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
@@ -138,66 +151,86 @@ def reconcile_step(engine, conn, run: Run, step: dict) -> StepReconcile:
     led = led[led["action"] != "quarantined"]
     per_record = led.drop_duplicates("external_id").set_index("external_id")
     loaded_keys = set(per_record.index[per_record["action"].isin(["created", "updated", "unchanged"])])
-    org, cols = _org_records(conn, sobject, ext, fields, conn.describe(sobject))
-    by_key: dict[str, list[dict]] = {}
-    for r in org:
-        by_key.setdefault(norm(r[ext]).lower(), []).append(r)  # Salesforce external IDs are case-insensitive
-    problems: list[dict] = []
-    src = df.assign(_key=df[ext].map(canonical))
+    org_rows, cols, how = _org_records(conn, engine, run, step, fields, per_record)
+    org = pd.DataFrame(org_rows, columns=["Id", ext] + cols, dtype=object)
+    # Salesforce external IDs are case-insensitive
+    org["_k"] = [k.lower() for k in _normed(org[ext])]
+    holders = org["_k"].value_counts()
+    dup_keys = set(holders.index[holders > 1])
+    org_first = org.drop_duplicates("_k").set_index("_k")
+    src_keys = [canonical(v) for v in df[ext].to_numpy(dtype=object)]
+    src = df.assign(_key=src_keys)
     src = src[src["_key"].isin(loaded_keys)]
-    src = src.assign(_k=src["_key"].map(lambda k: norm(k).lower())).set_index("_k")
-    missing_keys = [k for k in src.index if k not in by_key]
-    for k in missing_keys:
-        key = src.at[k, "_key"]
-        problems.append({"external_id": key, "kind": "missing_in_org", "field": "", "source": "", "org": "",
-                         "sf_id": per_record.at[key, "sf_id"]})
-    found_idx = [k for k in src.index if k in by_key]
-    dup_idx = [k for k in found_idx if len(by_key[k]) > 1]
-    for k in dup_idx:
-        key = src.at[k, "_key"]
-        problems.append({"external_id": key, "kind": "duplicate_in_org", "field": "", "source": "",
-                         "org": ";".join(h["Id"] for h in by_key[k]), "sf_id": per_record.at[key, "sf_id"]})
-    found = src.loc[found_idx]
-    org_first = pd.DataFrame([by_key[k][0] for k in found_idx], index=found.index)
+    src = src.assign(_k=[norm(k).lower() for k in src["_key"]]).set_index("_k")
+    in_org = src.index.isin(org_first.index)
+    sf_ids = per_record["sf_id"]
+    problems = [_problem(key, "missing_in_org", sf_ids.get(key)) for key in src["_key"][~in_org]]
+    found = src[in_org]
+    dup_idx = [k for k in found.index if k in dup_keys]
+    if dup_idx:
+        ids_by_key = org[org["_k"].isin(dup_keys)].groupby("_k")["Id"].agg(";".join)
+        problems += [_problem(found.at[k, "_key"], "duplicate_in_org", sf_ids.get(found.at[k, "_key"]),
+                              org=ids_by_key[k]) for k in dup_idx]
+    org_first = org_first.reindex(found.index)
     fields_out = {}
     for f in cols:
-        a = found[f].map(norm) if f in found.columns else pd.Series("", index=found.index)
-        b = org_first[f].map(norm) if f in org_first.columns else pd.Series("", index=found.index)
+        a = pd.Series(_normed(found[f]) if f in found.columns else [""] * len(found), index=found.index, dtype=object)
+        b = pd.Series(_normed(org_first[f]), index=found.index, dtype=object)
         diff = a != b
         for k in diff[diff].index:
-            problems.append({"external_id": found.at[k, "_key"], "kind": "field_mismatch", "field": f,
-                             "source": a[k], "org": b[k], "sf_id": org_first.at[k, "Id"]})
+            problems.append(_problem(found.at[k, "_key"], "field_mismatch", org_first.at[k, "Id"], f, a[k], b[k]))
         fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
-    missing, dups = len(missing_keys), len(dup_idx)
-    out = run.stage_dir("reconcile") / f"{name}_mismatches.csv"
-    pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]) \
-        .to_csv(out, index=False, encoding="utf-8-sig")
+    missing, dups = int((~in_org).sum()), len(dup_idx)
+    out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
+    from crmbridge.csvout import write_frame  # for people: formula-like values neutralised
+
+    write_frame(pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]), out)
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
-                         int((per_record["action"] == "failed").sum()), len(found_idx), missing, dups,
-                         sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out))
+                         int((per_record["action"] == "failed").sum()), len(found), missing, dups,
+                         sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out), how)
 
 
+@locked("reconcile")
 def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
-    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded)."""
+    """Reconcile every step of a loaded run; records stage ``reconcile`` (ok or not, it succeeded).
+
+    A run whose reconcile already finished keeps its artifacts: checking it again (say after someone
+    edited the org) writes to ``reconcile/checks/<UTC time>/`` and leaves the stage record alone."""
+    from crmbridge.migrations.runs import stage_status
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
+    recheck = stage_status(engine, run.run_id, "reconcile") == "succeeded"
+    out_dir = run.stage_dir("reconcile")
+    if recheck:
+        out_dir = out_dir / "checks" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        out_dir.mkdir(parents=True)
     own = connector is None
     if own:
         from crmbridge.connectors.salesforce import connect
 
         connector = connect(project)
-    start_stage(engine, run.run_id, "reconcile")
+    if not recheck:
+        start_stage(engine, run.run_id, "reconcile")
     try:
-        steps = tuple(reconcile_step(engine, connector, run, s) for s in read_plan(run))
-        summary = run.stage_dir("reconcile") / "summary.json"
+        plan = read_plan(run)
+        progress.current().expect(len(plan))
+        steps = []
+        for s in plan:
+            with progress.tracked(f"{s['object']} (steps)", 1) as task:
+                steps.append(reconcile_step(engine, connector, run, s, out_dir))
+                task.advance(1)
+        steps = tuple(steps)
+        summary = out_dir / "summary.json"
         result = ReconcileResult(run.run_id, steps, str(summary))
         summary.write_text(json.dumps(result.as_dict(), ensure_ascii=False, indent=2, default=str), "utf-8")
     except BaseException as exc:
-        finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
+        if not recheck:
+            finish_stage(engine, run.run_id, "reconcile", status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if own:
             connector.close()
-    finish_stage(engine, run.run_id, "reconcile", result.as_dict())
+    if not recheck:
+        finish_stage(engine, run.run_id, "reconcile", result.as_dict())
     return result

@@ -32,6 +32,7 @@ def list_runs(engine, *, limit: int = 20) -> list[dict]:
 def show_run(engine, project, run_id: str) -> dict:
     """One run: status, stages, per-object counts (records and source rows) and its summary."""
     run = R.open_run(engine, project.runs_dir, run_id)
+    run_id = run.run_id  # `latest` or an id prefix -> the full id
     with engine.connect() as c:
         row = c.execute(select(runs).where(runs.c.run_id == run_id)).first()
         stages = [dict(stage=s.stage, status=s.status, started_at=s.started_at, finished_at=s.finished_at,

@@ -49,11 +49,42 @@ def create_run(engine: Engine, runs_dir: Path, kind: str, *, command: str = "", 
     return Run(run_id=run_id, dir=d, kind=kind)
 
 
-def open_run(engine: Engine, runs_dir: Path, run_id: str) -> Run:
+def resolve_run_id(engine: Engine, ref: str, *, kind: str | None = None) -> str:
+    """The full id of the run ``ref`` names: an exact id, ``latest``, or a unique prefix of an id.
+
+    ``latest`` is the newest run (of ``kind`` when given; rollback journals aside otherwise). A
+    prefix that matches several runs is a usage error listing them, never a guess.
+    """
+    ref = (ref or "").strip()
+    with engine.connect() as c:
+        if c.execute(select(runs.c.run_id).where(runs.c.run_id == ref)).first() is not None:
+            return ref
+        if ref.lower() == "latest":
+            q = select(runs.c.run_id).order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+            q = q.where(runs.c.kind == kind) if kind else q.where(runs.c.kind != "rollback")
+            row = c.execute(q).first()
+            if row is None:
+                raise UsageError("there is no run yet" + (f" of kind {kind}" if kind else ""),
+                                 hint="run `crmbridge migrate` first")
+            return row.run_id
+        found = [] if not ref else c.execute(
+            select(runs.c.run_id).where(runs.c.run_id.startswith(ref, autoescape=True))
+            .order_by(runs.c.run_id.desc()).limit(6)).scalars().all()
+    if len(found) == 1:
+        return found[0]
+    if found:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise UsageError(f"run id '{ref}' is ambiguous: it starts {shown}",
+                         hint="type more characters of the id (`crmbridge runs list` shows them)")
+    raise UsageError(f"no run '{ref}'", hint="`crmbridge runs list` shows the runs of this project; "
+                     "`latest` names the newest run")
+
+
+def open_run(engine: Engine, runs_dir: Path, run_id: str, *, kind: str | None = None) -> Run:
+    """Open a run by exact id, ``latest`` or a unique id prefix (see ``resolve_run_id``)."""
+    run_id = resolve_run_id(engine, run_id, kind=kind)
     with engine.connect() as c:
         row = c.execute(select(runs).where(runs.c.run_id == run_id)).first()
-    if row is None:
-        raise UsageError(f"no run '{run_id}'", hint="`crmbridge runs list` shows the runs of this project")
     return Run(run_id=run_id, dir=Path(runs_dir) / run_id, kind=row.kind)
 
 
@@ -107,3 +138,17 @@ def finish_run(engine: Engine, run_id: str, status: str, summary: dict[str, Any]
     with engine.begin() as c:
         c.execute(update(runs).where(runs.c.run_id == run_id)
                   .values(status=status, finished_at=utcnow(), summary=clean))
+
+
+def refuse_after_load(engine: Engine, run: Run, stage: str, *, force: bool = False) -> None:
+    """Re-running ``stage`` on a run whose load started would overwrite the evidence its ledger and
+    reconcile refer to: a usage error unless ``force``."""
+    if force:
+        return
+    status = stage_status(engine, run.run_id, "load")
+    if status is None:
+        return
+    raise UsageError(f"run {run.run_id} has started loading (load stage {status}): running {stage} again would "
+                     f"overwrite its {stage}/ output, which its ledger and reconcile refer to",
+                     hint=f"start a new run for new input (`crmbridge migrate --new`, or `crmbridge extract` then "
+                          f"`crmbridge {stage}`), use `crmbridge map --preview N` to look, or pass --force")

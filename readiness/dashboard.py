@@ -82,13 +82,13 @@ def quarantine_samples(project, rehearsal: H.Rehearsal | None) -> list[dict]:
     """A few quarantined rows per entity of the last rehearsal (key, name, reasons), as legacy text."""
     if rehearsal is None:
         return []
-    import pandas as pd
+    from crmbridge.csvout import read_frame  # quarantine files are neutralised for Excel
 
     qdir = project.runs_dir / rehearsal.run_id / "validate" / "quarantine"
     out = []
     for f in sorted(qdir.glob("*.csv")) if qdir.exists() else []:
         try:
-            df = pd.read_csv(f, dtype=str, keep_default_na=False, encoding="utf-8-sig", nrows=SAMPLE_ROWS)
+            df = read_frame(f, nrows=SAMPLE_ROWS)
         except (OSError, ValueError):
             continue
         name_col = next((c for c in ("name", "full_name", "contract_no") if c in df.columns), None)

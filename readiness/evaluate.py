@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from crmbridge.readiness import store
-from crmbridge.readiness.metrics import CATALOGUE, Facts, measure
+from crmbridge.readiness.metrics import CATALOGUE, Facts, Unknown, measure_why
 from crmbridge.readiness.plan import OPS, Gate, Plan, load_plan
 
 
@@ -104,11 +104,14 @@ def _gate(facts: Facts, phase_id: str, g: Gate, signoffs: dict, previous: dict, 
             text = "not signed"
     else:
         try:
-            value = measure(facts, g.metric, g.entity)
+            value = measure_why(facts, g.metric, g.entity)
         except Exception as exc:  # noqa: BLE001 - a broken source (e.g. invalid definition) is unknown, said why
             value, text = None, f"unknown ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
         else:
-            text = format_value(value, CATALOGUE[g.metric].unit)
+            if isinstance(value, Unknown):
+                value, text = None, f"unknown ({value.reason})"
+            else:
+                text = format_value(value, CATALOGUE[g.metric].unit)
         status = "unknown" if value is None else ("pass" if OPS[g.op](value, g.target) else "fail")
     prev = previous.get(g.id)
     change = value - prev if value is not None and isinstance(prev, (int, float)) else None

@@ -26,7 +26,11 @@ def _aware(t: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Rehearsal:
-    """One finished, non-dry ``migrate`` run: a rehearsal of the cutover."""
+    """One finished, non-dry ``migrate`` run that reached the load: a rehearsal of the cutover.
+
+    Runs that never started real work are not rehearsals: a configuration error (it creates no run),
+    a run stopped before its load, an interrupted run (``migrate`` continues it). A rehearsal that
+    succeeded and was rolled back afterwards still is one: its counts are evidence."""
 
     run_id: str
     status: str
@@ -36,6 +40,7 @@ class Rehearsal:
     reconcile_mismatches: int | None = None
     reconcile_ok: bool | None = None
     delta: bool = False  # the load found records already in the org (a delta run, not a first load)
+    rolled_back: bool = False  # status is what the run had finished with before its rollback
 
     @property
     def hours(self) -> float | None:
@@ -57,8 +62,9 @@ class Rehearsal:
         return {"run_id": self.run_id, "status": self.status, "started": self.started.isoformat(),
                 "finished": self.finished.isoformat() if self.finished else None, "hours": self.hours,
                 "quarantine_rate": self.rate("quarantined"), "rejected_rate": self.rate("rejected"),
+                "filtered_rate": self.rate("filtered"),
                 "reconcile_mismatches": self.reconcile_mismatches, "reconcile_ok": self.reconcile_ok,
-                "delta": self.delta}
+                "delta": self.delta, "rolled_back": self.rolled_back}
 
 
 def _stage_results(conn, run_ids: list[str]) -> dict[tuple[str, str], tuple[str, dict]]:
@@ -74,9 +80,9 @@ def _is_delta(load: dict) -> bool:
 
 
 def rehearsals(engine) -> list[Rehearsal]:
-    """Finished non-dry migrate runs, oldest first."""
+    """Finished non-dry migrate runs whose load started, oldest first (see :class:`Rehearsal`)."""
     q = (select(runs).where(runs.c.kind == "migrate", runs.c.dry_run == 0,
-                            runs.c.status.in_(("succeeded", "failed")))
+                            runs.c.status.in_(("succeeded", "failed", "rolled_back")))
          .order_by(runs.c.created_at, runs.c.run_id))
     with engine.connect() as c:
         rows = c.execute(q).all()
@@ -86,13 +92,19 @@ def rehearsals(engine) -> list[Rehearsal]:
         summary = r.summary or {}
         rec_status, rec = stages.get((r.run_id, "reconcile"), (None, {}))
         load_status, load = stages.get((r.run_id, "load"), (None, {}))
+        if load_status is None:  # stopped before any record was written: not a rehearsal
+            continue
+        rolled_back = r.status == "rolled_back"
+        # a rolled-back run keeps the summary it finished with; one that had failed has only an error
+        status = ("succeeded" if "entities" in summary and "error" not in summary else "failed") \
+            if rolled_back else r.status
         ok = rec_status == "succeeded"
         out.append(Rehearsal(
-            run_id=r.run_id, status=r.status, started=_aware(r.created_at), finished=_aware(r.finished_at),
-            entities=summary.get("entities", {}) if r.status == "succeeded" else {},
+            run_id=r.run_id, status=status, started=_aware(r.created_at), finished=_aware(r.finished_at),
+            entities=summary.get("entities", {}) if status == "succeeded" else {},
             reconcile_mismatches=int(rec["mismatches"]) if ok and "mismatches" in rec else None,
             reconcile_ok=bool(rec.get("ok")) if ok else None,
-            delta=load_status == "succeeded" and _is_delta(load)))
+            delta=load_status == "succeeded" and _is_delta(load), rolled_back=rolled_back))
     return out
 
 

@@ -7,10 +7,22 @@ import click
 from crmbridge.clikit import app, emit, json_option
 
 
-def _fmt(v) -> str:
+# KPI kinds whose value is an amount of money, and those that are a share (0..1) of the customers.
+MONEY_KINDS = frozenset({"avg_contract_value", "receivables_per_customer"})
+SHARE_KINDS = frozenset({"share_with"})
+
+
+def _fmt(v, kind: str | None = None, *, diff: bool = False) -> str:
+    """A KPI value for people: money with thousands separators and cents, shares as percentages
+    (differences of shares in percentage points), counts as integers, ratios with two decimals."""
     if v is None:
         return "n/a"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"
+    sign = "+" if diff and v > 0 else ""
+    if kind in SHARE_KINDS:
+        return f"{sign}{v * 100:,.1f}" + (" pp" if diff else "%")
+    if kind in MONEY_KINDS:
+        return f"{sign}{v:,.2f}"
+    return f"{sign}{v:,.0f}" if float(v).is_integer() else f"{sign}{v:,.2f}"
 
 
 @click.group("kpi")
@@ -48,8 +60,7 @@ def snapshot(source: str, label: str, replace: bool) -> None:
         for v in s.values.values():
             rate = f"  (rate {v['rate'] * 100:.1f}%)" if v.get("rate") is not None else ""
             note = f"  [{v['note']}]" if v.get("note") else ""
-            val = f"{v['value'] * 100:.1f}%" if v.get("kind") == "share_with" and v["value"] is not None \
-                else _fmt(v["value"])
+            val = _fmt(v["value"], v.get("kind"))
             click.echo(f"  {v['title']:<36} {val:>16}{rate}{note}")
 
     emit(snap, human)
@@ -75,7 +86,9 @@ def compare_cmd(label_a: str, label_b: str) -> None:
         click.echo(f"{'kpi':<36} {a['label'] + ' (' + a['source'] + ')':>20} {b['label'] + ' (' + b['source'] + ')':>20}"
                    f" {'diff':>12}")
         for k in r["kpis"]:
-            click.echo(f"{k['title']:<36} {_fmt(k['a']):>20} {_fmt(k['b']):>20} {_fmt(k['diff']):>12}"
+            kind = k.get("kind")
+            click.echo(f"{k['title']:<36} {_fmt(k['a'], kind):>20} {_fmt(k['b'], kind):>20} "
+                       f"{_fmt(k['diff'], kind, diff=True):>12}"
                        + (f"  [{k['note']}]" if k["note"] else ""))
 
     emit(res, human)

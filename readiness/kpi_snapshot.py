@@ -84,7 +84,8 @@ def compare(project, label_a: str, label_b: str) -> dict:
     for kid in list(dict.fromkeys([*a.values, *b.values])):
         va, vb = a.values.get(kid, {}), b.values.get(kid, {})
         x, y = va.get("value"), vb.get("value")
-        rows.append({"id": kid, "title": va.get("title") or vb.get("title") or kid, "a": x, "b": y,
+        rows.append({"id": kid, "title": va.get("title") or vb.get("title") or kid,
+                     "kind": va.get("kind") or vb.get("kind"), "a": x, "b": y,
                      "diff": (y - x) if x is not None and y is not None else None,
                      "same": x is not None and y is not None and abs(y - x) < 1e-9,
                      "note": "; ".join(n for n in (va.get("note"), vb.get("note")) if n) or None})

@@ -1,9 +1,9 @@
 """The metric catalogue: every figure a readiness gate can test, computed from the project's records.
 
 Each metric says what it measures, where the number comes from and how it is computed (the same
-text is in docs/readiness.md and in ``crmbridge readiness metrics``). A metric returns ``None`` when
-its source does not exist yet (no rehearsal, no sync run ...): the gate is then ``unknown``, which
-never counts as passed.
+text is in docs/readiness.md and in ``crmbridge readiness metrics``). A metric returns
+:class:`Unknown` (or ``None``) when its source does not exist yet (no rehearsal, no sync run ...): the
+gate is then ``unknown``, which never counts as passed, and the gate says why.
 """
 
 from __future__ import annotations
@@ -29,6 +29,22 @@ class Metric:
     def as_dict(self) -> dict:
         return {"name": self.name, "what": self.what, "source": self.source, "how": self.how,
                 "per_entity": self.per_entity, "unit": self.unit}
+
+
+class Unknown:
+    """No value yet; ``reason`` says why, in words the project lead can act on."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unknown({self.reason!r})"
+
+
+NO_REHEARSAL = Unknown("no rehearsal yet: no migrate run has reached the load (`crmbridge migrate`); "
+                       "configuration errors and runs stopped before the load do not count")
 
 
 class Facts:
@@ -71,45 +87,59 @@ def _ratio(num: float, den: float) -> float | None:
 # ------------------------------------------------------------------------------------ metric functions
 
 
-def _definition_signed(f: Facts, _e) -> float | None:
+def _definition_signed(f: Facts, _e) -> float | Unknown:
     d = f.definition
-    if d is None or not d.owners:
-        return None
+    if d is None:
+        return Unknown(f"no {f.project.config.definitions_dir}/customer.yml in the project")
+    if not d.owners:
+        return Unknown("the customer definition lists no owner departments")
     return sum(o.signed_on is not None for o in d.owners) / len(d.owners)
 
 
-def _unprofiled(f: Facts, _e) -> float | None:
+NO_EXTRACT = Unknown("no extract has succeeded yet (`crmbridge extract` or `crmbridge migrate`)")
+
+
+def _unprofiled(f: Facts, _e) -> float | Unknown:
     got = f.latest("extract")
     if got is None:
-        return None
+        return NO_EXTRACT
     prof = f.run_file(got[0], "extract/profile.json")
     if prof is None:
-        return None
+        return Unknown(f"the newest extract (run {got[0]}) has no extract/profile.json")
     return float(sum(1 for e in f.project.entities if e not in prof.get("entities", {})))
 
 
-def _extract_rejected(f: Facts, e) -> float | None:
+def _extract_rejected(f: Facts, e) -> float | Unknown:
     got = f.latest("extract")
-    man = f.run_file(got[0], "extract/manifest.json") if got else None
+    if got is None:
+        return NO_EXTRACT
+    man = f.run_file(got[0], "extract/manifest.json")
     if man is None:
-        return None
+        return Unknown(f"the newest extract (run {got[0]}) has no extract/manifest.json")
     src = [s for s in man.get("sources", []) if e is None or s.get("entity") == e]
-    return _ratio(sum(int(s.get("rows_rejected", 0)) for s in src), sum(int(s.get("rows_read", 0)) for s in src))
+    value = _ratio(sum(int(s.get("rows_rejected", 0)) for s in src), sum(int(s.get("rows_read", 0)) for s in src))
+    return Unknown(f"the newest extract (run {got[0]}) read no rows" + (f" of entity '{e}'" if e else "")) \
+        if value is None else value
 
 
-def _blocking_rate(f: Facts, e) -> float | None:
+def _blocking_rate(f: Facts, e) -> float | Unknown:
     got = f.latest("validate")
     if got is None:
-        return None
+        return Unknown("no validation has succeeded yet (`crmbridge validate` or `crmbridge migrate`)")
     ents = [v for k, v in got[1].get("entities", {}).items() if e is None or k == e]
-    return _ratio(sum(int(v.get("rows_quarantined", 0)) for v in ents), sum(int(v.get("rows_in", 0)) for v in ents))
+    value = _ratio(sum(int(v.get("rows_quarantined", 0)) for v in ents), sum(int(v.get("rows_in", 0)) for v in ents))
+    return Unknown(f"the newest validation (run {got[0]}) had no rows" + (f" of entity '{e}'" if e else "")) \
+        if value is None else value
 
 
 def _map_check(key: str):
-    def fn(f: Facts, _e) -> float | None:
+    def fn(f: Facts, _e) -> float | Unknown:
         got = f.latest("map")
-        check = (got[1].get("check") if got else None) or (f.run_file(got[0], "map/check.json") if got else None)
-        return float(check[key]) if check and key in check else None
+        if got is None:
+            return Unknown("no map stage has succeeded yet (`crmbridge map` or `crmbridge migrate`)")
+        check = got[1].get("check") or f.run_file(got[0], "map/check.json")
+        return float(check[key]) if check and key in check else \
+            Unknown(f"the newest mapped run ({got[0]}) has no mapping check result")
 
     return fn
 
@@ -118,43 +148,66 @@ def _rehearsals(f: Facts, _e) -> float | None:
     return float(sum(1 for r in f.rehearsals if r.status == "succeeded"))
 
 
+def _failed(r: H.Rehearsal) -> Unknown:
+    return Unknown(f"the last rehearsal (run {r.run_id}) failed: `crmbridge runs show {r.run_id}` says why")
+
+
 def _last_rate(what: str):
-    def fn(f: Facts, e) -> float | None:
+    def fn(f: Facts, e) -> float | Unknown:
         r = f.last_rehearsal
-        return r.rate(what, e) if r else None
+        if r is None:
+            return NO_REHEARSAL
+        if r.status != "succeeded":
+            return _failed(r)
+        value = r.rate(what, e)
+        if value is None:
+            return Unknown(f"the last rehearsal (run {r.run_id}) " + (f"has no entity '{e}'" if e and e not in
+                                                                       r.entities else "extracted 0 rows"))
+        return value
 
     return fn
 
 
-def _last_mismatches(f: Facts, _e) -> float | None:
+def _last_mismatches(f: Facts, _e) -> float | Unknown:
     r = f.last_rehearsal
-    return float(r.reconcile_mismatches) if r and r.reconcile_mismatches is not None else None
+    if r is None:
+        return NO_REHEARSAL
+    if r.reconcile_mismatches is None:
+        return Unknown(f"the last rehearsal (run {r.run_id}) did not finish its reconcile stage")
+    return float(r.reconcile_mismatches)
 
 
-def _last_hours(f: Facts, _e) -> float | None:
+def _last_hours(f: Facts, _e) -> float | Unknown:
     r = f.last_rehearsal
-    return r.hours if r and r.status == "succeeded" else None
+    if r is None:
+        return NO_REHEARSAL
+    if r.status != "succeeded" or r.hours is None:
+        return _failed(r)
+    return r.hours
 
 
-def _window_share(f: Facts, e) -> float | None:
+def _window_share(f: Facts, e) -> float | Unknown:
     h = _last_hours(f, e)
-    return h / f.project.config.cutover_window_hours if h is not None else None
+    return h if isinstance(h, Unknown) else h / f.project.config.cutover_window_hours
 
 
-def _delta_hours(f: Facts, _e) -> float | None:
+def _delta_hours(f: Facts, _e) -> float | Unknown:
     deltas = [r for r in f.rehearsals if r.delta and r.status == "succeeded"]
-    return deltas[-1].hours if deltas else None
+    if not deltas:
+        return Unknown("no delta run yet: a rehearsal after a successful one, whose load found the records "
+                       "already in the org")
+    return deltas[-1].hours
 
 
 def _clean_nights(f: Facts, _e) -> float | None:
     return float(H.consecutive_clean_nights(f.sync_nights))
 
 
-def _open_conflicts(f: Facts, _e) -> float | None:
+def _open_conflicts(f: Facts, _e) -> float | Unknown:
     if not f.sync_nights:  # no sync has run: an empty queue says nothing yet
-        return None
+        return Unknown("no sync has run yet (`crmbridge sync`)")
     n = H.open_conflicts(f.engine)
-    return float(n) if n is not None else None
+    return float(n) if n is not None else Unknown("the sync part is not installed in this build")
 
 
 def _kpis_captured(f: Facts, _e) -> float | None:
@@ -183,11 +236,16 @@ _M = [
            _map_check("errors")),
     Metric("mapping_check_warnings", "warnings found by the mapping check", "as mapping_check_errors",
            "check.warnings", _map_check("warnings")),
-    Metric("rehearsals", "completed rehearsals (non-dry migrate runs that succeeded)", "runs table (kind migrate)",
-           "count of migrate runs with status succeeded and dry_run 0", _rehearsals),
-    Metric("rehearsal_quarantine_rate", "share of extracted rows quarantined in the last rehearsal",
-           "runs.summary of the newest finished migrate run", "quarantined / extracted (extract+validate+map)",
+    Metric("rehearsals", "completed rehearsals (non-dry migrate runs that reached the load and succeeded)",
+           "runs table (kind migrate)", "count of migrate runs with dry_run 0 and a load stage that succeeded, "
+           "rolled back afterwards or not", _rehearsals),
+    Metric("rehearsal_quarantine_rate", "share of extracted rows quarantined for data quality in the last "
+           "rehearsal", "runs.summary of the newest finished migrate run",
+           "quarantined / extracted (extract+validate+map; rows left out by mapping filters not included)",
            _last_rate("quarantined"), per_entity=True, unit="rate"),
+    Metric("rehearsal_filtered_rate", "share of extracted rows a mapping's filters left out on purpose in "
+           "the last rehearsal (apart from data-quality quarantine)", "runs.summary of the newest finished migrate run",
+           "filtered / extracted", _last_rate("filtered"), per_entity=True, unit="rate"),
     Metric("rehearsal_rejected_rate", "share of extracted rows Salesforce rejected in the last rehearsal",
            "runs.summary of the newest finished migrate run", "rejected / extracted", _last_rate("rejected"),
            per_entity=True, unit="rate"),
@@ -221,4 +279,14 @@ def suggest(name: str) -> str | None:
 
 def measure(facts: Facts, metric: str, entity: str | None = None) -> float | None:
     """The value of ``metric`` (optionally for one entity) or ``None`` when its source is missing."""
-    return CATALOGUE[metric].fn(facts, entity)
+    value = measure_why(facts, metric, entity)
+    return None if isinstance(value, Unknown) else value
+
+
+def measure_why(facts: Facts, metric: str, entity: str | None = None) -> float | Unknown:
+    """The value of ``metric``, or :class:`Unknown` saying why there is none."""
+    m = CATALOGUE[metric]
+    value = m.fn(facts, entity)
+    if value is None:
+        return Unknown(f"no data yet in {m.source}")
+    return value

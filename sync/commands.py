@@ -33,8 +33,11 @@ def sync(ctx: click.Context, direction: str, dry_run: bool, objects: tuple[str, 
     project = app().project()
     import sys
 
-    result = run_sync(project, direction=direction, dry_run=dry_run, objects=list(objects) or None,
-                      command="crmbridge " + " ".join(sys.argv[1:]))
+    from crmbridge.clikit import run_progress
+
+    with run_progress():
+        result = run_sync(project, direction=direction, dry_run=dry_run, objects=list(objects) or None,
+                          command="crmbridge " + " ".join(sys.argv[1:]))
     emit(result, _show_result)
     ctx.exit(result.exit_code)
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.secretref import redact
 from crmbridge.state import open_state, utcnow
@@ -165,11 +166,14 @@ def _run_objects(state, erp, sf, run_id, specs, cfg, direction, dry_run, lock):
               to_sf_ok=direction in ("both", "to-salesforce"), to_erp_ok=direction in ("both", "to-erp"), heartbeat=None if dry_run else lock.heartbeat)
     per: dict[str, dict] = {}
     failed: dict[str, str] = {}
+    progress.current().stage("sync", len(specs))
     for spec in specs:
         job = None
         try:
             job = ObjectSync(ctx, spec)
-            per[spec.name] = job.run().as_dict()
+            with progress.tracked(f"{spec.name} (objects)", 1) as task:
+                per[spec.name] = job.run().as_dict()
+                task.advance(1)
         except UsageError:
             raise
         except RunFailed as exc:

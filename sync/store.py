@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, and_, delete, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from crmbridge.locks import run_locks as sync_locks  # noqa: F401 - the lock table, shared with the migration commands
 from crmbridge.state import metadata, utcnow
 
 sync_records = Table(
@@ -63,18 +64,6 @@ sync_journal = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
 )
-
-sync_locks = Table(
-    "sync_locks",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("holder", String(64), nullable=False),
-    Column("host", String(255)),
-    Column("pid", Integer),
-    Column("acquired_at", DateTime(timezone=True)),
-    Column("heartbeat_at", DateTime(timezone=True)),
-)
-
 
 @dataclass
 class Record:

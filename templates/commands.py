@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
 import click
 
-from crmbridge.clikit import app, emit, json_option
+from crmbridge.clikit import app, emit, invocation, json_option
 
 TEMPLATE_DIR = Path(__file__).with_name("project")
 
@@ -35,6 +36,17 @@ def init_project(target: Path, *, force: bool = False) -> list[Path]:
     return written
 
 
+def expected_inputs(target: Path) -> list[tuple[str, str]]:
+    """(source name, file path or database URL) for every legacy source the project's crmbridge.yml reads."""
+    from crmbridge.config import load_project
+
+    out = []
+    for src in load_project(target).config.sources:
+        where = getattr(src, "path", None) or getattr(src, "url", None)
+        out.append((src.name, where if isinstance(where, str) else f"{src.type} source (see crmbridge.yml)"))
+    return out
+
+
 @click.command("init")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--demo", is_flag=True, help="Also write the sample legacy data and reference ERP database.")
@@ -57,14 +69,23 @@ def init(directory: Path | None, demo: bool, force: bool) -> None:
         from crmbridge.migrations.demo_data import write_demo_data
 
         extra = write_demo_data(target)
-    result = {"project": str(target), "files": [str(p.relative_to(target)) for p in written], "demo_data": extra}
+    result = {"project": str(target), "files": [str(p.relative_to(target)) for p in written], "demo_data": extra,
+              "inputs": expected_inputs(target)}
 
     def human(r):
         click.echo(f"created project in {r['project']} ({len(r['files'])} template files)")
         for f in r["files"]:
             click.echo(f"  {f}")
+        cmd, where = invocation(), shlex.quote(r["project"])
         if demo:
             click.echo("sample legacy data and reference ERP written under data/")
-        click.echo(f"next: cd {r['project']} && crmbridge migrate")
+            click.echo(f"next: cd {where} && {cmd} migrate")
+            return
+        click.echo("next: put your legacy exports where crmbridge.yml's `sources:` expects them "
+                   "(or edit `sources:` to point at yours):")
+        for name, where_from in r["inputs"]:
+            click.echo(f"  {name:<20} {where_from}")
+        click.echo(f"then: cd {where} && {cmd} migrate")
+        click.echo(f"to try it with sample data instead: {cmd} init {where} --demo --force")
 
     emit(result, human)

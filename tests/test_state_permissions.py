@@ -62,3 +62,11 @@ def test_explicit_sqlite_state_url_is_owner_only(tmp_path, loose_umask):
         c.exec_driver_sql("SELECT 1")
     dispose_all()
     assert _mode(db) == 0o600
+
+
+def test_private_dir_creates_missing_parents_owner_only(tmp_path, loose_umask):
+    from crmbridge.state import private_dir
+
+    leaf = private_dir(tmp_path / ".crmbridge" / "preview" / "20260101-000000-abcd")
+    for d in (tmp_path / ".crmbridge", tmp_path / ".crmbridge" / "preview", leaf):
+        assert _mode(d) == 0o700, d

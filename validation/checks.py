@@ -251,3 +251,57 @@ def as_dates(series: pd.Series) -> pd.Series:
 def as_numbers(series: pd.Series) -> pd.Series:
     """Normalised numbers as float; anything else becomes NaN."""
     return pd.to_numeric(series.astype(object), errors="coerce").astype("float64")
+
+
+# --------------------------------------------------------------------------- control characters
+
+# Keys: no control character at all (``C00\0\00009`` must not pass as a key of its own). Free text:
+# tab and line breaks are legitimate (multi-line addresses), the rest is damage from the export.
+_CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+CONTROL_IN_KEY = re.compile(f"[{_CONTROL}\t\n\r]")
+CONTROL_IN_TEXT = re.compile(f"[{_CONTROL}]")
+_RE2_TEXT = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{7f}-\x{9f}]"  # the same sets in RE2 syntax (code points)
+_RE2_KEY = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{7f}-\x{9f}\t\n\r]"
+
+
+def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str]) -> pd.Series:
+    """``True`` for rows whose data columns hold no control character (keys: not even tab/line breaks).
+
+    Vectorised with Arrow's RE2 matcher: every text column of every row is scanned, so a Python call
+    per value (even per distinct value) would cost seconds per million rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ok = np.ones(len(df), dtype=bool)
+    for col in df.columns:
+        s = df[col]
+        if str(col).startswith("_") or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        try:
+            arr = pa.array(s, type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed non-text values: check them as text
+            arr = pa.array([None if v is None or v != v else str(v) for v in s], type=pa.string())
+        rx = _RE2_KEY if col in key_fields else _RE2_TEXT
+        bad = pc.fill_null(pc.match_substring_regex(arr, rx), False)
+        ok &= ~bad.to_numpy(zero_copy_only=False)
+    return pd.Series(ok, index=df.index, dtype=object)
+
+
+def _escaped(value: str, limit: int = 60) -> str:
+    shown = value if len(value) <= limit else value[: limit - 1] + "…"
+    return "".join(f"\\x{ord(c):02x}" if CONTROL_IN_KEY.match(c) else c for c in shown)
+
+
+def control_chars_reason(row: dict, key_fields: tuple[str, ...] | list[str]) -> str:
+    """Which fields of ``row`` hold control characters, where, and what to do about it."""
+    parts = []
+    for col, v in row.items():
+        if str(col).startswith("_") or not isinstance(v, str):
+            continue
+        m = (CONTROL_IN_KEY if col in key_fields else CONTROL_IN_TEXT).search(v)
+        if m:
+            parts.append(f"{col} '{_escaped(v)}' holds control character U+{ord(m.group()):04X} "
+                         f"at position {m.start() + 1}")
+    what = "; ".join(parts) or "a value holds a control character"
+    return f"{what} (declare `strip_control` under normalise for the field to remove them)"

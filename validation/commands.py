@@ -11,8 +11,9 @@ from crmbridge.clikit import app, emit, json_option
 @click.option("--run", "run_id", help="Run to validate (default: the newest run whose extract succeeded).")
 @click.option("--definition", "definition", type=click.Path(dir_okay=False),
               help="Definition file (default: definitions/customer.yml in the project).")
+@click.option("--force", is_flag=True, help="Validate again a run whose load already started (overwrites its validate/).")
 @json_option
-def validate(run_id: str | None, definition: str | None) -> None:
+def validate(run_id: str | None, definition: str | None, force: bool) -> None:
     """Validate a run against the agreed customer definition.
 
     Normalises the extracted rows as the definition declares, runs its rules as great-expectations
@@ -38,7 +39,11 @@ def validate(run_id: str | None, definition: str | None) -> None:
         run = R.latest_run(engine, project.runs_dir, with_stage="extract")
         if run is None:
             raise UsageError("no run with a successful extract to validate", hint="run `crmbridge extract` first")
-    report = run_validate(project, run, definition_path=definition)
+    from crmbridge.clikit import run_progress
+
+    with run_progress() as rep:
+        rep.stage("validate")
+        report = run_validate(project, run, definition_path=definition, force=force)
 
     def human(rep) -> None:
         import json

@@ -38,13 +38,39 @@ def _shown(v: Any) -> str:
     return "'" + (s if len(s) <= _MAX_SHOWN else s[: _MAX_SHOWN - 1] + "…") + "'"
 
 
-def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
+def _reference_messages(rule: Rule, values: np.ndarray, ctx) -> list[str]:
+    """A child whose parent is not among the valid parents: either no such parent exists, or it
+    exists but validation quarantined it. The child is held back either way; the reason says which,
+    and for a quarantined parent why (its own reasons)."""
+    entity, key = rule.target
+    refused = ctx.quarantined.get((entity, key), {}) if ctx is not None else {}
+    out = []
+    for v in values:
+        base = f"{rule.rule_id}: " + rule.message.replace("{value}", _shown(v))
+        why = refused.get(str(v)) if v is not None else None
+        if why is not None:
+            why = why.replace(REASON_SEP, " | ")  # the parent's own reasons, kept apart from the child's
+            out.append(f"{base}: parent_quarantined: the {entity} row {key}={_shown(v)} was quarantined "
+                       f"[{why}]")
+        else:
+            out.append(f"{base}: parent_missing: no {entity} row has {key}={_shown(v)}")
+    return out
+
+
+def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None) -> list[str]:
     """``rule_id: message`` for each failing row position, with the row's own values filled in."""
     def values(col: str) -> np.ndarray:
         return frame[col].to_numpy(dtype=object)[positions] if col in frame.columns else \
             np.full(len(positions), None, dtype=object)
 
+    if rule.kind == "control_chars":  # names whichever column holds the character
+        from crmbridge.validation.checks import control_chars_reason
+
+        rows = frame.iloc[positions].to_dict("records")
+        return [f"{rule.rule_id}: {control_chars_reason(r, rule.key_fields)}" for r in rows]
     first = values(rule.fields[0]) if rule.fields else np.full(len(positions), None, dtype=object)
+    if rule.kind == "reference" and rule.target is not None:
+        return _reference_messages(rule, first, ctx)
     if rule.kind == "unique" and len(rule.fields) > 1:
         parts = [values(f) for f in rule.fields]
         shown = ["/".join("" if x is None else str(x) for x in row) for row in zip(*parts)]
@@ -57,8 +83,9 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str
     return out
 
 
-def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome]) -> Split:
-    """Split ``frame`` into valid and quarantined rows; rows in == valid + quarantined or RunFailed."""
+def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Split:
+    """Split ``frame`` into valid and quarantined rows; rows in == valid + quarantined or RunFailed.
+    ``ctx`` (the ``RuleContext``) lets reference reasons tell a missing parent from a quarantined one."""
     n = len(frame)
     ids = pd.Index(frame["_row_id"])
     if not ids.is_unique:
@@ -79,7 +106,7 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome]) -> Split:
             quarantined[pos] = True
         by_rule[o.rule.rule_id] = len(pos) if blocks else 0
         pos_parts.append(pos)
-        text_parts.append(np.array(messages(o.rule, frame, pos), dtype=object))
+        text_parts.append(np.array(messages(o.rule, frame, pos, ctx), dtype=object))
         block_parts.append(np.full(len(pos), 0 if blocks else 1))
     reasons = pd.Series(None, index=range(n), dtype=object)
     if pos_parts:

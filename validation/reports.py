@@ -31,13 +31,15 @@ def render(template: str, **ctx: Any) -> str:
 def write_quarantine(path: Path, quarantine: pd.DataFrame, key: list[str]) -> None:
     """Every quarantined row: its key first, then ``_reasons``, the data and the lineage columns.
 
-    UTF-8 with BOM so Excel on a Chinese Windows opens the Chinese text correctly.
+    UTF-8 with BOM so Excel on a Chinese Windows opens the Chinese text correctly; formula-like cells
+    neutralised (``crmbridge.csvout``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from crmbridge.csvout import write_frame
+
     first = [c for c in key if c in quarantine.columns] + ["_reasons"]
     lineage = [c for c in quarantine.columns if c.startswith("_") and c not in first]
     rest = [c for c in quarantine.columns if c not in first and c not in lineage]
-    quarantine[first + rest + lineage].to_csv(path, index=False, encoding="utf-8-sig")
+    write_frame(quarantine, path, first + rest + lineage)
 
 
 def quarantine_samples(quarantine: pd.DataFrame, key: list[str], n: int = SAMPLE_ROWS) -> list[dict[str, Any]]:

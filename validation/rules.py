@@ -25,9 +25,20 @@ _OPS = {"eq": "=", "ne": "≠", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 @dataclass
 class RuleContext:
-    """What a rule needs beyond its own frame: valid keys of the entities it references."""
+    """What a rule needs beyond its own frame: valid keys of the entities it references, and why the
+    referenced entities' quarantined rows were quarantined (so a child's reason can say so)."""
 
     valid_keys: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
+    quarantined: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def remember_quarantined(self, entity: str, key: str, quarantine: pd.DataFrame) -> None:
+        """Key value -> the first quarantined row's reasons, for the rows of ``entity`` validation refused."""
+        if key not in quarantine.columns or "_reasons" not in quarantine.columns:
+            self.quarantined[(entity, key)] = {}
+            return
+        q = quarantine[[key, "_reasons"]].dropna(subset=[key])
+        q = q.drop_duplicates(subset=[key])
+        self.quarantined[(entity, key)] = dict(zip(q[key].astype(str), q["_reasons"].astype(str)))
 
 
 Derive = Callable[[pd.DataFrame, RuleContext], dict[str, pd.Series]]
@@ -47,6 +58,8 @@ class Rule:
     fields: tuple[str, ...]
     message: str  # per-row reason; {value}, {left}, {right} are replaced by the row's values
     derive: Derive | None = None
+    key_fields: tuple[str, ...] = ()  # control_chars: fields where even tab and line breaks are refused
+    target: tuple[str, str] | None = None  # reference: (entity, key) it points to
 
     @property
     def level(self) -> str:
@@ -67,6 +80,7 @@ def compile_rules(entity: str, rules: EntityRules) -> list[Rule]:
     out += [_allowed(a) for a in rules.allowed_values]
     out += [_cross(entity, i, c) for i, c in enumerate(rules.cross_field)]
     out += [_reference(entity, i, r) for i, r in enumerate(rules.references)]
+    out.append(_control_chars(rules))
     seen: set[str] = set()
     for r in out:
         if r.rule_id in seen:
@@ -216,6 +230,25 @@ def _cross(entity: str, i: int, c: CrossField) -> Rule:
                 fields=fields, message=c.message or message, derive=derive)
 
 
+CONTROL_RULE_ID = "control_chars"
+
+
+def _control_chars(rules: EntityRules) -> Rule:
+    """Every data column of every row: no NUL or other control character (keys and reference fields:
+    not even tab or line breaks). Always blocking; ``strip_control`` under ``normalise`` removes them
+    before this rule runs where the definition says so. The per-row reason is built in
+    ``outcome.messages`` because it names whichever column holds the character."""
+    ident = rules.identity
+    keys = tuple(dict.fromkeys([*ident.key, *ident.alternate_keys, *ident.match_on,
+                                *(r.field for r in rules.references)]))
+    col = _derived_name(CONTROL_RULE_ID)
+    return Rule(rule_id=CONTROL_RULE_ID, kind="control_chars", severity="blocking", mostly=None,
+                description="no value holds a control character (NUL, ESC ...; keys not even tab or line breaks)",
+                expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
+                fields=(), derive=lambda df, ctx: {col: checks.control_chars_check(df, keys)},
+                message="a value holds a control character", key_fields=keys)
+
+
 def _reference(entity: str, i: int, r: Reference) -> Rule:
     col = _derived_name(r.id or f"ref.{r.field}")
 
@@ -229,5 +262,5 @@ def _reference(entity: str, i: int, r: Reference) -> Rule:
     return Rule(**_sev(r, f"ref.{r.field}"), kind="reference",
                 description=f"{r.field} points to a valid {r.entity} row ({r.key})",
                 expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
-                fields=(r.field,), derive=derive,
+                fields=(r.field,), derive=derive, target=(r.entity, r.key),
                 message=r.message or f"{r.field} {{value}} matches no valid {r.entity} row ({r.key})")

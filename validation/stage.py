@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crmbridge import progress
 from crmbridge.errors import RunFailed, UsageError
+from crmbridge.locks import locked
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
@@ -59,9 +61,11 @@ def default_definition_path(project) -> Path:
     return project.path(project.config.definitions_dir) / DEFAULT_DEFINITION
 
 
-def run_validate(project, run, *, definition_path: str | Path | None = None) -> ValidationReport:
+@locked("validate")
+def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
-    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``."""
+    (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
+    load started is not validated again unless ``force`` (its output is the load's evidence)."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
@@ -71,6 +75,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None) -> 
         path = project.path(path) if definition_path is None else Path.cwd() / path
     definition = load_definition(path)
     engine = open_state(project.state_url)
+    R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     tmp = run.dir / f".{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -102,11 +107,13 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> V
     gx_results: dict[str, Any] = {}
     samples: dict[str, list] = {}
     frames: dict[str, Any] = {}
-    for entity in definition.entity_order():
-        if entity not in present:
-            continue
-        summary, gx_result, sample, frame = _validate_entity(out, final, entity, read_entity(run.dir, entity),
-                                                             definition, ctx)
+    todo = [e for e in definition.entity_order() if e in present]
+    progress.current().expect(len(todo))
+    for entity in todo:
+        rows = read_entity(run.dir, entity)
+        with progress.tracked(f"{entity} (rows)", len(rows)) as task:
+            summary, gx_result, sample, frame = _validate_entity(out, final, entity, rows, definition, ctx)
+            task.advance(len(rows))
         entities[entity], samples[entity], frames[entity] = summary, sample, frame
         if gx_result is not None:
             gx_results[entity] = gx_result
@@ -156,8 +163,9 @@ def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
     if len(frame):
         erun = run_rules(entity, frame, rules, ctx)
         outcomes, gx_result = erun.outcomes, erun.gx_result
-    split = split_rows(frame, outcomes)
+    split = split_rows(frame, outcomes, ctx)
     for ref_entity_key in _keys_referenced(definition, entity):
+        ctx.remember_quarantined(entity, ref_entity_key, split.quarantine)
         ctx.valid_keys[(entity, ref_entity_key)] = split.valid[ref_entity_key] \
             if ref_entity_key in split.valid.columns else split.valid.iloc[:0, 0]
     key = rules_def.identity.key

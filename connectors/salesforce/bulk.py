@@ -11,15 +11,31 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import Callable
 
-from crmbridge.connectors.salesforce.query import wait_for_job
+from crmbridge.connectors.salesforce.polling import wait_for_job
 from crmbridge.connectors.salesforce.rest import TRANSPORT_ERRORS, chunk_failure
 from crmbridge.errors import RunFailed
 from crmbridge.connectors.salesforce.results import RowResult, failed, parse_bulk_error
-from crmbridge.connectors.salesforce.values import BULK_NULL, csv_header, csv_rows, read_csv, to_csv
+from crmbridge.connectors.salesforce.values import BULK_NULL, csv_header, csv_rows, csv_value, read_csv, to_csv
 
-# Bulk API 2.0 accepts up to 150 MB of base64-encoded data per job, i.e. about 100 MB of CSV
-# (simple-salesforce's MAX_INGEST_JOB_FILE_SIZE); stay a little under it.
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024 - 1024 * 1024
+# "A request can provide CSV data that does not in total exceed 150 MB of base64 encoded content"
+# (Bulk API 2.0 Developer Guide, Upload Job Data). Base64 turns every 3 bytes into 4, so the CSV
+# itself may hold up to 112.5 MB; keep 1 MB of headroom. simple-salesforce stops at 100 MB of CSV
+# (its MAX_INGEST_JOB_FILE_SIZE), which is why ``upload`` sends the bytes itself.
+MAX_ENCODED_BYTES = 150_000_000
+MAX_UPLOAD_BYTES = MAX_ENCODED_BYTES * 3 // 4 - 1024 * 1024
+
+
+def encoded_size(csv_bytes: int) -> int:
+    """The size of ``csv_bytes`` bytes of CSV once base64-encoded, the measure of the upload limit."""
+    return 4 * ((csv_bytes + 2) // 3)
+
+
+def row_bytes(record: dict) -> int:
+    """An upper bound of the UTF-8 bytes ``record`` takes as one CSV line (every cell quoted, quotes
+    doubled), for cutting a load into jobs as large as the upload limit allows."""
+    cells = [csv_value(v) for v in record.values()]
+    text = "".join(cells)
+    return len(text.encode("utf-8")) + text.count('"') + 3 * len(cells) + 1
 
 
 class Payload:
@@ -35,16 +51,22 @@ class Payload:
             self.key_cols = [external_id_field or "Id"]
         else:
             self.key_cols = list(self.header)
+        pos = {c: i for i, c in enumerate(self.header)}
+        self._key_pos = [pos.get(c) for c in self.key_cols]
+        self._data: bytes | None = None
 
     def csv(self) -> str:
         return to_csv(self.header, self.rows)
 
-    def input_key(self, i: int) -> tuple:
-        row = dict(zip(self.header, self.rows[i]))
-        return tuple(row.get(c, "") for c in self.key_cols)
+    def data(self) -> bytes:
+        """The CSV as the UTF-8 bytes that go up (built once)."""
+        if self._data is None:
+            self._data = self.csv().encode("utf-8")
+        return self._data
 
-    def result_key(self, row: dict) -> tuple:
-        return tuple(row.get(c, "") for c in self.key_cols)
+    def input_key(self, i: int) -> tuple:
+        row = self.rows[i]
+        return tuple("" if p is None else row[p] for p in self._key_pos)
 
 
 def _norm(key: tuple) -> tuple:
@@ -53,60 +75,93 @@ def _norm(key: tuple) -> tuple:
 
 
 class Matcher:
+    """Each input row's result, found by the key Salesforce echoes (exact first, then normalised)."""
+
     def __init__(self, payload: Payload, keys: list[str]):
         self.payload = payload
         self.keys = keys
         self.results: list[RowResult | None] = [None] * len(keys)
         self.exact: dict[tuple, deque] = defaultdict(deque)
-        self.loose: dict[tuple, deque] = defaultdict(deque)
         for i in range(len(keys)):
-            k = payload.input_key(i)
-            self.exact[k].append(i)
-            self.loose[_norm(k)].append(i)
+            self.exact[payload.input_key(i)].append(i)
+        self._loose: dict[tuple, deque] | None = None
 
-    def _take(self, row: dict) -> int | None:
-        k = self.payload.result_key(row)
-        for table, key in ((self.exact, k), (self.loose, _norm(k))):
-            q = table.get(key)
-            while q:
-                i = q.popleft()
-                if self.results[i] is None:
-                    return i
+    @property
+    def loose(self) -> dict[tuple, deque]:
+        # built on the first miss only: Salesforce echoes most values exactly as sent
+        if self._loose is None:
+            self._loose = defaultdict(deque)
+            for i in range(len(self.keys)):
+                self._loose[_norm(self.payload.input_key(i))].append(i)
+        return self._loose
+
+    def _take(self, key: tuple) -> int | None:
+        q = self.exact.get(key)
+        while q:
+            i = q.popleft()
+            if self.results[i] is None:
+                return i
+        q = self.loose.get(_norm(key))
+        while q:
+            i = q.popleft()
+            if self.results[i] is None:
+                return i
         return None
 
-    def add_success(self, row: dict) -> None:
-        i = self._take(row)
+    def add_success(self, key: tuple, sf_id: str | None, created: str | None) -> None:
+        i = self._take(key)
         if i is not None:
-            created = str(row.get("sf__Created", "")).strip().lower()
-            self.results[i] = RowResult(key=self.keys[i], success=True, id=row.get("sf__Id") or None,
+            created = (created or "").strip().lower()
+            self.results[i] = RowResult(key=self.keys[i], success=True, id=sf_id or None,
                                         created=True if created == "true" else False if created == "false" else None,
                                         error_code=None, message=None, fields=())
 
-    def add_failure(self, row: dict) -> None:
-        i = self._take(row)
+    def add_failure(self, key: tuple, sf_id: str | None, error: str | None) -> None:
+        i = self._take(key)
         if i is not None:
-            code, msg, fields = parse_bulk_error(row.get("sf__Error", ""))
+            code, msg, fields = parse_bulk_error(error or "")
             # A failed insert/upsert created nothing: an sf__Id there is not a record to remember.
-            rid = row.get("sf__Id") if self.payload.operation in ("update", "delete", "hardDelete") else None
+            rid = sf_id if self.payload.operation in ("update", "delete", "hardDelete") else None
             self.results[i] = failed(self.keys[i], code, msg, fields, id=rid)
 
     def finish(self, code: str, message: str) -> list[RowResult]:
         return [r if r is not None else failed(self.keys[i], code, message) for i, r in enumerate(self.results)]
 
 
-def _rows(text: str) -> list[dict]:
+def _each(text: str, key_cols: list[str], *extra: str):
+    """(key tuple, extra cells...) for each row of a results CSV, by column position."""
     header, rows = read_csv(text)
-    return [dict(zip(header, r)) for r in rows]
+    pos = {c: i for i, c in enumerate(header)}
+    kp = [pos.get(c) for c in key_cols]
+    xp = [pos.get(c) for c in extra]
+    width = len(header)
+    for r in rows:
+        if len(r) < width:
+            r = r + [""] * (width - len(r))
+        yield (tuple("" if p is None else r[p] for p in kp), *("" if p is None else r[p] for p in xp))
 
 
-def fetch_results(api, sobject: str, job_id: str, matcher: Matcher) -> None:
+def fetch_results(api, sobject: str, job_id: str, matcher: Matcher, job: dict | None = None) -> None:
+    """Match the job's successful and failed rows. ``job``: its final info; a result file the job's
+    counts say is empty is not fetched (one API call saved per clean job)."""
     client = lambda: api.bulk_client(sobject)  # noqa: E731 - re-read after a re-login
-    ok = api.call(lambda: client().get_ingest_results(job_id, "successfulResults"), "bulk successful results")
-    for row in _rows(ok):
-        matcher.add_success(row)
-    bad = api.call(lambda: client().get_ingest_results(job_id, "failedResults"), "bulk failed results")
-    for row in _rows(bad):
-        matcher.add_failure(row)
+    processed, bad_n = _count(job, "numberRecordsProcessed"), _count(job, "numberRecordsFailed")
+    trust = job is not None and job.get("state") == "JobComplete" and processed is not None and bad_n is not None
+    if not trust or processed - bad_n > 0:
+        ok = api.call(lambda: client().get_ingest_results(job_id, "successfulResults"), "bulk successful results")
+        for key, sf_id, created in _each(ok, matcher.payload.key_cols, "sf__Id", "sf__Created"):
+            matcher.add_success(key, sf_id, created)
+    if not trust or bad_n > 0:
+        bad = api.call(lambda: client().get_ingest_results(job_id, "failedResults"), "bulk failed results")
+        for key, sf_id, error in _each(bad, matcher.payload.key_cols, "sf__Id", "sf__Error"):
+            matcher.add_failure(key, sf_id, error)
+
+
+def _count(job: dict | None, name: str) -> int | None:
+    try:
+        return int(job[name]) if job is not None and job.get(name) is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def create_job(api, operation: str, sobject: str, external_id_field: str | None) -> str:
@@ -118,17 +173,36 @@ def create_job(api, operation: str, sobject: str, external_id_field: str | None)
     return job["id"]
 
 
-def upload_and_close(api, sobject: str, job_id: str, data: str) -> None:
-    api.call(lambda: api.bulk_client(sobject).upload_job_data(job_id, data), f"bulk upload {job_id}")
-    api.call(lambda: api.bulk_client(sobject).close_job(job_id), f"bulk close {job_id}")
+def upload(api, sobject: str, job_id: str, data: bytes | str) -> None:
+    """``PUT`` the job's CSV, through simple-salesforce's request helper but without its 100 MB cap
+    (and without encoding the text twice, as its ``upload_job_data`` does)."""
+    from simple_salesforce.util import call_salesforce
+
+    body = data.encode("utf-8") if isinstance(data, str) else data
+    if encoded_size(len(body)) > MAX_ENCODED_BYTES:
+        raise ValueError(f"{len(body)} bytes of CSV exceed the Bulk API 2.0 upload limit")
+
+    def put():
+        client = api.bulk_client(sobject)
+        url = client._construct_request_url(job_id, False) + "/batches"
+        headers = client._get_headers(client.CSV_CONTENT_TYPE, client.JSON_CONTENT_TYPE)
+        return call_salesforce(url=url, method="PUT", session=client.session, headers=headers, data=body)
+
+    api.call(put, f"bulk upload {job_id}")
 
 
-def _finish_upload(api, sobject: str, job_id: str, data: str) -> None:
+def upload_and_close(api, sobject: str, job_id: str, data: bytes | str) -> dict:
+    """Upload the CSV and close the job; returns the job info Salesforce answers the close with."""
+    upload(api, sobject, job_id, data)
+    return dict(api.call(lambda: api.bulk_client(sobject).close_job(job_id), f"bulk close {job_id}") or {})
+
+
+def _finish_upload(api, sobject: str, job_id: str, data: bytes) -> None:
     """Upload and close an Open job that a killed process may already have uploaded to."""
     from simple_salesforce.exceptions import SalesforceMalformedRequest
 
     try:
-        api.call(lambda: api.bulk_client(sobject).upload_job_data(job_id, data), f"bulk upload {job_id}")
+        upload(api, sobject, job_id, data)
     except SalesforceMalformedRequest as exc:
         # Bulk 2.0 takes one upload per job (BULK_API_ERROR "multiple uploads"): the data is
         # already there, the process died before closing the job.
@@ -138,22 +212,30 @@ def _finish_upload(api, sobject: str, job_id: str, data: str) -> None:
 
 
 def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, keys: list[str], *,
-            timeout: float, upload_if_open: bool = True) -> list[RowResult]:
-    """Drive job ``job_id`` to its end (upload/close if still Open) and match its results to the rows."""
+            timeout: float, upload_if_open: bool = True, submitted: bool = False) -> list[RowResult]:
+    """Drive job ``job_id`` to its end (upload/close if still Open) and match its results to the rows.
+
+    ``submitted``: this process just uploaded and closed the job (no need to look at it first).
+    """
     from simple_salesforce.exceptions import SalesforceResourceNotFound
 
     client = lambda: api.bulk_client(sobject)  # noqa: E731
     matcher = Matcher(payload, keys)
-    try:
-        job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
-    except SalesforceResourceNotFound:
-        return matcher.finish("JOB_NOT_FOUND", f"Bulk job {job_id} does not exist in this org; submit the rows again")
-    if job.get("state") == "Open" and upload_if_open:
-        _finish_upload(api, sobject, job_id, payload.csv())
-    job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout)
+    look_first = not submitted
+    if not submitted:
+        try:
+            job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
+        except SalesforceResourceNotFound:
+            return matcher.finish("JOB_NOT_FOUND",
+                                  f"Bulk job {job_id} does not exist in this org; submit the rows again")
+        if job.get("state") == "Open" and upload_if_open:
+            _finish_upload(api, sobject, job_id, payload.data())
+            look_first = False
+    job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout,
+                       rows=len(keys), pace=getattr(api, "pace", None), kind="ingest", look_first=look_first)
     state = job.get("state")
     try:
-        fetch_results(api, sobject, job_id, matcher)
+        fetch_results(api, sobject, job_id, matcher, job)
     except Exception:  # noqa: BLE001 - an aborted job may have no results; rows fall to JOB_FAILED
         if state == "JobComplete":
             raise
@@ -170,10 +252,11 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
     from crmbridge.errors import UsageError
 
     payload = Payload(operation, records, external_id_field)
-    data = payload.csv()
-    if len(data.encode("utf-8")) > MAX_UPLOAD_BYTES:
-        raise UsageError(f"{len(records)} {sobject} rows make more than 100 MB of CSV, over the Bulk API 2.0 "
-                         "upload limit", hint="pass fewer rows per call (lower chunk_rows in crmbridge.yml)")
+    data = payload.data()
+    if encoded_size(len(data)) > MAX_ENCODED_BYTES:
+        raise UsageError(f"{len(records)} {sobject} rows make {len(data) / 1e6:.1f} MB of CSV, "
+                         f"{encoded_size(len(data)) / 1e6:.1f} MB base64-encoded: over the Bulk API 2.0 upload "
+                         "limit of 150 MB", hint="pass fewer rows per call")
     try:
         job_id = create_job(api, operation, sobject, external_id_field)
     except TRANSPORT_ERRORS as exc:
@@ -192,9 +275,28 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
             pass
         return [failed(k, code, f"{msg} (Bulk job {job_id} aborted)") for k in keys]
     try:
-        return run_job(api, job_id, operation, sobject, payload, keys, timeout=timeout, upload_if_open=False)
+        return run_job(api, job_id, operation, sobject, payload, keys, timeout=timeout, upload_if_open=False,
+                       submitted=True)
     except TRANSPORT_ERRORS as exc:
         # The data is with Salesforce and may be applied: resending would duplicate inserts.
         code, msg = chunk_failure(exc)
         raise RunFailed(f"Bulk job {job_id} ({operation} {sobject}): results could not be fetched: {code}: {msg}",
-                        hint=f"resume the job later (resume_job('{job_id}', ...)); do not resend its rows") from None
+                        hint="run the same command again later: the load picks the job up from its journal "
+                             "and does not resend its rows") from None
+
+
+def settle_job(api, sobject: str, job_id: str, *, timeout: float) -> str:
+    """Bring a job a killed process left behind to a final state without sending anything: an Open
+    job (data perhaps uploaded, never closed) is aborted, a closed one is waited for. Returns the state
+    (``NotFound`` for a job the org does not know)."""
+    from simple_salesforce.exceptions import SalesforceResourceNotFound
+
+    client = lambda: api.bulk_client(sobject)  # noqa: E731
+    try:
+        job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
+    except SalesforceResourceNotFound:
+        return "NotFound"
+    if job.get("state") == "Open":
+        api.call(lambda: client().abort_job(job_id, False), f"bulk abort {job_id}")
+    job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout)
+    return str(job.get("state"))

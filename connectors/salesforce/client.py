@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
 from crmbridge.connectors.salesforce import auth, bulk, query as q, rest
 from crmbridge.connectors.salesforce.describe import DescribeCache
+from crmbridge.connectors.salesforce.polling import Pace
 from crmbridge.connectors.salesforce.results import RowResult, choose_api, failed
 from crmbridge.connectors.salesforce.retry import GaveUp, RetryPolicy, SessionLost
 from crmbridge.errors import RunFailed, UsageError
@@ -16,6 +19,10 @@ from crmbridge.secretref import redact
 log = logging.getLogger("crmbridge.salesforce")
 OPERATIONS = ("insert", "update", "upsert", "delete")
 LOCK_ERROR = "UNABLE_TO_LOCK_ROW"
+# Rows per page of Bulk 2.0 query results. Salesforce sets no ceiling on maxRecords (only a timeout
+# risk on very large pages), and every page is an API call: 200,000 rows of a few hundred bytes is a
+# page of tens of MB, read once, so reconciling 100k records costs one results call.
+BULK_PAGE_ROWS = 200_000
 
 
 class SalesforceConnector:
@@ -25,12 +32,17 @@ class SalesforceConnector:
     """
 
     def __init__(self, login: auth.Login, *, api_version: str, timeout: float, max_retries: int,
-                 session=None):
+                 session=None, bulk_jobs_in_flight: int = 1):
         self.api_version = api_version
         self.api_calls = 0
+        self._count_lock = threading.Lock()
+        self._login_lock = threading.Lock()
         self.timeout = timeout
         self.job_timeout = max(600.0, timeout * 10)
-        self.bulk_page_size = 50_000
+        self.bulk_page_size = BULK_PAGE_ROWS
+        self.bulk_jobs_in_flight = max(1, int(bulk_jobs_in_flight))
+        self.pace = Pace()
+        self.clock_skew: float | None = None  # the org's clock minus ours, seconds (from the Date header)
         self.retry = RetryPolicy(max_retries=max_retries)
         self._login = login
         self.description = login.describe
@@ -45,23 +57,38 @@ class SalesforceConnector:
         self._describe = DescribeCache(self.call, lambda: self.sf)
 
     def _count(self, response, *args, **kwargs):
-        self.api_calls += 1
+        with self._count_lock:
+            self.api_calls += 1
+        if self.clock_skew is None:
+            self._note_clock(response)
         # Bulk CSV comes as "text/csv" without a charset; requests would then decode it as
         # ISO-8859-1 (RFC 2616) and turn 公司 into mojibake. Salesforce's CSV is always UTF-8.
         ctype = response.headers.get("Content-Type", "")
         if "csv" in ctype and "charset" not in ctype.lower():
             response.encoding = "utf-8"
 
+    def _note_clock(self, response) -> None:
+        # Salesforce stamps LastModifiedDate with its own clock; reconcile scopes its read-back by that
+        # stamp, so it needs to know how far our clock is from the org's (HTTP Date: 1 s resolution).
+        import time
+
+        try:
+            server = parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return
+        self.clock_skew = server - time.time()
+
     # ----------------------------------------------------------------- plumbing
     def _relogin(self) -> bool:
         if not self._login.can_relogin:
             return False
-        try:
-            self.sf._refresh_session()
-        except Exception as exc:  # noqa: BLE001 - a failed re-login means the session is lost
-            log.warning("salesforce re-login failed: %s", redact(type(exc).__name__))
-            return False
-        auth.finish_login(self.sf)
+        with self._login_lock:  # several Bulk jobs in flight may find the session expired at once
+            try:
+                self.sf._refresh_session()
+            except Exception as exc:  # noqa: BLE001 - a failed re-login means the session is lost
+                log.warning("salesforce re-login failed: %s", redact(type(exc).__name__))
+                return False
+            auth.finish_login(self.sf)
         return True
 
     def call(self, fn: Callable[[], object], what: str, *, idempotent: bool = True):
@@ -103,10 +130,14 @@ class SalesforceConnector:
         """Stream records (without ``attributes``) page by page; memory stays at one page."""
         yield from q.rest_query(self._call_or_fail, lambda: self.sf, soql, include_deleted)
 
-    def query_bulk(self, soql: str) -> Iterator[dict]:
-        """Stream a Bulk 2.0 query job's rows as dicts of strings (CSV pages by Sforce-Locator)."""
+    def query_bulk(self, soql: str, *, expect_rows: int | None = None) -> Iterator[dict]:
+        """Stream a Bulk 2.0 query job's rows as dicts of strings (CSV pages by Sforce-Locator).
+
+        ``expect_rows``: about how many rows to expect, which paces the job's status polls.
+        """
         yield from q.bulk_query(self._call_or_fail, lambda: self.bulk_client("Account"), soql,
-                                page_size=self.bulk_page_size, timeout=self.job_timeout)
+                                page_size=self.bulk_page_size, timeout=self.job_timeout,
+                                expect_rows=expect_rows, pace=self.pace)
 
     def count(self, soql: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() ...`` query."""
@@ -158,6 +189,10 @@ class SalesforceConnector:
         results = bulk.run_job(self, job_id, operation, sobject, payload, keys, timeout=self.job_timeout)
         self._retry_locked(operation, sobject, records, results, external_id_field)
         return results
+
+    def settle_job(self, job_id: str, sobject: str) -> str:
+        """Abort a Bulk job left Open, or wait for a closed one to finish; its final state (no data sent)."""
+        return bulk.settle_job(self, sobject, job_id, timeout=self.job_timeout)
 
     def _rest(self, operation, sobject, records, keys, external_id_field):
         return rest.rest_dml(self, operation, sobject, records, keys, external_id_field=external_id_field,
@@ -220,7 +255,8 @@ def connect_settings(target, settings, *, base_dir: Path, session=None) -> Sales
     login = auth.login_for(target, api_version=settings.api_version, base_dir=Path(base_dir),
                            timeout=settings.timeout_seconds)
     return SalesforceConnector(login, api_version=settings.api_version, timeout=settings.timeout_seconds,
-                               max_retries=settings.max_retries, session=session)
+                               max_retries=settings.max_retries, session=session,
+                               bulk_jobs_in_flight=getattr(settings, "bulk_jobs_in_flight", 1))
 
 
 def connect(project) -> SalesforceConnector:

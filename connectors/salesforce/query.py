@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import time
-from typing import Callable, Iterator
+from typing import Iterator
 
+from crmbridge.connectors.salesforce.polling import Pace, wait_for_job  # noqa: F401 (wait_for_job re-exported)
 from crmbridge.errors import RunFailed
 
 
@@ -40,29 +40,18 @@ def rest_count(call, sf_getter, soql: str) -> int:
     return int(call(lambda: sf_getter().query(soql), "count").get("totalSize", 0))
 
 
-def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float,
-                 terminal=("JobComplete", "Failed", "Aborted")) -> dict:
-    """Poll a bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        job = call(get_job, what)
-        if job.get("state") in terminal:
-            return job
-        if time.monotonic() > deadline:
-            raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
-                            hint="resume it later with the job id from the run journal")
-        time.sleep(delay)
-        delay = min(2.0, delay * 1.6)   # quick for small jobs, gentle on the API for long ones
+def bulk_query(call, bulk_client_getter, soql: str, *, page_size: int, timeout: float,
+               expect_rows: int | None = None, pace: Pace | None = None) -> Iterator[dict]:
+    """Run a Bulk 2.0 query job and yield each CSV row as a dict of strings, page by page.
 
-
-def bulk_query(call, bulk_client_getter, soql: str, *, page_size: int, timeout: float) -> Iterator[dict]:
-    """Run a Bulk 2.0 query job and yield each CSV row as a dict of strings, page by page."""
+    ``expect_rows``: about how many rows the query returns (paces the status polls).
+    """
     from simple_salesforce.bulk2 import Operation
 
     job = call(lambda: bulk_client_getter().create_job(Operation.query, soql), "bulk query create")
     job_id = job["id"]
-    job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout)
+    job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout,
+                       rows=expect_rows, pace=pace, kind="query")
     if job.get("state") != "JobComplete":
         raise RunFailed(f"Bulk query job {job_id} {job.get('state')}: {job.get('errorMessage') or ''}".strip())
     locator = ""

@@ -82,3 +82,26 @@ def from_rest_item(key: str, item: dict) -> RowResult:
                 fields.append(f)
     return failed(key, first.get("statusCode") or first.get("errorCode") or "UNKNOWN_EXCEPTION",
                   message, fields, id=item.get("id"))
+
+
+# Codes that say nothing about the record itself: the org was busy, locked, unreachable, or the call's
+# outcome is unknown. A row that ends with one of these was not refused by Salesforce: it stays
+# pending and is sent again by the next run, instead of being recorded as rejected.
+#   REQUEST_LIMIT_EXCEEDED / SERVER_UNAVAILABLE / UNKNOWN_EXCEPTION: org limits and server faults
+#   UNABLE_TO_LOCK_ROW: another transaction held the record or its parent
+#   INVALID_SESSION_ID: the session expired and could not be renewed
+#   TIMEOUT / CONNECTION_ERROR / OUTCOME_UNKNOWN: transport faults (crmbridge's own labels)
+#   UNPROCESSED / JOB_FAILED / JOB_NOT_FOUND: a Bulk job ended before reaching the row
+TRANSIENT_CODES = frozenset({
+    "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "UNABLE_TO_LOCK_ROW",
+    "INVALID_SESSION_ID", "TIMEOUT", "CONNECTION_ERROR", "OUTCOME_UNKNOWN", "UNPROCESSED", "JOB_FAILED",
+    "JOB_NOT_FOUND",
+})
+
+
+def is_transient(code: str | None) -> bool:
+    """Whether a row's error code is a passing fault (retry later) rather than Salesforce refusing the record.
+
+    Only record-level codes (field, validation, duplicate, reference ...) make a row rejected."""
+    c = (code or "").strip().upper()
+    return c in TRANSIENT_CODES or (c.startswith("HTTP_") and c[5:6] == "5")

@@ -121,3 +121,8 @@ def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
     except StopIteration:
         return [], []
     return header, [row for row in reader if row]
+
+
+def soql_in(values) -> str:
+    """A SOQL ``IN (...)`` list of string literals (backslashes and quotes escaped)."""
+    return ",".join("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)

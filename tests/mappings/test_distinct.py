@@ -27,7 +27,8 @@ from crmbridge.validation.definition import load_definition, split_step
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "project"
 
-AWKWARD = [None, float("nan"), "", "   ", "\u3000", "N/A", "无", "-", "Ｃ０００１２３ ", " c000123", "<b>Evil</b> Corp",
+AWKWARD = [None, float("nan"), "", "   ", "C000\x00123", "上海\r\n浦东\x1b",
+           "\u3000", "N/A", "无", "-", "Ｃ０００１２３ ", " c000123", "<b>Evil</b> Corp",
            "&amp; Co", "２００１２０", "200120", "中国", "china", "CN", "US", "美国", "潜在", "Active", "PROSPECT",
            "2023-01-05", "2023/1/5", "2023年1月5日", "二〇二三年一月五日", "2023年1月5号", "44931", "0203-01-05",
            "¥1,234,500.00", "(1,234)", "12.5万", "１２３４５００", "1.5", "1e3", "-7", "12%", "abc",
@@ -38,7 +39,8 @@ AWKWARD = [None, float("nan"), "", "   ", "\u3000", "N/A", "无", "-", "Ｃ０�
 
 EXTRA_CONFIGS: list[tuple[str, dict]] = [
     ("trim", {}), ("trim", {"collapse": True}), ("case", {"to": "upper"}), ("case", {"to": "lower"}),
-    ("case", {"to": "title"}), ("nfkc", {}), ("strip_html", {}), ("replace", {"pattern": r"[\s-]", "replacement": ""}),
+    ("case", {"to": "title"}), ("nfkc", {}), ("strip_html", {}),
+    ("strip_control", {}), ("strip_control", {"keep_line_breaks": True}), ("replace", {"pattern": r"[\s-]", "replacement": ""}),
     ("null_if", {"values": ["N/A", "-", "无"]}), ("value_map", {"map": {"中国": "CN", "china": "CN"}, "on_missing": "keep"}),
     ("value_map", {"map": {"潜在": "Prospect"}, "on_missing": "error"}), ("value_map", {"map": {"CN": 1}, "default": 0}),
     ("truncate", {"length": 5}), ("truncate", {"length": 8, "ellipsis": "..."}), ("split", {"sep": ";", "index": 1}),

@@ -178,8 +178,8 @@ def test_rejects_are_counted_and_written(project):
     s = result.sources[0]
     assert (s.rows_read, s.rows_kept, s.rows_rejected) == (4, 2, 2)
     assert s.reject_reasons == {"too_few_fields": 1, "too_many_fields": 1}
-    lines = (Path(result.extract_dir) / s.reject_file).read_text("utf-8").splitlines()
-    assert lines[0] == "_line,_reason,_raw" and lines[1].startswith("3,too_few_fields (2 instead of 4),")
+    lines = (Path(result.extract_dir) / s.reject_file).read_text("utf-8-sig").splitlines()
+    assert lines[0] == '"_line","_reason","_raw"' and lines[1].startswith('"3","too_few_fields (2 instead of 4)",')
 
 
 def test_profile_flags_suspicious_values(project):
@@ -236,7 +236,7 @@ def test_messy_legacy_export_every_record_accounted_for(project):
     df = read_entity(Path(result.run_dir), "customers")
     import csv as _csv
 
-    with open(Path(result.extract_dir) / s["reject_file"], encoding="utf-8", newline="") as f:
+    with open(Path(result.extract_dir) / s["reject_file"], encoding="utf-8-sig", newline="") as f:
         rejected = [int(r["_line"]) for r in _csv.DictReader(f)]
     assert sorted(df["_line"].tolist() + rejected) == [2, 4, 8, 9, 10, 11, 12, 13]
     row = df[df["_line"] == 4].iloc[0]

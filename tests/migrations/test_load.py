@@ -35,8 +35,8 @@ def test_load_records_every_source_row_in_the_ledger(project, sf, mapped_run, he
     merged = led[led["external_id"] == "C000003"]
     assert sorted(merged["row_id"]) == ["finance_customers:5", "sales_customers:5"]
     assert merged["sf_id"].nunique() == 1 and merged["sf_id"].iloc[0].startswith("001")
-    # the contact of the rejected account is rejected by Salesforce (parent external ID not found)
-    assert con.failed == 1 and list(con.error_codes) == ["INVALID_FIELD"]
+    # the contact of the rejected account is held back (issue 12.3): Salesforce would only answer INVALID_FIELD
+    assert con.failed == 1 and list(con.error_codes) == ["parent_rejected"]  # held back, not sent
     assert sorted(helpers.org_keys(sf, "Account")) == sorted(f"C{i:06d}" for i in range(30) if i != 4)
     m = L.map_for(_engine(project), "Account")
     assert len(m) == 29 and m["C000003"][0] == merged["sf_id"].iloc[0] and "C000004" not in m
@@ -98,7 +98,7 @@ def test_dry_run_writes_nothing_and_reports_actions(project, sf, mapped_run, hel
     assert sf.count("SELECT COUNT() FROM Account WHERE Legacy_Id__c != null") == 10
     with _engine(project).connect() as c:
         assert c.execute(select(func.count()).select_from(L.ledger).where(L.ledger.c.run_id == run2.run_id)).scalar() == 0
-    with open(step.success_file, encoding="utf-8") as f:
+    with open(step.success_file, encoding="utf-8-sig") as f:
         actions = [r["ACTION"] for r in csv.DictReader(f)]
     assert sorted(actions).count("create") == 2
 

@@ -36,7 +36,7 @@ def test_demo_summary_balances_per_entity(demo_project):
     assert out["balanced"] is True and out["reconcile_ok"] is True
     assert set(out["entities"]) == {"customers", "contacts", "contracts"}
     for name, e in out["entities"].items():
-        assert e["extracted"] == e["quarantined"] + e["loaded"] + e["rejected"], name
+        assert e["extracted"] == e["quarantined"] + e["filtered"] + e["loaded"] + e["rejected"], name
     cust = out["entities"]["customers"]
     assert cust["extracted"] == sum(out["sources"][s] for s in ("sales_customers", "finance_customers",
                                                                 "service_customers"))
@@ -61,8 +61,12 @@ def test_every_source_row_has_one_ledger_row(demo_project):
         rows = led[led["step"] == by_step[entity]]
         assert len(rows) == e["extracted"], entity
         q = rows[rows["action"] == "quarantined"]
-        assert len(q) == e["quarantined"] and (q["message"] != "").all()
-        assert q["error_code"].value_counts().to_dict() == {k: v for k, v in e["quarantined_by_stage"].items() if v}
+        assert (q["message"] != "").all()
+        # rows a mapping filter leaves out on purpose are counted apart from data-quality quarantine
+        dq = q[q["error_code"] != "filtered"]
+        assert len(dq) == e["quarantined"] and len(q) - len(dq) == e["filtered"]
+        assert dq["error_code"].value_counts().to_dict() == {k: v for k, v in e["quarantined_by_stage"].items() if v}
+        assert q[q["error_code"] == "filtered"]["message"].str.startswith("filtered: ").all()
         assert (rows["action"] == "failed").sum() == e["rejected"]
 
 

