@@ -103,6 +103,8 @@ def stage_child(root: str, stage: str) -> None:
 
         _context()  # GX's one-off start-up (seconds) is timed separately below
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru0.ru_utime + ru0.ru_stime  # CPU seconds: what a loaded, shared machine does not inflate
     if stage == "extract":
         from crmbridge.migrations.extract import run_extract
 
@@ -119,7 +121,8 @@ def stage_child(root: str, stage: str) -> None:
             out = {"rows_in": c["rows_in"], "rows_out": c["rows_valid"], "quarantined": c["rows_quarantined"]}
         else:
             out = _map(project, run)
-    out.update(seconds=time.perf_counter() - t0, peak_mib=_peak_mib())
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out.update(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), cpu_s=round(ru.ru_utime + ru.ru_stime - cpu0, 1))
     print(json.dumps(out))
 
 
@@ -199,18 +202,21 @@ def main() -> None:
         write_project(root, a.rows)
         print(f"generated {a.rows:,} rows ({(root / 'data' / 'customers.csv').stat().st_size / 1e6:.0f} MB GB18030) "
               f"in {time.perf_counter() - t:.0f}s", flush=True)
-        total = 0.0
+        total = cpu = 0.0
         results = {}
         for stage in ("extract", "validate", "map"):
             r = run_stage(root, stage)
             results[stage] = r
             total += r["seconds"]
+            cpu += r.get("cpu_s", 0.0)
             print(f"{stage:9} {r['rows_in']:>10,} rows in {r['seconds']:7.1f}s  {r['rows_in'] / r['seconds']:>9,.0f} rows/s  "
-                  f"peak RSS {r['peak_mib']:7.0f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('seconds', 'peak_mib', 'rows_in')})}",
+                  f"peak RSS {r['peak_mib']:7.0f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('seconds', 'peak_mib', 'rows_in')})}"
+                  + (f"  CPU {r['cpu_s']:.1f}s = {r['rows_in'] / max(r['cpu_s'], 0.01):,.0f} rows per CPU-second" if "cpu_s" in r else ""),
                   flush=True)
         rows = results["extract"]["rows_in"]
         print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "
-              f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB")
+              f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB; CPU {cpu:.1f}s = "
+              f"{rows / max(cpu, 0.01):,.0f} rows per CPU-second (what one idle core would give)")
         print(f"great-expectations start-up (not in the validate time): {gx_startup():.1f}s")
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:

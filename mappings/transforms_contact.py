@@ -252,6 +252,11 @@ def fast_trunk_e164(series: pd.Series, region: str, city: pd.Series | None = Non
                                                                      "", regex=True)
     out = none.copy()
     national = cleaned.str.extract(r"^0([1-9][0-9]{5,11})$", expand=False)
+    # Already E.164 (what validation writes): only numbers parse() takes as they stand, i.e. none
+    # that its national-prefix-for-parsing pattern would strip (carrier codes such as 17951).
+    e164 = cleaned.str.extract(rf"^\{cc}([1-9][0-9]{{4,13}})$", expand=False)
+    e164 = e164.where(~e164.str.match(md.national_prefix_for_parsing or "(?!)").fillna(True).astype(bool))
+    national = national.where(national.notna(), e164)
     has = national.notna()
     if has.any():
         ok = _valid_national(national[has], md)
