@@ -64,6 +64,7 @@ def nul_project(tmp_path):
 
 
 def _validate_and_map(proj):
+    from crmbridge.mappings.resolve import run_resolve
     from crmbridge.mappings.stage import run_map
     from crmbridge.migrations import runs as R
     from crmbridge.migrations.extract import run_extract
@@ -73,6 +74,7 @@ def _validate_and_map(proj):
     res = run_extract(proj)
     run = R.open_run(open_state(proj.state_url), proj.runs_dir, res.run_id)
     report = run_validate(proj, run)
+    run_resolve(proj, run)  # one golden record per company, as migrate does between validate and map
     run_map(proj, run)
     accounts = pd.read_parquet(run.dir / "map" / "Account.parquet")
     return run, report, accounts
