@@ -134,3 +134,16 @@ def fresh_sf(fresh_sandbox):
 def uid():
     """A short unique token for external ids, so tests sharing the session sandbox never collide."""
     return secrets.token_hex(4).upper()
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Path of Debian's chromium for the browser checks (skipped outside CI when absent; CI installs it)."""
+    import shutil
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if IN_CI:
+            pytest.fail("chromium is not installed (CI installs Debian's chromium in .ci/run)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return exe

@@ -169,21 +169,14 @@ def test_match_report_json_and_resolve_json(export):
     assert res["balanced"] and res["entities"]["customers"]["companies"] == 6
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return exe
-
-
 @pytest.mark.browser
-def test_match_report_is_inert_for_hostile_names_in_chromium(export, tmp_path):
+def test_match_report_is_inert_for_hostile_names_in_chromium(chromium, export, tmp_path):
     root, out = export
     page = root / "runs" / out["run_id"] / "resolve" / "report.html"
     html = page.read_text("utf-8")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "http://" not in html and "https://" not in html  # offline: no external resource
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000",
            "--dump-dom", page.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -31,15 +31,6 @@ sources:
 """
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CRMBRIDGE_CI") == "1":
-            pytest.fail("chromium is not installed (CI installs Debian's chromium in .ci/run)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return exe
-
-
 def dump_dom(exe: str, page: Path, profile: Path) -> str:
     """The page's DOM after its scripts (if any) ran, as Chromium serialises it."""
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -75,8 +66,8 @@ PAGES = ["report.html", "disagreement.html", "data_docs/index.html", "data_docs/
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_hostile_values_render_as_text(hostile_run, page, tmp_path):
-    exe = _chromium()
+def test_hostile_values_render_as_text(chromium, hostile_run, page, tmp_path):
+    exe = chromium
     vdir, _ = hostile_run
     dom = dump_dom(exe, vdir / page, tmp_path / "profile")
     assert "PWNED" not in dom.split("</title>")[0], "a script from the data ran and changed the title"
@@ -86,8 +77,8 @@ def test_hostile_values_render_as_text(hostile_run, page, tmp_path):
     assert "<iframe" not in dom and "<svg" not in dom
 
 
-def test_markup_is_visible_text(hostile_run, tmp_path):
-    exe = _chromium()
+def test_markup_is_visible_text(chromium, hostile_run, tmp_path):
+    exe = chromium
     vdir, _ = hostile_run
     dom = dump_dom(exe, vdir / "report.html", tmp_path / "profile")
     # Serialised text nodes escape "<": the names are there, as text.
@@ -99,7 +90,7 @@ def test_markup_is_visible_text(hostile_run, tmp_path):
     assert "C000001" in dis
 
 
-def test_unescaped_gx_page_would_have_run_the_script(hostile_run, tmp_path):
+def test_unescaped_gx_page_would_have_run_the_script(chromium, hostile_run, tmp_path):
     """The control: GX's own rendering of the same data executes the planted markup, so the checks
     above are able to fail, and ``check_page`` refuses such a page."""
     from crmbridge.migrations.extract import read_entity
@@ -109,7 +100,7 @@ def test_unescaped_gx_page_would_have_run_the_script(hostile_run, tmp_path):
     from crmbridge.validation.normalise import normalise
     from crmbridge.validation.rules import RuleContext, compile_rules, referenced_columns
 
-    exe = _chromium()
+    exe = chromium
     vdir, _ = hostile_run
     rules_def = load_definition(vdir.parents[2] / "definitions" / "customer.yml").entities["customers"]
     rules = compile_rules("customers", rules_def)

@@ -16,15 +16,6 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CRMBRIDGE_CI") == "1":
-            pytest.fail("chromium is not installed (CI installs Debian's chromium in .ci/run)")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return exe
-
-
 class RecordingProxy:
     """An HTTP proxy on loopback that answers nothing and records every request Chromium sends it."""
 
@@ -113,8 +104,8 @@ def test_no_file_names_an_external_url(data_docs):
     assert "Content-Security-Policy" in (data_docs / "customers.html").read_text("utf-8")
 
 
-def test_chromium_sends_no_request_and_the_page_is_styled(data_docs, tmp_path):
-    exe = _chromium()
+def test_chromium_sends_no_request_and_the_page_is_styled(chromium, data_docs, tmp_path):
+    exe = chromium
     proxy = RecordingProxy()
     try:
         # The control first: a page with one CDN script and one stylesheet reaches the proxy, so
