@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path

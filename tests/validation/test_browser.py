@@ -3,7 +3,6 @@ markup shows as text. Covers our own reports and the (escaped) great-expectation
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path

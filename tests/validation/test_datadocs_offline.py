@@ -3,9 +3,7 @@ checked in headless Chromium behind a recording proxy that must see no request a
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
