@@ -348,7 +348,7 @@ def _excel_events(wb, rows, conv, width: int, read: SourceRead, path: Path, head
                 read.skipped_blank += 1
                 continue
             if len(cells) > width and any(c is not None for c in cells[width:]):
-                yield number, None, (f"too_many_fields (a value right of the last header column)",
+                yield number, None, ("too_many_fields (a value right of the last header column)",
                                      json.dumps(cells, ensure_ascii=False))
                 continue
             cells = cells[:width] + [None] * (width - len(cells))

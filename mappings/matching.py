@@ -114,8 +114,6 @@ def _series(a, index) -> pd.Series:
 
 def name_core(values: pd.Series) -> pd.Series:
     """Company names reduced to what identifies them (see module docstring); empty -> missing."""
-    import pyarrow.compute as pc
-
     return _series(_distinct(_core)(_arrow(values)), values.index)
 
 

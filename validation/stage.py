@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crmbridge import progress
-from crmbridge.errors import RunFailed, UsageError
+from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
 
 STAGE = "validate"
