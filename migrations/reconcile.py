@@ -20,7 +20,7 @@ from crmbridge import progress
 from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical
-from crmbridge.migrations.load import read_plan, read_step_frame
+from crmbridge.migrations.mapped import read_plan, read_step_frame
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")

@@ -19,7 +19,8 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations import runs as R
-from crmbridge.migrations.load import IN_CHUNK, crash_point, read_plan
+from crmbridge.migrations.load import IN_CHUNK, crash_point
+from crmbridge.migrations.mapped import read_plan
 from crmbridge.state import open_state, runs as runs_table
 
 log = logging.getLogger("crmbridge.rollback")
