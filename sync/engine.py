@@ -95,9 +95,9 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
     cfg = load_config(project)
     specs = [cfg.object(n) for n in objects] if objects else cfg.objects
     scopes = resolve_scopes(project, specs)  # configuration errors stop here, before a run exists
-    state = open_state(project.state_url)
-    from crmbridge.sync.store import ensure_indexes
+    from crmbridge.sync.store import ensure_indexes  # declares the sync tables before open_state creates them
 
+    state = open_state(project.state_url)
     ensure_indexes(state)
     erp = erp_connector(project, cfg)
     run = create_run(state, project.runs_dir, "sync", command=command, dry_run=dry_run)
