@@ -70,6 +70,12 @@ def test_the_emitted_dag_runs_every_object_in_order(tmp_path, fresh_sandbox, kit
     wrapper.chmod(0o755)
     dags = tmp_path / "dags"
     write_schedule(project, "airflow", out_dir=dags, executable=str(wrapper))
+    # the emitted retry delay (10 minutes) would make a failing task hold the test for 20 minutes before
+    # it reports; the test shortens it so a failure shows at once (the retries themselves stay)
+    dag_file = next(dags.glob("*.py"))
+    text = dag_file.read_text("utf-8")
+    assert "timedelta(minutes=10)" in text
+    dag_file.write_text(text.replace("timedelta(minutes=10)", "timedelta(seconds=2)"), "utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AIRFLOW"))}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__DAGS_FOLDER=str(dags),
                AIRFLOW__CORE__LOAD_EXAMPLES="False")
@@ -80,7 +86,7 @@ def test_the_emitted_dag_runs_every_object_in_order(tmp_path, fresh_sandbox, kit
                             text=True, timeout=600)
     assert "crmbridge_sync_dag.py" not in errors.stdout, errors.stdout
     run = subprocess.run([airflow, "dags", "test", "crmbridge_nightly_sync", "2026-12-01"], env=env,
-                         capture_output=True, text=True, timeout=1800)
+                         capture_output=True, text=True, timeout=900)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-4000:]
     # one sync run per object, one after the other in sync.yml's order, each under crmbridge's run lock
