@@ -203,7 +203,8 @@ def _open_source(project, src, encoding: str | None, watermark: str | None):
     from crmbridge.connectors import files, sql
 
     if src.type == "csv":
-        return files.read_csv(src, project.path(src.path), src.path, encoding=encoding)
+        return files.read_csv(src, project.path(src.path), src.path, encoding=encoding,
+                              batch_rows=project.config.chunk_rows)
     if src.type == "excel":
         return files.read_excel(src, project.path(src.path), src.path)
     return sql.read_sql(src, project.db_url(src.url, f"sources.{src.name}.url"),
@@ -226,31 +227,11 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     rel_rejects = f"rejects/{src.name}.csv"
     writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects)
     rows_read = 0
-    chunk = project.config.chunk_rows
-    lines: list[int] = []
-    rows: list[list] = []
-    depts: list[str] | None = [] if rules is not None else None
     try:
-        for line, cells, bad in read.events:  # the hot loop: kept lean on purpose
-            rows_read += 1
-            if bad is None:
-                if rules is not None:
-                    dept, why = rules.check(cells)
-                    if why is not None:
-                        writer.reject(line, why, source_rows.raw_cells(cells))
-                        continue
-                    depts.append(dept)
-                lines.append(line)
-                rows.append(cells)
-                if len(rows) >= chunk:
-                    writer.write(lines, rows, depts)
-                    lines, rows = [], []
-                    depts = [] if rules is not None else None
-                    if on_progress:
-                        on_progress(src.name, rows_read)
-            else:
-                writer.reject(line, *bad)
-        writer.write(lines, rows, depts)
+        if read.batches is not None:
+            rows_read = _write_batches(read.batches, rules, writer, src.name, on_progress)
+        else:
+            rows_read = _write_events(read.events, rules, writer, src.name, project.config.chunk_rows, on_progress)
         writer.close()
     except BaseException:
         writer.abort()
@@ -284,6 +265,68 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     return counts, entry
 
 
+def _write_events(events, rules, writer: "SourceWriter", name: str, chunk: int, on_progress) -> int:
+    """Per-record events (Excel, SQL) into the writer, ``chunk`` kept rows at a time; returns rows read."""
+    from crmbridge.migrations import source_rows
+
+    rows_read = 0
+    lines: list[int] = []
+    rows: list[list] = []
+    depts: list[str] | None = [] if rules is not None else None
+    for line, cells, bad in events:  # the hot loop: kept lean on purpose
+        rows_read += 1
+        if bad is None:
+            if rules is not None:
+                dept, why = rules.check(cells)
+                if why is not None:
+                    writer.reject(line, why, source_rows.raw_cells(cells))
+                    continue
+                depts.append(dept)
+            lines.append(line)
+            rows.append(cells)
+            if len(rows) >= chunk:
+                writer.write(lines, rows, depts)
+                lines, rows = [], []
+                depts = [] if rules is not None else None
+                if on_progress:
+                    on_progress(name, rows_read)
+        else:
+            writer.reject(line, *bad)
+    writer.write(lines, rows, depts)
+    return rows_read
+
+
+def _write_batches(batches, rules, writer: "SourceWriter", name: str, on_progress) -> int:
+    """Arrow batches (CSV) into the writer, the row rules applied column-wise; returns rows read.
+
+    Rejects (the reader's and the rules') are written in line order, as the per-record path does."""
+    import pyarrow as pa
+
+    from crmbridge.migrations import source_rows
+
+    rows_read = 0
+    for batch in batches:
+        rows_read += batch.rows + len(batch.rejects)
+        rejects = batch.rejects
+        cols, lines, depts = batch.columns, batch.lines, None
+        if rules is not None and batch.rows:
+            keep, depts, refused = rules.check_columns(cols)
+            if refused:
+                at = pa.array([i for i, _ in refused], pa.int64())
+                cells = [c.take(at).to_pylist() for c in cols]
+                refused_lines = lines.take(at).to_pylist()
+                rejects = sorted(rejects + [(refused_lines[j], why, source_rows.raw_cells([c[j] for c in cells]))
+                                            for j, (_, why) in enumerate(refused)], key=lambda r: r[0])
+                mask = pa.array(keep)
+                cols, lines = [c.filter(mask) for c in cols], lines.filter(mask)
+        for line, reason, raw in rejects:
+            writer.reject(line, reason, raw)
+        writer.write_arrow(lines, cols, depts)
+        if on_progress:
+            on_progress(name, rows_read)
+    return rows_read
+
+
 class SourceWriter:
     """Writes one source's kept rows to Parquet chunk by chunk and its rejects to a CSV file."""
 
@@ -315,40 +358,51 @@ class SourceWriter:
         self.reasons[short] = self.reasons.get(short, 0) + 1
         self.rows_rejected += 1
 
-    def _source_keys(self, rows: list[list], row_ids):
+    def _source_keys(self, cols: list, row_ids):
         pa = self.pa
         if not self.key_idx:
             return row_ids
         if len(self.key_idx) == 1:
-            k = self.key_idx[0]
-            return _empty_to_null(pa.array([r[k] for r in rows], pa.string()))
-        out = []
-        for r in rows:
-            parts = [r[k] for k in self.key_idx]
-            out.append("|".join(p or "" for p in parts) if any(parts) else None)
-        return pa.array(out, pa.string())
+            return cols[self.key_idx[0]]
+        import pyarrow.compute as pc
+
+        parts = [cols[k] for k in self.key_idx]
+        joined = pc.binary_join_element_wise(*parts, "|", null_handling="replace", null_replacement="")
+        none = parts[0].is_null()
+        for p in parts[1:]:
+            none = pc.and_(none, p.is_null())
+        return pc.if_else(none, pa.scalar(None, pa.string()), joined)
 
     def write(self, lines: list[int], rows: list[list], depts: list[str] | None = None) -> None:
         """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group;
         ``depts`` is each row's department (None: the source's department for all)."""
-        pa, n = self.pa, len(rows)
+        pa = self.pa
+        if not rows:
+            return
+        self.write_arrow(pa.array(lines, pa.int64()), [pa.array(c, pa.string()) for c in zip(*rows)],
+                         None if depts is None else pa.array(depts, pa.string()))
+
+    def write_arrow(self, lines, columns: list, depts=None) -> None:
+        """Write kept rows given as Arrow string columns (``""`` or null for empty) and their int64
+        ``lines`` as a Parquet row group; ``depts`` as in ``write``."""
+        import pyarrow.compute as pc
+
+        pa, n = self.pa, len(lines)
         if not n:
             return
         if depts is None:
-            dept_arr = pa.array([self.department] * n, pa.string())
+            dept_arr = pa.repeat(pa.scalar(self.department, pa.string()), n)
             self.departments[self.department] = self.departments.get(self.department, 0) + n
         else:
-            dept_arr = pa.array(depts, pa.string())
-            for d in depts:
-                self.departments[d] = self.departments.get(d, 0) + 1
-        import pyarrow.compute as pc
-
+            dept_arr = depts
+            vc = pc.value_counts(depts)
+            for d, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
+                self.departments[d] = self.departments.get(d, 0) + c
         # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
-        cols = [_empty_to_null(pa.array(c, pa.string())) for c in zip(*rows)]
-        line_arr = pa.array(lines, pa.int64())
-        row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(line_arr, pa.string()), "")
-        cols += [row_ids, pa.array([self.name] * n, pa.string()), dept_arr, line_arr,
-                 self._source_keys(rows, row_ids)]
+        cols = [_empty_to_null(c) for c in columns]
+        row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(lines, pa.string()), "")
+        keys = self._source_keys(cols, row_ids)
+        cols += [row_ids, pa.repeat(pa.scalar(self.name, pa.string()), n), dept_arr, lines, keys]
         self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
         self.rows_kept += n
 

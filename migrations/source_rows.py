@@ -64,13 +64,38 @@ class RowRules:
                               hint="name a column of the file or table (its legacy header or its renamed name)")
         return idx
 
-    def check(self, cells: list) -> tuple[str | None, str | None]:
+    def check_columns(self, columns: list) -> tuple[Any, Any, list[tuple[int, str]]]:
+        """``check`` over a batch of Arrow string columns, one call per distinct value of a column.
+
+        Returns ``(keep, departments, refused)``: a numpy mask of the rows kept, their departments
+        as an Arrow array (None: the source's department for all) and ``(row index, reason)`` of the
+        refused rows in row order.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        n = len(columns[0]) if columns else 0
+        keep = np.ones(n, bool)
+        why = np.full(n, None, object)
         for idx, test, reason in self.tests:
-            if not test(_text(cells[idx])):
-                return None, reason
-        if self.dept_idx is None:
-            return self.default, None
-        value = _text(cells[self.dept_idx])
+            ok = _per_distinct(columns[idx], lambda v, test=test: bool(test(_text(v))), bool)
+            failed = keep & ~ok
+            why[failed] = reason
+            keep &= ok
+        depts = None
+        if self.dept_idx is not None:
+            col = columns[self.dept_idx]
+            dept = _per_distinct(col, lambda v: self._department(v)[0], object)
+            reason = _per_distinct(col, lambda v: self._department(v)[1], object)
+            refused = keep & _per_distinct(col, lambda v: self._department(v)[1] is not None, bool)
+            why[refused] = reason[refused]
+            keep &= ~refused
+            depts = pa.array(dept[keep].tolist(), pa.string())
+        refused = [(i, why[i]) for i in np.flatnonzero(~keep).tolist()]
+        return keep, depts, refused
+
+    def _department(self, raw: Any) -> tuple[str | None, str | None]:
+        value = _text(raw)
         if value is None:
             if self.fallback is None:
                 return None, f"department_missing (column {self.dept_column} is empty)"
@@ -82,12 +107,34 @@ class RowRules:
             return None, f"unknown_department ('{value}' is not in department_map)"
         return dept, None
 
+    def check(self, cells: list) -> tuple[str | None, str | None]:
+        for idx, test, reason in self.tests:
+            if not test(_text(cells[idx])):
+                return None, reason
+        if self.dept_idx is None:
+            return self.default, None
+        return self._department(cells[self.dept_idx])
+
 
 def for_source(project, src, columns: list[str]) -> RowRules | None:
     """The source's row rules, or None when it has neither a department column nor filters."""
     if not src.department_column and not src.filters:
         return None
     return RowRules(project, src, columns)
+
+
+def _per_distinct(column, fn, dtype):
+    """``fn`` of every value of an Arrow column, computed once per distinct value (nulls as None)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    enc = pc.dictionary_encode(column)
+    values = enc.dictionary.to_pylist()
+    results = np.empty(len(values) + 1, dtype)
+    for i, v in enumerate(values + [None]):
+        results[i] = fn(v)
+    codes = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+    return results[codes]
 
 
 def raw_cells(cells: list) -> str:
