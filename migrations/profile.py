@@ -27,6 +27,8 @@ PATTERNS = {
     "control_chars": r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]",
     "replacement_char": r"\x{FFFD}",
 }
+# One pass finds the few values any pattern matches; each pattern then runs on those only.
+ANY_PATTERN = "|".join(f"(?:{p})" for p in PATTERNS.values())
 
 
 def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> dict:
@@ -75,81 +77,113 @@ def profile_entity(files: list[Path], sources: list[str], batch_rows: int = 50_0
 class _ColStats:
     """Streaming statistics of one string column; memory is bounded whatever the row count.
 
-    Distinct values are counted exactly up to ``EXACT_DISTINCT`` and estimated with HyperLogLog
-    (about 1% error) above; top values are exact until ``TOP_TRACKED`` different values have been
-    seen, then the rarest are pruned (the result says ``approximate``).
+    Everything is computed with pyarrow compute and numpy on each batch's distinct values (from
+    ``value_counts``), weighted by how often each occurs: lengths, patterns and counts need nothing
+    per row. Distinct values are counted exactly (an Arrow set) up to ``EXACT_DISTINCT`` and estimated
+    with HyperLogLog (about 1% error) above; top values are exact until ``TOP_TRACKED`` different
+    values have been seen, then the rarest are pruned (the result says ``approximate``). Ties in the
+    top list go to the value seen first, as a Python dict in insertion order would give them.
     """
 
     def __init__(self, nulls: int = 0):
         import numpy as np
+        import pyarrow as pa
 
         self.nulls = nulls
         self.min_len: int | None = None
         self.max_len: int | None = None
         self.patterns = {k: 0 for k in PATTERNS}
-        self.exact = np.empty(0, dtype=np.uint64)
-        self._pending: list = []
-        self._pending_n = 0
-        self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
-        self.counts: dict[str, int] = {}
+        self.uniq = pa.array([], pa.string())  # None once above EXACT_DISTINCT
+        self.hll = None
+        self.top_values = pa.array([], pa.string())
+        self.top_counts = np.empty(0, np.int64)
+        self.top_order = np.empty(0, np.int64)  # insertion order, for ties
+        self.next_order = 0
         self.approx_top = False
 
     def add(self, arr) -> None:
+        import pyarrow as pa
         import pyarrow.compute as pc
 
+        if arr.type != pa.string():
+            arr = arr.cast(pa.string())
         self.nulls += arr.null_count
-        valid = pc.drop_null(arr)
-        if not len(valid):
+        if arr.null_count == len(arr):
             return
-        mm = pc.min_max(pc.utf8_length(valid))
+        vc = pc.value_counts(arr)
+        values, counts = vc.field("values"), vc.field("counts")
+        if values.null_count:  # value_counts counts nulls as a value: drop it
+            keep = values.is_valid()
+            values, counts = values.filter(keep), counts.filter(keep)
+        mm = pc.min_max(pc.utf8_length(values))
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = hi if self.max_len is None else max(self.max_len, hi)
-        for key, pattern in PATTERNS.items():
-            self.patterns[key] += int(pc.sum(pc.match_substring_regex(valid, pattern)).as_py() or 0)
-        vc = pc.value_counts(valid)
-        values = vc.field("values").to_pylist()
-        self._count(values, vc.field("counts").to_numpy())
+        hit = pc.match_substring_regex(values, ANY_PATTERN)
+        if pc.any(hit).as_py():
+            odd, odd_counts = values.filter(hit), counts.filter(hit)
+            for key, pattern in PATTERNS.items():
+                self.patterns[key] += int(pc.sum(odd_counts.filter(pc.match_substring_regex(odd, pattern))).as_py() or 0)
+        counts_np = counts.to_numpy()
+        self._count(values, counts_np)
         self._distinct(values)
 
-    def _count(self, values: list, counts) -> None:
-        d = self.counts
-        if self.approx_top:  # values seen once in a batch cannot climb into the top any more
-            for i in (counts > 1).nonzero()[0].tolist():
-                d[values[i]] = d.get(values[i], 0) + int(counts[i])
-        else:
-            for v, c in zip(values, counts.tolist()):
-                d[v] = d.get(v, 0) + c
-        if len(d) > TOP_TRACKED:
-            import heapq
+    def _count(self, values, counts) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-            self.counts = dict(heapq.nlargest(TOP_TRACKED // 10, d.items(), key=lambda kv: kv[1]))
+        if self.approx_top:  # values seen once in a batch cannot climb into the top any more
+            more = counts > 1
+            values, counts = values.filter(pa.array(more)), counts[more]
+        if len(self.top_values):
+            at = pc.index_in(values, value_set=self.top_values).fill_null(-1).to_numpy()
+            found = at >= 0
+            self.top_counts[at[found]] += counts[found]
+            fresh = ~found
+            values, counts = values.filter(pa.array(fresh)), counts[fresh]
+        n = len(values)
+        if n:
+            self.top_values = pa.concat_arrays([self.top_values, values])
+            self.top_counts = np.concatenate([self.top_counts, counts])
+            self.top_order = np.concatenate([self.top_order, np.arange(self.next_order, self.next_order + n)])
+            self.next_order += n
+        if len(self.top_values) > TOP_TRACKED:
+            keep = self._ranked()[:TOP_TRACKED // 10]
+            self.top_values = self.top_values.take(pa.array(keep))
+            self.top_counts = self.top_counts[keep]
+            self.top_order = np.arange(len(keep))
+            self.next_order = len(keep)
             self.approx_top = True
 
-    def _distinct(self, values: list) -> None:
+    def _ranked(self):
         import numpy as np
 
-        # Python's str hash (SipHash) is stable within a process, which is all counting needs.
+        return np.lexsort((self.top_order, -self.top_counts))  # most frequent first, ties: first seen
+
+    def _distinct(self, values) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.uniq is not None:
+            self.uniq = pc.unique(pa.concat_arrays([self.uniq, values]))
+            if len(self.uniq) <= EXACT_DISTINCT:
+                return
+            values, self.uniq = self.uniq, None
+        self._hll_add(values.to_pylist())
+
+    def _hll_add(self, values: list) -> None:
+        import numpy as np
+
+        # Python's str hash (SipHash) is stable within a process, which is all counting needs; it was
+        # measured 5x faster than a polynomial hash over the Arrow buffers in numpy.
         h = np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
-        if self.exact is not None:
-            self._pending.append(h)
-            self._pending_n += len(h)
-            if self._pending_n > EXACT_DISTINCT:
-                self._settle()
+        if self.hll is None:
+            self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
         idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
         w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
         rank = (64 - np.floor(np.log2(w.astype(np.float64)))).astype(np.uint8)
         np.maximum.at(self.hll, idx, rank)
-
-    def _settle(self) -> None:
-        import numpy as np
-
-        if self.exact is None:
-            return
-        self.exact = np.unique(np.concatenate([self.exact, *self._pending]))
-        self._pending, self._pending_n = [], 0
-        if len(self.exact) > EXACT_DISTINCT:
-            self.exact = None
 
     def _estimate(self) -> int:
         import numpy as np
@@ -162,11 +196,11 @@ class _ColStats:
         return int(round(est))
 
     def result(self, rows: int) -> dict:
-        self._settle()
-        top = sorted(self.counts.items(), key=lambda kv: -kv[1])[:TOP]
+        order = self._ranked()[:TOP]
+        top = zip(self.top_values.take(order).to_pylist(), self.top_counts[order].tolist())
         return {"nulls": self.nulls, "null_pct": round(100.0 * self.nulls / rows, 2) if rows else 0.0,
-                "distinct": len(self.exact) if self.exact is not None else self._estimate(),
-                "distinct_approximate": self.exact is None,
+                "distinct": len(self.uniq) if self.uniq is not None else self._estimate(),
+                "distinct_approximate": self.uniq is None,
                 "top": [[_short(v), c] for v, c in top], "top_approximate": self.approx_top,
                 "min_length": self.min_len, "max_length": self.max_len, "suspicious": dict(self.patterns)}
 
