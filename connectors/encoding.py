@@ -102,17 +102,19 @@ def _looks_simplified(path: Path) -> bool:
     with open(path, "rb") as f:
         sample = f.read(SAMPLE)
     text = sample.decode("gb18030", errors="ignore")
-    wide = [ch for ch in text if ord(ch) > 0x7F]
+    from collections import Counter
+
+    wide = Counter(ch for ch in text if ord(ch) > 0x7F)
     if not wide:
         return True
     common = 0
-    for ch in wide:
+    for ch, n in wide.items():  # each different character once
         try:
             ch.encode("gb2312")
-            common += 1
+            common += n
         except UnicodeEncodeError:
             pass
-    return common >= 0.9 * len(wide)
+    return common >= 0.9 * sum(wide.values())
 
 
 def _chardet(path: Path) -> str | None:

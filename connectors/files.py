@@ -524,54 +524,58 @@ class _ArrowCsv:
 
     def scan(self, data: bytes) -> tuple[int, int | None, bool]:
         """``(cut, bad_line, more)``: records in ``data[:cut]`` can take the Arrow path; ``bad_line``
-        (1-based within ``data``) is the first line the csv module must read, if any; ``more`` says the
-        text after ``cut`` is an incomplete record."""
+        (1-based from ``cut``) is the first line the csv module must read, if any; ``more`` says the
+        text after ``cut`` is an incomplete record. Keeps what ``parse`` needs of the scan."""
         import numpy as np
 
         b = np.frombuffer(data, np.uint8)
         D, Q = self.D, self.Q
         nl = np.flatnonzero(b == 10)
+        self._scanned = None
         if not len(nl):
             return 0, None, True
         last = int(nl[-1])
-        isq = b == Q
-        par = np.cumsum(isq, dtype=np.uint8) & 1  # odd: inside quotes (the sum wraps, its parity not)
-        q = np.flatnonzero(isq[:last])
+        q = np.flatnonzero(b == Q)
+        # Quote parity: a byte is inside quotes when an odd number of quotes precede it. The k-th
+        # quote (from 0) opens a field when k is even and closes one (or starts a "" pair) when odd.
+        nl_inside = (np.searchsorted(q, nl) & 1).astype(bool) if len(q) else np.zeros(len(nl), bool)
         bad_at = len(b)
-        if len(q):
-            opening = par[q] == 1
-            prev = b[np.maximum(q - 1, 0)]
-            ok_open = (q == 0) | (prev == D) | (prev == 10) | (prev == Q)
-            nxt = b[q + 1]
-            nxt2 = b[np.minimum(q + 2, len(b) - 1)]
+        qs = q[q < last]
+        if len(qs):
+            opening = (np.arange(len(qs)) & 1) == 0
+            prev = b[np.maximum(qs - 1, 0)]
+            ok_open = (qs == 0) | (prev == D) | (prev == 10) | (prev == Q)
+            nxt = b[qs + 1]
+            nxt2 = b[np.minimum(qs + 2, len(b) - 1)]
             ok_close = (nxt == D) | (nxt == 10) | (nxt == Q) | ((nxt == 13) & (nxt2 == 10))
             wrong = np.flatnonzero(np.where(opening, ~ok_open, ~ok_close))
             if len(wrong):
-                bad_at = int(q[wrong[0]])
+                bad_at = int(qs[wrong[0]])
         cr = np.flatnonzero(b[:last] == 13)
         if len(cr):
             lone = np.flatnonzero(b[cr + 1] != 10)
             if len(lone):
                 bad_at = min(bad_at, int(cr[lone[0]]))
-        ends = nl[par[nl] == 0]
-        ends = ends[ends < bad_at]
-        if len(ends):
-            idx = np.searchsorted(nl, ends)
-            span = np.diff(idx, prepend=-1)
+        end_idx = np.flatnonzero(~nl_inside)  # indexes into nl of the newlines that end a record
+        end_idx = end_idx[nl[end_idx] < bad_at]
+        if len(end_idx):
+            span = np.diff(end_idx, prepend=-1)
             too_long = np.flatnonzero(span > MAX_RECORD_LINES)
             if len(too_long):  # the csv module path rejects these: leave the record to it
                 k = int(too_long[0])
-                bad_at = min(bad_at, int(ends[k]))
-                ends = ends[:k]
-        cut = int(ends[-1]) + 1 if len(ends) else 0
+                bad_at = min(bad_at, int(nl[end_idx[k]]))
+                end_idx = end_idx[:k]
+        cut = int(nl[end_idx[-1]]) + 1 if len(end_idx) else 0
+        if cut:
+            self._scanned = (nl[:end_idx[-1] + 1], end_idx, q[q < cut])
         if bad_at < len(b):
             bad_line = int(np.count_nonzero(nl[nl >= cut] < bad_at)) + 1
             return cut, bad_line, False
         return cut, None, cut < len(b)
 
     def parse(self, data: bytes, cut: int, line_no: int, added: bool, read: SourceRead) -> tuple[Batch, int]:
-        """The records of ``data[:cut]`` (which start on line ``line_no + 1``) as a batch; also the
-        number of lines they span. ``added``: the last line end was added to the file's text."""
+        """The records of ``data[:cut]`` (``scan`` just found them; they start on line ``line_no + 1``)
+        as a batch; also the number of lines they span. ``added``: the last line end was added."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -579,20 +583,19 @@ class _ArrowCsv:
 
         width = self.width
         b = np.frombuffer(data, np.uint8, count=cut)
-        nl = np.flatnonzero(b == 10)
-        isq = b == self.Q
-        par = np.cumsum(isq, dtype=np.uint8) & 1
-        ends = nl[par[nl] == 0]
-        idx = np.searchsorted(nl, ends)
+        nl, end_idx, q = self._scanned
+        ends = nl[end_idx]
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
-        first_line = np.empty_like(idx)
+        first_line = np.empty_like(end_idx)
         first_line[0] = 0
-        first_line[1:] = idx[:-1] + 1
+        first_line[1:] = end_idx[:-1] + 1
         rec_line = first_line + (line_no + 1)
         cend = ends - ((b[np.maximum(ends - 1, 0)] == 13) & (ends > starts))
-        dpos = np.flatnonzero((b == self.D) & (par == 0))
+        dpos = np.flatnonzero(b == self.D)
+        if len(q):
+            dpos = dpos[(np.searchsorted(q, dpos) & 1) == 0]  # delimiters outside quotes
         first_d = np.searchsorted(dpos, starts)
         n = np.searchsorted(dpos, cend) - first_d + 1
         n[cend == starts] = 0
@@ -608,16 +611,18 @@ class _ArrowCsv:
         keep |= trim
         if keep.all() and not trim.any():
             kept_bytes = data[:cut]
-        else:
-            k = np.flatnonzero(keep)
-            delta = np.zeros(cut + 1, np.int8)
-            delta[starts[k]] += 1
-            delta[ends[k] + 1] -= 1
+        else:  # leave out the records pyarrow does not take and the trailing delimiters cut off
+            drop = np.flatnonzero(~keep)
+            gaps = [(int(starts[i]), int(ends[i]) + 1) for i in drop]
             if trim.any():
-                t = np.flatnonzero(trim)
-                delta[trim_pos] -= 1
-                delta[cend[t]] += 1
-            kept_bytes = b[np.cumsum(delta[:cut], dtype=np.int8) > 0].tobytes()
+                gaps += zip(trim_pos.tolist(), cend[trim].tolist())
+            gaps.sort()
+            pieces, at = [], 0
+            for a, z in gaps:
+                pieces.append(data[at:a])
+                at = z
+            pieces.append(data[at:cut])
+            kept_bytes = b"".join(pieces)
         n_keep = int(np.count_nonzero(keep))
         if n_keep:
             table = pv.read_csv(pa.BufferReader(kept_bytes),
