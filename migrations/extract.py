@@ -229,7 +229,7 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     rows_read = 0
     try:
         if read.batches is not None:
-            rows_read = _write_batches(read.batches, rules, writer, src.name, on_progress)
+            rows_read = _write_batches(read.batches, rules, writer, src.name, project.config.chunk_rows, on_progress)
         else:
             rows_read = _write_events(read.events, rules, writer, src.name, project.config.chunk_rows, on_progress)
         writer.close()
@@ -296,7 +296,7 @@ def _write_events(events, rules, writer: "SourceWriter", name: str, chunk: int, 
     return rows_read
 
 
-def _write_batches(batches, rules, writer: "SourceWriter", name: str, on_progress) -> int:
+def _write_batches(batches, rules, writer: "SourceWriter", name: str, chunk: int, on_progress) -> int:
     """Arrow batches (CSV) into the writer, the row rules applied column-wise; returns rows read.
 
     Rejects (the reader's and the rules') are written in line order, as the per-record path does."""
@@ -304,6 +304,7 @@ def _write_batches(batches, rules, writer: "SourceWriter", name: str, on_progres
 
     from crmbridge.migrations import source_rows
 
+    groups = _RowGroups(writer, chunk)
     rows_read = 0
     for batch in batches:
         rows_read += batch.rows + len(batch.rejects)
@@ -321,10 +322,47 @@ def _write_batches(batches, rules, writer: "SourceWriter", name: str, on_progres
                 cols, lines = [c.filter(mask) for c in cols], lines.filter(mask)
         for line, reason, raw in rejects:
             writer.reject(line, reason, raw)
-        writer.write_arrow(lines, cols, depts)
+        groups.add(lines, cols, depts)
         if on_progress:
             on_progress(name, rows_read)
+    groups.flush()
     return rows_read
+
+
+class _RowGroups:
+    """Kept rows regrouped into Parquet row groups of exactly ``chunk`` rows (the last one shorter),
+    as the per-record path writes them, whatever the size of the reader's batches."""
+
+    def __init__(self, writer: "SourceWriter", chunk: int):
+        self.writer, self.chunk = writer, chunk
+        self.parts: list[tuple] = []
+        self.rows = 0
+
+    def add(self, lines, cols: list, depts) -> None:
+        if len(lines):
+            self.parts.append((lines, cols, depts))
+            self.rows += len(lines)
+        if self.rows >= self.chunk:
+            self.flush(full_only=True)
+
+    def flush(self, full_only: bool = False) -> None:
+        import pyarrow as pa
+
+        if not self.parts:
+            return
+        lines = pa.concat_arrays([p[0] for p in self.parts])
+        cols = [pa.concat_arrays(list(c)) for c in zip(*(p[1] for p in self.parts))]
+        depts = None if self.parts[0][2] is None else pa.concat_arrays([p[2] for p in self.parts])
+        at, n = 0, len(lines)
+        while n - at >= self.chunk or (not full_only and at < n):
+            k = min(self.chunk, n - at)
+            self.writer.write_arrow(lines.slice(at, k), [c.slice(at, k) for c in cols],
+                                    None if depts is None else depts.slice(at, k))
+            at += k
+        rest = n - at
+        self.parts = [(lines.slice(at), [c.slice(at) for c in cols],
+                       None if depts is None else depts.slice(at))] if rest else []
+        self.rows = rest
 
 
 class SourceWriter:

@@ -40,6 +40,9 @@ def assert_same_outputs(new, old) -> None:
         a, b = pq.read_table(nd / s.parquet), pq.read_table(od / s.parquet)
         assert a.schema == b.schema and a.num_rows == s.rows_kept
         assert a.equals(b), s.source
+        groups = [pq.ParquetFile(d / s.parquet).metadata for d in (nd, od)]  # the same row groups too
+        assert [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in groups] == \
+            [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in groups[1:] + groups[:1]]
         if s.reject_file:
             assert (nd / s.reject_file).read_bytes() == (od / s.reject_file).read_bytes()
     for name in ("manifest.json", "profile.json"):
@@ -54,7 +57,10 @@ def test_demo_project_extracts_identically(tmp_path, monkeypatch):
 
     init_project(tmp_path)
     write_demo_data(tmp_path, customers=2000, erp=False)
+    cfg = tmp_path / "crmbridge.yml"  # several row groups per file
+    cfg.write_text(cfg.read_text("utf-8").replace("chunk_rows: 50000", "chunk_rows: 300"), "utf-8")
     new, old = extract_both(load_project(tmp_path), monkeypatch)
+    assert pq.ParquetFile(Path(new.extract_dir) / new.sources[0].parquet).metadata.num_row_groups > 2
     assert sum(s.rows_kept for s in new.sources if s.type == "csv") > 2000
     assert_same_outputs(new, old)
 
