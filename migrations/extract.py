@@ -123,12 +123,16 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     try:
         tmp.mkdir(parents=True)
         results, manifests, marks = [], [], {}
+        from crmbridge.migrations.profile import EntityProfile, profile_result
+
+        profiles: dict[str, EntityProfile] = {}  # fed with the row groups as they are written
         progress.current().expect(len(chosen))
         for src in chosen:
             wm = None if full or src.type != "sql" or not src.incremental else \
                 get_watermark(engine, f"extract:{src.name}")
             with progress.tracked(f"{src.name} (rows read)") as task:
-                counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress))
+                counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress),
+                                                profiles.setdefault(src.entity, EntityProfile()))
             entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)
@@ -141,9 +145,7 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
                      {m["source"] for m in manifests if m.get("incremental")}, allow=allow_shrink)
         manifest = _manifest(run.run_id, manifests)
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
-        from crmbridge.migrations.profile import profile_dir
-
-        prof = profile_dir(tmp, manifest, project.config.chunk_rows)
+        prof = profile_result(manifest, profiles)
         (tmp / "profile.json").write_text(json.dumps(prof, ensure_ascii=False, indent=2), "utf-8")
         final = _move_into_place(tmp, run.dir / STAGE)
     except BaseException as exc:
@@ -212,7 +214,7 @@ def _open_source(project, src, encoding: str | None, watermark: str | None):
 
 
 def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: str | None,
-                    on_progress) -> tuple[SourceCounts, dict]:
+                    on_progress, profile=None) -> tuple[SourceCounts, dict]:
     import pyarrow.parquet as pq
 
     from crmbridge.migrations import source_rows
@@ -225,7 +227,7 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
         raise
     rel_parquet = f"{src.entity}/{src.name}.parquet"
     rel_rejects = f"rejects/{src.name}.csv"
-    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects)
+    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects, profile)
     rows_read = 0
     try:
         if read.batches is not None:
@@ -368,11 +370,15 @@ class _RowGroups:
 class SourceWriter:
     """Writes one source's kept rows to Parquet chunk by chunk and its rejects to a CSV file."""
 
-    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path):
+    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path, profile=None):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.pa = pa
+        self.columns = list(columns)
+        self.profile = profile  # an EntityProfile fed with each row group, or None
+        if profile is not None:
+            profile.start_file(self.columns)
         self.name, self.department = src.name, src.department
         self.width = len(columns)
         self.key_idx = [columns.index(k) for k in src.key]
@@ -438,6 +444,8 @@ class SourceWriter:
                 self.departments[d] = self.departments.get(d, 0) + c
         # Connectors may hand over "" for an empty cell: it becomes null here, vectorised.
         cols = [_empty_to_null(c) for c in columns]
+        if self.profile is not None:
+            self.profile.add(self.columns, cols, n)
         row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(lines, pa.string()), "")
         keys = self._source_keys(cols, row_ids)
         cols += [row_ids, pa.repeat(pa.scalar(self.name, pa.string()), n), dept_arr, lines, keys]

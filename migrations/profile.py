@@ -33,10 +33,18 @@ ANY_PATTERN = "|".join(f"(?:{p})" for p in PATTERNS.values())
 
 def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> dict:
     """The profile of every entity in ``manifest`` whose Parquet files are under ``extract_dir``."""
+    profiles = {}
+    for entity in manifest["entities"]:
+        files = [Path(extract_dir) / s["parquet"] for s in manifest["sources"] if s["entity"] == entity]
+        profiles[entity] = _read_files(EntityProfile(), files, batch_rows)
+    return profile_result(manifest, profiles)
+
+
+def profile_result(manifest: dict, profiles: dict[str, "EntityProfile"]) -> dict:
+    """profile.json's content from each entity's ``EntityProfile`` (fed in manifest order)."""
     out: dict[str, Any] = {"run_id": manifest.get("run_id"), "entities": {}}
     for entity, totals in manifest["entities"].items():
-        files = [Path(extract_dir) / s["parquet"] for s in manifest["sources"] if s["entity"] == entity]
-        prof = out["entities"][entity] = profile_entity(files, totals.get("sources", []), batch_rows)
+        prof = out["entities"][entity] = profiles[entity].result(totals.get("sources", []))
         _add_zero_date_notes(prof, [s for s in manifest["sources"] if s["entity"] == entity])
     return out
 
@@ -55,23 +63,47 @@ def _add_zero_date_notes(prof: dict, sources: list[dict]) -> None:
 
 def profile_entity(files: list[Path], sources: list[str], batch_rows: int = 50_000) -> dict:
     """Row count and per-column statistics of the Parquet ``files`` of one entity, batch by batch."""
+    return _read_files(EntityProfile(), files, batch_rows).result(sources)
+
+
+def _read_files(prof: "EntityProfile", files: list[Path], batch_rows: int) -> "EntityProfile":
     import pyarrow.parquet as pq
 
-    stats: dict[str, _ColStats] = {}
-    rows = 0
     for f in files:
         pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)  # pre_buffer reads the whole file
         names = [n for n in pf.schema_arrow.names if n not in LINEAGE]
-        for n in names:
-            stats.setdefault(n, _ColStats(rows))  # rows before this file: null in this column
+        prof.start_file(names)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=names):
-            for n, st in stats.items():
-                if n in names:
-                    st.add(batch.column(names.index(n)))
-                else:
-                    st.nulls += batch.num_rows
-            rows += batch.num_rows
-    return {"rows": rows, "sources": sources, "columns": {n: st.result(rows) for n, st in stats.items()}}
+            prof.add(names, batch.columns, batch.num_rows)
+    return prof
+
+
+class EntityProfile:
+    """The statistics of one entity, fed file by file and batch by batch: by ``profile_entity`` from
+    the Parquet files, or by the extract stage with the row groups it writes (the same batches, so
+    the same figures, without reading the files again)."""
+
+    def __init__(self):
+        self.stats: dict[str, _ColStats] = {}
+        self.rows = 0
+
+    def start_file(self, names: list[str]) -> None:
+        for n in names:
+            self.stats.setdefault(n, _ColStats(self.rows))  # rows before this file: null in this column
+
+    def add(self, names: list[str], columns: list, num_rows: int) -> None:
+        """One batch of a file: ``columns`` (string arrays) are the values of ``names``."""
+        have = dict(zip(names, columns))
+        for n, st in self.stats.items():
+            if n in have:
+                st.add(have[n])
+            else:
+                st.nulls += num_rows
+        self.rows += num_rows
+
+    def result(self, sources: list[str]) -> dict:
+        rows = self.rows
+        return {"rows": rows, "sources": sources, "columns": {n: st.result(rows) for n, st in self.stats.items()}}
 
 
 class _ColStats:

@@ -45,10 +45,18 @@ def assert_same_outputs(new, old) -> None:
             [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in groups[1:] + groups[:1]]
         if s.reject_file:
             assert (nd / s.reject_file).read_bytes() == (od / s.reject_file).read_bytes()
+    from crmbridge.migrations.profile import profile_dir
+
+    manifest = json.loads((nd / "manifest.json").read_text("utf-8"))  # profiled while written == read back
+    assert json.loads((nd / "profile.json").read_text("utf-8")) == profile_dir(nd, manifest, new_chunk_rows(nd))
     for name in ("manifest.json", "profile.json"):
         x, y = json.loads((nd / name).read_text("utf-8")), json.loads((od / name).read_text("utf-8"))
         x.pop("run_id"), y.pop("run_id")
         assert x == y
+
+
+def new_chunk_rows(extract_dir: Path) -> int:
+    return load_project(extract_dir.parent.parent.parent).config.chunk_rows
 
 
 def test_demo_project_extracts_identically(tmp_path, monkeypatch):
