@@ -126,6 +126,8 @@ class _ColStats:
         self.max_len: int | None = None
         self.patterns = {k: 0 for k in PATTERNS}
         self.uniq = pa.array([], pa.string())  # None once above EXACT_DISTINCT
+        self._pending: list = []
+        self._pending_n = 0
         self.hll = None
         self.top_values = pa.array([], pa.string())
         self.top_counts = np.empty(0, np.int64)
@@ -194,15 +196,25 @@ class _ColStats:
         return np.lexsort((self.top_order, -self.top_counts))  # most frequent first, ties: first seen
 
     def _distinct(self, values) -> None:
+        if self.uniq is None:
+            self._hll_add(values.to_pylist())
+            return
+        self._pending.append(values)  # merged only when the exact set could pass its limit
+        self._pending_n += len(values)
+        if len(self.uniq) + self._pending_n > EXACT_DISTINCT:
+            self._settle()
+
+    def _settle(self) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if self.uniq is not None:
-            self.uniq = pc.unique(pa.concat_arrays([self.uniq, values]))
-            if len(self.uniq) <= EXACT_DISTINCT:
-                return
+        if self.uniq is None or not self._pending:
+            return
+        self.uniq = pc.unique(pa.concat_arrays([self.uniq, *self._pending]))
+        self._pending, self._pending_n = [], 0
+        if len(self.uniq) > EXACT_DISTINCT:  # from now on estimated: every value so far into HyperLogLog
             values, self.uniq = self.uniq, None
-        self._hll_add(values.to_pylist())
+            self._hll_add(values.to_pylist())
 
     def _hll_add(self, values: list) -> None:
         import numpy as np
@@ -228,6 +240,7 @@ class _ColStats:
         return int(round(est))
 
     def result(self, rows: int) -> dict:
+        self._settle()
         order = self._ranked()[:TOP]
         top = zip(self.top_values.take(order).to_pylist(), self.top_counts[order].tolist())
         return {"nulls": self.nulls, "null_pct": round(100.0 * self.nulls / rows, 2) if rows else 0.0,
