@@ -385,7 +385,8 @@ class SourceWriter:
         self.schema = pa.schema([pa.field(c, pa.string()) for c in columns]
                                 + [pa.field(c, pa.int64() if c == "_line" else pa.string()) for c in LINEAGE])
         parquet.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(parquet, self.schema)
+        self.pq, self.parquet = pq, parquet
+        self.writer = None  # opened at the first row group, which chooses the dictionary columns
         self.rejects_path = rejects
         self._rejects = None
         self.rows_kept = self.rows_rejected = 0
@@ -449,17 +450,35 @@ class SourceWriter:
         row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(lines, pa.string()), "")
         keys = self._source_keys(cols, row_ids)
         cols += [row_ids, pa.repeat(pa.scalar(self.name, pa.string()), n), dept_arr, lines, keys]
-        self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema))
+        table = pa.Table.from_arrays(cols, schema=self.schema)
+        if self.writer is None:
+            self._open(table)
+        self.writer.write_table(table)
         self.rows_kept += n
 
+    def _open(self, first=None) -> None:
+        """Dictionary encoding only for the columns whose first row group repeats values: on a column
+        of (nearly) unique values it costs 40% of the write and the writer falls back to plain anyway."""
+        import pyarrow.compute as pc
+
+        dictionary = ["_source", "_department"]
+        if first is not None:
+            n = first.num_rows
+            dictionary += [c for c in first.column_names[:self.width]
+                           if pc.count_distinct(first.column(c)).as_py() <= n // 2]
+        self.writer = self.pq.ParquetWriter(self.parquet, self.schema, use_dictionary=dictionary)
+
     def close(self) -> None:
+        if self.writer is None:
+            self._open()
         self.writer.close()
         if self._rejects:
             self._rejects.close()
 
     def abort(self) -> None:
         try:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         finally:
             if self._rejects:
                 self._rejects.close()
