@@ -16,6 +16,7 @@ from crmbridge.state import get_watermark, set_watermark
 from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
 from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.deletes import ErpCounts, bucketing, find_deletes
 from crmbridge.sync.linking import LinkPlan, plan_links
 from crmbridge.sync.merge import creates_in_erp
 from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_select_fields, sf_where_in
@@ -93,6 +94,7 @@ class ObjectSync:
     def __init__(self, ctx: Ctx, spec: ObjectSpec):
         self.ctx, self.spec, self.n = ctx, spec, Counts()
         self.view = ErpView(spec, ctx.erp)
+        self.bucketing = bucketing(self.view)  # delete-check buckets, counted in the state as rows are saved
         self.scope_erp = f"sync:{spec.name}:erp"
         self.scope_sf = f"sync:{spec.name}:salesforce"
         self.reads_sf = spec.reads_salesforce and ctx.sf is not None
@@ -119,6 +121,10 @@ class ObjectSync:
         stored = store.all_hashes(c.state, spec.name) if hash_mode else None
         want_deletes = spec.deletes.mode != "ignore" and c.to_sf_ok
         all_keys: set[str] | None = set() if (hash_mode and want_deletes) else None
+        erp_counts = None
+        if want_deletes and all_keys is None and self.bucketing is not None and not self.reads_sf:
+            # an object the sync never writes to the ERP: count the ERP's keys per bucket meanwhile
+            erp_counts = ErpCounts(c.erp, self.view.src, spec.erp.key[0])
         # Rows waiting for a Salesforce counterpart are looked at again only where Salesforce is not read:
         # where it is, a new or changed Salesforce record finds them through link_on / the external ID.
         waiting = ("error",) if self.reads_sf else ("pending", "error")
@@ -143,9 +149,7 @@ class ObjectSync:
                 self.deletions(all_keys)
                 self.n.delete_check = {"mode": "full", "keys_read": len(all_keys)}
             else:
-                from crmbridge.sync.deletes import find_deletes
-
-                self.n.delete_check = find_deletes(self)
+                self.n.delete_check = find_deletes(self, erp_counts)
         if sf_gone:
             self.deleted_in_salesforce(sf_gone)
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
@@ -379,7 +383,7 @@ class ObjectSync:
                         recs.append(store.Record(key, sid, base, self.view.hash_of(
                             {f: vals[f] for f in self.spec.fields}), "pending"))
                 with self.ctx.state.begin() as conn:
-                    store.save_records(conn, self.spec.name, recs)
+                    store.save_records(conn, self.spec.name, recs, self.bucketing)
                     store.journal_done(self.ctx.state, entry.id, "recovered", {"linked": len(recs)}, conn=conn)
                 log.warning("sync %s: recovered %d ERP row(s) inserted by killed run %s", self.spec.name,
                             len(recs), entry.run_id)

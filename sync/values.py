@@ -15,9 +15,30 @@ from typing import Any
 
 
 def canon(v: Any) -> str | None:
-    """Canonical text of a value: numbers without trailing zeros, dates ISO, flags 1/0."""
+    """Canonical text of a value: numbers without trailing zeros, dates ISO, flags 1/0.
+
+    Every row the sync reads goes through here once per field (content hashes, decisions), so the
+    common exact types take a short path; each gives the same text as the general one below
+    (tests/sync/test_values.py compares them value by value)."""
+    t = type(v)
+    if t is str:
+        return v if v else None  # Salesforce does not keep empty strings: '' and null are the same value there
     if v is None:
         return None
+    if t is int and -_INT_FAST < v < _INT_FAST:
+        return str(v)
+    if t is Decimal and v.is_finite():
+        if v == v.to_integral_value():
+            return str(v.quantize(_ONE))
+        return format(v.normalize(), "f")
+    return _canon(v)
+
+
+_ONE = Decimal(1)
+_INT_FAST = 10 ** 27  # below the 28 digits of Decimal's default context: quantize never overflows
+
+
+def _canon(v: Any) -> str | None:
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, (int, float, Decimal)):
@@ -46,9 +67,14 @@ def _num(v) -> str:
     return format(d.normalize(), "f")
 
 
+# one encoder for every row (json.dumps with options builds a new one per call); same text as
+# json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def row_hash(values: dict[str, str | None]) -> str:
     """Content hash of a row's canonical mapped values (for ERPs without updated-at or row version)."""
-    blob = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    blob = _HASH_JSON.encode(values)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
