@@ -135,9 +135,10 @@ class ObjectSync:
             self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
         for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
+            recs = None
             if not hash_mode:
-                todo = self._drop_rereads(todo, b.hashes)
-            self.process(todo, sf_changes)
+                todo, recs = self._drop_rereads(todo, b.hashes)
+            self.process(todo, sf_changes, recs)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
             if c.heartbeat:
@@ -156,27 +157,33 @@ class ObjectSync:
             set_watermark(c.state, self.scope_sf, sf_wm)
         return self.n
 
-    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]) -> dict[str, dict]:
-        """Rows read again by the overlap window whose content is what the sync last saw: counted as
-        unchanged and not looked at further (content-hash deduplication, docs/sync.md)."""
-        known = store.seen_hashes(self.ctx.state, self.spec.name, list(rows))
-        same = [k for k in rows if known.get(k) == hashes[k]]
+    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]
+                      ) -> tuple[dict[str, dict], dict[str, store.Record]]:
+        """Rows read again by the overlap window whose content is what the sync last saw (synced, same
+        content hash): counted as unchanged and not looked at further (content-hash deduplication,
+        docs/sync.md). Returns the other rows and the state's records of them (one lookup per key)."""
+        recs = store.load_records(self.ctx.state, self.spec.name, list(rows))
+        same = [k for k in rows if (r := recs.get(k)) is not None and r.status == "ok" and r.erp_hash
+                and r.erp_hash == hashes[k]]
         self.n.read_erp += len(same)
         self.n.unchanged += len(same)
         self.n.records["unchanged"] += len(same)
         self._seen_erp.update(same)
         if not same:
-            return rows
+            return rows, recs
         drop = set(same)
-        return {k: v for k, v in rows.items() if k not in drop}
+        return {k: v for k, v in rows.items() if k not in drop}, {k: r for k, r in recs.items() if k not in drop}
 
     # ------------------------------------------------------------------ gathering pairs
-    def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
+    def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict],
+                recs: dict[str, store.Record] | None = None) -> None:
+        """Decide and write these ERP rows. ``recs``: their state records, if already loaded."""
         if not erp_rows:
             return
         self.n.read_erp += len(erp_rows)
         self._seen_erp.update(erp_rows)
-        recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
+        if recs is None:
+            recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
         gone = {k for k, r in recs.items() if r.status == "sf_deleted" and k in erp_rows}
         self.n.skipped += len(gone)  # its Salesforce record was deleted: the ERP row no longer syncs
         self.n.records["skipped"] += len(gone)

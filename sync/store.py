@@ -112,12 +112,16 @@ def _rec(r) -> Record:
     return Record(r.erp_key, r.sf_id, dict(r.base or {}), r.erp_hash, r.status)
 
 
+_REC_COLS = [sync_records.c.erp_key, sync_records.c.sf_id, sync_records.c.base, sync_records.c.erp_hash,
+             sync_records.c.status]
+
+
 def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[str, Record]:
     """Records of ``obj`` whose ``column`` is in ``values``, in chunks of 500 (bound-parameter limits)."""
     out: dict[str, Record] = {}
     with engine.connect() as c:
         for i in range(0, len(values), 500):
-            q = select(sync_records).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
+            q = select(*_REC_COLS).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
             out.update({getattr(r, column.name): _rec(r) for r in c.execute(q)})
     return out
 
@@ -238,28 +242,38 @@ class Bucketing:
         return first[-self.width:]
 
 
-def save_records(conn: Connection, obj: str, recs: list[Record], buckets: Bucketing | None = None) -> None:
-    """Upsert link rows in the caller's transaction: rows the state knows are updated in place (no index
-    entry moves unless its column changes), new ones inserted. The per-bucket key counts follow when
-    ``buckets`` is given; without it they are dropped (rebuilt by the next delete check)."""
+def save_records(conn: Connection, obj: str, recs: list[Record], buckets: Bucketing | None = None,
+                 old: dict[str, Record | None] | None = None) -> None:
+    """Upsert link rows in the caller's transaction: rows the state knows are updated in place (only
+    ``base``/``erp_hash`` and the like when the link and status stay: no index entry moves), new ones
+    inserted. The per-bucket key counts follow when ``buckets`` is given; without it they are dropped
+    (the next delete check rebuilds them). ``old``: what the caller loaded for these keys before
+    deciding (None: a new key), which saves looking each key up again; without it they are looked up."""
     now = utcnow()
     delta: dict[str, int] = {}
     for i in range(0, len(recs), 500):
         chunk = list({r.erp_key: r for r in recs[i:i + 500]}.values())
-        old = dict(conn.execute(select(sync_records.c.erp_key, sync_records.c.status).where(
-            sync_records.c.object == obj, sync_records.c.erp_key.in_([r.erp_key for r in chunk]))).all())
-        new = [r for r in chunk if r.erp_key not in old]
-        known = [r for r in chunk if r.erp_key in old]
-        if known:
-            conn.execute(_UPDATE, [{"b_object": obj, "b_key": r.erp_key, "v_sf_id": r.sf_id, "v_base": r.base,
-                                    "v_hash": r.erp_hash, "v_status": r.status, "v_error": r.error, "v_at": now}
-                                   for r in known])
+        if old is None:
+            prev = _prev(conn, obj, chunk)
+        else:
+            prev = {r.erp_key: (o.status, o.sf_id) for r in chunk if (o := old.get(r.erp_key)) is not None}
+        same = [r for r in chunk if prev.get(r.erp_key) == (r.status, r.sf_id)]
+        moved = [r for r in chunk if r.erp_key in prev and prev[r.erp_key] != (r.status, r.sf_id)]
+        new = [r for r in chunk if r.erp_key not in prev]
+        n = 0
+        if same:
+            n += conn.execute(_UPDATE_VALUES, [_params(obj, r, now) for r in same]).rowcount
+        if moved:
+            n += conn.execute(_UPDATE_ALL, [_params(obj, r, now) for r in moved]).rowcount
+        if old is not None and n != len(same) + len(moved):  # the caller's picture was not the table's
+            prev = _prev(conn, obj, chunk)
+            new = [r for r in chunk if r.erp_key not in prev]
         if new:
             conn.execute(sync_records.insert(), [
                 {"object": obj, "erp_key": r.erp_key, "sf_id": r.sf_id, "base": r.base, "erp_hash": r.erp_hash,
                  "status": r.status, "error": r.error, "updated_at": now} for r in new])
         for r in chunk:
-            was = r.erp_key in old and old[r.erp_key] != "deleted"
+            was = r.erp_key in prev and prev[r.erp_key][0] != "deleted"
             now_known = r.status != "deleted"
             if was != now_known:
                 b = buckets.of(r.erp_key) if buckets is not None else ""
@@ -271,11 +285,23 @@ def save_records(conn: Connection, obj: str, recs: list[Record], buckets: Bucket
     _apply_bucket_delta(conn, obj, buckets, {b: d for b, d in delta.items() if d})
 
 
-_UPDATE = (update(sync_records)
-           .where(sync_records.c.object == bindparam("b_object"), sync_records.c.erp_key == bindparam("b_key"))
-           .values(sf_id=bindparam("v_sf_id"), base=bindparam("v_base", type_=sync_records.c.base.type),
-                   erp_hash=bindparam("v_hash"), status=bindparam("v_status"), error=bindparam("v_error"),
-                   updated_at=bindparam("v_at", type_=sync_records.c.updated_at.type)))
+def _prev(conn: Connection, obj: str, chunk: list[Record]) -> dict[str, tuple]:
+    q = select(sync_records.c.erp_key, sync_records.c.status, sync_records.c.sf_id).where(
+        sync_records.c.object == obj, sync_records.c.erp_key.in_([r.erp_key for r in chunk]))
+    return {k: (st, sid) for k, st, sid in conn.execute(q)}
+
+
+def _params(obj: str, r: Record, now) -> dict:
+    return {"b_object": obj, "b_key": r.erp_key, "v_sf_id": r.sf_id, "v_base": r.base, "v_hash": r.erp_hash,
+            "v_status": r.status, "v_error": r.error, "v_at": now}
+
+
+_WHERE_KEY = (sync_records.c.object == bindparam("b_object"), sync_records.c.erp_key == bindparam("b_key"))
+_VALUES = {"base": bindparam("v_base", type_=sync_records.c.base.type), "erp_hash": bindparam("v_hash"),
+           "error": bindparam("v_error"), "updated_at": bindparam("v_at", type_=sync_records.c.updated_at.type)}
+_UPDATE_VALUES = update(sync_records).where(*_WHERE_KEY).values(_VALUES)  # link and status as they were
+_UPDATE_ALL = update(sync_records).where(*_WHERE_KEY).values(
+    {**_VALUES, "sf_id": bindparam("v_sf_id"), "status": bindparam("v_status")})
 
 
 def _scheme_of(conn: Connection, obj: str) -> int | None:

@@ -167,7 +167,8 @@ class Writer:
             if self.sf_ops[op]:
                 self._write_sf(op, self.sf_ops[op])
         with self.ctx.state.begin() as conn:
-            store.save_records(conn, self.spec.name, list(self.recs.values()), self.o.bucketing)
+            store.save_records(conn, self.spec.name, list(self.recs.values()), self.o.bucketing,
+                               old={k: self.old.get(k) for k in self.recs})
             cq.record(conn, self.spec.name, self.ctx.run_id, self.conflicts)
             cq.mark_applied(conn, [i for ids in self.applied.values() for i in ids])
 
