@@ -116,12 +116,7 @@ def run_sync(project, *, direction: str = "both", dry_run: bool = False, objects
 
                 sf = connect(project)
             calls0 = sf.api_calls
-            from crmbridge.migrations.ledger import save_pace, seed_pace
-
-            seed_pace(state, sf)  # Bulk job rates seen on this org before: the first status look is the last
             per, failed = _run_objects(state, erp, sf, run.run_id, specs, cfg, direction, dry_run, lock, scopes)
-            if not dry_run:
-                save_pace(state, sf)
             status = "succeeded" if not failed and not any(o["errors"] for o in per.values()) else "failed"
     finally:
         calls = (sf.api_calls - calls0) if sf is not None else 0

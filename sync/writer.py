@@ -224,8 +224,14 @@ class Writer:
         spec, sf = self.spec, self.ctx.sf
         keys = [k for k, _ in items]
         jid = store.journal_plan(self.ctx.state, self.ctx.run_id, spec.name, "salesforce", op, {"keys": keys}, len(keys))
-        results = sf.dml(op, spec.salesforce.object, [p for _, p in items], keys=keys,
-                         external_id_field=self.ext if op == "upsert" else None)
+        kind = op
+        if op == "upsert":
+            linked = sum(1 for k in keys if (self.old.get(k) is not None and self.old[k].sf_id)
+                         or (k in self.recs and self.recs[k].sf_id))
+            kind = "update" if 2 * linked >= len(keys) else "create"
+        with self.o.paces.used(sf, kind):
+            results = sf.dml(op, spec.salesforce.object, [p for _, p in items], keys=keys,
+                             external_id_field=self.ext if op == "upsert" else None)
         ok = 0
         for (key, _), res in zip(items, results):
             rec = self.recs.get(key)
