@@ -78,6 +78,30 @@ def row_hash(values: dict[str, str | None]) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
+def row_hasher(fields):
+    """``row_hash({f: canon(v) for f, v in vals.items()})`` for dicts keyed by exactly ``fields``, built
+    without the general JSON encoder (the same text: keys sorted, strings escaped as json.dumps does
+    with ensure_ascii=False). Rows with other keys take the general path."""
+    from json.encoder import encode_basestring
+
+    names = sorted(fields)
+    heads = [encode_basestring(f) + ":" for f in names]
+    pairs = list(zip(names, heads))
+    wanted = set(names)
+
+    def hash_row(vals: dict) -> str:
+        if len(vals) != len(pairs) or not wanted.issuperset(vals):
+            return row_hash({k: canon(v) for k, v in vals.items()})
+        parts = []
+        for f, head in pairs:
+            c = canon(vals[f])
+            parts.append(head + ("null" if c is None else encode_basestring(c)))
+        blob = "{" + ",".join(parts) + "}"
+        return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+    return hash_row
+
+
 def days_overdue(due, open_amount=None, *, today: date | None = None) -> int:
     """Whole days past the due date while something is still open (0 when paid or not yet due)."""
     if due is None:

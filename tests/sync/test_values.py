@@ -82,3 +82,18 @@ def test_row_hash_equals_the_stored_definition():
              "Empty__c": None, "城市": "上海"}, {}, {"b": "1", "a": "2"}]
     for r in rows:
         assert row_hash(r) == _reference_hash(r)
+
+
+def test_the_row_hasher_gives_the_stored_hash_for_every_row():
+    from crmbridge.sync.values import row_hasher
+
+    fields = ["Name", "On_Hand__c", "Product__r.ERP_Item_Code__c", "Warehouse__c", "Z", "a", "Ä"]
+    hasher = row_hasher(fields)
+    rng = random.Random(5)
+    odd = ['"', "\\", "\n", "\t", "\x00", "\x1f", "\u2028", "é", "上海", "😀", "", " ", "null", "a\"b\\c"]
+    samples = [v for v in _values()[:60] if not str(_outcome(_reference_canon, v)).startswith("raised")] + odd
+    for _ in range(3000):
+        row = {f: rng.choice(samples) for f in fields}
+        assert hasher(row) == _reference_hash({k: _reference_canon(v) for k, v in row.items()}), row
+    other = {"Name": "x"}  # rows with other keys take the general path
+    assert hasher(other) == _reference_hash({"Name": "x"})
