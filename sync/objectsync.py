@@ -97,10 +97,11 @@ class JobPaces:
 
     The connector times its first look at a Bulk job by the rate of its earlier jobs. A nightly sync's
     jobs differ from the first full sync's (updates of a few thousand linked records against inserts of
-    50,000), so one shared rate puts the first look far from the job's end: at 1M rows the 1 % run slept
-    13 s on a job of about 6 s. Each object keeps its own rate per kind of job (``create``, ``update``,
-    ``delete``) in the state database (``sync:<object>:bulk_pace:<kind>``); a kind never seen starts
-    from the connector's optimistic default and doubles its waits."""
+    50,000), so one shared rate puts the first look far from the job's end: at 1M rows the 1 % run's
+    looks came at 3.4, 6.7 and 13.4 s (the waits double while the org reports no progress) on a job
+    that was done somewhere between the last two. Each object keeps its own rate per kind of job
+    (``create``, ``update``, ``delete``) in the state database (``sync:<object>:bulk_pace:<kind>``); a
+    kind never seen starts from the connector's optimistic default and doubles its waits."""
 
     def __init__(self, state, name: str, dry_run: bool):
         self.state, self.name, self.dry_run = state, name, dry_run

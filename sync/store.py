@@ -126,19 +126,6 @@ def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[
     return out
 
 
-def seen_hashes(engine: Engine, obj: str, keys: list[str]) -> dict[str, str]:
-    """erp key -> stored content hash of the rows among ``keys`` that are synced (``ok``): a narrow read
-    (no baselines) for the re-read deduplication."""
-    out: dict[str, str] = {}
-    with engine.connect() as c:
-        for i in range(0, len(keys), 500):
-            q = select(sync_records.c.erp_key, sync_records.c.erp_hash).where(
-                sync_records.c.object == obj, sync_records.c.erp_key.in_(keys[i:i + 500]),
-                sync_records.c.status == "ok")
-            out.update((k, h) for k, h in c.execute(q) if h)
-    return out
-
-
 def ensure_indexes(engine: Engine) -> None:
     """Indexes (and tables) added after a state database was created."""
     for ix in sync_records.indexes:

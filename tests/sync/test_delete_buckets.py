@@ -60,7 +60,6 @@ def test_the_state_keeps_its_bucket_counts_as_rows_come_and_go(tmp_path, fresh_s
     a recount; counts that no longer match the table (rows deleted by hand to start over) are rebuilt,
     and a bucket whose count drifted is read once and healed."""
     from crmbridge.state import open_state
-    from crmbridge.sync import store
     from crmbridge.sync.deletes import WIDTH
     from crmbridge.sync.store import Bucketing, known_bucket_counts, sync_key_buckets, sync_records
 
