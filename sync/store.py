@@ -119,6 +119,7 @@ _REC_COLS = [sync_records.c.erp_key, sync_records.c.sf_id, sync_records.c.base, 
 def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[str, Record]:
     """Records of ``obj`` whose ``column`` is in ``values``, in chunks of 500 (bound-parameter limits)."""
     out: dict[str, Record] = {}
+    values = sorted({v for v in values if v is not None})  # neighbouring keys share index pages
     with engine.connect() as c:
         for i in range(0, len(values), 500):
             q = select(*_REC_COLS).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))

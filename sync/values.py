@@ -118,6 +118,8 @@ def days_overdue(due, open_amount=None, *, today: date | None = None) -> int:
 
 def concat(a, b=None) -> str:
     """A readable name from two columns, e.g. an inventory row's item and warehouse."""
+    if type(a) is str and type(b) is str and a and b:  # the usual case, same text as below
+        return a + " / " + b
     return " / ".join(str(canon(x)) for x in (a, b) if x is not None)
 
 

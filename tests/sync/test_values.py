@@ -97,3 +97,15 @@ def test_the_row_hasher_gives_the_stored_hash_for_every_row():
         assert hasher(row) == _reference_hash({k: _reference_canon(v) for k, v in row.items()}), row
     other = {"Name": "x"}  # rows with other keys take the general path
     assert hasher(other) == _reference_hash({"Name": "x"})
+
+
+def test_concat_short_path_gives_the_general_text():
+    from crmbridge.sync.values import canon, concat
+
+    def general(a, b=None):
+        return " / ".join(str(canon(x)) for x in (a, b) if x is not None)
+
+    for a in ("ITEM1", "", None, 5, Decimal("2.50"), "上海"):
+        for b in ("WH-SH", "", None, 7, "x / y"):
+            assert concat(a, b) == general(a, b), (a, b)
+    assert concat("ITEM1") == general("ITEM1")
