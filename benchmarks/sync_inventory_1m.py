@@ -7,12 +7,19 @@ Run 4 deletes 0.01 % of the rows, to show that only the buckets holding them are
 
     .venv/bin/python benchmarks/sync_inventory_1m.py                 # 1,000,000 rows, SQLite ERP
     .venv/bin/python benchmarks/sync_inventory_1m.py --rows 100000 --erp-url postgresql+psycopg://postgres@127.0.0.1/bench
+
+A full 1M sync takes many minutes on a loaded machine. ``--snapshot DIR`` keeps the three SQLite databases
+(ERP, org, state) as they are after run 1, with run 1's time; a later call with the same ``--snapshot DIR``
+starts from a copy of them and runs only the incremental runs (their share is then of the stored full
+sync, measured at another time and load: the output says so; use it to iterate, not for the final figure).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sqlite3
 import random
 import tempfile
 import time
@@ -40,6 +47,22 @@ objects:
       Reserved__c: reserved
       Available__c: available
 """
+
+
+def erp_keys(rows: int, warehouses: int) -> list[tuple[str, str]]:
+    return [(f"ITEM{n // warehouses:07d}", f"WH{n % warehouses:03d}") for n in range(rows)]
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database that may be open (WAL) elsewhere."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
 
 
 def fill_erp(url: str, rows: int, warehouses: int, seed: int) -> list[tuple[str, str]]:
@@ -124,6 +147,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50_000)
     ap.add_argument("--erp-url", help="an EMPTY database (default: SQLite in a temp folder)")
     ap.add_argument("--workdir", help="folder for the project, org and ERP (default: a temp folder)")
+    ap.add_argument("--snapshot", metavar="DIR", help="keep the state after run 1 in DIR, or start from it "
+                    "if DIR holds one (see above)")
+    ap.add_argument("--profile", metavar="FILE", help="profile run 2 (cProfile, main thread) into FILE and "
+                    "print its top functions")
     args = ap.parse_args()
 
     from crmbridge.config import load_project
@@ -134,11 +161,26 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="crmbridge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     erp_url = args.erp_url or f"sqlite:///{work / 'erp.db'}"
-    t = time.perf_counter()
-    keys = fill_erp(erp_url, args.rows, args.warehouses, seed=7)
-    print(f"ERP filled: {len(keys):,} inventory rows in {time.perf_counter() - t:.1f}s ({erp_url.split(':')[0]})")
-    handle = start_sandbox(work / "org.db")
     root = work / "project"
+    state_db = root / ".crmbridge" / "state.db"
+    snap = Path(args.snapshot) if args.snapshot else None
+    meta_file = snap / "snapshot.json" if snap else None
+    stored = json.loads(meta_file.read_text()) if meta_file and meta_file.exists() else None
+    if stored and (stored["rows"], stored["warehouses"], stored["batch"]) != (args.rows, args.warehouses, args.batch):
+        raise SystemExit(f"{meta_file} holds {stored['rows']:,} rows / {stored['warehouses']} warehouses / batch "
+                         f"{stored['batch']}: use the same --rows/--warehouses/--batch or another --snapshot")
+    if stored and args.erp_url:
+        raise SystemExit("--snapshot works with the default SQLite ERP only")
+    t = time.perf_counter()
+    if stored:
+        for name, dst in (("erp.db", work / "erp.db"), ("org.db", work / "org.db"), ("state.db", state_db)):
+            copy_sqlite(snap / name, dst)
+        keys = erp_keys(args.rows, args.warehouses)
+        print(f"started from the snapshot in {snap} ({time.perf_counter() - t:.1f}s)")
+    else:
+        keys = fill_erp(erp_url, args.rows, args.warehouses, seed=7)
+        print(f"ERP filled: {len(keys):,} inventory rows in {time.perf_counter() - t:.1f}s ({erp_url.split(':')[0]})")
+    handle = start_sandbox(work / "org.db")
     root.mkdir(exist_ok=True)
     (root / "crmbridge.yml").write_text(
         f"salesforce: {{target: sandbox, instance_url: '{handle.instance_url}', ca_bundle: '{handle.ca_bundle}'}}\n"
@@ -146,21 +188,47 @@ def main() -> None:
     (root / "sync.yml").write_text(SYNC_YML.format(batch=args.batch))
     project = load_project(root)
     sf = connect(project)
-    app = handle.server.app
+    app = handle.app
 
-    def timed(label: str, full: float | None = None):
+    def timed(label: str, full: float | None = None, profile: str | None = None):
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
         calls, t = app.api_calls, time.perf_counter()
+        if prof:
+            prof.enable()
         r = run_sync(project, sf=sf)
         secs = time.perf_counter() - t
+        if prof:
+            import pstats
+
+            prof.disable()
+            prof.dump_stats(profile)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
         show(label, r, secs, app.api_calls - calls, full)
         return secs
 
     try:
         print(f"machine: {os.cpu_count()} cores, load average before: {os.getloadavg()}")
-        full = timed("run 1 (full sync)")
+        if stored:
+            full = stored["full_seconds"]
+            print(f"run 1 (full sync) from the snapshot: {full:.1f}s, measured {stored['measured']} at load avg "
+                  f"{stored['load']:.2f} (shares below are of that figure)")
+        else:
+            full = timed("run 1 (full sync)")
+            if snap:
+                snap.mkdir(parents=True, exist_ok=True)
+                for name, src in (("erp.db", work / "erp.db"), ("org.db", work / "org.db"), ("state.db", state_db)):
+                    copy_sqlite(src, snap / name)
+                meta_file.write_text(json.dumps({
+                    "rows": args.rows, "warehouses": args.warehouses, "batch": args.batch, "full_seconds": full,
+                    "load": os.getloadavg()[0], "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
+                print(f"snapshot after run 1 kept in {snap}")
         changed = change_erp(erp_url, keys, args.change_pct, seed=7)
         print(f"changed {changed:,} rows ({args.change_pct}%) in the ERP")
-        t2 = timed(f"run 2 (after {args.change_pct}% changed)", full)
+        t2 = timed(f"run 2 (after {args.change_pct}% changed)", full, args.profile)
         t3 = timed("run 3 (nothing changed)", full)
         gone = delete_rows(erp_url, keys, max(1, len(keys) // 10_000), seed=7)
         print(f"deleted {gone:,} rows in the ERP")

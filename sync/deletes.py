@@ -19,6 +19,7 @@ full key comparison.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from typing import Any
 
@@ -27,61 +28,110 @@ from crmbridge.sync import store
 WIDTH = 3  # up to 10**3 buckets: ~1,000 rows each on a 1M-row table
 
 
-def bucket_of(key: str, kind: type, composite: bool) -> Any:
+def bucket_of(key: str, kind: type, composite: bool, width: int = WIDTH) -> Any:
     """The bucket of a stored key, as the ERP's ``bucket_expr`` computes it."""
     first = key.split("|", 1)[0] if composite else key
     if kind is int:
-        return int(math.fmod(int(first), 10 ** WIDTH))  # SQL's % keeps the sign of the dividend
-    return first[-WIDTH:]
+        return int(math.fmod(int(first), 10 ** width))  # SQL's % keeps the sign of the dividend
+    return first[-width:]
 
 
-def _known_counts(job, kind: type, composite: bool) -> Counter:
-    """Known keys per bucket: counted by the state database for text keys, else here."""
-    if kind is str:
-        counts = store.bucket_counts(job.ctx.state, job.spec.name, WIDTH, composite)
-        if counts is not None:
-            return Counter(counts)
-    return Counter(bucket_of(k, kind, composite) for k, _ in store.iter_keys(job.ctx.state, job.spec.name))
+def bucketing(view) -> store.Bucketing | None:
+    """How this object's keys are bucketed, or None where the ERP cannot count them per bucket."""
+    kind = view.types.get(view.spec.erp.key[0])
+    if kind not in (int, str):
+        return None
+    return store.Bucketing(kind, len(view.spec.erp.key) > 1, WIDTH)
 
 
-def _known_in(job, kind: type, composite: bool, buckets: list) -> list[str]:
-    if kind is str:
-        keys = store.keys_in_buckets(job.ctx.state, job.spec.name, WIDTH, composite, buckets)
+class ErpCounts:
+    """The ERP's rows per bucket, counted in a thread while the object's changes are read and written.
+
+    Counting first is at least as safe as counting last: every row committed before the count is also
+    seen by the change read that follows it, so an insert cannot hide a delete in the same bucket; a
+    row deleted after the count is found by the next run. Only for objects the sync never writes to
+    the ERP (a SQLite ERP could not commit a write while the count reads)."""
+
+    def __init__(self, erp, src, col: str):
+        self._result: dict | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(erp, src, col), name="sync-bucket-count",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, erp, src, col) -> None:
+        try:
+            self._result = erp.bucket_counts(src, col, WIDTH)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the result
+            self._error = exc
+
+    def result(self) -> dict | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _known_counts(job, b: store.Bucketing) -> dict[str, int]:
+    """Known keys per bucket: kept by save_records; rebuilt (and stored) when missing or stale."""
+    st, name = job.ctx.state, job.spec.name
+    mine = store.known_bucket_counts(st, name, b)
+    if mine is not None:
+        return mine
+    counts = store.bucket_counts(st, name, b.width, b.composite) if b.kind is str else None
+    if counts is None:
+        counts = Counter(bucket_of(k, b.kind, b.composite, b.width) for k, st_ in store.iter_keys(st, name))
+    mine = {str(k): n for k, n in counts.items() if n}
+    if not job.ctx.dry_run:
+        store.set_bucket_counts(st, name, b, mine, replace_all=True)
+    return mine
+
+
+def _known_in(job, b: store.Bucketing, buckets: list) -> list[str]:
+    if b.kind is str:
+        keys = store.keys_in_buckets(job.ctx.state, job.spec.name, b.width, b.composite, buckets)
         if keys is not None:
             return keys
     wanted = set(buckets)
-    return [k for k, _ in store.iter_keys(job.ctx.state, job.spec.name) if bucket_of(k, kind, composite) in wanted]
+    return [k for k, _ in store.iter_keys(job.ctx.state, job.spec.name)
+            if bucket_of(k, b.kind, b.composite, b.width) in wanted]
 
 
-def find_deletes(job) -> dict:
-    """Delete detection for one ObjectSync ``job``; returns what it looked at (buckets, keys read)."""
+def find_deletes(job, erp_counts: ErpCounts | None = None) -> dict:
+    """Delete detection for one ObjectSync ``job``; returns what it looked at (buckets, keys read).
+    ``erp_counts``: the ERP's counts, started earlier (default: counted now)."""
     view, ctx = job.view, job.ctx
     col = job.spec.erp.key[0]
-    counts = ctx.erp.bucket_counts(view.src, col, WIDTH)
-    if counts is None:
+    counts = erp_counts.result() if erp_counts is not None else ctx.erp.bucket_counts(view.src, col, WIDTH)
+    b = job.bucketing
+    if counts is None or b is None:
         keys = view.all_keys()
         job.deletions(keys)
         return {"mode": "full", "keys_read": len(keys)}
-    kind = int if view.types.get(col) is int else str
-    single = len(job.spec.erp.key) == 1
-    mine = _known_counts(job, kind, not single)
-    differ = sorted((b for b in set(counts) | set(mine) if counts.get(b, 0) != mine.get(b, 0)), key=str)
-    info = {"mode": "buckets", "buckets": len(set(counts) | set(mine)), "buckets_read": len(differ), "keys_read": 0}
+    theirs = {str(k): n for k, n in counts.items() if k is not None}
+    mine = _known_counts(job, b)
+    differ = sorted(x for x in set(theirs) | set(mine) if theirs.get(x, 0) != mine.get(x, 0))
+    info = {"mode": "buckets", "buckets": len(set(theirs) | set(mine)), "buckets_read": len(differ), "keys_read": 0}
     if not differ:
         return info
+    as_erp = [int(x) for x in differ] if b.kind is int else differ  # the ERP compares them with its own type
     present: set[str] = set()
     from crmbridge.sync.reader import key_part
 
-    for part in ctx.erp.keys_in_buckets(view.src, job.spec.erp.key, col, differ, WIDTH):
-        if single:
+    for part in ctx.erp.keys_in_buckets(view.src, job.spec.erp.key, col, as_erp, WIDTH):
+        if not b.composite:
             present.update(key_part(t[0]) for t in part)
         else:
             present.update("|".join(key_part(v) for v in t) for t in part)
     info["keys_read"] = len(present)
-    known = set(_known_in(job, kind, not single, differ))
+    known = set(_known_in(job, b, as_erp))
     unseen = sorted(k for k in present if k not in known and k not in job._seen_erp)
     for i in range(0, len(unseen), ctx.batch):  # rows the change column never showed: sync them now
         job.process(view.by_keys(unseen[i:i + ctx.batch]), {})
     info["unseen_rows"] = len(unseen)
     job.deletions_of(sorted(k for k in known if k not in present))
+    if not ctx.dry_run:  # these buckets were counted key by key: store their true counts (heals any drift)
+        now = Counter(bucket_of(k, b.kind, b.composite, b.width) for k in _known_in(job, b, as_erp))
+        store.set_bucket_counts(ctx.state, job.spec.name, b, {str(x): now.get(int(x) if b.kind is int else x, 0)
+                                                               for x in differ}, replace_all=False)
     return info

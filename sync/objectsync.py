@@ -8,7 +8,9 @@ Salesforce writes are upserts/updates by key, ERP inserts are journaled with the
 
 from __future__ import annotations
 
+import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ from crmbridge.state import get_watermark, set_watermark
 from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
 from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.deletes import ErpCounts, bucketing, find_deletes
 from crmbridge.sync.linking import LinkPlan, plan_links
 from crmbridge.sync.merge import creates_in_erp
 from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_select_fields, sf_where_in
@@ -89,10 +92,65 @@ class Pair:
     link_applied: list = field(default_factory=list)  # resolved link conflicts this link carries out
 
 
+class JobPaces:
+    """How fast the org worked through this object's earlier write jobs, per kind of job.
+
+    The connector times its first look at a Bulk job by the rate of its earlier jobs. A nightly sync's
+    jobs differ from the first full sync's (updates of a few thousand linked records against inserts of
+    50,000), so one shared rate puts the first look far from the job's end: at 1M rows the 1 % run's
+    looks came at 3.4, 6.7 and 13.4 s (the waits double while the org reports no progress) on a job
+    that was done somewhere between the last two. Each object keeps its own rate per kind of job
+    (``create``, ``update``, ``delete``) in the state database (``sync:<object>:bulk_pace:<kind>``); a
+    kind never seen starts from the connector's optimistic default and doubles its waits."""
+
+    def __init__(self, state, name: str, dry_run: bool):
+        self.state, self.name, self.dry_run = state, name, dry_run
+        self._paces: dict[str, Any] = {}
+
+    def _scope(self, kind: str) -> str:
+        return f"sync:{self.name}:bulk_pace:{kind}"
+
+    def get(self, kind: str):
+        from crmbridge.connectors.salesforce.polling import Pace
+
+        if kind not in self._paces:
+            pace = Pace()
+            raw = get_watermark(self.state, self._scope(kind))
+            if raw:
+                try:
+                    pace.seed(json.loads(raw))
+                except (ValueError, TypeError, AttributeError):
+                    pass  # a damaged value only costs a few more status looks
+            self._paces[kind] = pace
+        return self._paces[kind]
+
+    @contextmanager
+    def used(self, sf, kind: str):
+        """The connector paces its job waits by this kind's rate for the duration of one write."""
+        if not hasattr(sf, "pace"):
+            yield
+            return
+        saved, sf.pace = sf.pace, self.get(kind)
+        try:
+            yield
+        finally:
+            sf.pace = saved
+
+    def save(self) -> None:
+        if self.dry_run:
+            return
+        for kind, pace in self._paces.items():
+            rates = pace.as_dict()
+            if rates:
+                set_watermark(self.state, self._scope(kind), json.dumps(rates, sort_keys=True))
+
+
 class ObjectSync:
     def __init__(self, ctx: Ctx, spec: ObjectSpec):
         self.ctx, self.spec, self.n = ctx, spec, Counts()
         self.view = ErpView(spec, ctx.erp)
+        self.bucketing = bucketing(self.view)  # delete-check buckets, counted in the state as rows are saved
+        self.paces = JobPaces(ctx.state, spec.name, ctx.dry_run)
         self.scope_erp = f"sync:{spec.name}:erp"
         self.scope_sf = f"sync:{spec.name}:salesforce"
         self.reads_sf = spec.reads_salesforce and ctx.sf is not None
@@ -119,6 +177,10 @@ class ObjectSync:
         stored = store.all_hashes(c.state, spec.name) if hash_mode else None
         want_deletes = spec.deletes.mode != "ignore" and c.to_sf_ok
         all_keys: set[str] | None = set() if (hash_mode and want_deletes) else None
+        erp_counts = None
+        if want_deletes and all_keys is None and self.bucketing is not None and not self.reads_sf:
+            # an object the sync never writes to the ERP: count the ERP's keys per bucket meanwhile
+            erp_counts = ErpCounts(c.erp, self.view.src, spec.erp.key[0])
         # Rows waiting for a Salesforce counterpart are looked at again only where Salesforce is not read:
         # where it is, a new or changed Salesforce record finds them through link_on / the external ID.
         waiting = ("error",) if self.reads_sf else ("pending", "error")
@@ -129,9 +191,10 @@ class ObjectSync:
             self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
         for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
+            recs = None
             if not hash_mode:
-                todo = self._drop_rereads(todo, b.hashes)
-            self.process(todo, sf_changes)
+                todo, recs = self._drop_rereads(todo, b.hashes)
+            self.process(todo, sf_changes, recs)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
             if c.heartbeat:
@@ -143,36 +206,41 @@ class ObjectSync:
                 self.deletions(all_keys)
                 self.n.delete_check = {"mode": "full", "keys_read": len(all_keys)}
             else:
-                from crmbridge.sync.deletes import find_deletes
-
-                self.n.delete_check = find_deletes(self)
+                self.n.delete_check = find_deletes(self, erp_counts)
         if sf_gone:
             self.deleted_in_salesforce(sf_gone)
         if not c.dry_run and c.to_erp_ok and sf_wm and self.n.errors == 0:
             set_watermark(c.state, self.scope_sf, sf_wm)
+        self.paces.save()
         return self.n
 
-    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]) -> dict[str, dict]:
-        """Rows read again by the overlap window whose content is what the sync last saw: counted as
-        unchanged and not looked at further (content-hash deduplication, docs/sync.md)."""
-        known = store.seen_hashes(self.ctx.state, self.spec.name, list(rows))
-        same = [k for k in rows if known.get(k) == hashes[k]]
+    def _drop_rereads(self, rows: dict[str, dict], hashes: dict[str, str]
+                      ) -> tuple[dict[str, dict], dict[str, store.Record]]:
+        """Rows read again by the overlap window whose content is what the sync last saw (synced, same
+        content hash): counted as unchanged and not looked at further (content-hash deduplication,
+        docs/sync.md). Returns the other rows and the state's records of them (one lookup per key)."""
+        recs = store.load_records(self.ctx.state, self.spec.name, list(rows))
+        same = [k for k in rows if (r := recs.get(k)) is not None and r.status == "ok" and r.erp_hash
+                and r.erp_hash == hashes[k]]
         self.n.read_erp += len(same)
         self.n.unchanged += len(same)
         self.n.records["unchanged"] += len(same)
         self._seen_erp.update(same)
         if not same:
-            return rows
+            return rows, recs
         drop = set(same)
-        return {k: v for k, v in rows.items() if k not in drop}
+        return {k: v for k, v in rows.items() if k not in drop}, {k: r for k, r in recs.items() if k not in drop}
 
     # ------------------------------------------------------------------ gathering pairs
-    def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict]) -> None:
+    def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict],
+                recs: dict[str, store.Record] | None = None) -> None:
+        """Decide and write these ERP rows. ``recs``: their state records, if already loaded."""
         if not erp_rows:
             return
         self.n.read_erp += len(erp_rows)
         self._seen_erp.update(erp_rows)
-        recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
+        if recs is None:
+            recs = store.load_records(self.ctx.state, self.spec.name, list(erp_rows))
         gone = {k for k, r in recs.items() if r.status == "sf_deleted" and k in erp_rows}
         self.n.skipped += len(gone)  # its Salesforce record was deleted: the ERP row no longer syncs
         self.n.records["skipped"] += len(gone)
@@ -379,7 +447,7 @@ class ObjectSync:
                         recs.append(store.Record(key, sid, base, self.view.hash_of(
                             {f: vals[f] for f in self.spec.fields}), "pending"))
                 with self.ctx.state.begin() as conn:
-                    store.save_records(conn, self.spec.name, recs)
+                    store.save_records(conn, self.spec.name, recs, self.bucketing)
                     store.journal_done(self.ctx.state, entry.id, "recovered", {"linked": len(recs)}, conn=conn)
                 log.warning("sync %s: recovered %d ERP row(s) inserted by killed run %s", self.spec.name,
                             len(recs), entry.run_id)

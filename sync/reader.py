@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from crmbridge.connectors.erp import ErpConnector, watermark_param, watermark_value
 from crmbridge.sync.config import ObjectSpec
-from crmbridge.sync.values import COMPUTE, canon, row_hash
+from crmbridge.sync.values import COMPUTE, canon, row_hasher
 
 
 @dataclass
@@ -32,6 +32,8 @@ class ErpView:
     src: Any = None
     columns: list[str] = field(default_factory=list)
     types: dict[str, type | None] = field(default_factory=dict)
+    _plan: list = field(default_factory=list)
+    _hasher: Any = None  # per field: (sf field, ERP column or None, compute fn, its args)
 
     def __post_init__(self):
         e = self.spec.erp
@@ -43,6 +45,10 @@ class ErpView:
         if e.changes.column:
             cols.append(e.changes.column)
         self.columns = list(dict.fromkeys(cols))
+        self._hasher = row_hasher(self.spec.fields)
+        self._plan = [(sf, spec.erp, None, ()) if spec.erp else (sf, None, COMPUTE[spec.compute_args[0]],
+                                                                  spec.compute_args[1])
+                      for sf, spec in self.spec.fields.items()]
         self.erp.check_columns(self.src, self.columns, f"sync.yml object {self.spec.name}")
         self.types = self.erp.python_types(self.src)
 
@@ -52,17 +58,16 @@ class ErpView:
     def values(self, row: dict) -> dict[str, Any]:
         """ERP row -> {Salesforce field: raw value} (computed fields evaluated here)."""
         out: dict[str, Any] = {}
-        for sf, spec in self.spec.fields.items():
-            if spec.erp:
-                out[sf] = row[spec.erp]
-            else:
-                name, args = spec.compute_args
-                out[sf] = COMPUTE[name](*[row[a] for a in args])
+        for sf, col, fn, args in self._plan:
+            out[sf] = row[col] if fn is None else fn(*[row[a] for a in args])
         return out
 
-    @staticmethod
-    def hash_of(vals: dict[str, Any]) -> str:
-        return row_hash({k: canon(v) for k, v in vals.items()})
+    def hash_of(self, vals: dict[str, Any]) -> str:
+        """Content hash of {Salesforce field: raw value} (mapped fields only; ``__row__`` and the like
+        are left out)."""
+        if any(k[:2] == "__" for k in vals):
+            vals = {k: v for k, v in vals.items() if k[:2] != "__"}
+        return self._hasher(vals)
 
     def changed(self, since: str | None, stored_hashes: dict[str, str | None] | None, batch: int,
                 all_keys: set[str] | None = None) -> Iterator[ErpBatch]:
@@ -131,9 +136,10 @@ class ErpView:
         for r in rows:
             k = self.key_of(r)
             v = self.values(r)
+            h = hashes[k] = self.hash_of(v)
             v["__row__"] = r
+            v["__hash__"] = h  # the decision reuses it when nothing is written to the ERP row
             out[k] = v
-            hashes[k] = self.hash_of({f: v[f] for f in self.spec.fields})
         return ErpBatch(out, hashes)
 
     def all_keys(self, batch: int = 50_000) -> set[str]:

@@ -7,11 +7,13 @@ from the sync's own echo, and a change on one side from a conflict.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
     JSON,
     Column,
+    bindparam,
     DateTime,
     Index,
     Integer,
@@ -45,6 +47,18 @@ sync_records = Table(
     # covers the per-status key scans (delete buckets, retries) without reading the wide rows
     Index("ix_sync_records_status", "object", "status", "erp_key"),
 )
+
+# Known (not deleted) keys of each object per delete-check bucket (sync/deletes.py), kept up to date by
+# save_records in the same transaction as sync_records, so a delete check counts only the ERP side.
+# The row with bucket SCHEME_ROW says which bucketing the counts follow (absent: rebuild them).
+sync_key_buckets = Table(
+    "sync_key_buckets",
+    metadata,
+    Column("object", String(64), primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+SCHEME_ROW = "#scheme"  # never a bucket: buckets are at most 3 characters, or an integer in -999..999
 
 sync_conflicts = Table(
     "sync_conflicts",
@@ -98,33 +112,26 @@ def _rec(r) -> Record:
     return Record(r.erp_key, r.sf_id, dict(r.base or {}), r.erp_hash, r.status)
 
 
+_REC_COLS = [sync_records.c.erp_key, sync_records.c.sf_id, sync_records.c.base, sync_records.c.erp_hash,
+             sync_records.c.status]
+
+
 def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[str, Record]:
     """Records of ``obj`` whose ``column`` is in ``values``, in chunks of 500 (bound-parameter limits)."""
     out: dict[str, Record] = {}
+    values = sorted({v for v in values if v is not None})  # neighbouring keys share index pages
     with engine.connect() as c:
         for i in range(0, len(values), 500):
-            q = select(sync_records).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
+            q = select(*_REC_COLS).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
             out.update({getattr(r, column.name): _rec(r) for r in c.execute(q)})
     return out
 
 
-def seen_hashes(engine: Engine, obj: str, keys: list[str]) -> dict[str, str]:
-    """erp key -> stored content hash of the rows among ``keys`` that are synced (``ok``): a narrow read
-    (no baselines) for the re-read deduplication."""
-    out: dict[str, str] = {}
-    with engine.connect() as c:
-        for i in range(0, len(keys), 500):
-            q = select(sync_records.c.erp_key, sync_records.c.erp_hash).where(
-                sync_records.c.object == obj, sync_records.c.erp_key.in_(keys[i:i + 500]),
-                sync_records.c.status == "ok")
-            out.update((k, h) for k, h in c.execute(q) if h)
-    return out
-
-
 def ensure_indexes(engine: Engine) -> None:
-    """Indexes added after a state database was created (create_all only makes missing tables)."""
+    """Indexes (and tables) added after a state database was created."""
     for ix in sync_records.indexes:
         ix.create(engine, checkfirst=True)
+    sync_key_buckets.create(engine, checkfirst=True)
 
 
 def load_records(engine: Engine, obj: str, keys: list[str]) -> dict[str, Record]:
@@ -202,16 +209,152 @@ def keys_in_buckets(engine: Engine, obj: str, width: int, composite: bool, bucke
     return out
 
 
-def save_records(conn: Connection, obj: str, recs: list[Record]) -> None:
-    """Upsert link rows (delete + insert in the caller's transaction: portable across dialects)."""
+@dataclass(frozen=True)
+class Bucketing:
+    """How an object's keys fall into delete-check buckets (sync/deletes.py ``bucket_of``)."""
+
+    kind: type  # int or str: the type of the first key column
+    composite: bool
+    width: int
+
+    @property
+    def scheme(self) -> int:
+        """A number naming this bucketing (stored with the counts)."""
+        return (2 if self.kind is int else 1) + (10 if self.composite else 0) + 100 * self.width
+
+    def of(self, key: str) -> str:
+        """``str(deletes.bucket_of(key, ...))`` (the same rule, without the import on every key)."""
+        first = key.split("|", 1)[0] if self.composite else key
+        if self.kind is int:
+            return str(int(math.fmod(int(first), 10 ** self.width)))
+        return first[-self.width:]
+
+
+def save_records(conn: Connection, obj: str, recs: list[Record], buckets: Bucketing | None = None,
+                 old: dict[str, Record | None] | None = None) -> None:
+    """Upsert link rows in the caller's transaction: rows the state knows are updated in place (only
+    ``base``/``erp_hash`` and the like when the link and status stay: no index entry moves), new ones
+    inserted. The per-bucket key counts follow when ``buckets`` is given; without it they are dropped
+    (the next delete check rebuilds them). ``old``: what the caller loaded for these keys before
+    deciding (None: a new key), which saves looking each key up again; without it they are looked up."""
     now = utcnow()
+    delta: dict[str, int] = {}
     for i in range(0, len(recs), 500):
-        chunk = recs[i:i + 500]
-        conn.execute(delete(sync_records).where(sync_records.c.object == obj,
-                                                sync_records.c.erp_key.in_([r.erp_key for r in chunk])))
-        conn.execute(sync_records.insert(), [
-            {"object": obj, "erp_key": r.erp_key, "sf_id": r.sf_id, "base": r.base, "erp_hash": r.erp_hash,
-             "status": r.status, "error": r.error, "updated_at": now} for r in chunk])
+        chunk = list({r.erp_key: r for r in recs[i:i + 500]}.values())
+        if old is None:
+            prev = _prev(conn, obj, chunk)
+        else:
+            prev = {r.erp_key: (o.status, o.sf_id) for r in chunk if (o := old.get(r.erp_key)) is not None}
+        same = [r for r in chunk if prev.get(r.erp_key) == (r.status, r.sf_id)]
+        moved = [r for r in chunk if r.erp_key in prev and prev[r.erp_key] != (r.status, r.sf_id)]
+        new = [r for r in chunk if r.erp_key not in prev]
+        n = 0
+        if same:
+            n += conn.execute(_UPDATE_VALUES, [_params(obj, r, now) for r in same]).rowcount
+        if moved:
+            n += conn.execute(_UPDATE_ALL, [_params(obj, r, now) for r in moved]).rowcount
+        if old is not None and n != len(same) + len(moved):  # the caller's picture was not the table's
+            prev = _prev(conn, obj, chunk)
+            new = [r for r in chunk if r.erp_key not in prev]
+        if new:
+            conn.execute(sync_records.insert(), [
+                {"object": obj, "erp_key": r.erp_key, "sf_id": r.sf_id, "base": r.base, "erp_hash": r.erp_hash,
+                 "status": r.status, "error": r.error, "updated_at": now} for r in new])
+        for r in chunk:
+            was = r.erp_key in prev and prev[r.erp_key][0] != "deleted"
+            now_known = r.status != "deleted"
+            if was != now_known:
+                b = buckets.of(r.erp_key) if buckets is not None else ""
+                delta[b] = delta.get(b, 0) + (1 if now_known else -1)
+    if buckets is None:
+        if delta:
+            conn.execute(delete(sync_key_buckets).where(sync_key_buckets.c.object == obj))
+        return
+    _apply_bucket_delta(conn, obj, buckets, {b: d for b, d in delta.items() if d})
+
+
+def _prev(conn: Connection, obj: str, chunk: list[Record]) -> dict[str, tuple]:
+    q = select(sync_records.c.erp_key, sync_records.c.status, sync_records.c.sf_id).where(
+        sync_records.c.object == obj, sync_records.c.erp_key.in_([r.erp_key for r in chunk]))
+    return {k: (st, sid) for k, st, sid in conn.execute(q)}
+
+
+def _params(obj: str, r: Record, now) -> dict:
+    return {"b_object": obj, "b_key": r.erp_key, "v_sf_id": r.sf_id, "v_base": r.base, "v_hash": r.erp_hash,
+            "v_status": r.status, "v_error": r.error, "v_at": now}
+
+
+_WHERE_KEY = (sync_records.c.object == bindparam("b_object"), sync_records.c.erp_key == bindparam("b_key"))
+_VALUES = {"base": bindparam("v_base", type_=sync_records.c.base.type), "erp_hash": bindparam("v_hash"),
+           "error": bindparam("v_error"), "updated_at": bindparam("v_at", type_=sync_records.c.updated_at.type)}
+_UPDATE_VALUES = update(sync_records).where(*_WHERE_KEY).values(_VALUES)  # link and status as they were
+_UPDATE_ALL = update(sync_records).where(*_WHERE_KEY).values(
+    {**_VALUES, "sf_id": bindparam("v_sf_id"), "status": bindparam("v_status")})
+
+
+def _scheme_of(conn: Connection, obj: str) -> int | None:
+    return conn.execute(select(sync_key_buckets.c.n).where(sync_key_buckets.c.object == obj,
+                                                           sync_key_buckets.c.bucket == SCHEME_ROW)).scalar()
+
+
+def _apply_bucket_delta(conn: Connection, obj: str, buckets: Bucketing, delta: dict[str, int]) -> None:
+    if not delta:
+        return
+    scheme = _scheme_of(conn, obj)
+    if scheme != buckets.scheme:  # no counts yet (or another bucketing): the next check rebuilds them
+        if scheme is not None:
+            conn.execute(delete(sync_key_buckets).where(sync_key_buckets.c.object == obj))
+        return
+    t = sync_key_buckets
+    have = set()
+    names = sorted(delta)
+    for i in range(0, len(names), 500):
+        have.update(b for (b,) in conn.execute(select(t.c.bucket).where(t.c.object == obj,
+                                                                        t.c.bucket.in_(names[i:i + 500]))))
+    upd = [{"b_object": obj, "b_bucket": b, "d": d} for b, d in delta.items() if b in have]
+    if upd:
+        conn.execute(update(t).where(t.c.object == bindparam("b_object"), t.c.bucket == bindparam("b_bucket"))
+                     .values(n=t.c.n + bindparam("d")), upd)
+    ins = [{"object": obj, "bucket": b, "n": d} for b, d in delta.items() if b not in have]
+    if ins:
+        conn.execute(t.insert(), ins)
+
+
+def known_bucket_counts(engine: Engine, obj: str, buckets: Bucketing) -> dict[str, int] | None:
+    """Known (not deleted) keys of ``obj`` per bucket as kept by save_records, or None when they have to
+    be rebuilt: never counted, another bucketing, or their total no longer matches ``sync_records``
+    (rows deleted by hand, e.g. to start an object over)."""
+    t = sync_key_buckets
+    with engine.connect() as c:
+        rows = dict(c.execute(select(t.c.bucket, t.c.n).where(t.c.object == obj)).all())
+        if rows.pop(SCHEME_ROW, None) != buckets.scheme:
+            return None
+        total = c.execute(select(func.count()).select_from(sync_records).where(
+            sync_records.c.object == obj, sync_records.c.status != "deleted")).scalar()
+    if total != sum(rows.values()):
+        return None
+    return {b: n for b, n in rows.items() if n}
+
+
+def set_bucket_counts(engine: Engine, obj: str, buckets: Bucketing, counts, *, replace_all: bool) -> None:
+    """Store known-key counts for these buckets (all of them with ``replace_all``, with the scheme row)."""
+    t = sync_key_buckets
+    with engine.begin() as c:
+        if replace_all:
+            c.execute(delete(t).where(t.c.object == obj))
+            rows = [{"object": obj, "bucket": str(b), "n": n} for b, n in counts.items() if n]
+            rows.append({"object": obj, "bucket": SCHEME_ROW, "n": buckets.scheme})
+            for i in range(0, len(rows), 5000):
+                c.execute(t.insert(), rows[i:i + 5000])
+            return
+        if _scheme_of(c, obj) != buckets.scheme:
+            return
+        names = [str(b) for b in counts]
+        for i in range(0, len(names), 500):
+            c.execute(delete(t).where(t.c.object == obj, t.c.bucket.in_(names[i:i + 500])))
+        rows = [{"object": obj, "bucket": str(b), "n": n} for b, n in counts.items() if n]
+        if rows:
+            c.execute(t.insert(), rows)
 
 
 def count_records(engine: Engine, obj: str | None = None) -> dict[str, int]:

@@ -15,9 +15,30 @@ from typing import Any
 
 
 def canon(v: Any) -> str | None:
-    """Canonical text of a value: numbers without trailing zeros, dates ISO, flags 1/0."""
+    """Canonical text of a value: numbers without trailing zeros, dates ISO, flags 1/0.
+
+    Every row the sync reads goes through here once per field (content hashes, decisions), so the
+    common exact types take a short path; each gives the same text as the general one below
+    (tests/sync/test_values.py compares them value by value)."""
+    t = type(v)
+    if t is str:
+        return v if v else None  # Salesforce does not keep empty strings: '' and null are the same value there
     if v is None:
         return None
+    if t is int and -_INT_FAST < v < _INT_FAST:
+        return str(v)
+    if t is Decimal and v.is_finite():
+        if v == v.to_integral_value():
+            return str(v.quantize(_ONE))
+        return format(v.normalize(), "f")
+    return _canon(v)
+
+
+_ONE = Decimal(1)
+_INT_FAST = 10 ** 27  # below the 28 digits of Decimal's default context: quantize never overflows
+
+
+def _canon(v: Any) -> str | None:
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, (int, float, Decimal)):
@@ -46,10 +67,39 @@ def _num(v) -> str:
     return format(d.normalize(), "f")
 
 
+# one encoder for every row (json.dumps with options builds a new one per call); same text as
+# json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def row_hash(values: dict[str, str | None]) -> str:
     """Content hash of a row's canonical mapped values (for ERPs without updated-at or row version)."""
-    blob = json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    blob = _HASH_JSON.encode(values)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+def row_hasher(fields):
+    """``row_hash({f: canon(v) for f, v in vals.items()})`` for dicts keyed by exactly ``fields``, built
+    without the general JSON encoder (the same text: keys sorted, strings escaped as json.dumps does
+    with ensure_ascii=False). Rows with other keys take the general path."""
+    from json.encoder import encode_basestring
+
+    names = sorted(fields)
+    heads = [encode_basestring(f) + ":" for f in names]
+    pairs = list(zip(names, heads))
+    wanted = set(names)
+
+    def hash_row(vals: dict) -> str:
+        if len(vals) != len(pairs) or not wanted.issuperset(vals):
+            return row_hash({k: canon(v) for k, v in vals.items()})
+        parts = []
+        for f, head in pairs:
+            c = canon(vals[f])
+            parts.append(head + ("null" if c is None else encode_basestring(c)))
+        blob = "{" + ",".join(parts) + "}"
+        return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+    return hash_row
 
 
 def days_overdue(due, open_amount=None, *, today: date | None = None) -> int:
@@ -68,6 +118,8 @@ def days_overdue(due, open_amount=None, *, today: date | None = None) -> int:
 
 def concat(a, b=None) -> str:
     """A readable name from two columns, e.g. an inventory row's item and warehouse."""
+    if type(a) is str and type(b) is str and a and b:  # the usual case, same text as below
+        return a + " / " + b
     return " / ".join(str(canon(x)) for x in (a, b) if x is not None)
 
 

@@ -97,7 +97,12 @@ class Writer:
                                                 "salesforce": s, "why": f"last synced value: {b}"})
         if not (d.blocked_sf | d.blocked_erp) & set(forced):  # a blocked direction applies it next run
             self.applied[p.key] = [cid for cid, _ in self.forced.get(p.key, {}).values()] + list(p.link_applied)
-        h = self.o.view.hash_of(erp_vals) if erp is not None else (p.rec.erp_hash if p.rec else None)
+        if erp is None:
+            h = p.rec.erp_hash if p.rec else None
+        elif d.to_erp or second_pass or "__hash__" not in p.erp:
+            h = self.o.view.hash_of(erp_vals)
+        else:
+            h = p.erp["__hash__"]  # the row as read (the same hash as hash_of(erp_vals))
         if d.blocked_sf or d.blocked_erp:
             h = None  # a change this run's direction postponed: the row must not count as seen (re-read dedup)
         self.recs[p.key] = store.Record(p.key, p.sf_id, d.base if status == "ok" else base, h, status)
@@ -162,7 +167,8 @@ class Writer:
             if self.sf_ops[op]:
                 self._write_sf(op, self.sf_ops[op])
         with self.ctx.state.begin() as conn:
-            store.save_records(conn, self.spec.name, list(self.recs.values()))
+            store.save_records(conn, self.spec.name, list(self.recs.values()), self.o.bucketing,
+                               old={k: self.old.get(k) for k in self.recs})
             cq.record(conn, self.spec.name, self.ctx.run_id, self.conflicts)
             cq.mark_applied(conn, [i for ids in self.applied.values() for i in ids])
 
@@ -218,8 +224,14 @@ class Writer:
         spec, sf = self.spec, self.ctx.sf
         keys = [k for k, _ in items]
         jid = store.journal_plan(self.ctx.state, self.ctx.run_id, spec.name, "salesforce", op, {"keys": keys}, len(keys))
-        results = sf.dml(op, spec.salesforce.object, [p for _, p in items], keys=keys,
-                         external_id_field=self.ext if op == "upsert" else None)
+        kind = op
+        if op == "upsert":
+            linked = sum(1 for k in keys if (self.old.get(k) is not None and self.old[k].sf_id)
+                         or (k in self.recs and self.recs[k].sf_id))
+            kind = "update" if 2 * linked >= len(keys) else "create"
+        with self.o.paces.used(sf, kind):
+            results = sf.dml(op, spec.salesforce.object, [p for _, p in items], keys=keys,
+                             external_id_field=self.ext if op == "upsert" else None)
         ok = 0
         for (key, _), res in zip(items, results):
             rec = self.recs.get(key)

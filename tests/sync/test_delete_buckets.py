@@ -47,3 +47,99 @@ def test_only_differing_buckets_are_read(tmp_path, any_db_url, fresh_sandbox, ki
     r4 = kit.run(project, sf)
     assert r4.totals["written"] == 0 and r4.objects["inventory"]["delete_check"]["buckets_read"] == 0, r4.as_dict()
     eng.dispose()
+
+
+def _recount(state, obj: str) -> dict[str, int]:
+    from crmbridge.sync import store
+
+    return {str(b): n for b, n in store.bucket_counts(state, obj, 3, obj == "inventory").items() if n}
+
+
+def test_the_state_keeps_its_bucket_counts_as_rows_come_and_go(tmp_path, fresh_sandbox, kit):
+    """The known-key counts are kept by save_records (no GROUP BY over the state per run) and always equal
+    a recount; counts that no longer match the table (rows deleted by hand to start over) are rebuilt,
+    and a bucket whose count drifted is read once and healed."""
+    from crmbridge.state import open_state
+    from crmbridge.sync.deletes import WIDTH
+    from crmbridge.sync.store import Bucketing, known_bucket_counts, sync_key_buckets, sync_records
+
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    create_reference_erp(url, items=40)
+    project = load_project(kit.make_project(tmp_path / "p", url, fresh_sandbox, sync_yml=kit.stock_yml()))
+    sf = kit.connector(project)
+    state = open_state(project.state_url)
+    inv_b = Bucketing(str, True, WIDTH)
+    assert kit.run(project, sf).status == "succeeded"
+    assert known_bucket_counts(state, "inventory", inv_b) == _recount(state, "inventory")
+    eng = create_engine(url)
+    now = datetime.now()
+    with eng.begin() as c:  # one row gone, one new row (seen by the change column), one row gone and back
+        c.execute(delete(inventory).where(inventory.c.item_code == "ITEM0000003", inventory.c.warehouse == "WH-SH"))
+        c.execute(delete(inventory).where(inventory.c.item_code == "ITEM0000005", inventory.c.warehouse == "WH-BJ"))
+        c.execute(insert(inventory).values(item_code="ITEM0000011", warehouse="WH-XA", on_hand=Decimal(3),
+                                           reserved=Decimal(0), available=Decimal(3), updated_at=now))
+    r = kit.run(project, sf)
+    assert r.objects["inventory"]["deleted"] == 2 and r.status == "succeeded", r.as_dict()
+    assert known_bucket_counts(state, "inventory", inv_b) == _recount(state, "inventory")
+    with eng.begin() as c:
+        c.execute(insert(inventory).values(item_code="ITEM0000005", warehouse="WH-BJ", on_hand=Decimal(8),
+                                           reserved=Decimal(0), available=Decimal(8), updated_at=datetime.now()))
+    r = kit.run(project, sf)
+    assert r.objects["inventory"]["written"] == 1 and r.objects["inventory"]["delete_check"]["buckets_read"] == 0
+    assert known_bucket_counts(state, "inventory", inv_b) == _recount(state, "inventory")
+    back = list(sf.query("SELECT Is_Active__c FROM Inventory__c WHERE ERP_Key__c = 'ITEM0000005|WH-BJ'"))[0]
+    assert back["Is_Active__c"] is True
+
+    # a bucket count that drifted: the bucket is read key by key once, nothing is deleted, the count heals
+    with state.begin() as c:
+        c.execute(sync_key_buckets.update().where(sync_key_buckets.c.object == "inventory",
+                                                  sync_key_buckets.c.bucket == "007").values(n=sync_key_buckets.c.n + 1))
+        c.execute(sync_key_buckets.update().where(sync_key_buckets.c.object == "inventory",
+                                                  sync_key_buckets.c.bucket == "008").values(n=sync_key_buckets.c.n - 1))
+    r = kit.run(project, sf)
+    check = r.objects["inventory"]["delete_check"]
+    assert check["buckets_read"] == 2 and r.totals["written"] == 0 and r.totals["deleted"] == 0, r.as_dict()
+    assert known_bucket_counts(state, "inventory", inv_b) == _recount(state, "inventory")
+    assert kit.run(project, sf).objects["inventory"]["delete_check"]["buckets_read"] == 0
+
+    # starting an object over by hand (docs/sync.md): the counts no longer add up and are rebuilt
+    with state.begin() as c:
+        c.execute(delete(sync_records).where(sync_records.c.object == "inventory"))
+    assert known_bucket_counts(state, "inventory", inv_b) is None
+    from crmbridge.state import watermarks
+
+    with state.begin() as c:
+        c.execute(delete(watermarks).where(watermarks.c.scope.like("sync:inventory:%")))
+    with eng.begin() as c:
+        c.execute(delete(inventory).where(inventory.c.item_code == "ITEM0000009", inventory.c.warehouse == "WH-SH"))
+    r = kit.run(project, sf)
+    assert r.status == "succeeded" and r.objects["inventory"]["read_erp"] == 119, r.as_dict()
+    assert known_bucket_counts(state, "inventory", inv_b) == _recount(state, "inventory")
+    assert sum(_recount(state, "inventory").values()) == 119
+    assert kit.run(project, sf).totals["written"] == 0
+    eng.dispose()
+
+
+def test_save_records_copes_with_a_wrong_picture_of_the_table(tmp_path):
+    """``old`` says what the caller loaded; if a row it calls known is missing, it is inserted instead."""
+    from sqlalchemy import select
+
+    from crmbridge.state import open_state
+    from crmbridge.sync import store
+    from crmbridge.sync.store import Bucketing, Record, sync_records
+
+    state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    store.ensure_indexes(state)
+    b = Bucketing(str, False, 3)
+    with state.begin() as c:
+        store.save_records(c, "things", [Record("K001", "a0" * 9, {"Name": "x"}, "h1", "ok")], b)
+    store.set_bucket_counts(state, "things", b, {"001": 1}, replace_all=True)
+    ghost = Record("K002", None, {}, None, "pending")
+    with state.begin() as c:
+        store.save_records(c, "things", [Record("K001", "a0" * 9, {"Name": "y"}, "h2", "ok"),
+                                         Record("K002", None, {"Name": "z"}, "h3", "pending")], b,
+                           old={"K001": Record("K001", "a0" * 9, {}, "h1", "ok"), "K002": ghost})
+    with state.connect() as c:
+        rows = {r.erp_key: (r.base, r.erp_hash, r.status) for r in c.execute(select(sync_records))}
+    assert rows == {"K001": ({"Name": "y"}, "h2", "ok"), "K002": ({"Name": "z"}, "h3", "pending")}
+    assert store.known_bucket_counts(state, "things", b) == {"001": 1, "002": 1}
