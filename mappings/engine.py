@@ -188,10 +188,7 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     step = loaded.step
     refs = refs or OrgRefs()
     parents = parents or {}
-    df = with_record_lineage(source.reset_index(drop=True))
-    _require_columns(loaded, df)
-    if "_row_id" not in df.columns:
-        df["_row_id"] = [f"{step.entity}:{first_row + i + 1}" for i in range(len(df))]
+    df = prepare_rows(loaded, source, first_row)
     reasons = _Reasons(df.index)
     stats: dict = {}
 
@@ -233,6 +230,15 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
 
     reasons.text.loc[work.index] = wreasons.text
     return Partial(df, out, reasons, filtered, stats, ext)
+
+
+def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+    """The batch as ``map_rows`` works on it (``Partial.df``): index 0..n-1, record lineage, row ids."""
+    df = with_record_lineage(source.reset_index(drop=True))
+    _require_columns(loaded, df)
+    if "_row_id" not in df.columns:
+        df["_row_id"] = [f"{loaded.step.entity}:{first_row + i + 1}" for i in range(len(df))]
+    return df
 
 
 def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> StepOutput:

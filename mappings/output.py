@@ -70,7 +70,7 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int, raw: pd.Da
 def _value_types(s: pd.Series) -> set:
     """The Python types of the present values of an object column, as ``_parquet_safe`` counts them
     (None and float NaN left out)."""
-    arr = s.array
+    arr = s.to_numpy(dtype=object)  # iterating a numpy array, not pandas' ExtensionArray: 20x faster
     types = set(map(type, arr))
     types.discard(type(None))
     if any(issubclass(t, float) for t in types):  # NaN floats do not count: look at the values
@@ -92,6 +92,7 @@ class RecordsWriter:
         self.path, self.spill = Path(path), Path(spill)
         self.types: dict[str, set] = {}
         self.schemas: list = []
+        self.tables: dict[int, Any] = {}  # batches kept in memory (a step of one batch)
 
     def note(self, df: pd.DataFrame) -> None:
         for c in df.columns:
@@ -102,7 +103,7 @@ class RecordsWriter:
             elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
                 seen.add(str)
 
-    def stage(self, i: int, df: pd.DataFrame) -> None:
+    def stage(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
         import pyarrow as pa
 
         out = df
@@ -113,6 +114,9 @@ class RecordsWriter:
                 out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
         table = pa.Table.from_pandas(out, preserve_index=False)
         self.schemas.append(table.schema)
+        if in_memory:
+            self.tables[i] = table
+            return
         with pa.OSFile(str(self.spill / f"rec{i}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
             w.write_table(table)
 
@@ -126,12 +130,15 @@ class RecordsWriter:
         with pq.ParquetWriter(self.path, schema) as w:
             for i in range(n):
                 p = self.spill / f"rec{i}.arrow"
-                with pa.memory_map(str(p)) as src:
-                    table = pa.ipc.open_file(src).read_all()
+                if i in self.tables:
+                    table = self.tables.pop(i)
+                else:
+                    with pa.memory_map(str(p)) as src:
+                        table = pa.ipc.open_file(src).read_all()
                 if len(table) or n == 1:
                     w.write_table(table.select(schema.names).cast(schema))
                 del table
-                p.unlink()
+                p.unlink(missing_ok=True)
 
 
 def _pandas_metadata(schemas: list, unified) -> dict | None:

@@ -341,7 +341,8 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
         ext = s.step.external_id
         rel = f"{STAGE}/{s.name}.parquet"
         with progress.tracked(f"{s.name} (rows)", input_rows(run, e, skip_validation)) as task:
-            out = map_step_stream(s, iter_input(project, run, e, skip_validation=skip_validation, batch_rows=batch_rows),
+            out = map_step_stream(s, lambda: iter_input(project, run, e, skip_validation=skip_validation,
+                                                        batch_rows=batch_rows),
                                   records_path=tmp / f"{s.name}.parquet",
                                   quarantine_path=tmp / "quarantine" / f"{s.name}.csv",
                                   spill=tmp / ".spill" / s.name, refs=refs, parents=keys,

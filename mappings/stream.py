@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.mappings.engine import (OrgRefs, ParentKeys, Partial, StepOutput, _Reasons, finish_rows,
-                                       map_rows)
+                                       map_rows, prepare_rows)
 from crmbridge.mappings.keyindex import KeyIndex, _strings
 from crmbridge.mappings.models import LoadedStep
 
@@ -51,17 +51,29 @@ class StreamedStep:
     preview: list[dict] = field(default_factory=list)
 
 
-def _dump(path: Path, obj: Any) -> None:
-    with open(path, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+class _Spill:
+    """Objects handed from one pass to the next: pickled into the step's scratch folder (they keep every
+    Python value exactly as mapped), or kept in memory when the step has a single batch."""
 
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.memory: dict[str, Any] = {}
 
-def _load(path: Path, *, remove: bool = True) -> Any:
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh)
-    if remove:
+    def put(self, name: str, obj: Any, *, in_memory: bool = False) -> None:
+        if in_memory:
+            self.memory[name] = obj
+            return
+        with open(self.folder / f"{name}.pkl", "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def take(self, name: str) -> Any:
+        if name in self.memory:
+            return self.memory.pop(name)
+        path = self.folder / f"{name}.pkl"
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
         path.unlink()
-    return obj
+        return obj
 
 
 def _add(total: dict, part: dict) -> None:
@@ -84,14 +96,15 @@ def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, 
     return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
 
 
-def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, records_path: Path,
+def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callable[[], Iterable[pd.DataFrame]], *, records_path: Path,
                     quarantine_path: Path, spill: Path, refs: OrgRefs | None = None,
                     parents: dict[tuple[str, str], ParentKeys] | None = None,
                     parent_reasons: dict[str, dict[str, str]] | None = None,
                     raw: Callable[[KeyIndex, list[str], set[str]], tuple[pd.DataFrame, pd.DataFrame] | None] | None = None,
                     preview: int = 0, on_rows: Callable[[int], None] | None = None) -> StreamedStep:
-    """Map ``batches`` (the entity's rows, in order) into ``records_path`` (Parquet) and
-    ``quarantine_path`` (the steward's CSV); see module docstring.
+    """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
+    each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
+    docstring.
 
     ``parent_reasons``: "Object.Field" -> {key: reason} of the steps before; this step's quarantined keys
     are added to it (as the whole-frame stage did) before its quarantine is written. ``raw(ids, columns,
@@ -100,23 +113,34 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, reco
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
 
     spill.mkdir(parents=True, exist_ok=True)
+    store = _Spill(spill)
     res = StreamedStep()
     ext = loaded.step.external_id
     parent_reasons = parent_reasons if parent_reasons is not None else {}
 
-    # pass 1: row by row; only the candidate keys stay in memory
+    # pass 1: row by row; only the candidate keys stay in memory. When ``batches`` can be read again
+    # (a callable), pass 2 reads the batch again rather than the spilled copy (Parquet reads faster)
+    again = callable(batches)
     keys: list[np.ndarray] = []
     n = offset = 0
-    for batch in batches:
+    it = iter(batches() if again else batches)
+    batch = next(it, None)
+    if batch is None:
+        raise ValueError("map_step_stream needs at least one batch (an empty one for an empty entity)")
+    while batch is not None:
         part = map_rows(loaded, batch, refs=refs, parents=parents, first_row=offset)
         offset += len(batch)
         _add(res.filtered, part.filtered)
         _add(res.stats, part.stats)
         keys.append(_strings(part.candidate_keys()))
-        _dump(spill / f"rows{n}.pkl", (part.df, part.out, part.reasons.text))
-        n += 1
         if on_rows:
             on_rows(len(batch))
+        batch = next(it, None)
+        single = n == 0 and batch is None
+        store.put(f"rows{n}", (None if again and not single else part.df, part.out, part.reasons.text),
+                  in_memory=single)
+        n += 1
+        del part
     duplicates = KeyIndex.duplicates(keys)
     del keys
 
@@ -126,8 +150,15 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, reco
     qreasons: dict[str, str] = {}
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
+    reread = iter(batches()) if again and n > 1 else None
+    offset = 0
     for i in range(n):
-        df, out, text = _load(spill / f"rows{i}.pkl")
+        df, out, text = store.take(f"rows{i}")
+        if df is None:
+            source = next(reread)
+            df = prepare_rows(loaded, source, offset)
+            offset += len(source)
+            del source
         reasons = _Reasons(df.index)
         reasons.text = text
         done: StepOutput = finish_rows(loaded, Partial(df, out, reasons, {}, {}, ext), duplicates)
@@ -146,7 +177,7 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, reco
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
         records.note(done.records)
-        _dump(spill / f"out{i}.pkl", (done.records, done.quarantine))
+        store.put(f"out{i}", (done.records, done.quarantine), in_memory=n == 1)
         del df, out, text, done
     del duplicates
     res.mapped = KeyIndex.union(mapped)
@@ -160,14 +191,14 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, reco
     need_ids: list[np.ndarray] = []
     need_cols: set[str] = set()
     for i in range(n):
-        recs, q = _load(spill / f"out{i}.pkl")
-        records.stage(i, recs)
+        recs, q = store.take(f"out{i}")
+        records.stage(i, recs, in_memory=n == 1)
         view, named = steward_reasons(loaded, q, parent_reasons)
         if len(view):
             has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
             need_ids.append(_strings(view["_row_id"].astype(str)[has]))
             need_cols.update(*named)
-        _dump(spill / f"q{i}.pkl", (view, named))
+        store.put(f"q{i}", (view, named), in_memory=n == 1)
         del recs, q, view
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
@@ -182,7 +213,7 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame], *, reco
     records.write(n)
     qout = QuarantineWriter(quarantine_path)
     for i in range(n):
-        view, named = _load(spill / f"q{i}.pkl")
+        view, named = store.take(f"q{i}")
         qout.stage(i, view, rows_raw, named, spill)
     qout.write(n, spill)
     if preview:
