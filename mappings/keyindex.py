@@ -90,3 +90,61 @@ class KeyIndex:
 
     def __iter__(self):
         return (k[:-1].decode("utf-8", "surrogatepass") for k in self.keys.tolist())
+
+
+class KeyedText:
+    """A compact ``{key: text}`` (the reason of each quarantined parent key): keys sorted as in
+    ``KeyIndex``, texts in one Arrow string array. Built from parts added in order; for a key added
+    twice the later text wins, as with ``dict.update``."""
+
+    __slots__ = ("keys", "texts")
+
+    def __init__(self, keys: np.ndarray | None = None, texts=None):
+        import pyarrow as pa
+
+        self.keys = keys if keys is not None else np.array([], dtype=STRINGS)
+        self.texts = texts if texts is not None else pa.array([], type=pa.large_string())
+
+    @classmethod
+    def build(cls, parts: Iterable[tuple[np.ndarray, list[str]]]) -> "KeyedText":
+        """``parts``: (keys as ``_strings`` arrays, their texts), in the order a dict would be updated."""
+        import pyarrow as pa
+
+        parts = [(k, t) for k, t in parts if len(k)]
+        if not parts:
+            return cls()
+        keys = np.concatenate([k for k, _ in parts])
+        texts = pa.chunked_array([pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
+        del parts
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        last = np.ones(len(keys), dtype=bool)
+        last[:-1] = keys[1:] != keys[:-1]
+        keep = order[last]
+        return cls(keys[last], texts.take(pa.array(keep)))
+
+    def update(self, other: "KeyedText | dict") -> None:
+        if isinstance(other, dict):
+            other = KeyedText.build([(_strings(pd.Series(list(other), dtype=object)), list(other.values()))])
+        if not len(self.keys):
+            self.keys, self.texts = other.keys, other.texts
+            return
+        merged = KeyedText.build([(self.keys, self.texts.to_pylist()), (other.keys, other.texts.to_pylist())])
+        self.keys, self.texts = merged.keys, merged.texts
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, key, default=None):
+        if key is None or not len(self.keys):
+            return default
+        q = str(key).encode("utf-8", "surrogatepass") + _END
+        if len(q) > self.keys.dtype.itemsize:
+            return default
+        i = int(np.searchsorted(self.keys, np.array(q, dtype=self.keys.dtype)))
+        if i < len(self.keys) and self.keys[i] == q:
+            return self.texts[i].as_py()
+        return default
+
+    def key_index(self) -> KeyIndex:
+        return KeyIndex(self.keys)

@@ -334,7 +334,7 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
-    parent_reasons: dict[str, dict[str, str]] = {}  # "Account.Legacy_Id__c" -> {key: reason}
+    parent_reasons: dict[str, Any] = {}  # "Account.Legacy_Id__c" -> KeyedText {key: reason}
     progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
@@ -351,7 +351,7 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
         shutil.rmtree(tmp / ".spill" / s.name, ignore_errors=True)
         k = (s.step.object.lower(), ext)
         prev = keys.get(k)
-        quarantined = KeyIndex.of(list(out.quarantined))
+        quarantined = out.quarantined.key_index()
         keys[k] = ParentKeys(KeyIndex.union([out.mapped, prev.mapped]) if prev else out.mapped,
                              KeyIndex.union([quarantined, prev.quarantined]) if prev else quarantined)
         summaries.append(StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv",

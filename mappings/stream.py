@@ -28,7 +28,7 @@ import pandas as pd
 
 from crmbridge.mappings.engine import (OrgRefs, ParentKeys, Partial, StepOutput, _Reasons, finish_rows,
                                        map_rows, prepare_rows)
-from crmbridge.mappings.keyindex import KeyIndex, _strings
+from crmbridge.mappings.keyindex import KeyedText, KeyIndex, _strings
 from crmbridge.mappings.models import LoadedStep
 
 DEFAULT_BATCH_ROWS = 100_000
@@ -47,7 +47,7 @@ class StreamedStep:
     stats: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)  # of the records
     mapped: KeyIndex | None = None  # external-ID values written
-    quarantined: dict[str, str] = field(default_factory=dict)  # raw key value -> reason, for children
+    quarantined: KeyedText = field(default_factory=KeyedText)  # raw key value -> reason, for children
     preview: list[dict] = field(default_factory=list)
 
 
@@ -106,7 +106,8 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callab
     each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
     docstring.
 
-    ``parent_reasons``: "Object.Field" -> {key: reason} of the steps before; this step's quarantined keys
+    ``parent_reasons``: "Object.Field" -> {key: reason} (a dict or ``KeyedText``) of the steps before; this
+    step's quarantined keys
     are added to it (as the whole-frame stage did) before its quarantine is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
     ``preview_ids``), or None when the run has no extract."""
@@ -147,7 +148,7 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callab
     # pass 2: duplicates and required fields; records and quarantine final
     records = RecordsWriter(records_path, spill)
     mapped: list[np.ndarray] = []
-    qreasons: dict[str, str] = {}
+    qreasons: list[tuple[np.ndarray, list[str]]] = []  # per batch: quarantined keys, their reasons
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
     reread = iter(batches()) if again and n > 1 else None
@@ -170,7 +171,9 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callab
         if i == 0:
             res.columns = list(done.records.columns)
         mapped.append(_strings(done.records[ext].astype(str)))
-        qreasons.update(quarantined_keys(loaded, done.quarantine))
+        qk = quarantined_keys(loaded, done.quarantine)
+        qreasons.append((_strings(pd.Series(list(qk), dtype=object)), list(qk.values())))
+        del qk
         if preview and sum(map(len, prev_recs)) < preview:
             head = done.records.head(preview - sum(map(len, prev_recs)))
             prev_recs.append(head)
@@ -182,8 +185,15 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callab
     del duplicates
     res.mapped = KeyIndex.union(mapped)
     del mapped
-    res.quarantined = qreasons
-    parent_reasons.setdefault(f"{loaded.step.object}.{ext}", {}).update(qreasons)
+    res.quarantined = KeyedText.build(qreasons)
+    del qreasons
+    own = parent_reasons.get(f"{loaded.step.object}.{ext}")
+    if not isinstance(own, KeyedText):
+        own, before = KeyedText(), own
+        if before:
+            own.update(before)
+    own.update(res.quarantined)
+    parent_reasons[f"{loaded.step.object}.{ext}"] = own
 
     # pass 3: steward reasons (this step's own quarantined keys known now), records converted
     from crmbridge.mappings.stage import steward_reasons

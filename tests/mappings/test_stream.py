@@ -135,3 +135,19 @@ def test_key_index_is_exact():
     dup = KeyIndex.duplicates([k.keys, KeyIndex.of(["中文", "z"]).keys])
     assert list(dup) == ["中文"] and "z" not in dup
     assert not KeyIndex.of([]).contains(probe).any()
+
+
+def test_keyed_text_is_a_dict_with_later_values_winning():
+    from crmbridge.mappings.keyindex import KeyedText, _strings
+
+    def part(d):
+        return _strings(pd.Series(list(d), dtype=object)), list(d.values())
+
+    a, b = {"C1": "r1", "中文": "r2", "C3": "r3"}, {"C3": "r3b", "C4": "r4"}
+    kt = KeyedText.build([part(a), part(b)])
+    want = {**a, **b}
+    assert len(kt) == len(want) and all(kt.get(k) == v for k, v in want.items())
+    assert kt.get("C9") is None and kt.get("C1 ") is None and kt.get("x" * 40, "-") == "-"
+    kt.update({"C1": "again"})
+    assert kt.get("C1") == "again" and kt.get("C4") == "r4"
+    assert sorted(kt.key_index()) == sorted(want)
