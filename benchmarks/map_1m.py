@@ -116,20 +116,21 @@ def main() -> None:
             prof = cProfile.Profile()
             prof.enable()
         c0, w0 = time.process_time(), time.perf_counter()
-        out = map_step_stream(step, lambda: batches(d / "in.parquet", args.batch_rows), refs=OrgRefs(owners=owners, users=users),
-                              records_path=d / "Account.parquet", quarantine_path=d / "Account.csv",
-                              spill=d / "spill")
+        out = map_step_stream(step, lambda: batches(d / "in.parquet", args.batch_rows),
+                              refs=OrgRefs(owners=owners, users=users), records_path=d / "Account.parquet",
+                              quarantine_path=d / "Account.csv", spill=d / "spill")
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         if prof is not None:
             import pstats
 
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-            pstats.Stats(prof).sort_stats("cumulative").print_callers(r"_str_map|arrays/base.py.*__iter__|_isna_string|marshal")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(r"crmbridge", 30)
         assert out.rows_in == out.rows_out + out.rows_quarantined == n
-        print(f"mapped {n:,} rows -> {out.rows:,} Account records ({out.rows_quarantined:,} quarantined) in batches of "
-              f"{args.batch_rows:,}: {cpu:.1f} CPU-s, {wall:.1f}s wall: {n / cpu:,.0f} rows/CPU-s, {n / wall:,.0f} rows/s; "
-              f"peak RSS {rss_mib():,.0f} MiB; load average then {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"mapped {n:,} rows -> {out.rows:,} Account records ({out.rows_quarantined:,} quarantined) in "
+              f"batches of {args.batch_rows:,}: {cpu:.1f} CPU-s, {wall:.1f}s wall: {n / cpu:,.0f} rows/CPU-s, "
+              f"{n / wall:,.0f} rows/s; peak RSS {rss_mib():,.0f} MiB; "
+              f"load average then {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -96,19 +96,22 @@ def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, 
     return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
 
 
-def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callable[[], Iterable[pd.DataFrame]], *, records_path: Path,
+Batches = Iterable[pd.DataFrame]
+
+
+def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches], *, records_path: Path,
                     quarantine_path: Path, spill: Path, refs: OrgRefs | None = None,
                     parents: dict[tuple[str, str], ParentKeys] | None = None,
-                    parent_reasons: dict[str, dict[str, str]] | None = None,
-                    raw: Callable[[KeyIndex, list[str], set[str]], tuple[pd.DataFrame, pd.DataFrame] | None] | None = None,
+                    parent_reasons: dict[str, Any] | None = None,
+                    raw: Callable[[KeyIndex, list[str], set[str]], tuple | None] | None = None,
                     preview: int = 0, on_rows: Callable[[int], None] | None = None) -> StreamedStep:
     """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
     each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
     docstring.
 
-    ``parent_reasons``: "Object.Field" -> {key: reason} (a dict or ``KeyedText``) of the steps before; this
-    step's quarantined keys
-    are added to it (as the whole-frame stage did) before its quarantine is written. ``raw(ids, columns,
+    ``parent_reasons``: "Object.Field" -> {key: reason} (a dict or ``KeyedText``) of the steps before;
+    this step's quarantined keys are added to it (as the whole-frame stage did) before its quarantine
+    is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
     ``preview_ids``), or None when the run has no extract."""
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
@@ -212,7 +215,8 @@ def map_step_stream(loaded: LoadedStep, batches: Iterable[pd.DataFrame] | Callab
         del recs, q, view
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
-    preview_ids = set(preview_src["_row_id"].astype(str)) if preview_src is not None and "_row_id" in preview_src else set()
+    preview_ids = (set(preview_src["_row_id"].astype(str))
+                   if preview_src is not None and "_row_id" in preview_src else set())
     if raw is not None and (need_ids or preview_ids):
         got = raw(KeyIndex.union(need_ids), sorted(need_cols), preview_ids)
         if got is not None:
