@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.errors import UsageError
+from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
@@ -34,10 +35,11 @@ class OrgRefs:
 
 @dataclass(frozen=True)
 class ParentKeys:
-    """External-ID values of a parent object mapped earlier in this run."""
+    """External-ID values of a parent object mapped earlier in this run (sets, or ``KeyIndex`` for the
+    compact sorted arrays the map stage keeps)."""
 
-    mapped: frozenset
-    quarantined: frozenset
+    mapped: "frozenset | KeyIndex"
+    quarantined: "frozenset | KeyIndex"
 
 
 @dataclass
@@ -152,14 +154,41 @@ def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFram
 
 def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
              parents: dict[tuple[str, str], ParentKeys] | None = None) -> StepOutput:
-    """Map the rows of one step; see module docstring. ``parents`` keys: (object lower, external id field)."""
-    step, name = loaded.step, loaded.name
+    """Map the rows of one step; see module docstring. ``parents`` keys: (object lower, external id field).
+
+    The whole frame at once: ``map_rows`` then ``finish_rows``, with the duplicate external IDs found in
+    this frame (the map stage streams batches through the same two functions, see stream.py)."""
+    part = map_rows(loaded, source, refs=refs, parents=parents)
+    keys = part.candidate_keys()
+    return finish_rows(loaded, part, KeyIndex.of(keys[keys.duplicated(keep=False)]))
+
+
+@dataclass
+class Partial:
+    """One batch mapped row by row: everything but the cross-row duplicate check and required fields."""
+
+    df: pd.DataFrame  # the batch's rows with lineage, index 0..n-1
+    out: pd.DataFrame  # mapped values of the rows not filtered (indexed like ``df``)
+    reasons: _Reasons
+    filtered: dict[str, int]
+    stats: dict[str, dict[str, dict[str, int]]]
+    ext: str
+
+    def candidate_keys(self) -> pd.Series:
+        """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
+        ok = self.reasons.text.index[~self.reasons.bad]
+        return as_text(self.out.loc[self.out.index.intersection(ok), self.ext]).str.strip()
+
+
+def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
+             parents: dict[tuple[str, str], ParentKeys] | None = None, first_row: int = 0) -> Partial:
+    """Filters, field transforms, lookups (with the parent key checks), owners, record types and org
+    value checks of ``source``'s rows; each row is judged on its own. ``first_row``: the position of the
+    batch's first row in the entity (for the ``_row_id`` of rows that have none)."""
+    step = loaded.step
     refs = refs or OrgRefs()
     parents = parents or {}
-    df = with_record_lineage(source.reset_index(drop=True))
-    _require_columns(loaded, df)
-    if "_row_id" not in df.columns:
-        df["_row_id"] = [f"{step.entity}:{i + 1}" for i in range(len(df))]
+    df = prepare_rows(loaded, source, first_row)
     reasons = _Reasons(df.index)
     stats: dict = {}
 
@@ -186,9 +215,10 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
         pk = parents.get((lk.object.lower(), lk.external_id))
         if pk is not None and lk.on_missing_parent == "quarantine":
             ktext = as_text(key)
-            in_q = ~miss & ktext.isin(pk.quarantined) & ~ktext.isin(pk.mapped)
+            in_mapped = _member(ktext, pk.mapped)
+            in_q = ~miss & _member(ktext, pk.quarantined) & ~in_mapped
             wreasons.add(in_q, f"parent_quarantined: {lk.object}.{lk.external_id}=" + ktext)
-            gone = ~miss & ~ktext.isin(pk.mapped) & ~in_q
+            gone = ~miss & ~in_mapped & ~in_q
             wreasons.add(gone, f"parent_not_found: {lk.object}.{lk.external_id}=" + ktext)
         out[col] = key.where(~miss, None)
 
@@ -199,23 +229,47 @@ def map_step(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     _org_value_checks(step.object, out, refs, wreasons)
 
     reasons.text.loc[work.index] = wreasons.text
+    return Partial(df, out, reasons, filtered, stats, ext)
+
+
+def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
+    """The batch as ``map_rows`` works on it (``Partial.df``): index 0..n-1, record lineage, row ids."""
+    df = with_record_lineage(source.reset_index(drop=True))
+    _require_columns(loaded, df)
+    if "_row_id" not in df.columns:
+        df["_row_id"] = [f"{loaded.step.entity}:{first_row + i + 1}" for i in range(len(df))]
+    return df
+
+
+def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> StepOutput:
+    """Records and quarantine of a mapped batch: rows whose key is in ``duplicates`` (external IDs held by
+    more than one mapping row of the whole step) are quarantined, then required fields are checked."""
+    df, out, reasons = part.df, part.out, part.reasons
     ok_idx = reasons.text.index[~reasons.bad]
     # combine() adds duplicate_external_id reasons itself.
-    records, _, rows_out = combine(loaded, df, out.loc[out.index.intersection(ok_idx)], reasons)
+    records, _, rows_out = combine(loaded, df, out.loc[out.index.intersection(ok_idx)], reasons,
+                                   duplicated=duplicates.contains)
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
     records = records.reset_index(drop=True)
     bad = reasons.bad
     quarantine = _per_source_row(df[bad].copy())
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
-    quarantine["_step"] = name
+    quarantine["_step"] = loaded.name
     rows_in = int(source_rows(df).str.count(";").sum() + len(df)) if len(df) else 0
     counts: dict[str, int] = {}
     for r in quarantine["_reason"]:
-        for part in r.split("; "):
-            k = reason_key(part)
+        for p in r.split("; "):
+            k = reason_key(p)
             counts[k] = counts.get(k, 0) + 1
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
-                      rows_out=rows_out, filtered=filtered, stats=stats, reasons=counts)
+                      rows_out=rows_out, filtered=part.filtered, stats=part.stats, reasons=counts)
+
+
+def _member(values: pd.Series, keys) -> pd.Series:
+    """``values.isin(keys)`` for a set of keys or a ``KeyIndex``."""
+    if isinstance(keys, KeyIndex):
+        return pd.Series(keys.contains(values), index=values.index)
+    return values.isin(keys)
 
 
 def _require_columns(loaded: LoadedStep, df: pd.DataFrame) -> None:

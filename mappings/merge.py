@@ -74,13 +74,20 @@ def source_rows(df: pd.DataFrame) -> pd.Series:
     return ids
 
 
-def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons) -> tuple[pd.DataFrame, pd.Series, int]:
-    """(records indexed like ``df``, duplicate mask, source rows represented). ``out``: rows that mapped."""
+def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, duplicated=None
+            ) -> tuple[pd.DataFrame, pd.Series, int]:
+    """(records indexed like ``df``, duplicate mask, source rows represented). ``out``: rows that mapped.
+
+    ``duplicated``: keys -> bool array, True for a key held by more than one mapping row of the whole
+    step (the map stage sees one batch at a time); by default the duplicates within ``out``."""
     step = loaded.step
     ext = step.external_id
     key = as_text(out[ext]).str.strip()
     out = out.assign(**{ext: key})
-    dup_mask = key.duplicated(keep=False)
+    if duplicated is None:
+        dup_mask = key.duplicated(keep=False)
+    else:
+        dup_mask = pd.Series(np.asarray(duplicated(key), dtype=bool), index=key.index)
     if dup_mask.any():
         full = pd.Series(False, index=df.index)
         full.loc[dup_mask[dup_mask].index] = True

@@ -65,3 +65,141 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int, raw: pd.Da
     return rows
 
 
+
+
+def _value_types(s: pd.Series) -> set:
+    """The Python types of the present values of an object column, as ``_parquet_safe`` counts them
+    (None and float NaN left out)."""
+    arr = s.to_numpy(dtype=object)  # iterating a numpy array, not pandas' ExtensionArray: 20x faster
+    types = set(map(type, arr))
+    types.discard(type(None))
+    if any(issubclass(t, float) for t in types):  # NaN floats do not count: look at the values
+        types = {type(v) for v in arr if v is not None and not (isinstance(v, float) and v != v)}
+    return types
+
+
+def _mixed(types: set) -> bool:
+    return len(types) > 1 and not types <= {int, float}
+
+
+class RecordsWriter:
+    """A step's records Parquet written batch by batch, equal to ``write_records`` of all batches at once:
+    a column holding mixed Python types in *any* batch is text in every batch (``note`` every batch
+    first), and the file has one schema, the batches' own ones promoted (a column empty in one batch
+    and text in another is text)."""
+
+    def __init__(self, path: Path, spill: Path):
+        self.path, self.spill = Path(path), Path(spill)
+        self.types: dict[str, set] = {}
+        self.schemas: list = []
+        self.tables: dict[int, Any] = {}  # batches kept in memory (a step of one batch)
+
+    def note(self, df: pd.DataFrame) -> None:
+        for c in df.columns:
+            s = df[c]
+            seen = self.types.setdefault(c, set())
+            if s.dtype == object:
+                seen.update(_value_types(s))
+            elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
+                seen.add(str)
+
+    def stage(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
+        import pyarrow as pa
+
+        out = df
+        text = [c for c in df.columns if df[c].dtype == object and _mixed(self.types.get(c, set()))]
+        if text:
+            out = df.copy()
+            for c in text:
+                out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        self.schemas.append(table.schema)
+        if in_memory:
+            self.tables[i] = table
+            return
+        with pa.OSFile(str(self.spill / f"rec{i}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+
+    def write(self, n: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        unified = pa.unify_schemas([s.remove_metadata() for s in self.schemas], promote_options="permissive")
+        meta = _pandas_metadata(self.schemas, unified)
+        schema = unified.with_metadata(meta) if meta else unified
+        with pq.ParquetWriter(self.path, schema) as w:
+            for i in range(n):
+                p = self.spill / f"rec{i}.arrow"
+                if i in self.tables:
+                    table = self.tables.pop(i)
+                else:
+                    with pa.memory_map(str(p)) as src:
+                        table = pa.ipc.open_file(src).read_all()
+                if len(table) or n == 1:
+                    w.write_table(table.select(schema.names).cast(schema))
+                del table
+                p.unlink(missing_ok=True)
+
+
+def _pandas_metadata(schemas: list, unified) -> dict | None:
+    """The pandas metadata of the batch whose column types are the file's (the largest agreement)."""
+    import json
+
+    best, score = None, -1
+    for s in schemas:
+        if not s.metadata or b"pandas" not in s.metadata:
+            continue
+        agree = sum(1 for f in s if f.name in unified.names and unified.field(f.name).type == f.type)
+        if agree > score:
+            best, score = s.metadata, agree
+    if best is None:
+        return None
+    meta = json.loads(best[b"pandas"])
+    return {b"pandas": json.dumps(meta).encode()}
+
+
+class QuarantineWriter:
+    """A step's quarantine CSV (``write_quarantine``) written batch by batch: the ``<field> (legacy)``
+    columns any batch has are in every batch's lines (blank where a batch had none)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.base: list[str] | None = None
+        self.legacy: set[str] = set()
+
+    def stage(self, i: int, view: pd.DataFrame, raw: pd.DataFrame | None, named: list, spill: Path) -> None:
+        import pickle
+
+        from crmbridge import stewardcsv as S
+
+        full = S.ordered(S.add_legacy(view, raw, named))
+        added = [c for c in full.columns if c not in view.columns and c not in S.STATUS_COLUMNS]
+        self.legacy.update(added)
+        if self.base is None:
+            self.base = [c for c in full.columns if c not in added]
+        with open(Path(spill) / f"qv{i}.pkl", "wb") as fh:
+            pickle.dump(full, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def write(self, n: int, spill: Path) -> None:
+        import csv
+        import pickle
+
+        from crmbridge import stewardcsv as S
+        from crmbridge.csvout import ENCODING, neutralise_frame
+
+        columns: list[str] = []
+        for c in self.base or []:
+            columns.append(c)
+            if S.legacy_column(c) in self.legacy:
+                columns.append(S.legacy_column(c))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", encoding=ENCODING, newline="") as fh:
+            for i in range(n):
+                p = Path(spill) / f"qv{i}.pkl"
+                with open(p, "rb") as src:
+                    frame = pickle.load(src)
+                p.unlink()
+                if i and frame.empty:
+                    continue
+                frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
+                neutralise_frame(frame).to_csv(fh, index=False, header=i == 0, quoting=csv.QUOTE_ALL)

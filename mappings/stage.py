@@ -118,6 +118,67 @@ def read_input(project, run, entity: str, *, skip_validation: bool):
     return read_entity(run.dir, entity)
 
 
+def _index_columns(path: Path) -> list[str]:
+    """Columns pandas stored its index in (not data)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).pandas_metadata or {}
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+
+
+def input_rows(run, entity: str, skip_validation: bool) -> int | None:
+    """How many rows map reads for ``entity`` (from the Parquet footers), None when unknown."""
+    import pyarrow.parquet as pq
+
+    p = _input_path(run, entity)
+    try:
+        if p.exists():
+            return pq.ParquetFile(p).metadata.num_rows
+        if skip_validation:
+            from crmbridge.migrations.extract import _entity_files
+
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in _entity_files(run.dir, entity))
+    except (OSError, UsageError):
+        return None
+    return None
+
+
+def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: int):
+    """``read_input`` in DataFrames of at most ``batch_rows`` rows (at least one, empty when the entity is)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = _input_path(run, entity)
+    if not p.exists():
+        if not skip_validation:
+            read_input(project, run, entity, skip_validation=False)  # raises the usage error
+        from crmbridge.migrations.extract import iter_entity_batches
+
+        yield from iter_entity_batches(run.dir, entity, batch_rows=batch_rows)
+        return
+    pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 20)
+    schema = pf.schema_arrow
+    drop = set(_index_columns(p))
+    columns = [c for c in schema.names if c not in drop]
+    yielded = False
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        yielded = True
+        yield _frame(pa.Table.from_batches([batch]), schema)
+    if not yielded:
+        yield _frame(pa.schema([schema.field(c) for c in columns]).empty_table(), schema)
+
+
+def _frame(table, schema):
+    """A batch as ``pd.read_parquet`` gives the whole file (the file's pandas metadata, index dropped)."""
+    meta = dict(schema.metadata or {})
+    if b"pandas" in meta:  # the index is not in the batch: tell pandas so
+        pm = json.loads(meta[b"pandas"])
+        pm["index_columns"] = []
+        pm["columns"] = [c for c in pm.get("columns", []) if c.get("field_name") in table.schema.names]
+        meta[b"pandas"] = json.dumps(pm).encode()
+    return table.replace_schema_metadata(meta).to_pandas().reset_index(drop=True)
+
+
 def entity_columns(run, entity: str, skip_validation: bool) -> list[str] | None:
     """Column names of the entity without reading the data (None when the run has no such data)."""
     import pyarrow.parquet as pq
@@ -195,12 +256,14 @@ def org_refs(project, mappings: Mappings, connector) -> "Any":
 
 @locked("map")
 def run_map(project, run, *, connector=None, check_org: bool = True, skip_validation: bool = False,
-            preview: int = 0, scratch: Path | None = None, force: bool = False) -> "MapResult":
+            preview: int = 0, scratch: Path | None = None, force: bool = False,
+            batch_rows: int | None = None) -> "MapResult":
     """Check and map every step of ``run``; writes ``map/`` and records the stage. See module docstring.
 
     ``scratch``: a look-only preview: everything is written under that folder instead, and the run's
     ``map/`` and stage record stay as they are. Re-mapping a run whose load started is refused unless
-    ``force`` (its ``map/`` is what the ledger and reconcile refer to)."""
+    ``force`` (its ``map/`` is what the ledger and reconcile refer to). ``batch_rows``: input rows mapped
+    at a time (default ``stream.DEFAULT_BATCH_ROWS``); the results do not depend on it."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
 
@@ -211,11 +274,13 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
     except CycleError as exc:
         raise UsageError(str(exc.message), hint=exc.hint) from None
     if scratch is not None:
-        return _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview, Path(scratch))
+        return _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview, Path(scratch),
+                    batch_rows)
     R.refuse_after_load(engine, run, STAGE, force=force)
     R.start_stage(engine, run.run_id, STAGE)
     try:
-        result = _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview)
+        result = _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview,
+                      batch_rows=batch_rows)
     except BaseException as exc:
         R.finish_stage(engine, run.run_id, STAGE, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -224,7 +289,7 @@ def run_map(project, run, *, connector=None, check_org: bool = True, skip_valida
 
 
 def _run(project, run, mappings, ordered, connector, check_org, skip_validation, preview,
-         out_root: Path | None = None) -> MapResult:
+         out_root: Path | None = None, batch_rows: int | None = None) -> MapResult:
     own = connector is None and check_org
     if own:
         from crmbridge.connectors.salesforce import connect
@@ -243,7 +308,7 @@ def _run(project, run, mappings, ordered, connector, check_org, skip_validation,
             connector.close()
     if any(s.step.owner for s in mappings.steps) and not refs.users:
         raise UsageError("owner mapping needs the org's users; run without --no-org-check")
-    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview, out_root)
+    return _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview, out_root, batch_rows)
 
 
 def _write_check_only(root: Path, report: CheckReport) -> None:
@@ -253,59 +318,56 @@ def _write_check_only(root: Path, report: CheckReport) -> None:
 
 
 def _map_all(project, run, mappings, ordered, refs, report, skip_validation, preview,
-             out_root: Path | None = None) -> MapResult:
-    from crmbridge.mappings.engine import ParentKeys, map_step
-    from crmbridge.mappings.output import preview_rows, write_quarantine, write_records
+             out_root: Path | None = None, batch_rows: int | None = None) -> MapResult:
+    """Map every step, one batch of ``batch_rows`` input rows at a time (mappings/stream.py); memory is
+    bounded by the batch plus the steps' key indexes."""
+    from crmbridge.mappings.engine import ParentKeys
+    from crmbridge.mappings.keyindex import KeyIndex
+    from crmbridge.mappings.stream import DEFAULT_BATCH_ROWS, map_step_stream
 
+    batch_rows = batch_rows or DEFAULT_BATCH_ROWS
     root = out_root or run.dir
     tmp = root / f"{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "quarantine").mkdir(parents=True)
-    frames: dict[str, Any] = {}
     keys: dict[tuple[str, str], ParentKeys] = {}
     summaries: list[StepSummary] = []
     plan: list[dict] = []
     previews: list[dict] = []
-    raws: dict[str, Any] = {}  # entity -> the rows as extracted (legacy values for stewards)
-    parent_reasons: dict[str, dict[str, str]] = {}  # "Account.Legacy_Id__c" -> {key: reason}
+    parent_reasons: dict[str, Any] = {}  # "Account.Legacy_Id__c" -> KeyedText {key: reason}
     progress.current().expect(len(ordered))
     for s in ordered:
         e = s.step.entity
-        if e not in frames:
-            frames[e] = read_input(project, run, e, skip_validation=skip_validation)
-        with progress.tracked(f"{s.name} (rows)", len(frames[e])) as task:
-            out = map_step(s, frames[e], refs=refs, parents=keys)
-            task.advance(len(frames[e]))
         ext = s.step.external_id
-        k = (s.step.object.lower(), ext)
-        mapped = set(out.records[ext].astype(str))
-        qreasons = _quarantined_keys(s, out)
-        qkeys = set(qreasons)
-        prev = keys.get(k)
-        keys[k] = ParentKeys(frozenset(mapped | (prev.mapped if prev else set())),
-                             frozenset(qkeys | (prev.quarantined if prev else set())))
-        parent_reasons.setdefault(f"{s.step.object}.{ext}", {}).update(qreasons)
         rel = f"{STAGE}/{s.name}.parquet"
-        write_records(out.records, tmp / f"{s.name}.parquet")
-        if e not in raws:
-            raws[e] = _raw_entity(run, e)
-        write_quarantine(steward_view(s, out.quarantine, raws[e], parent_reasons),
-                         tmp / "quarantine" / f"{s.name}.csv")
-        summ = StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv", out.rows_in,
-                           len(out.records), out.rows_out, len(out.quarantine), out.filtered, out.reasons, out.stats)
-        summaries.append(summ)
+        with progress.tracked(f"{s.name} (rows)", input_rows(run, e, skip_validation)) as task:
+            out = map_step_stream(s, lambda: iter_input(project, run, e, skip_validation=skip_validation,
+                                                        batch_rows=batch_rows),
+                                  records_path=tmp / f"{s.name}.parquet",
+                                  quarantine_path=tmp / "quarantine" / f"{s.name}.csv",
+                                  spill=tmp / ".spill" / s.name, refs=refs, parents=keys,
+                                  parent_reasons=parent_reasons, raw=_raw_lookup(run, e, batch_rows),
+                                  preview=preview, on_rows=task.advance)
+        shutil.rmtree(tmp / ".spill" / s.name, ignore_errors=True)
+        k = (s.step.object.lower(), ext)
+        prev = keys.get(k)
+        quarantined = out.quarantined.key_index()
+        keys[k] = ParentKeys(KeyIndex.union([out.mapped, prev.mapped]) if prev else out.mapped,
+                             KeyIndex.union([quarantined, prev.quarantined]) if prev else quarantined)
+        summaries.append(StepSummary(s.name, e, s.step.object, ext, rel, f"{STAGE}/quarantine/{s.name}.csv",
+                                     out.rows_in, out.rows, out.rows_out, out.rows_quarantined, out.filtered,
+                                     out.reasons, out.stats))
         plan.append({"step": s.name, "entity": e, "object": s.step.object, "external_id_field": ext,
-                     "operation": s.step.operation, "file": rel, "rows": len(out.records),
-                     "rows_quarantined": len(out.quarantine), "rows_in": out.rows_in,
-                     "fields": [c for c in out.records.columns if not c.startswith("_")],
+                     "operation": s.step.operation, "file": rel, "rows": out.rows,
+                     "rows_quarantined": out.rows_quarantined, "rows_in": out.rows_in,
+                     "fields": [c for c in out.columns if not c.startswith("_")],
                      "parents": sorted({mappings.by_name(p).step.object for p in parents_of(s, mappings)}),
                      "lookups": [{"column": lk.output_column(f), "object": lk.object, "external_id": lk.external_id}
                                  for f, lk in s.step.lookups.items()],
                      "mapping": s.file})
         if preview:
-            if e not in raws:
-                raws[e] = _raw_entity(run, e)
-            previews.append({"step": s.name, "rows": preview_rows(frames[e], out.records, preview, raw=raws[e])})
+            previews.append({"step": s.name, "rows": out.preview})
+    shutil.rmtree(tmp / ".spill", ignore_errors=True)
     (tmp / "plan.json").write_text(json.dumps({"steps": plan}, ensure_ascii=False, indent=2), "utf-8")
     (tmp / "check.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2), "utf-8")
     final = root / STAGE
@@ -318,16 +380,18 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
     return MapResult(run.run_id, tuple(summaries), report, str(final / "plan.json"), tuple(previews))
 
 
-def _quarantined_keys(s, out) -> dict[str, str]:
-    """External-ID value (as the raw key column) -> reason, of quarantined rows, for child parent checks."""
-    spec = s.step.fields[s.step.external_id]
-    if out.quarantine.empty:
-        return {}
-    from crmbridge.mappings.engine import _chain, _Reasons, _source_series
+def _raw_lookup(run, entity: str, batch_rows: int):
+    """``stream.map_step_stream``'s ``raw``: the extracted rows of some row ids, in one pass over the extract."""
+    from crmbridge.mappings.stream import scan_raw
+    from crmbridge.migrations.extract import iter_entity_batches
 
-    q = out.quarantine
-    vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
-    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+    def lookup(ids, columns, preview_ids):
+        try:
+            return scan_raw(iter_entity_batches(run.dir, entity, batch_rows=batch_rows), ids, columns, preview_ids)
+        except (FileNotFoundError, KeyError, UsageError):
+            return None
+
+    return lookup
 
 
 def _raw_entity(run, entity: str):
@@ -348,12 +412,21 @@ def steward_view(s, quarantine, raw, parent_reasons: dict[str, dict[str, str]]):
     block the load, except rows a filter left out on purpose), the legacy value of every source column
     behind a Salesforce field a reason names, and a quarantined parent's own reason."""
     from crmbridge import stewardcsv as S
+
+    q, named = steward_reasons(s, quarantine, parent_reasons)
+    return S.ordered(S.add_legacy(q, raw, named))
+
+
+def steward_reasons(s, quarantine, parent_reasons: dict[str, dict[str, str]]):
+    """``steward_view`` without the legacy values: (the quarantine with its status columns, the source
+    columns each row's reasons name), so the legacy values can be looked up for the rows that need them."""
+    from crmbridge import stewardcsv as S
     from crmbridge.mappings.check import _used_columns
 
     q = quarantine.rename(columns={"_reason": "_reasons"}).copy()
     q["_stage"] = "map"
     if q.empty:
-        return S.ordered(q.assign(_blocking=[]))
+        return q.assign(_blocking=[]), []
 
     def with_parent(text):
         parts = []
@@ -372,4 +445,4 @@ def steward_view(s, quarantine, raw, parent_reasons: dict[str, dict[str, str]]):
     for text in q["_reasons"]:
         words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
         named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
-    return S.ordered(S.add_legacy(q, raw, named))
+    return q, named

@@ -1,0 +1,150 @@
+"""Compact, exact sets of key values for the map stage's cross-row checks.
+
+A Python ``set`` of 5M short strings costs about 400 MB; the same keys as a sorted NumPy array of
+fixed-width UTF-8 bytes cost their longest key's length each (11 bytes for ``C0000001``) and answer a
+membership question for a whole batch with one vectorised ``searchsorted``. Exact: no hashing; each
+key ends in a 0x01 byte, because fixed-width arrays drop trailing NULs (``"a\0"`` would equal ``"a"``).
+NumPy's variable-width ``StringDType`` would need no marker, but its ``searchsorted`` failed here
+("Failed to load string in string comparison") and missed keys (numpy 2.4.6).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+STRINGS = np.dtype("S1")
+_END = b"\x01"
+
+
+def _strings(values) -> np.ndarray:
+    """Present values as a fixed-width bytes array, each UTF-8 encoded + 0x01 (None / NaN left out)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "S":
+        return values
+    s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    s = s[s.notna()]
+    if not len(s):
+        return np.array([], dtype=STRINGS)
+    return np.array([str(v).encode("utf-8", "surrogatepass") + _END for v in s.to_numpy(dtype=object)], dtype=bytes)
+
+
+class KeyIndex:
+    """A sorted array of distinct keys (strings)."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: np.ndarray):
+        self.keys = keys
+
+    @classmethod
+    def of(cls, values) -> "KeyIndex":
+        """The distinct present values of ``values`` (a Series, array or iterable of strings)."""
+        return cls(np.unique(_strings(values)))
+
+    @classmethod
+    def union(cls, parts: Iterable["KeyIndex | np.ndarray"]) -> "KeyIndex":
+        arrays = [p.keys if isinstance(p, KeyIndex) else _strings(p) for p in parts]
+        arrays = [a for a in arrays if len(a)]
+        return cls(np.unique(np.concatenate(arrays)) if arrays else np.array([], dtype=STRINGS))
+
+    @classmethod
+    def duplicates(cls, parts: Iterable[np.ndarray]) -> "KeyIndex":
+        """The values occurring more than once across all of ``parts`` (arrays of keys, repeats kept)."""
+        arrays = [a for a in parts if len(a)]
+        if not arrays:
+            return cls(np.array([], dtype=STRINGS))
+        allk = np.concatenate(arrays)
+        del arrays
+        allk.sort()
+        same = allk[1:] == allk[:-1]
+        return cls(np.unique(allk[1:][same]))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, value) -> bool:
+        return bool(self.contains(pd.Series([value], dtype=object))[0])
+
+    def contains(self, values) -> np.ndarray:
+        """One bool per value of ``values`` (missing values are never in the index)."""
+        s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        out = np.zeros(len(s), dtype=bool)
+        if not len(self.keys) or not len(s):
+            return out
+        present = s.notna().to_numpy()
+        q = _strings(s[present])
+        if q.dtype.itemsize > self.keys.dtype.itemsize:  # longer than every key: cannot be one
+            fits = np.char.str_len(q) <= self.keys.dtype.itemsize
+            q = np.where(fits, q, b"").astype(self.keys.dtype)
+        else:
+            fits = None
+            q = q.astype(self.keys.dtype)
+        pos = np.searchsorted(self.keys, q)
+        hit = self.keys[np.minimum(pos, len(self.keys) - 1)] == q
+        if fits is not None:
+            hit &= fits
+        out[present] = hit
+        return out
+
+    def __iter__(self):
+        return (k[:-1].decode("utf-8", "surrogatepass") for k in self.keys.tolist())
+
+
+class KeyedText:
+    """A compact ``{key: text}`` (the reason of each quarantined parent key): keys sorted as in
+    ``KeyIndex``, texts in one Arrow string array. Built from parts added in order; for a key added
+    twice the later text wins, as with ``dict.update``."""
+
+    __slots__ = ("keys", "texts")
+
+    def __init__(self, keys: np.ndarray | None = None, texts=None):
+        import pyarrow as pa
+
+        self.keys = keys if keys is not None else np.array([], dtype=STRINGS)
+        self.texts = texts if texts is not None else pa.array([], type=pa.large_string())
+
+    @classmethod
+    def build(cls, parts: Iterable[tuple[np.ndarray, list[str]]]) -> "KeyedText":
+        """``parts``: (keys as ``_strings`` arrays, their texts), in the order a dict would be updated."""
+        import pyarrow as pa
+
+        parts = [(k, t) for k, t in parts if len(k)]
+        if not parts:
+            return cls()
+        keys = np.concatenate([k for k, _ in parts])
+        texts = pa.chunked_array([pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
+        del parts
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        last = np.ones(len(keys), dtype=bool)
+        last[:-1] = keys[1:] != keys[:-1]
+        keep = order[last]
+        return cls(keys[last], texts.take(pa.array(keep)))
+
+    def update(self, other: "KeyedText | dict") -> None:
+        if isinstance(other, dict):
+            other = KeyedText.build([(_strings(pd.Series(list(other), dtype=object)), list(other.values()))])
+        if not len(self.keys):
+            self.keys, self.texts = other.keys, other.texts
+            return
+        merged = KeyedText.build([(self.keys, self.texts.to_pylist()), (other.keys, other.texts.to_pylist())])
+        self.keys, self.texts = merged.keys, merged.texts
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, key, default=None):
+        if key is None or not len(self.keys):
+            return default
+        q = str(key).encode("utf-8", "surrogatepass") + _END
+        if len(q) > self.keys.dtype.itemsize:
+            return default
+        i = int(np.searchsorted(self.keys, np.array(q, dtype=self.keys.dtype)))
+        if i < len(self.keys) and self.keys[i] == q:
+            return self.texts[i].as_py()
+        return default
+
+    def key_index(self) -> KeyIndex:
+        return KeyIndex(self.keys)

@@ -1,0 +1,257 @@
+"""Map one step in batches, with memory bounded by the batch size plus compact key indexes.
+
+Every rule of a step judges a row on its own (engine.map_rows) except one: an external-ID value held
+by more than one mapping row quarantines all of them, wherever they are in the entity. So a step
+runs in passes over its batches, each batch spilled to the step's scratch folder in between
+(pickles: they keep every Python value exactly as mapped):
+
+1. map every batch row by row; keep only the external-ID value of each row still mapping;
+2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows; required fields;
+   the batch's records and quarantine are final here (the step's own parent keys and quarantined
+   keys are collected for the children);
+3. write the records Parquet (one row group per batch, one schema for the file) and the steward's
+   quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract).
+
+The outputs are those of ``engine.map_step`` on the whole entity, in the same order:
+tests/mappings/test_stream.py maps the same runs with one batch and with batches of 5 rows.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from crmbridge.mappings.engine import (OrgRefs, ParentKeys, Partial, StepOutput, _Reasons, finish_rows,
+                                       map_rows, prepare_rows)
+from crmbridge.mappings.keyindex import KeyedText, KeyIndex, _strings
+from crmbridge.mappings.models import LoadedStep
+
+DEFAULT_BATCH_ROWS = 100_000
+
+
+@dataclass
+class StreamedStep:
+    """What a streamed step produced (its files are written); the counts of ``map_step``'s output."""
+
+    rows_in: int = 0
+    rows: int = 0  # records written
+    rows_out: int = 0  # source rows the records stand for
+    rows_quarantined: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)  # of the records
+    mapped: KeyIndex | None = None  # external-ID values written
+    quarantined: KeyedText = field(default_factory=KeyedText)  # raw key value -> reason, for children
+    preview: list[dict] = field(default_factory=list)
+
+
+class _Spill:
+    """Objects handed from one pass to the next: pickled into the step's scratch folder (they keep every
+    Python value exactly as mapped), or kept in memory when the step has a single batch."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.memory: dict[str, Any] = {}
+
+    def put(self, name: str, obj: Any, *, in_memory: bool = False) -> None:
+        if in_memory:
+            self.memory[name] = obj
+            return
+        with open(self.folder / f"{name}.pkl", "wb") as fh:
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def take(self, name: str) -> Any:
+        if name in self.memory:
+            return self.memory.pop(name)
+        path = self.folder / f"{name}.pkl"
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+        path.unlink()
+        return obj
+
+
+def _add(total: dict, part: dict) -> None:
+    for k, v in part.items():
+        if isinstance(v, dict):
+            _add(total.setdefault(k, {}), v)
+        else:
+            total[k] = total.get(k, 0) + v
+
+
+def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, str]:
+    """External-ID value (as the raw key column) -> reason, of quarantined rows, for child parent checks."""
+    spec = loaded.step.fields[loaded.step.external_id]
+    if quarantine.empty:
+        return {}
+    from crmbridge.mappings.engine import _chain, _source_series
+
+    q = quarantine
+    vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
+    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+
+
+Batches = Iterable[pd.DataFrame]
+
+
+def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches], *, records_path: Path,
+                    quarantine_path: Path, spill: Path, refs: OrgRefs | None = None,
+                    parents: dict[tuple[str, str], ParentKeys] | None = None,
+                    parent_reasons: dict[str, Any] | None = None,
+                    raw: Callable[[KeyIndex, list[str], set[str]], tuple | None] | None = None,
+                    preview: int = 0, on_rows: Callable[[int], None] | None = None) -> StreamedStep:
+    """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
+    each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
+    docstring.
+
+    ``parent_reasons``: "Object.Field" -> {key: reason} (a dict or ``KeyedText``) of the steps before;
+    this step's quarantined keys are added to it (as the whole-frame stage did) before its quarantine
+    is written. ``raw(ids, columns,
+    preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
+    ``preview_ids``), or None when the run has no extract."""
+    from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
+
+    spill.mkdir(parents=True, exist_ok=True)
+    store = _Spill(spill)
+    res = StreamedStep()
+    ext = loaded.step.external_id
+    parent_reasons = parent_reasons if parent_reasons is not None else {}
+
+    # pass 1: row by row; only the candidate keys stay in memory. When ``batches`` can be read again
+    # (a callable), pass 2 reads the batch again rather than the spilled copy (Parquet reads faster)
+    again = callable(batches)
+    keys: list[np.ndarray] = []
+    n = offset = 0
+    it = iter(batches() if again else batches)
+    batch = next(it, None)
+    if batch is None:
+        raise ValueError("map_step_stream needs at least one batch (an empty one for an empty entity)")
+    while batch is not None:
+        part = map_rows(loaded, batch, refs=refs, parents=parents, first_row=offset)
+        offset += len(batch)
+        _add(res.filtered, part.filtered)
+        _add(res.stats, part.stats)
+        keys.append(_strings(part.candidate_keys()))
+        if on_rows:
+            on_rows(len(batch))
+        batch = next(it, None)
+        single = n == 0 and batch is None
+        store.put(f"rows{n}", (None if again and not single else part.df, part.out, part.reasons.text),
+                  in_memory=single)
+        n += 1
+        del part
+    duplicates = KeyIndex.duplicates(keys)
+    del keys
+
+    # pass 2: duplicates and required fields; records and quarantine final
+    records = RecordsWriter(records_path, spill)
+    mapped: list[np.ndarray] = []
+    qreasons: list[tuple[np.ndarray, list[str]]] = []  # per batch: quarantined keys, their reasons
+    prev_recs: list[pd.DataFrame] = []
+    prev_src: list[pd.DataFrame] = []
+    reread = iter(batches()) if again and n > 1 else None
+    offset = 0
+    for i in range(n):
+        df, out, text = store.take(f"rows{i}")
+        if df is None:
+            source = next(reread)
+            df = prepare_rows(loaded, source, offset)
+            offset += len(source)
+            del source
+        reasons = _Reasons(df.index)
+        reasons.text = text
+        done: StepOutput = finish_rows(loaded, Partial(df, out, reasons, {}, {}, ext), duplicates)
+        res.rows_in += done.rows_in
+        res.rows_out += done.rows_out
+        res.rows += len(done.records)
+        res.rows_quarantined += len(done.quarantine)
+        _add(res.reasons, done.reasons)
+        if i == 0:
+            res.columns = list(done.records.columns)
+        mapped.append(_strings(done.records[ext].astype(str)))
+        qk = quarantined_keys(loaded, done.quarantine)
+        qreasons.append((_strings(pd.Series(list(qk), dtype=object)), list(qk.values())))
+        del qk
+        if preview and sum(map(len, prev_recs)) < preview:
+            head = done.records.head(preview - sum(map(len, prev_recs)))
+            prev_recs.append(head)
+            ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
+            prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
+        records.note(done.records)
+        store.put(f"out{i}", (done.records, done.quarantine), in_memory=n == 1)
+        del df, out, text, done
+    del duplicates
+    res.mapped = KeyIndex.union(mapped)
+    del mapped
+    res.quarantined = KeyedText.build(qreasons)
+    del qreasons
+    own = parent_reasons.get(f"{loaded.step.object}.{ext}")
+    if not isinstance(own, KeyedText):
+        own, before = KeyedText(), own
+        if before:
+            own.update(before)
+    own.update(res.quarantined)
+    parent_reasons[f"{loaded.step.object}.{ext}"] = own
+
+    # pass 3: steward reasons (this step's own quarantined keys known now), records converted
+    from crmbridge.mappings.stage import steward_reasons
+
+    need_ids: list[np.ndarray] = []
+    need_cols: set[str] = set()
+    for i in range(n):
+        recs, q = store.take(f"out{i}")
+        records.stage(i, recs, in_memory=n == 1)
+        view, named = steward_reasons(loaded, q, parent_reasons)
+        if len(view):
+            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
+            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
+            need_cols.update(*named)
+        store.put(f"q{i}", (view, named), in_memory=n == 1)
+        del recs, q, view
+    rows_raw = raw_preview = None
+    preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
+    preview_ids = (set(preview_src["_row_id"].astype(str))
+                   if preview_src is not None and "_row_id" in preview_src else set())
+    if raw is not None and (need_ids or preview_ids):
+        got = raw(KeyIndex.union(need_ids), sorted(need_cols), preview_ids)
+        if got is not None:
+            rows_raw, raw_preview = got
+    del need_ids
+
+    # pass 4: the files
+    records.write(n)
+    qout = QuarantineWriter(quarantine_path)
+    for i in range(n):
+        view, named = store.take(f"q{i}")
+        qout.stage(i, view, rows_raw, named, spill)
+    qout.write(n, spill)
+    if preview:
+        from crmbridge.mappings.output import preview_rows
+
+        recs = pd.concat(prev_recs, ignore_index=True) if prev_recs else pd.DataFrame()
+        res.preview = preview_rows(preview_src if preview_src is not None else pd.DataFrame(), recs, preview,
+                                   raw=raw_preview)
+    return res
+
+
+def scan_raw(batches: Iterable[pd.DataFrame], ids: KeyIndex, columns: list[str], preview_ids: set[str]
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One pass over the extracted rows: (the rows of ``ids`` with ``_row_id`` + ``columns``, the rows
+    of ``preview_ids`` with every column), in extract order."""
+    keep, full = [], []
+    for b in batches:
+        if "_row_id" not in b.columns:
+            return None
+        rid = b["_row_id"].astype(str)
+        cols = ["_row_id", *[c for c in columns if c in b.columns]]
+        keep.append(b.loc[ids.contains(rid), cols])
+        if preview_ids:
+            full.append(b[rid.isin(preview_ids)])
+    rows = pd.concat(keep, ignore_index=True) if keep else None
+    prev = pd.concat(full, ignore_index=True) if full else None
+    return rows, prev
