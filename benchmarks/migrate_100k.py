@@ -72,7 +72,7 @@ def run_migrate_measured(root: Path) -> dict:
 
     project = load_project(root)
     t = project.config.salesforce
-    org = embedded_sandbox(project.path(t.db), [], t.username, t.password).server.app
+    org = embedded_sandbox(project.path(t.db), [], t.username, t.password).app
     calls0 = org.api_calls
     marks: list[tuple[str, int]] = []
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ def plain_upsert(csv_path: Path, workdir: Path, columns: dict | None = COLUMNS) 
         session.verify = handle.ca_bundle
         sf = Salesforce(instance_url=handle.instance_url, session_id=handle.new_session(), session=session,
                         version="62.0")
-        app = handle.server.app
+        app = handle.app
         calls0 = app.api_calls
         t0 = time.perf_counter()
         df = pd.read_csv(csv_path, dtype=str, encoding="utf-8-sig", keep_default_na=False)

@@ -19,7 +19,7 @@ from functools import lru_cache
 from crmbridge import progress
 from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
-from crmbridge.migrations.hashing import canonical
+from crmbridge.migrations.hashing import canonical, canonical_column
 from crmbridge.migrations.mapped import read_plan, read_step_frame
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
@@ -132,10 +132,36 @@ def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_reco
 
 
 def _normed(values) -> list[str]:
-    """``norm`` of every value of a column (Arrow-backed columns are converted in one go, not per cell)."""
+    """``norm`` of every value of a column (same result; Arrow-backed columns are converted in one go,
+    and plain text, most cells, is recognised inline without a call per cell)."""
     if hasattr(values, "to_numpy"):
         values = values.to_numpy(dtype=object)
-    return [norm(v) for v in values]
+    ns, nt = _NUM_START, _NULL_TEXT
+    memo: dict = {}
+    out = []
+    append = out.append
+    for v in values:
+        if type(v) is str and v and v[0] not in ns and v not in nt and not v.isspace() and "\x1f" not in v:
+            append(v)  # plain text: already canonical, neither a number nor a datetime
+            continue
+        t = type(v)
+        if t is str:  # a str never equals a number, so the memo cannot mix 1, 1.0 and True up
+            r = memo.get(v)
+            if r is None:
+                r = memo[v] = _norm_text(_canonical_text(v))
+            append(r)
+        elif t is float:
+            append("" if v != v else _norm_text(str(int(v)) if v.is_integer() else repr(v)))
+        else:
+            append(_norm_text(canonical(v)))
+    return out
+
+
+def _canonical_text(v: str) -> str:
+    """``canonical`` of a str (same result, without its type checks)."""
+    if v in _NULL_TEXT or not v.strip():
+        return ""
+    return v.replace("\x1f", " ")
 
 
 def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
@@ -143,6 +169,7 @@ def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
 
 
 def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
+    import numpy as np
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
@@ -158,11 +185,14 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
     holders = org["_k"].value_counts()
     dup_keys = set(holders.index[holders > 1])
     org_first = org.drop_duplicates("_k").set_index("_k")
-    src_keys = [canonical(v) for v in df[ext].to_numpy(dtype=object)]
-    src = df.assign(_key=src_keys)
-    src = src[src["_key"].isin(loaded_keys)]
-    src = src.assign(_k=[norm(k).lower() for k in src["_key"]]).set_index("_k")
-    in_org = src.index.isin(org_first.index)
+    src_keys = canonical_column(df[ext].to_numpy(dtype=object))
+    keep = np.fromiter((k in loaded_keys for k in src_keys), dtype=bool, count=len(src_keys))
+    src = df[keep].assign(_key=pd.Series([k for k, w in zip(src_keys, keep) if w], index=df.index[keep],
+                                         dtype=object))
+    src = src.assign(_k=pd.Series([k.lower() for k in _normed(src["_key"])], index=src.index, dtype=object))
+    src = src.set_index("_k")
+    org_keys = set(org_first.index)
+    in_org = np.fromiter((k in org_keys for k in src.index), dtype=bool, count=len(src))
     sf_ids = per_record["sf_id"]
     problems = [_problem(key, "missing_in_org", sf_ids.get(key)) for key in src["_key"][~in_org]]
     found = src[in_org]

@@ -33,8 +33,12 @@ def frame_records(df) -> list[dict]:
 def to_record(row: dict, fields: list[str]) -> dict:
     rec = {}
     for f in fields:
-        v = to_native(row.get(f))
-        if "." in f and v is None:
+        v = row.get(f)
+        t = type(v)
+        # text, whole numbers and booleans are already what to_native returns (most cells): skip it
+        if t is not str and t is not int and t is not bool:
+            v = None if t is float and v != v else v if t is float else to_native(v)
+        if v is None and "." in f:
             continue  # no parent reference: leave the lookup empty rather than reference a null key
         rec[f] = v
     return rec
