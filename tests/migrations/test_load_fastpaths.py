@@ -17,9 +17,9 @@ import pytest
 
 from crmbridge.cells import to_native
 from crmbridge.migrations import readback
-from crmbridge.migrations.hashing import canonical, canonical_column, frame_hashes, record_hash
+from crmbridge.migrations.hashing import canonical, canonical_column, canonical_fast, frame_hashes, record_hash
 from crmbridge.migrations.reconcile import _normed, norm
-from crmbridge.migrations.records import to_record
+from crmbridge.migrations.records import to_record, to_records
 
 AWKWARD = ["plain", "", " ", "\u3000", "nan", "NaT", "<NA>", "None", "a\x1fb", "0012", "+86 21 6234 5678",
            "1234", "1234.0", "-0.5", ".5", "1e5", "2024-01-02T03:04:05Z", "2024-01-02T03:04:05.000+0800",
@@ -36,6 +36,7 @@ def _same(a, b) -> bool:
 
 def test_canonical_column_is_canonical_per_value():
     assert canonical_column(AWKWARD) == [canonical(v) for v in AWKWARD]
+    assert [canonical_fast(v) for v in AWKWARD] == [canonical(v) for v in AWKWARD]
 
 
 def test_frame_hashes_equal_record_hash_per_row():
@@ -62,6 +63,17 @@ def test_to_record_equals_to_native_per_cell():
             del old["Parent.Legacy_Id__c"]
         new = to_record(row, fields)
         assert list(new) == list(old) and all(_same(new[k], old[k]) for k in old), v
+
+
+def test_to_records_equals_to_record_per_row():
+    rows = [{"Name": v, "Parent.Legacy_Id__c": w, "AnnualRevenue": w}
+            for v, w in zip(AWKWARD, AWKWARD[::-1])] + [{"Name": "only a name"}]
+    for fields in (["Name", "Parent.Legacy_Id__c", "AnnualRevenue", "Missing__c"], ["Name"], [],
+                   ["Parent.Legacy_Id__c", "Name", "Parent.Legacy_Id__c"]):
+        new, old = to_records(rows, fields), [to_record(r, fields) for r in rows]
+        assert [list(r) for r in new] == [list(r) for r in old], fields
+        assert all(_same(a[k], b[k]) for a, b in zip(new, old) for k in a)
+    assert to_records([], ["Name"]) == []
 
 
 def test_normed_equals_norm_per_value():
