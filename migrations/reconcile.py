@@ -131,11 +131,53 @@ def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_reco
     return rows, cols, how
 
 
+# Screens for cells that ``norm`` certainly returns as they are (Arrow's RE2 patterns). A cell is
+# plain when its first character is none that Python's str.isspace() knows (so it is neither empty nor
+# blank), it could not be a number for ``_NUM`` (only signs, dots and Unicode digits, as Python's \\d)
+# and does not start like a ``_DT`` datetime. Conservative on purpose: the rest takes ``norm`` itself.
+_BLANK_START = ("^[\\x00-\\x20\\x7f-\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
+                "\\x{202f}\\x{205f}\\x{3000}]")
+_NUMBER_LIKE = "^[+\\-.\\p{Nd}]+\\n?$"
+_DATETIME_LIKE = "^\\p{Nd}{4}-\\p{Nd}{2}-\\p{Nd}{2}T"
+
+
+def _plain_mask(values):
+    """For a column of text cells (nulls allowed): a numpy bool array, True where ``norm`` returns the cell
+    unchanged for certain; None when the column holds anything but text (then every cell takes ``norm``)."""
+    for v in values:
+        if type(v) is not str and v is not None and not (type(v) is float and v != v):
+            return None
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, type=pa.string(), from_pandas=True)
+    odd = pc.is_in(arr, value_set=pa.array(sorted(_NULL_TEXT)))
+    for test in (pc.match_substring(arr, "\x1f"), pc.match_substring_regex(arr, _BLANK_START),
+                 pc.match_substring_regex(arr, _NUMBER_LIKE), pc.match_substring_regex(arr, _DATETIME_LIKE)):
+        odd = pc.or_(odd, test)
+    mask = pc.invert(odd)
+    return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _normed(values) -> list[str]:
-    """``norm`` of every value of a column (same result; Arrow-backed columns are converted in one go,
-    and plain text, most cells, is recognised inline without a call per cell)."""
+    """``norm`` of every value of a column (same result). Text columns are screened in one Arrow pass:
+    cells that are certainly plain text (most of them) are kept as they are, the rest take ``norm``'s
+    own rules; other columns go cell by cell."""
     if hasattr(values, "to_numpy"):
         values = values.to_numpy(dtype=object)
+    if len(values) > 1000:
+        mask = _plain_mask(values)
+        if mask is not None:
+            out = list(values)
+            rest = (~mask).nonzero()[0].tolist()
+            for i, r in zip(rest, _normed_cells([out[i] for i in rest])):
+                out[i] = r
+            return out
+    return _normed_cells(values)
+
+
+def _normed_cells(values) -> list[str]:
     ns, nt = _NUM_START, _NULL_TEXT
     memo: dict = {}
     out = []

@@ -81,6 +81,22 @@ def test_normed_equals_norm_per_value():
     assert _normed(values) == [norm(v) for v in values]
     col = pd.Series([v if isinstance(v, str) else None for v in AWKWARD] * 2, dtype="str")
     assert _normed(col) == [norm(v) for v in col.to_numpy(dtype=object)]
+    # long text columns are screened in one Arrow pass: every character Python calls whitespace, number
+    # starts and the null-like texts, first and elsewhere, must come out as norm() makes them
+    spaces = [c for c in map(chr, range(0x3001)) if c.isspace()] + ["\u200b", "\ufeff"]
+    texts = [s for v in AWKWARD if isinstance(v, str) for s in (v, v + " x", "x" + v)]
+    texts += [c + t for c in spaces + list("0123456789+-.nN<") for t in ("", "abc", "1", "an")]
+    texts += [c for c in spaces] + ["nan", "NaT", "<NA>", "None", "Nancy", "x\x1fy"]
+    texts += ["\uff11\uff12\uff13", "\u0663\u0664", "-\uff11.5", "123\n", "0.50\n", "12a", "1-2", "001Sb0000000001IAA",
+              "91110000JYG9HRXRXK", "2024-01-02T03:04:05Z\n", "2024-01-02T03:04", "2024-01-02 03:04",
+              "\uff12\uff10\uff12\uff14-\uff10\uff11-\uff10\uff12T\uff10\uff13:\uff10\uff14", "+86 21 1234", "+8621",
+              "1e5", "0012", "-", ".", "+", "..", "1.2.3"]
+    big = (texts * (1 + 2000 // len(texts)))[:2500]
+    assert len(big) > 1000
+    for values in (big, pd.Series(big + [None], dtype="str"), np.array(big + [float("nan")], dtype=object),
+                   big + [1.0], big + [b"bytes"]):
+        expect = [norm(v) for v in (values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else values)]
+        assert _normed(values) == expect
 
 
 class _Conn:
