@@ -67,7 +67,8 @@ def _jobs(keys: list[str]) -> int:
     return 3 * len(in_chunks(keys))
 
 
-def by_keys(conn, sobject: str, select: str, ext: str, keys: list[str], cols: list[str] | None = None) -> Iterator[tuple]:
+def by_keys(conn, sobject: str, select: str, ext: str, keys: list[str],
+            cols: list[str] | None = None) -> Iterator[tuple]:
     """Records whose ``ext`` is one of ``keys`` (REST for a few, Bulk query jobs for many), as tuples
     ``(Id, ext, *cols)``; ``cols``: the fields after Id and ext in ``select`` (default: read from it)."""
     if cols is None:
