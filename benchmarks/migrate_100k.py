@@ -72,19 +72,28 @@ def run_migrate_measured(root: Path) -> dict:
 
     project = load_project(root)
     t = project.config.salesforce
-    org = embedded_sandbox(project.path(t.db), [], t.username, t.password).server.app
+    org = embedded_sandbox(project.path(t.db), [], t.username, t.password).app
+    from plain_bulk_load import org_job_ms
+
     calls0 = org.api_calls
-    marks: list[tuple[str, int]] = []
+    marks: list[tuple[str, int, float, dict]] = []
+
+    def mark(stage: str) -> None:  # API calls, client CPU (this thread) and org job time at each stage start
+        marks.append((stage, org.api_calls, time.thread_time(), org_job_ms(org)))
+
     t0 = time.perf_counter()
-    result = run_migrate(project, new=True, on_stage=lambda stage: marks.append((stage, org.api_calls)))
+    result = run_migrate(project, new=True, on_stage=mark)
     elapsed = time.perf_counter() - t0
-    marks.append(("end", org.api_calls))
-    stage_calls = {s: b - a for (s, a), (_, b) in zip(marks, marks[1:])}
+    mark("end")
+    stage_calls = {a[0]: b[1] - a[1] for a, b in zip(marks, marks[1:])}
+    stage_cpu = {a[0]: b[2] - a[2] for a, b in zip(marks, marks[1:])}
+    stage_org = {a[0]: sum(b[3].values()) / 1000 - sum(a[3].values()) / 1000 for a, b in zip(marks, marks[1:])}
     with open_state(project.state_url).connect() as c:
         stages = {r.stage: (r.finished_at - r.started_at).total_seconds() for r in
                   c.execute(select(run_stages).where(run_stages.c.run_id == result.run_id))}
     return {"result": result, "elapsed": elapsed, "stages": stages, "api_calls": org.api_calls - calls0,
-            "client_calls": result.api_calls, "stage_calls": stage_calls,
+            "client_calls": result.api_calls, "stage_calls": stage_calls, "stage_cpu": stage_cpu,
+            "stage_org": stage_org,
             "load_file": root / "runs" / result.run_id / "map" / "Account.parquet"}
 
 
@@ -105,6 +114,7 @@ def main() -> None:
 
     from plain_bulk_load import plain_upsert, write_customers_csv
 
+    load0 = os.getloadavg()
     base = args.dir or Path(tempfile.mkdtemp(prefix="migrate-100k-"))
     try:
         csv_path = base / "sales_customers.csv"
@@ -124,19 +134,23 @@ def main() -> None:
     lr = stages.get("load", 0.0) + stages.get("reconcile", 0.0)
     loaded = sum(e.loaded for e in r.entities)
     print(f"migrate of {n:,} legacy customers (one CSV) vs the plain bulk script, same machine, same run")
-    print(f"  load average:       {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min; 2 cores)")
+    print(f"  load average:       {' '.join(f'{x:.2f}' for x in load0)} at the start, "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end (1, 5, 15 min; 2 cores)")
     print(f"  plain script:       {plain['elapsed']:7.1f} s  {plain['written']:,} written, {plain['failed']} failed, "
-          f"{plain['jobs']} job(s), {plain['api_calls']} API calls")
+          f"{plain['jobs']} job(s), {plain['api_calls']} API calls; org processing {plain['org_s']:.1f} s")
     print(f"  crmbridge migrate:  {mig['elapsed']:7.1f} s")
     from crmbridge.migrations.pipeline import STAGES
 
+    print("    stage               wall    API calls   client CPU   org processing (Bulk jobs)")
     for name, secs in sorted(stages.items(), key=lambda kv: STAGES.index(kv[0]) if kv[0] in STAGES else 99):
-        print(f"    {name:<10}        {secs:7.1f} s  {mig['stage_calls'].get(name, 0):3d} API calls")
+        print(f"    {name:<10}        {secs:7.1f} s  {mig['stage_calls'].get(name, 0):3d}        "
+              f"{mig['stage_cpu'].get(name, 0.0):7.1f} s    {mig['stage_org'].get(name, 0.0):6.1f} s")
     for e in r.entities:
         print(f"  {e.entity}: extracted {e.extracted:,}, quarantined {e.quarantined:,}, loaded {e.loaded:,}, "
               f"rejected {e.rejected:,}; balanced: {r.balanced}, reconcile ok: {r.reconcile_ok}")
     print(f"  plain script, the same {same['rows']:,} mapped records ({same['fields']} fields): "
-          f"{same['elapsed']:.1f} s, {same['written']:,} written, {same['failed']} failed, {same['api_calls']} API calls")
+          f"{same['elapsed']:.1f} s, {same['written']:,} written, {same['failed']} failed, {same['api_calls']} API calls, "
+          f"org processing {same['org_s']:.1f} s")
     print(f"  ratio migrate / plain:                          {mig['elapsed'] / plain['elapsed']:.2f}x")
     print(f"  ratio (load + reconcile) / plain:               {lr / plain['elapsed']:.2f}x")
     print(f"  ratio (load + reconcile) / plain, same records: {lr / same['elapsed']:.2f}x")

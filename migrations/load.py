@@ -21,10 +21,10 @@ from crmbridge.connectors.salesforce.results import is_transient
 from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
-from crmbridge.migrations.hashing import canonical
+from crmbridge.migrations.hashing import canonical_fast
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
-from crmbridge.migrations.records import crash_point, frame_records, to_record  # noqa: F401 (re-exported)
+from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 log = logging.getLogger("crmbridge.load")
@@ -111,14 +111,14 @@ class _Ctx:
 
 
 def _ledger_rows(ctx: _Ctx, row: dict, action: str, sf_id=None, code=None, message=None, batch_no=None):
-    ext_val = canonical(row.get(ctx.ext)) or None
+    ext_val = canonical_fast(row.get(ctx.ext)) or None
     return [dict(row_id=str(rid), object=ctx.sobject, source_key=_trim(row.get("_source_key")), external_id=ext_val,
                  sf_id=sf_id, action=action, error_code=code, message=message, content_hash=row["_hash"],
                  batch_no=batch_no) for rid in row["_rows"]]
 
 
 def _trim(v, n: int = 190):
-    v = canonical(v)
+    v = canonical_fast(v)
     return v[:n] if v else None
 
 
@@ -192,7 +192,7 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
     run_id, name, batch_no = ctx.run.run_id, ctx.name, entry.batch_no
     keys = entry.keys
     if records is None:
-        records = [to_record(by_key[k], ctx.fields) for k in keys]
+        records = to_records([by_key[k] for k in keys], ctx.fields)
 
     def on_job(job_id: str) -> None:
         with ctx.lock:
@@ -261,7 +261,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     rows = frame_records(df)
     by_key: dict[str, dict] = {}
     for r in rows:
-        by_key[canonical(r.get(ctx.ext))] = r
+        by_key[canonical_fast(r.get(ctx.ext))] = r
     if len(by_key) != len(rows) or "" in by_key:
         raise UsageError(f"step {ctx.name}: external IDs ({ctx.ext}) must be present and unique per step",
                          hint="the map stage quarantines duplicates; re-run `crmbridge map`")
@@ -301,7 +301,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
             stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and _need_images(ctx, mapping)
-    records = [to_record(by_key[k], ctx.fields) for k in pending]
+    records = to_records([by_key[k] for k in pending], ctx.fields)
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)

@@ -21,6 +21,7 @@ unchanged keys are read by key, every holder included.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
 from crmbridge.connectors.salesforce.results import REST_BATCH
@@ -66,16 +67,42 @@ def _jobs(keys: list[str]) -> int:
     return 3 * len(in_chunks(keys))
 
 
-def by_keys(conn, sobject: str, select: str, ext: str, keys: list[str]) -> Iterator[dict]:
-    """Records whose ``ext`` is one of ``keys`` (REST for a few, Bulk query jobs for many)."""
+def by_keys(conn, sobject: str, select: str, ext: str, keys: list[str],
+            cols: list[str] | None = None) -> Iterator[tuple]:
+    """Records whose ``ext`` is one of ``keys`` (REST for a few, Bulk query jobs for many), as tuples
+    ``(Id, ext, *cols)``; ``cols``: the fields after Id and ext in ``select`` (default: read from it)."""
+    if cols is None:
+        cols = [c.strip() for c in select.split(",")][2:]
     if len(keys) <= REST_KEYS:
         for i in range(0, len(keys), REST_BATCH):
             part = keys[i:i + REST_BATCH]
-            yield from conn.query(f"SELECT {select} FROM {sobject} WHERE {ext} IN ({','.join(map(quote, part))})")
+            soql = f"SELECT {select} FROM {sobject} WHERE {ext} IN ({','.join(map(quote, part))})"
+            yield from (_as_tuple(rec, ext, cols) for rec in conn.query(soql))
         return
     for part in in_chunks(keys):
-        yield from conn.query_bulk(f"SELECT {select} FROM {sobject} WHERE {ext} IN ({','.join(map(quote, part))})",
-                                   expect_rows=len(part))
+        yield from _bulk(conn, f"SELECT {select} FROM {sobject} WHERE {ext} IN ({','.join(map(quote, part))})",
+                         len(part), ext, cols)
+
+
+def _as_tuple(rec: dict, ext: str, cols: list[str]) -> tuple:
+    return (rec.get("Id"), rec.get(ext), *(rec[f] if f in rec else _nested(rec, f) for f in cols))
+
+
+def _bulk(conn, soql: str, expect: int, ext: str, cols: list[str]) -> Iterator[tuple]:
+    """A Bulk query's rows as tuples ``(Id, ext, *cols)``, taken from the CSV by column position."""
+    pages = getattr(conn, "query_bulk_pages", None)
+    if pages is None:  # a connector without raw pages: one dict per row
+        yield from (_as_tuple(rec, ext, cols) for rec in conn.query_bulk(soql, expect_rows=expect))
+        return
+    want = ["Id", ext, *cols]
+    for header, rows in pages(soql, expect_rows=expect):
+        pos = {c: i for i, c in enumerate(header)}
+        idx = [pos.get(c) for c in want]
+        if None in idx:  # a column the org did not return (as the dict path: Id/ext None, a field nested or None)
+            yield from (_as_tuple(dict(zip(header, r)), ext, cols) for r in rows)
+        else:
+            get = itemgetter(*idx)
+            yield from map(get, rows)
 
 
 def window_start(first_write: datetime | None, clock_skew: float | None) -> datetime | None:
@@ -100,21 +127,21 @@ def read_back(conn, sobject: str, ext: str, cols: list[str], written: list[str],
     if written and start is not None and 3 + _jobs(unchanged) < _jobs(all_keys):
         stamp = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         soql = f"SELECT {select} FROM {sobject} WHERE {ext} != null AND LastModifiedDate >= {stamp}"
-        rows = list(conn.query_bulk(soql, expect_rows=len(written)))
-        rows += list(by_keys(conn, sobject, select, ext, unchanged))
+        rows = list(_bulk(conn, soql, len(written), ext, cols))
+        rows += list(by_keys(conn, sobject, select, ext, unchanged, cols))
         how = f"window LastModifiedDate >= {stamp} + {len(unchanged)} unchanged by key"
     else:
-        rows = list(by_keys(conn, sobject, select, ext, all_keys))
+        rows = list(by_keys(conn, sobject, select, ext, all_keys, cols))
         how = f"{len(all_keys)} by key"
     wanted = {keyfn(k) for k in all_keys}
     seen: set[str] = set()
     out = []
     for rec in rows:
-        rid = rec.get("Id")
-        if rid in seen or keyfn(rec.get(ext)) not in wanted:
+        rid = rec[0]
+        if rid in seen or keyfn(rec[1]) not in wanted:
             continue  # outside the run, or an unchanged record someone edited since (in both reads)
         seen.add(rid)
-        out.append((rid, rec.get(ext), *(rec[f] if f in rec else _nested(rec, f) for f in cols)))
+        out.append(rec)
     return out, how
 
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from crmbridge import progress
 from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
-from crmbridge.migrations.hashing import canonical
+from crmbridge.migrations.hashing import canonical, canonical_column
 from crmbridge.migrations.mapped import read_plan, read_step_frame
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
@@ -131,11 +131,79 @@ def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_reco
     return rows, cols, how
 
 
+# Screens for cells that ``norm`` certainly returns as they are (Arrow's RE2 patterns). A cell is
+# plain when its first character is none that Python's str.isspace() knows (so it is neither empty nor
+# blank), it could not be a number for ``_NUM`` (only signs, dots and Unicode digits, as Python's \\d)
+# and does not start like a ``_DT`` datetime. Conservative on purpose: the rest takes ``norm`` itself.
+_BLANK_START = ("^[\\x00-\\x20\\x7f-\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
+                "\\x{202f}\\x{205f}\\x{3000}]")
+_NUMBER_LIKE = "^[+\\-.\\p{Nd}]+\\n?$"
+_DATETIME_LIKE = "^\\p{Nd}{4}-\\p{Nd}{2}-\\p{Nd}{2}T"
+
+
+def _plain_mask(values):
+    """For a column of text cells (nulls allowed): a numpy bool array, True where ``norm`` returns the cell
+    unchanged for certain; None when the column holds anything but text (then every cell takes ``norm``)."""
+    for v in values:
+        if type(v) is not str and v is not None and not (type(v) is float and v != v):
+            return None
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, type=pa.string(), from_pandas=True)
+    odd = pc.is_in(arr, value_set=pa.array(sorted(_NULL_TEXT)))
+    for test in (pc.match_substring(arr, "\x1f"), pc.match_substring_regex(arr, _BLANK_START),
+                 pc.match_substring_regex(arr, _NUMBER_LIKE), pc.match_substring_regex(arr, _DATETIME_LIKE)):
+        odd = pc.or_(odd, test)
+    mask = pc.invert(odd)
+    return np.asarray(mask.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _normed(values) -> list[str]:
-    """``norm`` of every value of a column (Arrow-backed columns are converted in one go, not per cell)."""
+    """``norm`` of every value of a column (same result). Text columns are screened in one Arrow pass:
+    cells that are certainly plain text (most of them) are kept as they are, the rest take ``norm``'s
+    own rules; other columns go cell by cell."""
     if hasattr(values, "to_numpy"):
         values = values.to_numpy(dtype=object)
-    return [norm(v) for v in values]
+    if len(values) > 1000:
+        mask = _plain_mask(values)
+        if mask is not None:
+            out = list(values)
+            rest = (~mask).nonzero()[0].tolist()
+            for i, r in zip(rest, _normed_cells([out[i] for i in rest])):
+                out[i] = r
+            return out
+    return _normed_cells(values)
+
+
+def _normed_cells(values) -> list[str]:
+    ns, nt = _NUM_START, _NULL_TEXT
+    memo: dict = {}
+    out = []
+    append = out.append
+    for v in values:
+        if type(v) is str and v and v[0] not in ns and v not in nt and not v.isspace() and "\x1f" not in v:
+            append(v)  # plain text: already canonical, neither a number nor a datetime
+            continue
+        t = type(v)
+        if t is str:  # a str never equals a number, so the memo cannot mix 1, 1.0 and True up
+            r = memo.get(v)
+            if r is None:
+                r = memo[v] = _norm_text(_canonical_text(v))
+            append(r)
+        elif t is float:
+            append("" if v != v else _norm_text(str(int(v)) if v.is_integer() else repr(v)))
+        else:
+            append(_norm_text(canonical(v)))
+    return out
+
+
+def _canonical_text(v: str) -> str:
+    """``canonical`` of a str (same result, without its type checks)."""
+    if v in _NULL_TEXT or not v.strip():
+        return ""
+    return v.replace("\x1f", " ")
 
 
 def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
@@ -143,6 +211,7 @@ def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
 
 
 def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
+    import numpy as np
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
@@ -158,11 +227,14 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
     holders = org["_k"].value_counts()
     dup_keys = set(holders.index[holders > 1])
     org_first = org.drop_duplicates("_k").set_index("_k")
-    src_keys = [canonical(v) for v in df[ext].to_numpy(dtype=object)]
-    src = df.assign(_key=src_keys)
-    src = src[src["_key"].isin(loaded_keys)]
-    src = src.assign(_k=[norm(k).lower() for k in src["_key"]]).set_index("_k")
-    in_org = src.index.isin(org_first.index)
+    src_keys = canonical_column(df[ext].to_numpy(dtype=object))
+    keep = np.fromiter((k in loaded_keys for k in src_keys), dtype=bool, count=len(src_keys))
+    src = df[keep].assign(_key=pd.Series([k for k, w in zip(src_keys, keep) if w], index=df.index[keep],
+                                         dtype=object))
+    src = src.assign(_k=pd.Series([k.lower() for k in _normed(src["_key"])], index=src.index, dtype=object))
+    src = src.set_index("_k")
+    org_keys = set(org_first.index)
+    in_org = np.fromiter((k in org_keys for k in src.index), dtype=bool, count=len(src))
     sf_ids = per_record["sf_id"]
     problems = [_problem(key, "missing_in_org", sf_ids.get(key)) for key in src["_key"][~in_org]]
     found = src[in_org]

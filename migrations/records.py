@@ -33,8 +33,39 @@ def frame_records(df) -> list[dict]:
 def to_record(row: dict, fields: list[str]) -> dict:
     rec = {}
     for f in fields:
-        v = to_native(row.get(f))
-        if "." in f and v is None:
+        v = row.get(f)
+        t = type(v)
+        # text, whole numbers and booleans are already what to_native returns (most cells): skip it
+        if t is not str and t is not int and t is not bool:
+            v = None if t is float and v != v else v if t is float else to_native(v)
+        if v is None and "." in f:
             continue  # no parent reference: leave the lookup empty rather than reference a null key
         rec[f] = v
     return rec
+
+
+def to_records(rows: list[dict], fields: list[str]) -> list[dict]:
+    """``to_record`` of every row (same result), field by field: for the records of a whole Bulk job."""
+    if not rows:
+        return []
+    if len(set(fields)) != len(fields):  # a field named twice: keep to_record's exact rules
+        return [to_record(r, fields) for r in rows]
+    cols = []
+    for f in fields:
+        out = []
+        append = out.append
+        for row in rows:
+            v = row.get(f)
+            t = type(v)
+            if t is not str and t is not int and t is not bool:
+                v = None if t is float and v != v else v if t is float else to_native(v)
+            append(v)
+        cols.append(out)
+    records = [dict(zip(fields, vals)) for vals in zip(*cols)] if cols else [{} for _ in rows]
+    dotted = [f for f in fields if "." in f]
+    if dotted:  # no parent reference: leave the lookup empty rather than reference a null key
+        for rec in records:
+            for f in dotted:
+                if rec[f] is None:
+                    del rec[f]
+    return records

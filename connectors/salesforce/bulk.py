@@ -68,6 +68,13 @@ class Payload:
         row = self.rows[i]
         return tuple("" if p is None else row[p] for p in self._key_pos)
 
+    def input_keys(self) -> list[tuple]:
+        """``input_key`` of every row (same result), in one pass."""
+        if len(self._key_pos) == 1 and self._key_pos[0] is not None:
+            p = self._key_pos[0]
+            return [(row[p],) for row in self.rows]
+        return [self.input_key(i) for i in range(len(self.rows))]
+
 
 def _norm(key: tuple) -> tuple:
     # Fallback when Salesforce echoes a value normalised (case of booleans, trimmed blanks, nulls).
@@ -82,8 +89,8 @@ class Matcher:
         self.keys = keys
         self.results: list[RowResult | None] = [None] * len(keys)
         self.exact: dict[tuple, deque] = defaultdict(deque)
-        for i in range(len(keys)):
-            self.exact[payload.input_key(i)].append(i)
+        for i, key in enumerate(payload.input_keys()):
+            self.exact[key].append(i)
         self._loose: dict[tuple, deque] | None = None
 
     @property
@@ -91,8 +98,8 @@ class Matcher:
         # built on the first miss only: Salesforce echoes most values exactly as sent
         if self._loose is None:
             self._loose = defaultdict(deque)
-            for i in range(len(self.keys)):
-                self._loose[_norm(self.payload.input_key(i))].append(i)
+            for i, key in enumerate(self.payload.input_keys()):
+                self._loose[_norm(key)].append(i)
         return self._loose
 
     def _take(self, key: tuple) -> int | None:

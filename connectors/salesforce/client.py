@@ -139,6 +139,12 @@ class SalesforceConnector:
                                 page_size=self.bulk_page_size, timeout=self.job_timeout,
                                 expect_rows=expect_rows, pace=self.pace)
 
+    def query_bulk_pages(self, soql: str, *, expect_rows: int | None = None) -> Iterator[tuple[list, list]]:
+        """Like ``query_bulk``, one (header, rows as lists of strings) per results page: for many rows."""
+        yield from q.bulk_query_pages(self._call_or_fail, lambda: self.bulk_client("Account"), soql,
+                                      page_size=self.bulk_page_size, timeout=self.job_timeout,
+                                      expect_rows=expect_rows, pace=self.pace)
+
     def count(self, soql: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() ...`` query."""
         return q.rest_count(self._call_or_fail, lambda: self.sf, soql)

@@ -97,8 +97,26 @@ def csv_header(records: Iterable[dict], only: list[str] | None = None) -> list[s
 
 
 def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
-    """Each record as the tuple of CSV cells under ``header`` (missing key: empty = unchanged)."""
-    return [tuple(csv_value(r[c]) if c in r else "" for c in header) for r in records]
+    """Each record as the tuple of CSV cells under ``header`` (missing key: empty = unchanged).
+
+    Built column by column; a text cell (most of them) is its own CSV value and skips ``csv_value``."""
+    if not header:
+        return [() for _ in records]
+    missing = object()
+    cols = []
+    for c in header:
+        cells = []
+        append = cells.append
+        for r in records:
+            v = r.get(c, missing)
+            if type(v) is str:
+                append(v)
+            elif v is missing:
+                append("")
+            else:
+                append(csv_value(v))
+        cols.append(cells)
+    return list(zip(*cols))
 
 
 def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:

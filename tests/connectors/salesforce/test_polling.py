@@ -112,3 +112,16 @@ def test_row_bytes_bounds_the_real_csv_line():
     rec = {"Name": '上海 "明远", 贸易', "Legacy_Id__c": "C1", "AnnualRevenue": 12.5, "Phone": None}
     line = to_csv(list(rec), [tuple(bulk.csv_value(v) for v in rec.values())]).split("\n")[1] + "\n"
     assert len(line.encode("utf-8")) <= bulk.row_bytes(rec) <= len(line.encode("utf-8")) + 3 * len(rec) + 1
+
+
+@pytest.mark.parametrize("rate", [3_000, 5_000, 8_000, 12_000])
+def test_a_fresh_project_looks_at_most_twice(rate):
+    """Nothing learned yet: the first look at the first-guess pace, the second timed by its progress
+    figures for the end; idle after the end stays within the margin (or the first guess, for a fast org)."""
+    clock, pace = Clock(), polling.Pace()
+    rows = 94_318
+    get_job, looks = _job_at(clock, rows, rate=rate)
+    _wait(clock, get_job, pace, rows)
+    took = rows / rate
+    assert len(looks) <= 2, looks
+    assert took <= clock.now <= max(took * 1.2, rows / polling.FIRST_GUESS_ROWS_PER_S * polling.MARGIN + 1e-6)
