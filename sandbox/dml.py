@@ -338,13 +338,21 @@ def _write(store: Store, c: sqlite3.Connection, obj: ObjectDef, rows: list[_Row]
         if r.result.success and r.result.created:
             _autonumber(store, c, obj, full[i])
     inserts = [full[i] for i, r in enumerate(rows) if r.result.success and r.result.created]
-    updates = [full[i] for i, r in enumerate(rows) if r.result.success and not r.result.created]
     cols = list(obj.fields)
     _execute(c, f'INSERT INTO "{obj.name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in cols)}) '
                 f'VALUES ({", ".join("?" * len(cols))})', [[rec.get(n) for n in cols] for rec in inserts])
-    upd = [n for n in cols if n != "Id"]
-    _execute(c, f'UPDATE "{obj.name}" SET {", ".join(f"{chr(34)}{n}{chr(34)} = ?" for n in upd)} WHERE "Id" = ?',
-             [[rec.get(n) for n in upd] + [rec["Id"]] for rec in updates])
+    # An update sets only the fields the request sent, the audit fields and the computed ones: setting
+    # every column made SQLite rewrite every index entry of the row (half of a 10,000-row upsert's time).
+    # Rows are grouped by the fields they send (one group in a Bulk job, whose rows share a header).
+    always = {"LastModifiedDate", "SystemModstamp", "LastModifiedById", *(f.name for f in computed)}
+    groups: dict[tuple[str, ...], list[list]] = {}
+    for i, r in enumerate(rows):
+        if r.result.success and not r.result.created:
+            upd = tuple(n for n in cols if n != "Id" and (n in r.values or n in always))
+            groups.setdefault(upd, []).append([full[i].get(n) for n in upd] + [full[i]["Id"]])
+    for upd, params in groups.items():
+        _execute(c, f'UPDATE "{obj.name}" SET {", ".join(f"{chr(34)}{n}{chr(34)} = ?" for n in upd)} '
+                    f'WHERE "Id" = ?', params)
 
 
 def _new_record(obj: ObjectDef, r: _Row, user_id: str, stamp: str, defaults: dict) -> dict:
