@@ -88,7 +88,9 @@ class Samples:
         n, info, groups = self.n, self.info, self.groups
         keys = quarantine[[k for k in self.key if k in quarantine.columns]].astype(object).fillna("").astype(str)
         key_text = ["/".join(k) for k in keys.itertuples(index=False)]
+        deps = quarantine["_department"].to_numpy(dtype=object) if "_department" in quarantine.columns else None
         for i, text in enumerate(quarantine["_reasons"].to_numpy()):
+            dep = str(deps[i] or "") if deps is not None else ""
             for part in S.split_reasons(text):
                 rid = part.split(":", 1)[0].strip()
                 g = groups.get(rid)
@@ -101,10 +103,9 @@ class Samples:
                                        "what_to_do": what_to_do(r.get("kind", ""), r.get("severity", "blocking"), fields),
                                        "rows": 0, "departments": {}, "examples": []}
                 g["rows"] += 1
-                row = quarantine.iloc[i]
-                dep = str(row.get("_department") or "") if "_department" in quarantine.columns else ""
                 g["departments"][dep] = g["departments"].get(dep, 0) + 1
-                if len(g["examples"]) < n:
+                if len(g["examples"]) < n:  # the row itself only for the few shown
+                    row = quarantine.iloc[i]
                     vals = {f: [_text(row.get(f)), _text(row.get(S.legacy_column(f)))] for f in g["fields"]
                             if f in quarantine.columns}
                     g["examples"].append({"key": key_text[i], "source": _text(row.get("_source")),
