@@ -171,6 +171,9 @@ def _entity_rows(run_dir: Path, entity: str) -> int:
                for s in m["sources"] if s["entity"] == entity)
 
 
+_ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
+
+
 class _ParquetSink:
     """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
     text). Each batch becomes one row group, so ``batches()`` gives the same batches back."""
@@ -195,7 +198,7 @@ class _ParquetSink:
         self.lengths.append(len(df))
         if len(df):
             t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False).replace_schema_metadata(None)
-            self._writer.write_table(t, row_group_size=len(df))
+            self._writer.write_table(t, row_group_size=min(len(df), _ROW_GROUP))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -217,8 +220,9 @@ class _ParquetSink:
         group = 0
         for n in self.lengths:
             if n:
-                t = pf.read_row_group(group, columns=columns)
-                group += 1
+                count = -(-n // _ROW_GROUP)  # a batch over _ROW_GROUP rows was written as several groups
+                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
+                group += count
             else:
                 t = self.schema.empty_table()
                 if columns is not None:
