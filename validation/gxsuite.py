@@ -103,22 +103,18 @@ def _columns_of(r: Rule) -> list[str]:
 
 
 class SuiteRunner:
-    """One entity's suite and validation definition, registered once and run on batch after batch
-    (GX's per-run set-up is paid once per entity, its start-up once per process). ``close`` removes
-    them from the process-wide context; use it as a context manager."""
+    """One entity's suite and dataframe asset, built once and run on batch after batch (GX's start-up
+    is paid once per process, the suite once per entity). ``close`` removes the asset from the
+    process-wide context; use it as a context manager."""
 
     def __init__(self, entity: str, rules: list[Rule]):
-        import great_expectations as gx
-
         self.entity, self.rules = entity, rules
-        gctx, ds = _context()
+        _, ds = _context()
         n = next(_counter)
-        self._gctx, self._ds = gctx, ds
-        self.suite = gctx.suites.add(build_suite(f"{entity}-{n}", rules))
+        self._ds = ds
+        self.suite = build_suite(f"{entity}-{n}", rules)
         self.asset = ds.add_dataframe_asset(f"{entity}-{n}")
-        batch_def = self.asset.add_batch_definition_whole_dataframe("all")
-        self.vd = gctx.validation_definitions.add(gx.ValidationDefinition(name=f"{entity}-{n}", data=batch_def,
-                                                                          suite=self.suite))
+        self.batch_def = self.asset.add_batch_definition_whole_dataframe("all")
         self._by_id = {r.rule_id: r for r in rules}
         self._order = {r.rule_id: i for i, r in enumerate(rules)}
 
@@ -129,18 +125,29 @@ class SuiteRunner:
         self.close()
 
     def close(self) -> None:
-        if self.vd is not None:
-            self._gctx.validation_definitions.delete(self.vd.name)
-            self._gctx.suites.delete(self.suite.name)
+        if self.asset is not None:
             self._ds.delete_asset(self.asset.name)
-            self.vd = None
+            self.asset = None
 
     def run(self, frame: pd.DataFrame, ctx: RuleContext) -> EntityRun:
-        """The rules on ``frame`` (one batch); a rule GX could not evaluate fails the stage."""
+        """The rules on ``frame`` (one batch); a rule GX could not evaluate fails the stage.
+
+        Runs GX's validator the way ``ValidationDefinition.run`` does, minus its last step: storing
+        every result (with every failing row id) in the context's results store, which would keep
+        each batch's lists in memory for the rest of the process."""
+        import datetime as dt
+
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.validator.v1_validator import Validator
+
         data = derive_columns(frame, self.rules, ctx).reset_index(drop=True)
-        result = self.vd.run(batch_parameters={"dataframe": data},
-                             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
-                                            "return_unexpected_index_query": False})
+        validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
+                              result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
+                                             "return_unexpected_index_query": False})
+        result = validator.validate_expectation_suite(self.suite)
+        run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
+        result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
+                            "batch_parameters": {"dataframe": "<DATAFRAME>"}})
         outcomes = []
         for res in result.results:
             rule = self._by_id[res.expectation_config.meta["rule_id"]]
