@@ -33,23 +33,32 @@ def link_companies(frame: pd.DataFrame, match_on: list[str]) -> np.ndarray:
 
 
 def _components(n: int, parts: list[tuple[np.ndarray, np.ndarray, int]]) -> np.ndarray:
-    """Connected components of rows and values: ``parts`` is per field (rows with a value, the value's
-    code, how many distinct values). Labels are numbered by each company's first row."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    size = n + sum(p[2] for p in parts)
-    itype = np.int32 if size < 2 ** 31 - 1 else np.int64
-    rows, cols = [np.arange(n, dtype=itype)], [np.arange(n, dtype=itype)]
-    offset = n
-    for present, codes, count in parts:
-        rows.append(np.asarray(present, dtype=itype))
-        cols.append(np.asarray(codes, dtype=itype) + itype(offset))
-        offset += count
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset))
-    _, labels = connected_components(graph, directed=False)
-    return labels[:n]
+    """Connected components of rows linked through shared values: ``parts`` is per field (rows with a
+    value, the value's code, how many distinct values). Labels are numbered by each company's first
+    row (what scipy's ``connected_components`` gives on the row/value graph, which
+    ``tests/validation/test_disagreement.py`` checks), computed by min-label propagation with pointer
+    jumping: a few integer arrays of the row count, no graph."""
+    lab = np.arange(n, dtype=np.int64)
+    parts = [(np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64), int(k)) for r, c, k in parts if k]
+    changed = True
+    while changed:
+        changed = False
+        for rows, codes, k in parts:
+            low = np.full(k, n, dtype=np.int64)
+            np.minimum.at(low, codes, lab[rows])  # the smallest label among the rows sharing each value
+            new = low[codes]
+            upd = new < lab[rows]
+            if upd.any():
+                changed = True
+                # hook the old labels' roots too, so whole trees move at once
+                np.minimum.at(lab, lab[rows[upd]], new[upd])
+                np.minimum.at(lab, rows[upd], new[upd])
+        while True:  # pointer jumping: every row straight to its root
+            nxt = lab[lab]
+            if np.array_equal(nxt, lab):
+                break
+            lab = nxt
+    return np.unique(lab, return_inverse=True)[1].reshape(-1)
 
 
 def _arrow_codes(path, field: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -186,12 +195,22 @@ class _Flags:
 
 def _report(criteria: Criteria, n: int, labels: np.ndarray, flags: _Flags, key_text) -> dict[str, Any]:
     """The report from per-row company labels and criterion flags; ``key_text(rows)`` gives the key
-    text of those row positions (only the sampled companies' first rows are asked for)."""
+    text of those row positions (only the sampled companies' first rows are asked for). Sets of
+    companies are boolean masks over the company labels (a byte per company, not a Python set)."""
     uniq, first = np.unique(labels, return_index=True)  # company label -> its first row
+    size = int(uniq[-1]) + 1 if len(uniq) else 0
     shown: dict[int, str] = {}
 
-    def samples(chosen: set) -> list[str]:
-        picked = sorted(chosen)[:SAMPLES]
+    def companies(rows: np.ndarray) -> np.ndarray:
+        mask = np.zeros(size, dtype=bool)
+        mask[labels[rows]] = True
+        return mask
+
+    def count(mask: np.ndarray) -> int:
+        return int(mask.sum())
+
+    def samples(chosen: np.ndarray) -> list[str]:
+        picked = [int(x) for x in np.flatnonzero(chosen)[:SAMPLES]]  # the lowest labels, as sorted() gave
         missing = [lab for lab in picked if lab not in shown]
         if missing:
             rows = first[np.searchsorted(uniq, missing)]
@@ -199,29 +218,34 @@ def _report(criteria: Criteria, n: int, labels: np.ndarray, flags: _Flags, key_t
                 shown[lab] = str(text)
         return [shown[lab] for lab in picked]
 
-    agreed = set(np.unique(labels[flags.agreed()]))
-    counted: dict[str, set] = {d: set(np.unique(labels[flags.hit(d)])) for d in criteria.departments}
+    agreed = companies(flags.agreed())
+    counted = {d: companies(flags.hit(d)) for d in criteria.departments}
     comparisons = []
     for d, crit in criteria.departments.items():
-        seen = set(np.unique(labels[flags.own(d)]))
+        seen = companies(flags.own(d))
         mine = counted[d]
+        only_agreed = agreed & ~mine
         comparisons.append({
-            "department": d, "criterion": crit.description, "companies_in_department_data": len(seen),
-            "department_counts": len(mine), "agreed_counts": len(agreed), "both": len(mine & agreed),
-            "only_department": len(mine - agreed), "only_agreed": len(agreed - mine),
-            "only_agreed_in_department_data": len((agreed - mine) & seen),
-            "samples_only_department": samples(mine - agreed),
-            "samples_only_agreed": samples((agreed - mine) & seen) or samples(agreed - mine),
+            "department": d, "criterion": crit.description, "companies_in_department_data": count(seen),
+            "department_counts": count(mine), "agreed_counts": count(agreed), "both": count(mine & agreed),
+            "only_department": count(mine & ~agreed), "only_agreed": count(only_agreed),
+            "only_agreed_in_department_data": count(only_agreed & seen),
+            "samples_only_department": samples(mine & ~agreed),
+            "samples_only_agreed": samples(only_agreed & seen) or samples(only_agreed),
         })
     depts = list(criteria.departments)
-    overlap = {a: {b: len(counted[a] & counted[b]) for b in depts} for a in depts}
-    any_dept = set().union(*counted.values()) if counted else set()
+    overlap = {a: {b: count(counted[a] & counted[b]) for b in depts} for a in depts}
+    any_dept = np.zeros(size, dtype=bool)
+    all_dept = np.ones(size, dtype=bool)
+    for m in counted.values():
+        any_dept |= m
+        all_dept &= m
     return {
         "entity": criteria.entity, "rows": n, "companies": int(len(uniq)),
-        "agreed": {"criterion": criteria.agreed.description, "counts": len(agreed)},
+        "agreed": {"criterion": criteria.agreed.description, "counts": count(agreed)},
         "departments": comparisons, "overlap": overlap,
-        "counted_by_some_department": len(any_dept),
-        "counted_by_all_departments": len(set.intersection(*counted.values())) if counted else 0,
-        "agreed_but_no_department": len(agreed - any_dept),
-        "samples_agreed_but_no_department": samples(agreed - any_dept),
+        "counted_by_some_department": count(any_dept),
+        "counted_by_all_departments": count(all_dept) if counted else 0,
+        "agreed_but_no_department": count(agreed & ~any_dept),
+        "samples_agreed_but_no_department": samples(agreed & ~any_dept),
     }
