@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import Criteria
@@ -54,3 +55,40 @@ def test_counts_overlaps_and_samples():
     assert finance["companies_in_department_data"] == 3
     assert rep["overlap"] == {"sales": {"sales": 2, "finance": 1}, "finance": {"sales": 1, "finance": 2}}
     assert rep["counted_by_all_departments"] == 1 and rep["agreed_but_no_department"] == 0
+
+
+def _scipy_components(n, parts):
+    """The graph formulation the labels used to come from (rows and values as nodes)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, cols, off = [np.arange(n)], [np.arange(n)], n
+    for p, c, k in parts:
+        rows.append(p)
+        cols.append(c + off)
+        off += k
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(off, off))
+    return connected_components(graph, directed=False)[1][:n]
+
+
+def test_company_labels_equal_scipy_connected_components():
+    from crmbridge.validation.disagreement import _components
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(60):
+        n = int(rng.integers(1, 300))
+        parts = []
+        for _f in range(int(rng.integers(0, 4))):
+            present = np.flatnonzero(rng.random(n) < rng.random())
+            uniq, codes = np.unique(rng.integers(0, int(rng.integers(1, max(2, n))), size=len(present)),
+                                    return_inverse=True)
+            parts.append((present, codes.reshape(-1), len(uniq)))
+        cases.append((n, parts))
+    rows = np.arange(3000)
+    perm = rng.permutation(3000)
+    for a, b in ((rows // 2, (rows + 1) // 2), ((rows // 2)[perm], ((rows + 1) // 2)[perm])):  # one long chain
+        cases.append((3000, [(rows, a, a.max() + 1), (rows, b, b.max() + 1)]))
+    for n, parts in cases:
+        assert np.array_equal(_components(n, parts), _scipy_components(n, parts))
