@@ -1,0 +1,298 @@
+"""``validate --engine sql`` gives the pandas path's figures on the same SQL source (SQLite, PostgreSQL,
+MariaDB): unexpected counts per rule and the quarantined keys with their rule ids; and its errors.
+
+The legacy data below plants a defect of every rule kind: missing and duplicate keys (also duplicates
+that only normalisation reveals), bad formats, values outside the allowed set, a cross-field violation,
+references to a missing and to a quarantined parent, control characters, markup and values that need
+the declared normalisation (whitespace incl. full-width, placeholders, case, value maps).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEFINITION = """version: "2.1"
+owners:
+  - {department: sales, person: S, signed_on: 2026-01-10}
+  - {department: service, person: V, signed_on: 2026-01-11}
+entities:
+  customers:
+    identity: {key: customer_no, alternate_keys: [credit_code], scope: department}
+    required: [name]
+    normalise:
+      "*": [trim, {null_if: {values: [N/A, "-", 无]}}]
+      customer_no: [{case: {to: upper}}]
+      credit_code: [{case: {to: upper}}]
+      phone: [{phone: {region: CN}}]
+      email: [email]
+      created_on: [{date: {formats: ["%Y-%m-%d", "%Y/%m/%d"]}}]
+      annual_revenue: [{number: {}}]
+    formats:
+      - {field: credit_code, format: uscc}
+      - {field: name, format: no_markup}
+      - {field: phone, format: phone, region: CN}
+      - {field: email, format: email, severity: warning}
+      - {field: country, format: iso_country}
+      - {field: created_on, format: date}
+      - {field: annual_revenue, format: number}
+      - {field: postal_code, format: regex, pattern: "^[0-9]{6}$", mostly: 0.5}
+    allowed_values:
+      - field: status
+        values: [Prospect, Active, Inactive]
+        map: {活跃: Active, active: Active, 潜在: Prospect}
+    cross_field:
+      - {left: annual_revenue, op: ge, value: 0}
+  contacts:
+    identity: {key: contact_no, scope: global}
+    required: [customer_no, full_name]
+    normalise:
+      "*": [trim]
+      contact_no: [{case: {to: upper}}]
+      customer_no: [{case: {to: upper}}]
+    references:
+      - {field: customer_no, entity: customers, key: customer_no}
+"""
+
+CUST_COLS = ["customer_no", "name", "credit_code", "phone", "email", "country", "status", "annual_revenue",
+             "created_on", "postal_code"]
+GOOD_USCC = "91310000MA1FL4TK3Q"  # check character computed below when the test data is built
+SALES = [
+    ("C0001", "Acme 有限公司", None, "+8613800138000", "info@acme.cn", "CN", "Active", "1000", "2024-01-05", "200120"),
+    ("  c0002\u3000", "  Beta  ", None, "13800138001", "INFO@BETA.CN", "US", "活跃", "2,000", "2024/02/01", "100000"),
+    ("C0003", "Gamma", None, "+8613800138002", "bad@", "CN", "Prospect", "5", "2024-03-01", "abc"),
+    ("c0003 ", "Gamma twin", None, "+8613800138003", "g@x.cn", "CN", "active", "7", "2024-03-02", "200000"),
+    (None, "No key", None, "+8613800138004", "n@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
+    ("N/A", "Placeholder key", None, "+8613800138005", None, "CN", "Active", "1", "2024-01-01", "200000"),
+    ("C0006", "<b>Evil</b> Corp", None, "12345", "e@x.cn", "XX", "weird", "-5", "2024-13-45", "1234567"),
+    ("C0007", "Ctl\x01Name", None, "+8613800138006", "c@x.cn", "CN", "Inactive", "abc", "2024-01-01", "200000"),
+    ("C0008", "无", None, "+8613800138007", "d@x.cn", "cn", "Prospect", "3", "2024-01-01", "x"),
+    ("C0009", "Dup credit A", "CREDIT", "+8613800138008", "a@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
+    ("C0010", "Dup credit B", "credit", "+8613800138009", "b@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
+    ("C0011", "Esc\x1b[31m", None, "+8613800138010", "f@x.cn", "CN", "潜在", "2", "2024-01-01", "200000"),
+    ("C0012", "Fine", "", "+8613800138011", "", "CN", "Active", "", "", ""),
+]
+SERVICE = [
+    ("C0001", "Acme (service)", None, "+8613800138000", "info@acme.cn", "CN", "Active", "1000", "2024-01-05", "200120"),
+    ("C0006", "Evil fixed", None, "+8613800138012", "e@x.cn", "CN", "Active", "1", "2024-01-05", "200120"),
+    ("C0020", "Only service", None, "bad phone", "s@x.cn", "CN", "Active", "1", "2024-01-05", "200120"),
+    ("C0021", "Service twin", None, "+8613800138013", "t@x.cn", "CN", "Active", "1", "2024-01-05", "200120"),
+    ("C0021", "Service twin", None, "+8613800138013", "t@x.cn", "CN", "Active", "1", "2024-01-05", "200120"),
+]
+CONTACT_COLS = ["contact_no", "customer_no", "full_name"]
+CONTACTS = [
+    ("P001", "C0001", "Zhang San"),
+    ("p002", " c0002 ", "Li Si"),         # normalised reference
+    ("P003", "C9999", "Wang Wu"),         # parent missing
+    ("P004", "C0003", "Zhao Liu"),        # parent duplicated -> quarantined
+    ("P005", "C0006", "Qian Qi"),         # quarantined in sales, valid in service -> valid
+    ("P006", "C0020", "Sun Ba"),          # parent quarantined (bad phone) everywhere
+    ("P006", "C0001", "Dup contact"),     # duplicate contact_no
+    ("P008", None, "No customer"),        # required
+    ("P009", "C0007", "Ctl parent"),      # parent quarantined by control characters
+    ("P010", "C0012", "Tab\tin name"),    # tab in free text: allowed
+    ("P\t11", "C0012", "Tab in key"),     # tab in a key: control character
+]
+
+
+def _uscc(prefix17: str) -> str:
+    from stdnum.cn import uscc
+
+    return prefix17 + uscc.calc_check_digit(prefix17)
+
+
+def _rows():
+    good = _uscc("91310000MA1FL4TK3")
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    sales = [list(r) for r in SALES]
+    sales[0][2], sales[1][2], sales[2][2] = good, bad, _uscc("91110000100000000")
+    return sales, [list(r) for r in SERVICE], [list(r) for r in CONTACTS]
+
+
+def _load(url: str) -> None:
+    from sqlalchemy import Column, MetaData, Table, Text, create_engine
+
+    sales, service, contacts = _rows()
+    eng = create_engine(url)
+    md = MetaData()
+    kw = {"mysql_charset": "utf8mb4"} if eng.dialect.name in ("mysql", "mariadb") else {}
+    tables = {
+        "sqlval_sales": (CUST_COLS, sales), "sqlval_service": (CUST_COLS, service),
+        "sqlval_contacts": (CONTACT_COLS, contacts),
+    }
+    made = {n: Table(n, md, *[Column(c, Text) for c in cols], **kw) for n, (cols, _) in tables.items()}
+    md.create_all(eng)
+    with eng.begin() as c:
+        for n, (cols, rows) in tables.items():
+            c.execute(made[n].insert(), [dict(zip(cols, r)) for r in rows])
+    eng.dispose()
+
+
+def _project(root: Path, url: str):
+    from crmbridge.config import load_project
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "definitions").mkdir()
+    (root / "definitions" / "customer.yml").write_text(DEFINITION, "utf-8")
+    yml = f"""name: sqlval
+sources:
+  - {{name: sales_customers, entity: customers, department: sales, type: sql, url: "{url}", table: sqlval_sales}}
+  - {{name: service_customers, entity: customers, department: service, type: sql, url: "{url}",
+      query: "SELECT * FROM sqlval_service"}}
+  - {{name: crm_contacts, entity: contacts, department: sales, type: sql, url: "{url}", table: sqlval_contacts}}
+"""
+    (root / "crmbridge.yml").write_text(yml, "utf-8")
+    return load_project(root)
+
+
+def _quarantined(path: str, key: str) -> set[tuple]:
+    from crmbridge.stewardcsv import split_reasons
+
+    out = set()
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        for row in csv.DictReader(fh):
+            for reason in split_reasons(row["_blocking"]):
+                out.add((row["_department"], row[key] or None, reason.split(":", 1)[0]))
+    return out
+
+
+def _figures(entities: dict) -> dict:
+    keys = ("unexpected_count", "unexpected_percent", "passed", "element_count")
+    return {e: {r["rule_id"]: tuple(r[k] for k in keys) for r in v["rules"]} for e, v in entities.items()
+            if v["rules"]}
+
+
+@pytest.fixture
+def sql_project(any_db_url, tmp_path):
+    _load(any_db_url)
+    return _project(tmp_path / "proj", any_db_url)
+
+
+def test_sql_engine_equals_pandas_path(sql_project):
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.runs import open_run
+    from crmbridge.state import open_state
+    from crmbridge.validation.sqlengine import run_validate_sql
+    from crmbridge.validation.stage import run_validate
+
+    project = sql_project
+    ex = run_extract(project)
+    run = open_run(open_state(project.state_url), project.runs_dir, ex.run_id)
+    pandas_rep = run_validate(project, run)
+    sql_rep = run_validate_sql(project, batch_rows=4)  # several batches per source
+
+    assert _figures(sql_rep.entities) == _figures(pandas_rep.entities)
+    for entity, key in (("customers", "customer_no"), ("contacts", "contact_no")):
+        theirs = _quarantined(pandas_rep.entities[entity]["quarantine_file"], key)
+        ours = _quarantined(sql_rep.entities[entity]["quarantine_file"], key)
+        assert ours == theirs, (entity, ours ^ theirs)
+        assert sql_rep.entities[entity]["rows_quarantined"] == pandas_rep.entities[entity]["rows_quarantined"]
+        assert sql_rep.entities[entity]["rows_in"] == pandas_rep.entities[entity]["rows_in"]
+    # every kind of defect is really there (the comparison above is not between two empty sets)
+    failing = {rid for e in sql_rep.entities.values() for rid, f in
+               ((r["rule_id"], r) for r in e["rules"]) if f["unexpected_count"]}
+    assert {"required.customer_no", "unique.customer_no", "unique.credit_code", "required.name",
+            "format.credit_code", "format.name", "format.phone", "format.email", "format.country",
+            "format.created_on", "format.annual_revenue", "format.postal_code", "allowed.status",
+            "cross.annual_revenue_ge_0", "control_chars", "unique.contact_no", "required.customer_no",
+            "ref.customer_no"} <= failing
+    where = {r["rule_id"]: r["where"] for r in sql_rep.entities["customers"]["rules"]}
+    assert where["unique.customer_no"] == where["unique.credit_code"] == where["format.country"] == "database"
+    assert where["required.name"] == "database"
+    # value maps compare NFKC keys: only PostgreSQL has normalize(..., NFKC)
+    assert where["allowed.status"] == ("database" if "postgresql" in project.config.sources[0].url else "python")
+    assert where["format.phone"] == where["control_chars"] == "python"
+    refs = Path(sql_rep.entities["contacts"]["quarantine_file"]).read_text("utf-8-sig")
+    assert "parent_missing" in refs and "parent_quarantined" in refs
+    out = Path(sql_rep.out_dir)
+    assert out.parent == project.root / "reports" / "validate-sql"
+    assert json.loads((out / "summary.json").read_text("utf-8"))["engine"] == "sql"
+
+
+def _cli(project_root: Path, *args: str, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "crmbridge", "--project", str(project_root), "validate",
+                           "--engine", "sql", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def _sqlite_project(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    _load(url)
+    return _project(tmp_path / "proj", url), url
+
+
+def test_cli_exit_1_on_blocking_failures_with_json(tmp_path):
+    project, _ = _sqlite_project(tmp_path)
+    res = _cli(project.root, "--json")
+    assert res.returncode == 1, res.stderr
+    out = json.loads(res.stdout)
+    assert out["engine"] == "sql" and out["blocking_failed"] is True
+    assert not (project.root / "runs").exists() or not any((project.root / "runs").iterdir())
+
+
+def test_missing_table_and_column_are_usage_errors(tmp_path):
+    project, url = _sqlite_project(tmp_path)
+    yml = project.config_path.read_text("utf-8")
+    project.config_path.write_text(yml.replace("table: sqlval_contacts", "table: no_such_table"), "utf-8")
+    res = _cli(project.root)
+    assert res.returncode == 2 and "no_such_table" in res.stderr and "Traceback" not in res.stderr
+    project.config_path.write_text(yml, "utf-8")
+    d = project.root / "definitions" / "customer.yml"
+    d.write_text(d.read_text("utf-8").replace("required: [customer_no, full_name]",
+                                              "required: [customer_no, full_name, birthday]"), "utf-8")
+    res = _cli(project.root)
+    assert res.returncode == 2 and "birthday" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_file_source_is_refused(tmp_path):
+    project, _ = _sqlite_project(tmp_path)
+    (project.root / "c.csv").write_text("contact_no,customer_no,full_name\nP1,C0001,x\n", "utf-8")
+    yml = project.config_path.read_text("utf-8")
+    yml = yml.replace("  - {name: crm_contacts, entity: contacts, department: sales, type: sql,",
+                      "  - {name: crm_contacts, entity: contacts, type: csv, path: c.csv}\n"
+                      "  - {name: old_contacts, entity: contacts, department: sales, type: sql,")
+    project.config_path.write_text(yml, "utf-8")
+    res = _cli(project.root)
+    assert res.returncode == 2 and "crm_contacts" in res.stderr and "csv source" in res.stderr
+
+
+def test_unreachable_database_keeps_the_password_out(tmp_path):
+    secret = "Sup3r-secret-pw"
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "definitions").mkdir()
+    (root / "definitions" / "customer.yml").write_text(DEFINITION, "utf-8")
+    (root / "crmbridge.yml").write_text(
+        "name: x\nsources:\n  - {name: c, entity: customers, type: sql, url: {env: SQLVAL_URL}, table: t}\n", "utf-8")
+    res = _cli(root, env={"SQLVAL_URL": f"postgresql+psycopg://crm:{secret}@127.0.0.1:1/legacy"})
+    assert res.returncode == 2, res.stderr
+    assert "cannot connect" in res.stderr and "Traceback" not in res.stderr
+    assert secret not in res.stderr + res.stdout
+
+
+def test_normalisation_without_sql_form_on_a_key_is_refused(tmp_path):
+    project, _ = _sqlite_project(tmp_path)
+    d = project.root / "definitions" / "customer.yml"
+    d.write_text(d.read_text("utf-8").replace("customer_no: [{case: {to: upper}}]\n      credit_code",
+                                              "customer_no: [nfkc]\n      credit_code"), "utf-8")
+    res = _cli(project.root)
+    assert res.returncode == 2 and "unique.customer_no" in res.stderr and "nfkc" in res.stderr
+
+
+def test_database_normalising_differently_stops_the_command(tmp_path):
+    """SQLite's upper() only knows ASCII: a key Python upper-cases differently must not pass silently."""
+    from sqlalchemy import create_engine, text
+
+    project, url = _sqlite_project(tmp_path)
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("UPDATE sqlval_sales SET customer_no = 'c0001é' WHERE customer_no = 'C0001'"))
+    eng.dispose()
+    res = _cli(project.root)
+    assert res.returncode == 2 and "differently" in res.stderr and "customer_no" in res.stderr
