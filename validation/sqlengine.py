@@ -395,7 +395,9 @@ def _gx_sql_run(gctx, ds, plan: EntityPlan, query: str, d: Dialect):
     index_cols = list(dict.fromkeys(["_department", *plan.key, *(f for r in plan.sql_rules for f in r.fields)]))
     try:
         return vd.run(result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_cols,
-                                     "return_unexpected_index_query": False})
+                                     "return_unexpected_index_query": False,
+                                     # GX cuts SQL failure lists at this many rows (default 20): all keys are wanted
+                                     "partial_unexpected_count": 2**31 - 1})
     finally:
         gctx.validation_definitions.delete(vd.name)
         gctx.suites.delete(suite.name)

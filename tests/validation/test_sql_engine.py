@@ -77,6 +77,9 @@ SALES = [
     ("C0010", "Dup credit B", "credit", "+8613800138009", "b@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
     ("C0011", "Esc\x1b[31m", None, "+8613800138010", "f@x.cn", "CN", "潜在", "2", "2024-01-01", "200000"),
     ("C0012", "Fine", "", "+8613800138011", "", "CN", "Active", "", "", ""),
+] + [  # more failing rows than GX lists by default (20) for one rule on SQL
+    (f"C1{i:03d}", f"Bulk {i}", None, "+8613800138014", None, "CN", "obsolete", "1", "2024-01-01", "200000")
+    for i in range(25)
 ]
 SERVICE = [
     ("C0001", "Acme (service)", None, "+8613800138000", "info@acme.cn", "CN", "Active", "1000", "2024-01-05", "200120"),
