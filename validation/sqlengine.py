@@ -676,7 +676,8 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
 
 
 def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dict[str, Failures]) -> dict[str, set]:
-    """Per reference rule of ``plan``: parent keys whose every parent row was quarantined."""
+    """Per reference rule of ``plan``: parent keys whose every parent row was quarantined (a key
+    quarantined in one department stays valid when another department holds it validly)."""
     from sqlalchemy import text
 
     out: dict[str, set] = {}
@@ -684,22 +685,22 @@ def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dic
         if r.kind != "reference":
             continue
         parent_entity, k = r.target
-        pf = ctx_fails[parent_entity]
-        quarantined = [i for i, rs in pf.reasons.items() if any(b == 0 for b, _ in rs) and i[1] is not None]
-        per_key: dict[str, set] = {}
-        for dept, key in quarantined:
-            per_key.setdefault(key, set()).add(dept)
-        bad: set[str] = set()
-        keys = sorted(per_key)
         parent = plans[parent_entity]
-        with engine.connect() as conn:
-            for i in range(0, len(keys), 1000):
-                chunk = keys[i:i + 1000]
-                sql = (f"SELECT p.{d.q(k)}, COUNT(DISTINCT p.{d.q('_department')}) FROM ({parent.union(d)}) p "
-                       f"WHERE p.{d.q(k)} IN ({', '.join(d.lit(x) for x in chunk)}) GROUP BY p.{d.q(k)}")
-                for key, n in conn.execute(text(sql)):
-                    if int(n) <= len(per_key.get(str(key), ())):
-                        bad.add(str(key))
+        per_key: dict[str, set] = {}
+        for ident, rs in ctx_fails[parent_entity].reasons.items():
+            if ident[1] is not None and any(b == 0 for b, _ in rs):
+                per_key.setdefault(ident[1], set()).add(ident[0])
+        bad = set(per_key)
+        if per_key and len({s.source.department for s in parent.sources}) > 1:
+            # keys held by several departments (few): valid if some department's row was not quarantined
+            sql = (f"SELECT p.{d.q(k)}, COUNT(DISTINCT p.{d.q('_department')}) FROM ({parent.union(d)}) p "
+                   f"WHERE p.{d.q(k)} IS NOT NULL GROUP BY p.{d.q(k)} "
+                   f"HAVING COUNT(DISTINCT p.{d.q('_department')}) > 1")
+            with engine.connect() as conn:
+                for key, n in conn.execution_options(stream_results=True).execute(text(sql)):
+                    depts = per_key.get(str(key))
+                    if depts is not None and len(depts) < int(n):
+                        bad.discard(str(key))
         out[r.rule_id] = bad
     return out
 
