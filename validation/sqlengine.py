@@ -461,7 +461,7 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
         try:
-            for part in result.partitions():
+            for part in result.partitions(batch_rows)  # text(): yield_per alone does not size them:
                 rows = [[to_text(v) for v in row] for row in part]
                 n = len(rows)
                 df = pd.DataFrame(rows, columns=data_cols + ["__sql__" + c for c in sql_cols], dtype=object)
