@@ -132,7 +132,7 @@ def timed(root: Path, *args: str) -> dict:
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-    if code not in (0, 1):
+    if code not in (0, 1) or not stdout.strip():  # 1: blocking rules failed (expected: defects are planted)
         sys.exit(f"{' '.join(args)} failed ({code}):\n{stderr[-3000:]}")
     return {"seconds": secs, "peak_mib": usage.ru_maxrss / 1024, "out": json.loads(stdout), "load": load()}
 

@@ -50,6 +50,7 @@ BATCH_ROWS = 50_000
 # Rules that run in the database when every field they read has a SQL form.
 SQL_KINDS = ("required", "unique", "allowed", "reference")
 _counter = itertools.count(1)
+RAW = "\x00raw\x00"  # where a source's column goes in a normalised expression (no literal can hold NUL)
 
 
 @lru_cache(maxsize=1)
@@ -201,7 +202,7 @@ class EntityPlan:
         if c not in s.columns:
             return f"CAST(NULL AS {d.text_type()})"
         raw = d.raw(s.columns[c], s.textual.get(c, True))
-        return self.exprs[c].replace("{raw}", raw)
+        return self.exprs[c].replace(RAW, raw)
 
     def union(self, d: Dialect) -> str:
         cols = self.sql_columns()
@@ -223,8 +224,8 @@ def _column_steps(rules_def, col: str) -> list[tuple[str, dict]]:
 
 
 def _sql_expr(d: Dialect, rules_def, col: str) -> str | None:
-    """The normalised value of ``col`` as SQL over ``{raw}``, or None when a step has no SQL form."""
-    e = "{raw}"
+    """The normalised value of ``col`` as SQL over ``RAW``, or None when a step has no SQL form."""
+    e = RAW
     for name, params in _column_steps(rules_def, col):
         e = d.step(e, name, params)
         if e is None:
@@ -232,7 +233,7 @@ def _sql_expr(d: Dialect, rules_def, col: str) -> str | None:
     return e
 
 
-def _source_sql(project, d: Dialect, engine, src) -> SourceSql:
+def _source_sql(d: Dialect, engine, src) -> SourceSql:
     from sqlalchemy import String, inspect, text
 
     from crmbridge.connectors.files import build_columns
@@ -246,7 +247,8 @@ def _source_sql(project, d: Dialect, engine, src) -> SourceSql:
         insp = inspect(engine)
         if not insp.has_table(name, schema=schema or None):
             tables = insp.get_table_names(schema=schema or None)
-            raise UsageError(f"{where}: table '{src.table}' not found; tables there: {', '.join(tables[:30]) or '(none)'}",
+            raise UsageError(f"{where}: table '{src.table}' not found; tables there: "
+                             f"{', '.join(tables[:30]) or '(none)'}",
                              hint="fix `table:` for this source in crmbridge.yml")
         cols = insp.get_columns(name, schema=schema or None)
         raw_names = [c["name"] for c in cols]
@@ -268,7 +270,7 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
 
     rules_def = definition.entities[entity]
     rules = compile_rules(entity, rules_def)
-    srcs = [_source_sql(project, d, engine, s) for s in sources]
+    srcs = [_source_sql(d, engine, s) for s in sources]
     present = {c for s in srcs for c in s.columns}
     needed = set(rules_def.identity.key)
     for r in rules:
@@ -319,7 +321,7 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
     return plan
 
 
-def _ref_sql(d: Dialect, plan: EntityPlan, rule, parent: EntityPlan) -> str:
+def _ref_sql(d: Dialect, rule, parent: EntityPlan) -> str:
     f = rule.fields[0]
     k = rule.target[1]
     return (f"CASE WHEN u.{d.q(f)} IS NULL THEN NULL WHEN EXISTS (SELECT 1 FROM ({parent.union(d)}) p "
@@ -332,7 +334,7 @@ def asset_query(d: Dialect, plan: EntityPlan, plans: dict[str, EntityPlan]) -> s
         if e.startswith("{ref:"):
             rid = e[5:-1]
             rule = next(r for r in plan.rules if r.rule_id == rid)
-            e = _ref_sql(d, plan, rule, plans[rule.target[0]])
+            e = _ref_sql(d, rule, plans[rule.target[0]])
         derived.append(f"{e} AS {d.q(col)}")
     extra = (", " + ", ".join(derived)) if derived else ""
     return f"SELECT u.*{extra} FROM ({plan.union(d)}) u"
@@ -348,7 +350,6 @@ class RuleTally:
     element_count: int = 0
     unexpected_count: int = 0
     basis: int = 0  # rows the percentage is taken of (GX: present values; not_null: every row)
-    gx_success: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
         r = self.rule
@@ -461,7 +462,7 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
         try:
-            for part in result.partitions(batch_rows)  # text(): yield_per alone does not size them:
+            for part in result.partitions(batch_rows):  # text(): yield_per alone does not size them
                 rows = [[to_text(v) for v in row] for row in part]
                 n = len(rows)
                 df = pd.DataFrame(rows, columns=data_cols + ["__sql__" + c for c in sql_cols], dtype=object)
@@ -652,7 +653,8 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     try:
         ds = gctx.data_sources.add_sql(ds_name, connection_string=url)
     except Exception as exc:
-        raise UsageError(f"validate --engine sql: great-expectations cannot open {_shown(url)}: {redact(exc)}") from None
+        raise UsageError(f"validate --engine sql: great-expectations cannot open {_shown(url)}: "
+                         f"{redact(exc)}") from None
     ctx = RuleContext()
     fails_all: dict[str, Failures] = {}
     entities: dict[str, dict[str, Any]] = {}

@@ -66,7 +66,8 @@ CUST_COLS = ["customer_no", "name", "credit_code", "phone", "email", "country", 
 GOOD_USCC = "91310000MA1FL4TK3Q"  # check character computed below when the test data is built
 SALES = [
     ("C0001", "Acme 有限公司", None, "+8613800138000", "info@acme.cn", "CN", "Active", "1000", "2024-01-05", "200120"),
-    ("  c0002\u3000", "  Beta \u3000 Two\t ", None, "13800138001", "INFO@BETA.CN", "US", "活跃", "2,000", "2024/02/01", "100000"),
+    ("  c0002\u3000", "  Beta \u3000 Two\t ", None, "13800138001", "INFO@BETA.CN", "US", "活跃", "2,000", "2024/02/01",
+     "100000"),
     ("C0003", "Gamma", None, "+8613800138002", "bad@", "CN", "Prospect", "5", "2024-03-01", "abc"),
     ("c0003 ", "Gamma twin", None, "+8613800138003", "g@x.cn", "CN", "active", "7", "2024-03-02", "200000"),
     (None, "No key", None, "+8613800138004", "n@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
@@ -284,8 +285,10 @@ def test_unreachable_database_keeps_the_password_out(tmp_path):
 def test_normalisation_without_sql_form_on_a_key_is_refused(tmp_path):
     project, _ = _sqlite_project(tmp_path)
     d = project.root / "definitions" / "customer.yml"
-    d.write_text(d.read_text("utf-8").replace("customer_no: [{case: {to: upper}}]\n      credit_code",
-                                              "customer_no: [nfkc]\n      credit_code"), "utf-8")
+    text = d.read_text("utf-8")
+    old = "customer_no: [{case: {to: upper}}]\n      name:"
+    assert old in text
+    d.write_text(text.replace(old, "customer_no: [nfkc]\n      name:"), "utf-8")
     res = _cli(project.root)
     assert res.returncode == 2 and "unique.customer_no" in res.stderr and "nfkc" in res.stderr
 
