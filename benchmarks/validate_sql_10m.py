@@ -8,7 +8,8 @@ The rows are generated inside PostgreSQL (``INSERT ... SELECT ... FROM generate_
 database ``crmbridge_sqlval_bench`` (dropped afterwards unless ``--keep``), messy and with planted
 defects of every rule kind (~1% each: missing and duplicate keys, markup, control characters, bad
 phones, e-mails, countries, statuses, dates and amounts, negative amounts, bad postal codes). Each
-command runs as its own ``python -m crmbridge`` process; its peak RSS comes from ``wait4``.
+command runs as its own ``python -m crmbridge`` process; its peak RSS and CPU time come from ``wait4``
+(CPU time is the steadier figure on a shared, loaded machine).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def timed(root: Path, *args: str) -> dict:
         stdout, stderr = out.read().decode(), err.read().decode()
     if code not in (0, 1) or not stdout.strip():  # 1: blocking rules failed (expected: defects are planted)
         sys.exit(f"{' '.join(args)} failed ({code}):\n{stderr[-3000:]}")
-    return {"seconds": secs, "peak_mib": usage.ru_maxrss / 1024, "out": json.loads(stdout), "load": load()}
+    return {"seconds": secs, "cpu": usage.ru_utime + usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+            "out": json.loads(stdout), "load": load()}
 
 
 def main() -> None:
@@ -155,21 +157,25 @@ def main() -> None:
         sql = timed(root, "validate", "--engine", "sql")
         c = sql["out"]["entities"]["customers"]
         assert c["rows_in"] == a.rows, c["rows_in"]
-        rows = [("validate --engine sql", sql["seconds"], sql["peak_mib"], c["rows_quarantined"], sql["load"])]
+        rows = [("validate --engine sql", sql["seconds"], sql["cpu"], sql["peak_mib"], c["rows_quarantined"],
+                 sql["load"])]
         if not a.skip_pandas:
             ext = timed(root, "extract")
             val = timed(root, "validate")
             pc = val["out"]["entities"]["customers"]
             assert pc["rows_in"] == a.rows and pc["rows_quarantined"] == c["rows_quarantined"], \
                 (pc["rows_quarantined"], c["rows_quarantined"])
-            rows += [("extract", ext["seconds"], ext["peak_mib"], None, ext["load"]),
-                     ("validate (pandas)", val["seconds"], val["peak_mib"], pc["rows_quarantined"], val["load"]),
-                     ("extract + validate", ext["seconds"] + val["seconds"], max(ext["peak_mib"], val["peak_mib"]),
-                      pc["rows_quarantined"], val["load"])]
+            rows += [("extract", ext["seconds"], ext["cpu"], ext["peak_mib"], None, ext["load"]),
+                     ("validate (pandas)", val["seconds"], val["cpu"], val["peak_mib"], pc["rows_quarantined"],
+                      val["load"]),
+                     ("extract + validate", ext["seconds"] + val["seconds"], ext["cpu"] + val["cpu"],
+                      max(ext["peak_mib"], val["peak_mib"]), pc["rows_quarantined"], val["load"])]
         print(f"{a.rows} rows, {len(c['rules'])} rules")
-        print(f"{'path':<24}{'seconds':>10}{'rows/s':>12}{'peak RSS MiB':>14}{'quarantined':>13}   load average after")
-        for name, secs, peak, q, ld in rows:
-            print(f"{name:<24}{secs:>10.1f}{a.rows / secs:>12.0f}{peak:>14.0f}{'' if q is None else q:>13}   {ld}")
+        print(f"{'path':<24}{'seconds':>9}{'rows/s':>10}{'CPU s':>8}{'peak RSS MiB':>14}{'quarantined':>13}"
+              "   load average after")
+        for name, secs, cpu, peak, q, ld in rows:
+            print(f"{name:<24}{secs:>9.1f}{a.rows / secs:>10.0f}{cpu:>8.1f}{peak:>14.0f}{'' if q is None else q:>13}"
+                  f"   {ld}")
     finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
