@@ -465,14 +465,18 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
     parts = [f"{d.q(s.columns[c])}" for c in data_cols]
     parts += [f"{plan._expr(d, s, c)} AS {d.q('__sql__' + c)}" for c in sql_cols]
     stmt = text(f"SELECT {', '.join(parts)} FROM {s.from_sql}")
+    names = data_cols + ["__sql__" + c for c in sql_cols]
+    text_col = {**{c: s.textual.get(c, False) for c in data_cols}, **{"__sql__" + c: True for c in sql_cols}}
     ordinal = 0
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
         try:
             for part in result.partitions(batch_rows):  # text(): yield_per alone does not size them
-                rows = [[to_text(v) for v in row] for row in part]
-                n = len(rows)
-                df = pd.DataFrame(rows, columns=data_cols + ["__sql__" + c for c in sql_cols], dtype=object)
+                n = len(part)
+                df = pd.DataFrame([tuple(r) for r in part], columns=names, dtype=object)
+                for c in names:  # extract's text: text columns only lose '' (vectorised), others via to_text
+                    col = df[c]
+                    df[c] = col.where(col != "", None) if text_col[c] else col.map(to_text)
                 lines = np.arange(ordinal + 1, ordinal + n + 1)
                 ordinal += n
                 df["_row_id"] = [f"{s.source.name}:{i}" for i in lines]
