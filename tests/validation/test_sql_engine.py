@@ -304,3 +304,18 @@ def test_database_normalising_differently_stops_the_command(tmp_path):
     eng.dispose()
     res = _cli(project.root)
     assert res.returncode == 2 and "differently" in res.stderr and "customer_no" in res.stderr
+
+
+def test_help_names_the_engine_option():
+    from click.testing import CliRunner
+
+    from crmbridge.cli import cli
+
+    res = CliRunner().invoke(cli, ["validate", "-h"])
+    assert res.exit_code == 0 and "--engine [pandas|sql]" in res.output and "validate --engine sql" in res.output
+
+
+def test_run_option_is_refused_with_the_sql_engine(tmp_path):
+    project, _ = _sqlite_project(tmp_path)
+    res = _cli(project.root, "--run", "20260101-000000-abcd")
+    assert res.returncode == 2 and "--run" in res.stderr
