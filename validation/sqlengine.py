@@ -118,6 +118,21 @@ class Dialect:
             return f"REGEXP_REPLACE({e}, {self.lit(cls + '+')}, ' ')"
         return None
 
+    def has_control(self, e: str, key: bool) -> str:
+        """True where text ``e`` holds a character ``checks.control_chars_check`` refuses (keys: also tab and
+        line breaks). May say yes too often (MariaDB's REGEXP on a binary collation sees bytes), never too
+        rarely: a yes only makes the value travel to Python, where the real check runs."""
+        codes = [*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), *range(0x7f, 0xa0)]
+        if key:
+            codes += [0x09, 0x0a, 0x0d]
+        if self.name == "postgresql":  # a PostgreSQL text never holds NUL
+            cls = "[" + "".join("\\x%02x" % c for c in codes if c) + "]"
+            return f"{e} ~ {self.lit(cls)}"
+        if self.mysql:
+            cls = "[" + "".join("\\x{%x}" % c for c in codes) + "]"
+            return f"{e} REGEXP {self.lit(cls)}"
+        return "(" + " OR ".join(f"instr({e}, char({c})) > 0" for c in codes) + ")"
+
     def nfkc(self, e: str) -> str | None:
         return f"normalize({e}, NFKC)" if self.name == "postgresql" else None
 
@@ -191,6 +206,12 @@ class EntityPlan:
     sources: list[SourceSql]
     key: list[str]
     derived: dict[str, str] = field(default_factory=dict)  # derived SQL column -> expression over ``u``
+    python_columns: set[str] = field(default_factory=set)  # read whole by the streamed pass
+    control_keys: tuple[str, ...] = ()  # fields where control_chars refuses tab and line breaks too
+
+    def steps_without_sql(self, d: Dialect, col: str) -> bool:
+        """A column whose declared steps have no SQL form (its Python value could differ from its text)."""
+        return _sql_expr(d, self.rules_def, col) is None
 
     def select(self, d: Dialect, s: SourceSql, cols: list[str]) -> str:
         parts = [f"{d.lit(s.source.department)} AS {d.q('_department')}"]
@@ -318,6 +339,8 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
             plan.derived[col] = ("{ref:" + r.rule_id + "}")  # filled in once the parent's plan is known
             r = dataclasses.replace(r, kwargs={"column": col, "value_set": [1]})
         plan.sql_rules.append(r)
+    plan.python_columns = set(exprs) | {f for r in plan.py_rules for f in r.fields}
+    plan.control_keys = next((r.key_fields for r in rules if r.kind == "control_chars"), ())
     return plan
 
 
@@ -462,7 +485,17 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
 
     data_cols = list(s.columns)
     sql_cols = [c for c in plan.sql_columns() if c in s.columns]
-    parts = [f"{d.q(s.columns[c])}" for c in data_cols]
+    parts = []
+    for c in data_cols:
+        col = d.q(s.columns[c])
+        if c in plan.python_columns or plan.steps_without_sql(d, c):
+            parts.append(col)
+        else:  # read by no rule but control_chars: only a value holding a control character travels
+            as_text = col if s.textual.get(c, False) else f"CAST({col} AS {d.text_type()})"
+            if d.mysql:
+                as_text = f"CONVERT({as_text} USING utf8mb4) COLLATE utf8mb4_nopad_bin"
+            check = d.has_control(as_text, c in plan.control_keys)
+            parts.append(f"CASE WHEN {check} THEN {col} END AS {col}")
     parts += [f"{plan._expr(d, s, c)} AS {d.q('__sql__' + c)}" for c in sql_cols]
     stmt = text(f"SELECT {', '.join(parts)} FROM {s.from_sql}")
     names = data_cols + ["__sql__" + c for c in sql_cols]

@@ -24,7 +24,7 @@ owners:
   - {department: service, person: V, signed_on: 2026-01-11}
 entities:
   customers:
-    identity: {key: customer_no, alternate_keys: [credit_code], scope: department}
+    identity: {key: customer_no, alternate_keys: [credit_code], scope: department, match_on: [crm_ref]}
     required: [name]
     normalise:
       "*": [trim, {null_if: {values: [N/A, "-", 无]}}]
@@ -62,7 +62,12 @@ entities:
 """
 
 CUST_COLS = ["customer_no", "name", "credit_code", "phone", "email", "country", "status", "annual_revenue",
-             "created_on", "postal_code"]
+             "created_on", "postal_code", "notes", "crm_ref"]
+# Columns no rule but control_chars reads (only values holding a control character leave the database):
+# free text may hold line breaks, a match_on key not even a tab; U+0085 at the end is trimmed away; Chinese
+# text has UTF-8 bytes in 0x80-0x9f (which MariaDB's byte-wise REGEXP flags; Python then clears it).
+EXTRA = {0: ("line1\nline2", "R\t1"), 1: ("bad\x01note", "R2"), 2: ("中文\x85", None), 3: ("\x1b[0m esc", None),
+         4: ("上海浦东新区", "R5"), 6: (None, "R\x7f6")}
 GOOD_USCC = "91310000MA1FL4TK3Q"  # check character computed below when the test data is built
 SALES = [
     ("C0001", "Acme 有限公司", None, "+8613800138000", "info@acme.cn", "CN", "Active", "1000", "2024-01-05", "200120"),
@@ -117,7 +122,9 @@ def _rows():
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     sales = [list(r) for r in SALES]
     sales[0][2], sales[1][2], sales[2][2] = good, bad, _uscc("91110000100000000")
-    return sales, [list(r) for r in SERVICE], [list(r) for r in CONTACTS]
+    sales = [r + list(EXTRA.get(i, (None, None))) for i, r in enumerate(sales)]
+    service = [list(r) + ["服务\n记录", None] for r in SERVICE]
+    return sales, service, [list(r) for r in CONTACTS]
 
 
 def _load(url: str) -> None:
