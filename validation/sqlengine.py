@@ -11,7 +11,8 @@ For entities whose sources are SQL sources (``connectors/sql.py``), the rules ar
 - **in Python**, on every source row read in streamed batches (server-side cursor, ``yield_per``) and
   normalised by the very same ``normalise`` as the pandas path: the rules whose checks only Python has
   (phone, e-mail, credit code, postal code, dates, numbers, regex formats, markup, cross-field rules,
-  control characters) and the rules on fields whose normalisation has no SQL form. The same pass checks,
+  control characters) and the rules on fields whose normalisation has no SQL form. A column no rule but
+  ``control_chars`` reads only sends the values the database finds a control character in. The same pass checks,
   value by value, that every normalised column the database used equals the Python one (a difference
   stops the command: the database figures would not be the pandas path's), and which children point at a
   parent the validation quarantined.
