@@ -4,6 +4,7 @@ stage's rows/s and peak RSS, the combined rows/s, `crmbridge --help` timing and 
     python benchmarks/pipeline_local.py                    # 1M rows
     python benchmarks/pipeline_local.py --rows 200000      # quicker
     python benchmarks/pipeline_local.py --rows 5000000     # the memory target (peak RSS < 1 GB)
+    python benchmarks/pipeline_local.py --validate-batch-rows 50000   # validate's batch size (default BATCH_ROWS)
     python benchmarks/pipeline_local.py --help-only        # only `crmbridge --help`
 
 The CSV is the one benchmarks/extract_csv.py writes (GB18030, ';', full-width keys, quoted newlines,
@@ -116,7 +117,8 @@ def stage_child(root: str, stage: str) -> None:
         if stage == "validate":
             from crmbridge.validation.stage import run_validate
 
-            c = run_validate(project, run).entities["customers"]
+            batch = int(os.environ.get("CRMBRIDGE_BENCH_VALIDATE_BATCH") or 0) or None
+            c = run_validate(project, run, batch_rows=batch).entities["customers"]
             assert c["rows_in"] == c["rows_valid"] + c["rows_quarantined"]
             out = {"rows_in": c["rows_in"], "rows_out": c["rows_valid"], "quarantined": c["rows_quarantined"]}
         else:
@@ -185,11 +187,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="build the project here and keep it")
     ap.add_argument("--help-only", action="store_true")
+    ap.add_argument("--validate-batch-rows", type=int, default=0, help="validate's batch size (default BATCH_ROWS)")
     ap.add_argument("--child", nargs=2, metavar=("ROOT", "STAGE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         stage_child(*a.child)
         return
+    if a.validate_batch_rows:
+        os.environ["CRMBRIDGE_BENCH_VALIDATE_BATCH"] = str(a.validate_batch_rows)  # read by the child
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     h = help_timing()
     print(f"crmbridge --help: best {h['best_s']:.3f}s, median {h['median_s']:.3f}s, heavy modules imported: "
@@ -211,7 +216,8 @@ def main() -> None:
             cpu += r.get("cpu_s", 0.0)
             print(f"{stage:9} {r['rows_in']:>10,} rows in {r['seconds']:7.1f}s  {r['rows_in'] / r['seconds']:>9,.0f} rows/s  "
                   f"peak RSS {r['peak_mib']:7.0f} MiB  {json.dumps({k: v for k, v in r.items() if k not in ('seconds', 'peak_mib', 'rows_in')})}"
-                  + (f"  CPU {r['cpu_s']:.1f}s = {r['rows_in'] / max(r['cpu_s'], 0.01):,.0f} rows per CPU-second" if "cpu_s" in r else ""),
+                  + (f"  CPU {r['cpu_s']:.1f}s = {r['rows_in'] / max(r['cpu_s'], 0.01):,.0f} rows per CPU-second" if "cpu_s" in r else "")
+                  + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                   flush=True)
         rows = results["extract"]["rows_in"]
         print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "

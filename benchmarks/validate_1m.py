@@ -1,7 +1,8 @@
 """Benchmark: validate 1M customer rows (three departments) against the template definition's 20
-customer rules; prints rows/s and peak memory.
+customer rules; prints rows/s, rows per CPU-second, peak memory and the load average.
 
-    python benchmarks/validate_1m.py [--rows 1000000] [--keep DIR]
+    python benchmarks/validate_1m.py [--rows 1000000] [--batch-rows 100000] [--keep DIR]
+    python benchmarks/validate_1m.py --rows 200000 --rows 1000000    # peak RSS must not grow with rows
 
 Data is generated in the extract layout (``runs/<id>/extract/customers/<source>.parquet`` plus a
 manifest), messy the way the demo data is (full-width digits, padded keys, three date spellings,
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFINITION = ROOT / "templates" / "project" / "definitions" / "customer.yml"
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+CHUNK = 500_000
 FW = str.maketrans("0123456789C", "０１２３４５６７８９Ｃ")
 
 
@@ -36,13 +38,14 @@ def _credit_codes(rng, n: int) -> list[str]:
     return [b + uscc.calc_check_digit(b) for b in bodies]
 
 
-def make_frame(n: int, seed: int = 7):
-    """``n`` customer rows as extract writes them: strings, nulls for empty, lineage columns."""
+def make_frame(n: int, seed: int = 7, start: int = 0):
+    """``n`` customer rows as extract writes them: strings, nulls for empty, lineage columns; customer
+    numbers from ``start`` (the generator writes big runs chunk by chunk)."""
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    idx = np.arange(n)
+    idx = np.arange(start, start + n)
     dept = rng.choice(["sales", "finance", "service"], size=n, p=[0.5, 0.3, 0.2])
     no = pd.Series([f"C{i:07d}" for i in idx], dtype=object)
     messy = rng.random(n)
@@ -89,6 +92,8 @@ def write_project(root: Path, n: int) -> str:
     from crmbridge.config import load_project
     from crmbridge.migrations.runs import create_run, finish_stage, start_stage
     from crmbridge.state import open_state
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     (root / "definitions").mkdir(parents=True)
     shutil.copyfile(DEFINITION, root / "definitions" / "customer.yml")
@@ -96,18 +101,31 @@ def write_project(root: Path, n: int) -> str:
     project = load_project(root)
     engine = open_state(project.state_url)
     run = create_run(engine, project.runs_dir, "migrate", command="benchmark")
-    df = make_frame(n)
     ext = run.dir / "extract" / "customers"
     ext.mkdir(parents=True)
-    sources = []
-    for dept, part in df.groupby("_department", sort=False):
-        name = f"{dept}_customers"
-        part = part.reset_index(drop=True)
-        part["_row_id"] = [f"{name}:{i + 2}" for i in range(len(part))]
-        part["_source"], part["_line"], part["_source_key"] = name, range(2, len(part) + 2), part["customer_no"]
-        part.to_parquet(ext / f"{name}.parquet", index=False)
-        sources.append({"source": name, "entity": "customers", "parquet": f"customers/{name}.parquet",
-                        "rows_read": len(part), "rows_kept": len(part), "rows_rejected": 0})
+    writers: dict = {}
+    counts: dict[str, int] = {}
+    for chunk, start in enumerate(range(0, n, CHUNK)):  # chunk by chunk: 5M rows do not fit a frame
+        df = make_frame(min(CHUNK, n - start), seed=7 + chunk, start=start)
+        for dept, part in df.groupby("_department", sort=False):
+            name = f"{dept}_customers"
+            seen = counts.get(name, 0)
+            part = part.reset_index(drop=True)
+            part["_row_id"] = [f"{name}:{i + 2}" for i in range(seen, seen + len(part))]
+            part["_source"], part["_line"], part["_source_key"] = name, range(seen + 2, seen + len(part) + 2), \
+                part["customer_no"]
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if name not in writers:
+                schema = pa.schema([pa.field(f.name, pa.int64() if f.name == "_line" else pa.string())
+                                    for f in table.schema])
+                writers[name] = (pq.ParquetWriter(ext / f"{name}.parquet", schema), schema)
+            w, schema = writers[name]
+            w.write_table(table.cast(schema))
+            counts[name] = seen + len(part)
+    for w, _ in writers.values():
+        w.close()
+    sources = [{"source": name, "entity": "customers", "parquet": f"customers/{name}.parquet",
+                "rows_read": c, "rows_kept": c, "rows_rejected": 0} for name, c in counts.items()]
     manifest = {"run_id": run.run_id, "stage": "extract", "sources": sources,
                 "entities": {"customers": {"sources": [s["source"] for s in sources], "rows_read": n,
                                            "rows_kept": n, "rows_rejected": 0}}}
@@ -117,7 +135,7 @@ def write_project(root: Path, n: int) -> str:
     return run.run_id
 
 
-def child(root: str, run_id: str) -> None:
+def child(root: str, run_id: str, batch_rows: str) -> None:
     from crmbridge.config import load_project
     from crmbridge.migrations.runs import open_run
     from crmbridge.state import open_state
@@ -129,40 +147,53 @@ def child(root: str, run_id: str) -> None:
     from crmbridge.validation.stage import run_validate
 
     t = time.perf_counter()
-    rep = run_validate(project, run)
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    rep = run_validate(project, run, batch_rows=int(batch_rows) or None)
     secs = time.perf_counter() - t
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
     c = rep.entities["customers"]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = ru.ru_maxrss / 1024
     print(json.dumps({"rows": c["rows_in"], "valid": c["rows_valid"], "quarantined": c["rows_quarantined"],
                       "rules": len(c["rules"]), "seconds": round(secs, 1), "rows_per_s": round(c["rows_in"] / secs),
+                      "cpu_s": round(cpu, 1), "rows_per_cpu_s": round(c["rows_in"] / max(cpu, 0.01)),
                       "peak_rss_mib": round(peak)}))
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--keep", type=Path, help="build the project here and keep it")
-    ap.add_argument("--child", nargs=2, metavar=("ROOT", "RUN"), help=argparse.SUPPRESS)
+    ap.add_argument("--rows", type=int, action="append", help="rows (repeat for several runs; default 1000000)")
+    ap.add_argument("--batch-rows", type=int, default=0, help="validate's batch size (default: BATCH_ROWS)")
+    ap.add_argument("--keep", type=Path, help="build the project here and keep it (one --rows only)")
+    ap.add_argument("--child", nargs=3, metavar=("ROOT", "RUN", "BATCH"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(*a.child)
         return
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
-    root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-bench-"))
-    try:
-        t = time.perf_counter()
-        run_id = write_project(root, a.rows)
-        print(f"generated {a.rows} rows in {time.perf_counter() - t:.1f}s", flush=True)
-        out = subprocess.run([sys.executable, __file__, "--child", str(root), run_id], capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(out.stderr[-3000:])
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        assert r["rows"] == r["valid"] + r["quarantined"]
-        print(f"validate: {r['rows']} rows, {r['rules']} rules, {r['seconds']}s, {r['rows_per_s']} rows/s, "
-              f"peak memory {r['peak_rss_mib']} MiB, valid {r['valid']}, quarantined {r['quarantined']}")
-    finally:
-        if not a.keep:
-            shutil.rmtree(root, ignore_errors=True)
+    print(f"load average {_load()} on {os.cpu_count()} cores", flush=True)
+    for rows in a.rows or [1_000_000]:
+        root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-bench-"))
+        try:
+            t = time.perf_counter()
+            run_id = write_project(root, rows)
+            print(f"generated {rows} rows in {time.perf_counter() - t:.1f}s", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--child", str(root), run_id, str(a.batch_rows)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(out.stderr[-3000:])
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            assert r["rows"] == r["valid"] + r["quarantined"]
+            print(f"validate: {r['rows']} rows, {r['rules']} rules, {r['seconds']}s, {r['rows_per_s']} rows/s, "
+                  f"CPU {r['cpu_s']}s = {r['rows_per_cpu_s']} rows per CPU-second, peak memory {r['peak_rss_mib']} MiB, "
+                  f"valid {r['valid']}, quarantined {r['quarantined']}, batch rows {a.batch_rows or 'default'}; "
+                  f"load average {_load()}", flush=True)
+        finally:
+            if not a.keep:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

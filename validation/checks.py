@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
@@ -226,13 +227,171 @@ def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | 
     return _pairwise(series, _regions(series, country, region), postal_valid)
 
 
-def reference_check(series: pd.Series, valid_keys: pd.Series | set) -> pd.Series:
-    """True where the value is among ``valid_keys`` (the referenced entity's valid rows)."""
-    keys = pd.Index(pd.unique(pd.Series(list(valid_keys) if isinstance(valid_keys, set) else valid_keys).dropna()))
+def reference_check(series: pd.Series, valid_keys) -> pd.Series:
+    """True where the value is among ``valid_keys`` (the referenced entity's valid rows): a
+    ``KeyIndex`` (built batch by batch by the stage) or a Series/set of keys."""
     present = series.notna()
     out = pd.Series(None, index=series.index, dtype=object)
+    if isinstance(valid_keys, KeyIndex):
+        out[present] = valid_keys.contains(series[present].to_numpy(dtype=object)).astype(object)
+        return out
+    keys = pd.Index(pd.unique(pd.Series(list(valid_keys) if isinstance(valid_keys, set) else valid_keys).dropna()))
     out[present] = series[present].isin(keys).astype(object)
     return out
+
+
+# --------------------------------------------------------------------------- key indexes (cross-row rules)
+#
+# Uniqueness and references look at every row of an entity, but the stage holds one batch at a time.
+# Keys are therefore kept as 64-bit hashes (8 bytes a row) plus, where a hash alone could be wrong,
+# the exact text: a hash only nominates candidates, the verdict always compares the values themselves.
+
+_HASH_CHUNK = 100_000
+
+
+def _hash(values: np.ndarray) -> np.ndarray:
+    """uint64 per value (pandas' siphash of the text; the same value always gives the same hash)."""
+    return pd.util.hash_array(np.asarray(values, dtype=object), categorize=True)
+
+
+def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(present, text): rows with every key column present, and one exact text per such row. Several
+    columns are joined length-prefixed (``3:abc2:de``), so no value can fake a separator."""
+    cols = [df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object) for c in columns]
+    present = np.ones(len(df), dtype=bool)
+    for c in cols:
+        present &= c.notna().to_numpy()
+    if len(cols) == 1:
+        return present, cols[0].to_numpy(dtype=object)[present].astype(str).astype(object)
+    parts = []
+    for c in cols:
+        t = c[present].astype(str)
+        parts.append(t.str.len().astype(str) + ":" + t)
+    text = parts[0]
+    for p in parts[1:]:
+        text = text + p
+    return present, text.to_numpy(dtype=object)
+
+
+class DuplicateFinder:
+    """Finds the key values that occur more than once over many batches: ``add`` every batch (hashes
+    only), then ``confirm`` every batch again for the few rows whose hash repeats, then ``index``."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = list(columns)
+        self._hashes: list[np.ndarray] = []
+        self._candidates: np.ndarray | None = None
+        self._texts: list[np.ndarray] = []
+
+    def add(self, df: pd.DataFrame) -> None:
+        _, text = key_text(df, self.columns)
+        self._hashes.append(_hash(text))
+
+    @property
+    def needs_confirm(self) -> bool:
+        """True when some hash repeats (then ``confirm`` must see every batch again)."""
+        if self._candidates is None:
+            h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+            self._hashes = []
+            h.sort()  # in place: 8 bytes a row, no second copy
+            rep = h[1:] == h[:-1]
+            self._candidates = np.unique(h[1:][rep])
+        return bool(len(self._candidates))
+
+    def confirm(self, df: pd.DataFrame) -> None:
+        if not self.needs_confirm:
+            return
+        _, text = key_text(df, self.columns)
+        hit = np.isin(_hash(text), self._candidates)
+        if hit.any():
+            self._texts.append(text[hit])
+
+    def index(self) -> "DuplicateIndex":
+        self.needs_confirm  # noqa: B018 - settles the candidates when nothing repeats
+        texts = pd.Series(np.concatenate(self._texts) if self._texts else np.zeros(0, dtype=object), dtype=object)
+        counts = texts.value_counts()
+        return DuplicateIndex(self.columns, pd.Index(counts.index[counts.to_numpy() > 1], dtype=object))
+
+
+@dataclass
+class DuplicateIndex:
+    """The exact key texts (``key_text``) that occur more than once in the whole entity."""
+
+    columns: list[str]
+    values: pd.Index
+
+
+def unique_check(df: pd.DataFrame, columns: list[str], index: DuplicateIndex | None = None) -> pd.Series:
+    """Per row: True (its key is unique), False (it occurs again), None (a key column is missing, the
+    rows GX's unique expectations skip). Without ``index`` the rows given are the whole population."""
+    out = np.full(len(df), None, dtype=object)
+    present, text = key_text(df, columns)
+    if index is None:
+        dup = pd.Series(text, dtype=object).duplicated(keep=False).to_numpy()
+    else:
+        dup = pd.Series(text, dtype=object).isin(index.values).to_numpy()
+    out[present] = ~dup
+    return pd.Series(out, index=df.index, dtype=object)
+
+
+class KeyIndex:
+    """The valid keys of a referenced entity, collected batch by batch (``add``) and then frozen
+    (``freeze``): distinct keys as Arrow text (compact) and their hashes sorted for lookups."""
+
+    def __init__(self) -> None:
+        self._parts: list = []
+        self._keys = None
+        self._hashes: np.ndarray | None = None
+
+    def add(self, values) -> None:
+        import pyarrow as pa
+
+        v = pd.Series(values, dtype=object)
+        v = v[v.notna()]
+        if len(v):
+            self._parts.append(pa.array(v.astype(str).to_numpy(dtype=object), type=pa.string()))
+
+    def freeze(self) -> "KeyIndex":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.chunked_array(self._parts, type=pa.string())
+        self._parts = []
+        uniq = pc.unique(arr) if len(arr) else pa.array([], type=pa.string())
+        if isinstance(uniq, pa.ChunkedArray):
+            uniq = uniq.combine_chunks()
+        hashes = np.concatenate([_hash(uniq.slice(i, _HASH_CHUNK).to_numpy(zero_copy_only=False))
+                                 for i in range(0, len(uniq), _HASH_CHUNK)]) if len(uniq) else \
+            np.zeros(0, dtype=np.uint64)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes = hashes[order]
+        self._keys = uniq.take(pa.array(order))
+        return self
+
+    def __len__(self) -> int:
+        return 0 if self._hashes is None else len(self._hashes)
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Bool per value (text): is it one of the keys?"""
+        import pyarrow as pa
+
+        if self._hashes is None:
+            self.freeze()
+        text = np.asarray([str(v) for v in values], dtype=object)
+        out = np.zeros(len(text), dtype=bool)
+        if not len(text) or not len(self._hashes):
+            return out
+        h = _hash(text)
+        left = np.searchsorted(self._hashes, h, side="left")
+        right = np.searchsorted(self._hashes, h, side="right")
+        cand = np.flatnonzero(right > left)
+        if not len(cand):
+            return out
+        first = self._keys.take(pa.array(left[cand])).to_numpy(zero_copy_only=False)
+        out[cand] = first == text[cand]
+        for i in cand[(right[cand] - left[cand] > 1) & ~out[cand]]:  # a 64-bit hash collision among keys
+            out[i] = text[i] in self._keys.slice(int(left[i]), int(right[i] - left[i])).to_pylist()
+        return out
 
 
 @lru_cache(maxsize=1)

@@ -102,37 +102,167 @@ def _columns_of(r: Rule) -> list[str]:
     return [c for c in [k.get("column"), k.get("column_A"), k.get("column_B"), *k.get("column_list", [])] if c]
 
 
+class SuiteRunner:
+    """One entity's suite and dataframe asset, built once and run on batch after batch (GX's start-up
+    is paid once per process, the suite once per entity). ``close`` removes the asset from the
+    process-wide context; use it as a context manager."""
+
+    def __init__(self, entity: str, rules: list[Rule]):
+        self.entity, self.rules = entity, rules
+        _, ds = _context()
+        n = next(_counter)
+        self._ds = ds
+        self.suite = build_suite(f"{entity}-{n}", rules)
+        self.asset = ds.add_dataframe_asset(f"{entity}-{n}")
+        self.batch_def = self.asset.add_batch_definition_whole_dataframe("all")
+        self._by_id = {r.rule_id: r for r in rules}
+        self._order = {r.rule_id: i for i, r in enumerate(rules)}
+
+    def __enter__(self) -> "SuiteRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.asset is not None:
+            self._ds.delete_asset(self.asset.name)
+            self.asset = None
+
+    def run(self, frame: pd.DataFrame, ctx: RuleContext) -> EntityRun:
+        """The rules on ``frame`` (one batch); a rule GX could not evaluate fails the stage.
+
+        Runs GX's validator the way ``ValidationDefinition.run`` does, minus its last step: storing
+        every result (with every failing row id) in the context's results store, which would keep
+        each batch's lists in memory for the rest of the process."""
+        import datetime as dt
+
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.validator.v1_validator import Validator
+
+        data = derive_columns(frame, self.rules, ctx).reset_index(drop=True)
+        validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
+                              result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
+                                             "return_unexpected_index_query": False})
+        result = validator.validate_expectation_suite(self.suite)
+        run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
+        result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
+                            "batch_parameters": {"dataframe": "<DATAFRAME>"}})
+        outcomes = []
+        for res in result.results:
+            rule = self._by_id[res.expectation_config.meta["rule_id"]]
+            info = res.exception_info or {}
+            if info.get("raised_exception"):
+                raise RunFailed(f"validate: rule '{rule.rule_id}' on '{self.entity}' could not run in "
+                                f"great-expectations: {info.get('exception_message')}")
+            outcomes.append(_outcome(rule, res))
+        outcomes.sort(key=lambda o: self._order[o.rule.rule_id])
+        return EntityRun(outcomes=outcomes, gx_result=result)
+
+
 def run_rules(entity: str, frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> EntityRun:
     """Run ``rules`` on ``frame`` through GX; a rule GX could not evaluate fails the stage."""
-    import great_expectations as gx
+    with SuiteRunner(entity, rules) as runner:
+        return runner.run(frame, ctx)
 
-    gctx, ds = _context()
-    data = derive_columns(frame, rules, ctx).reset_index(drop=True)
-    n = next(_counter)
-    suite = gctx.suites.add(build_suite(f"{entity}-{n}", rules))
-    asset = ds.add_dataframe_asset(f"{entity}-{n}")
-    batch_def = asset.add_batch_definition_whole_dataframe("all")
-    vd = gctx.validation_definitions.add(gx.ValidationDefinition(name=f"{entity}-{n}", data=batch_def, suite=suite))
-    try:
-        result = vd.run(batch_parameters={"dataframe": data},
-                        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
-                                       "return_unexpected_index_query": False})
-    finally:
-        gctx.validation_definitions.delete(vd.name)
-        gctx.suites.delete(suite.name)
-        ds.delete_asset(asset.name)
-    by_id = {r.rule_id: r for r in rules}
-    outcomes = []
-    for res in result.results:
-        rule = by_id[res.expectation_config.meta["rule_id"]]
-        info = res.exception_info or {}
-        if info.get("raised_exception"):
-            raise RunFailed(f"validate: rule '{rule.rule_id}' on '{entity}' could not run in great-expectations: "
-                            f"{info.get('exception_message')}")
-        outcomes.append(_outcome(rule, res))
-    order = {r.rule_id: i for i, r in enumerate(rules)}
-    outcomes.sort(key=lambda o: order[o.rule.rule_id])
-    return EntityRun(outcomes=outcomes, gx_result=result)
+
+PARTIAL = 20  # GX's own partial_unexpected_count: values per rule kept for Data Docs
+_SUMMED = ("element_count", "unexpected_count", "missing_count")
+_PARTIAL_LISTS = ("partial_unexpected_list", "partial_unexpected_index_list")
+_DROPPED = ("unexpected_list", "unexpected_index_list", "unexpected_index_query")
+
+
+class ResultTotals:
+    """The results of one entity's batches folded into one: per rule the summed counts, the percent and
+    success GX would give on all rows at once (``mostly`` judged on the totals), and for Data Docs one
+    suite result with the first ``PARTIAL`` unexpected values. Batches are added in row order."""
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self._sums: dict[str, dict[str, int]] = {}
+        self._partial: dict[str, dict[str, list]] = {}
+        self._counts: dict[str, dict[Any, int]] = {}
+        self._first: dict[str, Any] = {}  # rule_id -> the first batch's ExpectationValidationResult
+        self._suite = None
+        self.batches = 0
+
+    def add(self, erun: EntityRun) -> None:
+        self.batches += 1
+        if self._suite is None:
+            self._suite = erun.gx_result
+        for res in erun.gx_result.results:
+            rid = res.expectation_config.meta["rule_id"]
+            r = res.result or {}
+            sums = self._sums.setdefault(rid, dict.fromkeys(_SUMMED, 0))
+            for k in _SUMMED:
+                sums[k] += int(r.get(k) or 0)
+            part = self._partial.setdefault(rid, {k: [] for k in _PARTIAL_LISTS})
+            for k in _PARTIAL_LISTS:
+                room = PARTIAL - len(part[k])
+                if room > 0:
+                    part[k].extend(list(r.get(k) or [])[:room])
+            counts = self._counts.setdefault(rid, {})
+            for item in r.get("partial_unexpected_counts") or []:
+                try:
+                    counts[item["value"]] = counts.get(item["value"], 0) + int(item["count"])
+                except TypeError:  # an unhashable value: shown as text
+                    counts[str(item["value"])] = counts.get(str(item["value"]), 0) + int(item["count"])
+            if rid not in self._first:
+                self._first[rid] = res
+        # the batch's full failing-row lists are not kept: the stage has already used them
+
+    def _rule_result(self, rule: Rule) -> tuple[bool, dict[str, Any]]:
+        s = self._sums[rule.rule_id]
+        total, unexpected, missing = s["element_count"], s["unexpected_count"], s["missing_count"]
+        nonnull = total - missing
+        if total == 0 or nonnull == 0:
+            success = True  # vacuously true, as GX says
+        else:
+            success = (float(nonnull) - float(unexpected)) / float(nonnull) >= (rule.mostly or 1.0)
+        first = dict(self._first[rule.rule_id].result or {})
+        for k in _DROPPED:
+            first.pop(k, None)
+        pct_total = unexpected / total * 100 if total > 0 else None
+        pct = unexpected / nonnull * 100 if total > 0 and nonnull > 0 else None
+        counts = sorted(self._counts[rule.rule_id].items(), key=lambda kv: -kv[1])[:PARTIAL]
+        first.update({"element_count": total, "unexpected_count": unexpected, "unexpected_percent": pct,
+                      "missing_count": missing, "missing_percent": missing / total * 100 if total > 0 else None,
+                      "unexpected_percent_total": pct_total, "unexpected_percent_nonmissing": pct,
+                      **self._partial[rule.rule_id],
+                      "partial_unexpected_counts": [{"value": v, "count": c} for v, c in counts]})
+        return success, first
+
+    def outcomes(self) -> list[RuleOutcome]:
+        """Per rule (in rule order) the totals over every batch; ``failing_row_ids`` stays empty (the
+        rows were split batch by batch)."""
+        out = []
+        for rule in self.rules:
+            success, r = self._rule_result(rule)
+            out.append(RuleOutcome(rule=rule, success=success, element_count=r["element_count"],
+                                   unexpected_count=r["unexpected_count"],
+                                   unexpected_percent=float(r["unexpected_percent"] or 0.0),
+                                   failing_row_ids=np.zeros(0, dtype=object)))
+        return out
+
+    def gx_result(self):
+        """One ExpectationSuiteValidationResult for the entity (what Data Docs renders)."""
+        import copy
+
+        from great_expectations.core import ExpectationSuiteValidationResult
+
+        items = []
+        for rule in self.rules:
+            success, r = self._rule_result(rule)
+            item = copy.copy(self._first[rule.rule_id])
+            item.result, item.success = r, success
+            items.append(item)
+        ok = sum(1 for i in items if i.success)
+        stats = {"evaluated_expectations": len(items), "successful_expectations": ok,
+                 "unsuccessful_expectations": len(items) - ok,
+                 "success_percent": ok / len(items) * 100 if items else None}
+        return ExpectationSuiteValidationResult(success=ok == len(items), results=items,
+                                                suite_name=self._suite.suite_name, statistics=stats,
+                                                meta=self._suite.meta)
 
 
 def _outcome(rule: Rule, res) -> RuleOutcome:

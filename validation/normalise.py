@@ -29,11 +29,13 @@ def data_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if not str(c).startswith("_")]
 
 
-def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = ()) -> Normalised:
+def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (), *,
+              prune: bool = True) -> Normalised:
     """Apply the declared steps (``*`` first, then per field in file order), then the value maps.
 
     ``extra_columns``: columns the rules read; absent ones are added empty so their rules report
     every row instead of crashing. All data columns come back as text (or None), like extract's.
+    ``prune=False`` keeps every step's counts (zeros too), for adding up batches before ``prune_counts``.
     """
     from crmbridge.mappings.transforms import as_text
 
@@ -55,11 +57,15 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     _run_plan(out, plan, res)
     for col in data_columns(out):
         out[col] = as_text(out[col])
-    # Only steps that did something are worth a steward's attention (``*`` expands to every column).
-    used = [k for k in res.fixed if res.fixed[k] or res.failed[k]]
-    res.fixed = {k: res.fixed[k] for k in used}
-    res.failed = {k: res.failed[k] for k in used if res.failed[k]}
+    if prune:
+        res.fixed, res.failed = prune_counts(res.fixed, res.failed)
     return res
+
+
+def prune_counts(fixed: dict[str, int], failed: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """Only steps that did something are worth a steward's attention (``*`` expands to every column)."""
+    used = [k for k in fixed if fixed[k] or failed[k]]
+    return {k: fixed[k] for k in used}, {k: failed[k] for k in used if failed[k]}
 
 
 def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised) -> None:

@@ -66,40 +66,60 @@ def quarantine_samples(quarantine: pd.DataFrame, key: list[str], rules: list[dic
                        n: int = SAMPLE_ROWS, owners: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The quarantine grouped by rule, worst first: what to do, who owns the rows, and up to ``n``
     example rows per rule (each with the normalised and the legacy value of the rule's fields)."""
-    from crmbridge import stewardcsv as S
+    samples = Samples(key, rules, n)
+    samples.add(quarantine)
+    return samples.result(owners)
 
-    if quarantine.empty:
-        return []
-    info = {r["rule_id"]: r for r in rules}
-    keys = quarantine[[k for k in key if k in quarantine.columns]].astype(object).fillna("").astype(str)
-    key_text = ["/".join(k) for k in keys.itertuples(index=False)]
-    groups: dict[str, dict[str, Any]] = {}
-    for i, text in enumerate(quarantine["_reasons"].to_numpy()):
-        for part in S.split_reasons(text):
-            rid = part.split(":", 1)[0].strip()
-            g = groups.get(rid)
-            if g is None:
-                r = info.get(rid, {})
-                fields = list(r.get("fields") or [])
-                g = groups[rid] = {"rule_id": rid, "severity": r.get("severity", "blocking"), "kind": r.get("kind", ""),
-                                   "description": r.get("description", ""), "fields": fields,
-                                   "what_to_do": what_to_do(r.get("kind", ""), r.get("severity", "blocking"), fields),
-                                   "rows": 0, "departments": {}, "examples": []}
-            g["rows"] += 1
-            row = quarantine.iloc[i]
-            dep = str(row.get("_department") or "") if "_department" in quarantine.columns else ""
-            g["departments"][dep] = g["departments"].get(dep, 0) + 1
-            if len(g["examples"]) < n:
-                vals = {f: [_text(row.get(f)), _text(row.get(S.legacy_column(f)))] for f in g["fields"]
-                        if f in quarantine.columns}
-                g["examples"].append({"key": key_text[i], "source": _text(row.get("_source")),
-                                      "line": _text(row.get("_line")), "department": dep, "reason": part,
-                                      "values": vals})
-    out = sorted(groups.values(), key=lambda g: (g["severity"] != "blocking", -g["rows"]))
-    for g in out:
-        g["owners"] = [{"department": d or "(unknown)", "person": (owners or {}).get(d, ""), "rows": c}
-                       for d, c in sorted(g.pop("departments").items(), key=lambda x: -x[1])]
-    return out
+
+class Samples:
+    """``quarantine_samples`` built batch by batch: ``add`` each batch's quarantine in row order, then
+    ``result``; the same groups, counts and first ``n`` examples as on the whole quarantine at once."""
+
+    def __init__(self, key: list[str], rules: list[dict[str, Any]] = (), n: int = SAMPLE_ROWS):
+        self.key, self.n = list(key), n
+        self.info = {r["rule_id"]: r for r in rules}
+        self.groups: dict[str, dict[str, Any]] = {}
+
+    def add(self, quarantine: pd.DataFrame) -> None:
+        from crmbridge import stewardcsv as S
+
+        if quarantine.empty:
+            return
+        n, info, groups = self.n, self.info, self.groups
+        keys = quarantine[[k for k in self.key if k in quarantine.columns]].astype(object).fillna("").astype(str)
+        key_text = ["/".join(k) for k in keys.itertuples(index=False)]
+        deps = quarantine["_department"].to_numpy(dtype=object) if "_department" in quarantine.columns else None
+        for i, text in enumerate(quarantine["_reasons"].to_numpy()):
+            dep = str(deps[i] or "") if deps is not None else ""
+            for part in S.split_reasons(text):
+                rid = part.split(":", 1)[0].strip()
+                g = groups.get(rid)
+                if g is None:
+                    r = info.get(rid, {})
+                    fields = list(r.get("fields") or [])
+                    g = groups[rid] = {"rule_id": rid, "severity": r.get("severity", "blocking"),
+                                       "kind": r.get("kind", ""), "description": r.get("description", ""),
+                                       "fields": fields,
+                                       "what_to_do": what_to_do(r.get("kind", ""), r.get("severity", "blocking"), fields),
+                                       "rows": 0, "departments": {}, "examples": []}
+                g["rows"] += 1
+                g["departments"][dep] = g["departments"].get(dep, 0) + 1
+                if len(g["examples"]) < n:  # the row itself only for the few shown
+                    row = quarantine.iloc[i]
+                    vals = {f: [_text(row.get(f)), _text(row.get(S.legacy_column(f)))] for f in g["fields"]
+                            if f in quarantine.columns}
+                    g["examples"].append({"key": key_text[i], "source": _text(row.get("_source")),
+                                          "line": _text(row.get("_line")), "department": dep, "reason": part,
+                                          "values": vals})
+
+    def result(self, owners: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        import copy
+
+        out = sorted(copy.deepcopy(list(self.groups.values())), key=lambda g: (g["severity"] != "blocking", -g["rows"]))
+        for g in out:
+            g["owners"] = [{"department": d or "(unknown)", "person": (owners or {}).get(d, ""), "rows": c}
+                           for d, c in sorted(g.pop("departments").items(), key=lambda x: -x[1])]
+        return out
 
 
 def _text(v) -> str:

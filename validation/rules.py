@@ -25,20 +25,28 @@ _OPS = {"eq": "=", "ne": "≠", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 @dataclass
 class RuleContext:
-    """What a rule needs beyond its own frame: valid keys of the entities it references, and why the
-    referenced entities' quarantined rows were quarantined (so a child's reason can say so)."""
+    """What a rule needs beyond its own rows: valid keys of the entities it references, why the
+    referenced entities' quarantined rows were quarantined (so a child's reason can say so), and the
+    key values that occur more than once in the whole entity (so uniqueness holds across batches).
 
-    valid_keys: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
+    ``valid_keys`` values: a ``checks.KeyIndex`` (what the streaming stage builds) or any Series/set
+    of keys. ``duplicates``: (entity, rule_id) -> ``checks.DuplicateIndex``; a unique rule without one
+    judges the rows it is given (the whole entity when run on a whole frame)."""
+
+    valid_keys: dict[tuple[str, str], Any] = field(default_factory=dict)
     quarantined: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    duplicates: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def remember_quarantined(self, entity: str, key: str, quarantine: pd.DataFrame) -> None:
-        """Key value -> the first quarantined row's reasons, for the rows of ``entity`` validation refused."""
+        """Key value -> the first quarantined row's reasons, for the rows of ``entity`` validation
+        refused; called once per batch, in row order (an earlier batch's row stays first)."""
+        known = self.quarantined.setdefault((entity, key), {})
         if key not in quarantine.columns or "_reasons" not in quarantine.columns:
-            self.quarantined[(entity, key)] = {}
             return
         q = quarantine[[key, "_reasons"]].dropna(subset=[key])
         q = q.drop_duplicates(subset=[key])
-        self.quarantined[(entity, key)] = dict(zip(q[key].astype(str), q["_reasons"].astype(str)))
+        for k, why in zip(q[key].astype(str), q["_reasons"].astype(str)):
+            known.setdefault(k, why)
 
 
 Derive = Callable[[pd.DataFrame, RuleContext], dict[str, pd.Series]]
@@ -60,6 +68,7 @@ class Rule:
     derive: Derive | None = None
     key_fields: tuple[str, ...] = ()  # control_chars: fields where even tab and line breaks are refused
     target: tuple[str, str] | None = None  # reference: (entity, key) it points to
+    unique_on: tuple[str, ...] = ()  # unique: the columns judged together (with _department per department)
 
     @property
     def level(self) -> str:
@@ -119,16 +128,25 @@ def _identity(entity: str, rules: EntityRules) -> list[Rule]:
         name = "+".join(cols)
         where = "within each department" if scope == "department" else "across all rows"
         column_list = (["_department"] if scope == "department" else []) + cols
-        if len(column_list) == 1:
-            exp, kwargs = "ExpectColumnValuesToBeUnique", {"column": cols[0]}
-        else:
-            exp, kwargs = "ExpectCompoundColumnsToBeUnique", {"column_list": column_list,
-                                                             "ignore_row_if": "any_value_is_missing"}
+        rule_id = f"unique.{name}"
+        col = _derived_name(rule_id)
         msg = f"{name} {{value}} is not unique {where}"
-        out.append(Rule(rule_id=f"unique.{name}", kind="unique", severity=ident.severity, mostly=None,
-                        description=f"{name} is unique {where}", expectation=exp, kwargs=kwargs,
-                        fields=tuple(cols), message=msg))
+        out.append(Rule(rule_id=rule_id, kind="unique", severity=ident.severity, mostly=None,
+                        description=f"{name} is unique {where}", expectation="ExpectColumnValuesToBeInSet",
+                        kwargs={"column": col, "value_set": [True]}, fields=tuple(cols), message=msg,
+                        derive=_unique_derive(entity, rule_id, col, column_list), unique_on=tuple(column_list)))
     return out
+
+
+def _unique_derive(entity: str, rule_id: str, col: str, columns: list[str]) -> Derive:
+    """The uniqueness verdict per row as a derived column (None where a key column is missing, as GX's
+    own unique expectations skip those rows): judged against the whole entity's duplicate index when
+    the stage built one (``RuleContext.duplicates``), else within the given rows."""
+    def derive(df: pd.DataFrame, ctx: RuleContext) -> dict[str, pd.Series]:
+        index = ctx.duplicates.get((entity, rule_id)) if ctx is not None else None
+        return {col: checks.unique_check(df, columns, index)}
+
+    return derive
 
 
 def _required(r: Required) -> Rule:

@@ -1,9 +1,10 @@
 """The validate stage: check a run's extracted entities against the agreed definition.
 
-For each entity of the definition (referenced entities first): read the extracted rows, apply the
-declared normalisation, run the compiled GX suite, split the rows into valid and quarantined, then
-write everything into ``runs/<id>/validate/`` (built in a temporary folder, moved into place only
-when complete)::
+For each entity of the definition (referenced entities first), in batches of ``BATCH_ROWS`` rows: read
+the extracted rows, apply the declared normalisation, run the compiled GX suite, split the rows into
+valid and quarantined, then write everything into ``runs/<id>/validate/`` (built in a temporary folder,
+moved into place only when complete). Rules across rows (uniqueness, references) use key indexes built
+over the whole entity first (``_EntityValidation``), so the outputs do not depend on the batch size::
 
     <entity>.parquet            rows that passed the blocking rules: normalised text, lineage, _warnings
     quarantine/<entity>.csv     every blocking-failed row: key, _reasons (all of them), data, lineage
@@ -27,6 +28,9 @@ from crmbridge.locks import locked
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
+# Rows normalised and checked at a time: memory is bounded by this plus compact key indexes
+# (8 bytes a row per unique rule, the referenced entities' distinct valid keys as Arrow text).
+BATCH_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,12 @@ def default_definition_path(project) -> Path:
 
 
 @locked("validate")
-def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False) -> ValidationReport:
+def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False,
+                 batch_rows: int | None = None) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
     (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
-    load started is not validated again unless ``force`` (its output is the load's evidence)."""
+    load started is not validated again unless ``force`` (its output is the load's evidence).
+    ``batch_rows``: rows held at a time (default ``BATCH_ROWS``); the outputs do not depend on it."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
@@ -82,7 +88,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
     try:
         tmp.mkdir(parents=True)
         final = run.dir / STAGE
-        report = _validate_into(tmp, final, run, definition, path)
+        report = _validate_into(tmp, final, run, definition, path, batch_rows or BATCH_ROWS)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except BaseException as exc:
@@ -95,9 +101,9 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
     return report
 
 
-def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> ValidationReport:
+def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int) -> ValidationReport:
     """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
-    from crmbridge.migrations.extract import list_entities, read_entity
+    from crmbridge.migrations.extract import iter_entity_batches, list_entities
     from crmbridge.validation import datadocs, reports
     from crmbridge.validation.rules import RuleContext
 
@@ -106,34 +112,43 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> V
     entities: dict[str, dict[str, Any]] = {}
     gx_results: dict[str, Any] = {}
     samples: dict[str, list] = {}
-    frames: dict[str, Any] = {}
+    dis = None
     todo = [e for e in definition.entity_order() if e in present]
     progress.current().expect(len(todo))
+    (out / "quarantine").mkdir(exist_ok=True)
+    spill = out / ".spill"
+    spill.mkdir()
     for entity in todo:
-        rows = read_entity(run.dir, entity)
-        with progress.tracked(f"{entity} (rows)", len(rows)) as task:
-            summary, gx_result, sample, frame = _validate_entity(out, final, entity, rows, definition, ctx)
-            task.advance(len(rows))
-        entities[entity], samples[entity], frames[entity] = summary, sample, frame
-        if gx_result is not None:
-            gx_results[entity] = gx_result
+        with progress.tracked(f"{entity} (rows)", _entity_rows(run.dir, entity)) as task:
+            ev = _EntityValidation(out, final, spill, run, entity, definition, ctx, batch_rows)
+            ev.normalise_all(task)
+            ev.validate_all()
+        entities[entity], samples[entity] = ev.summary, ev.samples
+        if ev.gx_result is not None:
+            gx_results[entity] = ev.gx_result
+        crit = definition.criteria
+        if crit is not None and crit.entity == entity and ev.rows_in:
+            from crmbridge.validation.disagreement import disagreement_from_parquet
+
+            ident = definition.entities[entity].identity
+            dis = disagreement_from_parquet(ev.spill_path, crit, ident.key, ident.match_on, batch_rows)
+        ev.drop_spill()
     for entity in present:
         if entity not in entities:
-            entities[entity] = _pass_through(out, final, entity, read_entity(run.dir, entity))
+            entities[entity] = _pass_through(out, final, entity, iter_entity_batches(run.dir, entity, batch_rows))
+    shutil.rmtree(spill, ignore_errors=True)
     blocking = any(e["blocking_failed"] for e in entities.values())
     sign = definition.sign_off_dict()
     report_paths = {"report": str(final / "report.html"), "summary": str(final / "summary.json"),
                     "disagreement": str(final / "disagreement.html"),
                     "disagreement_json": str(final / "disagreement.json"),
                     "data_docs": str(final / "data_docs" / "index.html"), "quarantine": str(final / "quarantine")}
-    dis = _disagreement(definition, frames)
     reports.write_json(out / "disagreement.json", {"run_id": run.run_id, "definition": sign, "report": dis})
     common = dict(run_id=run.run_id, definition=sign)
     (out / "disagreement.html").write_text(reports.render("disagreement.html.j2", report=dis, **common), "utf-8")
     pages = {e: f"{e}.html" for e in gx_results}
     datadocs.write_data_docs(out / "data_docs", gx_results,
                              reports.render("datadocs_index.html.j2", pages=pages, **common))
-    (out / "quarantine").mkdir(exist_ok=True)
     rep = ValidationReport(run_id=run.run_id, validate_dir=str(final), definition_path=str(def_path),
                            definition_version=definition.version, definition_status=definition.status,
                            blocking_failed=blocking, entities=entities, reports=report_paths)
@@ -145,85 +160,314 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path) -> V
     return rep
 
 
-def _validate_entity(out: Path, final: Path, entity: str, df, definition, ctx):
-    from crmbridge.validation import reports
-    from crmbridge.validation.gxsuite import run_rules
-    from crmbridge.validation.normalise import normalise
-    from crmbridge.validation.outcome import split_rows
-    from crmbridge.validation.rules import compile_rules, referenced_columns
+def _entity_rows(run_dir: Path, entity: str) -> int:
+    """Rows of ``entity`` in the run's extract (Parquet footers only)."""
+    import pyarrow.parquet as pq
 
-    rules_def = definition.entities[entity]
-    rules = compile_rules(entity, rules_def)
-    for col in ("_row_id", "_source", "_department", "_line", "_source_key"):
-        if col not in df.columns:  # an entity whose sources yielded no rows has no columns at all
-            df[col] = None
-    norm = normalise(df, rules_def, referenced_columns(rules))
-    frame = norm.frame
-    outcomes, gx_result = [], None
-    if len(frame):
-        erun = run_rules(entity, frame, rules, ctx)
-        outcomes, gx_result = erun.outcomes, erun.gx_result
-    split = split_rows(frame, outcomes, ctx)
-    for ref_entity_key in _keys_referenced(definition, entity):
-        ctx.remember_quarantined(entity, ref_entity_key, split.quarantine)
-        ctx.valid_keys[(entity, ref_entity_key)] = split.valid[ref_entity_key] \
-            if ref_entity_key in split.valid.columns else split.valid.iloc[:0, 0]
-    key = rules_def.identity.key
-    parquet = out / f"{entity}.parquet"
-    split.valid.reset_index(drop=True).to_parquet(parquet, index=False)
-    qfile = out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
-    quarantine = steward_view(split.quarantine, df, outcomes)
-    reports.write_quarantine(qfile, quarantine, key)
-    rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields),
-                  "rows_quarantined": split.quarantined_by_rule.get(o.rule.rule_id, 0)} for o in outcomes]
-    blocking = any(not r["passed"] and r["severity"] == "blocking" for r in rule_rows)
-    summary = {"rows_in": len(frame), "rows_valid": len(split.valid), "rows_quarantined": len(split.quarantine),
-               "rows_warned": split.rows_warned, "fixed": norm.fixed, "normalise_failed": norm.failed,
-               "blocking_failed": blocking, "rules": rule_rows, "parquet": str(final / parquet.name),
-               "quarantine_file": str(final / "quarantine" / qfile.name), "note": None}
-    if summary["rows_in"] != summary["rows_valid"] + summary["rows_quarantined"] or len(df) != len(frame):
-        raise RunFailed(f"validate: {entity}: rows in {len(df)} != valid {len(split.valid)} + "
-                        f"quarantined {len(split.quarantine)}", hint="this is a bug; the run's extract is intact")
-    owners = {o.department: o.person for o in definition.owners}
-    return summary, gx_result, reports.quarantine_samples(quarantine, key, rule_rows, owners=owners), frame
+    from crmbridge.migrations.extract import STAGE as EXTRACT, load_manifest
+
+    m = load_manifest(run_dir)
+    return sum(pq.read_metadata(Path(run_dir) / EXTRACT / s["parquet"]).num_rows
+               for s in m["sources"] if s["entity"] == entity)
 
 
-def steward_view(quarantine, raw, outcomes):
+_ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
+
+
+class _ParquetSink:
+    """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
+    text). Each batch becomes one row group, so ``batches()`` gives the same batches back."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.schema = None
+        self.lengths: list[int] = []
+        self._writer = None
+        self._object_cols: set[str] = set()
+
+    def write(self, df) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.schema is None:
+            t = pa.Table.from_pandas(df, preserve_index=False)
+            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
+                                     pa.field(f.name, f.type) for f in t.schema])
+            self._object_cols = {c for c in df.columns if df[c].dtype == object}
+            self._writer = pq.ParquetWriter(self.path, self.schema)
+        self.lengths.append(len(df))
+        if len(df):
+            t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False).replace_schema_metadata(None)
+            self._writer.write_table(t, row_group_size=min(len(df), _ROW_GROUP))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.lengths)
+
+    def batches(self, columns: list[str] | None = None):
+        """The written batches again, in order, with the dtypes they were written with (text columns
+        as object holding str/None, as normalisation leaves them)."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        self.close()
+        pf = pq.ParquetFile(self.path) if self.rows else None
+        group = 0
+        for n in self.lengths:
+            if n:
+                count = -(-n // _ROW_GROUP)  # a batch over _ROW_GROUP rows was written as several groups
+                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
+                group += count
+            else:
+                t = self.schema.empty_table()
+                if columns is not None:
+                    t = t.select(columns)
+            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                       if name in self._object_cols else t.column(name).to_pandas())
+                                for name in t.column_names})
+
+
+class _EntityValidation:
+    """One entity through validate in batches of ``batch_rows``, memory bounded by a batch plus key indexes.
+
+    1. ``normalise_all``: each extracted batch normalised (counts added up), spilled to Parquet, and its
+       keys hashed for uniqueness (``checks.DuplicateFinder``; repeated hashes confirmed on the values).
+    2. ``validate_all``: each spilled batch through the suite (built once), split into valid rows
+       (appended to ``<entity>.parquet``) and quarantined rows; the parents' valid keys and quarantine
+       reasons collected for the entities that reference this one; GX results folded into totals.
+    The quarantine CSV is written last: which ``<field> (legacy)`` columns it has depends on every batch.
+    """
+
+    def __init__(self, out: Path, final: Path, spill: Path, run, entity: str, definition, ctx, batch_rows: int):
+        from crmbridge.validation.rules import compile_rules, referenced_columns
+
+        self.out, self.final, self.run, self.entity, self.ctx = out, final, run, entity, ctx
+        self.definition, self.batch_rows = definition, max(1, int(batch_rows))
+        self.rules_def = definition.entities[entity]
+        self.rules = compile_rules(entity, self.rules_def)
+        self.extra = referenced_columns(self.rules)
+        self.key = self.rules_def.identity.key
+        self.spill_path = spill / f"{entity}.parquet"
+        self._spill = _ParquetSink(self.spill_path)
+        self._qspill = _ParquetSink(spill / f"{entity}.quarantine.parquet")
+        self.fixed: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.rows_in = 0
+        self.raw_columns: list[str] = []
+        self.summary: dict[str, Any] = {}
+        self.samples: list = []
+        self.gx_result = None
+
+    def normalise_all(self, task) -> None:
+        from crmbridge.migrations.extract import iter_entity_batches
+        from crmbridge.validation.checks import DuplicateFinder
+        from crmbridge.validation.normalise import LINEAGE, normalise
+
+        finders = {r.rule_id: DuplicateFinder(list(r.unique_on)) for r in self.rules if r.kind == "unique"}
+        row_ids = DuplicateFinder(["_row_id"])
+        for raw in iter_entity_batches(self.run.dir, self.entity, self.batch_rows):
+            if not self.raw_columns:
+                self.raw_columns = list(raw.columns)
+            for col in LINEAGE:
+                if col not in raw.columns:  # an entity whose sources yielded no rows has no columns at all
+                    raw[col] = None
+            norm = normalise(raw, self.rules_def, self.extra, prune=False)
+            if len(norm.frame) != len(raw):
+                raise RunFailed(f"validate: {self.entity}: normalisation turned {len(raw)} rows into "
+                                f"{len(norm.frame)}", hint="this is a bug; the run's extract is intact")
+            for k, v in norm.fixed.items():
+                self.fixed[k] = self.fixed.get(k, 0) + v
+            for k, v in norm.failed.items():
+                self.failed[k] = self.failed.get(k, 0) + v
+            for f in [*finders.values(), row_ids]:
+                f.add(norm.frame)
+            self._spill.write(norm.frame)
+            self.rows_in += len(raw)
+            task.advance(len(raw))
+        self._spill.close()
+        pending = [f for f in [*finders.values(), row_ids] if f.needs_confirm]
+        if pending:  # some hash repeats: look at those rows' values (key columns only)
+            cols = sorted({c for f in pending for c in f.columns if c in self._spill.schema.names})
+            for batch in self._spill.batches(cols):
+                for f in pending:
+                    f.confirm(batch)
+        dup_ids = row_ids.index().values
+        if len(dup_ids):
+            raise RunFailed(f"validate: _row_id {dup_ids[0]!r} occurs twice in one entity; the extract is "
+                            "inconsistent", hint="re-run `crmbridge extract`")
+        for rid, f in finders.items():
+            self.ctx.duplicates[(self.entity, rid)] = f.index()
+
+    def validate_all(self) -> None:
+        from crmbridge.migrations.extract import iter_entity_batches
+        from crmbridge.validation import reports
+        from crmbridge.validation.checks import KeyIndex
+        from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
+        from crmbridge.validation.normalise import prune_counts
+        from crmbridge.validation.outcome import split_rows
+
+        entity, ctx = self.entity, self.ctx
+        referenced = _keys_referenced(self.definition, entity)
+        key_indexes = {k: KeyIndex() for k in referenced}
+        for k in referenced:
+            ctx.quarantined[(entity, k)] = {}
+        totals = ResultTotals(self.rules)
+        info = [{"rule_id": r.rule_id, "fields": list(r.fields), "severity": r.severity, "kind": r.kind,
+                 "description": r.description} for r in self.rules]
+        sampler = reports.Samples(self.key, info)
+        candidates = {f for r in self.rules for f in r.fields}
+        raw_cols = [c for c in self.raw_columns if c in candidates or c == "_row_id"]
+        raws = iter_entity_batches(self.run.dir, entity, self.batch_rows, columns=raw_cols) \
+            if "_row_id" in raw_cols else None
+        valid_sink = _ParquetSink(self.out / f"{entity}.parquet")
+        n_valid = n_quarantined = rows_warned = 0
+        by_rule: dict[str, int] = {}
+        used_legacy: set[str] = set()
+        q_columns: list[str] | None = None
+        empty_columns: list[str] = []
+        runner = SuiteRunner(entity, self.rules) if self.rows_in else None
+        try:
+            for frame in self._spill.batches():
+                raw = next(raws) if raws is not None else None
+                if raw is not None and len(raw) != len(frame):
+                    raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
+                                    "extracted rows", hint="this is a bug; the run's extract is intact")
+                outcomes = []
+                if len(frame):
+                    erun = runner.run(frame, ctx)
+                    totals.add(erun)
+                    outcomes = erun.outcomes
+                split = split_rows(frame, outcomes, ctx)
+                for k in referenced:
+                    ctx.remember_quarantined(entity, k, split.quarantine)
+                    if k in split.valid.columns:
+                        key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
+                valid_sink.write(split.valid.reset_index(drop=True))
+                view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
+                used_legacy |= named
+                if len(view):
+                    if q_columns is None:
+                        q_columns = list(view.columns)
+                    self._qspill.write(view.reset_index(drop=True))
+                    sampler.add(view)
+                elif q_columns is None and not self._qspill.lengths:
+                    empty_columns = list(view.columns)
+                n_valid += len(split.valid)
+                n_quarantined += len(split.quarantine)
+                rows_warned += split.rows_warned
+                for rid, c in split.quarantined_by_rule.items():
+                    by_rule[rid] = by_rule.get(rid, 0) + c
+        finally:
+            if runner is not None:
+                runner.close()
+            valid_sink.close()
+            self._qspill.close()
+        for k, index in key_indexes.items():
+            ctx.valid_keys[(entity, k)] = index.freeze()
+        qfile = self.out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
+        if q_columns is None:
+            _write_quarantine_csv(qfile, [], empty_columns, self.key)
+        else:
+            from crmbridge.stewardcsv import legacy_column
+
+            drop = {legacy_column(f) for f in candidates - used_legacy}
+            _write_quarantine_csv(qfile, self._qspill.batches(), [c for c in q_columns if c not in drop], self.key)
+        outcomes = totals.outcomes() if totals.batches else []
+        self.gx_result = totals.gx_result() if totals.batches else None
+        rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields), "rows_quarantined": by_rule.get(o.rule.rule_id, 0)}
+                     for o in outcomes]
+        blocking = any(not r["passed"] and r["severity"] == "blocking" for r in rule_rows)
+        fixed, failed = prune_counts(self.fixed, self.failed)
+        parquet = self.out / f"{entity}.parquet"
+        self.summary = {"rows_in": self.rows_in, "rows_valid": n_valid, "rows_quarantined": n_quarantined,
+                        "rows_warned": rows_warned, "fixed": fixed, "normalise_failed": failed,
+                        "blocking_failed": blocking, "rules": rule_rows, "parquet": str(self.final / parquet.name),
+                        "quarantine_file": str(self.final / "quarantine" / qfile.name), "note": None}
+        if self.rows_in != n_valid + n_quarantined or self._spill.rows != self.rows_in:
+            raise RunFailed(f"validate: {entity}: rows in {self.rows_in} != valid {n_valid} + "
+                            f"quarantined {n_quarantined}", hint="this is a bug; the run's extract is intact")
+        owners = {o.department: o.person for o in self.definition.owners}
+        self.samples = sampler.result(owners)
+
+    def drop_spill(self) -> None:
+        for p in (self.spill_path, self._qspill.path):
+            p.unlink(missing_ok=True)
+
+
+def _write_quarantine_csv(path: Path, batches, columns: list[str], key: list[str]) -> None:
+    """The steward's quarantine file (``reports.write_quarantine``'s layout and encoding), batch by batch."""
+    import csv
+
+    import pandas as pd
+
+    from crmbridge import stewardcsv
+    from crmbridge.csvout import ENCODING, neutralise_frame
+
+    order = list(stewardcsv.ordered(pd.DataFrame(columns=columns), key).columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding=ENCODING, newline="") as fh:
+        pd.DataFrame(columns=order).to_csv(fh, index=False, quoting=csv.QUOTE_ALL)
+        for b in batches:
+            neutralise_frame(b[order]).to_csv(fh, index=False, header=False, quoting=csv.QUOTE_ALL)
+
+
+def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
     """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
     shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
-    own reasons in its message (``outcome.messages``)."""
+    own reasons in its message (``outcome.messages``).
+
+    With ``legacy`` (the fields any rule names) the view has a ``<field> (legacy)`` column for each of
+    them present in ``raw``, named by some row or not, so every batch has the same columns; returns
+    ``(view, fields named in this batch)`` then, and the caller drops the columns no batch used."""
+    import pandas as pd
+
     from crmbridge import stewardcsv as S
 
     if quarantine.empty:
-        return S.ordered(quarantine.assign(_stage=[]))
+        view = S.ordered(quarantine.assign(_stage=[]))
+        return (view, set()) if legacy is not None else view
     q = quarantine.copy()
     q["_stage"] = "validate"
     fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
     named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
              for t in q["_reasons"]]
-    return S.ordered(S.add_legacy(q, raw, named))
+    if legacy is None:
+        return S.ordered(S.add_legacy(q, raw, named))
+    used = set().union(*named) if named else set()
+    if raw is None or "_row_id" not in raw.columns:
+        return S.ordered(q), set()
+    cols = [c for c in q.columns if not str(c).startswith("_") and c in raw.columns and c in legacy]
+    if not cols:
+        return S.ordered(q), set()
+    by_id = raw[["_row_id", *cols]].drop_duplicates("_row_id")
+    by_id = by_id.set_index(by_id["_row_id"].astype(str))
+    ids = q["_row_id"].astype(str)
+    for f in cols:  # as stewardcsv.add_legacy does, for every candidate field
+        values = ids.map(by_id[f].astype(object)).astype(object)
+        mask = pd.Series([f in n for n in named], index=q.index, dtype=bool)
+        col = values.where(mask & values.notna(), None)
+        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), col.to_numpy())
+    return S.ordered(q), used & set(cols)
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:
     return sorted({r.key for e in definition.entities.values() for r in e.references if r.entity == entity})
 
 
-def _pass_through(out: Path, final: Path, entity: str, df) -> dict[str, Any]:
+def _pass_through(out: Path, final: Path, entity: str, batches) -> dict[str, Any]:
     parquet = out / f"{entity}.parquet"
-    df = df.copy()
-    df["_warnings"] = None
-    df.to_parquet(parquet, index=False)
-    n = len(df)
+    sink = _ParquetSink(parquet)
+    n = 0
+    for df in batches:
+        df["_warnings"] = None
+        sink.write(df)
+        n += len(df)
+    sink.close()
     return {"rows_in": n, "rows_valid": n, "rows_quarantined": 0, "rows_warned": 0, "fixed": {},
             "normalise_failed": {}, "blocking_failed": False, "rules": [], "parquet": str(final / parquet.name),
             "quarantine_file": None, "note": "the definition has no rules for this entity: passed through unchanged"}
-
-
-def _disagreement(definition, frames: dict) -> dict | None:
-    from crmbridge.validation.disagreement import disagreement
-
-    crit = definition.criteria
-    if crit is None or crit.entity not in frames or not len(frames[crit.entity]):
-        return None
-    ident = definition.entities[crit.entity].identity
-    return disagreement(frames[crit.entity], crit, ident.key, ident.match_on)
