@@ -51,6 +51,7 @@ BATCH_ROWS = 50_000
 # Rules that run in the database when every field they read has a SQL form.
 SQL_KINDS = ("required", "unique", "allowed", "reference")
 _counter = itertools.count(1)
+RAW_PREFIX = "__raw__"  # the query asset's raw text of a key column without SQL form
 RAW = "\x00raw\x00"  # where a source's column goes in a normalised expression (no literal can hold NUL)
 
 
@@ -134,6 +135,23 @@ class Dialect:
             return f"{e} REGEXP {self.lit(cls)}"
         return "(" + " OR ".join(f"instr({e}, char({c})) > 0" for c in codes) + ")"
 
+    def replace(self, e: str, pattern: str, replacement: str) -> str | None:
+        """``re.sub(pattern, replacement, e)``, blank -> missing, as the ``replace`` transform does; only
+        for patterns in the subset whose meaning the databases share with Python (no ``(?...)``
+        constructs, no anchors or escapes beyond ``\\s \\d \\w`` and escaped punctuation) and literal
+        replacements. Dialect differences left (what ``\\s`` covers) stop the command in the value-by-value
+        check instead of passing silently."""
+        if not _portable_regex(pattern) or "\\" in replacement or "$" in replacement:
+            return None
+        if self.name == "postgresql":
+            out = f"regexp_replace({e}, {self.lit(pattern)}, {self.lit(replacement)}, 'g')"
+        elif self.mysql:  # MariaDB's REGEXP_REPLACE (PCRE) replaces every match
+            out = f"REGEXP_REPLACE({e}, {self.lit(pattern)}, {self.lit(replacement)})"
+        else:
+            return None
+        blank = self.strip(out)
+        return f"CASE WHEN {blank} = '' THEN NULL ELSE {out} END"
+
     def nfkc(self, e: str) -> str | None:
         return f"normalize({e}, NFKC)" if self.name == "postgresql" else None
 
@@ -160,6 +178,8 @@ class Dialect:
             if params.get("ignore_case", True):
                 key, markers = f"LOWER({key})", sorted({m.lower() for m in markers})
             return f"CASE WHEN {key} IN ({', '.join(self.lit(m) for m in markers)}) THEN NULL ELSE {e} END"
+        if name == "replace":
+            return self.replace(e, params["pattern"], params.get("replacement") or "")
         if name == "value_map":
             policy = params.get("on_missing") or ("default" if params.get("default") is not None else "error")
             key = self.nfkc(e)
@@ -183,6 +203,24 @@ class Dialect:
         from crmbridge.mappings.transforms_base import as_text
 
         return self.lit(as_text(pd.Series([v])).iloc[0])
+
+
+def _portable_regex(pattern: str) -> bool:
+    """True for a Python pattern that PostgreSQL's AREs and MariaDB's PCRE read the same way as far as
+    the syntax goes: no ``(?`` groups/flags, and backslash only before ``s S d D w W`` or punctuation
+    (``\\b`` is a backspace in PostgreSQL, ``\\A``/``\\Z`` do not exist there)."""
+    if "(?" in pattern:
+        return False
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            nxt = pattern[i + 1:i + 2]
+            if not nxt or not (nxt in "sSdDwW" or (not nxt.isalnum() and nxt.isascii() and nxt != " ")):
+                return False
+            i += 2
+        else:
+            i += 1
+    return True
 
 
 # --------------------------------------------------------------------------- the plan of one entity
@@ -210,6 +248,24 @@ class EntityPlan:
     python_columns: set[str] = field(default_factory=set)  # read whole by the streamed pass
     control_keys: tuple[str, ...] = ()  # fields where control_chars refuses tab and line breaks too
 
+    @property
+    def raw_keys(self) -> list[str]:
+        """Key columns without a SQL form: the database identifies its failing rows by their raw text,
+        which Python normalises (``_run_sql_rules``)."""
+        return [k for k in self.key if self.exprs.get(k) is None]
+
+    def key_columns_sql(self) -> list[str]:
+        """The query asset's columns naming a row's key: normalised, or raw (``__raw__k``)."""
+        return [RAW_PREFIX + k if self.exprs.get(k) is None else k for k in self.key]
+
+    @property
+    def py_unique(self) -> list:
+        return [r for r in self.py_rules if r.kind == "unique"]
+
+    @property
+    def py_refs(self) -> list:
+        return [r for r in self.py_rules if r.kind == "reference"]
+
     def steps_without_sql(self, d: Dialect, col: str) -> bool:
         """A column whose declared steps have no SQL form (its Python value could differ from its text)."""
         return _sql_expr(d, self.rules_def, col) is None
@@ -218,6 +274,9 @@ class EntityPlan:
         parts = [f"{d.lit(s.source.department)} AS {d.q('_department')}"]
         for c in cols:
             parts.append(f"{self._expr(d, s, c)} AS {d.q(c)}")
+        for k in self.raw_keys:
+            raw = d.raw(s.columns[k], s.textual.get(k, True)) if k in s.columns else f"CAST(NULL AS {d.text_type()})"
+            parts.append(f"{raw} AS {d.q(RAW_PREFIX + k)}")
         return f"SELECT {', '.join(parts)} FROM {s.from_sql}"
 
     def _expr(self, d: Dialect, s: SourceSql, c: str) -> str:
@@ -288,7 +347,7 @@ def _source_sql(d: Dialect, engine, src) -> SourceSql:
 
 
 def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: list) -> EntityPlan:
-    from crmbridge.validation.rules import _derived_name, compile_rules
+    from crmbridge.validation.rules import compile_rules
 
     rules_def = definition.entities[entity]
     rules = compile_rules(entity, rules_def)
@@ -309,34 +368,39 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
         exprs[c] = _sql_expr(d, rules_def, c)
     plan = EntityPlan(entity=entity, rules_def=rules_def, rules=rules, sql_rules=[], py_rules=[], exprs=exprs,
                       sources=srcs, key=key)
+    for k in plan.raw_keys:  # normalised by Python from the key's text alone (``_python_keys``)
+        others = [v for _, params in _column_steps(rules_def, k) for n, v in params.items()
+                  if n.endswith("_column") and v]
+        if others:
+            raise UsageError(f"entity {entity}: key {k} is normalised with other columns ({', '.join(others)}) by "
+                             f"steps without SQL form on {d.name}; --engine sql cannot identify its rows",
+                             hint="validate this definition with `crmbridge extract` + `crmbridge validate`")
     for r in rules:
         in_set = r.kind == "format" and r.expectation == "ExpectColumnValuesToBeInSet" and \
             r.kwargs.get("column") == r.fields[0]  # iso_country
         sql_ok = (r.kind in SQL_KINDS or in_set) and all(exprs.get(f) is not None for f in r.fields)
-        if r.kind in ("unique", "reference") and not sql_ok:
-            bad = [f for f in r.fields if exprs.get(f) is None]
-            steps = ", ".join(n for f in bad for n, _ in _column_steps(rules_def, f))
-            raise UsageError(f"entity {entity}: rule '{r.rule_id}' needs {', '.join(bad)} normalised in the "
-                             f"database, but its normalise steps ({steps}) have no exact SQL form on {d.name}",
-                             hint="see docs/validate-sql.md for the steps SQL can express, or use the pandas path")
-        if not sql_ok:
-            plan.py_rules.append(r)
-            continue
-        if r.kind == "unique" and r.expectation == "ExpectCompoundColumnsToBeUnique":
-            cols = r.kwargs["column_list"]
-            col = _derived_name(r.rule_id)
-            nulls = " OR ".join(f"u.{d.q(c)} IS NULL" for c in cols)
-            part = ", ".join(f"u.{d.q(c)}" for c in cols)
-            plan.derived[col] = (f"CASE WHEN {nulls} THEN NULL WHEN COUNT(*) OVER (PARTITION BY {part}) > 1 "
-                                 f"THEN 0 ELSE 1 END")
-            r = dataclasses.replace(r, expectation="ExpectColumnValuesToBeInSet",
-                                    kwargs={"column": col, "value_set": [1]})
-        elif r.kind == "reference":
-            col = r.kwargs["column"]
+        if r.kind == "reference":
             parent_entity, parent_key = r.target
             if list(definition.entities[parent_entity].identity.key) != [parent_key]:
                 raise UsageError(f"entity {entity}: rule '{r.rule_id}' points at {parent_entity}.{parent_key}, "
                                  f"which is not that entity's key; --engine sql checks references to keys only")
+            # the EXISTS compares normalised values on both sides: the parent's key needs a SQL form too
+            sql_ok = sql_ok and _sql_expr(d, definition.entities[parent_entity], parent_key) is not None
+        if not sql_ok:
+            # uniqueness and references without SQL form: Python, on the whole entity's hashed keys
+            # (``_python_duplicates``, ``_parent_valid_keys``) judged batch by batch
+            plan.py_rules.append(r)
+            continue
+        if r.kind == "unique":
+            cols = list(r.unique_on)
+            col = r.kwargs["column"]
+            nulls = " OR ".join(f"u.{d.q(c)} IS NULL" for c in cols)
+            part = ", ".join(f"u.{d.q(c)}" for c in cols)
+            plan.derived[col] = (f"CASE WHEN {nulls} THEN NULL WHEN COUNT(*) OVER (PARTITION BY {part}) > 1 "
+                                 f"THEN 0 ELSE 1 END")
+            r = dataclasses.replace(r, kwargs={"column": col, "value_set": [1]})
+        elif r.kind == "reference":
+            col = r.kwargs["column"]
             plan.derived[col] = ("{ref:" + r.rule_id + "}")  # filled in once the parent's plan is known
             r = dataclasses.replace(r, kwargs={"column": col, "value_set": [1]})
         plan.sql_rules.append(r)
@@ -420,7 +484,7 @@ def _gx_sql_run(gctx, ds, plan: EntityPlan, rules: list, query: str):
     asset = ds.add_query_asset(name, query=query)
     batch_def = asset.add_batch_definition_whole_table("all")
     vd = gctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
-    index_cols = list(dict.fromkeys(["_department", *plan.key, *(f for r in rules for f in r.fields)]))
+    index_cols = list(dict.fromkeys(["_department", *plan.key_columns_sql(), *(f for r in rules for f in r.fields)]))
     try:
         return vd.run(result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index_cols,
                                      "return_unexpected_index_query": False,
@@ -466,9 +530,14 @@ def _run_sql_rules(gctx, ds, d: Dialect, plan: EntityPlan, plans, tallies, fails
         if not index_list:
             continue
         frame = pd.DataFrame(index_list)
-        for c in (*plan.key, *rule.fields):
+        for c in (*plan.key_columns_sql(), *rule.fields):
             if c not in frame.columns:
                 frame[c] = None
+        if plan.raw_keys:  # rows named by their raw key: the key as the Python pass will see it
+            normal = _python_keys(plan.rules_def, frame.rename(
+                columns={RAW_PREFIX + k: k for k in plan.raw_keys})[plan.raw_keys], plan.raw_keys)
+            for k in plan.raw_keys:
+                frame[k] = normal[k].to_numpy(dtype=object)
         orig = next(x for x in plan.rules if x.rule_id == rule.rule_id)
         texts = messages(orig, frame, np.arange(len(frame)), ctx)
         for row, text_ in zip(frame[["_department", *plan.key]].itertuples(index=False), texts):
@@ -476,6 +545,103 @@ def _run_sql_rules(gctx, ds, d: Dialect, plan: EntityPlan, plans, tallies, fails
 
 
 # --------------------------------------------------------------------------- the streamed Python pass
+
+
+def _python_keys(rules_def, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of ``raw`` (extract's text) normalised as ``normalise`` does on whole rows: only
+    these columns' steps run (a key's steps read no other column, ``plan_entity`` checks)."""
+    from crmbridge.validation.normalise import normalise
+
+    only = rules_def.model_copy(update={
+        "normalise": {f: v for f, v in rules_def.normalise.items() if f == "*" or f in columns},
+        "allowed_values": [a for a in rules_def.allowed_values if a.field in columns]})
+    return normalise(raw[columns], only, columns).frame
+
+
+def _stream_columns(engine, d: Dialect, s: SourceSql, columns: list[str], batch_rows: int):
+    """Batches of one source holding only ``columns`` as extract's text (None where the source lacks
+    one) and ``_department``: what the key indexes need, without the rest of a wide table."""
+    from sqlalchemy import text
+
+    from crmbridge.connectors.sql import to_text
+
+    present = [c for c in columns if c in s.columns]
+    if not present:
+        stmt = text(f"SELECT COUNT(*) FROM {s.from_sql}")
+        with engine.connect() as conn:
+            n = int(conn.execute(stmt).scalar() or 0)
+        for start in range(0, n, batch_rows):
+            m = min(batch_rows, n - start)
+            df = pd.DataFrame({c: pd.Series([None] * m, dtype=object) for c in columns})
+            df["_department"] = s.source.department
+            yield df
+        return
+    stmt = text(f"SELECT {', '.join(d.q(s.columns[c]) for c in present)} FROM {s.from_sql}")
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+        try:
+            for part in result.partitions(batch_rows):
+                df = pd.DataFrame([tuple(r) for r in part], columns=present, dtype=object)
+                for c in present:
+                    col = df[c]
+                    df[c] = col.where(col != "", None) if s.textual.get(c, False) else col.map(to_text)
+                for c in columns:
+                    if c not in df.columns:
+                        df[c] = None
+                df["_department"] = s.source.department
+                yield df
+        finally:
+            result.close()
+
+
+def _python_duplicates(engine, d: Dialect, plan: EntityPlan, ctx, batch_rows: int) -> None:
+    """For unique rules whose key has no SQL form here: the key values occurring more than once in the
+    whole entity (``checks.DuplicateFinder``: 8-byte hashes of every row's normalised key, then the
+    values of the few rows whose hash repeats), read from the database in batches of the key columns
+    only. The rule then runs in the Python pass like the pandas path's, against this index."""
+    from crmbridge.validation.checks import DuplicateFinder
+
+    rules = plan.py_unique
+    if not rules:
+        return
+    finders = {r.rule_id: DuplicateFinder(list(r.unique_on)) for r in rules}
+    cols = sorted({c for r in rules for c in r.unique_on if c != "_department"})
+
+    def batches():
+        for s in plan.sources:
+            for df in _stream_columns(engine, d, s, cols, batch_rows):
+                frame = _python_keys(plan.rules_def, df, cols)
+                frame["_department"] = df["_department"].to_numpy(dtype=object)
+                yield frame
+
+    for frame in batches():
+        for f in finders.values():
+            f.add(frame)
+    if any(f.needs_confirm for f in finders.values()):  # a hash repeats: read the keys again for those values
+        for frame in batches():
+            for f in finders.values():
+                f.confirm(frame)
+    for rid, f in finders.items():
+        ctx.duplicates[(plan.entity, rid)] = f.index()
+
+
+def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, key: str, batch_rows: int):
+    """The parent's keys held by at least one row validation did not quarantine (the pandas path's
+    valid keys), as a ``checks.KeyIndex``, from batches of the parent's department and key only."""
+    from crmbridge.validation.checks import KeyIndex
+
+    quarantined: dict[Any, set] = {}
+    for ident, rs in fails.reasons.items():
+        if ident[1] is not None and any(b == 0 for b, _ in rs):
+            quarantined.setdefault(ident[0], set()).add(ident[1])
+    index = KeyIndex()
+    for s in parent.sources:
+        bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
+        for df in _stream_columns(engine, d, s, [key], batch_rows):
+            keys = _python_keys(parent.rules_def, df, [key])[key]
+            keep = keys.notna() & ~keys.isin(bad)
+            index.add(keys[keep].to_numpy(dtype=object))
+    return index.freeze()
 
 
 def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_rows: int):
@@ -498,6 +664,10 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
             check = d.has_control(as_text, c in plan.control_keys)
             parts.append(f"CASE WHEN {check} THEN {col} END AS {col}")
     parts += [f"{plan._expr(d, s, c)} AS {d.q('__sql__' + c)}" for c in sql_cols]
+    # a non-text key the database names its failing rows by: its text there must be extract's text
+    raw_keys = [k for k in plan.raw_keys if k in s.columns and not s.textual.get(k, False)]
+    parts += [f"{d.raw(s.columns[k], False)} AS {d.q('__sql__' + RAW_PREFIX + k)}" for k in raw_keys]
+    sql_cols = sql_cols + [RAW_PREFIX + k for k in raw_keys]
     stmt = text(f"SELECT {', '.join(parts)} FROM {s.from_sql}")
     names = data_cols + ["__sql__" + c for c in sql_cols]
     text_col = {**{c: s.textual.get(c, False) for c in data_cols}, **{"__sql__" + c: True for c in sql_cols}}
@@ -526,20 +696,31 @@ def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_row
 def _python_pass(engine, d: Dialect, plan: EntityPlan, tallies, fails: Failures, ctx, bad_parent_keys,
                  batch_rows: int) -> int:
     """Run the Python rules on every row in batches; check the database's normalisation; count rows."""
-    from crmbridge.validation.gxsuite import run_rules
+    from crmbridge.validation.gxsuite import SuiteRunner
+
+    refs = [r for r in plan.sql_rules if r.kind == "reference"]
+    runner = SuiteRunner(plan.entity, plan.py_rules) if plan.py_rules else None  # suite built once
+    try:
+        return _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch_rows, refs, runner)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch_rows, refs, runner) -> int:
     from crmbridge.validation.normalise import normalise
     from crmbridge.validation.outcome import _reference_messages, messages
     from crmbridge.validation.rules import referenced_columns
 
     rows_in = 0
-    refs = [r for r in plan.sql_rules if r.kind == "reference"]
     for s in plan.sources:
         for df, sql_cols in _stream_source(engine, d, plan, s, batch_rows):
             rows_in += len(df)
             raw = df.drop(columns=["__sql__" + c for c in sql_cols])
             frame = normalise(raw, plan.rules_def, referenced_columns(plan.rules)).frame
             for c in sql_cols:
-                py = frame[c].astype(object).reset_index(drop=True)
+                py = (raw[c[len(RAW_PREFIX):]] if c.startswith(RAW_PREFIX) else frame[c]).astype(object)
+                py = py.reset_index(drop=True)
                 db = df["__sql__" + c].astype(object).reset_index(drop=True)
                 differ = (~((py == db) | (py.isna() & db.isna()))).to_numpy(dtype=bool)
                 if differ.any():
@@ -554,8 +735,8 @@ def _python_pass(engine, d: Dialect, plan: EntityPlan, tallies, fails: Failures,
 
             def ident(p: int) -> tuple:
                 return _ident(depts[p], keyvals[p])
-            if plan.py_rules:
-                erun = run_rules(plan.entity, frame, plan.py_rules, ctx)
+            if runner is not None and len(frame):
+                erun = runner.run(frame, ctx)
                 pos_of = pd.Index(frame["_row_id"])
                 by_id = {res.expectation_config.meta["rule_id"]: (res.result or {}) for res in erun.gx_result.results}
                 for o in erun.outcomes:
@@ -760,6 +941,12 @@ def _validate_entity(out, final, d, engine, gctx, ds, plan: EntityPlan, plans, c
     fails = Failures()
     _run_sql_rules(gctx, ds, d, plan, plans, tallies, fails, ctx)
     bad_keys = _parent_bad_keys(d, engine, plan, plans, fails_all)
+    _python_duplicates(engine, d, plan, ctx, batch_rows)
+    for r in plan.py_refs:
+        parent_entity, k = r.target
+        if (parent_entity, k) not in ctx.valid_keys:
+            ctx.valid_keys[(parent_entity, k)] = _parent_valid_keys(engine, d, plans[parent_entity],
+                                                                   fails_all[parent_entity], k, batch_rows)
     rows_in = _python_pass(engine, d, plan, tallies, fails, ctx, bad_keys, batch_rows)
     fails_all[plan.entity] = fails
     # what children of this entity read: why a key was quarantined
