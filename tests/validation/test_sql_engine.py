@@ -30,7 +30,7 @@ entities:
       "*": [trim, {null_if: {values: [N/A, "-", 无]}}]
       customer_no: [{case: {to: upper}}]
       name: [{trim: {collapse: true}}]
-      credit_code: [{case: {to: upper}}]
+      credit_code: [{case: {to: upper}}, {replace: {pattern: "[\\\\s-]", replacement: ""}}]
       phone: [{phone: {region: CN}}]
       email: [email]
       created_on: [{date: {formats: ["%Y-%m-%d", "%Y/%m/%d"]}}]
@@ -82,7 +82,7 @@ SALES = [
     ("C0008", "无", None, "+8613800138007", "d@x.cn", "cn", "Prospect", "3", "2024-01-01", "x"),
     ("C0009", "Dup credit A", "CREDIT", "+8613800138008", "a@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
     ("C0010", "Dup credit B", "credit", "+8613800138009", "b@x.cn", "CN", "Active", "1", "2024-01-01", "200000"),
-    ("C0011", "Esc\x1b[31m", None, "+8613800138010", "f@x.cn", "CN", "潜在", "2", "2024-01-01", "200000"),
+    ("C0011", "Esc\x1b[31m", "c-redit ", "+8613800138010", "f@x.cn", "CN", "潜在", "2", "2024-01-01", "200000"),
     ("C0012", "Fine", "", "+8613800138011", "", "CN", "Active", "", "", ""),
 ] + [  # more failing rows than GX lists by default (20) for one rule on SQL
     (f"C1{i:03d}", f"Bulk {i}", None, "+8613800138014", None, "CN", "obsolete", "1", "2024-01-01", "200000")
@@ -127,10 +127,10 @@ def _rows():
     return sales, service, [list(r) for r in CONTACTS]
 
 
-def _load(url: str) -> None:
+def _load(url: str, rows=None) -> None:
     from sqlalchemy import Column, MetaData, Table, Text, create_engine
 
-    sales, service, contacts = _rows()
+    sales, service, contacts = rows or _rows()
     eng = create_engine(url)
     md = MetaData()
     kw = {"mysql_charset": "utf8mb4"} if eng.dialect.name in ("mysql", "mariadb") else {}
@@ -146,12 +146,12 @@ def _load(url: str) -> None:
     eng.dispose()
 
 
-def _project(root: Path, url: str):
+def _project(root: Path, url: str, definition: str = DEFINITION):
     from crmbridge.config import load_project
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "definitions").mkdir()
-    (root / "definitions" / "customer.yml").write_text(DEFINITION, "utf-8")
+    (root / "definitions" / "customer.yml").write_text(definition, "utf-8")
     yml = f"""name: sqlval
 sources:
   - {{name: sales_customers, entity: customers, department: sales, type: sql, url: "{url}", table: sqlval_sales}}
@@ -215,7 +215,10 @@ def test_sql_engine_equals_pandas_path(sql_project):
             "cross.annual_revenue_ge_0", "control_chars", "unique.contact_no", "required.customer_no",
             "ref.customer_no"} <= failing
     where = {r["rule_id"]: r["where"] for r in sql_rep.entities["customers"]["rules"]}
-    assert where["unique.customer_no"] == where["unique.credit_code"] == where["format.country"] == "database"
+    assert where["unique.customer_no"] == where["format.country"] == "database"
+    # replace: regexp_replace on PostgreSQL, REGEXP_REPLACE on MariaDB, none on SQLite (its uniqueness: Python)
+    assert where["unique.credit_code"] == ("python" if project.config.sources[0].url.startswith("sqlite")
+                                           else "database")
     # whitespace collapse has no SQL form on SQLite (no regexp_replace)
     assert where["required.name"] == ("python" if project.config.sources[0].url.startswith("sqlite") else "database")
     # value maps compare NFKC keys: only PostgreSQL has normalize(..., NFKC)
@@ -226,6 +229,86 @@ def test_sql_engine_equals_pandas_path(sql_project):
     out = Path(sql_rep.out_dir)
     assert out.parent == project.root / "reports" / "validate-sql"
     assert json.loads((out / "summary.json").read_text("utf-8"))["engine"] == "sql"
+
+
+# The project template's normalisation (templates/project/definitions/customer.yml): nfkc on every key, and
+# credit_code through nfkc, upper case and a regex replace. nfkc has no SQL form on MariaDB and SQLite, so
+# there uniqueness and references of these keys run in Python on hashed key indexes.
+TEMPLATE_STYLE = DEFINITION
+for _old, _new in (
+        ("      customer_no: [{case: {to: upper}}]\n      name:", "      customer_no: [nfkc, {case: {to: upper}}]\n      name:"),
+        ('credit_code: [{case: {to: upper}}, {replace:', 'credit_code: [nfkc, {case: {to: upper}}, {replace:'),
+        ("      contact_no: [{case: {to: upper}}]\n      customer_no: [{case: {to: upper}}]",
+         "      contact_no: [nfkc, {case: {to: upper}}]\n      customer_no: [nfkc, {case: {to: upper}}]")):
+    assert TEMPLATE_STYLE.count(_old) == 1, _old
+    TEMPLATE_STYLE = TEMPLATE_STYLE.replace(_old, _new)
+
+
+def _template_rows():
+    """The base rows plus keys that only collide after NFKC (full-width letters and digits), credit codes
+    written with spaces and dashes, and references written full-width. The colliding rows sit at both ends
+    of the table, in different batches."""
+    sales, service, contacts = _rows()
+    code = _uscc("91440300MA5DC0000")
+    spaced = f"{code[:4]} {code[4:8]}-{code[8:12]} {code[12:]}"
+
+    def row(key, name, credit):
+        return [key, name, credit, "+8613800138020", "w@x.cn", "CN", "Active", "1", "2024-01-01", "200000",
+                None, None]
+
+    first = [row("Ｃ００３０", "Wide twin A", spaced),          # = C0030 after nfkc; its code = C0033's
+             row("ｃ００３２", "Wide ok", None)]                # = C0032, valid
+    last = [row("C0030", "Wide twin B", None),
+            row("C0033", "Dashed code twin", code),
+            row("Ｃ００３１", None, None),                     # required.name fails: named C0031
+            row("C0034", "Full-width code", "９１-" + _uscc("91310000MA1FL4TK9")[2:] + " ")]
+    contacts = contacts + [
+        ["Ｐ０２０", "Ｃ００３２", "Wide ref"],   # contact_no = P020 (twin below); parent C0032 exists
+        ["P021", "c0030", "Ref to twin"],       # parent C0030 quarantined (duplicate after nfkc)
+        ["p020", "C0001", "Contact twin"],      # = P020 after nfkc + upper
+        ["Ｐ０２２", "ｃ００３２", "Wide ref ok"],  # valid only if both sides are normalised alike
+        ["P023", "C0031", "Ref to nameless"],   # parent quarantined by a rule the database ran
+    ]
+    return first + sales + last, service, contacts
+
+
+def test_template_normalisation_equals_pandas_path(any_db_url, tmp_path):
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.runs import open_run
+    from crmbridge.state import open_state
+    from crmbridge.validation.sqlengine import run_validate_sql
+    from crmbridge.validation.stage import run_validate
+
+    _load(any_db_url, _template_rows())
+    project = _project(tmp_path / "proj", any_db_url, TEMPLATE_STYLE)
+    ex = run_extract(project)
+    run = open_run(open_state(project.state_url), project.runs_dir, ex.run_id)
+    pandas_rep = run_validate(project, run)
+    sql_rep = run_validate_sql(project, batch_rows=4)
+
+    assert _figures(sql_rep.entities) == _figures(pandas_rep.entities)
+    q = {}
+    for entity, key in (("customers", "customer_no"), ("contacts", "contact_no")):
+        theirs = _quarantined(pandas_rep.entities[entity]["quarantine_file"], key)
+        q[entity] = _quarantined(sql_rep.entities[entity]["quarantine_file"], key)
+        assert q[entity] == theirs, (entity, q[entity] ^ theirs)
+        assert sql_rep.entities[entity]["rows_quarantined"] == pandas_rep.entities[entity]["rows_quarantined"]
+    # the planted cases are really judged after normalisation (not a comparison of two wrong answers)
+    assert {("sales", "C0030", "unique.customer_no"), ("sales", "C0033", "unique.credit_code"),
+            ("sales", "C0031", "required.name")} <= q["customers"]
+    assert not {k for k in q["customers"] if k[1] in ("C0032", "C0034")}
+    assert {("sales", "P020", "unique.contact_no"), ("sales", "P021", "ref.customer_no"),
+            ("sales", "P023", "ref.customer_no")} <= q["contacts"]
+    assert not {k for k in q["contacts"] if k[1] == "P022"}
+    url = project.config.sources[0].url
+    where = {e: {r["rule_id"]: r["where"] for r in sql_rep.entities[e]["rules"]} for e in sql_rep.entities}
+    on_pg = "postgresql" in url
+    keys_where = "database" if on_pg else "python"  # normalize(..., NFKC) exists on PostgreSQL only
+    assert where["customers"]["unique.customer_no"] == where["customers"]["unique.credit_code"] == keys_where
+    assert where["contacts"]["unique.contact_no"] == keys_where
+    assert where["contacts"]["ref.customer_no"] == ("database+python" if on_pg else "python")
+    if not url.startswith("sqlite"):  # the trim collapse of name runs in the database; rows named by raw keys
+        assert where["customers"]["required.name"] == "database"
 
 
 def _cli(project_root: Path, *args: str, env: dict | None = None):
