@@ -3,6 +3,7 @@ sql``) against the pandas path (``extract`` + ``validate``); time and peak RSS o
 side by side, with the load average.
 
     python benchmarks/validate_sql_10m.py [--rows 10000000] [--pg-admin URL] [--keep DIR] [--skip-pandas]
+                                          [--python-keys]
 
 The rows are generated inside PostgreSQL (``INSERT ... SELECT ... FROM generate_series``) into a fresh
 database ``crmbridge_sqlval_bench`` (dropped afterwards unless ``--keep``), messy and with planted
@@ -10,6 +11,10 @@ defects of every rule kind (~1% each: missing and duplicate keys, markup, contro
 phones, e-mails, countries, statuses, dates and amounts, negative amounts, bad postal codes). Each
 command runs as its own ``python -m crmbridge`` process; its peak RSS and CPU time come from ``wait4``
 (CPU time is the steadier figure on a shared, loaded machine).
+
+``--python-keys`` also times ``validate --engine sql`` with ``customer_no`` normalised by a step that has no
+SQL form (``strip_control``): its uniqueness then runs in Python on the hashed key index built from
+batches of the key column, as nfkc keys do on MariaDB and SQLite.
 """
 
 from __future__ import annotations
@@ -111,9 +116,15 @@ def drop_database(admin_url: str) -> None:
     admin.dispose()
 
 
-def write_project(root: Path, url: str) -> None:
+PYTHON_KEYS = ("      customer_no: [{case: {to: upper}}]\n",
+               "      customer_no: [strip_control, {case: {to: upper}}]\n")
+
+
+def write_project(root: Path, url: str, python_keys: bool = False) -> None:
     (root / "definitions").mkdir(parents=True, exist_ok=True)
-    (root / "definitions" / "customer.yml").write_text(DEFINITION, "utf-8")
+    assert DEFINITION.count(PYTHON_KEYS[0]) == 1
+    text = DEFINITION.replace(*PYTHON_KEYS) if python_keys else DEFINITION
+    (root / "definitions" / "customer.yml").write_text(text, "utf-8")
     (root / "crmbridge.yml").write_text(
         "name: bench\nchunk_rows: 50000\nsources:\n"
         f"  - {{name: legacy_customers, entity: customers, department: sales, type: sql, url: \"{url}\", "
@@ -146,6 +157,8 @@ def main() -> None:
         "CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--keep", type=Path, help="build the project here and keep it (and the database)")
     ap.add_argument("--skip-pandas", action="store_true", help="time only validate --engine sql")
+    ap.add_argument("--python-keys", action="store_true",
+                    help="also time --engine sql with a key normalisation that has no SQL form (keys in Python)")
     a = ap.parse_args()
     print(f"load average {load()} on {os.cpu_count()} cores", flush=True)
     root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-sqlval-bench-"))
@@ -159,6 +172,16 @@ def main() -> None:
         assert c["rows_in"] == a.rows, c["rows_in"]
         rows = [("validate --engine sql", sql["seconds"], sql["cpu"], sql["peak_mib"], c["rows_quarantined"],
                  sql["load"])]
+        if a.python_keys:
+            root2 = root / "python-keys"
+            write_project(root2, url, python_keys=True)
+            pk = timed(root2, "validate", "--engine", "sql")
+            pkc = pk["out"]["entities"]["customers"]
+            where = {r["rule_id"]: r["where"] for r in pkc["rules"]}
+            assert where["unique.customer_no"] == "python", where
+            assert pkc["rows_quarantined"] == c["rows_quarantined"], (pkc["rows_quarantined"], c["rows_quarantined"])
+            rows.append(("  keys in Python", pk["seconds"], pk["cpu"], pk["peak_mib"], pkc["rows_quarantined"],
+                         pk["load"]))
         if not a.skip_pandas:
             ext = timed(root, "extract")
             val = timed(root, "validate")
