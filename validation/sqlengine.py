@@ -374,8 +374,7 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
     plan = EntityPlan(entity=entity, rules_def=rules_def, rules=rules, sql_rules=[], py_rules=[], exprs=exprs,
                       sources=srcs, key=key)
     for k in plan.raw_keys:  # normalised by Python from the key's text alone (``_python_keys``)
-        others = [v for _, params in _column_steps(rules_def, k) for n, v in params.items()
-                  if n.endswith("_column") and v]
+        others = _with_step_columns(rules_def, [k])[1:]
         if others:
             raise UsageError(f"entity {entity}: key {k} is normalised with other columns ({', '.join(others)}) by "
                              f"steps without SQL form on {d.name}; --engine sql cannot identify its rows",
@@ -409,7 +408,9 @@ def plan_entity(project, d: Dialect, engine, entity: str, definition, sources: l
             plan.derived[col] = ("{ref:" + r.rule_id + "}")  # filled in once the parent's plan is known
             r = dataclasses.replace(r, kwargs={"column": col, "value_set": [1]})
         plan.sql_rules.append(r)
-    plan.python_columns = set(exprs) | {f for r in plan.py_rules for f in r.fields}
+    # plus what their steps read (a phone's city_column), or Python would normalise without it
+    plan.python_columns = set(_with_step_columns(rules_def, sorted(set(exprs) | {f for r in plan.py_rules
+                                                                                  for f in r.fields})))
     plan.control_keys = next((r.key_fields for r in rules if r.kind == "control_chars"), ())
     return plan
 
@@ -553,14 +554,23 @@ def _run_sql_rules(gctx, ds, d: Dialect, plan: EntityPlan, plans, tallies, fails
 
 
 def _python_keys(rules_def, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``columns`` of ``raw`` (extract's text) normalised as ``normalise`` does on whole rows: only
-    these columns' steps run (a key's steps read no other column, ``plan_entity`` checks)."""
+    """``columns`` of ``raw`` (extract's text) normalised as ``normalise`` does on whole rows: only these
+    columns' steps run, so ``columns`` must hold every column they read (``_with_step_columns``)."""
     from crmbridge.validation.normalise import normalise
 
     only = rules_def.model_copy(update={
         "normalise": {f: v for f, v in rules_def.normalise.items() if f == "*" or f in columns},
         "allowed_values": [a for a in rules_def.allowed_values if a.field in columns]})
     return normalise(raw[columns], only, columns).frame
+
+
+def _with_step_columns(rules_def, columns: list[str]) -> list[str]:
+    """``columns`` plus the columns their steps read (``phone``'s ``city_column`` ...)."""
+    out = list(columns)
+    for c in out:  # grows while it runs: a read column's own steps may read another
+        for _, params in _column_steps(rules_def, c):
+            out += [v for n, v in params.items() if n.endswith("_column") and isinstance(v, str) and v not in out]
+    return out
 
 
 def _stream_columns(engine, d: Dialect, s: SourceSql, columns: list[str], batch_rows: int):
@@ -610,7 +620,7 @@ def _python_duplicates(engine, d: Dialect, plan: EntityPlan, ctx, batch_rows: in
     if not rules:
         return
     finders = {r.rule_id: DuplicateFinder(list(r.unique_on)) for r in rules}
-    cols = sorted({c for r in rules for c in r.unique_on if c != "_department"})
+    cols = _with_step_columns(plan.rules_def, sorted({c for r in rules for c in r.unique_on if c != "_department"}))
 
     def batches():
         for s in plan.sources:
@@ -642,8 +652,9 @@ def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, 
     index = KeyIndex()
     for s in parent.sources:
         bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
-        for df in _stream_columns(engine, d, s, [key], batch_rows):
-            keys = _python_keys(parent.rules_def, df, [key])[key]
+        cols = _with_step_columns(parent.rules_def, [key])
+        for df in _stream_columns(engine, d, s, cols, batch_rows):
+            keys = _python_keys(parent.rules_def, df, cols)[key]
             keep = keys.notna() & ~keys.isin(bad)
             index.add(keys[keep].to_numpy(dtype=object))
     return index.freeze()

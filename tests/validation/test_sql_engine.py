@@ -311,6 +311,50 @@ def test_template_normalisation_equals_pandas_path(any_db_url, tmp_path):
         assert where["customers"]["required.name"] == "database"
 
 
+def test_alternate_key_normalised_with_another_column_equals_pandas_path(tmp_path):
+    """An alternate key whose normalisation reads another column (a landline's area code from the city):
+    the key index reads that column too, so the same number in two cities is two phones, as in pandas."""
+    from sqlalchemy import create_engine, text
+
+    from crmbridge.config import load_project
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.runs import open_run
+    from crmbridge.state import open_state
+    from crmbridge.validation.sqlengine import run_validate_sql
+    from crmbridge.validation.stage import run_validate
+
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("CREATE TABLE t (customer_no TEXT, phone TEXT, city TEXT)"))
+        c.execute(text("INSERT INTO t VALUES ('C1', '88881234', '上海'), ('C2', '88881234', '北京'), "
+                       "('C3', '021-88881234', NULL), ('C4', '66661234', '上海'), ('C5', '66661234', '上海')"))
+    eng.dispose()
+    root = tmp_path / "proj"
+    (root / "definitions").mkdir(parents=True)
+    (root / "definitions" / "customer.yml").write_text("""version: "1.0"
+owners: [{department: sales, person: S, signed_on: 2026-01-10}]
+entities:
+  customers:
+    identity: {key: customer_no, alternate_keys: [phone], scope: global}
+    normalise:
+      phone: [{phone: {region: CN, city_column: city}}]
+""", "utf-8")
+    (root / "crmbridge.yml").write_text(f"""name: x
+sources:
+  - {{name: s, entity: customers, department: sales, type: sql, url: "{url}", table: t}}
+""", "utf-8")
+    project = load_project(root)
+    ex = run_extract(project)
+    pandas_rep = run_validate(project, open_run(open_state(project.state_url), project.runs_dir, ex.run_id))
+    sql_rep = run_validate_sql(project, batch_rows=2)
+    assert _figures(sql_rep.entities) == _figures(pandas_rep.entities)
+    ours = _quarantined(sql_rep.entities["customers"]["quarantine_file"], "customer_no")
+    assert ours == _quarantined(pandas_rep.entities["customers"]["quarantine_file"], "customer_no")
+    # C1 and C3 are the same Shanghai number; C2 is Beijing's; C4/C5 the same number twice
+    assert {k[1] for k in ours if k[2] == "unique.phone"} == {"C1", "C3", "C4", "C5"}
+
+
 def _cli(project_root: Path, *args: str, env: dict | None = None):
     return subprocess.run([sys.executable, "-m", "crmbridge", "--project", str(project_root), "validate",
                            "--engine", "sql", *args], capture_output=True, text=True,
