@@ -355,6 +355,72 @@ sources:
     assert {k[1] for k in ours if k[2] == "unique.phone"} == {"C1", "C3", "C4", "C5"}
 
 
+TEMPLATE_TABLES = {
+    "customers": ["customer_no", "name", "credit_code", "phone", "city", "email", "postal_code", "country",
+                  "created_on", "annual_revenue", "open_balance", "credit_limit", "open_opportunities",
+                  "invoice_count", "service_contracts", "status"],
+    "contacts": ["contact_no", "customer_no", "full_name", "phone", "mobile", "email"],
+    "contracts": ["contract_no", "customer_no", "start_date", "end_date", "signed_on", "amount", "status",
+                  "payment_terms"],
+}
+
+
+def test_project_template_definition_equals_pandas_path(any_db_url, tmp_path, template_definition):
+    """The project template's definition file itself, unchanged, on each database."""
+    from sqlalchemy import Column, MetaData, Table, Text, create_engine
+
+    from crmbridge.config import load_project
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.runs import open_run
+    from crmbridge.state import open_state
+    from crmbridge.validation.sqlengine import run_validate_sql
+    from crmbridge.validation.stage import run_validate
+
+    good = _uscc("91310000MA1FL4TK3")
+    cust = [
+        ["Ｃ０００１", "上海明远贸易有限公司", good[:6] + " " + good[6:], "88881234", "上海", "INFO@MY.CN", "２００１２０",
+         "中国", "2024年1月5日", "¥1,234,500.00", "0", "1000", "2", "1", "0", "活跃"],
+        ["c0001", "Twin", None, "13800138000", None, "a@b.cn", "200120", "CN", "2024-01-05", "1", "0", "0", "0",
+         "0", "0", "Active"],
+        ["C0002", "<b>Evil</b>", good.replace("91", "9-1", 1), "12345", "北京", "bad@", "abc", "XX", "2024-13-45",
+         "-5", "x", "-1", "1.5", "0", "0", "weird"],
+        ["Ｃ０００３", "Fine", None, "+8613800138001", None, None, "100000", "CN", "2024/02/01", "5", "0", "0", "0",
+         "0", "0", "潜在"],
+    ]
+    contacts = [["Ｐ１", "ｃ０００３", "Zhang", "13800138002", None, "z@x.cn"],
+                ["P2", "C0001", "Li", None, "13800138003", None],
+                ["p1", "C9999", "Wang", None, None, None]]
+    contracts = [["Ｋ１", "Ｃ０００３", "2024-01-01", "2023-01-01", None, "10", "生效", "30天"],
+                 ["K2", "C0002", "2024-01-01", None, None, "-1", "bogus", "7天"]]
+    eng = create_engine(any_db_url)
+    md = MetaData()
+    kw = {"mysql_charset": "utf8mb4"} if eng.dialect.name in ("mysql", "mariadb") else {}
+    made = {n: Table(f"tpl_{n}", md, *[Column(c, Text) for c in cols], **kw) for n, cols in TEMPLATE_TABLES.items()}
+    md.create_all(eng)
+    with eng.begin() as c:
+        for n, rows in (("customers", cust), ("contacts", contacts), ("contracts", contracts)):
+            c.execute(made[n].insert(), [dict(zip(TEMPLATE_TABLES[n], r)) for r in rows])
+    eng.dispose()
+    root = tmp_path / "proj"
+    (root / "definitions").mkdir(parents=True)
+    (root / "definitions" / "customer.yml").write_text(template_definition.read_text("utf-8"), "utf-8")
+    (root / "crmbridge.yml").write_text("name: tpl\nsources:\n" + "".join(
+        f"  - {{name: {n}, entity: {n}, department: sales, type: sql, url: \"{any_db_url}\", table: tpl_{n}}}\n"
+        for n in TEMPLATE_TABLES), "utf-8")
+    project = load_project(root)
+    ex = run_extract(project)
+    pandas_rep = run_validate(project, open_run(open_state(project.state_url), project.runs_dir, ex.run_id))
+    sql_rep = run_validate_sql(project, batch_rows=2)
+    assert _figures(sql_rep.entities) == _figures(pandas_rep.entities)
+    for entity, key in (("customers", "customer_no"), ("contacts", "contact_no"), ("contracts", "contract_no")):
+        ours = _quarantined(sql_rep.entities[entity]["quarantine_file"], key)
+        assert ours == _quarantined(pandas_rep.entities[entity]["quarantine_file"], key), entity
+    q = _quarantined(sql_rep.entities["customers"]["quarantine_file"], "customer_no")
+    assert ("sales", "C0001", "unique.customer_no") in q and not {k for k in q if k[1] == "C0003"}
+    q = _quarantined(sql_rep.entities["contacts"]["quarantine_file"], "contact_no")
+    assert ("sales", "P1", "unique.contact_no") in q and ("sales", "P2", "ref.customer_no") in q
+
+
 def _cli(project_root: Path, *args: str, env: dict | None = None):
     return subprocess.run([sys.executable, "-m", "crmbridge", "--project", str(project_root), "validate",
                            "--engine", "sql", *args], capture_output=True, text=True,
