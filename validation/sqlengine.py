@@ -143,7 +143,7 @@ class Dialect:
     def replace(self, e: str, pattern: str, replacement: str) -> str | None:
         """``re.sub(pattern, replacement, e)``, blank -> missing, as the ``replace`` transform does; only
         for patterns in the subset whose meaning the databases share with Python (no ``(?...)``
-        constructs, no anchors or escapes beyond ``\\s \\d \\w`` and escaped punctuation) and literal
+        constructs, no escapes beyond ``\\s \\d \\w`` and escaped punctuation) and literal
         replacements. Dialect differences left (what ``\\s`` covers) stop the command in the value-by-value
         check instead of passing silently."""
         if not _portable_regex(pattern) or "\\" in replacement or "$" in replacement:
