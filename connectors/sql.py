@@ -174,18 +174,19 @@ def read_sql(source, url: str, *, chunk_rows: int, watermark: str | None = None)
         read.watermark = {"column": source.incremental.column, "from": to_text(since), "to": to_text(since),
                           "stored": None}
     zero_idx = _zero_date_columns(engine, result, len(read.columns))
-    read.events = _sql_events(engine, conn, result, wm_idx, read, zero_idx)
+    read.events = _sql_events(engine, conn, result, wm_idx, read, zero_idx, chunk_rows)
     return read
 
 
 def _sql_events(engine, conn, result, wm_idx: int | None, read: SourceRead,
-                zero_idx: list[int] = ()) -> Iterator[tuple]:
+                zero_idx: list[int] = (), chunk_rows: int | None = None) -> Iterator[tuple]:
     top = None
     ordinal = 0
     zeros = [0] * len(read.columns)
     match = _ZERO_DATE.fullmatch
     try:
-        for part in result.partitions():
+        # sized explicitly: a text() statement (a `query:` source) ignores yield_per and came in whole
+        for part in result.partitions(chunk_rows):
             for row in part:
                 ordinal += 1
                 for i in zero_idx:

@@ -12,8 +12,11 @@ from crmbridge.clikit import app, emit, json_option
 @click.option("--definition", "definition", type=click.Path(dir_okay=False),
               help="Definition file (default: definitions/customer.yml in the project).")
 @click.option("--force", is_flag=True, help="Validate again a run whose load already started (overwrites its validate/).")
+@click.option("--engine", type=click.Choice(["pandas", "sql"]), default="pandas", show_default=True,
+              help="sql: run the rules inside the SQL sources' database (no run needed; writes "
+                   "reports/validate-sql/<timestamp>/, see docs/validate-sql.md).")
 @json_option
-def validate(run_id: str | None, definition: str | None, force: bool) -> None:
+def validate(run_id: str | None, definition: str | None, force: bool, engine: str) -> None:
     """Validate a run against the agreed customer definition.
 
     Normalises the extracted rows as the definition declares, runs its rules as great-expectations
@@ -25,8 +28,15 @@ def validate(run_id: str | None, definition: str | None, force: bool) -> None:
     Example:
       crmbridge validate
       crmbridge validate --run 20250105-093000-ab12 --definition definitions/customer.yml --json
+      crmbridge validate --engine sql
     """
     from crmbridge.errors import UsageError
+
+    if engine == "sql":
+        if run_id or force:
+            raise UsageError("--run and --force apply to the pandas engine; --engine sql reads the sources themselves")
+        _validate_sql(definition)
+        return
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.stage import run_validate
@@ -54,5 +64,18 @@ def validate(run_id: str | None, definition: str | None, force: bool) -> None:
         print_summary(json.loads(Path(rep.reports["summary"]).read_text("utf-8")))
 
     emit(report, human)
+    if report.blocking_failed:
+        raise click.exceptions.Exit(1)
+
+
+def _validate_sql(definition: str | None) -> None:
+    from crmbridge.clikit import run_progress
+    from crmbridge.validation.sqlengine import print_sql_summary, run_validate_sql
+
+    project = app().project()
+    with run_progress() as rep:
+        rep.stage("validate-sql")
+        report = run_validate_sql(project, definition_path=definition)
+    emit(report, print_sql_summary)
     if report.blocking_failed:
         raise click.exceptions.Exit(1)
