@@ -82,6 +82,18 @@ def _shown(url: str) -> str:
     return redact(make_url(url).render_as_string(hide_password=True))
 
 
+def require_table(insp, table: str, where: str, found_in: str = "") -> tuple[str, str]:
+    """``table`` (``name`` or ``schema.name``) as ``(schema or '', name)``; a ``UsageError`` naming ``where``
+    and the tables there when the database (``insp``, a SQLAlchemy inspector) has no such table."""
+    schema, _, name = table.rpartition(".")
+    if not insp.has_table(name, schema=schema or None):
+        tables = insp.get_table_names(schema=schema or None)
+        raise UsageError(f"{where}: table '{table}' not found{found_in}; "
+                         f"tables there: {', '.join(tables[:30]) or '(none)'}",
+                         hint="fix `table:` for this source in crmbridge.yml")
+    return schema, name
+
+
 def _engine(url: str, source):
     from sqlalchemy import create_engine
 
@@ -98,13 +110,8 @@ def _statement(engine, source, since: Any):
 
     wm = source.incremental.column if source.incremental else None
     if source.table:
-        schema, _, name = source.table.rpartition(".")
-        insp = inspect(engine)
-        if not insp.has_table(name, schema=schema or None):
-            tables = insp.get_table_names(schema=schema or None)
-            raise UsageError(f"source {source.name}: table '{source.table}' not found in {_shown(str(engine.url))}; "
-                             f"tables there: {', '.join(tables[:30]) or '(none)'}",
-                             hint="fix `table:` for this source in crmbridge.yml")
+        schema, name = require_table(inspect(engine), source.table, f"source {source.name}",
+                                     f" in {_shown(str(engine.url))}")
         table = Table(name, MetaData(), autoload_with=engine, schema=schema or None)
         stmt = select(table)
         if wm:

@@ -25,6 +25,7 @@ from typing import Any
 from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
+from crmbridge.validation.verdict import Verdict
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
@@ -35,7 +36,7 @@ BATCH_ROWS = 50_000
 
 
 @dataclass(frozen=True)
-class ValidationReport:
+class ValidationReport(Verdict):
     """What ``run_validate`` found and wrote."""
 
     run_id: str
@@ -47,19 +48,12 @@ class ValidationReport:
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        """True when no blocking rule failed (exit code 0 of ``crmbridge validate``)."""
-        return not self.blocking_failed
-
     def counts(self) -> dict[str, dict[str, Any]]:
         keys = ("rows_in", "rows_valid", "rows_quarantined", "rows_warned", "fixed", "normalise_failed")
         return {e: {k: v[k] for k in keys} for e, v in self.entities.items()}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "validate_dir": self.validate_dir, "definition": self.definition_path,
-                "definition_version": self.definition_version, "definition_status": self.definition_status,
-                "blocking_failed": self.blocking_failed, "entities": self.entities, "reports": self.reports}
+        return {"run_id": self.run_id, "validate_dir": self.validate_dir, **self.verdict_dict()}
 
 
 def default_definition_path(project) -> Path:
