@@ -31,6 +31,10 @@ Output (written into a temporary folder and moved into place when complete)::
     reports/validate-sql/<UTC timestamp>/quarantine/<entity>.csv the quarantined keys and their reasons
 
 It is a report, not a run stage: map and load still need ``extract`` + ``validate``.
+
+This module is the command (sources, report, output files); the work is in ``sqlengine_dialect`` (SQL form
+of the normalise steps), ``sqlengine_plan`` (which rule runs where, the query asset), ``sqlengine_gx`` (the
+rules great-expectations runs in the database) and ``sqlengine_python`` (the streamed pass, key indexes).
 """
 
 from __future__ import annotations
