@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import crmbridge.connectors.csv_arrow as csv_arrow
+import crmbridge.connectors.csv_rows as csv_rows
 import crmbridge.connectors.files as files
 from crmbridge.config import CsvSource
 from crmbridge.errors import UsageError
@@ -39,11 +41,11 @@ def src(path: str, **kw) -> CsvSource:
     return CsvSource(type="csv", name="s", entity="e", path=path, **kw)
 
 
-@pytest.fixture(params=[files.ARROW_CHARS, 97], ids=["default-runs", "tiny-runs"])
+@pytest.fixture(params=[csv_arrow.ARROW_CHARS, 97], ids=["default-runs", "tiny-runs"])
 def runs(request, monkeypatch):
     """Also with tiny runs of text, so every record boundary case meets a run boundary."""
-    monkeypatch.setattr(files, "ARROW_CHARS", request.param)
-    monkeypatch.setattr(files, "MAX_CARRY", max(4 * request.param, 1000))
+    monkeypatch.setattr(csv_arrow, "ARROW_CHARS", request.param)
+    monkeypatch.setattr(csv_arrow, "MAX_CARRY", max(4 * request.param, 1000))
     return request.param
 
 
@@ -102,9 +104,9 @@ def damaged_file(rnd: random.Random, rows: int, delimiter: str) -> str:
 @pytest.mark.parametrize("seed", range(12))
 def test_randomly_damaged_files_give_the_same_records(tmp_path, monkeypatch, seed):
     rnd = random.Random(seed)
-    monkeypatch.setattr(files, "ARROW_CHARS", rnd.choice([64, 300, 5000, 1 << 20]))
-    monkeypatch.setattr(files, "MAX_CARRY", 20_000)
-    monkeypatch.setattr(files, "MAX_RECORD_LINES", rnd.choice([3, 50, 10_000]))
+    monkeypatch.setattr(csv_arrow, "ARROW_CHARS", rnd.choice([64, 300, 5000, 1 << 20]))
+    monkeypatch.setattr(csv_arrow, "MAX_CARRY", 20_000)
+    monkeypatch.setattr(csv_rows, "MAX_RECORD_LINES", rnd.choice([3, 50, 10_000]))
     delimiter = rnd.choice([",", ";", "\t", "|"])
     text = damaged_file(rnd, 400, delimiter)
     if seed % 3 == 0:
@@ -116,9 +118,9 @@ def test_randomly_damaged_files_give_the_same_records(tmp_path, monkeypatch, see
 
 
 def test_an_unterminated_quote_early_in_a_long_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "ARROW_CHARS", 500)
-    monkeypatch.setattr(files, "MAX_CARRY", 2000)
-    monkeypatch.setattr(files, "MAX_RECORD_LINES", 40)
+    monkeypatch.setattr(csv_arrow, "ARROW_CHARS", 500)
+    monkeypatch.setattr(csv_arrow, "MAX_CARRY", 2000)
+    monkeypatch.setattr(csv_rows, "MAX_RECORD_LINES", 40)
     p = tmp_path / "open.csv"
     p.write_text("id,name\n1,\"open\n" + "".join(f'{i},n{i}\n' for i in range(2, 3000)), "utf-8")
     out = same(src("open.csv"), p)
@@ -142,5 +144,5 @@ def test_blank_row_pattern_covers_every_python_whitespace():
     import pyarrow.compute as pc
 
     spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
-    got = pc.match_substring_regex(pa.array(spaces + ["".join(spaces), "", "a", " a"]), files._BLANK_RX)
+    got = pc.match_substring_regex(pa.array(spaces + ["".join(spaces), "", "a", " a"]), csv_arrow._BLANK_RX)
     assert got.to_pylist() == [True] * (len(spaces) + 2) + [False, False]

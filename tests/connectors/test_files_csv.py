@@ -109,9 +109,9 @@ def test_unterminated_quote_rejects_one_line_and_parsing_resumes():
 
 
 def test_unterminated_quote_in_a_long_file_does_not_swallow_the_rest(tmp_path, monkeypatch):
-    import crmbridge.connectors.files as files
+    import crmbridge.connectors.csv_rows as csv_rows
 
-    monkeypatch.setattr(files, "MAX_RECORD_LINES", 50)
+    monkeypatch.setattr(csv_rows, "MAX_RECORD_LINES", 50)
     p = tmp_path / "long.csv"
     p.write_text("id,name\n1,\"open\n" + "".join(f"{i},n{i}\n" for i in range(2, 500)), "utf-8")
     read = read_csv(src(str(p)), p, "long.csv")
