@@ -113,7 +113,7 @@ def read_input(project, run, entity: str, *, skip_validation: bool):
     if not skip_validation:
         raise UsageError(f"run {run.run_id} has no validated '{entity}' (validate/{entity}.parquet)",
                          hint="run `crmbridge validate` first, or pass --skip-validation to map the extract output")
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
 
     return read_entity(run.dir, entity)
 
@@ -135,7 +135,7 @@ def input_rows(run, entity: str, skip_validation: bool) -> int | None:
         if p.exists():
             return pq.ParquetFile(p).metadata.num_rows
         if skip_validation:
-            from crmbridge.migrations.extract import _entity_files
+            from crmbridge.migrations.extracted import _entity_files
 
             return sum(pq.ParquetFile(f).metadata.num_rows for f in _entity_files(run.dir, entity))
     except (OSError, UsageError):
@@ -152,7 +152,7 @@ def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: 
     if not p.exists():
         if not skip_validation:
             read_input(project, run, entity, skip_validation=False)  # raises the usage error
-        from crmbridge.migrations.extract import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_batches
 
         yield from iter_entity_batches(run.dir, entity, batch_rows=batch_rows)
         return
@@ -189,7 +189,7 @@ def entity_columns(run, entity: str, skip_validation: bool) -> list[str] | None:
     if p.exists():
         return list(dict.fromkeys([*pq.read_schema(p).names, *RECORD_LINEAGE]))
     if skip_validation:
-        from crmbridge.migrations.extract import _entity_columns, _entity_files
+        from crmbridge.migrations.extracted import _entity_columns, _entity_files
 
         try:
             return list(dict.fromkeys([*_entity_columns(_entity_files(run.dir, entity)), *RECORD_LINEAGE]))
@@ -383,7 +383,7 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
 def _raw_lookup(run, entity: str, batch_rows: int):
     """``stream.map_step_stream``'s ``raw``: the extracted rows of some row ids, in one pass over the extract."""
     from crmbridge.mappings.stream import scan_raw
-    from crmbridge.migrations.extract import iter_entity_batches
+    from crmbridge.migrations.extracted import iter_entity_batches
 
     def lookup(ids, columns, preview_ids):
         try:
@@ -396,7 +396,7 @@ def _raw_lookup(run, entity: str, batch_rows: int):
 
 def _raw_entity(run, entity: str):
     """The entity as extracted (before validate's normalisation), or None when the run has no extract."""
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
 
     try:
         return read_entity(run.dir, entity)

@@ -271,7 +271,7 @@ def summarize(project, run: R.Run, engine=None, dry_run: bool = False) -> list[E
     import json
 
     from crmbridge.migrations import ledger as L
-    from crmbridge.migrations.extract import load_manifest
+    from crmbridge.migrations.extracted import load_manifest
 
     engine = engine or open_state(project.state_url)
     manifest = load_manifest(run.dir)

@@ -258,7 +258,7 @@ def _short(v: str | None) -> str | None:
 
 def load_profile(run_dir: Path) -> dict:
     """The stored profile of a run's extract stage (recomputed if the file is missing)."""
-    from crmbridge.migrations.extract import STAGE, load_manifest
+    from crmbridge.migrations.extracted import STAGE, load_manifest
 
     p = Path(run_dir) / STAGE / "profile.json"
     if p.is_file():

@@ -98,7 +98,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
 
 def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int) -> ValidationReport:
     """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
-    from crmbridge.migrations.extract import iter_entity_batches, list_entities
+    from crmbridge.migrations.extracted import iter_entity_batches, list_entities
     from crmbridge.validation import datadocs, reports
     from crmbridge.validation.rules import RuleContext
 
@@ -159,7 +159,7 @@ def _entity_rows(run_dir: Path, entity: str) -> int:
     """Rows of ``entity`` in the run's extract (Parquet footers only)."""
     import pyarrow.parquet as pq
 
-    from crmbridge.migrations.extract import STAGE as EXTRACT, load_manifest
+    from crmbridge.migrations.extracted import STAGE as EXTRACT, load_manifest
 
     m = load_manifest(run_dir)
     return sum(pq.read_metadata(Path(run_dir) / EXTRACT / s["parquet"]).num_rows
@@ -279,7 +279,7 @@ class _EntityValidation:
         self.gx_result = None
 
     def normalise_all(self, task) -> None:
-        from crmbridge.migrations.extract import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_batches
         from crmbridge.validation.checks import DuplicateFinder
         from crmbridge.validation.normalise import LINEAGE, normalise
 
@@ -321,7 +321,7 @@ class _EntityValidation:
             self.ctx.duplicates[(self.entity, rid)] = f.index()
 
     def validate_all(self) -> None:
-        from crmbridge.migrations.extract import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_batches
         from crmbridge.validation import reports
         from crmbridge.validation.checks import KeyIndex
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner

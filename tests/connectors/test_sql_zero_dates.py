@@ -25,7 +25,7 @@ def _seed(url: str) -> None:
 
 
 def test_zero_dates_read_as_missing_with_a_profile_note(tmp_path, monkeypatch, mariadb_url):
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
     from crmbridge.state import dispose_all
 
     _seed(mariadb_url)

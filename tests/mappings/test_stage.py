@@ -73,7 +73,7 @@ def test_map_run_balances_and_writes_plan(project):
 
 def test_validated_input_is_preferred(project):
     from crmbridge.mappings.stage import run_map
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
 
     proj, run_id = project
     run = _run(proj, run_id)

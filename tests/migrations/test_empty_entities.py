@@ -40,7 +40,8 @@ def empty_project(tmp_path):
 def test_zero_row_entities_validate_and_map_with_their_columns(empty_project):
     from crmbridge.mappings.stage import run_map
     from crmbridge.migrations import runs as R
-    from crmbridge.migrations.extract import iter_entity_batches, read_entity, run_extract
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.extracted import iter_entity_batches, read_entity
     from crmbridge.state import open_state
     from crmbridge.validation.stage import run_validate
 

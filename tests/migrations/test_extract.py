@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, text
 from crmbridge.cli import cli
 from crmbridge.config import load_project
 from crmbridge.errors import UsageError
-from crmbridge.migrations.extract import (ExtractResult, iter_entity_batches, list_entities, load_manifest,
-                                          read_entity, run_extract)
+from crmbridge.migrations.extract import ExtractResult, run_extract
+from crmbridge.migrations.extracted import iter_entity_batches, list_entities, load_manifest, read_entity
 from crmbridge.migrations.runs import stage_status
 from crmbridge.state import get_watermark, open_state
 

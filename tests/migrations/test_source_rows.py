@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, text
 from crmbridge.config import load_project
 from crmbridge.csvout import read_frame
 from crmbridge.errors import ConfigError
-from crmbridge.migrations.extract import read_entity, run_extract
+from crmbridge.migrations.extract import run_extract
+from crmbridge.migrations.extracted import read_entity
 
 EXPORT = """客户编号,客户名称,所属部门,状态
 C1,甲公司,销售部,正常

@@ -92,7 +92,7 @@ def test_markup_is_visible_text(chromium, hostile_run, tmp_path):
 def test_unescaped_gx_page_would_have_run_the_script(chromium, hostile_run, tmp_path):
     """The control: GX's own rendering of the same data executes the planted markup, so the checks
     above are able to fail, and ``check_page`` refuses such a page."""
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
     from crmbridge.validation import datadocs
     from crmbridge.validation.definition import load_definition
     from crmbridge.validation.gxsuite import run_rules

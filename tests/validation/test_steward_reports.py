@@ -68,7 +68,7 @@ def test_blocking_and_warning_reasons_are_told_apart(demo_run):
 
 def test_legacy_value_next_to_each_field_a_reason_names(demo_run):
     _, run, _ = demo_run
-    from crmbridge.migrations.extract import read_entity
+    from crmbridge.migrations.extracted import read_entity
 
     raw = read_entity(run.dir, "customers").set_index("_row_id")
     v = _read(run.dir / "validate" / "quarantine" / "customers.csv")
