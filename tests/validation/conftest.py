@@ -85,6 +85,24 @@ def extract(project):
     return open_run(open_state(project.state_url), project.runs_dir, res.run_id)
 
 
+def _extracted_demo(root: Path, customers: int):
+    """(project, run): a project from the template with ``customers`` demo customers (no ERP), extracted."""
+    from crmbridge.config import load_project
+    from crmbridge.migrations.demo_data import write_demo_data
+    from crmbridge.templates.commands import init_project
+
+    init_project(root)
+    write_demo_data(root, customers=customers, erp=False)
+    project = load_project(root)
+    return project, extract(project)
+
+
+@pytest.fixture
+def extracted_demo():
+    """``extracted_demo(root, customers) -> (project, run)``: the template project with demo data, extracted."""
+    return _extracted_demo
+
+
 @pytest.fixture
 def case_run(tmp_path):
     """(project, run) with the case files extracted."""

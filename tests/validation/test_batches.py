@@ -71,19 +71,8 @@ def test_case_files_in_batches_of_7_and_1000_equal_one_batch(case_run, tmp_path,
     assert q["_reasons"].str.contains("parent_quarantined").any()
 
 
-def test_demo_data_in_batches_of_40_equals_one_batch(tmp_path):
-    from crmbridge.config import load_project
-    from crmbridge.migrations.demo_data import write_demo_data
-    from crmbridge.migrations.extract import run_extract
-    from crmbridge.migrations.runs import open_run
-    from crmbridge.state import open_state
-    from crmbridge.templates.commands import init_project
-
-    root = tmp_path / "demo"
-    init_project(root)
-    write_demo_data(root, customers=150, erp=False)
-    project = load_project(root)
-    run = open_run(open_state(project.state_url), project.runs_dir, run_extract(project).run_id)
+def test_demo_data_in_batches_of_40_equals_one_batch(tmp_path, extracted_demo):
+    project, run = extracted_demo(tmp_path / "demo", customers=150)
     whole, w = _validate(project, run, WHOLE, tmp_path)
     rep, d = _validate(project, run, 40, tmp_path)  # GX costs ~0.1 s a batch: 7 is for the case files
     assert rep.counts() == whole.counts()

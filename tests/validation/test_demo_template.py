@@ -17,20 +17,10 @@ PLANTED_RULES = {
 }
 
 
-def test_template_definition_fits_demo_data(tmp_path):
-    from crmbridge.config import load_project
-    from crmbridge.migrations.demo_data import write_demo_data
-    from crmbridge.migrations.extract import run_extract
-    from crmbridge.migrations.runs import open_run
-    from crmbridge.state import open_state
-    from crmbridge.templates.commands import init_project
+def test_template_definition_fits_demo_data(tmp_path, extracted_demo):
     from crmbridge.validation.stage import run_validate
 
-    root = tmp_path / "demo"
-    init_project(root)
-    write_demo_data(root, customers=400, erp=False)
-    project = load_project(root)
-    run = open_run(open_state(project.state_url), project.runs_dir, run_extract(project).run_id)
+    project, run = extracted_demo(tmp_path / "demo", customers=400)
     report = run_validate(project, run)
     for entity, allowed in PLANTED_RULES.items():
         e = report.entities[entity]
