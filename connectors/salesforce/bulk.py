@@ -148,16 +148,61 @@ def _each(text: str, key_cols: list[str], *extra: str):
         yield (tuple("" if p is None else r[p] for p in kp), *("" if p is None else r[p] for p in xp))
 
 
-def fetch_results(api, sobject: str, job_id: str, matcher: Matcher, job: dict | None = None) -> None:
+def _add_successes(api, sobject: str, job_id: str, matcher: Matcher) -> int:
+    """Fetch the job's successful results into ``matcher``; returns how many rows the file held."""
+    text = api.call(lambda: api.bulk_client(sobject).get_ingest_results(job_id, "successfulResults"),
+                    "bulk successful results")
+    n = 0
+    for key, sf_id, created in _each(text, matcher.payload.key_cols, "sf__Id", "sf__Created"):
+        matcher.add_success(key, sf_id, created)
+        n += 1
+    return n
+
+
+class EarlyResults:
+    """``finish`` for ``wait_for_job``: the successful results fetched at the job's expected end, in
+    place of a status look. When they hold every row, every row is done and succeeded (the job's
+    final info is implied, no failed results to fetch); otherwise the successes found are kept, so
+    that a job that ends with failures does not download them twice."""
+
+    def __init__(self, api, sobject: str, job_id: str, payload: Payload, keys: list[str]):
+        self.api, self.sobject, self.job_id = api, sobject, job_id
+        self.payload, self.keys = payload, keys
+        self.matcher: Matcher | None = None
+        self.found = 0  # rows in the successful results file fetched
+        self.done = False
+
+    def __call__(self) -> dict | None:
+        from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+        matcher = Matcher(self.payload, self.keys)
+        try:
+            found = _add_successes(self.api, self.sobject, self.job_id, matcher)
+        except SalesforceMalformedRequest:
+            return None  # an org that serves no results before the job's end: look at its status
+        self.matcher, self.found = matcher, found
+        self.done = found == len(self.keys) and all(r is not None for r in matcher.results)
+        if not self.done:
+            return None
+        return {"id": self.job_id, "state": "JobComplete", "numberRecordsProcessed": found, "numberRecordsFailed": 0}
+
+    def all_successes(self, job: dict) -> bool:
+        """Whether the successes fetched early are all the finished ``job``'s (then kept, not fetched again)."""
+        processed, bad_n = _count(job, "numberRecordsProcessed"), _count(job, "numberRecordsFailed")
+        return (self.matcher is not None and job.get("state") == "JobComplete" and processed is not None
+                and bad_n is not None and processed - bad_n == self.found)
+
+
+def fetch_results(api, sobject: str, job_id: str, matcher: Matcher, job: dict | None = None,
+                  have_successes: int | None = None) -> None:
     """Match the job's successful and failed rows. ``job``: its final info; a result file the job's
-    counts say is empty is not fetched (one API call saved per clean job)."""
+    counts say is empty is not fetched (one API call saved per clean job), nor the successful results
+    when ``matcher`` already holds all ``have_successes`` of them."""
     client = lambda: api.bulk_client(sobject)  # noqa: E731 - re-read after a re-login
     processed, bad_n = _count(job, "numberRecordsProcessed"), _count(job, "numberRecordsFailed")
     trust = job is not None and job.get("state") == "JobComplete" and processed is not None and bad_n is not None
-    if not trust or processed - bad_n > 0:
-        ok = api.call(lambda: client().get_ingest_results(job_id, "successfulResults"), "bulk successful results")
-        for key, sf_id, created in _each(ok, matcher.payload.key_cols, "sf__Id", "sf__Created"):
-            matcher.add_success(key, sf_id, created)
+    if not trust or (processed - bad_n > 0 and processed - bad_n != have_successes):
+        _add_successes(api, sobject, job_id, matcher)
     if not trust or bad_n > 0:
         bad = api.call(lambda: client().get_ingest_results(job_id, "failedResults"), "bulk failed results")
         for key, sf_id, error in _each(bad, matcher.payload.key_cols, "sf__Id", "sf__Error"):
@@ -227,22 +272,25 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
     from simple_salesforce.exceptions import SalesforceResourceNotFound
 
     client = lambda: api.bulk_client(sobject)  # noqa: E731
-    matcher = Matcher(payload, keys)
     look_first = not submitted
     if not submitted:
         try:
             job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
         except SalesforceResourceNotFound:
-            return matcher.finish("JOB_NOT_FOUND",
+            return Matcher(payload, keys).finish("JOB_NOT_FOUND",
                                   f"Bulk job {job_id} does not exist in this org; submit the rows again")
         if job.get("state") == "Open" and upload_if_open:
             _finish_upload(api, sobject, job_id, payload.data())
             look_first = False
+    early = EarlyResults(api, sobject, job_id, payload, keys)
     job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout,
-                       rows=len(keys), pace=getattr(api, "pace", None), kind="ingest", look_first=look_first)
+                       rows=len(keys), pace=getattr(api, "pace", None), kind="ingest", look_first=look_first,
+                       finish=early)
     state = job.get("state")
+    matcher = early.matcher if early.all_successes(job) else Matcher(payload, keys)
     try:
-        fetch_results(api, sobject, job_id, matcher, job)
+        if not early.done:
+            fetch_results(api, sobject, job_id, matcher, job, early.found if matcher is early.matcher else None)
     except Exception:  # noqa: BLE001 - an aborted job may have no results; rows fall to JOB_FAILED
         if state == "JobComplete":
             raise

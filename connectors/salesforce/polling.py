@@ -12,6 +12,10 @@ connector therefore never calls it and paces its polls here instead:
   next look is timed for the projected end (plus a margin, so that it usually is the last one);
 - without progress figures (query jobs, a job still queued) the next look waits as long again as
   the job has been waited for (at most ``MAX_DELAY``): quick for small jobs, seconds for big ones.
+
+A look timed for the job's end (by a learned rate or by the job's progress figures) can fetch the
+job's results instead of its status (``finish``): when the job is done by then, as it usually is, the
+results were due anyway and the status call is saved; when it is not, a status look follows at once.
 """
 
 from __future__ import annotations
@@ -76,6 +80,10 @@ class Pace:
             else:
                 self._rates[kind] = 0.5 * old + 0.5 * seen
 
+    def knows(self, kind: str) -> bool:
+        """Whether a first look at a job of ``kind`` is timed by a rate seen on this org."""
+        return self.rate(kind) is not None or (kind == "query" and self.rate("ingest") is not None)
+
     def first_delay(self, kind: str, rows: int | None) -> float:
         """How long to wait before the first look at a job of ``rows`` rows that was just submitted."""
         if not rows:
@@ -125,22 +133,31 @@ def next_delay(job: dict, rows: int | None, prev: tuple[float, int] | None, now:
 
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
                  pace: Pace | None = None, kind: str = "ingest", look_first: bool = False,
+                 finish: Callable[[], dict | None] | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict:
     """Poll a Bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``.
 
     ``rows``: how many rows the job holds (or is expected to return), for pacing. ``look_first``:
-    look before waiting (a job picked up after a crash may long be done).
+    look before waiting (a job picked up after a crash may long be done). ``finish``: fetches the
+    job's results and returns the job info they imply (JobComplete, or a job still in progress), or
+    None when only a status look can tell (one follows at once); tried once, in place of the first
+    status look timed for the job's end.
     """
     pace = pace or Pace()
     start = clock()
     deadline = start + timeout
     delay = 0.0 if look_first else pace.first_delay(kind, rows)
+    timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end
     while True:
         if delay > 0:
             sleep(delay)
-        job = call(get_job, what)
+        job = finish() if finish is not None and timed else None
+        if timed:
+            finish = None  # one try: a job not done by its expected end is followed by status looks
+        if job is None:
+            job = call(get_job, what)
         now = clock()
         if job.get("state") in TERMINAL:
             if job.get("state") == "JobComplete" and not look_first:
@@ -160,4 +177,5 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         delay = next_delay(job, rows, prev, now, now - start, max(delay, MIN_DELAY))
         progressed = bool(rows) and 0 < _processed(job) < rows
         projected = now + delay / PROGRESS_MARGIN if progressed else None
+        timed = progressed
         prev = (now, _processed(job))

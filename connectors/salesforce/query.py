@@ -62,14 +62,29 @@ def bulk_query_pages(call, bulk_client_getter, soql: str, *, page_size: int, tim
 
     job = call(lambda: bulk_client_getter().create_job(Operation.query, soql), "bulk query create")
     job_id = job["id"]
+    first: list[dict] = []
+
+    def first_page() -> dict | None:
+        """The first results page in place of a status look. Salesforce serves results only once the
+        job is JobComplete and answers 400 before: then the job counts as seen in progress (a query
+        job shows no progress figures), and the next look, a status look, comes as long again later."""
+        from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+        try:
+            first.append(call(lambda: bulk_client_getter().get_query_results(job_id, "", page_size),
+                              "bulk query results"))
+        except SalesforceMalformedRequest:
+            return {"id": job_id, "state": "InProgress"}
+        return {"id": job_id, "state": "JobComplete"}
+
     job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout,
-                       rows=expect_rows, pace=pace, kind="query")
+                       rows=expect_rows, pace=pace, kind="query", finish=first_page)
     if job.get("state") != "JobComplete":
         raise RunFailed(f"Bulk query job {job_id} {job.get('state')}: {job.get('errorMessage') or ''}".strip())
     locator = ""
     while True:
-        page = call(lambda: bulk_client_getter().get_query_results(job_id, locator, page_size),
-                    "bulk query results")
+        page = first.pop() if first else call(
+            lambda: bulk_client_getter().get_query_results(job_id, locator, page_size), "bulk query results")
         reader = csv.reader(io.StringIO(page["records"], newline=""))
         header = next(reader, None)
         if header is not None:
