@@ -63,6 +63,5 @@ def record_quarantine(engine, run_id: str, run_dir: Path, plan: list[dict]) -> i
     now = utcnow()
     with engine.begin() as c:
         c.execute(delete(L.ledger).where(L.ledger.c.run_id == run_id, L.ledger.c.action == "quarantined"))
-        if rows:
-            c.execute(L.ledger.insert(), [dict(run_id=run_id, recorded_at=now, **r) for r in rows])
+        L.insert_many(c, L.ledger, rows, {"run_id": run_id, "recorded_at": now})  # one COPY / executemany
     return len(rows)

@@ -15,7 +15,8 @@ from crmbridge.connectors.salesforce.polling import wait_for_job
 from crmbridge.connectors.salesforce.rest import TRANSPORT_ERRORS, chunk_failure
 from crmbridge.errors import RunFailed
 from crmbridge.connectors.salesforce.results import RowResult, failed, parse_bulk_error
-from crmbridge.connectors.salesforce.values import BULK_NULL, csv_header, csv_rows, csv_value, read_csv, to_csv
+from crmbridge.connectors.salesforce.values import (BULK_NULL, csv_header, csv_rows, csv_value, read_csv,
+                                                    read_csv_columns, to_csv)
 
 # "A request can provide CSV data that does not in total exceed 150 MB of base64 encoded content"
 # (Bulk API 2.0 Developer Guide, Upload Job Data). Base64 turns every 3 bytes into 4, so the CSV
@@ -137,6 +138,11 @@ class Matcher:
 
 def _each(text: str, key_cols: list[str], *extra: str):
     """(key tuple, extra cells...) for each row of a results CSV, by column position."""
+    if len(key_cols) == 1:  # upsert, update, delete: three columns of many, read column-wise
+        cols = read_csv_columns(text, [key_cols[0], *extra])
+        if cols is not None:
+            yield from zip(zip(cols[0]), *cols[1:])
+            return
     header, rows = read_csv(text)
     pos = {c: i for i, c in enumerate(header)}
     kp = [pos.get(c) for c in key_cols]

@@ -38,3 +38,32 @@ def test_finish_batch_writes_every_row_once(any_db_url):
                        map_rows=map_rows[:1], known={"C1"})
     assert len(L.ledger_frame(engine, "r1", "Account")) == 3
     assert [e.status for e in L.journal_entries(engine, "r1")] == ["done", "intent"]
+
+
+def test_quarantine_ledger_rows_written_in_bulk_read_back_as_listed(any_db_url, tmp_path):
+    """``record_quarantine`` writes in one bulk insert exactly the rows ``quarantined_rows`` lists, and
+    replaces them when the load starts again."""
+    import pandas as pd
+
+    from crmbridge.csvout import write_frame
+    from crmbridge.migrations import ledger as L
+    from crmbridge.migrations.quarantine import quarantined_rows, record_quarantine
+    from crmbridge.state import open_state
+
+    run_dir = tmp_path / "run"
+    write_frame(pd.DataFrame({"_row_id": ["sales:3", "sales:9"], "_source_key": ["C3", ""],
+                              "_reasons": ["phone: 号码无效", "=1+1 looks like a formula"]}),
+                run_dir / "validate" / "quarantine" / "customers.csv")
+    write_frame(pd.DataFrame({"_row_id": ["sales:5"], "_source_key": ["C5"], "_reasons": ["filtered: inactive"]}),
+                run_dir / "map" / "quarantine" / "Account.csv")
+    plan = [{"entity": "customers", "step": "Account", "object": "Account"}]
+    engine = open_state(any_db_url)
+    assert record_quarantine(engine, "r1", run_dir, plan) == 3
+    assert record_quarantine(engine, "r1", run_dir, plan) == 3  # an interrupted load rewrites them
+    cols = ["step", "row_id", "object", "source_key", "external_id", "sf_id", "action", "error_code", "message",
+            "content_hash", "batch_no"]
+    led = L.ledger_frame(engine, "r1", None, cols).sort_values("row_id").reset_index(drop=True)
+    want = pd.DataFrame(quarantined_rows(run_dir, plan), columns=cols).sort_values("row_id").reset_index(drop=True)
+    assert led.astype(object).where(led.notna(), None).to_dict("records") == \
+        want.astype(object).where(want.notna(), None).to_dict("records")
+    assert list(led["error_code"]) == ["validate", "filtered", "validate"]

@@ -28,3 +28,40 @@ def test_input_keys_equal_input_key():
     for op, ext in (("upsert", "Legacy_Id__c"), ("insert", None), ("upsert", "Missing__c")):
         p = bulk.Payload(op, records, ext)
         assert p.input_keys() == [p.input_key(i) for i in range(len(records))]
+
+
+def _each_by_rows(text, key_cols, *extra):
+    """``bulk._each`` as it was: every row parsed by ``read_csv``, cells taken by position."""
+    from crmbridge.connectors.salesforce.values import read_csv
+
+    header, rows = read_csv(text)
+    pos = {c: i for i, c in enumerate(header)}
+    out = []
+    for r in rows:
+        r = r + [""] * (len(header) - len(r))
+        out.append((tuple(r[pos[c]] if c in pos else "" for c in key_cols),
+                    *(r[pos[c]] if c in pos else "" for c in extra)))
+    return out
+
+
+def test_results_read_column_wise_equal_the_rows_read_by_csv_reader():
+    from crmbridge.connectors.salesforce.values import read_csv_columns, to_csv
+
+    cells = [str(v) if v is not None else "" for v in VALUES] + ["公司 \"A\", 北京", "a\r\nb", "\u3000", "  x  ", "\ufeffy",
+                                                                   "=1+1", "0012", "null", "NA", "N/A", "nan", "#N/A"]
+    rows = [(f"001{i:015d}", "true" if i % 2 else "false", f"K{i}", c, cells[-1 - i]) for i, c in enumerate(cells)]
+    header = ["sf__Id", "sf__Created", "Legacy_Id__c", "Name", "Description"]
+    texts = {"plain": to_csv(header, rows), "bom": "\ufeff" + to_csv(header, rows),
+             "crlf": to_csv(header, rows).replace("\n", "\r\n").replace("a\r\r\nb", "a\r\nb"),
+             "blank lines": to_csv(header, rows[:3]) + "\n\n" + to_csv(header, rows[3:]).split("\n", 1)[1],
+             "header only": "sf__Id,sf__Created,Legacy_Id__c\n", "empty": "", "short row": to_csv(header, rows) + "x,y\n",
+             "twice named": to_csv(header + ["Name"], [r + ("n",) for r in rows]),
+             "no key column": to_csv(["sf__Id", "sf__Created", "Name"], [r[:2] + r[3:4] for r in rows])}
+    for what, text in texts.items():
+        for key_cols, extra in ((["Legacy_Id__c"], ("sf__Id", "sf__Created")), (["Id"], ("sf__Id", "sf__Error")),
+                                (["Legacy_Id__c", "Name"], ("sf__Id",))):
+            assert list(bulk._each(text, key_cols, *extra)) == _each_by_rows(text, key_cols, *extra), what
+    assert read_csv_columns(texts["short row"], ["sf__Id"]) is None  # Arrow declines: read_csv takes it
+    assert read_csv_columns(texts["twice named"], ["sf__Id"]) is None
+    assert read_csv_columns(texts["plain"], ["Name", "Missing"])[1] == [""] * len(rows)
+    assert all(read_csv_columns(texts[w], ["sf__Id"]) is not None for w in ("plain", "bom", "crlf", "blank lines"))
