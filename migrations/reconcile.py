@@ -133,11 +133,12 @@ def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_reco
 
 # Screens for cells that ``norm`` certainly returns as they are (Arrow's RE2 patterns). A cell is
 # plain when its first character is none that Python's str.isspace() knows (so it is neither empty nor
-# blank), it could not be a number for ``_NUM`` (only signs, dots and Unicode digits, as Python's \\d)
-# and does not start like a ``_DT`` datetime. Conservative on purpose: the rest takes ``norm`` itself.
+# blank), it is no number for ``_NUM`` (the same pattern, Unicode digits as Python's \\d; Python's ``$``
+# also matches before a final newline) and does not start like a ``_DT`` datetime. Conservative on
+# purpose: the rest takes ``norm`` itself. (Phone numbers like 021-6234 5678 are plain text.)
 _BLANK_START = ("^[\\x00-\\x20\\x7f-\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}"
                 "\\x{202f}\\x{205f}\\x{3000}]")
-_NUMBER_LIKE = "^[+\\-.\\p{Nd}]+\\n?$"
+_NUMBER_LIKE = "^[+\\-]?(\\p{Nd}+\\.?\\p{Nd}*|\\.\\p{Nd}+)\\n?$"
 _DATETIME_LIKE = "^\\p{Nd}{4}-\\p{Nd}{2}-\\p{Nd}{2}T"
 
 
