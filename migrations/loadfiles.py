@@ -8,6 +8,7 @@ values, add ``Item Unchanged`` for records a delta run skipped, and append the l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 STATUS = {"created": "Item Created", "updated": "Item Updated", "unchanged": "Item Unchanged"}
@@ -17,10 +18,10 @@ def write_result_files(out_dir: Path, step: str, df, fields: list[str], per_reco
     """Write ``<step>_success.csv`` and ``<step>_error.csv`` from the mapped rows and the ledger."""
     import pandas as pd
 
-    from crmbridge.migrations.hashing import canonical
+    from crmbridge.migrations.hashing import canonical_column
 
     led = per_record.set_index("external_id")
-    keys = df[ext].map(canonical)
+    keys = pd.Series(canonical_column(df[ext].to_numpy(dtype=object)), index=df.index, dtype=object)
     base = df[fields].copy()
     base["_source_key"] = df["_source_key"] if "_source_key" in df.columns else None
     action = keys.map(led["action"])
@@ -32,7 +33,9 @@ def write_result_files(out_dir: Path, step: str, df, fields: list[str], per_reco
     code, msg = keys[failed].map(led["error_code"]), keys[failed].map(led["message"])
     error["ERROR"] = [f"{c}:{m}" if m else str(c) for c, m in zip(code, msg)]
     ok_path, err_path = out_dir / f"{step}_success.csv", out_dir / f"{step}_error.csv"
-    # utf-8-sig: Excel, where stewards open these files, only detects UTF-8 with a BOM
-    success.to_csv(ok_path, index=False, encoding="utf-8-sig")
-    error.to_csv(err_path, index=False, encoding="utf-8-sig")
+    for frame, path in ((success, ok_path), (error, err_path)):
+        # utf-8-sig: Excel, where stewards open these files, only detects UTF-8 with a BOM. The text is
+        # built first and encoded in one write (pandas writing to the file encodes row by row).
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:
+            f.write(frame.to_csv(index=False, lineterminator=os.linesep))
     return ok_path, err_path

@@ -140,3 +140,51 @@ def test_read_back_by_column_position_equals_dicts(n):
     b = readback.read_back(_Conn(pages, raw=False), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
     assert a == b
     assert len(a[0]) == n and a[0][1] == ("001000000000000001", "K1", "name 1", "P1", None)
+
+
+def _result_files_as_they_were(out_dir, step, df, fields, per_record, ext):
+    """``write_result_files`` before the column-wise keys and the one-write encoding (the reference)."""
+    from crmbridge.migrations.loadfiles import STATUS
+
+    led = per_record.set_index("external_id")
+    keys = df[ext].map(canonical)
+    base = df[fields].copy()
+    base["_source_key"] = df["_source_key"] if "_source_key" in df.columns else None
+    action = keys.map(led["action"])
+    ok = action.isin(list(STATUS))
+    success = pd.concat([pd.DataFrame({"ID": keys[ok].map(led["sf_id"])}), base[ok]], axis=1)
+    success["STATUS"] = action[ok].map(STATUS)
+    failed = action == "failed"
+    error = base[failed].copy()
+    code, msg = keys[failed].map(led["error_code"]), keys[failed].map(led["message"])
+    error["ERROR"] = [f"{c}:{m}" if m else str(c) for c, m in zip(code, msg)]
+    ok_path, err_path = out_dir / f"{step}_success.csv", out_dir / f"{step}_error.csv"
+    success.to_csv(ok_path, index=False, encoding="utf-8-sig")
+    error.to_csv(err_path, index=False, encoding="utf-8-sig")
+    return ok_path, err_path
+
+
+def test_result_files_equal_the_per_cell_writer(tmp_path):
+    from crmbridge.migrations.loadfiles import write_result_files
+
+    texts = [v for v in AWKWARD if isinstance(v, str)] + ['say "hi", then', "two\nlines", "cr\r\nlf", "=SUM(A1)"]
+    n = len(texts)
+    df = pd.DataFrame({"Legacy_Id__c": pd.Series([f"K{i}" if i % 5 else f" K{i}" for i in range(n)], dtype="str"),
+                       "Name": pd.Series(texts, dtype="str"),
+                       "AnnualRevenue": pd.Series([float(i) / 3 if i % 4 else float("nan") for i in range(n)]),
+                       "Employees": pd.Series(range(n), dtype="Int64"),
+                       "_source_key": pd.Series(texts[::-1], dtype=object)})
+    actions = ["created", "updated", "unchanged", "failed"]
+    per_record = pd.DataFrame({"external_id": [canonical(k) for k in df["Legacy_Id__c"]],
+                               "sf_id": [f"001{i:015d}" if i % 4 != 3 else None for i in range(n)],
+                               "action": [actions[i % 4] for i in range(n)],
+                               "error_code": ["REQUIRED_FIELD_MISSING" if i % 4 == 3 else None for i in range(n)],
+                               "message": ["缺失: [Name]" if i % 8 == 3 else None for i in range(n)]}, dtype=object)
+    fields = ["Legacy_Id__c", "Name", "AnnualRevenue", "Employees"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = _result_files_as_they_were(tmp_path / "old", "Account", df, fields, per_record, "Legacy_Id__c")
+    new = write_result_files(tmp_path / "new", "Account", df, fields, per_record, "Legacy_Id__c")
+    for a, b in zip(old, new):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+    assert new[0].read_bytes().startswith(b"\xef\xbb\xbfID,") and b"Item Unchanged" in new[0].read_bytes()
