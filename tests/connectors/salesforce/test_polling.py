@@ -125,3 +125,26 @@ def test_a_fresh_project_looks_at_most_twice(rate):
     took = rows / rate
     assert len(looks) <= 2, looks
     assert took <= clock.now <= max(took * 1.2, rows / polling.FIRST_GUESS_ROWS_PER_S * polling.MARGIN + 1e-6)
+
+
+def test_a_first_figure_of_one_batch_is_followed_by_a_look_at_the_earliest_end():
+    """A busy org: the job starts 2.5 s late and runs at 2,270 rows/s, so the first look sees one batch
+    (of 1.7 done). The next look comes when the job would end were it a whole batch further (no margin),
+    not at twice its time, as a projection from the figure itself put it."""
+    clock, pace = Clock(), polling.Pace()
+    rows, rate, lag = 94_318, 2_270, 2.5
+    get_job, looks = _job_at(clock, rows, rate=rate, start_after=lag)
+    _wait(clock, get_job, pace, rows)
+    took = lag + rows / rate
+    assert len(looks) == 2, looks
+    assert took <= clock.now <= took * 1.25
+
+
+def test_an_org_slower_than_the_earliest_end_gets_a_closely_timed_third_look():
+    clock, pace = Clock(), polling.Pace()
+    rows, rate = 94_318, 1_500
+    get_job, looks = _job_at(clock, rows, rate=rate)
+    _wait(clock, get_job, pace, rows)
+    took = rows / rate
+    assert len(looks) == 3, looks
+    assert took <= clock.now <= took * polling.PROGRESS_MARGIN * 1.1
