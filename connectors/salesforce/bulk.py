@@ -283,8 +283,8 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
         try:
             job = api.call(lambda: client().get_job(job_id, False), f"bulk status {job_id}")
         except SalesforceResourceNotFound:
-            return Matcher(payload, keys).finish("JOB_NOT_FOUND",
-                                  f"Bulk job {job_id} does not exist in this org; submit the rows again")
+            return Matcher(payload, keys).finish(
+                "JOB_NOT_FOUND", f"Bulk job {job_id} does not exist in this org; submit the rows again")
         if job.get("state") == "Open" and upload_if_open:
             _finish_upload(api, sobject, job_id, payload.data())
             look_first = False
