@@ -129,10 +129,11 @@ def delete_rows(url: str, keys: list[tuple[str, str]], count: int, seed: int) ->
     return len(picked)
 
 
-def show(label: str, r, seconds: float, calls: int, full: float | None = None) -> None:
+def show(label: str, r, seconds: float, calls: int, full: float | None = None, cpu: float | None = None) -> None:
     inv, prod = r.objects["inventory"], r.objects["products"]
     share = f"  = {100 * seconds / full:.2f}% of the full sync" if full else ""
-    print(f"{label}: {seconds:8.1f}s{share}  status={r.status}  API calls (sandbox count)={calls} "
+    cpu_s = f"  CPU {cpu:.1f}s (process, org included)" if cpu is not None else ""
+    print(f"{label}: {seconds:8.1f}s{share}{cpu_s}  status={r.status}  API calls (sandbox count)={calls} "
           f"(client count {r.api_calls})  load avg={os.getloadavg()[0]:.2f}")
     for name, o in (("products", prod), ("inventory", inv)):
         print(f"    {name:9s} read={o['read']:>9,} written={o['written']:>9,} unchanged={o['unchanged']:>9,} "
@@ -190,24 +191,27 @@ def main() -> None:
     sf = connect(project)
     app = handle.app
 
+    cpus: dict[str, float] = {}
+
     def timed(label: str, full: float | None = None, profile: str | None = None):
         prof = None
         if profile:
             import cProfile
 
             prof = cProfile.Profile()
-        calls, t = app.api_calls, time.perf_counter()
+        calls, t, c0 = app.api_calls, time.perf_counter(), time.process_time()
         if prof:
             prof.enable()
         r = run_sync(project, sf=sf)
-        secs = time.perf_counter() - t
+        secs, cpu = time.perf_counter() - t, time.process_time() - c0
         if prof:
             import pstats
 
             prof.disable()
             prof.dump_stats(profile)
             pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
-        show(label, r, secs, app.api_calls - calls, full)
+        show(label, r, secs, app.api_calls - calls, full, cpu)
+        cpus[label.split(" ")[1]] = cpu
         return secs
 
     try:
@@ -238,6 +242,10 @@ def main() -> None:
         print(f"Inventory__c records in the org: {in_org:,}, active {active:,} (ERP rows: {len(keys) - gone:,})")
         print(f"SUMMARY full={full:.1f}s incremental_1pct={t2:.1f}s ({100 * t2 / full:.2f}%) "
               f"nothing_changed={t3:.1f}s ({100 * t3 / full:.2f}%) target<=2%")
+        if "1" in cpus:
+            print(f"SUMMARY CPU full={cpus['1']:.1f}s incremental_1pct={cpus['2']:.1f}s "
+                  f"({100 * cpus['2'] / cpus['1']:.2f}%) nothing_changed={cpus['3']:.1f}s "
+                  f"({100 * cpus['3'] / cpus['1']:.2f}%)")
     finally:
         sf.close()
         handle.stop()
