@@ -100,9 +100,10 @@ class ErpConnector:
     # ------------------------------------------------------------------ reads
     def read(self, src, columns: list[str], *, since_column: str | None = None, since: Any = None,
              batch: int = 10_000, order_by: str | None = None, after: bool = False,
-             until: Any = None) -> Iterator[list[dict]]:
-        """Rows (as dicts of ``columns``), optionally where ``since_column >= since`` (``> since`` with
-        ``after``) and ``since_column <= until``, in batches."""
+             until: Any = None, as_rows: bool = False) -> Iterator[list]:
+        """Rows (as dicts of ``columns``, or tuple-like rows in their order with ``as_rows``), optionally
+        where ``since_column >= since`` (``> since`` with ``after``) and ``since_column <= until``, in
+        batches."""
         q = select(*[src.c[c] for c in columns])
         if since_column is not None and since is not None:
             q = q.where(src.c[since_column] > since if after else src.c[since_column] >= since)
@@ -110,7 +111,7 @@ class ErpConnector:
             q = q.where(src.c[since_column] <= until)
         if order_by:
             q = q.order_by(src.c[order_by])
-        yield from self._stream(q, batch)
+        yield from self._stream(q, batch, as_rows=as_rows)
 
     def read_keys(self, src, key: list[str], batch: int = 50_000) -> Iterator[list]:
         """Every row's key columns, as tuple-like rows (no per-row dicts: this reads whole tables)."""

@@ -115,10 +115,13 @@ class ErpView:
         col = self.spec.erp.changes.column
         known: dict[str, str] = {}
         other: list[str] = []
-        narrow = list(dict.fromkeys([*self.spec.erp.key, col]))
-        for rows in self.erp.read(self.src, narrow, since_column=col, since=lo, until=hi, batch=batch):
+        key = self.spec.erp.key
+        at = len(key)  # the change column's place in a narrow row (a key column itself: read twice)
+        for rows in self.erp.read(self.src, [*key, col], since_column=col, since=lo, until=hi, batch=batch,
+                                  as_rows=True):
             for r in rows:
-                k, v = self.key_of(r), r[col]
+                k = key_part(r[0]) if at == 1 else "|".join([key_part(v) for v in r[:at]])
+                v = r[at]
                 if v is not None and seen.get(k) == stamp_text(v):
                     known[k] = seen[k]
                 else:
