@@ -124,7 +124,7 @@ def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[
     with engine.connect() as c:
         for i in range(0, len(values), 500):
             q = select(*_REC_COLS).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
-            out.update({getattr(r, column.name): _rec(r) for r in c.execute(q)})
+            out.update({getattr(r, column.name): _rec(r) for r in c.execute(q).all()})
     return out
 
 
