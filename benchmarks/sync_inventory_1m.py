@@ -8,6 +8,9 @@ Run 4 deletes 0.01 % of the rows, to show that only the buckets holding them are
     .venv/bin/python benchmarks/sync_inventory_1m.py                 # 1,000,000 rows, SQLite ERP
     .venv/bin/python benchmarks/sync_inventory_1m.py --rows 100000 --erp-url postgresql+psycopg://postgres@127.0.0.1/bench
 
+``--reread-window`` reads the overlap window in full and compares it by content hash, as before the
+memory of synced versions (sync/seen.py): run it from the same ``--snapshot`` for an A/B.
+
 A full 1M sync takes many minutes on a loaded machine. ``--snapshot DIR`` keeps the three SQLite databases
 (ERP, org, state) as they are after run 1, with run 1's time; a later call with the same ``--snapshot DIR``
 starts from a copy of them and runs only the incremental runs (their share is then of the stored full
@@ -152,12 +155,17 @@ def main() -> None:
                     "if DIR holds one (see above)")
     ap.add_argument("--profile", metavar="FILE", help="profile run 2 (cProfile, main thread) into FILE and "
                     "print its top functions")
+    ap.add_argument("--reread-window", action="store_true", help="read the overlap window in full as before "
+                    "sync/seen.py (for an A/B from the same --snapshot)")
     args = ap.parse_args()
 
     from crmbridge.config import load_project
     from crmbridge.connectors.salesforce import connect
     from crmbridge.sandbox.server import start_sandbox
     from crmbridge.sync.engine import run_sync
+    from crmbridge.sync.objectsync import ObjectSync
+
+    ObjectSync.use_seen = not args.reread_window
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="crmbridge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
