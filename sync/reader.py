@@ -126,7 +126,12 @@ class ErpView:
                     known[k] = seen[k]
                 else:
                     other.append(k)
-        b = self._batch([r for r in self._rows_by_keys(other) if r[col] is not None and lo <= r[col] <= hi])
+        rows: list[dict] = []
+        if other:  # by the window's range again, not by key: a key IN list is a table scan on SQLite
+            want = set(other)
+            for part in self.erp.read(self.src, self.columns, since_column=col, since=lo, until=hi, batch=batch):
+                rows += [r for r in part if self.key_of(r) in want]
+        b = self._batch(rows)
         b.stamps = {k: v["__row__"][col] for k, v in b.rows.items()}
         b.known = known
         return b
