@@ -95,6 +95,7 @@ class Pair:
 
 class ObjectSync:
     use_seen = True  # skip overlap rows of versions already synced (sync/seen.py); False: read them all
+
     def __init__(self, ctx: Ctx, spec: ObjectSpec):
         self.ctx, self.spec, self.n = ctx, spec, Counts()
         self.view = ErpView(spec, ctx.erp)
