@@ -8,6 +8,9 @@ Run 4 deletes 0.01 % of the rows, to show that only the buckets holding them are
     .venv/bin/python benchmarks/sync_inventory_1m.py                 # 1,000,000 rows, SQLite ERP
     .venv/bin/python benchmarks/sync_inventory_1m.py --rows 100000 --erp-url postgresql+psycopg://postgres@127.0.0.1/bench
 
+``--reread-window`` reads the overlap window in full and compares it by content hash, as before the
+memory of synced versions (sync/seen.py): run it from the same ``--snapshot`` for an A/B.
+
 A full 1M sync takes many minutes on a loaded machine. ``--snapshot DIR`` keeps the three SQLite databases
 (ERP, org, state) as they are after run 1, with run 1's time; a later call with the same ``--snapshot DIR``
 starts from a copy of them and runs only the incremental runs (their share is then of the stored full
@@ -129,10 +132,11 @@ def delete_rows(url: str, keys: list[tuple[str, str]], count: int, seed: int) ->
     return len(picked)
 
 
-def show(label: str, r, seconds: float, calls: int, full: float | None = None) -> None:
+def show(label: str, r, seconds: float, calls: int, full: float | None = None, cpu: float | None = None) -> None:
     inv, prod = r.objects["inventory"], r.objects["products"]
     share = f"  = {100 * seconds / full:.2f}% of the full sync" if full else ""
-    print(f"{label}: {seconds:8.1f}s{share}  status={r.status}  API calls (sandbox count)={calls} "
+    cpu_s = f"  CPU {cpu:.1f}s (process, org included)" if cpu is not None else ""
+    print(f"{label}: {seconds:8.1f}s{share}{cpu_s}  status={r.status}  API calls (sandbox count)={calls} "
           f"(client count {r.api_calls})  load avg={os.getloadavg()[0]:.2f}")
     for name, o in (("products", prod), ("inventory", inv)):
         print(f"    {name:9s} read={o['read']:>9,} written={o['written']:>9,} unchanged={o['unchanged']:>9,} "
@@ -151,12 +155,17 @@ def main() -> None:
                     "if DIR holds one (see above)")
     ap.add_argument("--profile", metavar="FILE", help="profile run 2 (cProfile, main thread) into FILE and "
                     "print its top functions")
+    ap.add_argument("--reread-window", action="store_true", help="read the overlap window in full as before "
+                    "sync/seen.py (for an A/B from the same --snapshot)")
     args = ap.parse_args()
 
     from crmbridge.config import load_project
     from crmbridge.connectors.salesforce import connect
     from crmbridge.sandbox.server import start_sandbox
     from crmbridge.sync.engine import run_sync
+    from crmbridge.sync.objectsync import ObjectSync
+
+    ObjectSync.use_seen = not args.reread_window
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="crmbridge-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -190,24 +199,27 @@ def main() -> None:
     sf = connect(project)
     app = handle.app
 
+    cpus: dict[str, float] = {}
+
     def timed(label: str, full: float | None = None, profile: str | None = None):
         prof = None
         if profile:
             import cProfile
 
             prof = cProfile.Profile()
-        calls, t = app.api_calls, time.perf_counter()
+        calls, t, c0 = app.api_calls, time.perf_counter(), time.process_time()
         if prof:
             prof.enable()
         r = run_sync(project, sf=sf)
-        secs = time.perf_counter() - t
+        secs, cpu = time.perf_counter() - t, time.process_time() - c0
         if prof:
             import pstats
 
             prof.disable()
             prof.dump_stats(profile)
             pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
-        show(label, r, secs, app.api_calls - calls, full)
+        show(label, r, secs, app.api_calls - calls, full, cpu)
+        cpus[label.split(" ")[1]] = cpu
         return secs
 
     try:
@@ -238,6 +250,10 @@ def main() -> None:
         print(f"Inventory__c records in the org: {in_org:,}, active {active:,} (ERP rows: {len(keys) - gone:,})")
         print(f"SUMMARY full={full:.1f}s incremental_1pct={t2:.1f}s ({100 * t2 / full:.2f}%) "
               f"nothing_changed={t3:.1f}s ({100 * t3 / full:.2f}%) target<=2%")
+        if "1" in cpus:
+            print(f"SUMMARY CPU full={cpus['1']:.1f}s incremental_1pct={cpus['2']:.1f}s "
+                  f"({100 * cpus['2'] / cpus['1']:.2f}%) nothing_changed={cpus['3']:.1f}s "
+                  f"({100 * cpus['3'] / cpus['1']:.2f}%)")
     finally:
         sf.close()
         handle.stop()

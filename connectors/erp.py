@@ -99,14 +99,19 @@ class ErpConnector:
 
     # ------------------------------------------------------------------ reads
     def read(self, src, columns: list[str], *, since_column: str | None = None, since: Any = None,
-             batch: int = 10_000, order_by: str | None = None) -> Iterator[list[dict]]:
-        """Rows (as dicts of ``columns``), optionally where ``since_column >= since``, in batches."""
+             batch: int = 10_000, order_by: str | None = None, after: bool = False,
+             until: Any = None, as_rows: bool = False) -> Iterator[list]:
+        """Rows (as dicts of ``columns``, or tuple-like rows in their order with ``as_rows``), optionally
+        where ``since_column >= since`` (``> since`` with ``after``) and ``since_column <= until``, in
+        batches."""
         q = select(*[src.c[c] for c in columns])
         if since_column is not None and since is not None:
-            q = q.where(src.c[since_column] >= since)
+            q = q.where(src.c[since_column] > since if after else src.c[since_column] >= since)
+        if since_column is not None and until is not None:
+            q = q.where(src.c[since_column] <= until)
         if order_by:
             q = q.order_by(src.c[order_by])
-        yield from self._stream(q, batch)
+        yield from self._stream(q, batch, as_rows=as_rows)
 
     def read_keys(self, src, key: list[str], batch: int = 50_000) -> Iterator[list]:
         """Every row's key columns, as tuple-like rows (no per-row dicts: this reads whole tables)."""
@@ -190,6 +195,25 @@ class ErpConnector:
                     yield rows if as_rows else [dict(r._mapping) for r in rows]
         except SQLAlchemyError as exc:
             raise RunFailed(f"ERP read failed: {type(exc).__name__}: {redact(getattr(exc, 'orig', exc))}") from None
+
+    def clock(self, aware: bool = False) -> datetime | None:
+        """The database's current time as its ``CURRENT_TIMESTAMP`` / ``now()`` stamps rows (PostgreSQL:
+        session-local for columns without a time zone), or None if it cannot say."""
+        name = self.engine.dialect.name
+        expr = func.localtimestamp() if name == "postgresql" and not aware else func.current_timestamp()
+        try:
+            with self.engine.connect() as c:
+                v = c.execute(select(expr)).scalar()
+        except SQLAlchemyError:
+            return None
+        if isinstance(v, str):  # a dialect that returns text
+            try:
+                v = datetime.fromisoformat(v)
+            except ValueError:
+                return None
+        if not isinstance(v, datetime):
+            return None
+        return v.replace(tzinfo=None) if not aware and v.tzinfo is not None else v
 
     def open_transactions_since(self, aware: bool = False) -> datetime | None:
         """Start time of the oldest transaction still open on the ERP database (other sessions), or None.

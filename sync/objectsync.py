@@ -8,12 +8,11 @@ Salesforce writes are upserts/updates by key, ERP inserts are journaled with the
 
 from __future__ import annotations
 
-import json
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmbridge.connectors.erp import watermark_param
 from crmbridge.state import get_watermark, set_watermark
 from crmbridge.sync import conflicts as cq
 from crmbridge.sync import store
@@ -21,7 +20,9 @@ from crmbridge.sync.config import ObjectSpec
 from crmbridge.sync.deletes import ErpCounts, bucketing, find_deletes
 from crmbridge.sync.linking import LinkPlan, plan_links
 from crmbridge.sync.merge import creates_in_erp
+from crmbridge.sync.paces import JobPaces
 from crmbridge.sync.reader import ErpView, sf_changed, sf_deleted, sf_select_fields, sf_where_in
+from crmbridge.sync.seen import SeenTracker
 from crmbridge.sync.values import canon, to_erp
 
 log = logging.getLogger("crmbridge.sync")
@@ -92,65 +93,15 @@ class Pair:
     link_applied: list = field(default_factory=list)  # resolved link conflicts this link carries out
 
 
-class JobPaces:
-    """How fast the org worked through this object's earlier write jobs, per kind of job.
-
-    The connector times its first look at a Bulk job by the rate of its earlier jobs. A nightly sync's
-    jobs differ from the first full sync's (updates of a few thousand linked records against inserts of
-    50,000), so one shared rate puts the first look far from the job's end: at 1M rows the 1 % run's
-    looks came at 3.4, 6.7 and 13.4 s (the waits double while the org reports no progress) on a job
-    that was done somewhere between the last two. Each object keeps its own rate per kind of job
-    (``create``, ``update``, ``delete``) in the state database (``sync:<object>:bulk_pace:<kind>``); a
-    kind never seen starts from the connector's optimistic default and doubles its waits."""
-
-    def __init__(self, state, name: str, dry_run: bool):
-        self.state, self.name, self.dry_run = state, name, dry_run
-        self._paces: dict[str, Any] = {}
-
-    def _scope(self, kind: str) -> str:
-        return f"sync:{self.name}:bulk_pace:{kind}"
-
-    def get(self, kind: str):
-        from crmbridge.connectors.salesforce.polling import Pace
-
-        if kind not in self._paces:
-            pace = Pace()
-            raw = get_watermark(self.state, self._scope(kind))
-            if raw:
-                try:
-                    pace.seed(json.loads(raw))
-                except (ValueError, TypeError, AttributeError):
-                    pass  # a damaged value only costs a few more status looks
-            self._paces[kind] = pace
-        return self._paces[kind]
-
-    @contextmanager
-    def used(self, sf, kind: str):
-        """The connector paces its job waits by this kind's rate for the duration of one write."""
-        if not hasattr(sf, "pace"):
-            yield
-            return
-        saved, sf.pace = sf.pace, self.get(kind)
-        try:
-            yield
-        finally:
-            sf.pace = saved
-
-    def save(self) -> None:
-        if self.dry_run:
-            return
-        for kind, pace in self._paces.items():
-            rates = pace.as_dict()
-            if rates:
-                set_watermark(self.state, self._scope(kind), json.dumps(rates, sort_keys=True))
-
-
 class ObjectSync:
+    use_seen = True  # skip overlap rows of versions already synced (sync/seen.py); False: read them all
+
     def __init__(self, ctx: Ctx, spec: ObjectSpec):
         self.ctx, self.spec, self.n = ctx, spec, Counts()
         self.view = ErpView(spec, ctx.erp)
         self.bucketing = bucketing(self.view)  # delete-check buckets, counted in the state as rows are saved
         self.paces = JobPaces(ctx.state, spec.name, ctx.dry_run)
+        self.seen = SeenTracker(ctx.state, spec.name, f"sync:{spec.name}:erp_seen")  # overlap re-reads
         self.scope_erp = f"sync:{spec.name}:erp"
         self.scope_sf = f"sync:{spec.name}:salesforce"
         self.reads_sf = spec.reads_salesforce and ctx.sf is not None
@@ -189,16 +140,24 @@ class ObjectSync:
         ordered = sorted(retry)
         for i in range(0, len(ordered), c.batch):
             self.process(self.view.by_keys(ordered[i:i + c.batch]), sf_changes)
-        for b in self.view.changed(get_watermark(c.state, self.scope_erp), stored, c.batch, all_keys):
+        erp_wm = get_watermark(c.state, self.scope_erp)
+        memory = self.seen.memory(erp_wm) if self.use_seen and not hash_mode else None
+        for b in self.view.changed(erp_wm, stored, c.batch, all_keys, memory):
             todo = {k: v for k, v in b.rows.items() if k not in retry}
             recs = None
             if not hash_mode:
+                known = {k: s for k, s in b.known.items() if k not in retry}
+                self._count_unchanged(list(known))
+                self.seen.note(known, {k: b.stamps[k] for k in todo if k in b.stamps}, b.hashes)
                 todo, recs = self._drop_rereads(todo, b.hashes)
             self.process(todo, sf_changes, recs)
             if not c.dry_run and c.to_sf_ok and b.watermark:
                 set_watermark(c.state, self.scope_erp, b.watermark)
             if c.heartbeat:
                 c.heartbeat()
+        if self.use_seen and not hash_mode and not c.dry_run and c.to_sf_ok:
+            wm = get_watermark(c.state, self.scope_erp)
+            self.seen.finish(wm, watermark_param(wm, spec.erp.changes.overlap_seconds), self.view.settled)
         if sf_changes:
             self.process_sf_only(sf_changes)
         if want_deletes:
@@ -222,14 +181,18 @@ class ObjectSync:
         recs = store.load_records(self.ctx.state, self.spec.name, list(rows))
         same = [k for k in rows if (r := recs.get(k)) is not None and r.status == "ok" and r.erp_hash
                 and r.erp_hash == hashes[k]]
-        self.n.read_erp += len(same)
-        self.n.unchanged += len(same)
-        self.n.records["unchanged"] += len(same)
-        self._seen_erp.update(same)
+        self._count_unchanged(same)
+        self.seen.synced.update((k, hashes[k]) for k in same)
         if not same:
             return rows, recs
         drop = set(same)
         return {k: v for k, v in rows.items() if k not in drop}, {k: r for k, r in recs.items() if k not in drop}
+
+    def _count_unchanged(self, keys: list[str]) -> None:
+        self.n.read_erp += len(keys)
+        self.n.unchanged += len(keys)
+        self.n.records["unchanged"] += len(keys)
+        self._seen_erp.update(keys)
 
     # ------------------------------------------------------------------ gathering pairs
     def process(self, erp_rows: dict[str, dict], sf_changes: dict[str, dict],
@@ -398,6 +361,8 @@ class ObjectSync:
         for r in new_in_erp:
             w.new_erp_row(r)
         w.commit()
+        if not self.ctx.dry_run:
+            self.seen.note_synced(w.recs.values())
 
     def deletions(self, present: set[str]) -> None:
         """Linked rows gone from the ERP: flag (soft) or delete (hard) the Salesforce record."""

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 from crmbridge.connectors.erp import ErpConnector, watermark_param, watermark_value
 from crmbridge.sync.config import ObjectSpec
+from crmbridge.sync.seen import settled_line, stamp_text
 from crmbridge.sync.values import COMPUTE, canon, row_hasher
 
 
@@ -21,6 +22,8 @@ class ErpBatch:
     rows: dict[str, dict]  # erp key -> {sf field: raw value}
     hashes: dict[str, str]
     watermark: str | None = None  # change-column value to store once this batch is committed
+    stamps: dict[str, Any] = field(default_factory=dict)  # erp key -> change-column value, rows read
+    known: dict[str, str] = field(default_factory=dict)  # overlap rows of a version already synced (sync/seen.py)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class ErpView:
     types: dict[str, type | None] = field(default_factory=dict)
     _plan: list = field(default_factory=list)
     _hasher: Any = None  # per field: (sf field, ERP column or None, compute fn, its args)
+    settled: datetime | None = None  # this run's settled line (sync/seen.py), for timestamp change columns
 
     def __post_init__(self):
         e = self.spec.erp
@@ -70,16 +74,25 @@ class ErpView:
         return self._hasher(vals)
 
     def changed(self, since: str | None, stored_hashes: dict[str, str | None] | None, batch: int,
-                all_keys: set[str] | None = None) -> Iterator[ErpBatch]:
-        """Batches of changed rows. Hash mode also fills ``all_keys`` (for delete detection)."""
+                all_keys: set[str] | None = None, seen: dict[str, str] | None = None) -> Iterator[ErpBatch]:
+        """Batches of changed rows. Hash mode also fills ``all_keys`` (for delete detection). ``seen``:
+        versions already synced (sync/seen.py); with it, the overlap window is first read as keys and
+        timestamps only, and only its other rows are read in full."""
         e = self.spec.erp
         if e.changes.column:
             col = e.changes.column
             param = watermark_param(since, e.changes.overlap_seconds)
             horizon = self._horizon()  # before the read: transactions open now may commit rows behind it
-            q_rows = self.erp.read(self.src, self.columns, since_column=col, since=param, batch=batch, order_by=col)
+            self.settled = self._settled(horizon)
+            top_wm = watermark_param(since, 0)
+            after = seen is not None and isinstance(top_wm, datetime)
+            if after:  # the window [param, top_wm] here, the rows past the watermark below
+                yield self._window(param, top_wm, seen, batch)
+            q_rows = self.erp.read(self.src, self.columns, since_column=col, since=top_wm if after else param,
+                                   batch=batch, order_by=col, after=after)
             for rows in q_rows:
                 b = self._batch(rows)
+                b.stamps = {k: v["__row__"][col] for k, v in b.rows.items()}
                 top = max((r[col] for r in rows if r[col] is not None), default=None)
                 if isinstance(top, datetime) and horizon is not None:
                     h = horizon.replace(tzinfo=None) if top.tzinfo is None else horizon
@@ -97,14 +110,50 @@ class ErpView:
             if keep:
                 yield ErpBatch({k: b.rows[k] for k in keep}, {k: b.hashes[k] for k in keep})
 
+    def _window(self, lo: datetime, hi: datetime, seen: dict[str, str], batch: int) -> ErpBatch:
+        """The overlap window's rows: versions in ``seen`` as keys only, the others read in full."""
+        col = self.spec.erp.changes.column
+        known: dict[str, str] = {}
+        other: list[str] = []
+        key = self.spec.erp.key
+        at = len(key)  # the change column's place in a narrow row (a key column itself: read twice)
+        for rows in self.erp.read(self.src, [*key, col], since_column=col, since=lo, until=hi, batch=batch,
+                                  as_rows=True):
+            for r in rows:
+                k = key_part(r[0]) if at == 1 else "|".join([key_part(v) for v in r[:at]])
+                v = r[at]
+                if v is not None and seen.get(k) == stamp_text(v):
+                    known[k] = seen[k]
+                else:
+                    other.append(k)
+        rows: list[dict] = []
+        if other:  # by the window's range again, not by key: a key IN list is a table scan on SQLite
+            want = set(other)
+            for part in self.erp.read(self.src, self.columns, since_column=col, since=lo, until=hi, batch=batch):
+                rows += [r for r in part if self.key_of(r) in want]
+        b = self._batch(rows)
+        b.stamps = {k: v["__row__"][col] for k, v in b.rows.items()}
+        b.known = known
+        return b
+
+    def _settled(self, horizon: datetime | None) -> datetime | None:
+        if not self._stamped():
+            return None
+        col = self.src.c[self.spec.erp.changes.column]
+        clock = self.erp.clock(aware=bool(getattr(col.type, "timezone", False)))
+        return settled_line(clock, horizon, self.spec.erp.changes.overlap_seconds)
+
+    def _stamped(self) -> bool:
+        """Whether the change column holds timestamps (not row versions or dates)."""
+        try:
+            return self.src.c[self.spec.erp.changes.column].type.python_type is datetime
+        except NotImplementedError:
+            return False
+
     def _horizon(self) -> datetime | None:
         """The oldest open ERP transaction's start, for timestamp change columns (see ErpConnector)."""
         col = self.src.c[self.spec.erp.changes.column]
-        try:
-            pt = col.type.python_type
-        except NotImplementedError:
-            return None
-        if pt is not datetime:
+        if not self._stamped():
             return None
         aware = bool(getattr(col.type, "timezone", False))
         h = self.erp.open_transactions_since(aware=aware)
@@ -119,9 +168,12 @@ class ErpView:
 
     def by_keys(self, keys: list[str]) -> dict[str, dict]:
         """Current values of the rows with these keys (rows that are gone are simply absent)."""
-        parts = [self._split(k) for k in keys]
-        rows = self.erp.read_by_keys(self.src, self.columns, self.spec.erp.key, parts)
-        return self._batch(rows).rows
+        return self._batch(self._rows_by_keys(keys)).rows
+
+    def _rows_by_keys(self, keys: list[str]) -> list[dict]:
+        if not keys:
+            return []
+        return self.erp.read_by_keys(self.src, self.columns, self.spec.erp.key, [self._split(k) for k in keys])
 
     def _split(self, key: str) -> tuple:
         vals = key.split("|") if len(self.spec.erp.key) > 1 else [key]

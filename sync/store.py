@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmbridge.locks import run_locks as sync_locks  # noqa: F401 - the lock table, shared with the migration commands
 from crmbridge.state import metadata, utcnow
+from crmbridge.sync import seen
 
 sync_records = Table(
     "sync_records",
@@ -123,7 +124,7 @@ def _load_where_in(engine: Engine, obj: str, column, values: list[str]) -> dict[
     with engine.connect() as c:
         for i in range(0, len(values), 500):
             q = select(*_REC_COLS).where(sync_records.c.object == obj, column.in_(values[i:i + 500]))
-            out.update({getattr(r, column.name): _rec(r) for r in c.execute(q)})
+            out.update({getattr(r, column.name): _rec(r) for r in c.execute(q).all()})
     return out
 
 
@@ -132,6 +133,7 @@ def ensure_indexes(engine: Engine) -> None:
     for ix in sync_records.indexes:
         ix.create(engine, checkfirst=True)
     sync_key_buckets.create(engine, checkfirst=True)
+    seen.sync_erp_seen.create(engine, checkfirst=True)
 
 
 def load_records(engine: Engine, obj: str, keys: list[str]) -> dict[str, Record]:
@@ -266,6 +268,7 @@ def save_records(conn: Connection, obj: str, recs: list[Record], buckets: Bucket
             if was != now_known:
                 b = buckets.of(r.erp_key) if buckets is not None else ""
                 delta[b] = delta.get(b, 0) + (1 if now_known else -1)
+    seen.forget(conn, obj, [r.erp_key for r in recs if r.status != "ok" or not r.erp_hash])
     if buckets is None:
         if delta:
             conn.execute(delete(sync_key_buckets).where(sync_key_buckets.c.object == obj))
