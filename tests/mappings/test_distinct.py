@@ -261,3 +261,22 @@ def test_join_groups_equals_pandas_agg(n):
     pd.testing.assert_series_equal(join_groups(values, groups, ";"), values.groupby(groups, sort=False).agg(";".join))
     pd.testing.assert_series_equal(join_groups(values, groups, "|", distinct=True),
                                    values.groupby(groups, sort=False).agg(lambda s: "|".join(dict.fromkeys(s))))
+
+
+def test_strip_html_equals_the_per_value_function(frames):
+    """strip_html trims the values without ``<`` or ``&`` in one pass: equal to the previous per-value
+    function (tags removed, entities decoded, stripped, empty -> missing) on every value."""
+    import html
+    import re
+
+    from crmbridge.mappings.transforms_base import map_unique
+
+    tag = re.compile(r"<[^>]*>")
+    odd = pd.Series(AWKWARD + ["<", "&", "a < b", "&lt;b&gt;", " <i></i> ", "x&y", "\u3000<b>中</b>\u3000", "<br>",
+                               "&nbsp;", "&#32;", "a\x1c", "\x1c", 12.0, 7], dtype=object)
+    cols = [df[c] for df in frames for c in df.columns] + [odd, odd.astype(str), odd.set_axis([0] * len(odd))]
+    for s in cols:
+        new = T.apply_transform("strip_html", s, {}, distinct=False)
+        old = map_unique(s, lambda v: html.unescape(tag.sub("", v)).strip() or None)
+        _assert_same_values(new.values, old.values, "strip_html")
+        assert new.changed.tolist() == old.changed.tolist() and new.failed.tolist() == old.failed.tolist()
