@@ -55,13 +55,14 @@ def _arrow_text(s):
     import pandas as pd
     import pyarrow as pa
 
-    if not (isinstance(s.dtype, pd.StringDtype)
-            or (s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"))):
-        return None
     try:
-        return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        if isinstance(s.dtype, pd.StringDtype):  # already Arrow (or converted by pandas' own exporter)
+            return pa.array(s.array).cast(pa.string())
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+            return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowException, UnicodeError):  # e.g. lone surrogates: the per-cell path keeps them
         return None
+    return None
 
 
 def _neutralised(s):
@@ -74,6 +75,8 @@ def _neutralised(s):
     if arr is None:
         return s.map(neutralise)
     hit = pc.match_substring_regex(arr, _DANGER_PATTERN).fill_null(False).to_numpy(zero_copy_only=False)
+    if isinstance(s.dtype, pd.StringDtype) and not hit.any():
+        return s.copy()
     values = s.to_numpy(dtype=object)
     if hit.any():
         values = values.copy()
