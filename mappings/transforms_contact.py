@@ -97,6 +97,29 @@ def _probe(code: str):
     return None
 
 
+def _probe_all(codes: list[str]) -> list:
+    """``_probe`` of every code: the probe numbers of all codes checked against phonenumbers' metadata in
+    one pass (``transforms_phonefast.valid_national``); a code with a probe that the national prefix
+    pattern could shorten (a carrier-code start) is probed by ``parse`` as before."""
+    from phonenumbers import PhoneMetadata, PhoneNumber
+
+    from crmbridge.mappings.transforms_phonefast import valid_national
+
+    md = PhoneMetadata.metadata_for_region("CN")
+    carrier = re.compile(md.national_prefix_for_parsing or "(?!)")
+    numbers = [code + sub for code in codes for sub in _PROBES]
+    valid = valid_national(pd.Series(numbers, dtype=object), md).to_numpy().reshape(len(codes), len(_PROBES))
+    out = []
+    for i, code in enumerate(codes):
+        if any(carrier.match(code + sub) for sub in _PROBES):
+            out.append(_probe(code))
+        elif valid[i].any():
+            out.append(PhoneNumber(country_code=86, national_number=int(code + _PROBES[int(valid[i].argmax())])))
+        else:
+            out.append(None)
+    return out
+
+
 @lru_cache(maxsize=1)
 def _geocoded_area_codes() -> dict[str, str]:
     """City name (zh and en, with or without 市) -> Chinese area code, derived from phonenumbers' geocoder.
@@ -107,8 +130,8 @@ def _geocoded_area_codes() -> dict[str, str]:
     from phonenumbers import geocoder
 
     table: dict[str, str] = {}
-    for code in [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]:
-        num = _probe(code)
+    codes = [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]
+    for code, num in zip(codes, _probe_all(codes)):
         if num is None:
             continue
         zh = geocoder.description_for_number(num, "zh")
