@@ -32,8 +32,9 @@ from crmbridge.mappings.transforms_base import as_text
 from crmbridge.mappings.transforms_contact import _EXT_DASH, _EXT_WORDS, area_code_for
 
 _FAST_REGIONS = {"CN"}
-# fixed_line and mobile first: the later types are only tried on the numbers still untyped
-_TYPES = ("fixed_line", "mobile", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
+# The common types first, mobile (a short pattern) before fixed_line (a long one): each later type is
+# only tried on the numbers still untyped, and any type makes a number valid.
+_TYPES = ("mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
           "uan", "voicemail")
 _SEPARATORS = r"[ \-]|^\(|(?<=^\(0\d\d)\)|(?<=^\(0\d\d\d)\)"
 # the text before an extension word and its digits: the leftmost place ``_EXT_WORDS.search`` finds
