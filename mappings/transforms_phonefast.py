@@ -70,10 +70,6 @@ def valid_national(national: pd.Series, md) -> pd.Series:
     return pd.Series(ok & typed, index=national.index)
 
 
-def _flag(s: pd.Series) -> pd.Series:
-    return s.fillna(False).astype(bool)
-
-
 # characters an extension word starts with (after NFKC): values without any skip the word pattern
 _MAYBE_WORD = re.compile(r"[转分內内eExX]")
 _LOCAL = re.compile(r"[2-9][0-9]{6,7}")
@@ -165,8 +161,10 @@ def _with_area_code(local: pd.Series, city: pd.Series | None, area_codes: dict[s
         return none, odd
     cities = as_text(city)[todo]
     table = {c: area_code_for(c, area_codes) for c in pd.unique(cities.dropna())}
-    codes = cities.map(table)
-    plain = _flag(codes.str.fullmatch(r"[0-9]+"))
-    odd.loc[codes.index[codes.notna() & ~plain]] = True
-    none.loc[codes.index[plain]] = (codes[plain] + local[todo][plain]).astype(object)
+    codes = [table.get(c) if isinstance(c, str) else None for c in cities.to_numpy(dtype=object)]
+    plain = np.array([isinstance(c, str) and c.isascii() and c.isdigit() for c in codes], dtype=bool)
+    rows = np.flatnonzero(todo.to_numpy())
+    odd.iloc[rows[np.array([c is not None for c in codes], dtype=bool) & ~plain]] = True
+    numbers = local.to_numpy(dtype=object)[rows]
+    none.iloc[rows[plain]] = [c + n for c, n, p in zip(codes, numbers, plain) if p]
     return none, odd

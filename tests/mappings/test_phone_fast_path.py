@@ -144,14 +144,15 @@ def test_fast_path_on_extensions_prefixes_and_adversarial_shapes():
     s = pd.Series(_shaped_samples() + ["", "   ", "\u3000"], dtype=object)
     cities = ["上海", None, "北京", "杭州", "Atlantis", "深圳市"]
     city = pd.Series([cities[i % 6] for i in range(len(s))], dtype=object)
-    for keep in (True, False):
+    no_city = pd.Series(None, index=s.index, dtype=object)  # a city column with every value missing
+    for keep, city in ((True, city), (False, city), (True, no_city), (True, no_city.astype(float))):
         fast, fails = fast_phone_e164(s, "CN", city, keep_extension=keep)
         assert fast.notna().sum() > 1000 and fails.sum() > 300  # the fast path is really used
         assert fast.str.contains(" ext. ").sum() > (300 if keep else -1)
         for raw, c, got, failed in zip(s, city, fast, fails):
             if got is None and not failed:
                 continue
-            expected = normalize_phone(raw, region="CN", city=c, keep_extension=keep)
+            expected = normalize_phone(raw, region="CN", city=None if c != c else c, keep_extension=keep)
             assert (expected is FAIL) if failed else expected == got, (raw, c, got, failed)
 
 
