@@ -29,6 +29,7 @@ DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
 _AFTER_QUOTE = DANGEROUS + (QUOTE,)
 ENCODING = "utf-8-sig"  # Excel on a Chinese Windows only detects UTF-8 with a BOM
+CSV_CHUNK_ROWS = 10_000  # rows ``write_csv`` turns into text at a time
 
 
 def neutralise(value: Any) -> Any:
@@ -115,9 +116,11 @@ def write_csv(df, fh, *, header: bool = True) -> None:
         out.to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
         return
     table = pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names)
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=header, quoting_style="all_valid"))
-    fh.write(buf.getvalue().decode("utf-8"))
+    # a slice of rows at a time, so the text in memory stays small next to the frame
+    for i, part in enumerate(table.to_batches(max_chunksize=CSV_CHUNK_ROWS) or [table]):
+        buf = io.BytesIO()
+        pacsv.write_csv(part, buf, pacsv.WriteOptions(include_header=header and i == 0, quoting_style="all_valid"))
+        fh.write(buf.getvalue().decode("utf-8"))
 
 
 def write_frame(df, path: str | Path, columns: list[str] | None = None) -> Path:

@@ -99,9 +99,13 @@ def test_column_wise_neutralisation_equals_the_per_cell_one():
                    [(type(x), x) for x in old.iloc[:, c].tolist() if x == x]
 
 
-def test_write_csv_writes_the_bytes_pandas_wrote(tmp_path):
+@pytest.mark.parametrize("chunk", [10_000, 7])
+def test_write_csv_writes_the_bytes_pandas_wrote(tmp_path, monkeypatch, chunk):
     import io
 
+    import crmbridge.csvout
+
+    monkeypatch.setattr(crmbridge.csvout, "CSV_CHUNK_ROWS", chunk)
     for i, df in enumerate(_adversarial_frames()):
         for header in (True, False):
             fh = io.StringIO(newline="")
