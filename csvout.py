@@ -29,6 +29,7 @@ DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
 _AFTER_QUOTE = DANGEROUS + (QUOTE,)
 ENCODING = "utf-8-sig"  # Excel on a Chinese Windows only detects UTF-8 with a BOM
+CSV_CHUNK_ROWS = 10_000  # rows ``write_csv`` turns into text at a time
 
 
 def neutralise(value: Any) -> Any:
@@ -46,16 +47,80 @@ def restore(value: Any) -> Any:
     return value
 
 
+# the cells ``neutralise`` changes, as one regular expression (for Arrow's vectorised matching)
+_DANGER_PATTERN = "^[=+\\-@\t\r]|^'[=+\\-@\t\r']"
+
+
+def _arrow_text(s):
+    """The column as an Arrow string array when every value is text or missing, else None."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        if isinstance(s.dtype, pd.StringDtype):  # already Arrow (or converted by pandas' own exporter)
+            return pa.array(s.array).cast(pa.string())
+        if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+            return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError):  # e.g. lone surrogates: the per-cell path keeps them
+        return None
+    return None
+
+
+def _neutralised(s):
+    """``s.map(neutralise)``: for a text column the cells to change are found in one Arrow pass."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    arr = _arrow_text(s)
+    if arr is None:
+        return s.map(neutralise)
+    hit = pc.match_substring_regex(arr, _DANGER_PATTERN).fill_null(False).to_numpy(zero_copy_only=False)
+    if isinstance(s.dtype, pd.StringDtype) and not hit.any():
+        return s.copy()
+    values = s.to_numpy(dtype=object)
+    if hit.any():
+        values = values.copy()
+        values[hit] = [QUOTE + v for v in values[hit]]
+    if isinstance(s.dtype, pd.StringDtype):
+        return pd.Series(values, index=s.index, name=s.name, dtype=s.dtype)
+    # built from a list, so pandas infers the dtype as ``map`` does (its text dtype for text columns)
+    return pd.Series(values.tolist(), index=s.index, name=s.name)
+
+
 def neutralise_frame(df):
     """A copy of ``df`` whose text cells are neutralised (vectorised per column)."""
     import pandas as pd
 
     out = df.copy()
-    for col in out.columns:
-        s = out[col]
+    for i in range(out.shape[1]):
+        s = out.iloc[:, i]
         if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-            out[col] = s.map(neutralise)
+            out.isetitem(i, _neutralised(s))
     return out
+
+
+def write_csv(df, fh, *, header: bool = True) -> None:
+    """``df`` neutralised, written to the open text file ``fh`` exactly as ``to_csv(fh, index=False,
+    quoting=csv.QUOTE_ALL)`` writes it: by Arrow's CSV writer when every column is text (missing as
+    ``""``), else by pandas."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    out = neutralise_frame(df)
+    arrays = [_arrow_text(out.iloc[:, i]) for i in range(out.shape[1])]
+    names = list(out.columns)
+    if not arrays or any(a is None for a in arrays) or not all(isinstance(c, str) for c in names):
+        out.to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
+        return
+    table = pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names)
+    # a slice of rows at a time, so the text in memory stays small next to the frame
+    for i, part in enumerate(table.to_batches(max_chunksize=CSV_CHUNK_ROWS) or [table]):
+        buf = io.BytesIO()
+        pacsv.write_csv(part, buf, pacsv.WriteOptions(include_header=header and i == 0, quoting_style="all_valid"))
+        fh.write(buf.getvalue().decode("utf-8"))
 
 
 def write_frame(df, path: str | Path, columns: list[str] | None = None) -> Path:
@@ -64,7 +129,8 @@ def write_frame(df, path: str | Path, columns: list[str] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = df[columns] if columns is not None else df
-    neutralise_frame(frame).to_csv(path, index=False, encoding=ENCODING, quoting=csv.QUOTE_ALL)
+    with open(path, "w", encoding=ENCODING, newline="") as fh:
+        write_csv(frame, fh)
     return path
 
 

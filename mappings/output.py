@@ -181,11 +181,10 @@ class QuarantineWriter:
             pickle.dump(full, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     def write(self, n: int, spill: Path) -> None:
-        import csv
         import pickle
 
         from crmbridge import stewardcsv as S
-        from crmbridge.csvout import ENCODING, neutralise_frame
+        from crmbridge.csvout import ENCODING, write_csv
 
         columns: list[str] = []
         for c in self.base or []:
@@ -202,4 +201,4 @@ class QuarantineWriter:
                 if i and frame.empty:
                     continue
                 frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
-                neutralise_frame(frame).to_csv(fh, index=False, header=i == 0, quoting=csv.QUOTE_ALL)
+                write_csv(frame, fh, header=i == 0)

@@ -97,6 +97,29 @@ def _probe(code: str):
     return None
 
 
+def _probe_all(codes: list[str]) -> list:
+    """``_probe`` of every code: the probe numbers of all codes checked against phonenumbers' metadata in
+    one pass (``transforms_phonefast.valid_national``); a code with a probe that the national prefix
+    pattern could shorten (a carrier-code start) is probed by ``parse`` as before."""
+    from phonenumbers import PhoneMetadata, PhoneNumber
+
+    from crmbridge.mappings.transforms_phonefast import valid_national
+
+    md = PhoneMetadata.metadata_for_region("CN")
+    carrier = re.compile(md.national_prefix_for_parsing or "(?!)")
+    numbers = [code + sub for code in codes for sub in _PROBES]
+    valid = valid_national(pd.Series(numbers, dtype=object), md).to_numpy().reshape(len(codes), len(_PROBES))
+    out = []
+    for i, code in enumerate(codes):
+        if any(carrier.match(code + sub) for sub in _PROBES):
+            out.append(_probe(code))
+        elif valid[i].any():
+            out.append(PhoneNumber(country_code=86, national_number=int(code + _PROBES[int(valid[i].argmax())])))
+        else:
+            out.append(None)
+    return out
+
+
 @lru_cache(maxsize=1)
 def _geocoded_area_codes() -> dict[str, str]:
     """City name (zh and en, with or without 市) -> Chinese area code, derived from phonenumbers' geocoder.
@@ -107,8 +130,8 @@ def _geocoded_area_codes() -> dict[str, str]:
     from phonenumbers import geocoder
 
     table: dict[str, str] = {}
-    for code in [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]:
-        num = _probe(code)
+    codes = [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)]
+    for code, num in zip(codes, _probe_all(codes)):
         if num is None:
             continue
         zh = geocoder.description_for_number(num, "zh")
@@ -134,7 +157,8 @@ def area_code_for(city: str | None, extra: dict[str, str] | None = None) -> str 
     if re.fullmatch(r"0?\d{2,3}", c):
         return c.lstrip("0")
     keys = (c, c.lower(), re.sub(r"(市|地区)$", "", c), _latin_key(c))
-    for table in (extra or {}, _geocoded_area_codes()):
+    for table in (extra or {}, None):
+        table = _geocoded_area_codes() if table is None else table  # the geocoder scan only when needed
         for key in keys:
             if key and key in table:
                 return str(table[key]).lstrip("0")
@@ -158,13 +182,15 @@ def normalize_phone(raw: str, *, region: str = "CN", city: str | None = None, ar
     import phonenumbers
 
     candidates = []
-    code = area_code_for(city, area_codes)
     for text in rewrite_extension(unicodedata.normalize("NFKC", raw).strip()):
         candidates.append(text)
         digits = re.sub(r"\D", "", text.split(" ext. ")[0])
-        # 7-8 digits without a leading 0 or 1: a local fixed-line number missing its area code.
-        if code and not text.startswith("+") and digits[:1] not in ("0", "1") and 7 <= len(digits) <= 8:
-            candidates.append(f"0{code} {text}")
+        # 7-8 digits without a leading 0 or 1: a local fixed-line number missing its area code (the
+        # city's code is looked up only then: the table is built from the geocoder on first use).
+        if city and not text.startswith("+") and digits[:1] not in ("0", "1") and 7 <= len(digits) <= 8:
+            code = area_code_for(city, area_codes)
+            if code:
+                candidates.append(f"0{code} {text}")
     for cand in candidates:
         try:
             num = phonenumbers.parse(cand, region)
@@ -175,121 +201,20 @@ def normalize_phone(raw: str, *, region: str = "CN", city: str | None = None, ar
     return FAIL
 
 
-def fast_mobile_e164(series: pd.Series, region: str) -> pd.Series:
-    """E.164 for plainly written mobile numbers of ``region`` (ASCII digits, spaces, dashes, optional +CC);
-    None for every other value.
-
-    Only numbers that match the region's mobile pattern and possible lengths from phonenumbers' own
-    metadata are taken, which is exactly when ``is_valid_number`` says yes for such a number; anything
-    else (fixed lines, extensions, full-width digits, junk) is left to the per-value path. Legacy phone
-    columns are mostly distinct mobiles, so this keeps 1M-row runs off one library call per row.
-    """
-    import re as _re
-
-    from phonenumbers import PhoneMetadata, country_code_for_region
-
-    none = pd.Series(None, index=series.index, dtype=object)
-    md = PhoneMetadata.metadata_for_region(region.upper())
-    desc = md.mobile if md is not None else None
-    if desc is None or not desc.national_number_pattern:
-        return none
-    cc = country_code_for_region(region.upper())
-    lengths = set(desc.possible_length or ()) or set((md.general_desc.possible_length or ()))
-    text = as_text(series)
-    cleaned = text.where(~is_missing(text)).astype(object).str.replace(r"[ \-]", "", regex=True)
-    national = cleaned.str.extract(rf"^(?:\+{cc})?([0-9]{{4,17}})$", expand=False)
-    pattern = _re.compile(desc.national_number_pattern)
-    ok = [isinstance(n, str) and len(n) in lengths and pattern.fullmatch(n) is not None for n in national.array]
-    ok_mask = pd.Series(ok, index=series.index, dtype=bool)
-    out = none.copy()
-    if ok_mask.any():
-        out.loc[ok_mask] = ("+" + str(cc) + national[ok_mask]).astype(object)
-    return out
-
-
-# Regions whose fixed lines written with the trunk prefix (``021-6234 5678``) are checked against
-# phonenumbers' metadata in one pass: there the prefix is a plain "0" that parse() strips whenever the
-# rest is a viable national number. Proved value by value in tests/mappings/test_phone_fast_path.py.
-_TRUNK_FAST_REGIONS = {"CN"}
-_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-          "fixed_line", "mobile")
-
-
-def _desc_match(national: pd.Series, desc) -> pd.Series:
-    if desc is None or not desc.national_number_pattern:
-        return pd.Series(False, index=national.index)
-    hit = national.str.fullmatch(desc.national_number_pattern).fillna(False).astype(bool)
-    if desc.possible_length:
-        hit &= national.str.len().isin(list(desc.possible_length))
-    return hit
-
-
-def _valid_national(n: pd.Series, md) -> pd.Series:
-    """Whether national numbers (digit strings) are valid per the region's metadata: the tests
-    ``is_valid_number`` makes (the general pattern and lengths, and some number type)."""
-    typed = pd.Series(False, index=n.index)
-    for t in _TYPES:
-        typed |= _desc_match(n, getattr(md, t, None))
-    return _desc_match(n, md.general_desc) & typed
-
-
-def fast_trunk_e164(series: pd.Series, region: str, city: pd.Series | None = None,
-                    area_codes: dict[str, str] | None = None) -> pd.Series:
-    """E.164 for plainly written national numbers that phonenumbers' metadata says are valid; None
-    for every other value. Taken: the trunk prefix 0 and the rest (``021-6234 5678``, ``(021)62345678``
-    after NFKC), and, when a city column is given, a 7-8 digit local number whose city's area code
-    completes it (``6234 5678`` in 上海), exactly the candidates ``normalize_phone`` tries."""
-    from phonenumbers import PhoneMetadata, country_code_for_region
-
-    none = pd.Series(None, index=series.index, dtype=object)
-    if region.upper() not in _TRUNK_FAST_REGIONS:
-        return none
-    md = PhoneMetadata.metadata_for_region(region.upper())
-    cc = "+" + str(country_code_for_region(region.upper()))
-    text = as_text(series)
-    present = text.where(~is_missing(text)).astype(object)
-    cleaned = present.str.normalize("NFKC").str.strip().str.replace(r"[ \-]|^\(|(?<=^\(0\d\d)\)|(?<=^\(0\d\d\d)\)",
-                                                                     "", regex=True)
-    out = none.copy()
-    national = cleaned.str.extract(r"^0([1-9][0-9]{5,11})$", expand=False)
-    # Already E.164 (what validation writes): only numbers parse() takes as they stand, i.e. none
-    # that its national-prefix-for-parsing pattern would strip (carrier codes such as 17951).
-    e164 = cleaned.str.extract(rf"^\{cc}([1-9][0-9]{{4,13}})$", expand=False)
-    e164 = e164.where(~e164.str.match(md.national_prefix_for_parsing or "(?!)").fillna(True).astype(bool))
-    national = national.where(national.notna(), e164)
-    has = national.notna()
-    if has.any():
-        ok = _valid_national(national[has], md)
-        out.loc[ok[ok].index] = (cc + national[has][ok]).astype(object)
-    local = cleaned.str.extract(r"^([2-9][0-9]{6,7})$", expand=False)
-    has = local.notna() & out.isna()
-    if has.any():
-        n = local[has]
-        as_is = _valid_national(n, md)  # the number as written comes first
-        out.loc[as_is[as_is].index] = (cc + n[as_is]).astype(object)
-        rest = n[~as_is]
-        if city is not None and len(rest):
-            cities = as_text(city.reindex(series.index))[rest.index]
-            table = {c: area_code_for(c, area_codes) for c in pd.unique(cities.dropna())}
-            codes = cities.map(table)
-            full = (codes + rest).dropna()
-            ok = _valid_national(full, md)
-            out.loc[ok[ok].index] = (cc + full[ok]).astype(object)
-    return out
-
-
 def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
           area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
     """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
     if format == "e164":
-        fast = fast_mobile_e164(series, region)
-        fast = fast.where(fast.notna(), fast_trunk_e164(series, region, city, area_codes))
-        if fast.notna().any():
-            rest = series.where(fast.isna())
-            slow = _phone_slow(rest, region=region, city=city, area_codes=area_codes, format=format,
-                               keep_extension=keep_extension)
-            values = slow.values.where(fast.isna(), fast)
-            return finish(series, values, slow.failed & fast.isna())
+        from crmbridge.mappings.transforms_phonefast import fast_phone_e164
+
+        fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension)
+        done = fast.notna() | fails
+        if done.all():
+            return finish(series, fast, fails)
+        if done.any():
+            slow = _phone_slow(series.where(~done), region=region, city=city, area_codes=area_codes,
+                               format=format, keep_extension=keep_extension)
+            return finish(series, slow.values.where(~done, fast), (slow.failed & ~done) | fails)
     return _phone_slow(series, region=region, city=city, area_codes=area_codes, format=format,
                        keep_extension=keep_extension)
 
@@ -352,10 +277,13 @@ def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
 
     text = as_text(series)
     t = text.where(~is_missing(text), None).str.strip()
-    ok = t.str.fullmatch(_EMAIL_PLAIN).fillna(False).astype(bool) & (t.str.len() <= 254).fillna(False).astype(bool)
-    # "--" in a domain (xn-- punycode, or hyphens in places IDNA forbids) goes to the library
-    ok &= ~t.str.contains(r"@.*--", regex=True).fillna(False).astype(bool)
-    ok &= ~t.str.rsplit(".", n=1).str[-1].str.lower().isin(list(SPECIAL_USE_DOMAIN_NAMES)).fillna(False).astype(bool)
+    plain, dashes, special = re.compile(_EMAIL_PLAIN).fullmatch, re.compile(r"@.*--").search, set(SPECIAL_USE_DOMAIN_NAMES)
+    # one test per value (a pandas string pass per condition costs more): the plain shape, at most 254
+    # characters, no "--" in the domain (xn-- punycode, or hyphens where IDNA forbids them), and not a
+    # special-use domain; those go to the library
+    ok = pd.Series([isinstance(v, str) and len(v) <= 254 and plain(v) is not None and dashes(v) is None
+                    and v.rsplit(".", 1)[-1].lower() not in special for v in t.to_numpy(dtype=object)],
+                   index=series.index, dtype=bool)
     out = pd.Series(None, index=series.index, dtype=object)
     if ok.any():
         plain = t[ok]

@@ -38,27 +38,19 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail."""
     src = as_text(series)
     present = ~is_missing(src)
-    t = src.str.normalize("NFKC").str.strip()
-    t = t.str.replace(_CURRENCY, "", regex=True, flags=re.IGNORECASE)
-    neg = t.str.match(r"^\s*\(.*\)\s*$").fillna(False).astype(bool)
-    t = t.str.replace(r"^\s*\((.*)\)\s*$", r"\1", regex=True)
+    # Plain ASCII numerals (``1234500``, ``12.5``) come out of every rewriting step below unchanged, so
+    # only the other values go through them; all values are then read by one to_numeric as before.
+    plain_shape = r"[0-9]+" if thousands == "." else r"[0-9]+(?:\.[0-9]+)?"
+    plain = src.str.fullmatch(plain_shape).fillna(False).astype(bool).to_numpy()
+    rest = present.to_numpy() & ~plain
+    t = src.where(plain).astype(object)
+    neg = pd.Series(False, index=series.index)
     mult = pd.Series(1.0, index=series.index)
-    if cn_units:
-        for unit, factor in sorted(_UNITS.items(), key=lambda kv: -len(kv[0])):
-            has = t.str.endswith(unit).fillna(False).astype(bool)
-            mult = mult.where(~has, factor)
-            t = t.where(~has, t.str.slice(0, -len(unit)))
-    is_pct = t.str.endswith("%").fillna(False).astype(bool) if percent else pd.Series(False, index=series.index)
-    if percent:
-        t = t.str.rstrip("%")
-    if thousands:
-        # Thousands separators only between digit groups, so "1.5" is not mangled when thousands="."
-        t = t.str.replace(rf"(?<=\d){re.escape(thousands)}(?=\d{{3}}(?!\d))", "", regex=True)
-        if thousands == " ":
-            t = t.str.replace(r"(?<=\d)[ \u00a0\u202f](?=\d)", "", regex=True)
-    if decimal == ",":
-        t = t.str.replace(",", ".", regex=False)
-    t = t.str.strip().str.replace(r"^\+", "", regex=True)
+    is_pct = pd.Series(False, index=series.index)
+    if rest.any():
+        parts = _rewrite(src[rest], decimal=decimal, thousands=thousands, cn_units=cn_units, percent=percent)
+        for target, part in zip((t, neg, mult, is_pct), parts):
+            target.iloc[rest.nonzero()[0]] = part.to_numpy()
     ok_shape = t.str.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?").fillna(False).astype(bool)
     num = pd.to_numeric(t.where(ok_shape), errors="coerce") * mult
     num = num.where(~neg, -num)
@@ -74,3 +66,30 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         out = num.astype(object)
     out = out.where(num.notna() & ~failed, None)
     return finish(series, out, failed)
+
+
+def _rewrite(src: pd.Series, *, decimal: str, thousands: str, cn_units: bool, percent: bool):
+    """(number text, negative, multiplier, percent) of values that are not plain numerals: NFKC, currency,
+    brackets for negatives, Chinese units, percent, separators."""
+    t = src.str.normalize("NFKC").str.strip()
+    t = t.str.replace(_CURRENCY, "", regex=True, flags=re.IGNORECASE)
+    neg = t.str.match(r"^\s*\(.*\)\s*$").fillna(False).astype(bool)
+    t = t.str.replace(r"^\s*\((.*)\)\s*$", r"\1", regex=True)
+    mult = pd.Series(1.0, index=src.index)
+    if cn_units:
+        for unit, factor in sorted(_UNITS.items(), key=lambda kv: -len(kv[0])):
+            has = t.str.endswith(unit).fillna(False).astype(bool)
+            mult = mult.where(~has, factor)
+            t = t.where(~has, t.str.slice(0, -len(unit)))
+    is_pct = t.str.endswith("%").fillna(False).astype(bool) if percent else pd.Series(False, index=src.index)
+    if percent:
+        t = t.str.rstrip("%")
+    if thousands:
+        # Thousands separators only between digit groups, so "1.5" is not mangled when thousands="."
+        t = t.str.replace(rf"(?<=\d){re.escape(thousands)}(?=\d{{3}}(?!\d))", "", regex=True)
+        if thousands == " ":
+            t = t.str.replace(r"(?<=\d)[ \u00a0\u202f](?=\d)", "", regex=True)
+    if decimal == ",":
+        t = t.str.replace(",", ".", regex=False)
+    t = t.str.strip().str.replace(r"^\+", "", regex=True)
+    return t, neg, mult, is_pct

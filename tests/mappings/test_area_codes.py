@@ -71,3 +71,18 @@ def test_autonomous_prefecture_never_takes_a_province_name():
                                                ("623 4567", "贵阳", "+868516234567")])
 def test_local_number_in_a_multi_city_area_is_repaired(raw, city, expected):
     assert normalize_phone(raw, city=city) == expected
+
+
+def test_probing_all_codes_in_one_pass_finds_what_parse_finds():
+    """``_probe_all`` (metadata in one pass) gives, code by code, the number ``_probe`` (parse and
+    is_valid_number per probe) gives, so the city table is unchanged."""
+    from crmbridge.mappings.transforms_contact import _probe, _probe_all
+
+    codes = [str(c) for c in range(10, 30)] + [str(c) for c in range(310, 1000)] + ["1", "0", "179", "1000"]
+    for code, got in zip(codes, _probe_all(codes)):
+        want = _probe(code)
+        if want is None:
+            assert got is None, code
+        else:
+            assert (got.country_code, got.national_number) == (want.country_code, want.national_number), code
+            assert geocoder.description_for_number(got, "zh") == geocoder.description_for_number(want, "zh"), code

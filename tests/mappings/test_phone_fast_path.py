@@ -1,11 +1,13 @@
-"""The vectorised mobile fast path must give exactly what phonenumbers gives, value by value."""
+"""The vectorised phone fast path must give exactly what phonenumbers gives, value by value: the E.164
+value it takes, and FAIL where it fails a value."""
 
 import random
 
 import pandas as pd
 
 from crmbridge.mappings.transforms import apply_transform
-from crmbridge.mappings.transforms_contact import fast_mobile_e164, normalize_phone
+from crmbridge.mappings.transforms_contact import normalize_phone
+from crmbridge.mappings.transforms_phonefast import fast_phone_e164
 from crmbridge.mappings.transforms_base import FAIL
 
 
@@ -26,13 +28,15 @@ def _samples(n=3000, seed=11):
 def test_fast_path_agrees_with_phonenumbers_on_every_value_it_takes():
     values = _samples()
     s = pd.Series(values, dtype=object)
-    fast = fast_mobile_e164(s, "CN")
+    fast, fails = fast_phone_e164(s, "CN")
     taken = fast.notna()
     assert taken.sum() > 1000  # the fast path is really used
     for raw, got in zip(s[taken], fast[taken]):
         assert normalize_phone(raw, region="CN") == got, raw
-    # everything it leaves alone goes the library's way
-    assert not fast[s.isin(["021-6234 5678", "13800138000 转 123", "１" + "3800138000", "+1 650 253 0000"])].notna().any()
+    for raw in s[fails]:
+        assert normalize_phone(raw, region="CN") is FAIL, raw
+    # other countries and ambiguous extensions go the library's way
+    assert not (taken | fails)[s.isin(["+1 650 253 0000", "+8613800138000-8001", "bad", ""])].any()
 
 
 def test_phone_transform_same_result_with_and_without_fast_path():
@@ -67,22 +71,28 @@ def _trunk_samples(n=4000, seed=21):
 
 
 def test_trunk_fast_path_agrees_with_phonenumbers_on_every_value_it_takes():
-    from crmbridge.mappings.transforms_contact import fast_trunk_e164
-
     values = _trunk_samples()
     s = pd.Series(values, dtype=object)
-    fast = fast_trunk_e164(s, "CN")
+    fast, fails = fast_phone_e164(s, "CN")
     taken = fast.notna()
-    assert taken.sum() > 500  # the fast path is really used
-    cities = ["上海", None, "北京", "nowhere"]
+    assert taken.sum() > 500 and fails.sum() > 300  # the fast path is really used
     for raw, got in zip(s[taken], fast[taken]):
-        assert normalize_phone(raw, region="CN", city=cities[hash(raw) % 4]) == got, raw
-    assert not fast_trunk_e164(s, "US").notna().any()  # only regions it is proved for
-    city = pd.Series([cities[i % 4] for i in range(len(s))], dtype=object)
-    fast = fast_trunk_e164(s, "CN", city, {"nowhere": "0571"})
-    assert fast.notna().sum() > taken.sum() + 100  # local numbers completed by the city's area code
-    for raw, c, got in zip(s[fast.notna()], city[fast.notna()], fast[fast.notna()]):
-        assert normalize_phone(raw, region="CN", city=c, area_codes={"nowhere": "0571"}) == got, (raw, c)
+        assert normalize_phone(raw, region="CN") == got, raw
+    for raw in s[fails]:
+        assert normalize_phone(raw, region="CN") is FAIL, raw
+    us, us_fails = fast_phone_e164(s, "US")
+    assert not us.notna().any() and not us_fails.any()  # only regions it is proved for
+    cities = ["上海", None, "北京", "nowhere", "Atlantis", "odd"]
+    city = pd.Series([cities[i % 6] for i in range(len(s))], dtype=object)
+    extra = {"nowhere": "0571", "odd": "0abc"}
+    with_city, city_fails = fast_phone_e164(s, "CN", city, extra)
+    assert with_city.notna().sum() > taken.sum() + 50  # local numbers completed by the city's area code
+    for raw, c, got, failed in zip(s, city, with_city, city_fails):
+        expected = normalize_phone(raw, region="CN", city=c, area_codes=extra)
+        if got is not None:
+            assert expected == got, (raw, c)
+        elif failed:
+            assert expected is FAIL, (raw, c)
 
 
 def test_phone_transform_with_city_same_result_with_and_without_fast_paths():
@@ -99,3 +109,70 @@ def test_phone_transform_with_city_same_result_with_and_without_fast_paths():
             assert failed and val == raw, raw
         else:
             assert not failed and val == expected, raw
+
+
+def _shaped_samples(n=6000, seed=5):
+    """The shapes legacy exports have: +86 / 0086 prefixes, spaces, dashes, brackets, full-width digits,
+    extension words, and values on the edge of each (carrier codes, 86 without +, odd characters)."""
+    rnd = random.Random(seed)
+    codes = ["10", "21", "20", "755", "571", "28", "898", "351", "999", "11", "179"]
+    out = []
+    for _ in range(n):
+        area = rnd.choice(codes)
+        local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 8, 8, 9])))
+        mob = rnd.choice(["13", "15", "17", "18", "19", "12", "16", "14"]) + "".join(
+            rnd.choice("0123456789") for _ in range(rnd.choice([8, 9, 9, 9, 10])))
+        ext = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 7)))
+        num = rnd.choice([f"0{area}-{local}", f"0{area} {local}", mob, f"{mob[:3]} {mob[3:7]} {mob[7:]}", local,
+                          f"+86 {area} {local}", f"+86{mob}", f"0086 {mob}", f"0086-{area}-{local}", f"86{mob}",
+                          f"(0{area}){local}", f"（0{area}）{local}", f"+86-{mob[:3]}-{mob[3:]}", f"0{mob}"])
+        tail = rnd.choice(["", "", "", f" 转 {ext}", f"转{ext}", f" 分机 {ext}", f" 分机号：{ext}", f" ext {ext}",
+                           f" EXT.{ext}", f"x{ext}", f" extension {ext}", f"-{ext[:4]}", f" 内线 {ext}", " 转 ١٢"])
+        value = num + tail
+        if rnd.random() < 0.1:
+            value = value.translate(str.maketrans("0123456789-", "０１２３４５６７８９－"))
+        if rnd.random() < 0.05:
+            value = rnd.choice(["\u3000", " ", "\t", ""]) + value + rnd.choice(["\u3000", " ", "", "\n"])
+        out.append(value)
+    return out + ["+86 179 5112 3456 78", "0086 0 21 6234 5678", "86 21 6234 5678", "+86 (21) 6234 5678",
+                  "021–6234 5678", "021.6234.5678", "+86 138 0013 8000 转 ", "转 123", "ext. 12", "x", "0",
+                  "+86", "0086", "0６２３４５６７８", "13800138000", "138 0013 8000 x 123456", "138 0013 8000 x 1234567",
+                  "021-6234 5678 转 ١٢٣", "上海 021-6234 5678", "021-6234 5678 (office)"]
+
+
+def test_fast_path_on_extensions_prefixes_and_adversarial_shapes():
+    s = pd.Series(_shaped_samples() + ["", "   ", "\u3000"], dtype=object)
+    cities = ["上海", None, "北京", "杭州", "Atlantis", "深圳市"]
+    city = pd.Series([cities[i % 6] for i in range(len(s))], dtype=object)
+    no_city = pd.Series(None, index=s.index, dtype=object)  # a city column with every value missing
+    for keep, city in ((True, city), (False, city), (True, no_city), (True, no_city.astype(float))):
+        fast, fails = fast_phone_e164(s, "CN", city, keep_extension=keep)
+        assert fast.notna().sum() > 1000 and fails.sum() > 300  # the fast path is really used
+        assert fast.str.contains(" ext. ").sum() > (300 if keep else -1)
+        for raw, c, got, failed in zip(s, city, fast, fails):
+            if got is None and not failed:
+                continue
+            expected = normalize_phone(raw, region="CN", city=None if c != c else c, keep_extension=keep)
+            assert (expected is FAIL) if failed else expected == got, (raw, c, got, failed)
+
+
+def test_phone_transform_on_shaped_values_equals_the_library():
+    """The whole transform (fast path, then the library for the rest) against normalize_phone on every
+    value, also with missing values (None, NaN) and a non-unique index."""
+    values = _shaped_samples(1500, seed=12) + [None, float("nan"), "", "  "]
+    cities = pd.Series([["上海", None, "北京", "杭州"][i % 4] for i in range(len(values))], dtype=object)
+    s = pd.Series(values, dtype=object)
+    applied = apply_transform("phone", s, {"region": "CN", "city_column": "city"}, frame=pd.DataFrame({"city": cities}))
+    for raw, city, val, failed in zip(s, cities, applied.values, applied.failed):
+        if not isinstance(raw, str) or not raw.strip():
+            assert not failed and (val is None or val == raw), raw
+            continue
+        expected = normalize_phone(raw, region="CN", city=city)
+        if expected is FAIL:
+            assert failed and val == raw, raw
+        else:
+            assert not failed and val == expected and type(val) is str, raw
+    idx = pd.Index([i // 2 for i in range(len(s))])  # repeated labels: the fast path works by position
+    again = apply_transform("phone", s.set_axis(idx), {"region": "CN"}, distinct=False)
+    ref = apply_transform("phone", s, {"region": "CN"}, distinct=False)
+    assert again.values.tolist() == ref.values.tolist() and again.failed.tolist() == ref.failed.tolist()
