@@ -1,4 +1,5 @@
-"""Compact, exact sets of key values for the map stage's cross-row checks.
+"""Compact, exact sets of key values for the cross-row checks of validate (a reference's valid parent
+keys) and map (duplicate external IDs, parents' mapped and quarantined keys).
 
 A Python ``set`` of 5M short strings costs about 400 MB; the same keys as a sorted NumPy array of
 fixed-width UTF-8 bytes cost their longest key's length each (11 bytes for ``C0000001``) and answer a
@@ -6,6 +7,11 @@ membership question for a whole batch with one vectorised ``searchsorted``. Exac
 key ends in a 0x01 byte, because fixed-width arrays drop trailing NULs (``"a\0"`` would equal ``"a"``).
 NumPy's variable-width ``StringDType`` would need no marker, but its ``searchsorted`` failed here
 ("Failed to load string in string comparison") and missed keys (numpy 2.4.6).
+
+Fixed-width bytes were chosen over sorted 64-bit hashes + the values (to confirm a hash): for the keys
+these projects hold (customer numbers, credit codes, external IDs of 8 to 20 characters) a key costs
+its length + 1 byte instead of 8 bytes of hash + the text and its offset (about 20 to 36 bytes). The
+price: a single very long key widens every slot (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -47,7 +53,14 @@ class KeyIndex:
     def union(cls, parts: Iterable["KeyIndex | np.ndarray"]) -> "KeyIndex":
         arrays = [p.keys if isinstance(p, KeyIndex) else _strings(p) for p in parts]
         arrays = [a for a in arrays if len(a)]
-        return cls(np.unique(np.concatenate(arrays)) if arrays else np.array([], dtype=STRINGS))
+        if not arrays:
+            return cls(np.array([], dtype=STRINGS))
+        allk = np.concatenate(arrays)
+        del arrays
+        allk.sort()  # in place: no second copy of every key, as np.unique would make
+        first = np.ones(len(allk), dtype=bool)
+        first[1:] = allk[1:] != allk[:-1]
+        return cls(allk[first])
 
     @classmethod
     def duplicates(cls, parts: Iterable[np.ndarray]) -> "KeyIndex":
@@ -90,6 +103,25 @@ class KeyIndex:
 
     def __iter__(self):
         return (k[:-1].decode("utf-8", "surrogatepass") for k in self.keys.tolist())
+
+
+class KeyCollector:
+    """A ``KeyIndex`` built batch by batch: ``add`` each batch's values (only that batch's distinct keys
+    are kept), then ``freeze`` once for the index (what validate does with a parent's valid keys)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[KeyIndex] = []
+
+    def add(self, values) -> None:
+        part = KeyIndex.of(values)
+        if len(part):
+            self._parts.append(part)
+
+    def freeze(self) -> KeyIndex:
+        parts, self._parts = self._parts, []
+        return KeyIndex.union(parts)
 
 
 class KeyedText:

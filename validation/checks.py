@@ -229,7 +229,9 @@ def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | 
 
 def reference_check(series: pd.Series, valid_keys) -> pd.Series:
     """True where the value is among ``valid_keys`` (the referenced entity's valid rows): a
-    ``KeyIndex`` (built batch by batch by the stage) or a Series/set of keys."""
+    ``mappings.keyindex.KeyIndex`` (built batch by batch by the stage) or a Series/set of keys."""
+    from crmbridge.mappings.keyindex import KeyIndex
+
     present = series.notna()
     out = pd.Series(None, index=series.index, dtype=object)
     if isinstance(valid_keys, KeyIndex):
@@ -243,10 +245,9 @@ def reference_check(series: pd.Series, valid_keys) -> pd.Series:
 # --------------------------------------------------------------------------- key indexes (cross-row rules)
 #
 # Uniqueness and references look at every row of an entity, but the stage holds one batch at a time.
-# Keys are therefore kept as 64-bit hashes (8 bytes a row) plus, where a hash alone could be wrong,
-# the exact text: a hash only nominates candidates, the verdict always compares the values themselves.
-
-_HASH_CHUNK = 100_000
+# Uniqueness keeps 64-bit hashes (8 bytes a row) plus, where a hash alone could be wrong, the exact
+# text: a hash only nominates candidates, the verdict always compares the values themselves. A
+# reference's valid parent keys are a ``mappings.keyindex.KeyIndex`` (sorted, exact), the index map uses.
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
@@ -332,66 +333,6 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: DuplicateIndex | N
         dup = pd.Series(text, dtype=object).isin(index.values).to_numpy()
     out[present] = ~dup
     return pd.Series(out, index=df.index, dtype=object)
-
-
-class KeyIndex:
-    """The valid keys of a referenced entity, collected batch by batch (``add``) and then frozen
-    (``freeze``): distinct keys as Arrow text (compact) and their hashes sorted for lookups."""
-
-    def __init__(self) -> None:
-        self._parts: list = []
-        self._keys = None
-        self._hashes: np.ndarray | None = None
-
-    def add(self, values) -> None:
-        import pyarrow as pa
-
-        v = pd.Series(values, dtype=object)
-        v = v[v.notna()]
-        if len(v):
-            self._parts.append(pa.array(v.astype(str).to_numpy(dtype=object), type=pa.string()))
-
-    def freeze(self) -> "KeyIndex":
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        arr = pa.chunked_array(self._parts, type=pa.string())
-        self._parts = []
-        uniq = pc.unique(arr) if len(arr) else pa.array([], type=pa.string())
-        if isinstance(uniq, pa.ChunkedArray):
-            uniq = uniq.combine_chunks()
-        hashes = np.concatenate([_hash(uniq.slice(i, _HASH_CHUNK).to_numpy(zero_copy_only=False))
-                                 for i in range(0, len(uniq), _HASH_CHUNK)]) if len(uniq) else \
-            np.zeros(0, dtype=np.uint64)
-        order = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[order]
-        self._keys = uniq.take(pa.array(order))
-        return self
-
-    def __len__(self) -> int:
-        return 0 if self._hashes is None else len(self._hashes)
-
-    def contains(self, values: np.ndarray) -> np.ndarray:
-        """Bool per value (text): is it one of the keys?"""
-        import pyarrow as pa
-
-        if self._hashes is None:
-            self.freeze()
-        text = np.asarray([str(v) for v in values], dtype=object)
-        out = np.zeros(len(text), dtype=bool)
-        if not len(text) or not len(self._hashes):
-            return out
-        h = _hash(text)
-        left = np.searchsorted(self._hashes, h, side="left")
-        right = np.searchsorted(self._hashes, h, side="right")
-        cand = np.flatnonzero(right > left)
-        if not len(cand):
-            return out
-        first = self._keys.take(pa.array(left[cand])).to_numpy(zero_copy_only=False)
-        out[cand] = first == text[cand]
-        for i in cand[(right[cand] - left[cand] > 1) & ~out[cand]]:  # a 64-bit hash collision among keys
-            out[i] = text[i] in self._keys.slice(int(left[i]), int(right[i] - left[i])).to_pylist()
-        return out
 
 
 @lru_cache(maxsize=1)

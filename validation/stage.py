@@ -323,14 +323,14 @@ class _EntityValidation:
     def validate_all(self) -> None:
         from crmbridge.migrations.extracted import iter_entity_batches
         from crmbridge.validation import reports
-        from crmbridge.validation.checks import KeyIndex
+        from crmbridge.mappings.keyindex import KeyCollector
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.normalise import prune_counts
         from crmbridge.validation.outcome import split_rows
 
         entity, ctx = self.entity, self.ctx
         referenced = _keys_referenced(self.definition, entity)
-        key_indexes = {k: KeyIndex() for k in referenced}
+        key_indexes = {k: KeyCollector() for k in referenced}
         for k in referenced:
             ctx.quarantined[(entity, k)] = {}
         totals = ResultTotals(self.rules)

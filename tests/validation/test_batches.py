@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from crmbridge.mappings.keyindex import KeyCollector
 from crmbridge.validation import checks
 from crmbridge.validation.definition import Definition
 from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner, run_rules
@@ -136,10 +137,10 @@ def test_key_indexes_stay_exact_when_hashes_collide(monkeypatch):
     got = checks.unique_check(df, ["k"], f.index())
     assert got.tolist() == [False, True, False, None, True]
     assert got.tolist() == checks.unique_check(df, ["k"]).tolist()  # the same as on the whole frame
-    keys = checks.KeyIndex()
-    keys.add(["C1", "C2"])
-    keys.add(["C2", None, "C3"])
-    keys.freeze()
+    collect = KeyCollector()
+    collect.add(["C1", "C2"])
+    collect.add(["C2", None, "C3"])
+    keys = collect.freeze()
     assert keys.contains(np.array(["C3", "C9", "C1", "C2"], dtype=object)).tolist() == [True, False, True, True]
 
 
@@ -152,9 +153,9 @@ def test_compound_key_text_cannot_be_faked_by_a_separator():
 @pytest.mark.parametrize("size", [1, 3])
 def test_reference_check_with_a_key_index_equals_the_series_path(size):
     keys = pd.Series(["C1", "C2", "C3", "C2"], dtype=object)
-    idx = checks.KeyIndex()
+    collect = KeyCollector()
     for i in range(0, len(keys), size):
-        idx.add(keys.iloc[i:i + size].to_numpy(dtype=object))
-    idx.freeze()
+        collect.add(keys.iloc[i:i + size].to_numpy(dtype=object))
+    idx = collect.freeze()
     child = pd.Series(["C1", None, "C4", "C3"], dtype=object)
     assert checks.reference_check(child, idx).tolist() == checks.reference_check(child, keys).tolist()
