@@ -245,7 +245,7 @@ def reference_check(series: pd.Series, valid_keys) -> pd.Series:
 # --------------------------------------------------------------------------- key indexes (cross-row rules)
 #
 # Uniqueness and references look at every row of an entity, but the stage holds one batch at a time.
-# Uniqueness keeps 64-bit hashes (8 bytes a row) plus, where a hash alone could be wrong, the exact
+# Uniqueness keeps 32- or 64-bit hashes (4 or 8 bytes a row) plus, where a hash alone could be wrong, the exact
 # text: a hash only nominates candidates, the verdict always compares the values themselves. A
 # reference's valid parent keys are a ``mappings.keyindex.KeyIndex`` (sorted, exact), the index map uses.
 
@@ -276,25 +276,33 @@ def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarr
 
 class DuplicateFinder:
     """Finds the key values that occur more than once over many batches: ``add`` every batch (hashes
-    only), then ``confirm`` every batch again for the few rows whose hash repeats, then ``index``."""
+    only), then ``confirm`` every batch again for the few rows whose hash repeats, then ``index``.
 
-    def __init__(self, columns: list[str]):
+    ``hash_bits=32`` keeps 4 bytes a row instead of 8: a hash only nominates candidates, so a shorter
+    one costs more rows to confirm (about n²/2³³ colliding pairs: some 3,000 at 5M rows), which is cheap
+    when ``confirm`` reads a local spill (the pandas stage) and not when it reads a database again."""
+
+    def __init__(self, columns: list[str], hash_bits: int = 64):
         self.columns = list(columns)
+        self._dtype = {32: np.uint32, 64: np.uint64}[hash_bits]
         self._hashes: list[np.ndarray] = []
         self._candidates: np.ndarray | None = None
         self._texts: list[np.ndarray] = []
 
+    def _hash_of(self, text: np.ndarray) -> np.ndarray:
+        return _hash(text).astype(self._dtype, copy=False)  # 32 bits: the low half of siphash
+
     def add(self, df: pd.DataFrame) -> None:
         _, text = key_text(df, self.columns)
-        self._hashes.append(_hash(text))
+        self._hashes.append(self._hash_of(text))
 
     @property
     def needs_confirm(self) -> bool:
         """True when some hash repeats (then ``confirm`` must see every batch again)."""
         if self._candidates is None:
-            h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+            h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=self._dtype)
             self._hashes = []
-            h.sort()  # in place: 8 bytes a row, no second copy
+            h.sort()  # in place: no second copy
             rep = h[1:] == h[:-1]
             self._candidates = np.unique(h[1:][rep])
         return bool(len(self._candidates))
@@ -303,7 +311,7 @@ class DuplicateFinder:
         if not self.needs_confirm:
             return
         _, text = key_text(df, self.columns)
-        hit = np.isin(_hash(text), self._candidates)
+        hit = np.isin(self._hash_of(text), self._candidates)
         if hit.any():
             self._texts.append(text[hit])
 

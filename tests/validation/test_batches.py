@@ -159,3 +159,22 @@ def test_reference_check_with_a_key_index_equals_the_series_path(size):
     idx = collect.freeze()
     child = pd.Series(["C1", None, "C4", "C3"], dtype=object)
     assert checks.reference_check(child, idx).tolist() == checks.reference_check(child, keys).tolist()
+
+
+def test_distinct_keys_whose_32_bit_hashes_collide_stay_unique():
+    """The uniqueness index keeps 32-bit hashes: real collisions among distinct keys happen at this size
+    (birthday bound) and are settled on the values."""
+    keys = np.array([f"C{i:07d}" for i in range(200_000)], dtype=object)
+    h = checks.DuplicateFinder(["k"], hash_bits=32)._hash_of(keys)
+    order = np.argsort(h, kind="stable")
+    same = np.flatnonzero(h[order][1:] == h[order][:-1])
+    assert len(same)  # the data really holds colliding hashes
+    a, b = keys[order[same[0]]], keys[order[same[0] + 1]]
+    df = pd.DataFrame({"k": [a, "x", b, "x", a + "!"]}, dtype=object)
+    f = checks.DuplicateFinder(["k"], hash_bits=32)
+    f.add(df.iloc[:2])
+    f.add(df.iloc[2:])
+    assert f.needs_confirm
+    f.confirm(df.iloc[:2])
+    f.confirm(df.iloc[2:])
+    assert checks.unique_check(df, ["k"], f.index()).tolist() == [True, False, True, False, True]
