@@ -25,9 +25,10 @@ import pandas as pd
 from crmbridge.validation.definition import Condition, Criteria, Criterion
 
 SAMPLES = 10
-# DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. Enough for
-# its hash tables at a few million rows, small next to validate's batch.
+# DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
+# the report is a small part of validate and the machine is shared (see docs/performance.md).
 DUCKDB_MEMORY = "256MB"
+DUCKDB_THREADS = 1
 
 
 def _test(frame: pd.DataFrame, t: Condition) -> pd.Series:
@@ -100,14 +101,16 @@ def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on
 
 @contextmanager
 def _duckdb(where: Path) -> Iterator[Any]:
-    """An in-memory DuckDB capped at ``DUCKDB_MEMORY``, spilling to a temporary directory under ``where``."""
+    """A DuckDB in a temporary directory under ``where``, its buffer pool capped at ``DUCKDB_MEMORY``."""
     import duckdb
 
     tmp = Path(tempfile.mkdtemp(prefix=".disagreement-", dir=where))
-    con = duckdb.connect()
+    con = duckdb.connect(str(tmp / "link.duckdb"))  # tables on disk: only the buffer pool is capped memory
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        con.execute(f"SET threads = {int(DUCKDB_THREADS)}")
+        con.execute("SET preserve_insertion_order = false")  # every order the report needs is an ORDER BY
         con.execute(f"SET temp_directory = {_literal(str(tmp))}")
         yield con
     finally:
