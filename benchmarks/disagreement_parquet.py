@@ -4,7 +4,9 @@ prints the CPU seconds and the peak RSS the report adds (each run in a fresh pro
     python benchmarks/disagreement_parquet.py --rows 1000000 [--rows 5000000] [--keep DIR]
 
 Rows of three departments (sales, finance, service) with the template's criteria fields: two rows
-share each customer number, and 80% of rows carry a credit code shared by two customer numbers. The criteria are the template's (templates/project/definitions/customer.yml).
+share each customer number, and 80% of rows carry a credit code shared by two customer numbers. The
+criteria are the template's (templates/project/definitions/customer.yml). The child's DuckDB cap and
+threads can be set with CRMBRIDGE_BENCH_DUCKDB_MEMORY / CRMBRIDGE_BENCH_DUCKDB_THREADS.
 """
 
 from __future__ import annotations

@@ -215,7 +215,8 @@ def _random_rows(rng, n):
         "customer_no": pick("C", max(1, n // 2), 0.1), "credit_code": pick("X", max(1, n // 3), 0.4),
         "branch": pick("B", 4, 0.2),
         "_department": rng.choice(np.array(["sales", "finance", "service", None], dtype=object), size=n),
-        "open_opportunities": pick("", 4, 0.3), "status": rng.choice(np.array(["Active", "Prospect", None], dtype=object), size=n),
+        "open_opportunities": pick("", 4, 0.3),
+        "status": rng.choice(np.array(["Active", "Prospect", None], dtype=object), size=n),
         "invoice_count": pick("", 3, 0.5),
         "_row_id": [f"r{i}" for i in range(n)],
     })
