@@ -229,7 +229,9 @@ def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | 
 
 def reference_check(series: pd.Series, valid_keys) -> pd.Series:
     """True where the value is among ``valid_keys`` (the referenced entity's valid rows): a
-    ``KeyIndex`` (built batch by batch by the stage) or a Series/set of keys."""
+    ``mappings.keyindex.KeyIndex`` (built batch by batch by the stage) or a Series/set of keys."""
+    from crmbridge.mappings.keyindex import KeyIndex
+
     present = series.notna()
     out = pd.Series(None, index=series.index, dtype=object)
     if isinstance(valid_keys, KeyIndex):
@@ -243,10 +245,9 @@ def reference_check(series: pd.Series, valid_keys) -> pd.Series:
 # --------------------------------------------------------------------------- key indexes (cross-row rules)
 #
 # Uniqueness and references look at every row of an entity, but the stage holds one batch at a time.
-# Keys are therefore kept as 64-bit hashes (8 bytes a row) plus, where a hash alone could be wrong,
-# the exact text: a hash only nominates candidates, the verdict always compares the values themselves.
-
-_HASH_CHUNK = 100_000
+# Uniqueness keeps 32- or 64-bit hashes (4 or 8 bytes a row) plus, where a hash alone could be wrong, the exact
+# text: a hash only nominates candidates, the verdict always compares the values themselves. A
+# reference's valid parent keys are a ``mappings.keyindex.KeyIndex`` (sorted, exact), the index map uses.
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
@@ -275,25 +276,33 @@ def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarr
 
 class DuplicateFinder:
     """Finds the key values that occur more than once over many batches: ``add`` every batch (hashes
-    only), then ``confirm`` every batch again for the few rows whose hash repeats, then ``index``."""
+    only), then ``confirm`` every batch again for the few rows whose hash repeats, then ``index``.
 
-    def __init__(self, columns: list[str]):
+    ``hash_bits=32`` keeps 4 bytes a row instead of 8: a hash only nominates candidates, so a shorter
+    one costs more rows to confirm (about n²/2³³ colliding pairs: some 3,000 at 5M rows), which is cheap
+    when ``confirm`` reads a local spill (the pandas stage) and not when it reads a database again."""
+
+    def __init__(self, columns: list[str], hash_bits: int = 64):
         self.columns = list(columns)
+        self._dtype = {32: np.uint32, 64: np.uint64}[hash_bits]
         self._hashes: list[np.ndarray] = []
         self._candidates: np.ndarray | None = None
         self._texts: list[np.ndarray] = []
 
+    def _hash_of(self, text: np.ndarray) -> np.ndarray:
+        return _hash(text).astype(self._dtype, copy=False)  # 32 bits: the low half of siphash
+
     def add(self, df: pd.DataFrame) -> None:
         _, text = key_text(df, self.columns)
-        self._hashes.append(_hash(text))
+        self._hashes.append(self._hash_of(text))
 
     @property
     def needs_confirm(self) -> bool:
         """True when some hash repeats (then ``confirm`` must see every batch again)."""
         if self._candidates is None:
-            h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=np.uint64)
+            h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=self._dtype)
             self._hashes = []
-            h.sort()  # in place: 8 bytes a row, no second copy
+            h.sort()  # in place: no second copy
             rep = h[1:] == h[:-1]
             self._candidates = np.unique(h[1:][rep])
         return bool(len(self._candidates))
@@ -302,7 +311,7 @@ class DuplicateFinder:
         if not self.needs_confirm:
             return
         _, text = key_text(df, self.columns)
-        hit = np.isin(_hash(text), self._candidates)
+        hit = np.isin(self._hash_of(text), self._candidates)
         if hit.any():
             self._texts.append(text[hit])
 
@@ -332,66 +341,6 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: DuplicateIndex | N
         dup = pd.Series(text, dtype=object).isin(index.values).to_numpy()
     out[present] = ~dup
     return pd.Series(out, index=df.index, dtype=object)
-
-
-class KeyIndex:
-    """The valid keys of a referenced entity, collected batch by batch (``add``) and then frozen
-    (``freeze``): distinct keys as Arrow text (compact) and their hashes sorted for lookups."""
-
-    def __init__(self) -> None:
-        self._parts: list = []
-        self._keys = None
-        self._hashes: np.ndarray | None = None
-
-    def add(self, values) -> None:
-        import pyarrow as pa
-
-        v = pd.Series(values, dtype=object)
-        v = v[v.notna()]
-        if len(v):
-            self._parts.append(pa.array(v.astype(str).to_numpy(dtype=object), type=pa.string()))
-
-    def freeze(self) -> "KeyIndex":
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        arr = pa.chunked_array(self._parts, type=pa.string())
-        self._parts = []
-        uniq = pc.unique(arr) if len(arr) else pa.array([], type=pa.string())
-        if isinstance(uniq, pa.ChunkedArray):
-            uniq = uniq.combine_chunks()
-        hashes = np.concatenate([_hash(uniq.slice(i, _HASH_CHUNK).to_numpy(zero_copy_only=False))
-                                 for i in range(0, len(uniq), _HASH_CHUNK)]) if len(uniq) else \
-            np.zeros(0, dtype=np.uint64)
-        order = np.argsort(hashes, kind="stable")
-        self._hashes = hashes[order]
-        self._keys = uniq.take(pa.array(order))
-        return self
-
-    def __len__(self) -> int:
-        return 0 if self._hashes is None else len(self._hashes)
-
-    def contains(self, values: np.ndarray) -> np.ndarray:
-        """Bool per value (text): is it one of the keys?"""
-        import pyarrow as pa
-
-        if self._hashes is None:
-            self.freeze()
-        text = np.asarray([str(v) for v in values], dtype=object)
-        out = np.zeros(len(text), dtype=bool)
-        if not len(text) or not len(self._hashes):
-            return out
-        h = _hash(text)
-        left = np.searchsorted(self._hashes, h, side="left")
-        right = np.searchsorted(self._hashes, h, side="right")
-        cand = np.flatnonzero(right > left)
-        if not len(cand):
-            return out
-        first = self._keys.take(pa.array(left[cand])).to_numpy(zero_copy_only=False)
-        out[cand] = first == text[cand]
-        for i in cand[(right[cand] - left[cand] > 1) & ~out[cand]]:  # a 64-bit hash collision among keys
-            out[i] = text[i] in self._keys.slice(int(left[i]), int(right[i] - left[i])).to_pylist()
-        return out
 
 
 @lru_cache(maxsize=1)

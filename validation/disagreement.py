@@ -5,11 +5,19 @@ Rows are first linked into companies: rows sharing a value of any ``identity.mat
 credit code, the customer number ...) belong to the same company, transitively (connected
 components). A department counts a company when one of *its own* rows meets its criterion; the
 agreed criterion counts a company when any of its rows, from any department, meets it.
+
+The linking and the per-company sets run in DuckDB over the validate stage's spilled Parquet file, with
+a memory limit and a temporary directory it spills to: no array of the whole entity is held in Python
+(the criteria are evaluated in pandas batch by batch, as before, and their flags appended to DuckDB).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -17,65 +25,10 @@ import pandas as pd
 from crmbridge.validation.definition import Condition, Criteria, Criterion
 
 SAMPLES = 10
-
-
-def link_companies(frame: pd.DataFrame, match_on: list[str]) -> np.ndarray:
-    """A company label per row: rows sharing any ``match_on`` value get the same label."""
-    parts = []
-    for f in match_on:
-        if f not in frame.columns:
-            continue
-        vals = frame[f]
-        present = vals.notna().to_numpy()
-        codes, uniques = pd.factorize(vals[present])
-        parts.append((np.flatnonzero(present), codes, len(uniques)))
-    return _components(len(frame), parts)
-
-
-def _components(n: int, parts: list[tuple[np.ndarray, np.ndarray, int]]) -> np.ndarray:
-    """Connected components of rows linked through shared values: ``parts`` is per field (rows with a
-    value, the value's code, how many distinct values). Labels are numbered by each company's first
-    row (what scipy's ``connected_components`` gives on the row/value graph, which
-    ``tests/validation/test_disagreement.py`` checks), computed by min-label propagation with pointer
-    jumping: a few integer arrays of the row count, no graph."""
-    lab = np.arange(n, dtype=np.int64)
-    parts = [(np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64), int(k)) for r, c, k in parts if k]
-    changed = True
-    while changed:
-        changed = False
-        for rows, codes, k in parts:
-            low = np.full(k, n, dtype=np.int64)
-            np.minimum.at(low, codes, lab[rows])  # the smallest label among the rows sharing each value
-            new = low[codes]
-            upd = new < lab[rows]
-            if upd.any():
-                changed = True
-                # hook the old labels' roots too, so whole trees move at once
-                np.minimum.at(lab, lab[rows[upd]], new[upd])
-                np.minimum.at(lab, rows[upd], new[upd])
-        while True:  # pointer jumping: every row straight to its root
-            nxt = lab[lab]
-            if np.array_equal(nxt, lab):
-                break
-            lab = nxt
-    return np.unique(lab, return_inverse=True)[1].reshape(-1)
-
-
-def _arrow_codes(path, field: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """``link_companies``' per-field codes for one column of a Parquet file, computed in Arrow (the
-    distinct values stay Arrow text: no Python string per row)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    col = pq.read_table(path, columns=[field]).column(field)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], type=col.type)
-    present = col.is_valid().to_numpy(zero_copy_only=False)
-    values = col.filter(col.is_valid())
-    uniques = pc.unique(values)
-    codes = pc.index_in(values, value_set=uniques).to_numpy(zero_copy_only=False)
-    return np.flatnonzero(present), codes, len(uniques)
+# DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
+# the report is a small part of validate and the machine is shared (see docs/performance.md).
+DUCKDB_MEMORY = "256MB"
+DUCKDB_THREADS = 1
 
 
 def _test(frame: pd.DataFrame, t: Condition) -> pd.Series:
@@ -119,133 +72,206 @@ def _key_text(frame: pd.DataFrame, key: list[str]) -> pd.Series:
 
 
 def disagreement(frame: pd.DataFrame, criteria: Criteria, key: list[str], match_on: list[str]) -> dict[str, Any]:
-    """Counts per criterion, department-vs-agreed comparisons and the pairwise department overlap."""
-    labels = link_companies(frame, match_on or key)
-    flags = _Flags(criteria)
-    flags.add(frame)
-    return _report(criteria, len(frame), labels, flags, lambda rows: _key_text(frame.iloc[rows], key))
+    """Counts per criterion, department-vs-agreed comparisons and the pairwise department overlap, for
+    rows in memory (written to a temporary Parquet file: one code path with ``disagreement_from_parquet``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="crmbridge-disagreement-") as tmp:
+        path = Path(tmp) / "rows.parquet"
+        pq.write_table(pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False), path)
+        return disagreement_from_parquet(path, criteria, key, match_on)
 
 
 def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on: list[str],
                               batch_rows: int = 100_000) -> dict[str, Any]:
-    """``disagreement`` over a Parquet file of the normalised rows (the validate stage's spill), without
-    the whole frame: the linking fields are coded in Arrow, the criteria are evaluated batch by batch on
-    their own columns, and key text is built only for the rows shown as samples."""
+    """``disagreement`` over a Parquet file of the normalised rows (the validate stage's spill): rows are
+    linked into companies in DuckDB, the criteria evaluated batch by batch on their own columns, and key
+    text built only for the rows shown as samples."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
-    n = pf.metadata.num_rows
-    parts = [_arrow_codes(path, f) for f in (match_on or key) if f in names]
-    labels = _components(n, parts)
-    fields = {t.field for c in [criteria.agreed, *criteria.departments.values()] for t in [*c.all, *c.any]}
-    cols = [c for c in names if c in fields or c == "_department"]
-    flags = _Flags(criteria)
-    for batch in pf.iter_batches(batch_size=max(1, batch_rows), columns=cols):
-        flags.add(pd.DataFrame({c: pd.Series(batch.column(c).to_numpy(zero_copy_only=False), dtype=object)
-                                for c in batch.schema.names}))
-    if not cols:  # no column at all: still one flag per row
-        flags.add(pd.DataFrame(index=range(n)))
-
-    def key_text(rows: np.ndarray) -> pd.Series:
-        wanted = [c for c in ([*key] if key else ["_row_id"])]
-        have = [c for c in wanted if c in names]
-        t = pq.read_table(path, columns=have).take(rows)
-        df = pd.DataFrame({c: pd.Series(t.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in have})
-        for c in wanted:
-            if c not in df.columns:
-                df[c] = pd.Series(None, index=range(len(rows)), dtype=object)
-        return _key_text(df, key)
-
-    return _report(criteria, n, labels, flags, key_text)
+    with _duckdb(Path(path).parent) as con:
+        _load_edges(con, path, [f for f in (match_on or key) if f in names])
+        _link(con)
+        _load_flags(con, pf, criteria, batch_rows)
+        return _report(con, criteria, pf.metadata.num_rows, lambda rows: _sample_keys(pf, key, rows))
 
 
-class _Flags:
-    """Per row, added batch by batch: the agreed criterion, each department's criterion on its own rows,
-    and which department the row belongs to."""
+@contextmanager
+def _duckdb(where: Path) -> Iterator[Any]:
+    """A DuckDB in a temporary directory under ``where``, its buffer pool capped at ``DUCKDB_MEMORY``."""
+    import duckdb
 
-    def __init__(self, criteria: Criteria):
-        self.criteria = criteria
-        self._agreed: list[np.ndarray] = []
-        self._own: dict[str, list[np.ndarray]] = {d: [] for d in criteria.departments}
-        self._hit: dict[str, list[np.ndarray]] = {d: [] for d in criteria.departments}
+    tmp = Path(tempfile.mkdtemp(prefix=".disagreement-", dir=where))
+    con = duckdb.connect(str(tmp / "link.duckdb"))  # tables on disk: only the buffer pool is capped memory
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        con.execute(f"SET threads = {int(DUCKDB_THREADS)}")
+        con.execute("SET preserve_insertion_order = false")  # every order the report needs is an ORDER BY
+        con.execute(f"SET temp_directory = {_literal(str(tmp))}")
+        yield con
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    def add(self, frame: pd.DataFrame) -> None:
-        dept = frame["_department"].astype(object) if "_department" in frame.columns else \
-            pd.Series(None, index=frame.index, dtype=object)
-        self._agreed.append(evaluate(frame, self.criteria.agreed).to_numpy(dtype=bool))
-        for d, crit in self.criteria.departments.items():
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _load_edges(con, path, fields: list[str]) -> None:
+    """``edges(rid, node)``: each row (its position in the file) to each of its linking values; a value
+    is a node numbered per field (``dense_rank`` of the value, times the field count, plus the field)."""
+    k = max(1, len(fields))
+    src = f"read_parquet({_literal(str(path))}, file_row_number = true)"
+    parts = [f"SELECT file_row_number AS rid, (dense_rank() OVER (ORDER BY {_ident(f)}) - 1) * {k} + {i} AS node "
+             f"FROM {src} WHERE {_ident(f)} IS NOT NULL" for i, f in enumerate(fields)]
+    con.execute("CREATE TABLE edges AS " + (" UNION ALL ".join(parts) if parts else
+                                            "SELECT 0::BIGINT AS rid, 0::BIGINT AS node WHERE false"))
+
+
+def _link(con) -> None:
+    """``lab(rid, l)``: for every row with a linking value, its company's root, the smallest row number
+    among the rows linked to it (connected components of rows and values). Min-label propagation with
+    hooking and pointer jumping, as in the numpy version it replaces: a few passes of SQL over the edges
+    (``tests/validation/test_disagreement.py`` checks the components against scipy's)."""
+    con.execute("CREATE TABLE lab AS SELECT DISTINCT rid, rid AS l FROM edges")
+    while True:
+        con.execute("""CREATE OR REPLACE TABLE low AS
+            WITH node_low AS (SELECT node, min(l) AS m FROM edges JOIN lab USING (rid) GROUP BY node),
+                 row_low AS (SELECT rid, min(m) AS m FROM edges JOIN node_low USING (node) GROUP BY rid)
+            SELECT rid, l, m FROM row_low JOIN lab USING (rid) WHERE m < l""")
+        if not con.execute("SELECT count(*) FROM low").fetchone()[0]:
+            return
+        # lower the rows and hook their old labels' roots too, so whole trees move at once
+        _replace(con, "lab", """SELECT rid, least(l, coalesce(h, l)) AS l FROM lab LEFT JOIN
+            (SELECT t, min(m) AS h FROM (SELECT rid AS t, m FROM low UNION ALL SELECT l AS t, m FROM low)
+             GROUP BY t) ON t = rid""")
+        while True:  # pointer jumping: every row straight to its root
+            _replace(con, "lab", "SELECT a.rid, b.l, b.l <> a.l AS moved FROM lab a JOIN lab b ON b.rid = a.l")
+            if not con.execute("SELECT bool_or(moved) FROM lab").fetchone()[0]:
+                break
+
+
+def _replace(con, table: str, query: str) -> None:
+    con.execute(f"CREATE TABLE {table}_next AS {query}")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
+
+
+def _frames(pf, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
+    """The criteria's columns batch by batch, as object columns (no column at all: empty frames of the
+    batch's length)."""
+    if not columns:
+        n = pf.metadata.num_rows
+        for start in range(0, n, max(1, batch_rows)):
+            yield pd.DataFrame(index=range(min(batch_rows, n - start)))
+        return
+    for batch in pf.iter_batches(batch_size=max(1, batch_rows), columns=columns):
+        yield pd.DataFrame({c: pd.Series(batch.column(c).to_numpy(zero_copy_only=False), dtype=object)
+                            for c in batch.schema.names})
+
+
+def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
+    """``flags(rid, agreed, own_i, hit_i)`` per row: the agreed criterion, whether the row is department
+    i's, and department i's criterion on its own rows; then ``comp``: the same per company (any row)."""
+    import pyarrow as pa
+
+    depts = list(criteria.departments.values())
+    fields = {t.field for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]}
+    cols = [c for c in pf.schema_arrow.names if c in fields or c == "_department"]
+    flag_cols = ["agreed", *(f"{p}_{i}" for i in range(len(depts)) for p in ("own", "hit"))]
+    con.execute("CREATE TABLE flags (rid BIGINT, " + ", ".join(f"{c} BOOLEAN" for c in flag_cols) + ")")
+    start = 0
+    for frame in _frames(pf, cols, batch_rows):
+        dept = frame["_department"] if "_department" in frame.columns else pd.Series(None, index=frame.index,
+                                                                                       dtype=object)
+        out = {"rid": np.arange(start, start + len(frame), dtype=np.int64),
+               "agreed": evaluate(frame, criteria.agreed).to_numpy(dtype=bool)}
+        for i, (d, crit) in enumerate(criteria.departments.items()):
             own = (dept == d).to_numpy(dtype=bool)
-            self._own[d].append(own)
-            self._hit[d].append(evaluate(frame, crit).to_numpy(dtype=bool) & own)
-
-    @staticmethod
-    def _cat(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
-
-    def agreed(self) -> np.ndarray:
-        return self._cat(self._agreed)
-
-    def own(self, d: str) -> np.ndarray:
-        return self._cat(self._own[d])
-
-    def hit(self, d: str) -> np.ndarray:
-        return self._cat(self._hit[d])
+            out[f"own_{i}"], out[f"hit_{i}"] = own, evaluate(frame, crit).to_numpy(dtype=bool) & own
+        batch = pa.table(out)  # noqa: F841 - DuckDB reads the local variable by name
+        con.execute("INSERT INTO flags SELECT * FROM batch")
+        start += len(frame)
+    con.execute("CREATE TABLE comp AS SELECT coalesce(lab.l, flags.rid) AS root, "
+                + ", ".join(f"bool_or({c}) AS {c}" for c in flag_cols)
+                + " FROM flags LEFT JOIN lab USING (rid) GROUP BY ALL")
 
 
-def _report(criteria: Criteria, n: int, labels: np.ndarray, flags: _Flags, key_text) -> dict[str, Any]:
-    """The report from per-row company labels and criterion flags; ``key_text(rows)`` gives the key
-    text of those row positions (only the sampled companies' first rows are asked for). Sets of
-    companies are boolean masks over the company labels (a byte per company, not a Python set)."""
-    uniq, first = np.unique(labels, return_index=True)  # company label -> its first row
-    size = int(uniq[-1]) + 1 if len(uniq) else 0
+def _sample_keys(pf, key: list[str], rows: np.ndarray) -> pd.Series:
+    """The key text of the rows at these positions, read from the row groups holding them only."""
+    wanted = list(key) if key else ["_row_id"]
+    have = [c for c in wanted if c in pf.schema_arrow.names]
+    t = _take(pf, have, np.asarray(rows, dtype=np.int64))
+    df = pd.DataFrame({c: pd.Series(t.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in have},
+                      index=range(len(rows)))
+    for c in wanted:
+        if c not in df.columns:
+            df[c] = pd.Series(None, index=range(len(rows)), dtype=object)
+    return _key_text(df, key)
+
+
+def _take(pf, columns: list[str], rows: np.ndarray):
+    """``read_table(columns).take(rows)`` reading only the row groups that hold ``rows``."""
+    import pyarrow as pa
+
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    groups = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(groups, kind="stable")
+    pieces = [pf.read_row_group(int(g), columns=columns).take(pa.array(rows[order][groups[order] == g] - starts[g]))
+              for g in np.unique(groups)]
+    return pa.concat_tables(pieces).take(pa.array(np.argsort(order, kind="stable")))
+
+
+def _report(con, criteria: Criteria, n: int, key_text: Callable[[np.ndarray], pd.Series]) -> dict[str, Any]:
+    """The report from the ``comp`` table (one row per company: its root row and its flags), as SQL
+    conditions over it; ``key_text(rows)`` gives the key text of those row positions (only the sampled
+    companies' first rows, their roots, are asked for)."""
     shown: dict[int, str] = {}
 
-    def companies(rows: np.ndarray) -> np.ndarray:
-        mask = np.zeros(size, dtype=bool)
-        mask[labels[rows]] = True
-        return mask
+    def count(cond: str) -> int:
+        return int(con.execute(f"SELECT count(*) FROM comp WHERE {cond}").fetchone()[0])
 
-    def count(mask: np.ndarray) -> int:
-        return int(mask.sum())
-
-    def samples(chosen: np.ndarray) -> list[str]:
-        picked = [int(x) for x in np.flatnonzero(chosen)[:SAMPLES]]  # the lowest labels, as sorted() gave
-        missing = [lab for lab in picked if lab not in shown]
+    def samples(cond: str) -> list[str]:
+        picked = [int(r) for (r,) in con.execute(  # the first rows of the lowest companies, as sorted() gave
+            f"SELECT root FROM comp WHERE {cond} ORDER BY root LIMIT {SAMPLES}").fetchall()]
+        missing = [r for r in picked if r not in shown]
         if missing:
-            rows = first[np.searchsorted(uniq, missing)]
-            for lab, text in zip(missing, key_text(rows)):
-                shown[lab] = str(text)
-        return [shown[lab] for lab in picked]
+            for r, text in zip(missing, key_text(np.array(missing, dtype=np.int64))):
+                shown[r] = str(text)
+        return [shown[r] for r in picked]
 
-    agreed = companies(flags.agreed())
-    counted = {d: companies(flags.hit(d)) for d in criteria.departments}
     comparisons = []
-    for d, crit in criteria.departments.items():
-        seen = companies(flags.own(d))
-        mine = counted[d]
-        only_agreed = agreed & ~mine
+    for i, (d, crit) in enumerate(criteria.departments.items()):
+        seen, mine = f"own_{i}", f"hit_{i}"
+        only_agreed = f"agreed AND NOT {mine}"
         comparisons.append({
             "department": d, "criterion": crit.description, "companies_in_department_data": count(seen),
-            "department_counts": count(mine), "agreed_counts": count(agreed), "both": count(mine & agreed),
-            "only_department": count(mine & ~agreed), "only_agreed": count(only_agreed),
-            "only_agreed_in_department_data": count(only_agreed & seen),
-            "samples_only_department": samples(mine & ~agreed),
-            "samples_only_agreed": samples(only_agreed & seen) or samples(only_agreed),
+            "department_counts": count(mine), "agreed_counts": count("agreed"), "both": count(f"{mine} AND agreed"),
+            "only_department": count(f"{mine} AND NOT agreed"), "only_agreed": count(only_agreed),
+            "only_agreed_in_department_data": count(f"{only_agreed} AND {seen}"),
+            "samples_only_department": samples(f"{mine} AND NOT agreed"),
+            "samples_only_agreed": samples(f"{only_agreed} AND {seen}") or samples(only_agreed),
         })
-    depts = list(criteria.departments)
-    overlap = {a: {b: count(counted[a] & counted[b]) for b in depts} for a in depts}
-    any_dept = np.zeros(size, dtype=bool)
-    all_dept = np.ones(size, dtype=bool)
-    for m in counted.values():
-        any_dept |= m
-        all_dept &= m
+    hits = [f"hit_{i}" for i in range(len(criteria.departments))]
+    overlap = {a: {b: count(f"{hits[i]} AND {hits[j]}") for j, b in enumerate(criteria.departments)}
+               for i, a in enumerate(criteria.departments)}
+    any_dept = "(" + " OR ".join(hits) + ")" if hits else "false"
     return {
-        "entity": criteria.entity, "rows": n, "companies": int(len(uniq)),
-        "agreed": {"criterion": criteria.agreed.description, "counts": count(agreed)},
+        "entity": criteria.entity, "rows": n, "companies": count("true"),
+        "agreed": {"criterion": criteria.agreed.description, "counts": count("agreed")},
         "departments": comparisons, "overlap": overlap,
         "counted_by_some_department": count(any_dept),
-        "counted_by_all_departments": count(all_dept) if counted else 0,
-        "agreed_but_no_department": count(agreed & ~any_dept),
-        "samples_agreed_but_no_department": samples(agreed & ~any_dept),
+        "counted_by_all_departments": count(" AND ".join(hits)) if hits else 0,
+        "agreed_but_no_department": count(f"agreed AND NOT {any_dept}"),
+        "samples_agreed_but_no_department": samples(f"agreed AND NOT {any_dept}"),
     }

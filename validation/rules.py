@@ -29,8 +29,8 @@ class RuleContext:
     referenced entities' quarantined rows were quarantined (so a child's reason can say so), and the
     key values that occur more than once in the whole entity (so uniqueness holds across batches).
 
-    ``valid_keys`` values: a ``checks.KeyIndex`` (what the streaming stage builds) or any Series/set
-    of keys. ``duplicates``: (entity, rule_id) -> ``checks.DuplicateIndex``; a unique rule without one
+    ``valid_keys`` values: a ``mappings.keyindex.KeyIndex`` (what the streaming stage builds) or any
+    Series/set of keys. ``duplicates``: (entity, rule_id) -> ``checks.DuplicateIndex``; a unique rule without one
     judges the rows it is given (the whole entity when run on a whole frame)."""
 
     valid_keys: dict[tuple[str, str], Any] = field(default_factory=dict)

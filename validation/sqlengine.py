@@ -19,8 +19,8 @@ For entities whose sources are SQL sources (``connectors/sql.py``), the rules ar
 - **uniqueness and references of keys without SQL form** (``nfkc`` on MariaDB/SQLite, the template's keys)
   run in that Python pass too, against compact indexes built first from batches of only the key columns:
   ``checks.DuplicateFinder`` (8-byte hashes, repeated hashes confirmed on the values) and the parent's
-  valid keys in a ``checks.KeyIndex``, the streamed pandas path's own indexes. The database names its
-  failing rows by such a key's raw text, which Python normalises.
+  valid keys in a ``mappings.keyindex.KeyIndex``, the streamed pandas path's own indexes. The database
+  names its failing rows by such a key's raw text, which Python normalises.
 
 Rows have no ``_row_id`` in the database: a failing row is identified by ``(department, key)``. Under a
 blocking key rule rows sharing one are all quarantined (duplicates), so counts stay exact.

@@ -85,14 +85,14 @@ def _python_duplicates(engine, d: Dialect, plan: EntityPlan, ctx, batch_rows: in
 
 def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, key: str, batch_rows: int):
     """The parent's keys held by at least one row validation did not quarantine (the pandas path's
-    valid keys), as a ``checks.KeyIndex``, from batches of the parent's department and key only."""
-    from crmbridge.validation.checks import KeyIndex
+    valid keys), as a ``mappings.keyindex.KeyIndex``, from batches of the parent's department and key only."""
+    from crmbridge.mappings.keyindex import KeyCollector
 
     quarantined: dict[Any, set] = {}
     for ident, rs in fails.reasons.items():
         if ident[1] is not None and any(b == 0 for b, _ in rs):
             quarantined.setdefault(ident[0], set()).add(ident[1])
-    index = KeyIndex()
+    index = KeyCollector()
     for s in parent.sources:
         bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
         cols = _with_step_columns(parent.rules_def, [key])

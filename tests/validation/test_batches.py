@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from crmbridge.mappings.keyindex import KeyCollector
 from crmbridge.validation import checks
 from crmbridge.validation.definition import Definition
 from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner, run_rules
@@ -136,10 +137,10 @@ def test_key_indexes_stay_exact_when_hashes_collide(monkeypatch):
     got = checks.unique_check(df, ["k"], f.index())
     assert got.tolist() == [False, True, False, None, True]
     assert got.tolist() == checks.unique_check(df, ["k"]).tolist()  # the same as on the whole frame
-    keys = checks.KeyIndex()
-    keys.add(["C1", "C2"])
-    keys.add(["C2", None, "C3"])
-    keys.freeze()
+    collect = KeyCollector()
+    collect.add(["C1", "C2"])
+    collect.add(["C2", None, "C3"])
+    keys = collect.freeze()
     assert keys.contains(np.array(["C3", "C9", "C1", "C2"], dtype=object)).tolist() == [True, False, True, True]
 
 
@@ -152,9 +153,28 @@ def test_compound_key_text_cannot_be_faked_by_a_separator():
 @pytest.mark.parametrize("size", [1, 3])
 def test_reference_check_with_a_key_index_equals_the_series_path(size):
     keys = pd.Series(["C1", "C2", "C3", "C2"], dtype=object)
-    idx = checks.KeyIndex()
+    collect = KeyCollector()
     for i in range(0, len(keys), size):
-        idx.add(keys.iloc[i:i + size].to_numpy(dtype=object))
-    idx.freeze()
+        collect.add(keys.iloc[i:i + size].to_numpy(dtype=object))
+    idx = collect.freeze()
     child = pd.Series(["C1", None, "C4", "C3"], dtype=object)
     assert checks.reference_check(child, idx).tolist() == checks.reference_check(child, keys).tolist()
+
+
+def test_distinct_keys_whose_32_bit_hashes_collide_stay_unique():
+    """The uniqueness index keeps 32-bit hashes: real collisions among distinct keys happen at this size
+    (birthday bound) and are settled on the values."""
+    keys = np.array([f"C{i:07d}" for i in range(200_000)], dtype=object)
+    h = checks.DuplicateFinder(["k"], hash_bits=32)._hash_of(keys)
+    order = np.argsort(h, kind="stable")
+    same = np.flatnonzero(h[order][1:] == h[order][:-1])
+    assert len(same)  # the data really holds colliding hashes
+    a, b = keys[order[same[0]]], keys[order[same[0] + 1]]
+    df = pd.DataFrame({"k": [a, "x", b, "x", a + "!"]}, dtype=object)
+    f = checks.DuplicateFinder(["k"], hash_bits=32)
+    f.add(df.iloc[:2])
+    f.add(df.iloc[2:])
+    assert f.needs_confirm
+    f.confirm(df.iloc[:2])
+    f.confirm(df.iloc[2:])
+    assert checks.unique_check(df, ["k"], f.index()).tolist() == [True, False, True, False, True]

@@ -1,0 +1,51 @@
+"""The key index shared by validate and map: exact like a Python set / dict, long keys kept apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from crmbridge.mappings.keyindex import WIDEST, KeyCollector, KeyedText, KeyIndex, _strings
+
+
+def _values(rng, n):
+    """Short keys, keys around the WIDEST boundary and long ones, non-ASCII, NUL, repeats, missing."""
+    pool = ["C1", "中文", "a\x00", "", "x" * (WIDEST - 1), "x" * WIDEST, "y" * (WIDEST + 1), "长" * 40, "z" * 300,
+            *(f"K{i}" for i in range(20)), *("L" * 70 + str(i) for i in range(5))]
+    vals = [pool[i] for i in rng.integers(0, len(pool), size=n)]
+    return pd.Series([None if rng.random() < 0.1 else v for v in vals], dtype=object)
+
+
+def test_key_index_equals_a_python_set_with_long_keys():
+    rng = np.random.default_rng(5)
+    probe = _values(rng, 200)
+    probe = pd.concat([probe, pd.Series(["L" * 70, "y" * WIDEST, "z" * 299, "C1 "], dtype=object)], ignore_index=True)
+    for _ in range(20):
+        parts = [_values(rng, int(rng.integers(0, 30))) for _ in range(3)]
+        want = {v for p in parts for v in p if v is not None}
+        collect = KeyCollector()
+        for p in parts:
+            collect.add(p)
+        for idx in (collect.freeze(), KeyIndex.union(parts), KeyIndex.of(pd.concat(parts))):
+            assert len(idx) == len(want) and sorted(idx) == sorted(want)
+            assert idx.keys.dtype.itemsize <= WIDEST  # a long key never widens the sorted array
+            assert idx.contains(probe).tolist() == [v is not None and v in want for v in probe]
+        seen = pd.concat(parts).dropna()
+        twice = set(seen[seen.duplicated()])
+        dup = KeyIndex.duplicates([_strings(p) for p in parts])
+        assert sorted(dup) == sorted(twice)
+        assert KeyIndex.union([dup, KeyIndex.of(["new"])]).contains(pd.Series(["new", *twice], dtype=object)).all()
+
+
+def test_keyed_text_equals_a_dict_with_long_keys():
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        dicts = [{v: f"r{i}-{j}" for j, v in enumerate(_values(rng, 15)) if v is not None} for i in range(3)]
+        want: dict = {}
+        for d in dicts:
+            want.update(d)
+        kt = KeyedText.build([(_strings(pd.Series(list(d), dtype=object)), list(d.values())) for d in dicts[:2]])
+        kt.update(dicts[2])
+        assert len(kt) == len(want) and all(kt.get(k) == v for k, v in want.items())
+        assert kt.get("z" * 301) is None and kt.get("L" * 70, "-") == want.get("L" * 70, "-")
+        assert sorted(kt.key_index()) == sorted(want)
