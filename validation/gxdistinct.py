@@ -10,8 +10,9 @@ value (in row order, so the first 20 are the same rows), the row ids, and the el
 unexpected counts of the rows; ``success`` with GX's formulas. ``tests/validation/test_gxdistinct.py``
 compares both paths result by result.
 
-Groups have different numbers of distinct values; each is padded to the longest by repeating its
-first distinct row, and verdicts on padding rows are ignored. GX's missing count on that frame is
+Groups have different numbers of distinct values; each is padded to the longest with missing values
+(which GX skips) or, where a missing value is judged (not-null), with the group's most frequent row;
+verdicts on padding rows are ignored. GX's missing count on that frame is
 checked against the rows' own missing count recomputed the way GX's pandas engine filters
 (``isnull``, ``ignore_row_if``), so a difference in the two semantics stops the stage instead of
 giving other counts.
@@ -115,21 +116,50 @@ def _joint_codes(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
 def distinct_frame(data: pd.DataFrame, rules) -> DistinctFrame:
     """The frame GX validates instead of ``data`` (which must hold ``_row_id`` and have rows)."""
     groups = _groups(data, rules)
-    codes, sizes, firsts, group_of = {}, {}, {}, {}
+    keep_nulls = _null_judged(rules)
+    codes, sizes, group_of, cols_out = {}, {}, {}, {}
+    n = 1
+    parts = []
     for g, cols in enumerate(groups):
         c = _joint_codes(data, cols)
         _, first = np.unique(c, return_index=True)  # codes are 0..k-1 in order of first appearance
-        codes[g], sizes[g], firsts[g] = c, len(first), first
+        codes[g], sizes[g] = c, len(first)
+        n = max(n, len(first))
+        parts.append((cols, c, first))
         for col in cols:
             group_of[col] = g
-    n = max(sizes.values(), default=1)
-    out: dict[str, Any] = {}
-    for g, cols in enumerate(groups):
-        pos = np.concatenate([firsts[g], np.full(n - sizes[g], firsts[g][0], dtype=firsts[g].dtype)])
+    for cols, c, first in parts:
+        null_pad = not (set(cols) & keep_nulls) and all(_nullable(data[col]) for col in cols)
+        pad = first[np.argmax(np.bincount(c))] if not null_pad else first[0]
+        pos = np.concatenate([first, np.full(n - len(first), pad, dtype=first.dtype)])
         for col in cols:
-            out[col] = data[col].iloc[pos].reset_index(drop=True)
-    out[ROW_ID] = np.arange(n, dtype=np.int64)
-    return DistinctFrame(frame=pd.DataFrame(out), codes=codes, sizes=sizes, group_of=group_of)
+            cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else data[col].iloc[pos].reset_index(drop=True)
+    cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
+    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of)
+
+
+def _null_judged(rules) -> set[str]:
+    """Columns where a missing value is judged (not-null, a pair that ignores no row): padding them with
+    missing values would add failures; they are padded with the group's most frequent row instead."""
+    out: set[str] = set()
+    for r in rules:
+        if r.expectation == "ExpectColumnValuesToNotBeNull" or r.kwargs.get("ignore_row_if", "") not in \
+                ("", "either_value_is_missing", "both_values_are_missing"):
+            out.update(rule_columns(r))
+    return out
+
+
+def _nullable(s: pd.Series) -> bool:
+    return s.dtype == object or (isinstance(s.dtype, np.dtype) and s.dtype.kind in "fmM")
+
+
+def _padded(s: pd.Series, pos: np.ndarray, k: int) -> pd.Series:
+    """The distinct rows, then missing values: GX skips those in every row-local expectation but
+    not-null, so padding costs it nothing (no strptime or regex on repeated values)."""
+    arr = s.to_numpy()[pos]
+    if len(arr) > k:
+        arr[k:] = None if arr.dtype == object else (np.nan if arr.dtype.kind == "f" else arr.dtype.type("NaT"))
+    return pd.Series(arr, name=s.name)
 
 
 def _considered(frame: pd.DataFrame, rule) -> int | None:
@@ -159,6 +189,7 @@ def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
 def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: dict) -> None:
     """Rewrite ``res`` (GX's ExpectationValidationResult on the distinct frame) into the result GX gives
     on ``data``'s rows."""
+    from great_expectations.constants import MAX_RESULT_RECORDS
     from great_expectations.expectations.expectation import _format_map_output, parse_result_format
 
     r = res.result or {}
@@ -167,16 +198,19 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
     codes, k = dframe.codes[g], dframe.sizes[g]
     listed = list(r.get("unexpected_index_list") or [])
     values = list(r.get("unexpected_list") or [])
-    if len(listed) != len(values) or len(listed) != int(r.get("unexpected_count") or 0):
+    if len(values) != min(len(listed), MAX_RESULT_RECORDS) or len(listed) != int(r.get("unexpected_count") or 0):
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations listed {len(values)} values for "
                         f"{len(listed)} rows ({r.get('unexpected_count')} unexpected) on the distinct values")
     bad = np.zeros(k, dtype=bool)
     value_of, index_of = np.empty(k, dtype=object), np.empty(k, dtype=object)
-    for entry, v in zip(listed, values):
+    has_value = np.zeros(k, dtype=bool)
+    for i, entry in enumerate(listed):
         p = int(entry[ROW_ID])
         if p < k:  # the rest are padding: copies of the group's first distinct row
             bad[p] = True
-            value_of[p], index_of[p] = v, entry
+            index_of[p] = entry
+            if i < len(values):
+                value_of[p], has_value[p] = values[i], True
     considered_distinct = _considered(dframe.frame, rule)
     if considered_distinct is not None and int(r.get("missing_count") or 0) != len(dframe.frame) - considered_distinct:
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations counted {r.get('missing_count')} "
@@ -184,10 +218,17 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
                         hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
     rows = np.flatnonzero(bad[codes])
     row_ids = data[ROW_ID].to_numpy(dtype=object)[rows]
+    # GX lists every failing row's id but only the first MAX_RESULT_RECORDS values. The codes of the
+    # first failing rows are the first failing distinct values (codes count in order of appearance),
+    # whose values GX did list.
+    shown = codes[rows[:MAX_RESULT_RECORDS]]
+    if not has_value[shown].all():
+        raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations did not list the value of a failing "
+                        "row among the first ones", hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
     total, considered = len(data), _considered(data, rule)
     built = _format_map_output(
         result_format=parse_result_format(result_format), success=_success(rule, total, considered, len(rows)),
         element_count=total, nonnull_count=considered, unexpected_count=len(rows),
-        unexpected_list=value_of[codes[rows]].tolist(), unexpected_index_list=[{**entry, ROW_ID: i} for entry, i in zip(index_of[codes[rows]], row_ids)],
+        unexpected_list=value_of[shown].tolist(), unexpected_index_list=[{**entry, ROW_ID: i} for entry, i in zip(index_of[codes[rows]], row_ids)],
         unexpected_index_query=None, unexpected_index_column_names=result_format.get("unexpected_index_column_names"))
     res.result, res.success = built["result"], built["success"]

@@ -47,7 +47,7 @@ def _rules(entity_yaml: str = ENTITY):
     return compile_rules("customers", Definition.model_validate(data).entities["customers"])
 
 
-def _frame(n: int = 240, seed: int = 3) -> pd.DataFrame:
+def _frame(n: int = 900, seed: int = 3) -> pd.DataFrame:
     """Repeated and unique values, missing ones as None and NaN, -0.0 and 0.0, and an object column
     mixing ``"1"``, ``1``, ``1.0`` and ``True`` (equal under hashing, different values for GX)."""
     rng = np.random.default_rng(seed)
@@ -66,7 +66,8 @@ def _frame(n: int = 240, seed: int = 3) -> pd.DataFrame:
         "limit": pick(["12.5", "0", None, "-0.0", "7"]),
         "visits": pick(["1", "2", "x", None, "-4"]),
         "country": pick(["CN", "US", "ZZ", None, "cn"]),
-        "code": pick(["AB1", "ab1", "XY9", None, "ABC"]),
+        "code": pd.Series([f"Q{i}" if i % 3 == 0 else v for i, v in enumerate(pick(["AB1", "ab1", "XY9", None]))],
+                          dtype=object),  # over 200 failing values, most of them unique
         "postal_code": pick(["200120", "10001", "2001", None]),
         "status": pick(["Active", "1", 1, 1.0, True, None, float("nan"), "Gone"]),
         "_department": pick(["sales", "finance"]),
@@ -120,14 +121,23 @@ def test_every_expectation_gives_the_all_rows_result(seed):
     assert by_rule["cross.end_on_ge_created_on"].unexpected_count > 0
     assert by_rule["cross.amount_eq_limit"].unexpected_count > 0
     assert not by_rule["format.visits"].success or by_rule["format.visits"].unexpected_count > 0
+    assert by_rule["format.code"].unexpected_count > 300  # more than GX's 200 listed values
+
+
+def test_padding_that_fails_is_ignored():
+    """A not-null column mostly empty: its padding (the most frequent row, a missing value) fails too."""
+    rules = _rules()
+    df = _frame(n=300)
+    df["name"] = [None if i % 5 else "Acme" for i in range(len(df))]
+    _assert_same_run(*_both(rules, df))
 
 
 def test_totals_and_data_docs_result_equal_over_batches():
     rules = _rules()
-    df = _frame(n=500, seed=9)
+    df = _frame(n=1000, seed=9)
     totals = {False: ResultTotals(rules), True: ResultTotals(rules)}
-    for start in range(0, len(df), 130):
-        every, distinct = _both(rules, df.iloc[start:start + 130].reset_index(drop=True))
+    for start in range(0, len(df), 330):
+        every, distinct = _both(rules, df.iloc[start:start + 330].reset_index(drop=True))
         totals[False].add(every)
         totals[True].add(distinct)
     assert [o.as_dict() for o in totals[False].outcomes()] == [o.as_dict() for o in totals[True].outcomes()]
