@@ -3,6 +3,7 @@ customer rules; prints rows/s, rows per CPU-second, peak memory and the load ave
 
     python benchmarks/validate_1m.py [--rows 1000000] [--batch-rows 100000] [--keep DIR]
     python benchmarks/validate_1m.py --rows 200000 --rows 1000000    # peak RSS must not grow with rows
+    python benchmarks/validate_1m.py --rows 200000 --profile /tmp/validate.prof   # where the CPU goes
 
 Data is generated in the extract layout (``runs/<id>/extract/customers/<source>.parquet`` plus a
 manifest), messy the way the demo data is (full-width digits, padded keys, three date spellings,
@@ -135,7 +136,7 @@ def write_project(root: Path, n: int) -> str:
     return run.run_id
 
 
-def child(root: str, run_id: str, batch_rows: str) -> None:
+def child(root: str, run_id: str, batch_rows: str, profile: str = "") -> None:
     from crmbridge.config import load_project
     from crmbridge.migrations.runs import open_run
     from crmbridge.state import open_state
@@ -148,7 +149,14 @@ def child(root: str, run_id: str, batch_rows: str) -> None:
 
     t = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    rep = run_validate(project, run, batch_rows=int(batch_rows) or None)
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile(time.process_time)  # CPU time: wall time here mostly measures the load
+        rep = prof.runcall(run_validate, project, run, batch_rows=int(batch_rows) or None)
+        prof.dump_stats(profile)
+    else:
+        rep = run_validate(project, run, batch_rows=int(batch_rows) or None)
     secs = time.perf_counter() - t
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
@@ -169,7 +177,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, action="append", help="rows (repeat for several runs; default 1000000)")
     ap.add_argument("--batch-rows", type=int, default=0, help="validate's batch size (default: BATCH_ROWS)")
     ap.add_argument("--keep", type=Path, help="build the project here and keep it (one --rows only)")
-    ap.add_argument("--child", nargs=3, metavar=("ROOT", "RUN", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--profile", type=Path, help="write cProfile statistics of the validate stage here and print "
+                    "the top functions (the profiler itself adds CPU time)")
+    ap.add_argument("--child", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(*a.child)
@@ -181,8 +191,8 @@ def main() -> None:
             t = time.perf_counter()
             run_id = write_project(root, rows)
             print(f"generated {rows} rows in {time.perf_counter() - t:.1f}s", flush=True)
-            out = subprocess.run([sys.executable, __file__, "--child", str(root), run_id, str(a.batch_rows)],
-                                 capture_output=True, text=True)
+            cmd = [sys.executable, __file__, "--child", str(root), run_id, str(a.batch_rows)]
+            out = subprocess.run(cmd + ([str(a.profile)] if a.profile else []), capture_output=True, text=True)
             if out.returncode:
                 sys.exit(out.stderr[-3000:])
             r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -191,6 +201,11 @@ def main() -> None:
                   f"CPU {r['cpu_s']}s = {r['rows_per_cpu_s']} rows per CPU-second, peak memory {r['peak_rss_mib']} MiB, "
                   f"valid {r['valid']}, quarantined {r['quarantined']}, batch rows {a.batch_rows or 'default'}; "
                   f"load average {_load()}", flush=True)
+            if a.profile:
+                import pstats
+
+                pstats.Stats(str(a.profile)).sort_stats("cumulative").print_stats(45)
+                pstats.Stats(str(a.profile)).sort_stats("tottime").print_stats(35)
         finally:
             if not a.keep:
                 shutil.rmtree(root, ignore_errors=True)

@@ -121,7 +121,24 @@ _EMAIL_FAST = (r"[A-Za-z0-9](?:[A-Za-z0-9_%+-]|\.(?!\.)){0,62}(?<!\.)@"
                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}")
 
 
+def per_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn``, which works value by value, run on the distinct values of ``series`` only and carried back
+    to the rows by codes (codes that keep ``1``, ``1.0`` and ``True`` apart: ``fn`` may see their text)."""
+    from crmbridge.validation.gxdistinct import column_codes
+
+    if len(series) == 0:
+        return fn(series)
+    codes = column_codes(series)
+    _, first = np.unique(codes, return_index=True)
+    res = fn(series.iloc[first].reset_index(drop=True))
+    return pd.Series(res.to_numpy()[codes], index=series.index, dtype=res.dtype)
+
+
 def _email_fast(series: pd.Series) -> pd.Series:
+    return per_distinct(series, _email_fast_values)
+
+
+def _email_fast_values(series: pd.Series) -> pd.Series:
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
     s = series.astype(object).where(series.notna(), "").astype(str)
@@ -159,6 +176,10 @@ def phone_valid(value: str, region: str) -> bool:
 def _regions(series: pd.Series, country: pd.Series | None, default: str) -> pd.Series:
     if country is None:
         return pd.Series(default, index=series.index, dtype=object)
+    return per_distinct(country, lambda values: _region_values(values, default))
+
+
+def _region_values(country: pd.Series, default: str) -> pd.Series:
     c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
     return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
 
@@ -192,6 +213,10 @@ def _matches(national: pd.Series, desc) -> pd.Series:
 
 
 def _phone_fast(series: pd.Series) -> pd.Series:
+    return per_distinct(series, _phone_fast_values)
+
+
+def _phone_fast_values(series: pd.Series) -> pd.Series:
     from phonenumbers import PhoneMetadata
 
     s = series.astype(object).where(series.notna(), "").astype(str)

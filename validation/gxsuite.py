@@ -23,6 +23,11 @@ log = logging.getLogger("crmbridge.validation")
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 _counter = itertools.count(1)
+# GX judges each batch's distinct values (``gxdistinct``) rather than every row; False: every row, the
+# reference path the equality tests compare against.
+DISTINCT_VALUES = True
+_RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
+                  "return_unexpected_index_query": False}
 
 
 @dataclass
@@ -87,9 +92,11 @@ def build_suite(name: str, rules: list[Rule]):
 
 def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> pd.DataFrame:
     """The frame GX sees: the columns the rules read, their derived columns and ``_row_id``."""
+    from crmbridge.validation.gxdistinct import rule_columns
+
     cols: dict[str, pd.Series] = {"_row_id": frame["_row_id"]}
     for r in rules:
-        for c in _columns_of(r):
+        for c in rule_columns(r):
             if c in frame.columns and c not in cols:
                 cols[c] = frame[c]
         if r.derive is not None:
@@ -97,18 +104,16 @@ def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> 
     return pd.DataFrame(cols, index=frame.index)
 
 
-def _columns_of(r: Rule) -> list[str]:
-    k = r.kwargs
-    return [c for c in [k.get("column"), k.get("column_A"), k.get("column_B"), *k.get("column_list", [])] if c]
-
-
 class SuiteRunner:
     """One entity's suite and dataframe asset, built once and run on batch after batch (GX's start-up
     is paid once per process, the suite once per entity). ``close`` removes the asset from the
     process-wide context; use it as a context manager."""
 
-    def __init__(self, entity: str, rules: list[Rule]):
+    def __init__(self, entity: str, rules: list[Rule], distinct: bool | None = None):
+        from crmbridge.validation import gxdistinct
+
         self.entity, self.rules = entity, rules
+        self.distinct = (DISTINCT_VALUES if distinct is None else distinct) and gxdistinct.supported(rules)
         _, ds = _context()
         n = next(_counter)
         self._ds = ds
@@ -135,22 +140,21 @@ class SuiteRunner:
         Runs GX's validator the way ``ValidationDefinition.run`` does, minus its last step: storing
         every result (with every failing row id) in the context's results store, which would keep
         each batch's lists in memory for the rest of the process."""
-        import datetime as dt
-
-        from great_expectations.core.run_identifier import RunIdentifier
-        from great_expectations.validator.v1_validator import Validator
-
         data = derive_columns(frame, self.rules, ctx).reset_index(drop=True)
-        validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
-                              result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
-                                             "return_unexpected_index_query": False})
-        result = validator.validate_expectation_suite(self.suite)
-        run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
-        result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
-                            "batch_parameters": {"dataframe": "<DATAFRAME>"}})
+        if self.distinct and len(data):
+            from crmbridge.validation import gxdistinct
+
+            dframe = gxdistinct.distinct_frame(data, self.rules)
+            result = self._validate(dframe.frame)
+            for res in result.results:
+                if not (res.exception_info or {}).get("raised_exception"):
+                    gxdistinct.expand(res, self._rule(res), data, dframe, _RESULT_FORMAT)
+            _restate(result)
+        else:
+            result = self._validate(data)
         outcomes = []
         for res in result.results:
-            rule = self._by_id[res.expectation_config.meta["rule_id"]]
+            rule = self._rule(res)
             info = res.exception_info or {}
             if info.get("raised_exception"):
                 raise RunFailed(f"validate: rule '{rule.rule_id}' on '{self.entity}' could not run in "
@@ -158,6 +162,33 @@ class SuiteRunner:
             outcomes.append(_outcome(rule, res))
         outcomes.sort(key=lambda o: self._order[o.rule.rule_id])
         return EntityRun(outcomes=outcomes, gx_result=result)
+
+    def _rule(self, res) -> Rule:
+        return self._by_id[res.expectation_config.meta["rule_id"]]
+
+    def _validate(self, data: pd.DataFrame):
+        """GX's validator on ``data``, the way ``ValidationDefinition.run`` runs it minus its last step."""
+        import datetime as dt
+
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.validator.v1_validator import Validator
+
+        validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
+                              result_format=dict(_RESULT_FORMAT))
+        result = validator.validate_expectation_suite(self.suite)
+        run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
+        result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
+                            "batch_parameters": {"dataframe": "<DATAFRAME>"}})
+        return result
+
+
+def _restate(result) -> None:
+    """The suite's success and statistics again from its (rewritten) expectation results, as GX states them."""
+    ok = sum(1 for r in result.results if r.success)
+    n = len(result.results)
+    result.success = ok == n
+    result.statistics.update({"evaluated_expectations": n, "successful_expectations": ok,
+                              "unsuccessful_expectations": n - ok, "success_percent": ok / n * 100 if n else None})
 
 
 def run_rules(entity: str, frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> EntityRun:

@@ -73,3 +73,21 @@ def test_uscc_vectorised_check_agrees_with_stdnum_value_by_value():
     assert sum(1 for g in got if g is True) > 400 and sum(1 for g in got if g is False) > 1000
     for v, g in zip(values, got):
         assert g is uscc_valid(v), repr(v)
+
+
+def test_fast_paths_on_distinct_values_equal_every_value():
+    """``per_distinct`` runs the e-mail and phone fast paths and the country-to-region step once per
+    distinct value; the result per row (and its dtype) is what the functions give on every row."""
+    from crmbridge.validation import checks
+
+    mixed = ["1", 1, 1.0, True, None, float("nan"), "CN", "cn", "ＣＮ", "中国", "US", "CN", 1]
+    cases = [(checks._email_fast_values, EMAILS * 3 + [None, 1, "1"]),
+             (checks._phone_fast_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
+             (lambda s: checks._region_values(s, "CN"), mixed * 2)]
+    for fn, values in cases:
+        s = pd.Series(values, dtype=object, index=range(100, 100 + len(values)))
+        got, want = checks.per_distinct(s, fn), fn(s)
+        assert got.dtype == want.dtype
+        assert got.index.equals(want.index)
+        assert got.tolist() == want.tolist()
+        assert checks.per_distinct(s.iloc[:0], fn).tolist() == []

@@ -1,0 +1,222 @@
+"""great-expectations on a batch's distinct values (``gxdistinct``) gives what GX on every row gives:
+the same result per expectation (counts, percents, success, the partial and complete unexpected lists
+with their value types, the row ids), the same outcomes, and the same validate outputs byte for byte."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from crmbridge.validation import gxdistinct, gxsuite
+from crmbridge.validation.definition import Definition
+from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
+from crmbridge.validation.rules import RuleContext, compile_rules
+
+ENTITY = """
+identity: {key: customer_no, alternate_keys: [credit_code], scope: department}
+required: [name]
+formats:
+  - {field: email, format: email}
+  - {field: credit_code, format: uscc}
+  - {field: name, format: no_markup}
+  - {field: created_on, format: date}
+  - {field: amount, format: number}
+  - {field: visits, format: integer, mostly: 0.6}
+  - {field: country, format: iso_country}
+  - {field: code, format: regex, pattern: "^[A-Z]{2}\\\\d$"}
+  - {field: postal_code, format: postal_code, region: CN, country_field: country}
+allowed_values:
+  - {field: status, values: [Active, Blocked, "1", "True"]}
+cross_field:
+  - {left: amount, op: ge, value: 0}
+  - {left: amount, op: ne, value: 0, severity: warning}
+  - {left: end_on, op: ge, right: created_on, type: date}
+  - {left: amount, op: eq, right: limit}
+"""
+
+
+def _rules(entity_yaml: str = ENTITY):
+    data = {"version": 1, "owners": [{"department": "sales", "person": "x"}],
+            "entities": {"customers": yaml.safe_load(entity_yaml)}}
+    return compile_rules("customers", Definition.model_validate(data).entities["customers"])
+
+
+def _frame(n: int = 900, seed: int = 3) -> pd.DataFrame:
+    """Repeated and unique values, missing ones as None and NaN, -0.0 and 0.0, and an object column
+    mixing ``"1"``, ``1``, ``1.0`` and ``True`` (equal under hashing, different values for GX)."""
+    rng = np.random.default_rng(seed)
+
+    def pick(values):
+        return pd.Series([values[i] for i in rng.integers(0, len(values), n)], dtype=object)
+
+    df = pd.DataFrame({
+        "customer_no": pd.Series([f"C{i % 200}" if i % 17 else None for i in range(n)], dtype=object),
+        "credit_code": pick(["91310000MA1FL8L87R", "91310000MA1FL8L870", None, "X"]),
+        "name": pick(["Acme", "<b>x</b>", None, "北京华信", "a<br>b"]),
+        "email": pick(["info@a.cn", "bad@", None, "INFO@b.cn", "x@y"]),
+        "created_on": pick(["2020-01-02", "2020-13-01", None, "2021/01/01", "2019-12-31"]),
+        "end_on": pick(["2020-01-01", "2022-05-05", None, "nope"]),
+        "amount": pick(["12.5", "-3", "0", "-0", None, "abc", "1e3"]),
+        "limit": pick(["12.5", "0", None, "-0.0", "7"]),
+        "visits": pick(["1", "2", "x", None, "-4"]),
+        "country": pick(["CN", "US", "ZZ", None, "cn"]),
+        "code": pd.Series([f"Q{i}" if i % 3 == 0 else v for i, v in enumerate(pick(["AB1", "ab1", "XY9", None]))],
+                          dtype=object),  # over 200 failing values, most of them unique
+        "postal_code": pick(["200120", "10001", "2001", None]),
+        "status": pick(["Active", "1", 1, 1.0, True, None, float("nan"), "Gone"]),
+        "_department": pick(["sales", "finance"]),
+    })
+    df["_row_id"] = [f"src:{i + 2}" for i in range(n)]
+    return df
+
+
+def _canon(x):
+    """A comparable form that keeps types apart (1, 1.0 and True differ) and treats NaN as equal to NaN."""
+    if isinstance(x, dict):
+        return ("dict", sorted((str(k), _canon(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, [_canon(v) for v in x])
+    if isinstance(x, float) and math.isnan(x):
+        return ("float", "nan")
+    return (type(x).__name__, repr(x))
+
+
+def _both(rules, df, ctx=None):
+    ctx = ctx or RuleContext()
+    with SuiteRunner("customers", rules, distinct=False) as every, SuiteRunner("customers", rules) as distinct:
+        assert distinct.distinct and not every.distinct
+        return every.run(df, ctx), distinct.run(df, ctx)
+
+
+def _assert_same_run(a, b):
+    assert [r.expectation_config.meta["rule_id"] for r in a.gx_result.results] == \
+        [r.expectation_config.meta["rule_id"] for r in b.gx_result.results]
+    for x, y in zip(a.gx_result.results, b.gx_result.results):
+        assert x.success == y.success, x.expectation_config.meta["rule_id"]
+        assert _canon(x.result) == _canon(y.result), x.expectation_config.meta["rule_id"]
+    assert a.gx_result.success == b.gx_result.success
+    assert _canon(dict(a.gx_result.statistics)) == _canon(dict(b.gx_result.statistics))
+    for o, p in zip(a.outcomes, b.outcomes):
+        assert o.as_dict() == p.as_dict()
+        assert o.failing_row_ids.tolist() == p.failing_row_ids.tolist()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_expectation_gives_the_all_rows_result(seed):
+    rules = _rules()
+    assert gxdistinct.supported(rules)
+    df = _frame(seed=seed)
+    every, distinct = _both(rules, df)
+    _assert_same_run(every, distinct)
+    by_rule = {o.rule.rule_id: o for o in distinct.outcomes}
+    # the cases are really exercised: failures with repeated values, and more than 20 of them
+    assert by_rule["format.email"].unexpected_count > 20
+    assert by_rule["allowed.status"].unexpected_count > 0
+    assert by_rule["cross.end_on_ge_created_on"].unexpected_count > 0
+    assert by_rule["cross.amount_eq_limit"].unexpected_count > 0
+    assert not by_rule["format.visits"].success or by_rule["format.visits"].unexpected_count > 0
+    assert by_rule["format.code"].unexpected_count > 300  # more than GX's 200 listed values
+
+
+def test_padding_that_fails_is_ignored():
+    """A not-null column mostly empty: its padding (the most frequent row, a missing value) fails too."""
+    rules = _rules()
+    df = _frame(n=300)
+    df["name"] = [None if i % 5 else "Acme" for i in range(len(df))]
+    _assert_same_run(*_both(rules, df))
+
+
+def test_totals_and_data_docs_result_equal_over_batches():
+    rules = _rules()
+    df = _frame(n=1000, seed=9)
+    totals = {False: ResultTotals(rules), True: ResultTotals(rules)}
+    for start in range(0, len(df), 330):
+        every, distinct = _both(rules, df.iloc[start:start + 330].reset_index(drop=True))
+        totals[False].add(every)
+        totals[True].add(distinct)
+    assert [o.as_dict() for o in totals[False].outcomes()] == [o.as_dict() for o in totals[True].outcomes()]
+    a, b = totals[False].gx_result(), totals[True].gx_result()
+    for x, y in zip(a.results, b.results):
+        assert x.success == y.success and _canon(x.result) == _canon(y.result)
+
+
+def test_all_missing_and_single_row_batches():
+    rules = _rules()
+    df = _frame(n=30)
+    for col in ("email", "amount", "limit", "created_on", "end_on"):
+        df[col] = None
+    for part in (df, df.iloc[:1].reset_index(drop=True), df.iloc[5:7].reset_index(drop=True)):
+        _assert_same_run(*_both(rules, part))
+
+
+def test_column_codes_never_merge_different_values():
+    s = pd.Series(["1", 1, 1.0, True, None, float("nan"), "1", 1], dtype=object)
+    codes = gxdistinct.column_codes(s)
+    assert len(set(codes[:6].tolist())) == 6 and codes[6] == codes[0] and codes[7] == codes[1]
+    f = gxdistinct.column_codes(pd.Series([0.0, -0.0, np.nan, 0.0]))
+    assert f[0] != f[1] and f[0] == f[3] and f[2] not in (f[0], f[1])
+
+
+def test_a_rule_that_is_not_row_local_keeps_every_row():
+    rules = _rules("identity: {key: customer_no}\n")
+    unique = type(rules[0])(**{**rules[0].__dict__, "rule_id": "u", "expectation": "ExpectColumnValuesToBeUnique",
+                               "kwargs": {"column": "customer_no"}})
+    assert not gxdistinct.supported([*rules, unique])
+    with SuiteRunner("customers", [*rules, unique]) as runner:
+        assert not runner.distinct
+
+
+def _validate_both(project, run, tmp_path, monkeypatch):
+    from crmbridge.validation.stage import run_validate
+
+    out = {}
+    for distinct in (False, True):
+        monkeypatch.setattr(gxsuite, "DISTINCT_VALUES", distinct)
+        report = run_validate(project, run, batch_rows=50)
+        out[distinct] = (report, tmp_path / f"out-{distinct}")
+        shutil.copytree(run.dir / "validate", out[distinct][1])
+    return out
+
+
+# What differs between any two runs of a Data Docs page: run time, GX's random ids, batch and run
+# hashes, the suite's per-process counter (``contacts-2``).
+_PER_RUN = [re.compile(p) for p in (rb"\d{4}-?\d{2}-?\d{2}T[\d:.]+Z?", rb"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+                                    rb"[0-9a-f]{32}", rb"(?<=s-)\d+(?=<| /)")]
+
+
+def _per_run_free(page: bytes) -> bytes:
+    for p in _PER_RUN:
+        page = p.sub(b"~", page)
+    return page
+
+
+def _assert_same_tree(a, b):
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        x, y = (a / f).read_bytes(), (b / f).read_bytes()
+        if f.parent.name == "data_docs" and f.name != "index.html":
+            assert b"unexpected" in x  # the pages list failing values: they are compared, not skipped
+            x, y = _per_run_free(x), _per_run_free(y)
+        assert x == y, f
+
+
+def test_stage_outputs_equal_on_the_case_files(case_run, tmp_path, monkeypatch):
+    project, run = case_run
+    out = _validate_both(project, run, tmp_path, monkeypatch)
+    assert out[False][0].counts() == out[True][0].counts()
+    assert sum(c["rows_quarantined"] for c in out[True][0].counts().values()) > 0
+    _assert_same_tree(out[False][1], out[True][1])
+
+
+def test_stage_outputs_equal_on_the_demo_project(tmp_path, extracted_demo, monkeypatch):
+    project, run = extracted_demo(tmp_path / "demo", customers=150)
+    out = _validate_both(project, run, tmp_path, monkeypatch)
+    assert out[False][0].counts() == out[True][0].counts()
+    _assert_same_tree(out[False][1], out[True][1])

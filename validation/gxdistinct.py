@@ -1,0 +1,234 @@
+"""great-expectations on a batch's distinct values instead of on every row.
+
+Every expectation the rules compile to is row-local: GX judges each row (or pair of cells) on its own
+values, so rows holding the same values get the same verdict. ``distinct_frame`` therefore hands GX
+one row per distinct value of each group of columns that rules read together (columns read by one
+rule, e.g. a column pair, are factorised jointly), and ``expand`` carries GX's verdict per distinct
+value back to the rows by their codes. The per-row result GX would have given is then rebuilt with
+GX's own ``_format_map_output`` from the rows: the unexpected values GX reported for each distinct
+value (in row order, so the first 20 are the same rows), the row ids, and the element, missing and
+unexpected counts of the rows; ``success`` with GX's formulas. ``tests/validation/test_gxdistinct.py``
+compares both paths result by result.
+
+Groups have different numbers of distinct values; each is padded to the longest with missing values
+(which GX skips) or, where a missing value is judged (not-null), with the group's most frequent row;
+verdicts on padding rows are ignored. GX's missing count on that frame is
+checked against the rows' own missing count recomputed the way GX's pandas engine filters
+(``isnull``, ``ignore_row_if``), so a difference in the two semantics stops the stage instead of
+giving other counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmbridge.errors import RunFailed
+
+# The expectations whose verdict on a row depends only on that row's cells (and the expectation's
+# kwargs). Uniqueness expectations are not: a rule compiled to anything else runs on every row.
+ROW_LOCAL = frozenset({
+    "ExpectColumnValuesToNotBeNull", "ExpectColumnValuesToBeInSet", "ExpectColumnValuesToNotBeInSet",
+    "ExpectColumnValuesToMatchRegex", "ExpectColumnValuesToNotMatchRegex",
+    "ExpectColumnValuesToMatchStrftimeFormat", "ExpectColumnValuesToBeBetween",
+    "ExpectColumnPairValuesToBeEqual", "ExpectColumnPairValuesAToBeGreaterThanB",
+})
+_PAIR_FILTERS = ("both_values_are_missing", "either_value_is_missing", "neither")
+ROW_ID = "_row_id"
+
+
+@dataclass
+class DistinctFrame:
+    """What GX sees (``frame``: per group its distinct rows, padded; ``_row_id`` = position) and how to
+    get back to the rows: ``codes[group]`` per row, ``sizes[group]`` distinct values, ``group_of[column]``."""
+
+    frame: pd.DataFrame
+    codes: dict[int, np.ndarray]
+    sizes: dict[int, int]
+    group_of: dict[str, int]
+
+
+def rule_columns(rule) -> list[str]:
+    k = rule.kwargs
+    return [c for c in [k.get("column"), k.get("column_A"), k.get("column_B"), *k.get("column_list", [])] if c]
+
+
+def supported(rules) -> bool:
+    """True when every rule is row-local and a column pair says which rows it ignores."""
+    for r in rules:
+        if r.expectation not in ROW_LOCAL:
+            return False
+        if "column_A" in r.kwargs and r.kwargs.get("ignore_row_if") not in _PAIR_FILTERS:
+            return False
+    return True
+
+
+def _groups(data: pd.DataFrame, rules) -> list[list[str]]:
+    """Columns linked by a rule that reads them together, as connected groups (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(c: str) -> str:
+        while parent.setdefault(c, c) != c:
+            c = parent[c]
+        return c
+
+    for r in rules:
+        cols = [c for c in rule_columns(r) if c in data.columns]
+        for c in cols[1:]:
+            parent[find(c)] = find(cols[0])
+        if cols:
+            find(cols[0])
+    out: dict[str, list[str]] = {}
+    for c in data.columns:
+        if c in parent:
+            out.setdefault(find(c), []).append(c)
+    return list(out.values())
+
+
+def column_codes(s: pd.Series) -> np.ndarray:
+    """Integer codes, equal exactly where the values are the same: floats and datetimes by their bits
+    (-0.0 and 0.0 differ), Python objects by value *and* type (``True``, ``1`` and ``1.0`` differ)."""
+    arr = s.to_numpy()
+    if arr.dtype.kind == "f":
+        return pd.factorize(arr.astype("float64").view("int64"))[0]
+    if arr.dtype.kind in "mM":
+        return pd.factorize(arr.view("int64"))[0]
+    if arr.dtype == object:
+        values = pd.factorize(arr, use_na_sentinel=False)[0]
+        types, kinds = pd.factorize(np.frompyfunc(type, 1, 1)(arr))
+        if len(kinds) < 2:
+            return values
+        return pd.factorize(values.astype(np.int64) * len(kinds) + types)[0]
+    return pd.factorize(arr, use_na_sentinel=False)[0]
+
+
+def _joint_codes(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    codes = column_codes(data[cols[0]]).astype(np.int64)
+    for c in cols[1:]:
+        more = column_codes(data[c]).astype(np.int64)
+        codes = pd.factorize(codes * (int(more.max(initial=0)) + 1) + more)[0].astype(np.int64)
+    return codes
+
+
+def distinct_frame(data: pd.DataFrame, rules) -> DistinctFrame:
+    """The frame GX validates instead of ``data`` (which must hold ``_row_id`` and have rows)."""
+    groups = _groups(data, rules)
+    keep_nulls = _null_judged(rules)
+    codes, sizes, group_of, cols_out = {}, {}, {}, {}
+    n = 1
+    parts = []
+    for g, cols in enumerate(groups):
+        c = _joint_codes(data, cols)
+        _, first = np.unique(c, return_index=True)  # codes are 0..k-1 in order of first appearance
+        codes[g], sizes[g] = c, len(first)
+        n = max(n, len(first))
+        parts.append((cols, c, first))
+        for col in cols:
+            group_of[col] = g
+    for cols, c, first in parts:
+        null_pad = not (set(cols) & keep_nulls) and all(_nullable(data[col]) for col in cols)
+        pad = first[np.argmax(np.bincount(c))] if not null_pad else first[0]
+        pos = np.concatenate([first, np.full(n - len(first), pad, dtype=first.dtype)])
+        for col in cols:
+            cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else data[col].iloc[pos].reset_index(drop=True)
+    cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
+    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of)
+
+
+def _null_judged(rules) -> set[str]:
+    """Columns where a missing value is judged (not-null, a pair that ignores no row): padding them with
+    missing values would add failures; they are padded with the group's most frequent row instead."""
+    out: set[str] = set()
+    for r in rules:
+        if r.expectation == "ExpectColumnValuesToNotBeNull" or r.kwargs.get("ignore_row_if", "") not in \
+                ("", "either_value_is_missing", "both_values_are_missing"):
+            out.update(rule_columns(r))
+    return out
+
+
+def _nullable(s: pd.Series) -> bool:
+    return s.dtype == object or (isinstance(s.dtype, np.dtype) and s.dtype.kind in "fmM")
+
+
+def _padded(s: pd.Series, pos: np.ndarray, k: int) -> pd.Series:
+    """The distinct rows, then missing values: GX skips those in every row-local expectation but
+    not-null, so padding costs it nothing (no strptime or regex on repeated values)."""
+    arr = s.to_numpy()[pos]
+    if len(arr) > k:
+        arr[k:] = None if arr.dtype == object else (np.nan if arr.dtype.kind == "f" else arr.dtype.type("NaT"))
+    return pd.Series(arr, name=s.name)
+
+
+def _considered(frame: pd.DataFrame, rule) -> int | None:
+    """Rows GX's pandas engine judges for ``rule`` (None for not-null, which has no missing count)."""
+    k = rule.kwargs
+    if rule.expectation == "ExpectColumnValuesToNotBeNull":
+        return None
+    if "column_A" in k:
+        a, b = frame[k["column_A"]].isnull().to_numpy(), frame[k["column_B"]].isnull().to_numpy()
+        skip = {"both_values_are_missing": a & b, "either_value_is_missing": a | b,
+                "neither": np.zeros(len(frame), dtype=bool)}[k["ignore_row_if"]]
+        return int((~skip).sum())
+    return int(frame[k["column"]].notnull().sum())
+
+
+def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
+    from great_expectations.expectations.expectation import _mostly_success
+
+    mostly = rule.mostly if rule.mostly is not None else 1.0
+    if considered is None:  # not-null: judged on every row
+        return True if total == 0 else (total - unexpected) / total >= mostly
+    if total == 0 or considered == 0:
+        return True  # vacuously, as GX says
+    return _mostly_success(considered, unexpected, mostly)
+
+
+def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: dict) -> None:
+    """Rewrite ``res`` (GX's ExpectationValidationResult on the distinct frame) into the result GX gives
+    on ``data``'s rows."""
+    from great_expectations.constants import MAX_RESULT_RECORDS
+    from great_expectations.expectations.expectation import _format_map_output, parse_result_format
+
+    r = res.result or {}
+    cols = rule_columns(rule)
+    g = dframe.group_of[cols[0]]
+    codes, k = dframe.codes[g], dframe.sizes[g]
+    listed = list(r.get("unexpected_index_list") or [])
+    values = list(r.get("unexpected_list") or [])
+    if len(values) != min(len(listed), MAX_RESULT_RECORDS) or len(listed) != int(r.get("unexpected_count") or 0):
+        raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations listed {len(values)} values for "
+                        f"{len(listed)} rows ({r.get('unexpected_count')} unexpected) on the distinct values")
+    bad = np.zeros(k, dtype=bool)
+    value_of, index_of = np.empty(k, dtype=object), np.empty(k, dtype=object)
+    has_value = np.zeros(k, dtype=bool)
+    for i, entry in enumerate(listed):
+        p = int(entry[ROW_ID])
+        if p < k:  # the rest are padding: copies of the group's first distinct row
+            bad[p] = True
+            index_of[p] = entry
+            if i < len(values):
+                value_of[p], has_value[p] = values[i], True
+    considered_distinct = _considered(dframe.frame, rule)
+    if considered_distinct is not None and int(r.get("missing_count") or 0) != len(dframe.frame) - considered_distinct:
+        raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations counted {r.get('missing_count')} "
+                        f"missing values where {len(dframe.frame) - considered_distinct} were expected",
+                        hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
+    rows = np.flatnonzero(bad[codes])
+    row_ids = data[ROW_ID].to_numpy(dtype=object)[rows]
+    # GX lists every failing row's id but only the first MAX_RESULT_RECORDS values. The codes of the
+    # first failing rows are the first failing distinct values (codes count in order of appearance),
+    # whose values GX did list.
+    shown = codes[rows[:MAX_RESULT_RECORDS]]
+    if not has_value[shown].all():
+        raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations did not list the value of a failing "
+                        "row among the first ones", hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
+    total, considered = len(data), _considered(data, rule)
+    built = _format_map_output(
+        result_format=parse_result_format(result_format), success=_success(rule, total, considered, len(rows)),
+        element_count=total, nonnull_count=considered, unexpected_count=len(rows),
+        unexpected_list=value_of[shown].tolist(), unexpected_index_list=[{**entry, ROW_ID: i} for entry, i in zip(index_of[codes[rows]], row_ids)],
+        unexpected_index_query=None, unexpected_index_column_names=result_format.get("unexpected_index_column_names"))
+    res.result, res.success = built["result"], built["success"]
