@@ -12,7 +12,8 @@ import pandas as pd
 
 from crmbridge.errors import UsageError
 from crmbridge.validation.sqlengine_dialect import Dialect
-from crmbridge.validation.sqlengine_plan import (RAW_PREFIX, EntityPlan, Failures, SourceSql, _ident, _python_keys,
+from crmbridge.validation.sqlengine_failures import Failures
+from crmbridge.validation.sqlengine_plan import (RAW_PREFIX, EntityPlan, SourceSql, _ident, _python_keys,
                                                  _with_step_columns)
 
 
@@ -89,9 +90,8 @@ def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, 
     from crmbridge.validation.checks import KeyIndex
 
     quarantined: dict[Any, set] = {}
-    for ident, rs in fails.reasons.items():
-        if ident[1] is not None and any(b == 0 for b, _ in rs):
-            quarantined.setdefault(ident[0], set()).add(ident[1])
+    for dept, key_value in fails.blocked():
+        quarantined.setdefault(dept, set()).add(key_value)
     index = KeyIndex()
     for s in parent.sources:
         bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
@@ -207,8 +207,7 @@ def _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch
                     if not len(o.failing_row_ids):
                         continue
                     pos = pos_of.get_indexer(o.failing_row_ids)
-                    for p, text_ in zip(pos, messages(o.rule, frame, pos, ctx)):
-                        fails.add(ident(p), o.rule, text_)
+                    fails.add_many((ident(p) for p in pos), o.rule, messages(o.rule, frame, pos, ctx))
             for r in refs:  # children of a parent that exists but was quarantined
                 bad = bad_parent_keys.get(r.rule_id)
                 if not bad:
@@ -220,6 +219,5 @@ def _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch
                     pos = np.flatnonzero(hit)
                     orig = next(x for x in plan.rules if x.rule_id == r.rule_id)
                     vals = frame[f].to_numpy(dtype=object)[pos]
-                    for p, text_ in zip(pos, _reference_messages(orig, vals, ctx)):
-                        fails.add(ident(p), orig, text_)
+                    fails.add_many((ident(p) for p in pos), orig, _reference_messages(orig, vals, ctx))
     return rows_in
