@@ -4,8 +4,8 @@ For entities whose sources are SQL sources (``connectors/sql.py``), the rules ar
 
 - **in the database**, through great-expectations' SQL execution engine on a query asset (a ``SELECT``
   over the source tables whose columns are the declared normalisation written as SQL): ``required``,
-  ``allowed_values``, ``iso_country`` formats, uniqueness of keys (single column: GX's
-  ``ExpectColumnValuesToBeUnique``; per department: a window count) and references (an ``EXISTS``
+  ``allowed_values``, ``iso_country`` formats, uniqueness of keys (a window count per key,
+  checked by ``ExpectColumnValuesToBeInSet``) and references (an ``EXISTS``
   against the parent's query). Only aggregates (GX's ``BASIC`` result format: counts) and failing row keys
   come back, the keys by a streamed query of the condition GX counts, checked against GX's count
   (``sqlengine_gx``).
@@ -168,7 +168,11 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     gctx, _ = _context()
     ds_name = f"crmbridge-sql-{next(_counter)}"
     try:
-        ds = gctx.data_sources.add_sql(ds_name, connection_string=url)
+        # stream_results: great-expectations learns a query asset's columns by executing the query itself
+        # (column_reflection_fallback) and reading only its column names; a client-side cursor would first
+        # buffer every row of the asset in crmbridge's memory (1.5 GB and more at 10M rows)
+        ds = gctx.data_sources.add_sql(ds_name, connection_string=url,
+                                       kwargs={"execution_options": {"stream_results": True}})
     except Exception as exc:
         raise UsageError(f"validate --engine sql: great-expectations cannot open {_shown(url)}: "
                          f"{redact(exc)}") from None
@@ -199,32 +203,31 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     return rep
 
 
-def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dict[str, Failures]) -> dict[str, set]:
+def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dict[str, Failures]) -> dict[str, Any]:
     """Per reference rule of ``plan``: parent keys whose every parent row was quarantined (a key
-    quarantined in one department stays valid when another department holds it validly)."""
+    quarantined in one department stays valid when another department holds it validly), as a
+    ``checks.KeyIndex``."""
     from sqlalchemy import text
 
-    out: dict[str, set] = {}
+    out: dict[str, Any] = {}
     for r in plan.sql_rules:
         if r.kind != "reference":
             continue
         parent_entity, k = r.target
         parent = plans[parent_entity]
-        per_key: dict[str, set] = {}
-        for dept, key_value in ctx_fails[parent_entity].blocked():
-            per_key.setdefault(key_value, set()).add(dept)
-        bad = set(per_key)
-        if per_key and len({s.source.department for s in parent.sources}) > 1:
+        fails = ctx_fails[parent_entity]
+        valid_elsewhere = set()
+        if len({s.source.department for s in parent.sources}) > 1:
             # keys held by several departments (few): valid if some department's row was not quarantined
             sql = (f"SELECT p.{d.q(k)}, COUNT(DISTINCT p.{d.q('_department')}) FROM ({parent.union(d)}) p "
                    f"WHERE p.{d.q(k)} IS NOT NULL GROUP BY p.{d.q(k)} "
                    f"HAVING COUNT(DISTINCT p.{d.q('_department')}) > 1")
             with engine.connect() as conn:
                 for key, n in conn.execution_options(stream_results=True).execute(text(sql)):
-                    depts = per_key.get(str(key))
-                    if depts is not None and len(depts) < int(n):
-                        bad.discard(str(key))
-        out[r.rule_id] = bad
+                    depts = fails.blocked_departments(str(key))
+                    if depts and len(depts) < int(n):
+                        valid_elsewhere.add(str(key))
+        out[r.rule_id] = fails.blocked_keys(exclude=frozenset(valid_elsewhere))
     return out
 
 

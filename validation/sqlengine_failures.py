@@ -3,8 +3,8 @@
 
 A row is identified by ``(department, *key)`` (rows have no ``_row_id`` in the database). What the report
 needs is read back with SQL, one identity at a time: its distinct reasons in the order they were found and
-how many rows failed each rule (``groups``), the blocking identities (``blocked``), and for a parent
-entity the reason a child's reference names (``QuarantinedReasons``).
+how many rows failed each rule (``groups``); for a parent entity, its quarantined keys as a compact
+``checks.KeyIndex`` (``blocked_keys``) and the reason a child's reference names (``QuarantinedReasons``).
 """
 
 from __future__ import annotations
@@ -71,10 +71,24 @@ class Failures:
                     reasons.append(entry)
             yield tuple(ident_values), reasons, per_rule
 
-    def blocked(self) -> Iterator[tuple[str, str]]:
-        """``(department, key)`` of each identity a blocking rule failed whose (first) key is present."""
+    def blocked_keys(self, department: str | None = None, exclude: frozenset = frozenset()):
+        """The (first) key values of identities a blocking rule failed (in ``department`` only if given),
+        but those in ``exclude``, as a compact ``checks.KeyIndex``."""
+        from crmbridge.validation.checks import KeyIndex
+
         self._flush()
-        yield from self._db.execute("SELECT DISTINCT dept, k0 FROM ev WHERE b = 0 AND k0 IS NOT NULL")
+        where, args = ("AND dept = ?", (department,)) if department is not None else ("", ())
+        cur = self._db.execute(f"SELECT DISTINCT k0 FROM ev WHERE b = 0 AND k0 IS NOT NULL {where}", args)
+        index = KeyIndex()
+        for chunk in iter(lambda: cur.fetchmany(_FLUSH), []):
+            index.add([k for (k,) in chunk if k not in exclude])
+        return index.freeze()
+
+    def blocked_departments(self, key: str) -> set[str]:
+        """The departments where an identity with this (first) key failed a blocking rule."""
+        self._flush()
+        self._db.execute("CREATE INDEX IF NOT EXISTS ev_k0 ON ev (k0, b)")
+        return {d for (d,) in self._db.execute("SELECT DISTINCT dept FROM ev WHERE k0 = ? AND b = 0", (key,))}
 
     def quarantined_reasons(self) -> QuarantinedReasons:
         """Key -> the reasons of the first identity quarantined under it (what ``_reference_messages``

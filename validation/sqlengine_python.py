@@ -5,8 +5,6 @@ database's normalisation, and the key indexes (duplicates, parents' valid keys) 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -89,18 +87,23 @@ def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, 
     valid keys), as a ``checks.KeyIndex``, from batches of the parent's department and key only."""
     from crmbridge.validation.checks import KeyIndex
 
-    quarantined: dict[Any, set] = {}
-    for dept, key_value in fails.blocked():
-        quarantined.setdefault(dept, set()).add(key_value)
     index = KeyIndex()
     for s in parent.sources:
-        bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
+        bad = fails.blocked_keys(s.source.department)
         cols = _with_step_columns(parent.rules_def, [key])
         for df in _stream_columns(engine, d, s, cols, batch_rows):
             keys = _python_keys(parent.rules_def, df, cols)[key]
-            keep = keys.notna() & ~keys.isin(bad)
-            index.add(keys[keep].to_numpy(dtype=object))
+            index.add(keys[~_in_index(keys, bad)].to_numpy(dtype=object))
     return index.freeze()
+
+
+def _in_index(values: pd.Series, index) -> np.ndarray:
+    """Bool per value: present and in ``index`` (a ``checks.KeyIndex``)."""
+    present = values.notna().to_numpy(dtype=bool)
+    out = np.zeros(len(values), dtype=bool)
+    if len(index) and present.any():
+        out[present] = index.contains(values.to_numpy(dtype=object)[present])
+    return out
 
 
 def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_rows: int):
@@ -213,7 +216,7 @@ def _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch
                 if not bad:
                     continue
                 f = r.fields[0]
-                hit = frame[f].isin(bad).to_numpy(dtype=bool) & frame[f].notna().to_numpy(dtype=bool)
+                hit = _in_index(frame[f], bad)
                 if hit.any():
                     tallies[r.rule_id].unexpected_count += int(hit.sum())
                     pos = np.flatnonzero(hit)
