@@ -168,11 +168,7 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     gctx, _ = _context()
     ds_name = f"crmbridge-sql-{next(_counter)}"
     try:
-        # stream_results: great-expectations learns a query asset's columns by executing the query itself
-        # (column_reflection_fallback) and reading only its column names; a client-side cursor would first
-        # buffer every row of the asset in crmbridge's memory (1.5 GB and more at 10M rows)
-        ds = gctx.data_sources.add_sql(ds_name, connection_string=url,
-                                       kwargs={"execution_options": {"stream_results": True}})
+        ds = gctx.data_sources.add_sql(ds_name, connection_string=url)
     except Exception as exc:
         raise UsageError(f"validate --engine sql: great-expectations cannot open {_shown(url)}: "
                          f"{redact(exc)}") from None

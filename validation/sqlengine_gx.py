@@ -9,6 +9,8 @@ fails: GX stays the judge, and the query cannot drift from it unnoticed.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 
@@ -33,11 +35,35 @@ def _gx_sql_run(gctx, ds, plan: EntityPlan, rules: list, query: str):
     batch_def = asset.add_batch_definition_whole_table("all")
     vd = gctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
     try:
-        return vd.run(result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
+        with _asset_columns_without_rows(query):
+            return vd.run(result_format={"result_format": "BASIC", "partial_unexpected_count": 0})
     finally:
         gctx.validation_definitions.delete(vd.name)
         gctx.suites.delete(suite.name)
         ds.delete_asset(asset.name)
+
+
+@contextlib.contextmanager
+def _asset_columns_without_rows(query: str):
+    """great-expectations learns a query asset's column names by executing the asset's query itself
+    (``column_reflection_fallback``: a ``TextClause`` has no columns to reflect) and reading only the
+    result's keys. With a client-side cursor (psycopg, pymysql) that buffers every row of the asset in
+    crmbridge's memory first: 1.5 GB and more at 10M rows. While GX runs, that one statement (the asset's
+    exact text at the top level; the metrics only use it as a subquery) is sent as ``SELECT * ... LIMIT 0``:
+    the same columns, no rows."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+
+    def columns_only(conn, clause, multiparams, params, execution_options):
+        if isinstance(clause, sa.TextClause) and clause.text == query:
+            clause = sa.text(f"SELECT * FROM ({query}) gx_columns LIMIT 0")
+        return clause, multiparams, params
+
+    sa.event.listen(Engine, "before_execute", columns_only, retval=True)
+    try:
+        yield
+    finally:
+        sa.event.remove(Engine, "before_execute", columns_only)
 
 
 def unexpected_condition(rule, column):

@@ -626,3 +626,27 @@ def test_failing_key_query_disagreeing_with_gx_fails_the_run(tmp_path, monkeypat
     with pytest.raises(RunFailed, match="great-expectations counted .* the failing-row query returned"):
         run_validate_sql(project)
     assert not any((project.root / "reports" / "validate-sql").iterdir())
+
+
+def test_gx_never_reads_a_whole_query_asset(tmp_path):
+    """great-expectations reads a query asset's column names by executing the asset's query on its own:
+    crmbridge sends that statement with LIMIT 0, so no statement returns the asset's rows to the client
+    except the streamed failing-row queries (which select only failing rows)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from crmbridge.validation.sqlengine import run_validate_sql
+
+    project = _nulls_project(f"sqlite:///{tmp_path / 'legacy.db'}", tmp_path / "proj")
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        run_validate_sql(project)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert not [s for s in sent if s.lstrip().startswith("SELECT u.*")]
+    assert [s for s in sent if s.startswith("SELECT * FROM (SELECT u.*") and s.endswith("gx_columns LIMIT 0")], [s[:80] + " ... " + s[-60:] for s in sent]
