@@ -48,7 +48,7 @@ def _asset_columns_without_rows(query: str):
     """great-expectations learns a query asset's column names by executing the asset's query itself
     (``column_reflection_fallback``: a ``TextClause`` has no columns to reflect) and reading only the
     result's keys. With a client-side cursor (psycopg, pymysql) that buffers every row of the asset in
-    crmbridge's memory first: 1.5 GB and more at 10M rows. While GX runs, that one statement (the asset's
+    crmbridge's memory first (close to 2 GB at 10M rows). While GX runs, that one statement (the asset's
     exact text at the top level; the metrics only use it as a subquery) is sent as ``SELECT * ... LIMIT 0``:
     the same columns, no rows."""
     import sqlalchemy as sa
