@@ -2,8 +2,8 @@
 sql``) against the pandas path (``extract`` + ``validate``); time and peak RSS of crmbridge's process
 side by side, with the load average.
 
-    python benchmarks/validate_sql_10m.py [--rows 10000000] [--pg-admin URL] [--keep DIR] [--skip-pandas]
-                                          [--python-keys]
+    python benchmarks/validate_sql_10m.py [--rows 10000000] [--pg-admin URL] [--database NAME] [--keep DIR]
+                                          [--skip-pandas] [--python-keys]
 
 The rows are generated inside PostgreSQL (``INSERT ... SELECT ... FROM generate_series``) into a fresh
 database ``crmbridge_sqlval_bench`` (dropped afterwards unless ``--keep``), messy and with planted
@@ -88,15 +88,15 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def make_database(admin_url: str, n: int) -> str:
+def make_database(admin_url: str, n: int, db: str = DB) -> str:
     from sqlalchemy import create_engine, text
 
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-        c.execute(text(f"CREATE DATABASE {DB}"))
+        c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        c.execute(text(f"CREATE DATABASE {db}"))
     admin.dispose()
-    url = admin_url.rsplit("/", 1)[0] + f"/{DB}"
+    url = admin_url.rsplit("/", 1)[0] + f"/{db}"
     eng = create_engine(url)
     create, insert = GENERATE.strip().split(";\n")
     with eng.begin() as c:
@@ -107,12 +107,12 @@ def make_database(admin_url: str, n: int) -> str:
     return url
 
 
-def drop_database(admin_url: str) -> None:
+def drop_database(admin_url: str, db: str = DB) -> None:
     from sqlalchemy import create_engine, text
 
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
     admin.dispose()
 
 
@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--pg-admin", default=os.environ.get(
         "CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--keep", type=Path, help="build the project here and keep it (and the database)")
+    ap.add_argument("--database", default=DB, help=f"the generated database's name (default {DB})")
     ap.add_argument("--skip-pandas", action="store_true", help="time only validate --engine sql")
     ap.add_argument("--python-keys", action="store_true",
                     help="also time --engine sql with a key normalisation that has no SQL form (keys in Python)")
@@ -164,7 +165,7 @@ def main() -> None:
     root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-sqlval-bench-"))
     try:
         t = time.perf_counter()
-        url = make_database(a.pg_admin, a.rows)
+        url = make_database(a.pg_admin, a.rows, a.database)
         print(f"generated {a.rows} rows in PostgreSQL in {time.perf_counter() - t:.1f}s (load {load()})", flush=True)
         write_project(root, url)
         sql = timed(root, "validate", "--engine", "sql")
@@ -202,7 +203,7 @@ def main() -> None:
     finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
-            drop_database(a.pg_admin)
+            drop_database(a.pg_admin, a.database)
 
 
 if __name__ == "__main__":

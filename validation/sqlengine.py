@@ -4,10 +4,11 @@ For entities whose sources are SQL sources (``connectors/sql.py``), the rules ar
 
 - **in the database**, through great-expectations' SQL execution engine on a query asset (a ``SELECT``
   over the source tables whose columns are the declared normalisation written as SQL): ``required``,
-  ``allowed_values``, ``iso_country`` formats, uniqueness of keys (single column: GX's
-  ``ExpectColumnValuesToBeUnique``; per department: a window count) and references (an ``EXISTS``
-  against the parent's query). Only failing row keys and aggregates come back
-  (``result_format: COMPLETE`` with ``unexpected_index_column_names`` = department + key).
+  ``allowed_values``, ``iso_country`` formats, uniqueness of keys (a window count per key,
+  checked by ``ExpectColumnValuesToBeInSet``) and references (an ``EXISTS``
+  against the parent's query). Only aggregates (GX's ``BASIC`` result format: counts) and failing row keys
+  come back, the keys by a streamed query of the condition GX counts, checked against GX's count
+  (``sqlengine_gx``).
 - **in Python**, on every source row read in streamed batches (server-side cursor, ``yield_per``) and
   normalised by the very same ``normalise`` as the pandas path: the rules whose checks only Python has
   (phone, e-mail, credit code, postal code, dates, numbers, regex formats, markup, cross-field rules,
@@ -23,7 +24,9 @@ For entities whose sources are SQL sources (``connectors/sql.py``), the rules ar
   names its failing rows by such a key's raw text, which Python normalises.
 
 Rows have no ``_row_id`` in the database: a failing row is identified by ``(department, key)``. Under a
-blocking key rule rows sharing one are all quarantined (duplicates), so counts stay exact.
+blocking key rule rows sharing one are all quarantined (duplicates), so counts stay exact. Failing rows
+are spilled to a SQLite file in a temporary folder as they come (``sqlengine_failures``), not held in
+memory; the quarantine file is written from it, one identity at a time.
 
 Output (written into a temporary folder and moved into place when complete)::
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,8 @@ from crmbridge.errors import UsageError
 from crmbridge.secretref import redact
 from crmbridge.validation.sqlengine_dialect import Dialect
 from crmbridge.validation.sqlengine_gx import _run_sql_rules
-from crmbridge.validation.sqlengine_plan import EntityPlan, Failures, RuleTally, _counter, plan_entity
+from crmbridge.validation.sqlengine_failures import Failures
+from crmbridge.validation.sqlengine_plan import EntityPlan, RuleTally, _counter, plan_entity
 from crmbridge.validation.sqlengine_python import _parent_valid_keys, _python_duplicates, _python_pass
 from crmbridge.validation.verdict import Verdict
 
@@ -171,13 +176,18 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     fails_all: dict[str, Failures] = {}
     entities: dict[str, dict[str, Any]] = {}
     progress.current().expect(len(plans))
+    spill = tempfile.TemporaryDirectory(prefix="crmbridge-validate-sql-")
     try:
         for entity, plan in plans.items():
+            fails_all[entity] = Failures(Path(spill.name) / f"{len(fails_all)}.sqlite", len(plan.key))
             with progress.tracked(f"{entity} (database)", None):
                 entities[entity] = _validate_entity(out, final, d, engine, gctx, ds, plan, plans, ctx, fails_all,
                                                     batch_rows)
     finally:
         gctx.data_sources.delete(ds_name)
+        for f in fails_all.values():
+            f.close()
+        spill.cleanup()
     blocking = any(e["blocking_failed"] for e in entities.values())
     reports = {"summary": str(final / "summary.json"), "quarantine": str(final / "quarantine")}
     rep = SqlValidationReport(out_dir=str(final), definition_path=str(def_path),
@@ -189,33 +199,31 @@ def _validate_into(out: Path, final: Path, project, engine, url, definition, def
     return rep
 
 
-def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dict[str, Failures]) -> dict[str, set]:
+def _parent_bad_keys(d: Dialect, engine, plan: EntityPlan, plans, ctx_fails: dict[str, Failures]) -> dict[str, Any]:
     """Per reference rule of ``plan``: parent keys whose every parent row was quarantined (a key
-    quarantined in one department stays valid when another department holds it validly)."""
+    quarantined in one department stays valid when another department holds it validly), as a
+    ``mappings.keyindex.KeyIndex``."""
     from sqlalchemy import text
 
-    out: dict[str, set] = {}
+    out: dict[str, Any] = {}
     for r in plan.sql_rules:
         if r.kind != "reference":
             continue
         parent_entity, k = r.target
         parent = plans[parent_entity]
-        per_key: dict[str, set] = {}
-        for ident, rs in ctx_fails[parent_entity].reasons.items():
-            if ident[1] is not None and any(b == 0 for b, _ in rs):
-                per_key.setdefault(ident[1], set()).add(ident[0])
-        bad = set(per_key)
-        if per_key and len({s.source.department for s in parent.sources}) > 1:
+        fails = ctx_fails[parent_entity]
+        valid_elsewhere = set()
+        if len({s.source.department for s in parent.sources}) > 1:
             # keys held by several departments (few): valid if some department's row was not quarantined
             sql = (f"SELECT p.{d.q(k)}, COUNT(DISTINCT p.{d.q('_department')}) FROM ({parent.union(d)}) p "
                    f"WHERE p.{d.q(k)} IS NOT NULL GROUP BY p.{d.q(k)} "
                    f"HAVING COUNT(DISTINCT p.{d.q('_department')}) > 1")
             with engine.connect() as conn:
                 for key, n in conn.execution_options(stream_results=True).execute(text(sql)):
-                    depts = per_key.get(str(key))
-                    if depts is not None and len(depts) < int(n):
-                        bad.discard(str(key))
-        out[r.rule_id] = bad
+                    depts = fails.blocked_departments(str(key))
+                    if depts and len(depts) < int(n):
+                        valid_elsewhere.add(str(key))
+        out[r.rule_id] = fails.blocked_keys(exclude=frozenset(valid_elsewhere))
     return out
 
 
@@ -224,8 +232,8 @@ def _validate_entity(out, final, d, engine, gctx, ds, plan: EntityPlan, plans, c
     sql_ids = {r.rule_id for r in plan.sql_rules}
     tallies = {r.rule_id: RuleTally(rule=r, where="python" if r.rule_id not in sql_ids else
                                     "database+python" if r.kind == "reference" else "database") for r in plan.rules}
-    fails = Failures()
-    _run_sql_rules(gctx, ds, d, plan, plans, tallies, fails, ctx)
+    fails = fails_all[plan.entity]
+    _run_sql_rules(gctx, ds, engine, d, plan, plans, tallies, fails, ctx, batch_rows)
     bad_keys = _parent_bad_keys(d, engine, plan, plans, fails_all)
     _python_duplicates(engine, d, plan, ctx, batch_rows)
     for r in plan.py_refs:
@@ -234,13 +242,8 @@ def _validate_entity(out, final, d, engine, gctx, ds, plan: EntityPlan, plans, c
             ctx.valid_keys[(parent_entity, k)] = _parent_valid_keys(engine, d, plans[parent_entity],
                                                                    fails_all[parent_entity], k, batch_rows)
     rows_in = _python_pass(engine, d, plan, tallies, fails, ctx, bad_keys, batch_rows)
-    fails_all[plan.entity] = fails
     # what children of this entity read: why a key was quarantined
-    quarantined_reason: dict[str, str] = {}
-    for ident, rs in fails.reasons.items():
-        if any(b == 0 for b, _ in rs) and ident[1] is not None and len(plan.key) == 1:
-            quarantined_reason.setdefault(ident[1], "; ".join(t for _, t in sorted(rs, key=lambda x: x[0])))
-    ctx.quarantined[(plan.entity, plan.key[0])] = quarantined_reason
+    ctx.quarantined[(plan.entity, plan.key[0])] = fails.quarantined_reasons() if len(plan.key) == 1 else {}
     rule_rows = []
     for r in plan.rules:
         row = tallies[r.rule_id].as_dict()
@@ -264,15 +267,11 @@ def _write_quarantine(path: Path, plan: EntityPlan, fails: Failures, blocking_id
     w = Writer(path, header)
     rows = keys = 0
     try:
-        def order(item):
-            return tuple("" if v is None else str(v) for v in item[0])
-
-        for ident, rs in sorted(fails.reasons.items(), key=order):
+        for ident, rs, per in fails.groups():  # ordered by the identity's values, as text
             block = [t for b, t in rs if b == 0]
             if not block:
                 continue
             warn = [t for b, t in rs if b == 1]
-            per = fails.rows[ident]
             n = max(per[rid] for rid in per if rid in blocking_ids)
             rows += n
             keys += 1

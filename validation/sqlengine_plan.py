@@ -1,6 +1,6 @@
 """The plan of one entity under ``--engine sql``: which rules run in the database, which in Python, and
 the query asset's SQL (the entity's normalised columns over a ``UNION ALL`` of its sources); plus the
-tallies and failing identities the two halves fill in.
+tallies the two halves fill in (their failing identities: ``sqlengine_failures``).
 """
 
 from __future__ import annotations
@@ -268,23 +268,6 @@ class RuleTally:
                 "element_count": self.element_count, "unexpected_count": self.unexpected_count,
                 "unexpected_percent": round(pct, 4), "fields": list(r.fields), "where": self.where,
                 "rows_quarantined": self.unexpected_count if (r.blocking and r.level == "row") else 0}
-
-
-@dataclass
-class Failures:
-    """Failing rows by identity ``(department, *key)``: per rule how many rows, and the reasons."""
-
-    rows: dict[tuple, dict[str, int]] = field(default_factory=dict)
-    reasons: dict[tuple, list[tuple[int, str]]] = field(default_factory=dict)  # (0 blocking | 1 warning, text)
-
-    def add(self, ident: tuple, rule, text: str) -> None:
-        per = self.rows.setdefault(ident, {})
-        per[rule.rule_id] = per.get(rule.rule_id, 0) + 1
-        blocks = rule.blocking and rule.level == "row"
-        lst = self.reasons.setdefault(ident, [])
-        entry = (0 if blocks else 1, text)
-        if entry not in lst:
-            lst.append(entry)
 
 
 def _ident(department, key_values) -> tuple:

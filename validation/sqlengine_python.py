@@ -5,14 +5,13 @@ database's normalisation, and the key indexes (duplicates, parents' valid keys) 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from crmbridge.errors import UsageError
 from crmbridge.validation.sqlengine_dialect import Dialect
-from crmbridge.validation.sqlengine_plan import (RAW_PREFIX, EntityPlan, Failures, SourceSql, _ident, _python_keys,
+from crmbridge.validation.sqlengine_failures import Failures
+from crmbridge.validation.sqlengine_plan import (RAW_PREFIX, EntityPlan, SourceSql, _ident, _python_keys,
                                                  _with_step_columns)
 
 
@@ -88,19 +87,23 @@ def _parent_valid_keys(engine, d: Dialect, parent: EntityPlan, fails: Failures, 
     valid keys), as a ``mappings.keyindex.KeyIndex``, from batches of the parent's department and key only."""
     from crmbridge.mappings.keyindex import KeyCollector
 
-    quarantined: dict[Any, set] = {}
-    for ident, rs in fails.reasons.items():
-        if ident[1] is not None and any(b == 0 for b, _ in rs):
-            quarantined.setdefault(ident[0], set()).add(ident[1])
     index = KeyCollector()
     for s in parent.sources:
-        bad = pd.Index(list(quarantined.get(s.source.department, ())), dtype=object)
+        bad = fails.blocked_keys(s.source.department)
         cols = _with_step_columns(parent.rules_def, [key])
         for df in _stream_columns(engine, d, s, cols, batch_rows):
             keys = _python_keys(parent.rules_def, df, cols)[key]
-            keep = keys.notna() & ~keys.isin(bad)
-            index.add(keys[keep].to_numpy(dtype=object))
+            index.add(keys[~_in_index(keys, bad)].to_numpy(dtype=object))
     return index.freeze()
+
+
+def _in_index(values: pd.Series, index) -> np.ndarray:
+    """Bool per value: present and in ``index`` (a ``mappings.keyindex.KeyIndex``)."""
+    present = values.notna().to_numpy(dtype=bool)
+    out = np.zeros(len(values), dtype=bool)
+    if len(index) and present.any():
+        out[present] = index.contains(values.to_numpy(dtype=object)[present])
+    return out
 
 
 def _stream_source(engine, d: Dialect, plan: EntityPlan, s: SourceSql, batch_rows: int):
@@ -207,19 +210,17 @@ def _python_batches(engine, d, plan, tallies, fails, ctx, bad_parent_keys, batch
                     if not len(o.failing_row_ids):
                         continue
                     pos = pos_of.get_indexer(o.failing_row_ids)
-                    for p, text_ in zip(pos, messages(o.rule, frame, pos, ctx)):
-                        fails.add(ident(p), o.rule, text_)
+                    fails.add_many((ident(p) for p in pos), o.rule, messages(o.rule, frame, pos, ctx))
             for r in refs:  # children of a parent that exists but was quarantined
                 bad = bad_parent_keys.get(r.rule_id)
                 if not bad:
                     continue
                 f = r.fields[0]
-                hit = frame[f].isin(bad).to_numpy(dtype=bool) & frame[f].notna().to_numpy(dtype=bool)
+                hit = _in_index(frame[f], bad)
                 if hit.any():
                     tallies[r.rule_id].unexpected_count += int(hit.sum())
                     pos = np.flatnonzero(hit)
                     orig = next(x for x in plan.rules if x.rule_id == r.rule_id)
                     vals = frame[f].to_numpy(dtype=object)[pos]
-                    for p, text_ in zip(pos, _reference_messages(orig, vals, ctx)):
-                        fails.add(ident(p), orig, text_)
+                    fails.add_many((ident(p) for p in pos), orig, _reference_messages(orig, vals, ctx))
     return rows_in

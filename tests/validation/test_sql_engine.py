@@ -522,3 +522,136 @@ def test_run_option_is_refused_with_the_sql_engine(tmp_path):
     project, _ = _sqlite_project(tmp_path)
     res = _cli(project.root, "--run", "20260101-000000-abcd")
     assert res.returncode == 2 and "--run" in res.stderr
+
+
+# --------------------------------------------------------------------------- failing keys streamed from the database
+# The rules run in the database return only counts from great-expectations; the failing rows' keys come from a
+# query of the same condition (validation/sqlengine_gx.py), which must return exactly GX's unexpected count.
+# Conditions one could get wrong in SQL: NULLs and empty strings in an in-set column and in a required one.
+NULLS_DEFINITION = """version: "1.0"
+owners:
+  - {department: sales, person: S, signed_on: 2026-01-10}
+  - {department: service, person: V, signed_on: 2026-01-11}
+entities:
+  customers:
+    identity: {key: customer_no, scope: department}
+    required: [name]
+    formats:
+      - {field: country, format: iso_country}
+    allowed_values:
+      - {field: status, values: [Active, Inactive]}
+"""
+
+
+def _nulls_rows():
+    def row(key, name, country, status):
+        return [key, name, None, "+8613800138000", "a@x.cn", country, status, "1", "2024-01-01", "200000", None, None]
+
+    sales = [row(f"C{i:04d}", *v) for i, v in enumerate([
+        ("A", "CN", "Active"), (None, "CN", None), ("", "", ""), (" ", " ", " "), ("B", None, "active"),
+        ("C", "cn", "x"), ("D", "XX", "Inactive"), ("E", "US", None), ("", "CN", "Active"), ("F", "", "")])]
+    sales += [row(None, "No key", "CN", "Active"), row("", "Empty key", "CN", "Active"),
+              row("C0001", "Twin", "CN", "Active")]
+    sales += [row(f"C1{i:03d}", f"Bulk {i}", "CN", "obsolete") for i in range(7)]  # several batches of failures
+    service = [row("C0001", "Other department", None, "")]
+    return sales, service, []
+
+
+def _nulls_project(url: str, root: Path):
+    _load(url, _nulls_rows())
+    return _project(root, url, NULLS_DEFINITION)
+
+
+def _pandas_report(project):
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.runs import open_run
+    from crmbridge.state import open_state
+    from crmbridge.validation.stage import run_validate
+
+    ex = run_extract(project)
+    return run_validate(project, open_run(open_state(project.state_url), project.runs_dir, ex.run_id))
+
+
+def test_failing_keys_with_nulls_and_empty_strings_equal_pandas_path(any_db_url, tmp_path, monkeypatch):
+    """NULLs, '' (missing, as in extract) and ' ' in in-set and required columns: the streamed keys match GX's
+    counts (or the run fails) and the pandas path's quarantine; with a fetch batch of 2 rows the failing
+    rows of one rule arrive in several batches, and the output is the same as with one batch."""
+    from crmbridge.validation import sqlengine_gx
+    from crmbridge.validation.sqlengine import run_validate_sql
+
+    project = _nulls_project(any_db_url, tmp_path / "proj")
+    pandas_rep = _pandas_report(project)
+    batches: dict[str, int] = {}
+    real = sqlengine_gx._failing_rows
+
+    def counted(engine, plan, rule, query, batch_rows):
+        for frame in real(engine, plan, rule, query, batch_rows):
+            batches[rule.rule_id] = batches.get(rule.rule_id, 0) + 1
+            yield frame
+
+    monkeypatch.setattr(sqlengine_gx, "_failing_rows", counted)
+    tiny = run_validate_sql(project, batch_rows=2)
+    whole = run_validate_sql(project, batch_rows=10_000)
+    assert _figures(tiny.entities) == _figures(pandas_rep.entities) == _figures(whole.entities)
+    theirs = _quarantined(pandas_rep.entities["customers"]["quarantine_file"], "customer_no")
+    assert _quarantined(tiny.entities["customers"]["quarantine_file"], "customer_no") == theirs
+    assert Path(tiny.entities["customers"]["quarantine_file"]).read_bytes() == \
+        Path(whole.entities["customers"]["quarantine_file"]).read_bytes()
+    rules = {r["rule_id"]: r for r in tiny.entities["customers"]["rules"]}
+    assert {rid: r["where"] for rid, r in rules.items()} == {
+        "required.customer_no": "database", "unique.customer_no": "database", "required.name": "database",
+        "format.country": "database", "allowed.status": "database", "control_chars": "python"}
+    # ' ' is present (no trim declared) and not allowed; NULL and '' are missing, not failing
+    assert rules["allowed.status"]["unexpected_count"] == 1 + 1 + 1 + 7  # ' ', active, x, obsolete
+    assert rules["required.name"]["unexpected_count"] == 1 + 1 + 1  # NULL, '', ''
+    assert batches["allowed.status"] >= 5  # 10 failing rows, 2 a batch
+
+
+def test_failing_key_query_disagreeing_with_gx_fails_the_run(tmp_path, monkeypatch):
+    """A failing-row condition that counts NULLs of an in-set column (GX does not) is caught at run time."""
+    import sqlalchemy as sa
+
+    from crmbridge.errors import RunFailed
+    from crmbridge.validation import sqlengine_gx
+    from crmbridge.validation.sqlengine import run_validate_sql
+
+    project = _nulls_project(f"sqlite:///{tmp_path / 'legacy.db'}", tmp_path / "proj")
+    real = sqlengine_gx.unexpected_condition
+
+    def with_nulls(rule, column):
+        cond = real(rule, column)
+        return sa.or_(cond, column.is_(None)) if rule.expectation == "ExpectColumnValuesToBeInSet" else cond
+
+    monkeypatch.setattr(sqlengine_gx, "unexpected_condition", with_nulls)
+    with pytest.raises(RunFailed, match="great-expectations counted .* the failing-row query returned"):
+        run_validate_sql(project)
+    assert not any((project.root / "reports" / "validate-sql").iterdir())
+
+
+def test_gx_never_reads_a_whole_query_asset(any_db_url, tmp_path):
+    """great-expectations reads a query asset's column names by executing the asset's query on its own; with
+    psycopg and pymysql (client-side cursors) that would buffer every row of the asset in crmbridge's memory.
+    crmbridge sends that statement with LIMIT 0. (On SQLite GX wraps the asset in a selectable of its own,
+    read through SQLite's lazy cursor: nothing to rewrite there.)"""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from crmbridge.validation.sqlengine import run_validate_sql
+
+    if any_db_url.startswith("sqlite"):
+        pytest.skip("SQLite: GX's column look-up reads one row through a lazy cursor")
+    project = _nulls_project(any_db_url, tmp_path / "proj")
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.split()))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        rep = run_validate_sql(project)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert rep.entities["customers"]["rows_quarantined"] > 0
+    assert not [s for s in sent if s.startswith("SELECT u.*")]  # the asset's own text, at the top level
+    limited = [s for s in sent if s.startswith("SELECT * FROM (SELECT u.*") and s.endswith("gx_columns LIMIT 0")]
+    assert len(limited) == 2  # one per query asset: the plain rules', the key uniqueness window count's
