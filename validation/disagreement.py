@@ -83,6 +83,12 @@ def disagreement(frame: pd.DataFrame, criteria: Criteria, key: list[str], match_
         return disagreement_from_parquet(path, criteria, key, match_on)
 
 
+def disagreement_for(definition, entity: str, spill_path, batch_rows: int) -> dict[str, Any]:
+    """The report for ``entity``, the one the definition's criteria judge, from validate's normalised spill."""
+    ident = definition.entities[entity].identity
+    return disagreement_from_parquet(spill_path, definition.criteria, ident.key, ident.match_on, batch_rows)
+
+
 def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on: list[str],
                               batch_rows: int = 100_000) -> dict[str, Any]:
     """``disagreement`` over a Parquet file of the normalised rows (the validate stage's spill): rows are
