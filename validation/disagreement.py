@@ -27,7 +27,10 @@ from crmbridge.validation.definition import Condition, Criteria, Criterion
 SAMPLES = 10
 # DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
 # the report is a small part of validate and the machine is shared (see docs/performance.md).
-DUCKDB_MEMORY = "256MB"
+DUCKDB_MEMORY = "256MB"  # the buffer pool's cap up to about 5M rows
+# Above that the cap grows with the rows: DuckDB's DISTINCT ran out of memory at 128MB on 5M rows
+# (26 bytes a row) and at 64MB on 1M, 256MB (54 bytes a row) held at 5M.
+DUCKDB_BYTES_PER_ROW = 52
 DUCKDB_THREADS = 1
 
 
@@ -98,7 +101,7 @@ def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on
 
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
-    with _duckdb(Path(path).parent) as con:
+    with _duckdb(Path(path).parent, pf.metadata.num_rows) as con:
         _load_edges(con, path, [f for f in (match_on or key) if f in names])
         _link(con)
         _load_flags(con, pf, criteria, batch_rows)
@@ -106,15 +109,17 @@ def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on
 
 
 @contextmanager
-def _duckdb(where: Path) -> Iterator[Any]:
-    """A DuckDB in a temporary directory under ``where``, its buffer pool capped at ``DUCKDB_MEMORY``."""
+def _duckdb(where: Path, rows: int = 0) -> Iterator[Any]:
+    """A DuckDB in a temporary directory under ``where``, its buffer pool capped at ``DUCKDB_MEMORY``
+    (``DUCKDB_BYTES_PER_ROW`` a row for more ``rows`` than that covers)."""
     import duckdb
 
     tmp = Path(tempfile.mkdtemp(prefix=".disagreement-", dir=where))
     con = duckdb.connect(str(tmp / "link.duckdb"))  # tables on disk: only the buffer pool is capped memory
     try:
         con.execute("SET enable_progress_bar = false")
-        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        grown = rows * DUCKDB_BYTES_PER_ROW >> 20
+        con.execute(f"SET memory_limit = '{grown}MB'" if grown > 256 else f"SET memory_limit = '{DUCKDB_MEMORY}'")
         con.execute(f"SET threads = {int(DUCKDB_THREADS)}")
         con.execute("SET preserve_insertion_order = false")  # every order the report needs is an ORDER BY
         con.execute(f"SET temp_directory = {_literal(str(tmp))}")

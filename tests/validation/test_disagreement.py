@@ -241,3 +241,16 @@ def test_duckdb_report_equals_the_previous_numpy_report(tmp_path):
         assert disagreement_from_parquet(tmp_path / "rows.parquet", crit, key, match_on, batch_rows=13) == old
     assert any(d["samples_only_agreed"] for _f, c, k, m in cases[1:4]
                for d in _old_disagreement(_f, c, k, m)["departments"])  # the comparison saw samples
+
+
+def test_duckdb_memory_cap_grows_past_five_million_rows(tmp_path):
+    def cap(rows):
+        with _duckdb(tmp_path, rows) as con:
+            return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    small, big = cap(1_000), cap(10_000_000)
+    assert small == cap(5_000_000)  # the fixed cap up to about 5M rows
+    to_mib = {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+    value, unit = big.split()
+    assert float(value) * to_mib[unit] > 1.8 * 244  # 10M rows: about twice the 256MB (244 MiB) cap
+    assert not any(tmp_path.glob(".disagreement-*"))  # the temporary directory is removed
