@@ -27,7 +27,8 @@ from crmbridge.validation.definition import Condition, Criteria, Criterion
 SAMPLES = 10
 # DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
 # the report is a small part of validate and the machine is shared (see docs/performance.md).
-DUCKDB_MEMORY = "256MB"  # the buffer pool's cap up to about 5M rows
+DUCKDB_FLOOR_MB = 256
+DUCKDB_MEMORY = f"{DUCKDB_FLOOR_MB}MB"  # the buffer pool's cap up to about 5M rows
 # Above that the cap grows with the rows: DuckDB's DISTINCT ran out of memory at 128MB on 5M rows
 # (26 bytes a row) and at 64MB on 1M, 256MB (54 bytes a row) held at 5M.
 DUCKDB_BYTES_PER_ROW = 52
@@ -119,7 +120,8 @@ def _duckdb(where: Path, rows: int = 0) -> Iterator[Any]:
     try:
         con.execute("SET enable_progress_bar = false")
         grown = rows * DUCKDB_BYTES_PER_ROW >> 20
-        con.execute(f"SET memory_limit = '{grown}MB'" if grown > 256 else f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        limit = f"{grown}MB" if grown > DUCKDB_FLOOR_MB else DUCKDB_MEMORY
+        con.execute(f"SET memory_limit = '{limit}'")
         con.execute(f"SET threads = {int(DUCKDB_THREADS)}")
         con.execute("SET preserve_insertion_order = false")  # every order the report needs is an ORDER BY
         con.execute(f"SET temp_directory = {_literal(str(tmp))}")
