@@ -27,17 +27,16 @@ class TrimParams(Params):
 
 def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
     """Strip leading/trailing whitespace (incl. full-width space); blank values become missing."""
-    s = as_text(series)
-    values = textfast.text_values(series, s)
-    arr = textfast.arrow_text(values) if values is not None else None
-    if arr is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
+    text = textfast.text_column(series)
+    if text is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
+        values, arr = text
         pick = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)),
                                    pc.binary_length(arr)), pc.equal(pc.binary_length(arr), 0))
         if collapse:
             pick = pc.or_(pick, pc.match_substring_regex(arr, f"{textfast.WS_BUT_SPACE}|{textfast.WS_CLASS}{{2}}"))
         return textfast.patched(series, values, textfast.flags(pick),
                                 (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None))
-    return _trim_python(series, s, collapse)
+    return _trim_python(series, as_text(series), collapse)
 
 
 def _trim_python(series: pd.Series, s: pd.Series, collapse: bool) -> Applied:
@@ -55,13 +54,12 @@ class CaseParams(Params):
 
 def case(series: pd.Series, *, to: str) -> Applied:
     """Change letter case (Chinese characters are unaffected)."""
-    s = as_text(series)
-    values = textfast.text_values(series, s) if to != "title" else None  # title case depends on context
-    arr = textfast.arrow_text(values) if values is not None else None
-    if arr is not None:  # only values holding a character that str.upper/lower changes
+    text = textfast.text_column(series) if to != "title" else None  # title case depends on context
+    if text is not None:  # only values holding a character that str.upper/lower changes
+        values, arr = text
         pick = pc.match_substring_regex(arr, textfast.case_class(to))
         return textfast.patched(series, values, textfast.flags(pick), getattr(str, to))
-    return _case_python(series, s, to)
+    return _case_python(series, as_text(series), to)
 
 
 def _case_python(series: pd.Series, s: pd.Series, to: str) -> Applied:
@@ -152,20 +150,19 @@ class NullIfParams(Params):
 
 def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -> Applied:
     """Turn placeholder values (``N/A``, ``-``, ``无``) into missing."""
-    s = as_text(series)
     markers = {v.strip() for v in values}
     if ignore_case:
         markers = {m.lower() for m in markers}
-    text = textfast.text_values(series, s)
-    arr = textfast.arrow_text(text) if text is not None else None
-    if arr is not None:
+    text = textfast.text_column(series)
+    if text is not None:
+        values, arr = text
         # A marker is at most this long, and neither str.strip() nor str.lower() makes a value shorter
         # than its trimmed self (no character lowers to nothing): longer values cannot be markers.
         trimmed = pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)
         pick = pc.less_equal(pc.utf8_length(trimmed), max(len(m) for m in markers))
-        return textfast.patched(series, text, textfast.flags(pick),
+        return textfast.patched(series, values, textfast.flags(pick),
                                 lambda v: None if _marker_key(v, ignore_case) in markers else v)
-    return _null_if_python(series, s, markers, ignore_case)
+    return _null_if_python(series, as_text(series), markers, ignore_case)
 
 
 def _marker_key(v: str, ignore_case: bool) -> str:

@@ -109,8 +109,10 @@ def test_values_arrow_cannot_hold_and_non_text_columns_take_the_pandas_path():
     lone_surrogate = pd.Series(["a\udc80 ", " b", None], dtype=object)
     assert textfast.arrow_text(lone_surrogate.to_numpy()) is None
     mixed = pd.Series([1.0, " a ", None, 2.5, "N/A"], dtype=object)
-    assert textfast.text_values(mixed, as_text(mixed)) is None
-    for series in (lone_surrogate, mixed, pd.Series([], dtype=object), pd.Series([None, None], dtype=object)):
+    assert textfast.text_column(mixed) is None
+    odd_missing = pd.Series([" a", pd.NA, pd.NaT, np.nan, None, "N/A"], dtype=object)
+    for series in (lone_surrogate, mixed, odd_missing, pd.Series([], dtype=object), pd.Series([None, None], dtype=object),
+                   pd.Series([np.nan, " x"], dtype=object), pd.Series([" x", None], dtype="string"), pd.Series([1, 2])):
         for what, new, old in _fast_and_reference(series):
             _same(new, old, what)
     assert tt.trim(lone_surrogate).values.tolist() == ["a\udc80", "b", None]
@@ -118,8 +120,8 @@ def test_values_arrow_cannot_hold_and_non_text_columns_take_the_pandas_path():
 
 def test_fast_path_really_runs_and_changes_only_the_picked_values():
     series = pd.Series(["a", " b", "N/A", "c", "x" * 50], dtype=object)
-    values = textfast.text_values(series, as_text(series))
-    pick = textfast.flags(pc.match_substring_regex(textfast.arrow_text(values), textfast.case_class("upper")))
+    values, arr = textfast.text_column(series)
+    pick = textfast.flags(pc.match_substring_regex(arr, textfast.case_class("upper")))
     assert pick.tolist() == [True, True, False, True, True]
     out = tt.trim(series)
     assert out.values[0] is series[0] and out.values.tolist() == ["a", "b", "N/A", "c", "x" * 50]
