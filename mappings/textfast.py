@@ -89,6 +89,20 @@ def text_column(series: pd.Series):
     return values, arr
 
 
+def missing(series: pd.Series) -> pd.Series | None:
+    """``is_missing`` of an object column of text: missing, empty or only whitespace; None when the
+    column holds other values (or ones Arrow cannot hold)."""
+    import pyarrow.compute as pc
+
+    text = text_column(series)
+    if text is None:
+        return None
+    arr = text[1]
+    blank = pc.equal(pc.binary_length(pc.utf8_trim(arr, characters=PY_WHITESPACE)), 0)
+    out = arr.is_null().to_numpy(zero_copy_only=False) | flags(blank)
+    return pd.Series(out, index=series.index, copy=False)
+
+
 def flags(mask) -> np.ndarray:
     """An Arrow boolean result as a numpy bool array, null as False."""
     import pyarrow.compute as pc

@@ -48,6 +48,12 @@ class Applied:
 
 def is_missing(series: pd.Series) -> pd.Series:
     """True for None/NaN/NA and for strings that are empty or only whitespace."""
+    if series.dtype == object and len(series):  # Arrow finds the blanks (Python's whitespace set)
+        from crmbridge.mappings import textfast
+
+        blank = textfast.missing(series)
+        if blank is not None:
+            return blank
     miss = series.isna()
     if not len(series) or series.dtype.kind in "biufcmM":  # numbers, booleans, dates: never blank text
         return miss

@@ -140,3 +140,27 @@ def test_encode_of_arrow_text_equals_factorize(seed):
         assert enc.uniques.tolist() == expect and all(type(u) is str for u in enc.uniques[: len(uniq)])
         assert enc.codes.tolist() == np.where(codes < 0, len(uniq), codes).tolist()
         assert enc.series().tolist() == [None if v is None or v != v else v for v in series.to_numpy(dtype=object)]
+
+
+def _is_missing_pandas(series: pd.Series) -> pd.Series:
+    """is_missing's pandas path for object text columns (what it did before the Arrow one)."""
+    miss = series.isna()
+    blank = series.str.strip().to_numpy(dtype=object) == ""
+    return miss | blank if blank.any() else miss
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_is_missing_same_as_pandas(seed):
+    from crmbridge.mappings.transforms_base import is_missing
+
+    words = _words(4000, seed) + _around(BMP[seed::50])
+    series = pd.Series(words, dtype=object, index=np.arange(len(words)) * 2)
+    assert textfast.missing(series) is not None  # the Arrow path really runs
+    new, old = is_missing(series), _is_missing_pandas(series)
+    assert new.dtype == old.dtype == bool and new.index.equals(old.index)
+    assert new.tolist() == old.tolist()
+    for odd in (pd.Series(["a\udc80", " ", None], dtype=object), pd.Series([" ", pd.NaT], dtype=object)):
+        assert is_missing(odd).tolist() == _is_missing_pandas(odd).tolist()
+    # the one difference: pd.NA in an object column of text made the pandas path raise ("boolean value of
+    # NA is ambiguous"); it is missing now, as isna says
+    assert is_missing(pd.Series([" x", pd.NA, ""], dtype=object)).tolist() == [False, True, True]
