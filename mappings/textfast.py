@@ -54,6 +54,31 @@ def case_class(to: str) -> str:
     return _re2_class([i for i in range(0x20000) if getattr(chr(i), to)() != chr(i)])
 
 
+@cache
+def nfkc_class() -> str:
+    """RE2 class of the code points that may make a string change under NFKC (computed once, ~0.1 s).
+
+    A string made only of other characters is left as it is: each is its own NFKC form, none is a
+    combining mark (no reordering) and none can be the second of a composed pair (the Unicode quick
+    check's NFKC_QC=Yes with canonical order kept). Planes 3 to 13 are unassigned or CJK ideographs
+    without decompositions; the test checks every code point."""
+    import unicodedata
+
+    hangul_vt = [*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)]  # jamo that compose with the syllable before
+    seconds = set(hangul_vt)
+    picked = []
+    for i in [*range(0x30000), *range(0xE0000, 0x110000)]:
+        c = chr(i)
+        if 0xD800 <= i <= 0xDFFF:
+            continue
+        d = unicodedata.decomposition(c)
+        if d and not d.startswith("<") and len(d.split()) == 2:
+            seconds.add(int(d.split()[1], 16))
+        if unicodedata.combining(c) or unicodedata.normalize("NFKC", c) != c:
+            picked.append(i)
+    return _re2_class(sorted(seconds.union(picked)))
+
+
 def arrow_text(values: np.ndarray):
     """``values`` (str, or None/NaN/NA for missing) as an Arrow string array, or None when Arrow cannot
     hold them (a lone surrogate is not UTF-8, an odd missing marker): the caller then takes its

@@ -78,7 +78,16 @@ def nfkc(series: pd.Series) -> Applied:
     Lossy (``①`` -> ``1``, ``㎡`` -> ``m2``): use it on keys, codes, phones and e-mails, never on
     display names or addresses.
     """
-    s = as_text(series)
+    text = textfast.text_column(series)
+    if text is not None:  # only values holding a character NFKC may change or compose
+        values, arr = text
+        pick = pc.match_substring_regex(arr, textfast.nfkc_class())
+        return textfast.patched(series, values, textfast.flags(pick), lambda v: unicodedata.normalize("NFKC", v))
+    return _nfkc_python(series, as_text(series))
+
+
+def _nfkc_python(series: pd.Series, s: pd.Series) -> Applied:
+    """The reference: pandas' string methods over every value (any column; proves the fast path)."""
     out = s.str.normalize("NFKC")
     return finish(series, out, pd.Series(False, index=series.index))
 

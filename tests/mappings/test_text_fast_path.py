@@ -1,4 +1,4 @@
-"""The Arrow fast paths of trim, case and null_if (mappings/textfast.py) must give exactly what the
+"""The Arrow fast paths of trim, case, nfkc, null_if and is_missing (mappings/textfast.py) must give
 pandas string methods give: values (type included), ``changed`` and ``failed``, on every code point and
 on random strings of the characters where Python and Arrow disagree (whitespace, case mappings)."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,10 @@ BMP = [c for c in ALL if ord(c) < 0x10000]
 # length (ß, ﬁ, İ, ŉ), title-case letters (ǅ), final sigma, full-width, CJK, emoji, combining marks
 TRICKY = list(textfast.PY_WHITESPACE) + ["\u180e", "\u200b", "\ufeff", "\u2060", "ß", "ẞ", "ﬁ", "ﬃ", "İ", "ı", "ŉ",
                                          "ǅ", "ǆ", "Ǆ", "Σ", "σ", "ς", "ΐ", "Ａ", "ａ", "Ｃ", "０", "上", "海", "无", "😀", "𐐀",
-                                         "𐐨", "\u0301", "e", "E", "a", "N", "/", "-", "x"]
+                                         "𐐨", "\u0301", "e", "E", "a", "N", "/", "-", "x",
+                                         # NFKC: compatibility forms, combining marks, composable pairs
+                                         "①", "㎡", "\u212b", "é", "\u0327", "\u0323", "ᄀ", "ᅡ", "ᆨ", "가", "각",
+                                         "\u0f73", "\u0b47", "\u0b3e", "\u0cc6", "\u0cd5", "\u1b05", "\u1b35"]
 MARKERS = ["N/A", "-", "无", "ß", "SS", "İ", "ǅ", " ", "Σς"]
 
 
@@ -56,6 +60,7 @@ def _fast_and_reference(series: pd.Series):
     yield "trim collapse", tt.trim(series, collapse=True), tt._trim_python(series, s, True)
     for to in ("upper", "lower"):
         yield to, tt.case(series, to=to), tt._case_python(series, s, to)
+    yield "nfkc", tt.nfkc(series), tt._nfkc_python(series, s)
     for ignore_case in (True, False):
         markers = {m.strip().lower() if ignore_case else m.strip() for m in MARKERS}
         yield f"null_if {ignore_case}", tt.null_if(series, values=MARKERS, ignore_case=ignore_case), \
@@ -73,6 +78,18 @@ def test_case_class_picks_every_character_the_case_change_changes(to):
     arr = pa.array(ALL, type=pa.large_string())
     picked = pc.match_substring_regex(arr, textfast.case_class(to)).to_pylist()
     assert picked == [getattr(c, to)() != c for c in ALL]
+
+
+def test_nfkc_class_picks_every_character_nfkc_changes_and_the_rest_stays_normal():
+    arr = pa.array(ALL, type=pa.large_string())
+    picked = pc.match_substring_regex(arr, textfast.nfkc_class()).to_numpy(zero_copy_only=False)
+    assert all(p for c, p in zip(ALL, picked) if unicodedata.normalize("NFKC", c) != c)
+    # the quick-check argument: strings of unpicked characters are NFKC already, pairs included
+    calm = [c for c, p in zip(ALL, picked) if not p]
+    rnd = random.Random(9)
+    strings = ["".join(rnd.choice(calm) for _ in range(rnd.randrange(2, 5))) for _ in range(200_000)]
+    strings += [a + b for a in ("가", "a", "e", "\u0b47", "\u0cc6", "\u1b05") for b in calm[::7]]
+    assert all(unicodedata.normalize("NFKC", s) == s for s in strings)
 
 
 def test_no_character_lowers_to_fewer_characters():
