@@ -5,7 +5,8 @@ pandas' object string methods call a Python function per cell, and most text col
 distinct values (names, e-mails, keys), so even the distinct-value pass costs a call per row. Here a
 column of ``str``/None goes to Arrow once; a vectorised kernel picks out the values the transform
 *may* change (a superset, never fewer); only those go through the very Python code the transform
-always used (``str.strip``, ``str.upper`` ...), and every other value is kept as the same object.
+always used (``str.strip``, ``str.upper``, ``unicodedata.normalize`` ...), and every other value is
+kept as the same object.
 So the results are today's by construction, as long as the picking never misses a value:
 tests/mappings/test_text_fast_path.py proves that over every code point and random strings.
 

@@ -1,6 +1,7 @@
 """The Arrow fast paths of trim, case, nfkc, null_if and is_missing (mappings/textfast.py) must give
-pandas string methods give: values (type included), ``changed`` and ``failed``, on every code point and
-on random strings of the characters where Python and Arrow disagree (whitespace, case mappings)."""
+exactly what the pandas string methods give: values (type included), ``changed`` and ``failed``, on
+every code point and on random strings of the characters where Python and Arrow disagree (whitespace,
+case mappings, compatibility forms and composable pairs)."""
 
 from __future__ import annotations
 
