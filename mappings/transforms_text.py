@@ -34,8 +34,8 @@ def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
                                    pc.binary_length(arr)), pc.equal(pc.binary_length(arr), 0))
         if collapse:
             pick = pc.or_(pick, pc.match_substring_regex(arr, f"{textfast.WS_BUT_SPACE}|{textfast.WS_CLASS}{{2}}"))
-        return textfast.patched(series, values, textfast.flags(pick),
-                                (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None))
+        one = (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None)
+        return textfast.patched(series, values, textfast.flags(pick), one)
     return _trim_python(series, as_text(series), collapse)
 
 
@@ -168,7 +168,7 @@ def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -
         # A marker is at most this long, and neither str.strip() nor str.lower() makes a value shorter
         # than its trimmed self (no character lowers to nothing): longer values cannot be markers.
         trimmed = pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)
-        pick = pc.less_equal(pc.utf8_length(trimmed), max(len(m) for m in markers))
+        pick = pc.less_equal(pc.utf8_length(trimmed), max(map(len, markers), default=-1))
         return textfast.patched(series, values, textfast.flags(pick),
                                 lambda v: None if _marker_key(v, ignore_case) in markers else v)
     return _null_if_python(series, as_text(series), markers, ignore_case)

@@ -129,8 +129,9 @@ def test_values_arrow_cannot_hold_and_non_text_columns_take_the_pandas_path():
     mixed = pd.Series([1.0, " a ", None, 2.5, "N/A"], dtype=object)
     assert textfast.text_column(mixed) is None
     odd_missing = pd.Series([" a", pd.NA, pd.NaT, np.nan, None, "N/A"], dtype=object)
-    for series in (lone_surrogate, mixed, odd_missing, pd.Series([], dtype=object), pd.Series([None, None], dtype=object),
-                   pd.Series([np.nan, " x"], dtype=object), pd.Series([" x", None], dtype="string"), pd.Series([1, 2])):
+    for series in (lone_surrogate, mixed, odd_missing, pd.Series([], dtype=object),
+                   pd.Series([None, None], dtype=object), pd.Series([np.nan, " x"], dtype=object),
+                   pd.Series([" x", None], dtype="string"), pd.Series([1, 2])):
         for what, new, old in _fast_and_reference(series):
             _same(new, old, what)
     assert tt.trim(lone_surrogate).values.tolist() == ["a\udc80", "b", None]
@@ -144,6 +145,7 @@ def test_fast_path_really_runs_and_changes_only_the_picked_values():
     out = tt.trim(series)
     assert out.values[0] is series[0] and out.values.tolist() == ["a", "b", "N/A", "c", "x" * 50]
     assert tt.null_if(series, values=["n/a"]).values.tolist() == ["a", " b", None, "c", "x" * 50]
+    assert tt.null_if(series, values=[]).values.tolist() == series.tolist()  # no marker: nothing picked
 
 
 @pytest.mark.parametrize("seed", [1, 2])
