@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from crmbridge.mappings.transforms_base import Applied
+from crmbridge.mappings.transforms_base import Applied, is_text
 
 
 @dataclass
@@ -56,25 +56,34 @@ class Encoded:
         return pd.Series(self.uniques.to_numpy(dtype=object)[self.codes], index=self.index, dtype=object)
 
 
-def is_text(series: pd.Series) -> bool:
-    """True when every present value is a ``str`` (the only columns worth encoding exactly)."""
-    if isinstance(series.dtype, pd.StringDtype):  # pandas' own text dtype (the default since pandas 3)
-        return True
-    if series.dtype != object:
-        return False
-    return pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
-
-
 def encode(series: pd.Series) -> Encoded | None:
     """The column encoded, or None when it holds other values than text and missing."""
     if not is_text(series):
         return None
-    codes, uniq = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
-    uniques = np.asarray(uniq, dtype=object)
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        codes, uniques = _arrow_factorize(series)
+    else:
+        codes, uniq = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
+        uniques = np.asarray(uniq, dtype=object)
     if len(codes) and codes.min() < 0:  # None and NaN: one distinct "missing" value, given as None
         codes = np.where(codes < 0, len(uniques), codes)
         uniques = np.append(uniques, np.array([None], dtype=object))
     return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index)
+
+
+def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of an Arrow-backed text column (what extract's Parquet reads back as), done by
+    Arrow's hash table on the UTF-8 bytes: only the distinct values become Python strings. Same codes
+    and uniques (first-seen order, missing as -1)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr)
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.intp)
+    return codes, enc.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
 
 
 def _joint(parts: list[Encoded]) -> tuple[np.ndarray, np.ndarray]:

@@ -48,10 +48,16 @@ class Applied:
 
 def is_missing(series: pd.Series) -> pd.Series:
     """True for None/NaN/NA and for strings that are empty or only whitespace."""
+    if series.dtype == object and len(series):  # Arrow finds the blanks (Python's whitespace set)
+        from crmbridge.mappings import textfast
+
+        blank = textfast.missing(series)
+        if blank is not None:
+            return blank
     miss = series.isna()
     if not len(series) or series.dtype.kind in "biufcmM":  # numbers, booleans, dates: never blank text
         return miss
-    if _text(series):  # one vectorised strip (per value in C) instead of a Python call per cell
+    if is_text(series):  # one vectorised strip (per value in C) instead of a Python call per cell
         blank = series.str.strip().to_numpy(dtype=object) == ""
     else:
         blank = series.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
@@ -97,7 +103,8 @@ def finish(original: pd.Series, values: pd.Series, failed: pd.Series) -> Applied
     return Applied(values=values, changed=changed, failed=failed)
 
 
-def _text(series: pd.Series) -> bool:
+def is_text(series: pd.Series) -> bool:
+    """True when every present value is a ``str`` (object dtype) or the dtype is pandas' own text dtype."""
     if isinstance(series.dtype, pd.StringDtype):
         return True
     return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
@@ -107,7 +114,7 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     """``_equal`` element by element. Two text columns (str or None) compare in one numpy pass: for
     ``str`` against ``str`` (or None), equal values are also equal types."""
     x, y = a.to_numpy(dtype=object), b.to_numpy(dtype=object)
-    if _text(a) and _text(b):
+    if is_text(a) and is_text(b):
         return np.asarray(x == y, dtype=bool)
     return np.fromiter((_equal(p, q) for p, q in zip(x, y)), dtype=bool, count=len(x))
 

@@ -10,8 +10,10 @@ import unicodedata
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from crmbridge.mappings import textfast
 from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
 
 # Full-width (U+3000) and no-break spaces are common in Chinese exports; str.strip() already
@@ -25,7 +27,20 @@ class TrimParams(Params):
 
 def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
     """Strip leading/trailing whitespace (incl. full-width space); blank values become missing."""
-    s = as_text(series)
+    text = textfast.text_column(series)
+    if text is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
+        values, arr = text
+        pick = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)),
+                                   pc.binary_length(arr)), pc.equal(pc.binary_length(arr), 0))
+        if collapse:
+            pick = pc.or_(pick, pc.match_substring_regex(arr, f"{textfast.WS_BUT_SPACE}|{textfast.WS_CLASS}{{2}}"))
+        one = (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None)
+        return textfast.patched(series, values, textfast.flags(pick), one)
+    return _trim_python(series, as_text(series), collapse)
+
+
+def _trim_python(series: pd.Series, s: pd.Series, collapse: bool) -> Applied:
+    """The reference: pandas' string methods over every value (any column; proves the fast path)."""
     out = s.str.strip()
     if collapse:
         out = out.str.replace(_WS, " ", regex=True)
@@ -39,7 +54,16 @@ class CaseParams(Params):
 
 def case(series: pd.Series, *, to: str) -> Applied:
     """Change letter case (Chinese characters are unaffected)."""
-    s = as_text(series)
+    text = textfast.text_column(series) if to != "title" else None  # title case depends on context
+    if text is not None:  # only values holding a character that str.upper/lower changes
+        values, arr = text
+        pick = pc.match_substring_regex(arr, textfast.case_class(to))
+        return textfast.patched(series, values, textfast.flags(pick), getattr(str, to))
+    return _case_python(series, as_text(series), to)
+
+
+def _case_python(series: pd.Series, s: pd.Series, to: str) -> Applied:
+    """The reference: pandas' string methods over every value (any column; proves the fast path)."""
     out = getattr(s.str, to)()
     return finish(series, out, pd.Series(False, index=series.index))
 
@@ -54,7 +78,16 @@ def nfkc(series: pd.Series) -> Applied:
     Lossy (``①`` -> ``1``, ``㎡`` -> ``m2``): use it on keys, codes, phones and e-mails, never on
     display names or addresses.
     """
-    s = as_text(series)
+    text = textfast.text_column(series)
+    if text is not None:  # only values holding a character NFKC may change or compose
+        values, arr = text
+        pick = pc.match_substring_regex(arr, textfast.nfkc_class())
+        return textfast.patched(series, values, textfast.flags(pick), lambda v: unicodedata.normalize("NFKC", v))
+    return _nfkc_python(series, as_text(series))
+
+
+def _nfkc_python(series: pd.Series, s: pd.Series) -> Applied:
+    """The reference: pandas' string methods over every value (any column; proves the fast path)."""
     out = s.str.normalize("NFKC")
     return finish(series, out, pd.Series(False, index=series.index))
 
@@ -126,12 +159,30 @@ class NullIfParams(Params):
 
 def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -> Applied:
     """Turn placeholder values (``N/A``, ``-``, ``无``) into missing."""
-    s = as_text(series)
-    key = s.str.strip()
     markers = {v.strip() for v in values}
     if ignore_case:
-        key = key.str.lower()
         markers = {m.lower() for m in markers}
+    text = textfast.text_column(series)
+    if text is not None:
+        values, arr = text
+        # A marker is at most this long, and neither str.strip() nor str.lower() makes a value shorter
+        # than its trimmed self (no character lowers to nothing): longer values cannot be markers.
+        trimmed = pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)
+        pick = pc.less_equal(pc.utf8_length(trimmed), max(map(len, markers), default=-1))
+        return textfast.patched(series, values, textfast.flags(pick),
+                                lambda v: None if _marker_key(v, ignore_case) in markers else v)
+    return _null_if_python(series, as_text(series), markers, ignore_case)
+
+
+def _marker_key(v: str, ignore_case: bool) -> str:
+    return v.strip().lower() if ignore_case else v.strip()
+
+
+def _null_if_python(series: pd.Series, s: pd.Series, markers: set[str], ignore_case: bool) -> Applied:
+    """The reference: pandas' string methods over every value (any column; proves the fast path)."""
+    key = s.str.strip()
+    if ignore_case:
+        key = key.str.lower()
     out = s.where(~key.isin(markers), None)
     return finish(series, out, pd.Series(False, index=series.index))
 

@@ -54,9 +54,13 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     for a in rules.allowed_values:
         if a.map:
             plan.append((a.field, "value_map", {"map": a.map, "on_missing": "keep", "ignore_case": a.ignore_case}))
-    _run_plan(out, plan, res)
-    for col in data_columns(out):
-        out[col] = as_text(out[col])
+    pending = _run_plan(out, plan, res)
+    data = data_columns(out)
+    for col, column in pending.items():
+        out[col] = _as_text_rows(column) if col in data else column.series()
+    for col in data:
+        if col not in pending:
+            out[col] = as_text(out[col])
     if prune:
         res.fixed, res.failed = prune_counts(res.fixed, res.failed)
     return res
@@ -68,10 +72,20 @@ def prune_counts(fixed: dict[str, int], failed: dict[str, int]) -> tuple[dict[st
     return {k: fixed[k] for k in used}, {k: failed[k] for k in used if failed[k]}
 
 
-def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised) -> None:
+def _as_text_rows(column) -> pd.Series:
+    """``as_text(column.series())`` done on the distinct values (as_text goes value by value) and spread
+    to the rows with the dtype it gives (``str`` where it had to turn numbers into text)."""
+    from crmbridge.mappings.transforms import as_text
+
+    text = as_text(column.uniques)
+    return pd.Series(text.array.take(column.codes), index=column.index, dtype=text.dtype)
+
+
+def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised) -> dict:
     """Apply ``plan`` to ``out`` in place. Text columns stay encoded (codes into distinct values)
     from their first step to the end, so each step runs once per distinct value; a step that needs
-    whole columns (a frame transform, a non-text column) sees them written back first."""
+    whole columns (a frame transform, a non-text column) sees them written back first. Returns the
+    columns still encoded at the end (column -> ``Encoded``), for the caller to write back."""
     from crmbridge.mappings.distinct import encode
     from crmbridge.mappings.transforms import apply_encoded, apply_transform
 
@@ -103,5 +117,4 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
             changed, failed = applied.n_changed, applied.n_failed
         res.fixed[key] = res.fixed.get(key, 0) + changed
         res.failed[key] = res.failed.get(key, 0) + failed
-    for c in dirty:
-        out[c] = coded[c].series()
+    return {c: coded[c] for c in dirty}
