@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, delete, func, insert, select
+from sqlalchemy import create_engine, delete, insert, select
 
 from crmbridge.config import load_project
 from crmbridge.sync.reference_erp import create_reference_erp, inventory, items
@@ -180,15 +180,15 @@ def test_composite_key_buckets_counted_per_value_first_are_the_same_counts(tmp_p
     with eng.begin() as c:
         c.execute(insert(text_t), [{"a": a, "b": b} for (_, b), a in text_rows.items()])
         c.execute(insert(int_t), [{"a": a, "b": b} for a in ints for b in range(rng.randint(1, 3))])
-        int_n = c.execute(select(func.count()).select_from(int_t)).scalar()
+        int_values = [a for (a,) in c.execute(select(int_t.c.a))]
     erp = ErpConnector(url)
     for name, kind, values in (("t_text", str, list(text_rows.values())),
-                               ("t_int", int, [a for a, in eng.connect().execute(select(int_t.c.a))])):
+                               ("t_int", int, int_values)):
         src = erp.source(table=name)
         two_step = erp.bucket_counts(src, "a", WIDTH, repeats=True)
         one_step = erp.bucket_counts(src, "a", WIDTH)
         python = Counter(bucket_of(str(v), kind, False) for v in values)
         assert two_step == one_step == dict(python), name
-        assert sum(two_step.values()) == (len(text_rows) if kind is str else int_n)
+        assert sum(two_step.values()) == len(values) > 400
     erp.close()
     eng.dispose()
