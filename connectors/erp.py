@@ -133,13 +133,28 @@ class ErpConnector:
             return func.substr(c, -width) if self.engine.dialect.name in ("sqlite", "oracle") else func.right(c, width)
         return None
 
-    def bucket_counts(self, src, col: str, width: int = 3) -> dict[Any, int] | None:
-        """Rows per bucket of ``col``, counted by the database (no key leaves it); None if not bucketable."""
+    def bucket_counts(self, src, col: str, width: int = 3, *, repeats: bool = False) -> dict[Any, int] | None:
+        """Rows per bucket of ``col``, counted by the database (no key leaves it); None if not bucketable.
+
+        ``repeats``: ``col`` holds each value many times (the first column of a composite key). On SQLite
+        the rows are then counted per value of ``col`` first, along the key's index with no sort, and those
+        counts summed per bucket: the same numbers, but one row per value is sorted into buckets instead
+        of every row (1M rows of 10,000 items: 0.31 -> 0.06 CPU-s). Values are grouped byte for byte
+        (``COLLATE BINARY``), as the buckets are: a collation that took ``'ab'`` and ``'ab '`` (MySQL's
+        PAD SPACE) or ``'Ab'`` and ``'ab'`` for one value would move rows between buckets, which could
+        hide a delete; so the other databases count in one step."""
         expr = self.bucket_expr(src, col, width)
         if expr is None:
             return None
+        if not repeats or self.engine.dialect.name != "sqlite":
+            b = expr.label("b")
+            return {k: n for k, n in self._rows(select(b, func.count()).group_by(expr))}
+        c = src.c[col]
+        v = c.collate("BINARY") if c.type.python_type is str else c
+        per = select(v.label("v"), func.count().label("n")).group_by(v).subquery("per_value")
+        expr = self.bucket_expr(per, "v", width)
         b = expr.label("b")
-        return {k: n for k, n in self._rows(select(b, func.count()).group_by(expr))}
+        return {k: int(n) for k, n in self._rows(select(b, func.sum(per.c.n)).group_by(expr))}
 
     def keys_in_buckets(self, src, key: list[str], col: str, buckets: list, width: int = 3,
                         batch: int = 50_000) -> Iterator[list]:

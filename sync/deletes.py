@@ -52,16 +52,16 @@ class ErpCounts:
     row deleted after the count is found by the next run. Only for objects the sync never writes to
     the ERP (a SQLite ERP could not commit a write while the count reads)."""
 
-    def __init__(self, erp, src, col: str):
+    def __init__(self, erp, src, key: list[str]):
         self._result: dict | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(erp, src, col), name="sync-bucket-count",
+        self._thread = threading.Thread(target=self._run, args=(erp, src, key), name="sync-bucket-count",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, erp, src, col) -> None:
+    def _run(self, erp, src, key) -> None:
         try:
-            self._result = erp.bucket_counts(src, col, WIDTH)
+            self._result = erp_bucket_counts(erp, src, key)
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the result
             self._error = exc
 
@@ -70,6 +70,11 @@ class ErpCounts:
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def erp_bucket_counts(erp, src, key: list[str]) -> dict | None:
+    """The ERP's rows per bucket of the first key column (which repeats in a composite key)."""
+    return erp.bucket_counts(src, key[0], WIDTH, repeats=len(key) > 1)
 
 
 def _known_counts(job, b: store.Bucketing) -> dict[str, int]:
@@ -102,7 +107,7 @@ def find_deletes(job, erp_counts: ErpCounts | None = None) -> dict:
     ``erp_counts``: the ERP's counts, started earlier (default: counted now)."""
     view, ctx = job.view, job.ctx
     col = job.spec.erp.key[0]
-    counts = erp_counts.result() if erp_counts is not None else ctx.erp.bucket_counts(view.src, col, WIDTH)
+    counts = erp_counts.result() if erp_counts is not None else erp_bucket_counts(ctx.erp, view.src, job.spec.erp.key)
     b = job.bucketing
     if counts is None or b is None:
         keys = view.all_keys()

@@ -131,7 +131,7 @@ class ObjectSync:
         erp_counts = None
         if want_deletes and all_keys is None and self.bucketing is not None and not self.reads_sf:
             # an object the sync never writes to the ERP: count the ERP's keys per bucket meanwhile
-            erp_counts = ErpCounts(c.erp, self.view.src, spec.erp.key[0])
+            erp_counts = ErpCounts(c.erp, self.view.src, spec.erp.key)
         # Rows waiting for a Salesforce counterpart are looked at again only where Salesforce is not read:
         # where it is, a new or changed Salesforce record finds them through link_on / the external ID.
         waiting = ("error",) if self.reads_sf else ("pending", "error")

@@ -6,10 +6,12 @@ and synced, instead of being missed forever.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import create_engine, delete, insert
+import pytest
+from sqlalchemy import create_engine, delete, insert, select
 
 from crmbridge.config import load_project
 from crmbridge.sync.reference_erp import create_reference_erp, inventory, items
@@ -143,3 +145,50 @@ def test_save_records_copes_with_a_wrong_picture_of_the_table(tmp_path):
         rows = {r.erp_key: (r.base, r.erp_hash, r.status) for r in c.execute(select(sync_records))}
     assert rows == {"K001": ({"Name": "y"}, "h2", "ok"), "K002": ({"Name": "z"}, "h3", "pending")}
     assert store.known_bucket_counts(state, "things", b) == {"001": 1, "002": 1}
+
+
+@pytest.mark.parametrize("collation", [None, "NOCASE"])
+def test_composite_key_buckets_counted_per_value_first_are_the_same_counts(tmp_path, collation):
+    """SQLite counts the rows of a composite key per first-column value, then sums per bucket
+    (``repeats=True``, no sort of every row): the counts must be those of the one-step GROUP BY and of
+    Python's ``bucket_of``, value by value, also for keys that a collation would take for one value
+    (case, trailing blanks), empty, whitespace-only, full-width, CJK, emoji, and negative integers."""
+    from collections import Counter
+
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from crmbridge.connectors.erp import ErpConnector
+    from crmbridge.sync.deletes import WIDTH, bucket_of
+
+    rng = random.Random(14)
+    alphabet = ["a", "A", "b", "B", " ", "\t", "0", "9", "Ｃ", "０", "上", "海", "😀", "👍🏽", "-", "|"]
+    fixed = ["", " ", "   ", "ab", "Ab", "ab ", "xab", "xab ", "XAB", "上海明远", "Ｃ000124", "C000124", "😀😀😀😀"]
+    texts = fixed + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7))) for _ in range(400)]
+    ints = [0, 1, -1, 999, -999, 1000, -1000, 10 ** 12 + 7, -(10 ** 12) - 7] + \
+        [rng.randint(-10 ** 6, 10 ** 6) for _ in range(400)]
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    md = MetaData()
+    text_t = Table("t_text", md, Column("a", String(40, collation=collation), primary_key=True),
+                   Column("b", Integer, primary_key=True))
+    int_t = Table("t_int", md, Column("a", Integer, primary_key=True), Column("b", Integer, primary_key=True))
+    eng = create_engine(url)
+    md.create_all(eng)
+    text_rows = {}
+    for a in texts:  # several rows per value, each first-column value under its own b (NOCASE-unique)
+        for _ in range(rng.randint(1, 4)):
+            text_rows.setdefault((a.casefold() if collation else a, len(text_rows)), a)
+    with eng.begin() as c:
+        c.execute(insert(text_t), [{"a": a, "b": b} for (_, b), a in text_rows.items()])
+        c.execute(insert(int_t), [{"a": a, "b": b} for a in ints for b in range(rng.randint(1, 3))])
+        int_values = [a for (a,) in c.execute(select(int_t.c.a))]
+    erp = ErpConnector(url)
+    for name, kind, values in (("t_text", str, list(text_rows.values())),
+                               ("t_int", int, int_values)):
+        src = erp.source(table=name)
+        two_step = erp.bucket_counts(src, "a", WIDTH, repeats=True)
+        one_step = erp.bucket_counts(src, "a", WIDTH)
+        python = Counter(bucket_of(str(v), kind, False) for v in values)
+        assert two_step == one_step == dict(python), name
+        assert sum(two_step.values()) == len(values) > 400
+    erp.close()
+    eng.dispose()
