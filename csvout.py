@@ -88,6 +88,16 @@ def _neutralised(s):
     return pd.Series(values.tolist(), index=s.index, name=s.name)
 
 
+def _neutralised_arrow(arr):
+    """``neutralise`` on every cell of an Arrow string array (missing cells stay missing)."""
+    import pyarrow.compute as pc
+
+    hit = pc.match_substring_regex(arr, _DANGER_PATTERN).fill_null(False)
+    if not pc.any(hit).as_py():
+        return arr
+    return pc.if_else(hit, pc.binary_join_element_wise(QUOTE, arr, ""), arr)
+
+
 def neutralise_frame(df):
     """A copy of ``df`` whose text cells are neutralised (vectorised per column)."""
     import pandas as pd
@@ -109,11 +119,17 @@ def write_csv(df, fh, *, header: bool = True) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    out = neutralise_frame(df)
-    arrays = [_arrow_text(out.iloc[:, i]) for i in range(out.shape[1])]
-    names = list(out.columns)
+    arrays = [_arrow_text(df.iloc[:, i]) for i in range(df.shape[1])]
+    names = list(df.columns)
     if not arrays or any(a is None for a in arrays) or not all(isinstance(c, str) for c in names):
-        out.to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
+        neutralise_frame(df).to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
+        return
+    # neutralised in Arrow, without a round trip through pandas; a column without any text goes the
+    # pandas way (``_neutralised`` rebuilds it from a list, which may change its dtype)
+    arrays = [_neutralised_arrow(a) if a.null_count < len(a) else _arrow_text(_neutralised(df.iloc[:, i]))
+              for i, a in enumerate(arrays)]
+    if any(a is None for a in arrays):
+        neutralise_frame(df).to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
         return
     table = pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names)
     # a slice of rows at a time, so the text in memory stays small next to the frame

@@ -436,13 +436,39 @@ def steward_reasons(s, quarantine, parent_reasons: dict[str, dict[str, str]]):
             parts.append(p + f" [{m.group(1).split('.')[0]} {m.group(2)} is itself quarantined: {why}]" if why else p)
         return S.REASON_SEP.join(parts)
 
-    q["_reasons"] = [with_parent(t) for t in q["_reasons"]]
+    q["_reasons"] = [t if _as_split(t) else with_parent(t) for t in q["_reasons"]]
     q["_blocking"] = q["_reasons"].where(~q["_reasons"].astype(str).str.startswith("filtered: "), None)
     sources: dict[str, set[str]] = {}
     for fname, col in _used_columns(s):
         sources.setdefault(fname or "", set()).add(col)
+    return q, _named_columns(q["_reasons"].tolist(), sources)
+
+
+def _as_split(text) -> bool:
+    """True when ``with_parent`` gives ``text`` back unchanged: no parent reason to complete and no empty
+    reason for ``split_reasons`` to drop (a ``"; "`` at either end or two in a row)."""
+    return (isinstance(text, str) and "parent_quarantined: " not in text and "; ; " not in text
+            and not text.startswith("; ") and not text.endswith("; "))
+
+
+def _named_columns(texts: list[str], sources: dict[str, set[str]]) -> list[set[str]]:
+    """Per reason text: the source columns of every field it names (a field is named when it is one of
+    the text's identifier-like words, or such a word's part before its first dot). Each distinct text
+    is read once; a field name without a dot is matched against the words' heads alone (a word without
+    a dot is its own head)."""
+    from crmbridge import stewardcsv as S
+
+    plain = {f: cols for f, cols in sources.items() if f and "." not in f}
+    dotted = {f: cols for f, cols in sources.items() if f and "." in f}
+    seen: dict[str, set[str]] = {}
     named = []
-    for text in q["_reasons"]:
-        words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
-        named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
-    return q, named
+    for text in texts:
+        got = seen.get(text)
+        if got is None:
+            words = S.tokens(text)
+            heads = words if "." not in text else {w.split(".", 1)[0] for w in words}
+            got = set().union(*(plain[f] for f in heads.intersection(plain)),
+                              *(cols for f, cols in dotted.items() if f in words))
+            seen[text] = got
+        named.append(got)
+    return named

@@ -93,7 +93,7 @@ def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, 
 
     q = quarantine
     vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
-    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+    return {str(v).strip(): str(r) for v, r in zip(vals.tolist(), q["_reason"].tolist()) if v is not None}
 
 
 Batches = Iterable[pd.DataFrame]
@@ -175,7 +175,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             res.columns = list(done.records.columns)
         mapped.append(_strings(done.records[ext].astype(str)))
         qk = quarantined_keys(loaded, done.quarantine)
-        qreasons.append((_strings(pd.Series(list(qk), dtype=object)), list(qk.values())))
+        qreasons.append((_strings(list(qk)), list(qk.values())))
         del qk
         if preview and sum(map(len, prev_recs)) < preview:
             head = done.records.head(preview - sum(map(len, prev_recs)))
