@@ -199,7 +199,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     parent_reasons[f"{loaded.step.object}.{ext}"] = own
 
     # pass 3: steward reasons (this step's own quarantined keys known now), records converted
-    from crmbridge.mappings.stage import steward_reasons
+    from crmbridge.mappings.steward import steward_reasons
 
     need_ids: list[np.ndarray] = []
     need_cols: set[str] = set()

@@ -87,6 +87,7 @@ def _adversarial_frames():
                         "f": [1.5, np.nan, -2.0, 3.0, 0.1, 1e20], "t": ["+1", "a", None, "b", "@c", ""]})
     yield pd.DataFrame({"a": pd.Series([], dtype=object), "b": pd.Series([], dtype=object)})
     yield pd.DataFrame({"a": pd.Series([None, None], dtype=object), "b": ["=x", "y"]})
+    yield pd.DataFrame({"a": pd.Series([None, float("nan"), None], dtype=object), "b": ["=x", "y", "'-"]})
     yield pd.DataFrame({"a": ["=1", "b"], "b": ["x", "y"]}, index=[7, 7])  # repeated labels
 
 

@@ -1,0 +1,111 @@
+"""The map stage's vectorised bookkeeping against the row-by-row code it replaced, value by value: the
+reasons completed for stewards, the source columns a reason names, the reason counts. On generated
+texts built from the pieces those functions look at (field names, dots, digits, separators, parent
+reasons) mixed with None, blanks, full-width, CJK and emoji."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crmbridge import stewardcsv as S
+from crmbridge.mappings.check import _used_columns
+from crmbridge.mappings.engine import reason_counts, reason_key
+from crmbridge.mappings.models import load_mappings
+from crmbridge.mappings.steward import _PARENT, _may_change, _named_columns, _named_columns_by_word, steward_reasons
+
+SOURCES = {"Name": {"name"}, "Phone": {"phone", "city"}, "Legacy_Id__c": {"customer_no"}, "OwnerId": {"sales_rep"},
+           "Id": {"id_col"}, "_x": {"under"}, "": {"status"}}
+PIECES = ["Name", "Phone", "Legacy_Id__c", "OwnerId", "Id", "_x", "Names", "xName", "1Name", "9.Name", ".Name",
+          "Name.", "Name.Id", "Account.Name", "Phone_", "Name1", "a.b.Phone", "Ｎａｍｅ", "名Name", "Name名", "😀",
+          "\u3000", " ", "  ", "; ", "; ; ", ";", "=", " '", "'", " (", "(", ")", "[", "]", ".", "..", "0", "12",
+          ": ", "filtered: ", "parent_quarantined: ", "parent_quarantined: Account.Legacy_Id__c=", "C1", "C2",
+          "duplicate_external_id: Legacy_Id__c=", "transform_failed: Phone (phone) on '", "\n", "\t", "é", ""]
+
+
+def _texts(n: int, seed: int) -> list:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randint(0, 8))) for _ in range(n)]
+
+
+def _reference_named(texts, sources):
+    """The previous code: the words of each text, then every field among them."""
+    named = []
+    for text in texts:
+        words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
+        named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
+    return named
+
+
+def _reference_with_parent(text, parent_reasons):
+    parts = []
+    for p in S.split_reasons(text):
+        m = _PARENT.match(p)
+        why = parent_reasons.get(m.group(1), {}).get(m.group(2)) if m else None
+        parts.append(p + f" [{m.group(1).split('.')[0]} {m.group(2)} is itself quarantined: {why}]" if why else p)
+    return S.REASON_SEP.join(parts)
+
+
+def _reference_counts(texts):
+    counts: dict[str, int] = {}
+    for r in texts:
+        for p in r.split("; "):
+            k = reason_key(p)
+            counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_named_columns_equal_the_word_by_word_reading(seed):
+    texts = _texts(3000, seed)
+    ref = _reference_named(texts, SOURCES)
+    assert _named_columns(texts, SOURCES) == ref
+    assert _named_columns_by_word(texts, SOURCES) == ref
+    # a field name with a dot (or other characters) is read word by word; texts Arrow cannot hold too
+    dotted = {**SOURCES, "Account.Name": {"acc"}, "a-b": {"ab"}}
+    assert _named_columns(texts, dotted) == _reference_named(texts, dotted)
+    odd = texts[:50] + ["Name \ud800 Phone", "\ud800"]
+    assert _named_columns(odd, SOURCES) == _reference_named(odd, SOURCES)
+
+
+def test_named_columns_edge_cases():
+    texts = ["", "Name", " Name", "Name.", "x.Name", "1.Name", "_Name", "Name_", "NameId", "Name;Phone", "Id.Id",
+             "=Name=", "'Name'", "名Name", "Ｎａｍｅ", "Name\nPhone", "99Phone.x", "a9Phone", "OwnerId.Name"]
+    assert _named_columns(texts, SOURCES) == _reference_named(texts, SOURCES)
+    assert _named_columns(texts, {}) == [set()] * len(texts)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reasons_completed_for_stewards_equal_the_part_by_part_code(seed):
+    texts = _texts(3000, seed) + [None, float("nan"), "", "; ", "x; ", "; x", "a; ; b"]
+    parent_reasons = {"Account.Legacy_Id__c": {"C1": "required_missing: Name", "C2": ""}}
+    q = pd.DataFrame({"_reason": pd.Series(texts, dtype=object), "_row_id": range(len(texts))})
+    step = load_mappings(Path(__file__).resolve().parents[2] / "templates" / "project" / "mappings").by_name("Contact")
+    view, named = steward_reasons(step, q, parent_reasons)
+    expected = [_reference_with_parent(t, parent_reasons) for t in texts]
+    assert view["_reasons"].tolist() == expected
+    may = _may_change(texts)
+    assert all(isinstance(t, str) and _reference_with_parent(t, parent_reasons) == t
+               for t, m in zip(texts, may) if not m)  # the texts left alone are the ones it gives back
+    assert sum(may) < len(texts) / 2  # (and the test data has both kinds)
+    sources: dict[str, set[str]] = {}
+    for fname, col in _used_columns(step):
+        sources.setdefault(fname or "", set()).add(col)
+    assert named == _reference_named(expected, sources)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reason_counts_equal_the_part_by_part_count(seed):
+    texts = [t for t in _texts(3000, seed)]
+    texts += ["filtered: a=b (c) 'd'", "a=b", "a (b", "a 'b", "", "; ", "x; ; y", "名=值", "😀 (x)"]
+    got = reason_counts(texts)
+    ref = _reference_counts(texts)
+    assert got == ref and list(got) == list(ref)  # the same counts, in the same (first-seen) order
+    assert reason_counts([]) == {}
+    odd = texts[:20] + ["\ud800=x"]  # lone surrogate: the Python way
+    assert list(reason_counts(odd).items()) == list(_reference_counts(odd).items())
+    with pytest.raises(AttributeError):
+        reason_counts(["a", None])
