@@ -36,7 +36,37 @@ def _strings(values) -> np.ndarray:
     s = s[s.notna()]
     if not len(s):
         return np.array([], dtype=STRINGS)
-    return np.array([str(v).encode("utf-8", "surrogatepass") + _END for v in s.to_numpy(dtype=object)], dtype=bytes)
+    values = s.to_numpy(dtype=object)
+    fast = _utf8_rows(values)
+    if fast is not None:
+        return fast
+    return np.array([str(v).encode("utf-8", "surrogatepass") + _END for v in values], dtype=bytes)
+
+
+def _utf8_rows(values: np.ndarray) -> np.ndarray | None:
+    """``_strings`` of an object array of ``str`` without a Python call per value: Arrow encodes them as
+    UTF-8 (None when a value is not a ``str``, or holds a lone surrogate: the per-value path keeps
+    those), and the bytes are laid out in fixed-width slots by NumPy, each slot ending in the marker."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowException, UnicodeError):
+        return None
+    if not isinstance(arr, pa.Array) or arr.null_count:  # (a ChunkedArray past 2 GiB of text)
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else \
+        np.zeros(0, dtype=np.uint8)
+    lens = np.diff(offsets)
+    width = int(lens.max()) + 1
+    out = np.zeros((len(arr), width), dtype=np.uint8)
+    if len(data):
+        rows = np.repeat(np.arange(len(arr)), lens)
+        cols = np.arange(int(offsets[-1] - offsets[0])) - np.repeat(offsets[:-1] - offsets[0], lens)
+        out[rows, cols] = data[offsets[0]:offsets[-1]]
+    out[np.arange(len(arr)), lens] = 1  # the end marker
+    return out.view(f"S{width}").ravel()
 
 
 def _short(keys: np.ndarray) -> np.ndarray | None:
