@@ -372,18 +372,47 @@ def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> d
     return counts
 
 
+def map_distinct(s: pd.Series, fn) -> pd.Series:
+    """``s.map(fn)`` for a pure ``fn`` of text, called once per distinct value: ``map`` of the distinct
+    values (so pandas infers the result's dtype from the same set of results), then taken row by row.
+    Missing values are told apart by type and repr (None, NaN and NA can map differently)."""
+    values = s.to_numpy(dtype=object)
+    # factorize would take 1, 1.0 and True for one value: text (and missing) only
+    if len(values) < 64 or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return s.map(fn)
+    missing = pd.isna(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    reps = list(uniques)
+    if missing.any():
+        kinds: dict[tuple, int] = {}
+        miss_codes = []
+        for v in values[missing].tolist():
+            k = (type(v), repr(v))
+            if k not in kinds:
+                kinds[k] = len(reps)
+                reps.append(v)
+            miss_codes.append(kinds[k])
+        codes = codes.copy()
+        codes[missing] = miss_codes
+    mapped = pd.Series(reps, dtype=object).map(fn)
+    out = mapped.take(codes)
+    out.index = s.index
+    out.name = s.name
+    return out
+
+
 def _owners(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons, stats: dict) -> pd.Series:
     own = loaded.step.owner
     code = as_text(_chain("OwnerId", own, work[own.column], work, reasons, stats)).str.strip()
     table = {k.strip(): v.strip() for k, v in refs.owners.items()}
-    username = code.map(lambda c: table.get(c) if c is not None else None)
+    username = map_distinct(code, lambda c: table.get(c) if c is not None else None)
     miss = username.isna()
     if own.on_missing == "default":
         username = username.where(~miss, own.default)
     elif own.on_missing == "quarantine":
         reasons.add(miss, f"owner_not_mapped: {own.column}=" + code.fillna("(empty)"))
     users = {k.lower(): v for k, v in refs.users.items()}
-    ids = username.map(lambda u: users.get(str(u).lower()) if u is not None else None)
+    ids = map_distinct(username, lambda u: users.get(str(u).lower()) if u is not None else None)
     unknown = username.notna() & ids.isna()
     reasons.add(unknown, "owner_user_not_found: Username=" + username.fillna(""))
     return ids
@@ -398,8 +427,8 @@ def _record_types(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons
                              f"does not exist for {obj} in the org", hint="check the DeveloperName in Setup")
         return pd.Series(rid, index=work.index, dtype=object)
     legacy = as_text(work[rt.column]).str.strip()
-    dev = legacy.map(lambda v: rt.map.get(v, v) if v is not None else None)
-    ids = dev.map(lambda d: refs.record_types.get((obj, d)) if d is not None else None)
+    dev = map_distinct(legacy, lambda v: rt.map.get(v, v) if v is not None else None)
+    ids = map_distinct(dev, lambda d: refs.record_types.get((obj, d)) if d is not None else None)
     reasons.add(dev.notna() & ids.isna(), "record_type_not_found: DeveloperName=" + dev.fillna(""))
     return ids
 

@@ -13,7 +13,7 @@ import pytest
 
 from crmbridge import stewardcsv as S
 from crmbridge.mappings.check import _used_columns
-from crmbridge.mappings.engine import reason_counts, reason_key
+from crmbridge.mappings.engine import map_distinct, reason_counts, reason_key
 from crmbridge.mappings.models import load_mappings
 from crmbridge.mappings.steward import _PARENT, _may_change, _named_columns, _named_columns_by_word, steward_reasons
 
@@ -109,3 +109,22 @@ def test_reason_counts_equal_the_part_by_part_count(seed):
     assert list(reason_counts(odd).items()) == list(_reference_counts(odd).items())
     with pytest.raises(AttributeError):
         reason_counts(["a", None])
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_map_distinct_equals_series_map(dtype):
+    rng = random.Random(5)
+    pool = ["R001", "R002", "rep1@sandbox.crmbridge", "ADMIN@X", "", " ", "\u3000", "Ｒ００１", "上海", "😀", None,
+            float("nan"), pd.NA]
+    table = {"R001": "rep1@sandbox.crmbridge", "R002": None, "上海": "x", "": 5}
+    fns = [lambda c: table.get(c) if c is not None else None, lambda u: str(u).lower() if u is not None else None,
+           lambda v: v, lambda v: len(v) if isinstance(v, str) else v]
+    for n in (0, 10, 70, 300):
+        vals = [rng.choice(pool) for _ in range(n)]
+        s = pd.Series(vals, dtype=dtype, index=range(7, 7 + n), name="code")
+        for fn in fns:
+            got, want = map_distinct(s, fn), s.map(fn)
+            pd.testing.assert_series_equal(got, want)
+            assert [type(x) for x in got] == [type(x) for x in want]
+    mixed = pd.Series([1, 1.0, True, "1", None] * 20, dtype=object)  # equal under hashing, not under str()
+    pd.testing.assert_series_equal(map_distinct(mixed, str), mixed.map(str))
