@@ -17,6 +17,7 @@ from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
+from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -177,7 +178,7 @@ class Partial:
     def candidate_keys(self) -> pd.Series:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
         ok = self.reasons.text.index[~self.reasons.bad]
-        return as_text(self.out.loc[self.out.index.intersection(ok), self.ext]).str.strip()
+        return strip_text(self.out.loc[self.out.index.intersection(ok), self.ext])
 
 
 def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
@@ -255,7 +256,7 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> St
     quarantine = _per_source_row(df[bad].copy())
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = loaded.name
-    rows_in = int(source_rows(df).str.count(";").sum() + len(df)) if len(df) else 0
+    rows_in = count_char(source_rows(df), ";") + len(df) if len(df) else 0
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
                       rows_out=rows_out, filtered=part.filtered, stats=part.stats,
                       reasons=reason_counts(quarantine["_reason"].tolist()))
@@ -351,7 +352,7 @@ def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> d
 
     counts: dict[str, int] = {}
     for flt in loaded.step.filters:
-        text = as_text(df[flt.column]).str.strip()
+        text = strip_text(df[flt.column])
         miss = is_missing(text)
         if flt.equals is not None:
             keep = text == str(flt.equals)
@@ -403,7 +404,7 @@ def map_distinct(s: pd.Series, fn) -> pd.Series:
 
 def _owners(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons, stats: dict) -> pd.Series:
     own = loaded.step.owner
-    code = as_text(_chain("OwnerId", own, work[own.column], work, reasons, stats)).str.strip()
+    code = strip_text(_chain("OwnerId", own, work[own.column], work, reasons, stats))
     table = {k.strip(): v.strip() for k, v in refs.owners.items()}
     username = map_distinct(code, lambda c: table.get(c) if c is not None else None)
     miss = username.isna()
@@ -426,7 +427,7 @@ def _record_types(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons
             raise UsageError(f"mapping {loaded.file} step {loaded.name}: record type '{rt.developer_name}' "
                              f"does not exist for {obj} in the org", hint="check the DeveloperName in Setup")
         return pd.Series(rid, index=work.index, dtype=object)
-    legacy = as_text(work[rt.column]).str.strip()
+    legacy = strip_text(work[rt.column])
     dev = map_distinct(legacy, lambda v: rt.map.get(v, v) if v is not None else None)
     ids = map_distinct(dev, lambda d: refs.record_types.get((obj, d)) if d is not None else None)
     reasons.add(dev.notna() & ids.isna(), "record_type_not_found: DeveloperName=" + dev.fillna(""))

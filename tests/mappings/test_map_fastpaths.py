@@ -16,6 +16,8 @@ from crmbridge.mappings.check import _used_columns
 from crmbridge.mappings.engine import map_distinct, reason_counts, reason_key
 from crmbridge.mappings.models import load_mappings
 from crmbridge.mappings.steward import _PARENT, _may_change, _named_columns, _named_columns_by_word, steward_reasons
+from crmbridge.mappings.textops import PY_WHITESPACE, count_char, strip_text
+from crmbridge.mappings.transforms import as_text
 
 SOURCES = {"Name": {"name"}, "Phone": {"phone", "city"}, "Legacy_Id__c": {"customer_no"}, "OwnerId": {"sales_rep"},
            "Id": {"id_col"}, "_x": {"under"}, "": {"status"}}
@@ -128,3 +130,26 @@ def test_map_distinct_equals_series_map(dtype):
             assert [type(x) for x in got] == [type(x) for x in want]
     mixed = pd.Series([1, 1.0, True, "1", None] * 20, dtype=object)  # equal under hashing, not under str()
     pd.testing.assert_series_equal(map_distinct(mixed, str), mixed.map(str))
+
+
+def test_python_whitespace_is_the_set_str_strip_removes():
+    assert PY_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_strip_text_and_count_char_equal_pandas(seed):
+    rng = random.Random(seed)
+    pool = [" C1 ", "\u3000Ｃ１\u3000", "\x1cx\x1f", "\x85y\xa0", "a;b;", ";", "", "  ", "上海 ", " 😀", "\t=1\n",
+            "r:1;r:2", None, float("nan"), pd.NA, 5, 1.0, 2.5, True]
+    for n in (0, 1, 50, 400):
+        vals = [rng.choice(pool) for _ in range(n)]
+        for s in (pd.Series(vals, dtype=object, name="k"), pd.Series([v for v in vals if isinstance(v, str)],
+                                                                       dtype=object),
+                  pd.Series([v if isinstance(v, str) else None for v in vals], dtype="str")):
+            pd.testing.assert_series_equal(strip_text(s), as_text(s).str.strip())
+            assert [type(v) for v in strip_text(s)] == [type(v) for v in as_text(s).str.strip()]
+            text = as_text(s)
+            assert count_char(text, ";") == int(text.str.count(";").sum())
+    odd = pd.Series([" \ud800 ", "a;b"], dtype=object)  # a lone surrogate: the pandas way
+    pd.testing.assert_series_equal(strip_text(odd), odd.str.strip())
+    assert count_char(odd, ";") == 1
