@@ -8,9 +8,12 @@ runs in passes over its batches, each batch spilled to the step's scratch folder
 1. map every batch row by row; keep only the external-ID value of each row still mapping;
 2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows; required fields;
    the batch's records and quarantine are final here (the step's own parent keys and quarantined
-   keys are collected for the children);
-3. write the records Parquet (one row group per batch, one schema for the file) and the steward's
-   quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract).
+   keys are collected for the children), and so is the steward's view of its quarantine, unless a
+   reason names a parent key of the step's own object (a self-lookup: then in pass 3);
+3. the records converted for Arrow (the value types of every batch known);
+4. write the records Parquet (one row group per batch, one schema for the file) and the steward's
+   quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract),
+   each batch's quarantine read back once.
 
 The outputs are those of ``engine.map_step`` on the whole entity, in the same order:
 tests/mappings/test_stream.py maps the same runs with one batch and with batches of 5 rows.
@@ -148,10 +151,29 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     duplicates = KeyIndex.duplicates(keys)
     del keys
 
-    # pass 2: duplicates and required fields; records and quarantine final
+    # pass 2: duplicates and required fields; records and quarantine final. The steward's view of a
+    # batch's quarantine is taken here too, unless a reason names a parent key of this step's own object
+    # (only known after this pass): then in pass 3
+    from crmbridge.mappings.steward import steward_reasons
+
     records = RecordsWriter(records_path, spill)
+    qout = QuarantineWriter(quarantine_path)
+    own_key = f"{loaded.step.object}.{ext}"
+    own_tag = f"parent_quarantined: {own_key}="
     mapped: list[np.ndarray] = []
     qreasons: list[tuple[np.ndarray, list[str]]] = []  # per batch: quarantined keys, their reasons
+    need_ids: list[np.ndarray] = []
+    need_cols: set[str] = set()
+
+    def steward(i: int, quarantine: pd.DataFrame) -> None:
+        view, named = steward_reasons(loaded, quarantine, parent_reasons)
+        if len(view):
+            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
+            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
+            need_cols.update(*named)
+        qout.note(i, view, named)
+        store.put(f"q{i}", (view, named), in_memory=n == 1)
+
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
     reread = iter(batches()) if again and n > 1 else None
@@ -183,36 +205,32 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
         records.note(done.records)
-        store.put(f"out{i}", (done.records, done.quarantine), in_memory=n == 1)
+        late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
+        if not late:
+            steward(i, done.quarantine)
+        store.put(f"out{i}", (done.records, done.quarantine if late else None), in_memory=n == 1)
         del df, out, text, done
     del duplicates
     res.mapped = KeyIndex.union(mapped)
     del mapped
     res.quarantined = KeyedText.build(qreasons)
     del qreasons
-    own = parent_reasons.get(f"{loaded.step.object}.{ext}")
+    own = parent_reasons.get(own_key)
     if not isinstance(own, KeyedText):
         own, before = KeyedText(), own
         if before:
             own.update(before)
     own.update(res.quarantined)
-    parent_reasons[f"{loaded.step.object}.{ext}"] = own
+    parent_reasons[own_key] = own
 
-    # pass 3: steward reasons (this step's own quarantined keys known now), records converted
-    from crmbridge.mappings.steward import steward_reasons
-
-    need_ids: list[np.ndarray] = []
-    need_cols: set[str] = set()
+    # pass 3: records converted (every batch's value types known now); the steward's view of the batches
+    # left for now (this step's own quarantined keys known)
     for i in range(n):
         recs, q = store.take(f"out{i}")
         records.stage(i, recs, in_memory=n == 1)
-        view, named = steward_reasons(loaded, q, parent_reasons)
-        if len(view):
-            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
-            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
-            need_cols.update(*named)
-        store.put(f"q{i}", (view, named), in_memory=n == 1)
-        del recs, q, view
+        if q is not None:
+            steward(i, q)
+        del recs, q
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
     preview_ids = (set(preview_src["_row_id"].astype(str))
@@ -225,11 +243,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
 
     # pass 4: the files
     records.write(n)
-    qout = QuarantineWriter(quarantine_path)
-    for i in range(n):
-        view, named = store.take(f"q{i}")
-        qout.stage(i, view, rows_raw, named, spill)
-    qout.write(n, spill)
+    qout.write(n, rows_raw, lambda i: store.take(f"q{i}"))
     if preview:
         from crmbridge.mappings.output import preview_rows
 
