@@ -99,6 +99,35 @@ def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, 
     return {str(v).strip(): str(r) for v, r in zip(vals.tolist(), q["_reason"].tolist()) if v is not None}
 
 
+def quarantined_key_texts(loaded: LoadedStep, part: Partial, quarantine: pd.DataFrame) -> tuple[list, list]:
+    """``quarantined_keys(loaded, quarantine)`` of a batch ``finish_rows`` made from ``part``, as (keys, reasons)
+    in quarantine order (a repeated key: the later reason wins, as in the dict). A row that mapped already
+    has its key in ``part.out`` (the same transform chain, value by value, on the same values): only the
+    rows a filter left out run the chain again. A key read from ``_row_id`` differs between the lines of
+    a golden record's quarantine: then the quarantine itself is read."""
+    spec = loaded.step.fields[loaded.step.external_id]
+    if "_row_id" in spec.columns():
+        qk = quarantined_keys(loaded, quarantine)
+        return list(qk), list(qk.values())
+    from crmbridge.mappings.engine import _chain, _source_series
+
+    bad = part.reasons.bad.to_numpy(dtype=bool)
+    idx = part.df.index[bad]
+    texts = part.reasons.text.to_numpy(dtype=object)[bad].tolist()
+    mapped = idx.isin(part.out.index)
+    vals = np.empty(len(idx), dtype=object)
+    vals[mapped] = part.out[part.ext].reindex(idx[mapped]).to_numpy(dtype=object)
+    if not mapped.all():
+        rest = part.df.loc[idx[~mapped]]
+        vals[~mapped] = _chain("key", spec, _source_series(spec, rest), rest, _Reasons(rest.index), {}).tolist()
+    keys, out_texts = [], []
+    for v, r in zip(vals.tolist(), texts):
+        if v is not None:
+            keys.append(str(v).strip())
+            out_texts.append(str(r))
+    return keys, out_texts
+
+
 Batches = Iterable[pd.DataFrame]
 
 
@@ -187,7 +216,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             del source
         reasons = _Reasons(df.index)
         reasons.text = text
-        done: StepOutput = finish_rows(loaded, Partial(df, out, reasons, {}, {}, ext), duplicates)
+        part = Partial(df, out, reasons, {}, {}, ext)
+        done: StepOutput = finish_rows(loaded, part, duplicates)
         res.rows_in += done.rows_in
         res.rows_out += done.rows_out
         res.rows += len(done.records)
@@ -196,9 +226,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         if i == 0:
             res.columns = list(done.records.columns)
         mapped.append(_strings(done.records[ext].astype(str)))
-        qk = quarantined_keys(loaded, done.quarantine)
-        qreasons.append((_strings(list(qk)), list(qk.values())))
-        del qk
+        qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
+        qreasons.append((_strings(qkeys), qtexts))
+        del qkeys, qtexts, part
         if preview and sum(map(len, prev_recs)) < preview:
             head = done.records.head(preview - sum(map(len, prev_recs)))
             prev_recs.append(head)

@@ -14,11 +14,13 @@ import pytest
 from crmbridge import stewardcsv as S
 from crmbridge.mappings.check import _used_columns
 from crmbridge.mappings.engine import map_distinct, reason_counts, reason_key
+from crmbridge.mappings.engine import ParentKeys
 from crmbridge.mappings.models import load_mappings
 from crmbridge.mappings.steward import _PARENT, _may_change, _named_columns, _named_columns_by_word, steward_reasons
 from crmbridge.mappings.textops import PY_WHITESPACE, count_char, strip_text
 from crmbridge.mappings.transforms import as_text
 
+MAPS = load_mappings(Path(__file__).resolve().parents[2] / "templates" / "project" / "mappings")
 SOURCES = {"Name": {"name"}, "Phone": {"phone", "city"}, "Legacy_Id__c": {"customer_no"}, "OwnerId": {"sales_rep"},
            "Id": {"id_col"}, "_x": {"under"}, "": {"status"}}
 PIECES = ["Name", "Phone", "Legacy_Id__c", "OwnerId", "Id", "_x", "Names", "xName", "1Name", "9.Name", ".Name",
@@ -153,3 +155,48 @@ def test_strip_text_and_count_char_equal_pandas(seed):
     odd = pd.Series([" \ud800 ", "a;b"], dtype=object)  # a lone surrogate: the pandas way
     pd.testing.assert_series_equal(strip_text(odd), odd.str.strip())
     assert count_char(odd, ";") == 1
+
+
+def _batch(step_name: str, n: int, seed: int) -> pd.DataFrame:
+    rng = random.Random(seed)
+    keys = ["C1", " C1 ", "Ｃ１", "c1", "C2", "", "  ", None, "上海1", "😀", "HT1", "HT2", " ht3", "x" * 70]
+    if step_name == "Contract":
+        df = pd.DataFrame({"contract_no": [rng.choice(keys) for _ in range(n)],
+                           "customer_no": [rng.choice(keys) for _ in range(n)],
+                           "start_date": [rng.choice(["2023-01-05", "bad", None]) for _ in range(n)],
+                           "end_date": [rng.choice(["2024-01-04", "2023/02/01", None]) for _ in range(n)],
+                           "amount": [rng.choice(["1234.5", "x", None]) for _ in range(n)],
+                           "status": [rng.choice(["Activated", "Terminated", "已终止", "作废", None]) for _ in range(n)],
+                           "payment_terms": [rng.choice(["30天", "预付", None]) for _ in range(n)]}, dtype=object)
+    else:
+        from crmbridge.benchmarks.map_1m import make_rows
+
+        df = make_rows(n, rng=rng)
+        df["customer_no"] = [rng.choice(keys) for _ in range(n)]
+        df["name"] = [rng.choice(["甲", None, " "]) for _ in range(n)]
+        df["_merged_row_ids"] = [rng.choice([None, f"r:{i};x:{i}", f"r:{i};x:{i};y:{i}"]) for i in range(n)]
+    df["_row_id"] = [f"r:{i}" for i in range(n)]
+    return df
+
+
+@pytest.mark.parametrize("step_name", ["Account", "Contract"])
+def test_quarantined_key_texts_equal_the_keys_read_from_the_quarantine(step_name):
+    """Keys taken from the mapped values (the chain run again only for rows a filter left out) == the
+    key chain run on the quarantine, golden records' lines and filtered rows included."""
+    from crmbridge.mappings.engine import OrgRefs, finish_rows, map_rows
+    from crmbridge.mappings.keyindex import KeyIndex
+    from crmbridge.mappings.stream import quarantined_key_texts, quarantined_keys
+
+    step = MAPS.by_name(step_name)
+    parents = {("account", "Legacy_Id__c"): ParentKeys(frozenset({"C1", "C2"}), frozenset({"HT1"}))}
+    refs = OrgRefs(owners={"R001": "rep1@sandbox.crmbridge"}, users={"rep1@sandbox.crmbridge": "005A"})
+    seen = set()
+    for seed in range(6):
+        part = map_rows(step, _batch(step_name, 300, seed), refs=refs, parents=parents)
+        keys = part.candidate_keys()
+        done = finish_rows(step, part, KeyIndex.of(keys[keys.duplicated(keep=False)]))
+        want = quarantined_keys(step, done.quarantine)
+        got_keys, got_texts = quarantined_key_texts(step, part, done.quarantine)
+        assert dict(zip(got_keys, got_texts)) == want and list(dict(zip(got_keys, got_texts))) == list(want)
+        seen.update(r.split(":")[0] for r in done.quarantine["_reason"])
+    assert len(seen) > 3  # filtered, duplicate, missing, failed ... rows among them
