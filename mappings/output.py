@@ -203,7 +203,8 @@ class QuarantineWriter:
 
         columns = self._columns(n, raw)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding=ENCODING, newline="") as fh:
+        with open(self.path, "wb") as fh:
+            fh.write("".encode(ENCODING))  # what a text file in ``ENCODING`` starts with: the BOM
             for i in range(n):
                 view, named = take(i)
                 frame = S.ordered(S.add_legacy(view, raw, named))
@@ -211,4 +212,4 @@ class QuarantineWriter:
                 if i and frame.empty:
                     continue
                 frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
-                write_csv(frame, fh, header=i == 0)
+                write_csv(frame, fh, header=i == 0)  # the first batch always writes (its header at least)

@@ -92,8 +92,12 @@ def _named_columns(texts: list[str], sources: dict[str, set[str]]) -> list[set[s
 
     pattern = np.zeros(len(texts), dtype=np.int64)  # bit j: field j is named
     for j, f in enumerate(fields):
-        hit = pc.match_substring_regex(arr, f"(^|[^A-Za-z0-9_.])[0-9.]*{f}([^A-Za-z0-9_]|$)")
-        pattern |= hit.to_numpy(zero_copy_only=False).astype(np.int64) << j
+        has = pc.match_substring(arr, f).to_numpy(zero_copy_only=False)  # a plain search first: most texts lack f
+        rows = np.flatnonzero(has)
+        if not len(rows):
+            continue
+        hit = pc.match_substring_regex(arr.take(rows), f"(^|[^A-Za-z0-9_.])[0-9.]*{f}([^A-Za-z0-9_]|$)")
+        pattern[rows] |= hit.to_numpy(zero_copy_only=False).astype(np.int64) << j
     sets = {int(b): set().union(*(sources[f] for j, f in enumerate(fields) if int(b) >> j & 1))
             for b in np.unique(pattern)}
     return [sets[b] for b in pattern.tolist()]

@@ -114,6 +114,9 @@ def test_write_csv_writes_the_bytes_pandas_wrote(tmp_path, monkeypatch, chunk):
             ref = io.StringIO(newline="")
             _old_neutralise_frame(df).to_csv(ref, index=False, header=header, quoting=csv.QUOTE_ALL)
             assert fh.getvalue() == ref.getvalue(), i
+            raw = io.BytesIO()  # a binary file: the same text, as UTF-8
+            write_csv(df, raw, header=header)
+            assert raw.getvalue() == ref.getvalue().encode("utf-8"), i
         path = write_frame(df, tmp_path / f"f{i}.csv")
         ref_path = tmp_path / f"ref{i}.csv"
         _old_neutralise_frame(df).to_csv(ref_path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_ALL)
