@@ -235,11 +235,12 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
         records.note(done.records)
+        del df, out, text, reasons  # the batch's frames freed before the steward's copy of its quarantine
         late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
         if not late:
             steward(i, done.quarantine)
         store.put(f"out{i}", (done.records, done.quarantine if late else None), in_memory=n == 1)
-        del df, out, text, done
+        del done
     del duplicates
     res.mapped = KeyIndex.union(mapped)
     del mapped
