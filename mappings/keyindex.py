@@ -208,7 +208,8 @@ class KeyedText:
 
     @classmethod
     def build(cls, parts: Iterable[tuple[np.ndarray, list[str]]]) -> "KeyedText":
-        """``parts``: (keys as ``_strings`` arrays, their texts), in the order a dict would be updated."""
+        """``parts``: (keys as ``_strings`` arrays, their texts: a list or an Arrow string array), in the
+        order a dict would be updated."""
         import pyarrow as pa
 
         parts = [(k, t) for k, t in parts if len(k)]
@@ -216,13 +217,15 @@ class KeyedText:
         for i, (k, t) in enumerate(parts):
             short = _short(k)
             if short is not None:  # in order, so that a later text wins here too
+                t = t.to_pylist() if isinstance(t, pa.Array) else t
                 long.update(zip(k[~short].tolist(), [x for x, s in zip(t, short) if not s]))
                 parts[i] = (_narrow(k[short]), [x for x, s in zip(t, short) if s])
         parts = [(k, t) for k, t in parts if len(k)]
         if not parts:
             return cls(long=long)
         keys = np.concatenate([k for k, _ in parts])
-        texts = pa.chunked_array([pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
+        texts = pa.chunked_array([t.cast(pa.large_string()) if isinstance(t, pa.Array)
+                                  else pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
         del parts
         order = np.argsort(keys, kind="stable")
         keys = keys[order]

@@ -146,6 +146,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
     ``preview_ids``), or None when the run has no extract."""
+    import pyarrow as pa
+
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
 
     spill.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     own_key = f"{loaded.step.object}.{ext}"
     own_tag = f"parent_quarantined: {own_key}="
     mapped: list[np.ndarray] = []
-    qreasons: list[tuple[np.ndarray, list[str]]] = []  # per batch: quarantined keys, their reasons
+    qreasons: list[tuple[np.ndarray, Any]] = []  # per batch: quarantined keys, their reasons
     need_ids: list[np.ndarray] = []
     need_cols: set[str] = set()
 
@@ -227,7 +229,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             res.columns = list(done.records.columns)
         mapped.append(_strings(done.records[ext].astype(str)))
         qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
-        qreasons.append((_strings(qkeys), qtexts))
+        # the reasons kept as Arrow text, not as Python strings that would outlive the batch's other objects
+        # (scattered among freed ones, they kept the allocator's memory from being reused)
+        qreasons.append((_strings(qkeys), pa.array(qtexts, type=pa.large_string())))
         del qkeys, qtexts, part
         if preview and sum(map(len, prev_recs)) < preview:
             head = done.records.head(preview - sum(map(len, prev_recs)))

@@ -68,3 +68,16 @@ def test_strings_in_bulk_equal_the_per_value_encoding():
         for given in (vals, pd.Series(vals, dtype=object)):
             got = _strings(given)
             assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+def test_keyed_text_takes_texts_as_arrow_arrays():
+    import pyarrow as pa
+
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        dicts = [{v: f"r{i}-{j}" for j, v in enumerate(_values(rng, 15)) if v is not None} for i in range(3)]
+        parts = [(_strings(pd.Series(list(d), dtype=object)), list(d.values())) for d in dicts]
+        as_list = KeyedText.build(parts)
+        as_arrow = KeyedText.build([(k, pa.array(t, type=pa.string())) for k, t in parts])
+        assert as_arrow.keys.tolist() == as_list.keys.tolist() and as_arrow.long == as_list.long
+        assert as_arrow.texts.to_pylist() == as_list.texts.to_pylist()
