@@ -1,7 +1,8 @@
 """The map stage's vectorised bookkeeping against the row-by-row code it replaced, value by value: the
-reasons completed for stewards, the source columns a reason names, the reason counts. On generated
-texts built from the pieces those functions look at (field names, dots, digits, separators, parent
-reasons) mixed with None, blanks, full-width, CJK and emoji."""
+reasons completed for stewards, the source columns a reason names, the reason counts, lookups per
+distinct value, Arrow's strip and counts, the quarantined keys taken from the mapped values. On
+generated values built from the pieces those functions look at (field names, dots, digits,
+separators, parent reasons) mixed with None, NaN, NA, blanks, full-width, CJK and emoji."""
 
 from __future__ import annotations
 
