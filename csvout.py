@@ -88,6 +88,16 @@ def _neutralised(s):
     return pd.Series(values.tolist(), index=s.index, name=s.name)
 
 
+def _neutralised_arrow(arr):
+    """``neutralise`` on every cell of an Arrow string array (missing cells stay missing)."""
+    import pyarrow.compute as pc
+
+    hit = pc.match_substring_regex(arr, _DANGER_PATTERN).fill_null(False)
+    if not pc.any(hit).as_py():
+        return arr
+    return pc.if_else(hit, pc.binary_join_element_wise(QUOTE, arr, ""), arr)
+
+
 def neutralise_frame(df):
     """A copy of ``df`` whose text cells are neutralised (vectorised per column)."""
     import pandas as pd
@@ -101,26 +111,44 @@ def neutralise_frame(df):
 
 
 def write_csv(df, fh, *, header: bool = True) -> None:
-    """``df`` neutralised, written to the open text file ``fh`` exactly as ``to_csv(fh, index=False,
+    """``df`` neutralised, written to the open file ``fh`` exactly as ``to_csv(fh, index=False,
     quoting=csv.QUOTE_ALL)`` writes it: by Arrow's CSV writer when every column is text (missing as
-    ``""``), else by pandas."""
+    ``""``), else by pandas. ``fh``: a text file, or a binary one (the same text as UTF-8 bytes, without
+    decoding Arrow's bytes to encode them again)."""
     import io
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    out = neutralise_frame(df)
-    arrays = [_arrow_text(out.iloc[:, i]) for i in range(out.shape[1])]
-    names = list(out.columns)
+    binary = not isinstance(fh, io.TextIOBase)
+
+    def by_pandas() -> None:
+        frame = neutralise_frame(df)
+        if not binary:
+            frame.to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
+            return
+        text = io.StringIO(newline="")
+        frame.to_csv(text, index=False, header=header, quoting=csv.QUOTE_ALL)
+        fh.write(text.getvalue().encode("utf-8"))
+
+    arrays = [_arrow_text(df.iloc[:, i]) for i in range(df.shape[1])]
+    names = list(df.columns)
     if not arrays or any(a is None for a in arrays) or not all(isinstance(c, str) for c in names):
-        out.to_csv(fh, index=False, header=header, quoting=csv.QUOTE_ALL)
+        by_pandas()
+        return
+    # neutralised in Arrow, without a round trip through pandas; a column without any text goes the
+    # pandas way (``_neutralised`` rebuilds it from a list, which may change its dtype)
+    arrays = [_neutralised_arrow(a) if a.null_count < len(a) else _arrow_text(_neutralised(df.iloc[:, i]))
+              for i, a in enumerate(arrays)]
+    if any(a is None for a in arrays):
+        by_pandas()
         return
     table = pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names)
     # a slice of rows at a time, so the text in memory stays small next to the frame
     for i, part in enumerate(table.to_batches(max_chunksize=CSV_CHUNK_ROWS) or [table]):
         buf = io.BytesIO()
         pacsv.write_csv(part, buf, pacsv.WriteOptions(include_header=header and i == 0, quoting_style="all_valid"))
-        fh.write(buf.getvalue().decode("utf-8"))
+        fh.write(buf.getvalue() if binary else buf.getvalue().decode("utf-8"))
 
 
 def write_frame(df, path: str | Path, columns: list[str] | None = None) -> Path:

@@ -17,6 +17,7 @@ from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
+from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -177,7 +178,7 @@ class Partial:
     def candidate_keys(self) -> pd.Series:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
         ok = self.reasons.text.index[~self.reasons.bad]
-        return as_text(self.out.loc[self.out.index.intersection(ok), self.ext]).str.strip()
+        return strip_text(self.out.loc[self.out.index.intersection(ok), self.ext])
 
 
 def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
@@ -255,14 +256,10 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> St
     quarantine = _per_source_row(df[bad].copy())
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = loaded.name
-    rows_in = int(source_rows(df).str.count(";").sum() + len(df)) if len(df) else 0
-    counts: dict[str, int] = {}
-    for r in quarantine["_reason"]:
-        for p in r.split("; "):
-            k = reason_key(p)
-            counts[k] = counts.get(k, 0) + 1
+    rows_in = count_char(source_rows(df), ";") + len(df) if len(df) else 0
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
-                      rows_out=rows_out, filtered=part.filtered, stats=part.stats, reasons=counts)
+                      rows_out=rows_out, filtered=part.filtered, stats=part.stats,
+                      reasons=reason_counts(quarantine["_reason"].tolist()))
 
 
 def _member(values: pd.Series, keys) -> pd.Series:
@@ -287,6 +284,33 @@ def reason_key(reason: str) -> str:
     if reason.startswith("filtered: "):
         return reason
     return reason.split("=")[0].split(" '")[0].split(" (")[0]
+
+
+def reason_counts(texts: list[str]) -> dict[str, int]:
+    """How many times each ``reason_key`` occurs among the ``"; "``-separated reasons of ``texts``, in
+    order of first occurrence. Arrow's string kernels cut and count every reason in C (its hash kernels
+    keep first-occurrence order, as the dict below does); texts Arrow cannot hold go through Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(texts, type=pa.string())
+    except (pa.ArrowException, UnicodeError):  # not all text, or lone surrogates
+        arr = None
+    if arr is None or arr.null_count:
+        counts: dict[str, int] = {}
+        for r in texts:
+            for p in r.split("; "):
+                k = reason_key(p)
+                counts[k] = counts.get(k, 0) + 1
+        return counts
+    parts = pc.list_flatten(pc.split_pattern(arr, "; "))
+    key = parts
+    for sep in ("=", " '", " ("):
+        key = pc.list_element(pc.split_pattern(key, sep, max_splits=1), 0)
+    key = pc.if_else(pc.starts_with(parts, "filtered: "), parts, key)
+    vc = pc.value_counts(key)
+    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
 
 
 def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
@@ -328,7 +352,7 @@ def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> d
 
     counts: dict[str, int] = {}
     for flt in loaded.step.filters:
-        text = as_text(df[flt.column]).str.strip()
+        text = strip_text(df[flt.column])
         miss = is_missing(text)
         if flt.equals is not None:
             keep = text == str(flt.equals)
@@ -349,18 +373,47 @@ def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> d
     return counts
 
 
+def map_distinct(s: pd.Series, fn) -> pd.Series:
+    """``s.map(fn)`` for a pure ``fn`` of text, called once per distinct value: ``map`` of the distinct
+    values (so pandas infers the result's dtype from the same set of results), then taken row by row.
+    Missing values are told apart by type and repr (None, NaN and NA can map differently)."""
+    values = s.to_numpy(dtype=object)
+    # factorize would take 1, 1.0 and True for one value: text (and missing) only
+    if len(values) < 64 or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return s.map(fn)
+    missing = pd.isna(values)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    reps = list(uniques)
+    if missing.any():
+        kinds: dict[tuple, int] = {}
+        miss_codes = []
+        for v in values[missing].tolist():
+            k = (type(v), repr(v))
+            if k not in kinds:
+                kinds[k] = len(reps)
+                reps.append(v)
+            miss_codes.append(kinds[k])
+        codes = codes.copy()
+        codes[missing] = miss_codes
+    mapped = pd.Series(reps, dtype=object).map(fn)
+    out = mapped.take(codes)
+    out.index = s.index
+    out.name = s.name
+    return out
+
+
 def _owners(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons, stats: dict) -> pd.Series:
     own = loaded.step.owner
-    code = as_text(_chain("OwnerId", own, work[own.column], work, reasons, stats)).str.strip()
+    code = strip_text(_chain("OwnerId", own, work[own.column], work, reasons, stats))
     table = {k.strip(): v.strip() for k, v in refs.owners.items()}
-    username = code.map(lambda c: table.get(c) if c is not None else None)
+    username = map_distinct(code, lambda c: table.get(c) if c is not None else None)
     miss = username.isna()
     if own.on_missing == "default":
         username = username.where(~miss, own.default)
     elif own.on_missing == "quarantine":
         reasons.add(miss, f"owner_not_mapped: {own.column}=" + code.fillna("(empty)"))
     users = {k.lower(): v for k, v in refs.users.items()}
-    ids = username.map(lambda u: users.get(str(u).lower()) if u is not None else None)
+    ids = map_distinct(username, lambda u: users.get(str(u).lower()) if u is not None else None)
     unknown = username.notna() & ids.isna()
     reasons.add(unknown, "owner_user_not_found: Username=" + username.fillna(""))
     return ids
@@ -374,9 +427,9 @@ def _record_types(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons
             raise UsageError(f"mapping {loaded.file} step {loaded.name}: record type '{rt.developer_name}' "
                              f"does not exist for {obj} in the org", hint="check the DeveloperName in Setup")
         return pd.Series(rid, index=work.index, dtype=object)
-    legacy = as_text(work[rt.column]).str.strip()
-    dev = legacy.map(lambda v: rt.map.get(v, v) if v is not None else None)
-    ids = dev.map(lambda d: refs.record_types.get((obj, d)) if d is not None else None)
+    legacy = strip_text(work[rt.column])
+    dev = map_distinct(legacy, lambda v: rt.map.get(v, v) if v is not None else None)
+    ids = map_distinct(dev, lambda d: refs.record_types.get((obj, d)) if d is not None else None)
     reasons.add(dev.notna() & ids.isna(), "record_type_not_found: DeveloperName=" + dev.fillna(""))
     return ids
 

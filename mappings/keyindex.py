@@ -36,7 +36,37 @@ def _strings(values) -> np.ndarray:
     s = s[s.notna()]
     if not len(s):
         return np.array([], dtype=STRINGS)
-    return np.array([str(v).encode("utf-8", "surrogatepass") + _END for v in s.to_numpy(dtype=object)], dtype=bytes)
+    values = s.to_numpy(dtype=object)
+    fast = _utf8_rows(values)
+    if fast is not None:
+        return fast
+    return np.array([str(v).encode("utf-8", "surrogatepass") + _END for v in values], dtype=bytes)
+
+
+def _utf8_rows(values: np.ndarray) -> np.ndarray | None:
+    """``_strings`` of an object array of ``str`` without a Python call per value: Arrow encodes them as
+    UTF-8 (None when a value is not a ``str``, or holds a lone surrogate: the per-value path keeps
+    those), and the bytes are laid out in fixed-width slots by NumPy, each slot ending in the marker."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(values, type=pa.string())
+    except (pa.ArrowException, UnicodeError):
+        return None
+    if not isinstance(arr, pa.Array) or arr.null_count:  # (a ChunkedArray past 2 GiB of text)
+        return None
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else \
+        np.zeros(0, dtype=np.uint8)
+    lens = np.diff(offsets)
+    width = int(lens.max()) + 1
+    out = np.zeros((len(arr), width), dtype=np.uint8)
+    if len(data):
+        rows = np.repeat(np.arange(len(arr)), lens)
+        cols = np.arange(int(offsets[-1] - offsets[0])) - np.repeat(offsets[:-1] - offsets[0], lens)
+        out[rows, cols] = data[offsets[0]:offsets[-1]]
+    out[np.arange(len(arr)), lens] = 1  # the end marker
+    return out.view(f"S{width}").ravel()
 
 
 def _short(keys: np.ndarray) -> np.ndarray | None:
@@ -178,7 +208,8 @@ class KeyedText:
 
     @classmethod
     def build(cls, parts: Iterable[tuple[np.ndarray, list[str]]]) -> "KeyedText":
-        """``parts``: (keys as ``_strings`` arrays, their texts), in the order a dict would be updated."""
+        """``parts``: (keys as ``_strings`` arrays, their texts: a list or an Arrow string array), in the
+        order a dict would be updated."""
         import pyarrow as pa
 
         parts = [(k, t) for k, t in parts if len(k)]
@@ -186,13 +217,15 @@ class KeyedText:
         for i, (k, t) in enumerate(parts):
             short = _short(k)
             if short is not None:  # in order, so that a later text wins here too
+                t = t.to_pylist() if isinstance(t, pa.Array) else t
                 long.update(zip(k[~short].tolist(), [x for x, s in zip(t, short) if not s]))
                 parts[i] = (_narrow(k[short]), [x for x, s in zip(t, short) if s])
         parts = [(k, t) for k, t in parts if len(k)]
         if not parts:
             return cls(long=long)
         keys = np.concatenate([k for k, _ in parts])
-        texts = pa.chunked_array([pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
+        texts = pa.chunked_array([t.cast(pa.large_string()) if isinstance(t, pa.Array)
+                                  else pa.array(t, type=pa.large_string()) for _, t in parts]).combine_chunks()
         del parts
         order = np.argsort(keys, kind="stable")
         keys = keys[order]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.mappings.models import Aggregate, LoadedStep
+from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import as_text, is_missing
 
 
@@ -82,7 +83,7 @@ def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, du
     step (the map stage sees one batch at a time); by default the duplicates within ``out``."""
     step = loaded.step
     ext = step.external_id
-    key = as_text(out[ext]).str.strip()
+    key = strip_text(out[ext])
     out = out.assign(**{ext: key})
     if duplicated is None:
         dup_mask = key.duplicated(keep=False)
@@ -101,7 +102,7 @@ def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, du
                              pd.Series(records.index, index=records.index))
             records[fname] = agg.astype(object).where(agg.notna(), None).reindex(records.index).values
     merged = source_rows(df.loc[records.index])
-    rows_out = int(merged.str.count(";").sum() + len(records)) if len(records) else 0
+    rows_out = count_char(merged, ";") + len(records) if len(records) else 0
     records["_row_id"] = as_text(df.loc[records.index, "_row_id"]).values
     records["_merged_row_ids"] = merged.values
     records["_entity"] = step.entity

@@ -159,46 +159,57 @@ def _pandas_metadata(schemas: list, unified) -> dict | None:
 
 
 class QuarantineWriter:
-    """A step's quarantine CSV (``write_quarantine``) written batch by batch: the ``<field> (legacy)``
-    columns any batch has are in every batch's lines (blank where a batch had none)."""
+    """A step's quarantine CSV (``write_quarantine`` of the steward's view) written batch by batch: the
+    ``<field> (legacy)`` columns any batch has are in every batch's lines (blank where a batch had none).
+
+    ``note`` each batch's view first (its columns and the source columns its reasons name are kept, not
+    its rows); ``write`` then knows the file's columns before the first line and writes each batch as it
+    takes it, once."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.base: list[str] | None = None
-        self.legacy: set[str] = set()
+        self.shapes: dict[int, tuple[list, set, bool]] = {}
 
-    def stage(self, i: int, view: pd.DataFrame, raw: pd.DataFrame | None, named: list, spill: Path) -> None:
-        import pickle
+    def note(self, i: int, view: pd.DataFrame, named: list) -> None:
+        self.shapes[i] = (list(view.columns), set().union(*named), view.empty)
 
+    def _columns(self, n: int, raw: pd.DataFrame | None) -> list[str]:
+        """The file's columns: the first batch's, with the legacy column of every batch beside its field.
+        A batch's columns are those ``stewardcsv.add_legacy`` gives a row of it (they depend on its
+        columns, the raw columns and the fields its reasons name, never on its values)."""
         from crmbridge import stewardcsv as S
 
-        full = S.ordered(S.add_legacy(view, raw, named))
-        added = [c for c in full.columns if c not in view.columns and c not in S.STATUS_COLUMNS]
-        self.legacy.update(added)
-        if self.base is None:
-            self.base = [c for c in full.columns if c not in added]
-        with open(Path(spill) / f"qv{i}.pkl", "wb") as fh:
-            pickle.dump(full, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        base: list[str] | None = None
+        legacy: set[str] = set()
+        for i in range(n):
+            cols, named, empty = self.shapes[i]
+            stub = pd.DataFrame({c: [] if empty else [None] for c in cols})
+            full = S.ordered(S.add_legacy(stub, None if raw is None else raw.head(0), [named] * len(stub)))
+            added = [c for c in full.columns if c not in cols and c not in S.STATUS_COLUMNS]
+            legacy.update(added)
+            if base is None:
+                base = [c for c in full.columns if c not in added]
+        columns: list[str] = []
+        for c in base or []:
+            columns.append(c)
+            if S.legacy_column(c) in legacy:
+                columns.append(S.legacy_column(c))
+        return columns
 
-    def write(self, n: int, spill: Path) -> None:
-        import pickle
-
+    def write(self, n: int, raw: pd.DataFrame | None, take) -> None:
+        """``take(i)``: batch ``i``'s (view, named), each called once, in order."""
         from crmbridge import stewardcsv as S
         from crmbridge.csvout import ENCODING, write_csv
 
-        columns: list[str] = []
-        for c in self.base or []:
-            columns.append(c)
-            if S.legacy_column(c) in self.legacy:
-                columns.append(S.legacy_column(c))
+        columns = self._columns(n, raw)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding=ENCODING, newline="") as fh:
+        with open(self.path, "wb") as fh:
+            fh.write("".encode(ENCODING))  # what a text file in ``ENCODING`` starts with: the BOM
             for i in range(n):
-                p = Path(spill) / f"qv{i}.pkl"
-                with open(p, "rb") as src:
-                    frame = pickle.load(src)
-                p.unlink()
+                view, named = take(i)
+                frame = S.ordered(S.add_legacy(view, raw, named))
+                del view, named
                 if i and frame.empty:
                     continue
                 frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
-                write_csv(frame, fh, header=i == 0)
+                write_csv(frame, fh, header=i == 0)  # the first batch always writes (its header at least)

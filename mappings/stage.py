@@ -9,7 +9,6 @@ the mappings offline and against the org, maps every step parents-first and writ
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from crmbridge.locks import locked
 from crmbridge.mappings.check import CheckReport, check_against_org, check_offline
 from crmbridge.mappings.models import Mappings, load_mappings
 from crmbridge.mappings.order import CycleError, load_order, parents_of
+from crmbridge.mappings.steward import steward_reasons, steward_view  # noqa: F401 (the stage's API)
 
 STAGE = "map"
 
@@ -402,47 +402,3 @@ def _raw_entity(run, entity: str):
         return read_entity(run.dir, entity)
     except (FileNotFoundError, KeyError, UsageError):
         return None
-
-
-_PARENT = re.compile(r"^parent_quarantined: ([^=]+)=(.*)$")
-
-
-def steward_view(s, quarantine, raw, parent_reasons: dict[str, dict[str, str]]):
-    """Map's quarantine in the layout of validate's (``crmbridge.stewardcsv``): ``_reasons`` (all of them
-    block the load, except rows a filter left out on purpose), the legacy value of every source column
-    behind a Salesforce field a reason names, and a quarantined parent's own reason."""
-    from crmbridge import stewardcsv as S
-
-    q, named = steward_reasons(s, quarantine, parent_reasons)
-    return S.ordered(S.add_legacy(q, raw, named))
-
-
-def steward_reasons(s, quarantine, parent_reasons: dict[str, dict[str, str]]):
-    """``steward_view`` without the legacy values: (the quarantine with its status columns, the source
-    columns each row's reasons name), so the legacy values can be looked up for the rows that need them."""
-    from crmbridge import stewardcsv as S
-    from crmbridge.mappings.check import _used_columns
-
-    q = quarantine.rename(columns={"_reason": "_reasons"}).copy()
-    q["_stage"] = "map"
-    if q.empty:
-        return q.assign(_blocking=[]), []
-
-    def with_parent(text):
-        parts = []
-        for p in S.split_reasons(text):
-            m = _PARENT.match(p)
-            why = parent_reasons.get(m.group(1), {}).get(m.group(2)) if m else None
-            parts.append(p + f" [{m.group(1).split('.')[0]} {m.group(2)} is itself quarantined: {why}]" if why else p)
-        return S.REASON_SEP.join(parts)
-
-    q["_reasons"] = [with_parent(t) for t in q["_reasons"]]
-    q["_blocking"] = q["_reasons"].where(~q["_reasons"].astype(str).str.startswith("filtered: "), None)
-    sources: dict[str, set[str]] = {}
-    for fname, col in _used_columns(s):
-        sources.setdefault(fname or "", set()).add(col)
-    named = []
-    for text in q["_reasons"]:
-        words = S.tokens(text) | {w.split(".")[0] for w in S.tokens(text)}
-        named.append(set().union(*(cols for f, cols in sources.items() if f and f in words)))
-    return q, named

@@ -8,9 +8,12 @@ runs in passes over its batches, each batch spilled to the step's scratch folder
 1. map every batch row by row; keep only the external-ID value of each row still mapping;
 2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows; required fields;
    the batch's records and quarantine are final here (the step's own parent keys and quarantined
-   keys are collected for the children);
-3. write the records Parquet (one row group per batch, one schema for the file) and the steward's
-   quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract).
+   keys are collected for the children), and so is the steward's view of its quarantine, unless a
+   reason names a parent key of the step's own object (a self-lookup: then in pass 3);
+3. the records converted for Arrow (the value types of every batch known);
+4. write the records Parquet (one row group per batch, one schema for the file) and the steward's
+   quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract),
+   each batch's quarantine read back once.
 
 The outputs are those of ``engine.map_step`` on the whole entity, in the same order:
 tests/mappings/test_stream.py maps the same runs with one batch and with batches of 5 rows.
@@ -93,7 +96,36 @@ def quarantined_keys(loaded: LoadedStep, quarantine: pd.DataFrame) -> dict[str, 
 
     q = quarantine
     vals = _chain("key", spec, _source_series(spec, q), q, _Reasons(q.index), {})
-    return {str(v).strip(): str(r) for v, r in zip(vals, q["_reason"]) if v is not None}
+    return {str(v).strip(): str(r) for v, r in zip(vals.tolist(), q["_reason"].tolist()) if v is not None}
+
+
+def quarantined_key_texts(loaded: LoadedStep, part: Partial, quarantine: pd.DataFrame) -> tuple[list, list]:
+    """``quarantined_keys(loaded, quarantine)`` of a batch ``finish_rows`` made from ``part``, as (keys, reasons)
+    in quarantine order (a repeated key: the later reason wins, as in the dict). A row that mapped already
+    has its key in ``part.out`` (the same transform chain, value by value, on the same values): only the
+    rows a filter left out run the chain again. A key read from ``_row_id`` differs between the lines of
+    a golden record's quarantine: then the quarantine itself is read."""
+    spec = loaded.step.fields[loaded.step.external_id]
+    if "_row_id" in spec.columns():
+        qk = quarantined_keys(loaded, quarantine)
+        return list(qk), list(qk.values())
+    from crmbridge.mappings.engine import _chain, _source_series
+
+    bad = part.reasons.bad.to_numpy(dtype=bool)
+    idx = part.df.index[bad]
+    texts = part.reasons.text.to_numpy(dtype=object)[bad].tolist()
+    mapped = idx.isin(part.out.index)
+    vals = np.empty(len(idx), dtype=object)
+    vals[mapped] = part.out[part.ext].reindex(idx[mapped]).to_numpy(dtype=object)
+    if not mapped.all():
+        rest = part.df.loc[idx[~mapped]]
+        vals[~mapped] = _chain("key", spec, _source_series(spec, rest), rest, _Reasons(rest.index), {}).tolist()
+    keys, out_texts = [], []
+    for v, r in zip(vals.tolist(), texts):
+        if v is not None:
+            keys.append(str(v).strip())
+            out_texts.append(str(r))
+    return keys, out_texts
 
 
 Batches = Iterable[pd.DataFrame]
@@ -114,6 +146,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
     ``preview_ids``), or None when the run has no extract."""
+    import pyarrow as pa
+
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
 
     spill.mkdir(parents=True, exist_ok=True)
@@ -148,10 +182,29 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     duplicates = KeyIndex.duplicates(keys)
     del keys
 
-    # pass 2: duplicates and required fields; records and quarantine final
+    # pass 2: duplicates and required fields; records and quarantine final. The steward's view of a
+    # batch's quarantine is taken here too, unless a reason names a parent key of this step's own object
+    # (only known after this pass): then in pass 3
+    from crmbridge.mappings.steward import steward_reasons
+
     records = RecordsWriter(records_path, spill)
+    qout = QuarantineWriter(quarantine_path)
+    own_key = f"{loaded.step.object}.{ext}"
+    own_tag = f"parent_quarantined: {own_key}="
     mapped: list[np.ndarray] = []
-    qreasons: list[tuple[np.ndarray, list[str]]] = []  # per batch: quarantined keys, their reasons
+    qreasons: list[tuple[np.ndarray, Any]] = []  # per batch: quarantined keys, their reasons
+    need_ids: list[np.ndarray] = []
+    need_cols: set[str] = set()
+
+    def steward(i: int, quarantine: pd.DataFrame) -> None:
+        view, named = steward_reasons(loaded, quarantine, parent_reasons)
+        if len(view):
+            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
+            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
+            need_cols.update(*named)
+        qout.note(i, view, named)
+        store.put(f"q{i}", (view, named), in_memory=n == 1)
+
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
     reread = iter(batches()) if again and n > 1 else None
@@ -165,7 +218,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             del source
         reasons = _Reasons(df.index)
         reasons.text = text
-        done: StepOutput = finish_rows(loaded, Partial(df, out, reasons, {}, {}, ext), duplicates)
+        part = Partial(df, out, reasons, {}, {}, ext)
+        done: StepOutput = finish_rows(loaded, part, duplicates)
         res.rows_in += done.rows_in
         res.rows_out += done.rows_out
         res.rows += len(done.records)
@@ -174,45 +228,44 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         if i == 0:
             res.columns = list(done.records.columns)
         mapped.append(_strings(done.records[ext].astype(str)))
-        qk = quarantined_keys(loaded, done.quarantine)
-        qreasons.append((_strings(pd.Series(list(qk), dtype=object)), list(qk.values())))
-        del qk
+        qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
+        # the reasons kept as Arrow text, not as Python strings that would outlive the batch's other objects
+        # (scattered among freed ones, they kept the allocator's memory from being reused)
+        qreasons.append((_strings(qkeys), pa.array(qtexts, type=pa.large_string())))
+        del qkeys, qtexts, part
         if preview and sum(map(len, prev_recs)) < preview:
             head = done.records.head(preview - sum(map(len, prev_recs)))
             prev_recs.append(head)
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
         records.note(done.records)
-        store.put(f"out{i}", (done.records, done.quarantine), in_memory=n == 1)
-        del df, out, text, done
+        del df, out, text, reasons  # the batch's frames freed before the steward's copy of its quarantine
+        late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
+        if not late:
+            steward(i, done.quarantine)
+        store.put(f"out{i}", (done.records, done.quarantine if late else None), in_memory=n == 1)
+        del done
     del duplicates
     res.mapped = KeyIndex.union(mapped)
     del mapped
     res.quarantined = KeyedText.build(qreasons)
     del qreasons
-    own = parent_reasons.get(f"{loaded.step.object}.{ext}")
+    own = parent_reasons.get(own_key)
     if not isinstance(own, KeyedText):
         own, before = KeyedText(), own
         if before:
             own.update(before)
     own.update(res.quarantined)
-    parent_reasons[f"{loaded.step.object}.{ext}"] = own
+    parent_reasons[own_key] = own
 
-    # pass 3: steward reasons (this step's own quarantined keys known now), records converted
-    from crmbridge.mappings.stage import steward_reasons
-
-    need_ids: list[np.ndarray] = []
-    need_cols: set[str] = set()
+    # pass 3: records converted (every batch's value types known now); the steward's view of the batches
+    # left for now (this step's own quarantined keys known)
     for i in range(n):
         recs, q = store.take(f"out{i}")
         records.stage(i, recs, in_memory=n == 1)
-        view, named = steward_reasons(loaded, q, parent_reasons)
-        if len(view):
-            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
-            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
-            need_cols.update(*named)
-        store.put(f"q{i}", (view, named), in_memory=n == 1)
-        del recs, q, view
+        if q is not None:
+            steward(i, q)
+        del recs, q
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
     preview_ids = (set(preview_src["_row_id"].astype(str))
@@ -225,11 +278,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
 
     # pass 4: the files
     records.write(n)
-    qout = QuarantineWriter(quarantine_path)
-    for i in range(n):
-        view, named = store.take(f"q{i}")
-        qout.stage(i, view, rows_raw, named, spill)
-    qout.write(n, spill)
+    qout.write(n, rows_raw, lambda i: store.take(f"q{i}"))
     if preview:
         from crmbridge.mappings.output import preview_rows
 

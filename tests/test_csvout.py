@@ -87,6 +87,7 @@ def _adversarial_frames():
                         "f": [1.5, np.nan, -2.0, 3.0, 0.1, 1e20], "t": ["+1", "a", None, "b", "@c", ""]})
     yield pd.DataFrame({"a": pd.Series([], dtype=object), "b": pd.Series([], dtype=object)})
     yield pd.DataFrame({"a": pd.Series([None, None], dtype=object), "b": ["=x", "y"]})
+    yield pd.DataFrame({"a": pd.Series([None, float("nan"), None], dtype=object), "b": ["=x", "y", "'-"]})
     yield pd.DataFrame({"a": ["=1", "b"], "b": ["x", "y"]}, index=[7, 7])  # repeated labels
 
 
@@ -113,6 +114,9 @@ def test_write_csv_writes_the_bytes_pandas_wrote(tmp_path, monkeypatch, chunk):
             ref = io.StringIO(newline="")
             _old_neutralise_frame(df).to_csv(ref, index=False, header=header, quoting=csv.QUOTE_ALL)
             assert fh.getvalue() == ref.getvalue(), i
+            raw = io.BytesIO()  # a binary file: the same text, as UTF-8
+            write_csv(df, raw, header=header)
+            assert raw.getvalue() == ref.getvalue().encode("utf-8"), i
         path = write_frame(df, tmp_path / f"f{i}.csv")
         ref_path = tmp_path / f"ref{i}.csv"
         _old_neutralise_frame(df).to_csv(ref_path, index=False, encoding="utf-8-sig", quoting=csv.QUOTE_ALL)

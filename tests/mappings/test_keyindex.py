@@ -49,3 +49,35 @@ def test_keyed_text_equals_a_dict_with_long_keys():
         assert len(kt) == len(want) and all(kt.get(k) == v for k, v in want.items())
         assert kt.get("z" * 301) is None and kt.get("L" * 70, "-") == want.get("L" * 70, "-")
         assert sorted(kt.key_index()) == sorted(want)
+
+
+def test_strings_in_bulk_equal_the_per_value_encoding():
+    """``_strings`` lays text out by Arrow and NumPy; the same bytes as encoding value by value."""
+
+    def one_by_one(values):
+        s = pd.Series(list(values), dtype=object)
+        return np.array([str(v).encode("utf-8", "surrogatepass") + b"\x01" for v in s[s.notna()]], dtype=bytes)
+
+    rng = np.random.default_rng(7)
+    pieces = ["", "a", "Ｃ", "上海", "😀", "\x00", " ", "\u3000", "C0000001", "é", "\t"]
+    for _ in range(200):
+        vals = ["".join(pieces[i] for i in rng.integers(0, len(pieces), size=int(rng.integers(0, 6))))
+                for _ in range(int(rng.integers(0, 40)))]
+        vals += [[], [None], [float("nan")], ["x" * 70], [5, 1.5], ["\ud800"]][int(rng.integers(0, 6))]
+        want = one_by_one(vals)
+        for given in (vals, pd.Series(vals, dtype=object)):
+            got = _strings(given)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+def test_keyed_text_takes_texts_as_arrow_arrays():
+    import pyarrow as pa
+
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        dicts = [{v: f"r{i}-{j}" for j, v in enumerate(_values(rng, 15)) if v is not None} for i in range(3)]
+        parts = [(_strings(pd.Series(list(d), dtype=object)), list(d.values())) for d in dicts]
+        as_list = KeyedText.build(parts)
+        as_arrow = KeyedText.build([(k, pa.array(t, type=pa.string())) for k, t in parts])
+        assert as_arrow.keys.tolist() == as_list.keys.tolist() and as_arrow.long == as_list.long
+        assert as_arrow.texts.to_pylist() == as_list.texts.to_pylist()

@@ -151,3 +151,35 @@ def test_keyed_text_is_a_dict_with_later_values_winning():
     kt.update({"C1": "again"})
     assert kt.get("C1") == "again" and kt.get("C4") == "r4"
     assert sorted(kt.key_index()) == sorted(want)
+
+
+def test_a_parent_of_the_step_own_object_names_its_reason_from_any_batch(tmp_path):
+    """A self-lookup (Account.ParentId -> Account): a row whose parent this very step quarantines gets that
+    parent's reason, known only once every batch is mapped; streamed 2 rows at a time == the whole frame."""
+    from crmbridge.mappings.engine import ParentKeys, map_step
+    from crmbridge.mappings.models import load_mappings
+    from crmbridge.mappings.output import write_quarantine
+    from crmbridge.mappings.stage import steward_view
+    from crmbridge.mappings.stream import map_step_stream, quarantined_keys
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "account.yml").write_text(
+        "steps:\n  Account:\n    entity: customers\n    object: Account\n    external_id: Legacy_Id__c\n"
+        "    fields:\n      Legacy_Id__c: {column: customer_no, required: true}\n"
+        "      Name: {column: name, required: true}\n"
+        "    lookups:\n      ParentId: {object: Account, external_id: Legacy_Id__c, column: parent_no}\n", "utf-8")
+    step = load_mappings(tmp_path / "maps").by_name("Account")
+    df = pd.DataFrame({"customer_no": ["C1", "C2", "C3", "C4", "C5"], "name": ["a", "b", None, "d", "e"],
+                       "parent_no": [None, "C3", None, "C3", "C1"]}, dtype=object)
+    parents = {("account", "Legacy_Id__c"): ParentKeys(frozenset({"C1", "C2", "C4", "C5"}), frozenset({"C3"}))}
+    whole = map_step(step, df, parents=parents)
+    write_quarantine(steward_view(step, whole.quarantine, None,
+                                  {"Account.Legacy_Id__c": quarantined_keys(step, whole.quarantine)}),
+                     tmp_path / "whole.csv")
+    reasons: dict = {}
+    map_step_stream(step, (df.iloc[i:i + 2] for i in range(0, len(df), 2)), parents=parents,
+                    parent_reasons=reasons, records_path=tmp_path / "s.parquet", quarantine_path=tmp_path / "s.csv",
+                    spill=tmp_path / "spill")
+    assert filecmp.cmp(tmp_path / "whole.csv", tmp_path / "s.csv", shallow=False)
+    q = pd.read_csv(tmp_path / "s.csv", dtype=str, encoding="utf-8-sig")
+    assert q["_reasons"].str.contains(r"\[Account C3 is itself quarantined: required_missing: Name\]").sum() == 2
