@@ -31,8 +31,8 @@ STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
 # Rows normalised and checked at a time: memory is bounded by this plus compact key indexes
 # (4 bytes a row per unique rule and for _row_id, the referenced entities' distinct valid keys as sorted
-# fixed-width bytes, mappings.keyindex) and DuckDB's capped share for the disagreement report. A batch
-# costs about 0.5 CPU-s of great-expectations set-up, hence not smaller; 100k rows peak ~250 MB higher.
+# fixed-width bytes, mappings.keyindex) and DuckDB's capped share for the disagreement report; 100k rows
+# peak ~250 MB higher. great-expectations judges several batches' distinct values at once (gxsuite.WINDOW_ROWS).
 BATCH_ROWS = 50_000
 
 
@@ -352,14 +352,15 @@ class _EntityValidation:
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
         try:
-            for frame in self._spill.batches():
+            judged = runner.runs(self._spill.batches, ctx) if runner is not None else \
+                ((frame, None) for frame in self._spill.batches())
+            for frame, erun in judged:
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
                                     "extracted rows", hint="this is a bug; the run's extract is intact")
-                outcomes, erun = [], None
-                if len(frame):
-                    erun = runner.run(frame, ctx)
+                outcomes = []
+                if erun is not None:
                     totals.add(erun)
                     outcomes = erun.outcomes
                 split = split_rows(frame, outcomes, ctx)

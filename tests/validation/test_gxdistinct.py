@@ -220,3 +220,63 @@ def test_stage_outputs_equal_on_the_demo_project(tmp_path, extracted_demo, monke
     out = _validate_both(project, run, tmp_path, monkeypatch)
     assert out[False][0].counts() == out[True][0].counts()
     _assert_same_tree(out[False][1], out[True][1])
+
+
+def _batches(df: pd.DataFrame, size: int, empty_at: int | None = None):
+    parts = [df.iloc[i:i + size].reset_index(drop=True) for i in range(0, len(df), size)]
+    if empty_at is not None:
+        parts.insert(empty_at, df.iloc[:0].reset_index(drop=True))
+    return parts
+
+
+@pytest.mark.parametrize("window", [1, 250, 700, 10 ** 6])
+def test_a_window_of_batches_gives_each_batch_its_own_result(window, monkeypatch):
+    """GX on several batches' distinct values at once: per batch the result ``run`` gives on that batch
+    alone, which is itself the all-rows result (value types, every failing row id, the first values)."""
+    taken = []
+    real = gxdistinct._listed_values
+    monkeypatch.setattr(gxdistinct, "_listed_values", lambda f, r, pos: taken.append(r.rule_id) or real(f, r, pos))
+    rules = _rules()
+    df = _frame(n=1200, seed=5)
+    df.loc[600:, "code"] = [f"Z{i}" for i in range(600, 1200)]  # later batches' first failures lie past GX's 200
+    parts = _batches(df, 230, empty_at=2)
+    ctx = RuleContext()
+    with SuiteRunner("customers", rules, distinct=False) as every, SuiteRunner("customers", rules) as runner:
+        got = list(runner.runs(lambda: iter(parts), ctx, window_rows=window))
+        assert len(got) == len(parts)
+        for part, (frame, erun) in zip(parts, got):
+            assert frame is part
+            if not len(part):
+                assert erun is None
+                continue
+            _assert_same_run(every.run(part, ctx), erun)
+            _assert_same_run(runner.run(part, ctx), erun)
+    late = {o.rule.rule_id: o for o in got[-1][1].outcomes}["format.code"]
+    assert late.unexpected_count > 0
+    # values past GX's 200 listed ones were really taken from the frame (and GX's checked against it)
+    assert ("format.code" in taken) == (window > 1)
+
+
+def test_a_window_closes_where_the_derived_dtypes_change(monkeypatch):
+    """Batches whose derived columns differ in dtype are never concatenated (pandas would cast them)."""
+    rules = _rules()
+    df = _frame(n=600, seed=6)
+    parts = _batches(df, 200)
+    parts[1]["visits"] = pd.array([i % 7 for i in range(len(parts[1]))], dtype="int64")
+    seen = []
+    real = gxdistinct.distinct_frame
+    monkeypatch.setattr(gxdistinct, "distinct_frame", lambda data, r: seen.append(len(data)) or real(data, r))
+    ctx = RuleContext()
+    with SuiteRunner("customers", rules, distinct=False) as every, SuiteRunner("customers", rules) as runner:
+        got = list(runner.runs(lambda: iter(parts), ctx, window_rows=10 ** 6))
+        assert seen == [200, 200, 200]
+        for part, (_, erun) in zip(parts, got):
+            _assert_same_run(every.run(part, ctx), erun)
+
+
+def test_stage_outputs_equal_with_windows_of_several_batches(case_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(gxsuite, "WINDOW_ROWS", 120)  # batches of 50: windows of three
+    project, run = case_run
+    out = _validate_both(project, run, tmp_path, monkeypatch)
+    assert out[False][0].counts() == out[True][0].counts()
+    _assert_same_tree(out[False][1], out[True][1])
