@@ -28,10 +28,11 @@ _counter = itertools.count(1)
 # GX judges each batch's distinct values (``gxdistinct``) rather than every row; False: every row, the
 # reference path the equality tests compare against.
 DISTINCT_VALUES = True
-# Rows whose distinct values GX judges in one validation (``SuiteRunner.runs``: several batches). GX's
-# fixed cost per validation (metric graph, pydantic copies: about 0.5 CPU-s for 21 rules) is paid once per
-# window; the window's derived columns are held meanwhile (about 40 MB per 50,000 rows, see performance.md).
-WINDOW_ROWS = 200_000
+# Rows whose distinct values GX judges in one validation (``SuiteRunner.runs``: two batches of 50,000).
+# GX's fixed cost per validation (metric graph, pydantic copies: 0.3-0.5 CPU-s for 21 rules) is paid once
+# per window; the window's derived columns and GX's work on them cost memory: validate's second pass
+# peaked 56 MiB higher with 100,000 rows, 150 MiB with 200,000 (docs/performance.md).
+WINDOW_ROWS = 100_000
 _RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
                   "return_unexpected_index_query": False}
 
