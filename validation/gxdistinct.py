@@ -151,7 +151,7 @@ def _listed_values(frame: pd.DataFrame, rule, pos: np.ndarray) -> list:
     the two columns' array values)."""
     k = rule.kwargs
     if "column_A" in k:
-        a, b = frame[k["column_A"]].to_numpy()[pos], frame[k["column_B"]].to_numpy()[pos]
+        a, b = frame[k["column_A"]].values[pos], frame[k["column_B"]].values[pos]
         return [tuple(pair) for pair in zip(a, b)]
     return list(frame[k["column"]].iloc[pos])
 

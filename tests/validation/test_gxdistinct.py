@@ -238,7 +238,10 @@ def test_a_window_of_batches_gives_each_batch_its_own_result(window, monkeypatch
     monkeypatch.setattr(gxdistinct, "_listed_values", lambda f, r, pos: taken.append(r.rule_id) or real(f, r, pos))
     rules = _rules()
     df = _frame(n=1200, seed=5)
-    df.loc[600:, "code"] = [f"Z{i}" for i in range(600, 1200)]  # later batches' first failures lie past GX's 200
+    # later batches' first failures lie past GX's 200 listed values, for a column and a column pair
+    df.loc[600:, "code"] = [f"Z{i}" for i in range(600, 1200)]
+    df.loc[600:, "amount"] = [f"{i}.5" for i in range(600, 1200)]
+    df.loc[600:, "limit"] = [str(i) for i in range(600, 1200)]
     parts = _batches(df, 230, empty_at=2)
     ctx = RuleContext()
     with SuiteRunner("customers", rules, distinct=False) as every, SuiteRunner("customers", rules) as runner:
@@ -254,7 +257,7 @@ def test_a_window_of_batches_gives_each_batch_its_own_result(window, monkeypatch
     late = {o.rule.rule_id: o for o in got[-1][1].outcomes}["format.code"]
     assert late.unexpected_count > 0
     # values past GX's 200 listed ones were really taken from the frame (and GX's checked against it)
-    assert ("format.code" in taken) == (window > 1)
+    assert ("format.code" in taken) == ("cross.amount_eq_limit" in taken) == (window > 1)
 
 
 def test_a_window_closes_where_the_derived_dtypes_change(monkeypatch):
