@@ -244,9 +244,13 @@ class _ParquetSink:
                 t = self.schema.empty_table()
                 if columns is not None:
                     t = t.select(columns)
-            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                       if name in self._object_cols else t.column(name).to_pandas())
-                                for name in t.column_names})
+            out = [pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                        if name in self._object_cols else t.column(name).to_pandas())
+                                 for name in t.column_names})]
+            del t
+            # the paused generator keeps neither the frame nor its Arrow table: GX's window reads batches
+            # ahead and drops each frame once its columns are derived
+            yield out.pop()
 
 
 class _EntityValidation:
