@@ -6,12 +6,10 @@ The only module (with ``datadocs``) that imports great_expectations. Failing row
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +26,6 @@ _counter = itertools.count(1)
 # GX judges each batch's distinct values (``gxdistinct``) rather than every row; False: every row, the
 # reference path the equality tests compare against.
 DISTINCT_VALUES = True
-# Rows whose distinct values GX judges in one validation (``SuiteRunner.runs``: two batches of 50,000).
-# GX's fixed cost per validation (metric graph, pydantic copies: 0.3-0.5 CPU-s for 21 rules) is paid once
-# per window; the window's derived columns and GX's work on them cost memory: validate's second pass
-# peaked 56 MiB higher with 100,000 rows, 150 MiB with 200,000 (docs/performance.md).
-WINDOW_ROWS = 100_000
 _RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
                   "return_unexpected_index_query": False}
 
@@ -152,78 +145,13 @@ class SuiteRunner:
             from crmbridge.validation import gxdistinct
 
             dframe = gxdistinct.distinct_frame(data, self.rules)
-            return self._expanded(self._validate(dframe.frame), data, dframe)
-        return self._entity_run(self._validate(data))
-
-    def runs(self, batches: Callable[[], Iterator[pd.DataFrame]], ctx: RuleContext,
-             window_rows: int | None = None) -> Iterator[tuple[pd.DataFrame, EntityRun | None]]:
-        """Each frame of ``batches()`` in order with what ``run`` gives on it (None for an empty frame).
-
-        On distinct values, GX validates the distinct values of a window of batches (up to
-        ``window_rows`` rows, batches whose derived columns have the same dtypes) at once, and each
-        batch's result is expanded from that one validation. ``batches`` is called twice (derive and
-        judge ahead, hand the frames back behind) so that a window holds derived columns only."""
-        if not self.distinct:
-            for frame in batches():
-                yield frame, (self.run(frame, ctx) if len(frame) else None)
-            return
-        limit = max(1, WINDOW_ROWS if window_rows is None else window_rows)
-        ahead, behind = iter(batches()), iter(batches())
-        pending: pd.DataFrame | None = None
-        while True:
-            window: list[pd.DataFrame | None] = [pending] if pending is not None else []  # None: an empty batch
-            pending = None
-            rows = sum(len(d) for d in window if d is not None)
-            for frame in ahead:
-                data = derive_columns(frame, self.rules, ctx).reset_index(drop=True) if len(frame) else None
-                del frame
-                first = next((d for d in window if d is not None), None)
-                if data is not None and first is not None and not _same_dtypes(first, data):
-                    pending = data  # pd.concat would cast to a common dtype: GX would see other values
-                    break
-                window.append(data)
-                rows += len(data) if data is not None else 0
-                if rows >= limit:
-                    break
-            if not window:
-                return
-            for erun in self._run_window(window):
-                yield next(behind), erun
-
-    def _run_window(self, window: list[pd.DataFrame | None]) -> list[EntityRun | None]:
-        from crmbridge.validation import gxdistinct
-
-        sizes = [len(d) if d is not None else 0 for d in window]
-        parts = [d for d in window if d is not None]
-        window.clear()
-        if not parts:
-            return [None] * len(sizes)
-        data = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        del parts
-        dframe = gxdistinct.distinct_frame(data, self.rules)
-        result = self._validate(dframe.frame)
-        out: list[EntityRun | None] = []
-        start = 0
-        for n in sizes:
-            if not n:
-                out.append(None)
-                continue
-            part = gxdistinct.batch_part(dframe, start, start + n)
-            out.append(self._expanded(_copy_result(result), data.iloc[start:start + n], part))
-            start += n
-        return out
-
-    def _expanded(self, result, data: pd.DataFrame, dframe) -> EntityRun:
-        """``result`` (GX's on ``dframe.frame``) rewritten for ``data``'s rows, and its outcomes."""
-        from crmbridge.validation import gxdistinct
-
-        for res in result.results:
-            if not (res.exception_info or {}).get("raised_exception"):
-                gxdistinct.expand(res, self._rule(res), data, dframe, _RESULT_FORMAT)
-        _restate(result)
-        return self._entity_run(result)
-
-    def _entity_run(self, result) -> EntityRun:
+            result = self._validate(dframe.frame)
+            for res in result.results:
+                if not (res.exception_info or {}).get("raised_exception"):
+                    gxdistinct.expand(res, self._rule(res), data, dframe, _RESULT_FORMAT)
+            _restate(result)
+        else:
+            result = self._validate(data)
         outcomes = []
         for res in result.results:
             rule = self._rule(res)
@@ -252,18 +180,6 @@ class SuiteRunner:
         result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
                             "batch_parameters": {"dataframe": "<DATAFRAME>"}})
         return result
-
-
-def _same_dtypes(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    return list(a.columns) == list(b.columns) and all(x == y for x, y in zip(a.dtypes, b.dtypes))
-
-
-def _copy_result(result):
-    """A suite result whose expectation results ``expand`` can rewrite without touching ``result``'s."""
-    out = copy.copy(result)
-    out.results = [copy.copy(r) for r in result.results]
-    out.statistics, out.meta = dict(result.statistics), dict(result.meta)
-    return out
 
 
 def _restate(result) -> None:
@@ -361,6 +277,7 @@ class ResultTotals:
 
     def gx_result(self):
         """One ExpectationSuiteValidationResult for the entity (what Data Docs renders)."""
+        import copy
 
         from great_expectations.core import ExpectationSuiteValidationResult
 

@@ -25,15 +25,14 @@ from typing import Any
 from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
-from crmbridge.validation.stewardview import steward_view, write_quarantine_csv
 from crmbridge.validation.verdict import Verdict
 
 STAGE = "validate"
 DEFAULT_DEFINITION = "customer.yml"
 # Rows normalised and checked at a time: memory is bounded by this plus compact key indexes
 # (4 bytes a row per unique rule and for _row_id, the referenced entities' distinct valid keys as sorted
-# fixed-width bytes, mappings.keyindex) and DuckDB's capped share for the disagreement report; 100k rows
-# peak ~250 MB higher. great-expectations judges several batches' distinct values at once (gxsuite.WINDOW_ROWS).
+# fixed-width bytes, mappings.keyindex) and DuckDB's capped share for the disagreement report. A batch
+# costs about 0.5 CPU-s of great-expectations set-up, hence not smaller; 100k rows peak ~250 MB higher.
 BATCH_ROWS = 50_000
 
 
@@ -244,13 +243,9 @@ class _ParquetSink:
                 t = self.schema.empty_table()
                 if columns is not None:
                     t = t.select(columns)
-            out = [pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                        if name in self._object_cols else t.column(name).to_pandas())
-                                 for name in t.column_names})]
-            del t
-            # the paused generator keeps neither the frame nor its Arrow table: GX's window reads batches
-            # ahead and drops each frame once its columns are derived
-            yield out.pop()
+            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                       if name in self._object_cols else t.column(name).to_pandas())
+                                for name in t.column_names})
 
 
 class _EntityValidation:
@@ -357,15 +352,14 @@ class _EntityValidation:
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
         try:
-            judged = runner.runs(self._spill.batches, ctx) if runner is not None else \
-                ((frame, None) for frame in self._spill.batches())
-            for frame, erun in judged:
+            for frame in self._spill.batches():
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
                                     "extracted rows", hint="this is a bug; the run's extract is intact")
-                outcomes = []
-                if erun is not None:
+                outcomes, erun = [], None
+                if len(frame):
+                    erun = runner.run(frame, ctx)
                     totals.add(erun)
                     outcomes = erun.outcomes
                 split = split_rows(frame, outcomes, ctx)
@@ -399,12 +393,12 @@ class _EntityValidation:
             ctx.valid_keys[(entity, k)] = index.freeze()
         qfile = self.out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
         if q_columns is None:
-            write_quarantine_csv(qfile, [], empty_columns, self.key)
+            _write_quarantine_csv(qfile, [], empty_columns, self.key)
         else:
             from crmbridge.stewardcsv import legacy_column
 
             drop = {legacy_column(f) for f in candidates - used_legacy}
-            write_quarantine_csv(qfile, self._qspill.batches(), [c for c in q_columns if c not in drop], self.key)
+            _write_quarantine_csv(qfile, self._qspill.batches(), [c for c in q_columns if c not in drop], self.key)
         outcomes = totals.outcomes() if totals.batches else []
         self.gx_result = totals.gx_result() if totals.batches else None
         rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields), "rows_quarantined": by_rule.get(o.rule.rule_id, 0)}
@@ -425,6 +419,62 @@ class _EntityValidation:
     def drop_spill(self) -> None:
         for p in (self.spill_path, self._qspill.path):
             p.unlink(missing_ok=True)
+
+
+def _write_quarantine_csv(path: Path, batches, columns: list[str], key: list[str]) -> None:
+    """The steward's quarantine file (``reports.write_quarantine``'s layout and encoding), batch by batch."""
+    import csv
+
+    import pandas as pd
+
+    from crmbridge import stewardcsv
+    from crmbridge.csvout import ENCODING, neutralise_frame
+
+    order = list(stewardcsv.ordered(pd.DataFrame(columns=columns), key).columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding=ENCODING, newline="") as fh:
+        pd.DataFrame(columns=order).to_csv(fh, index=False, quoting=csv.QUOTE_ALL)
+        for b in batches:
+            neutralise_frame(b[order]).to_csv(fh, index=False, header=False, quoting=csv.QUOTE_ALL)
+
+
+def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
+    """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
+    shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
+    own reasons in its message (``outcome.messages``).
+
+    With ``legacy`` (the fields any rule names) the view has a ``<field> (legacy)`` column for each of
+    them present in ``raw``, named by some row or not, so every batch has the same columns; returns
+    ``(view, fields named in this batch)`` then, and the caller drops the columns no batch used."""
+    import pandas as pd
+
+    from crmbridge import stewardcsv as S
+
+    if quarantine.empty:
+        view = S.ordered(quarantine.assign(_stage=[]))
+        return (view, set()) if legacy is not None else view
+    q = quarantine.copy()
+    q["_stage"] = "validate"
+    fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
+    named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
+             for t in q["_reasons"]]
+    if legacy is None:
+        return S.ordered(S.add_legacy(q, raw, named))
+    used = set().union(*named) if named else set()
+    if raw is None or "_row_id" not in raw.columns:
+        return S.ordered(q), set()
+    cols = [c for c in q.columns if not str(c).startswith("_") and c in raw.columns and c in legacy]
+    if not cols:
+        return S.ordered(q), set()
+    by_id = raw[["_row_id", *cols]].drop_duplicates("_row_id")
+    by_id = by_id.set_index(by_id["_row_id"].astype(str))
+    ids = q["_row_id"].astype(str)
+    for f in cols:  # as stewardcsv.add_legacy does, for every candidate field
+        values = ids.map(by_id[f].astype(object)).astype(object)
+        mask = pd.Series([f in n for n in named], index=q.index, dtype=bool)
+        col = values.where(mask & values.notna(), None)
+        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), col.to_numpy())
+    return S.ordered(q), used & set(cols)
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:
