@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from crmbridge.mappings.textfast import PY_WHITESPACE, arrow_text
 from crmbridge.mappings.transforms import as_text
-
-# every character c with c.isspace() (tests/mappings/test_map_fastpaths.py checks the list)
-PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-                 "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
 def _arrow(text: pd.Series):
     """An object column of ``str`` and None as an Arrow string array (None: other values, or not Arrow-safe)."""
-    import pyarrow as pa
-
-    if text.dtype != object:
-        return None
-    try:
-        arr = pa.array(text.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowException, UnicodeError):
-        return None
-    return arr if isinstance(arr, pa.Array) else None
+    return arrow_text(text.to_numpy(dtype=object)) if text.dtype == object else None
 
 
 def strip_text(series: pd.Series) -> pd.Series:
