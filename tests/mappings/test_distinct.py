@@ -352,3 +352,35 @@ def test_number_equals_the_previous_whole_column_function(frames, params):
         old = _old_parse_number(s, **params)
         _assert_same_values(new.values, old.values, f"number {params}")
         assert new.changed.tolist() == old.changed.tolist() and new.failed.tolist() == old.failed.tolist()
+
+
+def _amounts(n=5000, seed=23):
+    """Amounts as exports write them, and near misses of the simple shapes (odd groups, signs, spaces,
+    full-width and Arabic-Indic digits, CJK, emoji, line breaks)."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = str(rnd.choice([0, 7, 12, 999, 1000, 12345, 1234567, 10 ** 12 + 3, rnd.randint(0, 10 ** 9)]))
+        groups = f"{int(digits):,}" if rnd.random() < 0.6 else digits
+        if rnd.random() < 0.1:
+            groups = groups.replace(",", rnd.choice([".", " ", "'", ",,", ""]), 1)
+        frac = rnd.choice(["", "", ".00", ".5", ".", ",50", ".123456"])
+        value = rnd.choice(["", "", "¥", "￥", "$", "€", "£", "RMB ", "rmb", "CNY", "元", "(", "-", "+", " ", "¥-"]) + groups + frac
+        value += rnd.choice(["", "", "", "万", "%", ")", " ", "\n", "元", "😀", "\u3000"])
+        if rnd.random() < 0.05:
+            value = value.translate(str.maketrans("0123456789", rnd.choice(["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩"])))
+        out.append(value)
+    return out + ["¥", "$,", ",123", "1,23", "1,2345", "12,345", "¥1,234,567.89", "$0.5", "€.5", "£1.", "¥¥1", "1,000,00"]
+
+
+@pytest.mark.parametrize("params", [{}, {"scale": 0}, {"integer": True}, {"cn_units": True, "percent": True},
+                                    {"decimal": ",", "thousands": "."}, {"thousands": ""}, {"thousands": " "}])
+def test_number_simple_shapes_equal_the_previous_function_on_generated_amounts(params):
+    s = pd.Series(_amounts() + [None, "", " "], dtype=object)
+    new = T.apply_transform("number", s, params, distinct=False)
+    old = _old_parse_number(s, **params)
+    _assert_same_values(new.values, old.values, f"number {params}")
+    assert new.changed.tolist() == old.changed.tolist() and new.failed.tolist() == old.failed.tolist()
+    assert (~new.failed & s.notna()).sum() > 1500 and new.failed.sum() > 300  # both outcomes occur

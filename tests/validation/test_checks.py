@@ -82,7 +82,7 @@ def test_fast_paths_on_distinct_values_equal_every_value():
 
     mixed = ["1", 1, 1.0, True, None, float("nan"), "CN", "cn", "ＣＮ", "中国", "US", "CN", 1]
     cases = [(checks._email_fast_values, EMAILS * 3 + [None, 1, "1"]),
-             (checks._phone_fast_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
+             (checks._phone_reading_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
              (lambda s: checks._region_values(s, "CN"), mixed * 2)]
     for fn, values in cases:
         s = pd.Series(values, dtype=object, index=range(100, 100 + len(values)))
