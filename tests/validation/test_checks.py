@@ -42,6 +42,48 @@ def test_phone_fast_path_agrees_with_phonenumbers():
         assert g == (None if v is None else phone_valid(v, "CN")), v
 
 
+def _phone_samples(n=6000, seed=41):
+    """Numbers as exports and the phone transform leave them (E.164, trunk, +86 / 0086, brackets, dashes,
+    extensions, carrier-code starts), with whitespace, full-width forms, CJK, emoji and junk."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        mob = rnd.choice(["13", "15", "17", "18", "19", "12", "16", "14", "10"]) + "".join(
+            rnd.choice("0123456789") for _ in range(rnd.choice([8, 9, 9, 10])))
+        area = rnd.choice(["10", "21", "20", "755", "571", "28", "898", "999", "11", "179", "400"])
+        local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 8, 8, 9])))
+        value = rnd.choice([f"+86{mob}", f"+86{area}{local}", f"0{area}-{local}", f"(0{area}){local}", mob, local,
+                            f"0086 {mob}", f"86{mob}", f"+86 {area} {local}", f"0{area}{local}-{local[:3]}",
+                            f"+86{mob} ext. {local[:3]}", f"{mob} 转 12", f"+1 650 253 {local[:4]}", f"+44 20 7946 {local[:4]}",
+                            f"0{mob}", f"+860{area}{local}", f"{area}-{local}"])
+        r = rnd.random()
+        if r < 0.05:
+            value = value.translate(str.maketrans("0123456789-()+", "０１２３４５６７８９－（）＋"))
+        elif r < 0.1:
+            value = rnd.choice([" ", "\u3000", "\t", "☎", "电话"]) + value + rnd.choice(["", " ", "😀", "\n"])
+        out.append(value)
+    return out + ["", " ", "+", "+86", "0", "x", "😀", "上海"]
+
+
+def test_phone_check_equals_phonenumbers_per_row_and_region():
+    from crmbridge.validation.checks import _DECIDED, _VALID, _phone_reading_values, _regions
+
+    values = _phone_samples()
+    countries = ["CN", "US", None, "中国", "cn", "GB", "ＣＮ", "Atlantis"]
+    s = pd.Series(values + [None, float("nan")], dtype=object)
+    country = pd.Series([countries[i % len(countries)] for i in range(len(s))], dtype=object)
+    for default in ("CN", "US"):
+        regions = _regions(s, country, default)
+        got = phone_check(s, region=default, country=country)
+        for v, r, g in zip(s, regions, got):
+            assert g == (None if v is None or v != v else phone_valid(str(v), r)), (v, r)
+    bits = _phone_reading_values(s)
+    decided = (bits & _DECIDED).astype(bool)
+    assert decided.sum() > 3000 and (decided & ~(bits & _VALID).astype(bool)).sum() > 1000  # both verdicts fast
+
+
 def _uscc_samples(n=4000, seed=5):
     import random
 
