@@ -9,7 +9,10 @@ from crmbridge.validation.checks import email_check, email_valid, phone_check, p
 EMAILS = ["info@example.cn", "a.b-c+d@sub.example.com", "x@y", "bad@", "a..b@example.cn", ".a@example.cn",
           "a.@example.cn", "a@example.test", "a@localhost", "a@-bad.example.cn", "a@bad-.example.cn",
           "a@xn--ls8h.la", "用户@例子.中国", "a@b.c", "a@example.123", "A@EXAMPLE.CN", "a b@example.cn",
-          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn", None]
+          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn", "x" * 63 + "@example.cn",
+          "x" * 64 + "@example.cn", "a.-b@example.cn", "a-.b@example.cn", "a@example.cn\n", " a@example.cn", "😀@example.cn",
+          "a@例子.cn", "a@b--c.cn", "a--b@example.cn", "A@EXAMPLE.TEST", "a@ex.LOCAL", "a@ex.Onion", "", " ", "ａ@example.cn",
+          "a@" + ".".join(["abcdefghij"] * 24) + ".cn", None]
 PHONES = ["+8613800138000", "+862162345678", "+86 21 6234 5678", "+8610888866661", "+861380013800",
           "+8640012345678", "+864001234567", "+8695512345", "+86123", "+8612345678901", "+8619912345678",
           "+862162345678 ext. 123", "13800138000", "+12125550100", "+8620123", "+8675512345678", None]
