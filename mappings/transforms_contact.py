@@ -271,7 +271,7 @@ def normalize_email(raw: str, *, lowercase: bool = True):
 # (validation/checks.py); proved equal value by value in tests/mappings/test_email_fast_path.py and
 # tests/validation/test_checks.py.
 _EMAIL_PLAIN = (r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_%+-])*@"
-                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,24})$")
+                r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}$")
 
 
 def plain_emails(values: np.ndarray) -> np.ndarray:
@@ -283,11 +283,12 @@ def plain_emails(values: np.ndarray) -> np.ndarray:
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
     arr = pa.array(values, type=pa.string(), from_pandas=True)
-    m = pc.extract_regex(arr, _EMAIL_PLAIN)
-    ok = pc.and_(m.is_valid(), pc.less_equal(pc.utf8_length(arr), 254))
+    ok = pc.and_(pc.match_substring_regex(arr, _EMAIL_PLAIN), pc.less_equal(pc.utf8_length(arr), 254))
     ok = pc.and_(ok, pc.less_equal(pc.find_substring(arr, "@"), 63))
     ok = pc.and_(ok, pc.invert(pc.match_substring_regex(arr, "@.*--")))
-    special = pc.is_in(pc.ascii_lower(m.field("tld")), pa.array(list(SPECIAL_USE_DOMAIN_NAMES), pa.string()))
+    # the last label, case-insensitively, among the special-use names (a name with a dot is never one label)
+    names = "|".join(re.escape(n) for n in SPECIAL_USE_DOMAIN_NAMES if "." not in n)
+    special = pc.match_substring_regex(arr, rf"\.(?:{names})$", ignore_case=True)
     return pc.fill_null(pc.and_(ok, pc.invert(special)), False).to_numpy(zero_copy_only=False)
 
 
