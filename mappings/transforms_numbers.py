@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from crmbridge.mappings.transforms_arrow import strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
 
 _CURRENCY = r"(?:[¥￥$€£]|RMB|CNY|USD|EUR|人民币|元|圆)"
@@ -77,23 +78,21 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
 
 def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:
     """Values of the simple shapes above (str values only; missing ones are not simple)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if thousands == ".":
         pattern = r"^[0-9]+$"
     else:
         pattern = _SIMPLE_GROUPED if (decimal, thousands) == (".", ",") else r"^[0-9]+(?:\.[0-9]+)?$"
-    arr = pa.array(src.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    arr = strings(src.to_numpy(dtype=object))
     return pc.fill_null(pc.match_substring_regex(arr, pattern), False).to_numpy(zero_copy_only=False)
 
 
 def _simple_text(src: pd.Series) -> np.ndarray:
     """The number text of simple values: without the currency sign and the thousands commas."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(src.to_numpy(dtype=object), type=pa.string())
+    arr = strings(src.to_numpy(dtype=object))
     return pc.replace_substring_regex(arr, "[¥$€£,]", "").to_numpy(zero_copy_only=False)
 
 

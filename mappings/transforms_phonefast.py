@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crmbridge.mappings.transforms_arrow import WHITESPACE, strings
 from crmbridge.mappings.transforms_base import as_text
 from crmbridge.mappings.transforms_contact import _EXT_DASH, _EXT_WORDS, area_code_for
 
@@ -60,7 +61,7 @@ def valid_national(national: pd.Series, md) -> pd.Series:
     """Whether national numbers (ASCII digit strings, missing allowed) are valid per the region's metadata:
     the general pattern and lengths, and some number type (what ``is_valid_number`` checks). Proved
     against ``phonenumbers.is_valid_number`` in tests/mappings/test_phone_fast_path.py."""
-    values = pa.array(national.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    values = strings(national.to_numpy(dtype=object))
     ok = _desc_ok(values, md.general_desc)
     typed = np.zeros(len(values), dtype=bool)
     todo = np.flatnonzero(ok)
@@ -114,9 +115,8 @@ def _reader(cc: str, strip: str):
     return read
 
 
-# What ``str.strip()`` removes from ASCII text, and the reader's steps in RE2 for Arrow: the brackets of
+# The reader's steps in RE2 for Arrow: the brackets of
 # a leading area code (the lookbehinds of ``_SEPARATORS``), the number shapes, a dash extension.
-_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _AREA_BRACKETS = r"^\((?:(0[0-9]{2,3})\))?"
 _EXT_DASH_RE2 = r"^(.*[0-9]{7,}.*?)-([0-9]{1,5})$"
 
@@ -142,17 +142,17 @@ def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
     national = np.full(n, None, dtype=object)
     bare, word, dash = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     ext = np.full(n, "", dtype=object)
-    arr = pa.array(text, type=pa.string(), from_pandas=True)
+    arr = strings(text)
     wide = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False))
     if len(wide):  # NFKC (what ``_reader`` reads) of the few non-ASCII values: full-width digits, brackets
         nfkc = text.copy()
         nfkc[wide] = [unicodedata.normalize("NFKC", v) for v in text[wide]]
-        arr = pa.array(nfkc, type=pa.string(), from_pandas=True)
+        arr = strings(nfkc)
     plain = pc.fill_null(pc.and_(pc.string_is_ascii(arr), pc.invert(pc.match_substring_regex(arr, "[eExX]"))), False)
     plain = plain.to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(plain)
     if len(rows):
-        t = pc.ascii_trim(arr.filter(pa.array(plain)), _ASCII_SPACE)
+        t = pc.utf8_trim(arr.filter(pa.array(plain)), WHITESPACE)
         base = pc.replace_substring(pc.replace_substring(
             pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", ""), "-", "")
         m = pc.extract_regex(base, rf"^(?:0(?P<trunk>[1-9][0-9]{{5,11}})|(?:\+{cc}|00{cc})(?P<intl>[1-9][0-9]{{4,13}})"

@@ -228,3 +228,15 @@ def test_valid_national_is_phonenumbers_is_valid_number():
     want = [phonenumbers.is_valid_number(PhoneNumber(country_code=86, national_number=int(v))) for v in numbers]
     assert got.iloc[:-1].tolist() == want
     assert 1000 < sum(want) < len(want) - 1000  # valid and invalid numbers of every kind
+
+
+def test_arrow_whitespace_is_what_str_strip_removes_and_unencodable_text_is_left_alone():
+    import sys
+
+    from crmbridge.mappings.transforms_arrow import WHITESPACE, strings
+
+    assert WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    values = pd.Series(["13800138000", "\ud800138", None, "+8613800138000"], dtype=object)
+    assert strings(values.to_numpy()).to_pylist() == ["13800138000", None, None, "+8613800138000"]
+    fast, fails = fast_phone_e164(values, "CN")  # the unencodable value goes the library's way
+    assert fast.tolist() == ["+8613800138000", None, None, "+8613800138000"] and not fails.any()
