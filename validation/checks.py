@@ -59,26 +59,40 @@ def uscc_valid(value: str) -> bool:
     # text is what would be loaded. Declare a ``replace`` normaliser to remove separators.
     if not _USCC.match(value):
         return False
-    if value[0] in ("A", "N", "Y"):
-        return uscc.calc_check_digit(value[:17]) == value[17]
-    return bool(uscc.is_valid(value))
+    try:
+        if value[0] in ("A", "N", "Y"):
+            return uscc.calc_check_digit(value[:17]) == value[17]
+        return bool(uscc.is_valid(value))
+    except ValueError:  # a digit outside ASCII (the pattern's \d takes any): no check character to compute
+        return False
 
 
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int64)
 
 
-def uscc_valid_many(values: list[str]) -> np.ndarray:
-    """``uscc_valid`` for many values in one numpy pass: the same shape rule, the same digits-only
-    registration prefix that stdnum's ``validate`` demands (except for A, N, Y), the same weighted
-    check character. Proved equal value by value in tests/validation/test_checks.py."""
-    vals = pd.Series(values, dtype=object)
+def uscc_valid_many(values) -> np.ndarray:
+    """``uscc_valid`` for many values (str) in a few Arrow and numpy passes: the same shape rule, the same
+    digits-only registration prefix that stdnum's ``validate`` demands (except for A, N, Y), the same
+    weighted check character. Values that are not ASCII (``\\d`` matches any Unicode digit in Python)
+    go through ``uscc_valid`` itself. Proved equal value by value in tests/validation/test_checks.py."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import strings
+
+    vals = np.asarray(values, dtype=object)
+    arr = strings(vals)
+    wide = ~pc.fill_null(pc.string_is_ascii(arr), False).to_numpy(zero_copy_only=False)
     # re.match like uscc_valid: its "$" also accepts one trailing newline, which stdnum then strips.
-    ok = vals.str.match(_USCC.pattern).fillna(False).to_numpy(dtype=bool)
+    shape = _USCC.pattern.removesuffix("$") + r"\n?$"
+    ok = pc.fill_null(pc.match_substring_regex(arr, shape), False).to_numpy(zero_copy_only=False) & ~wide
     out = np.zeros(len(vals), dtype=bool)
+    if wide.any():
+        out[wide] = [uscc_valid(v) for v in vals[wide]]
     if not ok.any():
         return out
-    chars = np.frombuffer("".join(vals[ok].str.slice(0, 18)).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    first18 = pc.utf8_slice_codeunits(arr.filter(ok), 0, 18).to_pylist()
+    chars = np.frombuffer("".join(first18).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
     table = np.full(256, 0, dtype=np.int64)
     for i, ch in enumerate(_USCC_ALPHABET):
         table[ord(ch)] = i
@@ -99,7 +113,7 @@ def uscc_check(series: pd.Series) -> pd.Series:
     out = np.full(len(series), None, dtype=object)
     if present.any():
         codes, uniques = pd.factorize(series[present].astype(str))
-        res = np.append(uscc_valid_many(list(uniques)), False).astype(object)
+        res = np.append(uscc_valid_many(np.asarray(uniques, dtype=object)), False).astype(object)
         out[present.to_numpy()] = res[codes]
     return pd.Series(out, index=series.index, dtype=object)
 

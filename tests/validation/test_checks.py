@@ -106,7 +106,11 @@ def _uscc_samples(n=4000, seed=5):
             check = rnd.choice(_USCC_ALPHABET.replace(check, ""))
         code = body + check
         out.append([code, code, code, code.lower(), code + "\n", code[:17], code + "0", code[:9] + "I" + code[10:]][form])
-    return out + ["", " ", "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "91310000ma1fl2xq3a", "Ｙ1310000MA1FL2XQ3A"]
+    wide = [c[:2] + c[2:8].translate(str.maketrans("0123456789", rnd.choice(["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩"]))) + c[8:]
+            for c in out[:300]]
+    return out + wide + ["", " ", "\u3000", "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "91310000ma1fl2xq3a",
+                         "Ｙ1310000MA1FL2XQ3A", "91310000MA1FL2XQ3A\n\n", "91310000MA1FL2XQ3A ", "😀1310000MA1FL2XQ3A",
+                         "统一社会信用代码", "91310000MA1FL2XQ3A😀"]
 
 
 def test_uscc_vectorised_check_agrees_with_stdnum_value_by_value():
