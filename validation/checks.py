@@ -216,8 +216,10 @@ _DECIDED, _VALID, _PLUS = 1, 2, 4
 
 def _phone_reading_values(series: pd.Series) -> pd.Series:
     """Per value, bits: ``_DECIDED`` (read as a region CN number), ``_VALID``, ``_PLUS`` (written with "+")."""
+    import pyarrow.compute as pc
     from phonenumbers import PhoneMetadata
 
+    from crmbridge.mappings.transforms_arrow import strings
     from crmbridge.mappings.transforms_phonefast import read_all, valid_national
 
     md = PhoneMetadata.metadata_for_region("CN")
@@ -228,7 +230,7 @@ def _phone_reading_values(series: pd.Series) -> pd.Series:
     national = pd.Series(np.where(r.word, None, r.national), dtype=object)
     decided = national.notna().to_numpy()
     valid = valid_national(national, md).to_numpy()
-    plus = np.array([isinstance(v, str) and v.startswith("+") for v in text], dtype=bool)
+    plus = pc.fill_null(pc.starts_with(strings(text), "+"), False).to_numpy(zero_copy_only=False)
     bits = decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS
     return pd.Series(bits.astype(np.int8), index=series.index)
 
