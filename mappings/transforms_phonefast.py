@@ -155,23 +155,27 @@ def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
         t = pc.utf8_trim(arr.filter(pa.array(plain)), WHITESPACE)
         base = pc.replace_substring(pc.replace_substring(
             pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", ""), "-", "")
-        m = pc.extract_regex(base, rf"^(?:0(?P<trunk>[1-9][0-9]{{5,11}})|(?:\+{cc}|00{cc})(?P<intl>[1-9][0-9]{{4,13}})"
-                                   r"|(?P<bare>[1-9][0-9]{4,13}))$")
-        trunk, intl, written = (pc.fill_null(m.field(k), "") for k in ("trunk", "intl", "bare"))
-        prefixless = pc.if_else(pc.equal(intl, ""), written, intl)  # "intl or bare"
-        shaped = pc.fill_null(m.is_valid(), False)
+        # the shapes of ``_reader``; which one a value has follows from how it starts ("+", "00", "0", a
+        # digit 1-9), and its national number is the rest (RE2 extracting groups costs several matches)
+        shaped = pc.fill_null(pc.match_substring_regex(
+            base, rf"^(?:0[1-9][0-9]{{5,11}}|(?:\+{cc}|00{cc})[1-9][0-9]{{4,13}}|[1-9][0-9]{{4,13}})$"), False)
+        plus, zeros, zero = pc.starts_with(base, "+"), pc.starts_with(base, "00"), pc.starts_with(base, "0")
+        number = pc.if_else(plus, pc.utf8_slice_codeunits(base, len(cc) + 1), pc.if_else(
+            zeros, pc.utf8_slice_codeunits(base, len(cc) + 2), pc.if_else(zero, pc.utf8_slice_codeunits(base, 1), base)))
+        trunk_form = pc.and_(zero, pc.invert(zeros))
+        written = pc.if_else(pc.or_(plus, zero), "", base)  # "bare"
         # as ``_reader``: carrier codes the national prefix pattern would strip, and "86..." without "+"
         refused = pc.starts_with(written, cc)
         if strip:
+            prefixless = pc.if_else(trunk_form, "", number)  # "intl or bare"
             refused = pc.or_(refused, pc.and_(pc.not_equal(prefixless, ""),
                                               pc.match_substring_regex(prefixless, f"^(?:{strip})")))
-        ok = pc.and_(shaped, pc.invert(refused))
-        ok_np = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
-        number = pc.if_else(pc.equal(trunk, ""), prefixless, trunk).to_numpy(zero_copy_only=False)
+        ok_np = pc.fill_null(pc.and_(shaped, pc.invert(refused)), False).to_numpy(zero_copy_only=False)
+        number = number.to_numpy(zero_copy_only=False)
         dashed = pc.and_(pc.match_substring(t, "-"),
                          pc.match_substring_regex(pc.replace_substring(t, " ", ""), _EXT_DASH_RE2))
         national[rows[ok_np]] = number[ok_np]
-        bare[rows] = ok_np & pc.not_equal(written, "").to_numpy(zero_copy_only=False)
+        bare[rows] = ok_np & pc.fill_null(pc.not_equal(written, ""), False).to_numpy(zero_copy_only=False)
         dash[rows] = ok_np & pc.fill_null(dashed, False).to_numpy(zero_copy_only=False)
     read = _reader(cc, strip or "(?!)")
     for i in np.flatnonzero(~plain):
