@@ -160,8 +160,9 @@ def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
         shaped = pc.fill_null(pc.match_substring_regex(
             base, rf"^(?:0[1-9][0-9]{{5,11}}|(?:\+{cc}|00{cc})[1-9][0-9]{{4,13}}|[1-9][0-9]{{4,13}})$"), False)
         plus, zeros, zero = pc.starts_with(base, "+"), pc.starts_with(base, "00"), pc.starts_with(base, "0")
-        number = pc.if_else(plus, pc.utf8_slice_codeunits(base, len(cc) + 1), pc.if_else(
-            zeros, pc.utf8_slice_codeunits(base, len(cc) + 2), pc.if_else(zero, pc.utf8_slice_codeunits(base, 1), base)))
+        rest = pc.if_else(zero, pc.utf8_slice_codeunits(base, 1), base)
+        number = pc.if_else(plus, pc.utf8_slice_codeunits(base, len(cc) + 1),
+                            pc.if_else(zeros, pc.utf8_slice_codeunits(base, len(cc) + 2), rest))
         trunk_form = pc.and_(zero, pc.invert(zeros))
         written = pc.if_else(pc.or_(plus, zero), "", base)  # "bare"
         # as ``_reader``: carrier codes the national prefix pattern would strip, and "86..." without "+"

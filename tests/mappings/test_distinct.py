@@ -367,12 +367,14 @@ def _amounts(n=5000, seed=23):
         if rnd.random() < 0.1:
             groups = groups.replace(",", rnd.choice([".", " ", "'", ",,", ""]), 1)
         frac = rnd.choice(["", "", ".00", ".5", ".", ",50", ".123456"])
-        value = rnd.choice(["", "", "¥", "￥", "$", "€", "£", "RMB ", "rmb", "CNY", "元", "(", "-", "+", " ", "¥-"]) + groups + frac
+        sign = rnd.choice(["", "", "¥", "￥", "$", "€", "£", "RMB ", "rmb", "CNY", "元", "(", "-", "+", " ", "¥-"])
+        value = sign + groups + frac
         value += rnd.choice(["", "", "", "万", "%", ")", " ", "\n", "元", "😀", "\u3000"])
         if rnd.random() < 0.05:
             value = value.translate(str.maketrans("0123456789", rnd.choice(["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩"])))
         out.append(value)
-    return out + ["¥", "$,", ",123", "1,23", "1,2345", "12,345", "¥1,234,567.89", "$0.5", "€.5", "£1.", "¥¥1", "1,000,00"]
+    return out + ["¥", "$,", ",123", "1,23", "1,2345", "12,345", "¥1,234,567.89", "$0.5", "€.5", "£1.", "¥¥1",
+                  "1,000,00"]
 
 
 @pytest.mark.parametrize("params", [{}, {"scale": 0}, {"integer": True}, {"cn_units": True, "percent": True},
@@ -422,7 +424,8 @@ def _date_texts(n=3000, seed=29):
         y, m, d = rnd.randint(1850, 2150), rnd.randint(0, 13), rnd.randint(0, 32)
         out.append(rnd.choice([f"{y}-{m:02d}-{d:02d}", f"{y}/{m}/{d}", f"{y}年{m}月{d}日", f"{y}年{m}月{d}号",
                                str(rnd.randint(1000, 99999)), f"{y}{m:02d}{d:02d}", "二〇二三年一月五日", "bad", "",
-                               " ", "\u3000", f"２０２３-0{rnd.randint(1, 9)}-1{rnd.randint(0, 9)}", "😀", f"{y}-{m}-{d} 12:30:00"]))
+                               " ", "\u3000", f"２０２３-0{rnd.randint(1, 9)}-1{rnd.randint(0, 9)}", "😀",
+                               f"{y}-{m}-{d} 12:30:00"]))
     return out
 
 

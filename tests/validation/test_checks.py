@@ -9,9 +9,10 @@ from crmbridge.validation.checks import email_check, email_valid, phone_check, p
 EMAILS = ["info@example.cn", "a.b-c+d@sub.example.com", "x@y", "bad@", "a..b@example.cn", ".a@example.cn",
           "a.@example.cn", "a@example.test", "a@localhost", "a@-bad.example.cn", "a@bad-.example.cn",
           "a@xn--ls8h.la", "用户@例子.中国", "a@b.c", "a@example.123", "A@EXAMPLE.CN", "a b@example.cn",
-          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn", "x" * 63 + "@example.cn",
-          "x" * 64 + "@example.cn", "a.-b@example.cn", "a-.b@example.cn", "a@example.cn\n", " a@example.cn", "😀@example.cn",
-          "a@例子.cn", "a@b--c.cn", "a--b@example.cn", "A@EXAMPLE.TEST", "a@ex.LOCAL", "a@ex.Onion", "", " ", "ａ@example.cn",
+          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn",
+          "x" * 63 + "@example.cn", "x" * 64 + "@example.cn", "a.-b@example.cn", "a-.b@example.cn", "a@example.cn\n",
+          " a@example.cn", "😀@example.cn", "a@例子.cn", "a@b--c.cn", "a--b@example.cn", "A@EXAMPLE.TEST", "a@ex.LOCAL",
+          "a@ex.Onion", "", " ", "ａ@example.cn",
           "a@" + ".".join(["abcdefghij"] * 24) + ".cn", None]
 PHONES = ["+8613800138000", "+862162345678", "+86 21 6234 5678", "+8610888866661", "+861380013800",
           "+8640012345678", "+864001234567", "+8695512345", "+86123", "+8612345678901", "+8619912345678",
@@ -59,7 +60,8 @@ def _phone_samples(n=6000, seed=41):
         local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 8, 8, 9])))
         value = rnd.choice([f"+86{mob}", f"+86{area}{local}", f"0{area}-{local}", f"(0{area}){local}", mob, local,
                             f"0086 {mob}", f"86{mob}", f"+86 {area} {local}", f"0{area}{local}-{local[:3]}",
-                            f"+86{mob} ext. {local[:3]}", f"{mob} 转 12", f"+1 650 253 {local[:4]}", f"+44 20 7946 {local[:4]}",
+                            f"+86{mob} ext. {local[:3]}", f"{mob} 转 12", f"+1 650 253 {local[:4]}",
+                            f"+44 20 7946 {local[:4]}",
                             f"0{mob}", f"+860{area}{local}", f"{area}-{local}"])
         r = rnd.random()
         if r < 0.05:
