@@ -14,6 +14,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 from typing import Literal
 
@@ -60,7 +61,7 @@ class DatetimeParams(DateParams):
         return v
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)  # a batch of 50k rows holds some 11k distinct dates in three spellings
 def _prepass(v: str) -> str:
     t = unicodedata.normalize("NFKC", v).strip()
     if _CN_NUMERALS.search(t):
@@ -78,7 +79,8 @@ def _parse(series: pd.Series, formats: list[str], excel_serial: bool, min_year: 
     """(parsed datetime64 series or NaT, present mask) for the distinct values of ``series``."""
     src = as_text(series)
     present = ~is_missing(src)
-    uniq = pd.Series(pd.unique(src[present]), dtype=object)
+    codes, uniq = pd.factorize(src[present].to_numpy(dtype=object))
+    uniq = pd.Series(uniq, dtype=object)
     prepped = uniq.map(_prepass)
     parsed = pd.Series(pd.NaT, index=uniq.index, dtype="datetime64[us]")
     for fmt in formats:
@@ -94,9 +96,11 @@ def _parse(series: pd.Series, formats: list[str], excel_serial: bool, min_year: 
             parsed.loc[todo] = (pd.Timestamp(_EXCEL_EPOCH) + pd.to_timedelta(days, unit="D")).astype("datetime64[us]")
     years = parsed.dt.year
     parsed = parsed.where((years >= min_year) & (years <= max_year))
-    lookup = dict(zip(uniq.array, parsed.array))
-    full = src.where(present).map(lambda v: lookup.get(v, pd.NaT) if v is not None else pd.NaT)
-    return pd.to_datetime(full), present
+    # spread back to the rows by codes; the unit is what to_datetime gives Timestamps (``us``), or NaT alone
+    full = np.full(len(src), np.datetime64("NaT"), dtype="datetime64[us]")
+    full[present.to_numpy(dtype=bool)] = parsed.to_numpy(dtype="datetime64[us]")[codes]
+    out = pd.Series(full, index=src.index, name=src.name)
+    return (out if out.notna().any() else out.astype("datetime64[s]")), present
 
 
 def parse_date(series: pd.Series, *, formats: list[str], excel_serial: bool = False, min_year: int = 1900,

@@ -9,13 +9,19 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from crmbridge.mappings.transforms_arrow import strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
 
 _CURRENCY = r"(?:[¥￥$€£]|RMB|CNY|USD|EUR|人民币|元|圆)"
 _UNITS = {"万": 1e4, "亿": 1e8, "千": 1e3, "百万": 1e6}
+_NUMBER = r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"  # what to_numeric is given
+# In RE2 for Arrow, ASCII only: digits with a point, and with the default separators a leading currency
+# sign (one that NFKC keeps) and thousands groups. _rewrite turns these into the digits and the point.
+_SIMPLE_GROUPED = r"^[¥$€£]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?$"
 
 
 class NumberParams(Params):
@@ -38,20 +44,22 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail."""
     src = as_text(series)
     present = ~is_missing(src)
-    # Plain ASCII numerals (``1234500``, ``12.5``) come out of every rewriting step below unchanged, so
-    # only the other values go through them; all values are then read by one to_numeric as before.
-    plain_shape = r"[0-9]+" if thousands == "." else r"[0-9]+(?:\.[0-9]+)?"
-    plain = src.str.fullmatch(plain_shape).fillna(False).astype(bool).to_numpy()
-    rest = present.to_numpy() & ~plain
-    t = src.where(plain).astype(object)
+    # Plainly written amounts (``1234500``, ``12.5``, with the default separators also ``¥1,234,500.00``)
+    # come out of the rewriting steps below as the digits and the point alone: they are recognised
+    # and read in Arrow passes over the column, and only the other values go through those steps.
+    simple = _simple(src, decimal, thousands)
+    rest = present.to_numpy() & ~simple
+    t = pd.Series(None, index=series.index, dtype=object)
+    t.iloc[simple.nonzero()[0]] = _simple_text(src[simple])
     neg = pd.Series(False, index=series.index)
     mult = pd.Series(1.0, index=series.index)
     is_pct = pd.Series(False, index=series.index)
+    ok_shape = pd.Series(simple, index=series.index)
     if rest.any():
         parts = _rewrite(src[rest], decimal=decimal, thousands=thousands, cn_units=cn_units, percent=percent)
         for target, part in zip((t, neg, mult, is_pct), parts):
             target.iloc[rest.nonzero()[0]] = part.to_numpy()
-    ok_shape = t.str.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?").fillna(False).astype(bool)
+        ok_shape.iloc[rest.nonzero()[0]] = parts[0].str.fullmatch(_NUMBER).fillna(False).astype(bool).to_numpy()
     num = pd.to_numeric(t.where(ok_shape), errors="coerce") * mult
     num = num.where(~neg, -num)
     num = num.where(~is_pct, num / 100)
@@ -66,6 +74,26 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         out = num.astype(object)
     out = out.where(num.notna() & ~failed, None)
     return finish(series, out, failed)
+
+
+def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:
+    """Values of the simple shapes above (str values only; missing ones are not simple)."""
+    import pyarrow.compute as pc
+
+    if thousands == ".":
+        pattern = r"^[0-9]+$"
+    else:
+        pattern = _SIMPLE_GROUPED if (decimal, thousands) == (".", ",") else r"^[0-9]+(?:\.[0-9]+)?$"
+    arr = strings(src.to_numpy(dtype=object))
+    return pc.fill_null(pc.match_substring_regex(arr, pattern), False).to_numpy(zero_copy_only=False)
+
+
+def _simple_text(src: pd.Series) -> np.ndarray:
+    """The number text of simple values: without the currency sign and the thousands commas."""
+    import pyarrow.compute as pc
+
+    arr = strings(src.to_numpy(dtype=object))
+    return pc.replace_substring_regex(arr, "[¥$€£,]", "").to_numpy(zero_copy_only=False)
 
 
 def _rewrite(src: pd.Series, *, decimal: str, thousands: str, cn_units: bool, percent: bool):

@@ -355,3 +355,96 @@ def test_number_equals_the_previous_whole_column_function(frames, params):
         old = _old_parse_number(s, **params)
         _assert_same_values(new.values, old.values, f"number {params}")
         assert new.changed.tolist() == old.changed.tolist() and new.failed.tolist() == old.failed.tolist()
+
+
+def _amounts(n=5000, seed=23):
+    """Amounts as exports write them, and near misses of the simple shapes (odd groups, signs, spaces,
+    full-width and Arabic-Indic digits, CJK, emoji, line breaks)."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = str(rnd.choice([0, 7, 12, 999, 1000, 12345, 1234567, 10 ** 12 + 3, rnd.randint(0, 10 ** 9)]))
+        groups = f"{int(digits):,}" if rnd.random() < 0.6 else digits
+        if rnd.random() < 0.1:
+            groups = groups.replace(",", rnd.choice([".", " ", "'", ",,", ""]), 1)
+        frac = rnd.choice(["", "", ".00", ".5", ".", ",50", ".123456"])
+        sign = rnd.choice(["", "", "¥", "￥", "$", "€", "£", "RMB ", "rmb", "CNY", "元", "(", "-", "+", " ", "¥-"])
+        value = sign + groups + frac
+        value += rnd.choice(["", "", "", "万", "%", ")", " ", "\n", "元", "😀", "\u3000"])
+        if rnd.random() < 0.05:
+            value = value.translate(str.maketrans("0123456789", rnd.choice(["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩"])))
+        out.append(value)
+    return out + ["¥", "$,", ",123", "1,23", "1,2345", "12,345", "¥1,234,567.89", "$0.5", "€.5", "£1.", "¥¥1",
+                  "1,000,00"]
+
+
+@pytest.mark.parametrize("params", [{}, {"scale": 0}, {"integer": True}, {"cn_units": True, "percent": True},
+                                    {"decimal": ",", "thousands": "."}, {"thousands": ""}, {"thousands": " "}])
+def test_number_simple_shapes_equal_the_previous_function_on_generated_amounts(params):
+    s = pd.Series(_amounts() + [None, "", " "], dtype=object)
+    new = T.apply_transform("number", s, params, distinct=False)
+    old = _old_parse_number(s, **params)
+    _assert_same_values(new.values, old.values, f"number {params}")
+    assert new.changed.tolist() == old.changed.tolist() and new.failed.tolist() == old.failed.tolist()
+    assert (~new.failed & s.notna()).sum() > 1500 and new.failed.sum() > 300  # both outcomes occur
+
+
+def _old_parse_dates(series, formats, excel_serial, min_year, max_year):
+    """The previous ``transforms_dates._parse`` (rows looked up in a dict of the parsed distinct values), the
+    reference for the codes it now spreads the results back with."""
+    from crmbridge.mappings.transforms_dates import _EXCEL_EPOCH, _SERIAL, _prepass
+
+    src = as_text(series)
+    present = ~is_missing(src)
+    uniq = pd.Series(pd.unique(src[present]), dtype=object)
+    prepped = uniq.map(_prepass)
+    parsed = pd.Series(pd.NaT, index=uniq.index, dtype="datetime64[us]")
+    for fmt in formats:
+        todo = parsed.isna()
+        if not todo.any():
+            break
+        parsed.loc[todo] = pd.to_datetime(prepped[todo], format=fmt, errors="coerce").astype("datetime64[us]")
+    if excel_serial:
+        todo = parsed.isna() & prepped.str.match(_SERIAL)
+        if todo.any():
+            days = pd.to_numeric(prepped[todo], errors="coerce")
+            parsed.loc[todo] = (pd.Timestamp(_EXCEL_EPOCH) + pd.to_timedelta(days, unit="D")).astype("datetime64[us]")
+    years = parsed.dt.year
+    parsed = parsed.where((years >= min_year) & (years <= max_year))
+    lookup = dict(zip(uniq.array, parsed.array))
+    full = src.where(present).map(lambda v: lookup.get(v, pd.NaT) if v is not None else pd.NaT)
+    return pd.to_datetime(full), present
+
+
+def _date_texts(n=3000, seed=29):
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        y, m, d = rnd.randint(1850, 2150), rnd.randint(0, 13), rnd.randint(0, 32)
+        out.append(rnd.choice([f"{y}-{m:02d}-{d:02d}", f"{y}/{m}/{d}", f"{y}年{m}月{d}日", f"{y}年{m}月{d}号",
+                               str(rnd.randint(1000, 99999)), f"{y}{m:02d}{d:02d}", "二〇二三年一月五日", "bad", "",
+                               " ", "\u3000", f"２０２３-0{rnd.randint(1, 9)}-1{rnd.randint(0, 9)}", "😀",
+                               f"{y}-{m}-{d} 12:30:00"]))
+    return out
+
+
+@pytest.mark.parametrize("excel", [True, False])
+def test_dates_spread_by_codes_equal_the_previous_lookup(excel):
+    from crmbridge.mappings.transforms_dates import _parse
+
+    formats = ["%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y%m%d", "%Y-%m-%d %H:%M:%S"]
+    texts = _date_texts()
+    cases = [pd.Series(texts + [None, float("nan")], dtype=object, name="created_on"),
+             pd.Series(texts, dtype=object).astype("str").set_axis([i // 3 for i in range(len(texts))]),
+             pd.Series([None, "", "bad"], dtype=object), pd.Series([], dtype=object), pd.Series(["2023-01-05"] * 4)]
+    for s in cases:
+        got, present = _parse(s, formats, excel, 1900, 2100)
+        want, want_present = _old_parse_dates(s, formats, excel, 1900, 2100)
+        assert got.dtype == want.dtype and got.name == want.name and got.index.equals(want.index)
+        assert got.isna().tolist() == want.isna().tolist() and (got[got.notna()] == want[want.notna()]).all()
+        assert present.tolist() == want_present.tolist()
+    assert _parse(cases[0], formats, excel, 1900, 2100)[0].notna().sum() > 800  # dates really parsed

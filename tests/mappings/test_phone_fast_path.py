@@ -176,3 +176,67 @@ def test_phone_transform_on_shaped_values_equals_the_library():
     again = apply_transform("phone", s.set_axis(idx), {"region": "CN"}, distinct=False)
     ref = apply_transform("phone", s, {"region": "CN"}, distinct=False)
     assert again.values.tolist() == ref.values.tolist() and again.failed.tolist() == ref.failed.tolist()
+
+
+def _edge_values(n=6000, seed=31):
+    """Short strings of the characters the reader's steps turn on (digits, +, brackets, dashes, spaces,
+    extension letters), with whitespace, full-width forms, CJK and emoji, and missing values."""
+    rnd = random.Random(seed)
+    chars = "0000111223456789+()- " + "\t\n" + "xXe" + "（）－＋０１" + "\u3000转上😀"
+    out = ["".join(rnd.choice(chars) for _ in range(rnd.randint(0, 16))) for _ in range(n)]
+    return out + [None, "", " ", "\u3000", "\x1c021-6234 5678\x1f", "(021)6234 5678", "(0212)6234567", "(021))62345678",
+                  "((021)62345678", "( 021)62345678", "(021 )62345678", "(21)62345678", "(02)162345678",
+                  "0862345678", "+86-0-21-62345678", "008613800138000", "+86 179 5112 3456", "86 13800138000",
+                  "021-62345678-8001", "02162345678-80011", "021-6234-5678", "138-0013-8000-12", "😀13800138000"]
+
+
+def test_vectorised_reader_reads_every_value_as_the_per_value_reader():
+    from phonenumbers import PhoneMetadata
+
+    from crmbridge.mappings.transforms_phonefast import _reader, read_all
+
+    strip = PhoneMetadata.metadata_for_region("CN").national_prefix_for_parsing
+    values = _edge_values() + _shaped_samples(3000, seed=6) + _trunk_samples(3000, seed=7) + _samples(1000, seed=8)
+    text = pd.Series(values, dtype=object).to_numpy()
+    got = read_all(text, "86", strip)
+    read = _reader("86", strip)
+    shaped = 0
+    for i, v in enumerate(text):
+        want = read(v)
+        if want is None:
+            assert got.national[i] is None and not (got.bare[i] or got.word[i] or got.dash[i]), repr(v)
+            continue
+        shaped += 1
+        row = (got.national[i], bool(got.bare[i]), got.ext[i], bool(got.word[i]), bool(got.dash[i]))
+        assert row == want and type(row[0]) is str, repr(v)
+    assert shaped > 4000 and got.dash.sum() > 50 and got.word.sum() > 500 and got.bare.sum() > 1000  # every kind occurs
+
+
+def test_valid_national_is_phonenumbers_is_valid_number():
+    import phonenumbers
+    from phonenumbers import PhoneMetadata, PhoneNumber
+
+    from crmbridge.mappings.transforms_phonefast import valid_national
+
+    rnd = random.Random(17)
+    numbers = ["".join([rnd.choice("123456789")] + [rnd.choice("0123456789") for _ in range(rnd.randint(3, 15))])
+               for _ in range(20000)]
+    numbers += [p + "".join(rnd.choice("0123456789") for _ in range(k)) for p in ("1", "13", "138", "10", "21", "400",
+                "800", "95", "755", "179", "86") for k in range(4, 11) for _ in range(20)]
+    got = valid_national(pd.Series(numbers + [None], dtype=object), PhoneMetadata.metadata_for_region("CN"))
+    assert not got.iloc[-1]  # a missing number is not valid
+    want = [phonenumbers.is_valid_number(PhoneNumber(country_code=86, national_number=int(v))) for v in numbers]
+    assert got.iloc[:-1].tolist() == want
+    assert 1000 < sum(want) < len(want) - 1000  # valid and invalid numbers of every kind
+
+
+def test_arrow_whitespace_is_what_str_strip_removes_and_unencodable_text_is_left_alone():
+    import sys
+
+    from crmbridge.mappings.transforms_arrow import WHITESPACE, strings
+
+    assert WHITESPACE == "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    values = pd.Series(["13800138000", "\ud800138", None, "+8613800138000"], dtype=object)
+    assert strings(values.to_numpy()).to_pylist() == ["13800138000", None, None, "+8613800138000"]
+    fast, fails = fast_phone_e164(values, "CN")  # the unencodable value goes the library's way
+    assert fast.tolist() == ["+8613800138000", None, None, "+8613800138000"] and not fails.any()

@@ -9,7 +9,11 @@ from crmbridge.validation.checks import email_check, email_valid, phone_check, p
 EMAILS = ["info@example.cn", "a.b-c+d@sub.example.com", "x@y", "bad@", "a..b@example.cn", ".a@example.cn",
           "a.@example.cn", "a@example.test", "a@localhost", "a@-bad.example.cn", "a@bad-.example.cn",
           "a@xn--ls8h.la", "用户@例子.中国", "a@b.c", "a@example.123", "A@EXAMPLE.CN", "a b@example.cn",
-          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn", None]
+          "a@exa_mple.cn", "x" * 65 + "@example.cn", "a@" + "b" * 64 + ".cn", "a%b@example.cn",
+          "x" * 63 + "@example.cn", "x" * 64 + "@example.cn", "a.-b@example.cn", "a-.b@example.cn", "a@example.cn\n",
+          " a@example.cn", "😀@example.cn", "a@例子.cn", "a@b--c.cn", "a--b@example.cn", "A@EXAMPLE.TEST", "a@ex.LOCAL",
+          "a@ex.Onion", "", " ", "ａ@example.cn",
+          "a@" + ".".join(["abcdefghij"] * 24) + ".cn", None]
 PHONES = ["+8613800138000", "+862162345678", "+86 21 6234 5678", "+8610888866661", "+861380013800",
           "+8640012345678", "+864001234567", "+8695512345", "+86123", "+8612345678901", "+8619912345678",
           "+862162345678 ext. 123", "13800138000", "+12125550100", "+8620123", "+8675512345678", None]
@@ -42,6 +46,49 @@ def test_phone_fast_path_agrees_with_phonenumbers():
         assert g == (None if v is None else phone_valid(v, "CN")), v
 
 
+def _phone_samples(n=6000, seed=41):
+    """Numbers as exports and the phone transform leave them (E.164, trunk, +86 / 0086, brackets, dashes,
+    extensions, carrier-code starts), with whitespace, full-width forms, CJK, emoji and junk."""
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        mob = rnd.choice(["13", "15", "17", "18", "19", "12", "16", "14", "10"]) + "".join(
+            rnd.choice("0123456789") for _ in range(rnd.choice([8, 9, 9, 10])))
+        area = rnd.choice(["10", "21", "20", "755", "571", "28", "898", "999", "11", "179", "400"])
+        local = "".join(rnd.choice("0123456789") for _ in range(rnd.choice([6, 7, 8, 8, 9])))
+        value = rnd.choice([f"+86{mob}", f"+86{area}{local}", f"0{area}-{local}", f"(0{area}){local}", mob, local,
+                            f"0086 {mob}", f"86{mob}", f"+86 {area} {local}", f"0{area}{local}-{local[:3]}",
+                            f"+86{mob} ext. {local[:3]}", f"{mob} 转 12", f"+1 650 253 {local[:4]}",
+                            f"+44 20 7946 {local[:4]}",
+                            f"0{mob}", f"+860{area}{local}", f"{area}-{local}"])
+        r = rnd.random()
+        if r < 0.05:
+            value = value.translate(str.maketrans("0123456789-()+", "０１２３４５６７８９－（）＋"))
+        elif r < 0.1:
+            value = rnd.choice([" ", "\u3000", "\t", "☎", "电话"]) + value + rnd.choice(["", " ", "😀", "\n"])
+        out.append(value)
+    return out + ["", " ", "+", "+86", "0", "x", "😀", "上海"]
+
+
+def test_phone_check_equals_phonenumbers_per_row_and_region():
+    from crmbridge.validation.checks import _DECIDED, _VALID, _phone_reading_values, _regions
+
+    values = _phone_samples()
+    countries = ["CN", "US", None, "中国", "cn", "GB", "ＣＮ", "Atlantis"]
+    s = pd.Series(values + [None, float("nan")], dtype=object)
+    country = pd.Series([countries[i % len(countries)] for i in range(len(s))], dtype=object)
+    for default in ("CN", "US"):
+        regions = _regions(s, country, default)
+        got = phone_check(s, region=default, country=country)
+        for v, r, g in zip(s, regions, got):
+            assert g == (None if v is None or v != v else phone_valid(str(v), r)), (v, r)
+    bits = _phone_reading_values(s)
+    decided = (bits & _DECIDED).astype(bool)
+    assert decided.sum() > 3000 and (decided & ~(bits & _VALID).astype(bool)).sum() > 1000  # both verdicts fast
+
+
 def _uscc_samples(n=4000, seed=5):
     import random
 
@@ -61,7 +108,11 @@ def _uscc_samples(n=4000, seed=5):
             check = rnd.choice(_USCC_ALPHABET.replace(check, ""))
         code = body + check
         out.append([code, code, code, code.lower(), code + "\n", code[:17], code + "0", code[:9] + "I" + code[10:]][form])
-    return out + ["", " ", "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "91310000ma1fl2xq3a", "Ｙ1310000MA1FL2XQ3A"]
+    wide = [c[:2] + c[2:8].translate(str.maketrans("0123456789", rnd.choice(["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩"]))) + c[8:]
+            for c in out[:300]]
+    return out + wide + ["", " ", "\u3000", "91310000MA1FL2XQ3A", "9131 0000 MA1F L2XQ 3A", "91310000ma1fl2xq3a",
+                         "Ｙ1310000MA1FL2XQ3A", "91310000MA1FL2XQ3A\n\n", "91310000MA1FL2XQ3A ", "😀1310000MA1FL2XQ3A",
+                         "统一社会信用代码", "91310000MA1FL2XQ3A😀"]
 
 
 def test_uscc_vectorised_check_agrees_with_stdnum_value_by_value():
@@ -82,7 +133,7 @@ def test_fast_paths_on_distinct_values_equal_every_value():
 
     mixed = ["1", 1, 1.0, True, None, float("nan"), "CN", "cn", "ＣＮ", "中国", "US", "CN", 1]
     cases = [(checks._email_fast_values, EMAILS * 3 + [None, 1, "1"]),
-             (checks._phone_fast_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
+             (checks._phone_reading_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
              (lambda s: checks._region_values(s, "CN"), mixed * 2)]
     for fn, values in cases:
         s = pd.Series(values, dtype=object, index=range(100, 100 + len(values)))
