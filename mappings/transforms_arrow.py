@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crmbridge.mappings.textfast import PY_WHITESPACE
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# What ``str.strip()`` removes: the characters ``str.isspace()`` holds true for (Arrow's own whitespace
-# trimming uses another definition). Checked against Python in tests/mappings/test_phone_fast_path.py.
-WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-              "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+# What ``str.strip()`` removes (``str.isspace()``'s set; Arrow's own whitespace trimming uses another).
+WHITESPACE = PY_WHITESPACE
 
 
 def strings(values: np.ndarray) -> "pa.Array":
