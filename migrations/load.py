@@ -96,6 +96,7 @@ class _Ctx:
     pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
     pending_message: str | None = None
     plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
+    after_dml: Callable[[list], None] | None = None  # called with the results of the stage's last write
 
     @property
     def name(self) -> str:
@@ -214,6 +215,8 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
         raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
+    if ctx.after_dml is not None:
+        ctx.after_dml(results)
     with ctx.lock:
         again = not fresh or any(k in ctx.retried for k in keys)
         preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
@@ -304,8 +307,25 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     records = to_records([by_key[k] for k in pending], ctx.fields)
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
+    last = _readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
+    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
     return summarize_step(ctx, df)
+
+
+def _readback_ahead(ctx: _Ctx, written: list[str], unchanged: list[str]) -> Callable[[list], None] | None:
+    """For the run's last step, what follows its last write: start reconcile's read of the org
+    (``reconcile.prefetch``), so that the org runs that query while the load records its results."""
+    if not ctx.plan or ctx.plan[-1].get("step") != ctx.name:
+        return None
+
+    def after_dml(results: list) -> None:
+        if ctx.pending or any(not r.success and is_transient(r.error_code) for r in results):
+            return  # rows left pending: the stage stops before reconcile
+        from crmbridge.migrations.reconcile import prefetch
+
+        prefetch(ctx.conn, ctx.engine, ctx.run, ctx.step, ctx.fields, written, unchanged)
+
+    return after_dml
 
 
 def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:
@@ -335,20 +355,25 @@ def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, ima
 
 
 def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key: dict, mapping: dict,
-                  images_needed: bool, next_no: int) -> None:
+                  images_needed: bool, next_no: int, last: Callable[[list], None] | None = None) -> None:
     """Journal and send the batches, up to ``bulk_jobs_in_flight`` (crmbridge.yml) at a time.
 
     Each batch is journaled (intent, then its job id) before its data goes up, so a crash anywhere
-    leaves every batch either done, pick-up-able by job id, or safe to resubmit.
+    leaves every batch either done, pick-up-able by job id, or safe to resubmit. ``last``: called with
+    the last batch's results before they are recorded (one batch at a time only).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     limit = max(1, int(getattr(ctx.conn, "bulk_jobs_in_flight", 1) or 1))
     unsent = sum(len(k) for k, _ in batches)
     if limit == 1 or len(batches) <= 1:
-        for keys, records in batches:
+        for i, (keys, records) in enumerate(batches):
             entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
-            run_batch(ctx, entry, by_key, fresh=True, records=records)
+            ctx.after_dml = last if i == len(batches) - 1 else None
+            try:
+                run_batch(ctx, entry, by_key, fresh=True, records=records)
+            finally:
+                ctx.after_dml = None
             next_no += 1
             unsent -= len(keys)
             stop_if_pending(ctx, unsent)

@@ -116,13 +116,33 @@ class ReconcileResult:
                 "summary_file": self.summary_file, "steps": [s.as_dict() for s in self.steps]}
 
 
+def _compared(conn, step: dict, fields: list[str]) -> list[str]:
+    """The fields of ``step`` compared with the org (the external ID aside: it is the key)."""
+    ext = step["external_id_field"]
+    names = {f["name"] for f in conn.describe(step["object"])["fields"]}
+    return [f for f in fields if f != ext and ("." in f or f in names)]
+
+
+def prefetch(conn, engine, run: Run, step: dict, fields: list[str], written: list[str], unchanged: list[str]) -> bool:
+    """Start reconcile's time-window read of ``step`` now (called by the load once its last write is
+    done), so that the org runs the query while the load records its results; reconcile then reads
+    that job if its own query is the same (``readback``). ``written``/``unchanged``: the keys the load
+    wrote and left alone. Returns whether a query was started."""
+    from crmbridge.migrations.readback import window_query
+
+    if not hasattr(conn, "prefetch_bulk_query"):
+        return False
+    window = window_query(conn, step["object"], step["external_id_field"], _compared(conn, step, fields), written,
+                          unchanged, L.first_journaled(engine, run.run_id, step["step"]))
+    return window is not None and conn.prefetch_bulk_query(window[0])
+
+
 def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_record) -> tuple[list[dict], list[str], str]:
     """The org's records for the run's loaded keys of ``step`` (see ``readback``), and the compared fields."""
     from crmbridge.migrations.readback import read_back
 
     sobject, ext = step["object"], step["external_id_field"]
-    names = {f["name"] for f in conn.describe(sobject)["fields"]}
-    cols = [f for f in fields if f != ext and ("." in f or f in names)]
+    cols = _compared(conn, step, fields)
     action = per_record["action"]
     written = [str(k) for k in per_record.index[action.isin(["created", "updated"])]]
     unchanged = [str(k) for k in per_record.index[action == "unchanged"]]
