@@ -22,6 +22,7 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical_fast
+from crmbridge.migrations.overlap import readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
@@ -97,6 +98,9 @@ class _Ctx:
     pending_message: str | None = None
     plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
     after_dml: Callable[[list], None] | None = None  # called with the results of the stage's last write
+    # work of the stage that needs no batch's outcome, done while a job runs in the org (see _while_waiting)
+    idle: list = field(default_factory=list)
+    submitted: Any = None  # set (threading.Event) once the batch being sent has its Bulk job
 
     @property
     def name(self) -> str:
@@ -199,6 +203,8 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
         with ctx.lock:
             L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
         crash_point("load:after_job_created")
+        if ctx.submitted is not None:
+            ctx.submitted.set()
 
     if entry.job_id:
         results = list(ctx.conn.resume_job(entry.job_id, "upsert", ctx.sobject, records, keys=keys,
@@ -307,25 +313,10 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     records = to_records([by_key[k] for k in pending], ctx.fields)
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    last = _readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
+    ctx.idle.append(lambda: reconcile_ahead(ctx, df))
+    last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
     return summarize_step(ctx, df)
-
-
-def _readback_ahead(ctx: _Ctx, written: list[str], unchanged: list[str]) -> Callable[[list], None] | None:
-    """For the run's last step, what follows its last write: start reconcile's read of the org
-    (``reconcile.prefetch``), so that the org runs that query while the load records its results."""
-    if not ctx.plan or ctx.plan[-1].get("step") != ctx.name:
-        return None
-
-    def after_dml(results: list) -> None:
-        if ctx.pending or any(not r.success and is_transient(r.error_code) for r in results):
-            return  # rows left pending: the stage stops before reconcile
-        from crmbridge.migrations.reconcile import prefetch
-
-        prefetch(ctx.conn, ctx.engine, ctx.run, ctx.step, ctx.fields, written, unchanged)
-
-    return after_dml
 
 
 def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:
@@ -371,7 +362,7 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
             entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
             ctx.after_dml = last if i == len(batches) - 1 else None
             try:
-                run_batch(ctx, entry, by_key, fresh=True, records=records)
+                while_waiting(ctx, lambda: run_batch(ctx, entry, by_key, fresh=True, records=records))
             finally:
                 ctx.after_dml = None
             next_no += 1
@@ -469,16 +460,18 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
     start_stage(engine, run.run_id, stage)
     L.seed_pace(engine, connector)
     try:
+        idle: list[Callable[[], Any]] = []  # done while the first job runs in the org (or after the steps)
         if not dry_run:
             from crmbridge.migrations.quarantine import record_quarantine
 
-            record_quarantine(engine, run.run_id, run.dir, steps)
+            idle.append(lambda: record_quarantine(engine, run.run_id, run.dir, steps))
         done = []
         progress.current().expect(len(steps))
         for step in steps:
             with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
-                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps)
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps, idle=idle)
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+        run_idle(idle)
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
         L.save_pace(engine, connector)
     except BaseException as exc:
