@@ -22,7 +22,7 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical_fast
-from crmbridge.migrations.overlap import readback_ahead, reconcile_ahead, run_idle, while_waiting
+from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
@@ -101,6 +101,7 @@ class _Ctx:
     # work of the stage that needs no batch's outcome, done while a job runs in the org (see _while_waiting)
     idle: list = field(default_factory=list)
     submitted: Any = None  # set (threading.Event) once the batch being sent has its Bulk job
+    ready: Any = None  # set (threading.Event) once the idle work is done (or failed)
 
     @property
     def name(self) -> str:
@@ -223,6 +224,9 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
     crash_point("load:after_dml")
     if ctx.after_dml is not None:
         ctx.after_dml(results)
+    if ctx.ready is not None:  # the work done meanwhile (the rows' hashes among it) must be finished
+        ctx.submitted.set()  # (a batch sent without a Bulk job has not said so yet)
+        ctx.ready.wait()
     with ctx.lock:
         again = not fresh or any(k in ctx.retried for k in keys)
         preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
@@ -266,7 +270,7 @@ def _need_images(ctx: _Ctx, mapping: dict) -> bool:
 
 
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
-    df, ctx.fields = read_step_frame(ctx.run, ctx.step)
+    df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
     rows = frame_records(df)
     by_key: dict[str, dict] = {}
     for r in rows:
@@ -276,6 +280,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
                          hint="the map stage quarantines duplicates; re-run `crmbridge map`")
     mapping = L.map_for(ctx.engine, ctx.sobject)
     if dry_run:
+        add_hashes(df, rows, ctx.fields)
         return _dry_run(ctx, by_key, mapping)
     done_rows = L.ledger_row_ids(ctx.engine, ctx.run.run_id, ctx.name)
     entries = L.journal_entries(ctx.engine, ctx.run.run_id, ctx.name)
@@ -286,6 +291,12 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     ctx.retried = {k for e in entries if e.status == "done" for k in e.keys
                    if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
     held = _held_back(ctx, by_key, df.columns)  # children of parents this run could not load: not sent
+    # Content hashes are needed before the first write only to tell unchanged records (keys in the load
+    # map), to record held-back rows or a resumed batch; else they are computed while the job runs.
+    if entries or held or mapping.keys() & by_key.keys():
+        add_hashes(df, rows, ctx.fields)
+    else:
+        ctx.idle.insert(0, lambda: add_hashes(df, rows, ctx.fields))  # first: the results wait for it
     pending, unchanged, hold = [], [], []
     for key, r in by_key.items():
         if key in ctx.retried:
@@ -369,6 +380,7 @@ def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key
             unsent -= len(keys)
             stop_if_pending(ctx, unsent)
         return
+    run_idle(ctx.idle)  # the batches need the rows' hashes
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
         running: set = set()

@@ -1,9 +1,9 @@
 """What the load does while the org works instead of waiting for it.
 
 A Bulk job of 100k records keeps the org busy for seconds during which the load itself only waits.
-Work that needs no batch's outcome is done then (``while_waiting``): recording the quarantined rows
-in the ledger, and reconcile's side of the comparison from the load file already read
-(``reconcile_ahead``). Once the last write of the run is done, reconcile's read of the org is started
+Work that needs no batch's outcome is done then (``while_waiting``): the rows' content hashes (on a
+first load, where no record can be unchanged), recording the quarantined rows in the ledger, and
+reconcile's side of the comparison from the load file already read (``reconcile_ahead``). Once the last write of the run is done, reconcile's read of the org is started
 (``readback_ahead``), so that the org runs that query while the load records its results.
 """
 
@@ -18,10 +18,25 @@ from crmbridge.connectors.salesforce.results import is_transient
 log = logging.getLogger("crmbridge.load")
 
 
+def add_hashes(df, rows: list[dict], fields: list[str]) -> None:
+    """Each row's ``_hash`` (``hashing.frame_hashes``, as ``read_step_frame`` computes it)."""
+    from crmbridge.migrations.hashing import frame_hashes
+
+    for r, h in zip(rows, frame_hashes(df, fields)):
+        r["_hash"] = h
+
+
 def run_idle(tasks: list) -> None:
-    """Do the stage's work that waits for no batch (``_Ctx.idle``), each task once."""
+    """Do the stage's work that waits for no batch (``_Ctx.idle``), each task once; a task that fails
+    does not keep the others from running (the first error is raised at the end)."""
+    error = None
     while tasks:
-        tasks.pop(0)()
+        try:
+            tasks.pop(0)()
+        except Exception as exc:  # noqa: BLE001 - raised below, once the rest is done
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def while_waiting(ctx, send: Callable[[], None]) -> None:
@@ -32,7 +47,7 @@ def while_waiting(ctx, send: Callable[[], None]) -> None:
         return
     from concurrent.futures import ThreadPoolExecutor, wait
 
-    ctx.submitted = threading.Event()
+    ctx.submitted, ctx.ready = threading.Event(), threading.Event()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmbridge-load") as pool:
             fut = pool.submit(send)
@@ -41,10 +56,11 @@ def while_waiting(ctx, send: Callable[[], None]) -> None:
             try:
                 run_idle(ctx.idle)
             finally:
-                wait([fut])  # the batch records its outcome whatever happened here
+                ctx.ready.set()  # the batch records its outcome (it waits for this) whatever happened here
+                wait([fut])
             fut.result()
     finally:
-        ctx.submitted = None
+        ctx.submitted = ctx.ready = None
 
 
 def readback_ahead(ctx, written: list[str], unchanged: list[str]) -> Callable[[list], None] | None:

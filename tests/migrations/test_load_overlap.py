@@ -89,3 +89,22 @@ def test_a_failure_of_the_work_done_while_waiting_leaves_the_batch_recorded(proj
     assert (step.created, step.failed) == (1_000, 0)
     assert len(L.journal_entries(engine, run.run_id)) == 1
     assert sf.count("SELECT COUNT() FROM Account") == 1_000
+
+
+@pytest.mark.parametrize("n", [40, 2_500])  # sent over REST (no Bulk job to wait for) and as a Bulk job
+def test_hashes_computed_while_waiting_are_those_of_the_load_file(project, sf, mapped_run, helpers, n):
+    from crmbridge.migrations import ledger as L
+    from crmbridge.migrations.load import run_load
+    from crmbridge.migrations.mapped import read_plan, read_step_frame
+    from crmbridge.state import open_state
+
+    run = mapped_run(_accounts(helpers, n))
+    assert run_load(project, run, connector=sf).steps[0].created == n
+    df, _ = read_step_frame(run, read_plan(run)[0])  # hashes computed as before, from the file
+    expected = {rid: h for rows, h in zip(df["_rows"], df["_hash"]) for rid in rows}
+    engine = open_state(project.state_url)
+    led = L.ledger_frame(engine, run.run_id, "Account", ["row_id", "content_hash"])
+    assert dict(zip(led["row_id"], led["content_hash"])) == expected and len(expected) > n
+    assert {h for _, h in L.map_for(engine, "Account").values()} == set(df["_hash"])
+    again = run_load(project, mapped_run(_accounts(helpers, n)), connector=sf).steps[0]  # hashes known first
+    assert (again.unchanged, again.created, again.updated) == (n, 0, 0)
