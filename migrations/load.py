@@ -23,6 +23,7 @@ from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical_fast
 from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
+from crmbridge.migrations.images import IN_CHUNK, existing_images, need_images  # noqa: F401 (IN_CHUNK re-exported)
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
@@ -36,8 +37,6 @@ log = logging.getLogger("crmbridge.load")
 # Salesforce splits a job into parallel 10,000-record batches itself, so one big job is both the
 # cheapest and about the fastest; a crash redoes nothing, as resume picks the journaled job up.
 BATCH_ROWS: int | None = None
-# SOQL statements are limited to 100,000 characters; 200 quoted external IDs stay well inside that.
-IN_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,6 @@ class LoadResult:
                 "steps": [s.as_dict() for s in self.steps]}
 
 
-# ----------------------------------------------------------------------------- plan and records
-
-
 # ----------------------------------------------------------------------------- context
 
 
@@ -102,6 +98,7 @@ class _Ctx:
     idle: list = field(default_factory=list)
     submitted: Any = None  # set (threading.Event) once the batch being sent has its Bulk job
     ready: Any = None  # set (threading.Event) once the idle work is done (or failed)
+    reconcile_next: bool = False  # reconcile follows in this process (migrate): prepare its work ahead
 
     @property
     def name(self) -> str:
@@ -126,31 +123,6 @@ def _ledger_rows(ctx: _Ctx, row: dict, action: str, sf_id=None, code=None, messa
 def _trim(v, n: int = 190):
     v = canonical_fast(v)
     return v[:n] if v else None
-
-
-# ----------------------------------------------------------------------------- before-images
-
-
-def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
-    """Query the org for the records with these external ids: the values the batch will overwrite."""
-    desc = {f["name"]: f for f in ctx.conn.describe(ctx.sobject)["fields"]}
-    rel_fields = {f.get("relationshipName"): f["name"] for f in desc.values() if f.get("relationshipName")}
-    cols = []
-    for f in ctx.fields:
-        name = rel_fields.get(f.split(".")[0]) if "." in f else f
-        if name and name in desc and desc[name].get("updateable", True) and name not in cols and name != "Id":
-            cols.append(name)
-    if ctx.ext not in cols:
-        cols.append(ctx.ext)
-    out = []
-    for i in range(0, len(keys), IN_CHUNK):
-        part = keys[i:i + IN_CHUNK]
-        quoted = ",".join("'" + k.replace("\\", "\\\\").replace("'", "\\'") + "'" for k in part)
-        soql = f"SELECT Id, {', '.join(cols)} FROM {ctx.sobject} WHERE {ctx.ext} IN ({quoted})"
-        for rec in ctx.conn.query(soql):
-            image = {c: rec.get(c) for c in cols if c != ctx.ext}
-            out.append({"sf_id": rec["Id"], "external_id": str(rec.get(ctx.ext)), "image": image})
-    return out
 
 
 # ----------------------------------------------------------------------------- batches
@@ -262,13 +234,6 @@ def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | Non
     return out
 
 
-def _need_images(ctx: _Ctx, mapping: dict) -> bool:
-    """Whether the org may hold records this run did not create (then before-images must be read)."""
-    in_org = ctx.conn.count(f"SELECT COUNT() FROM {ctx.sobject} WHERE {ctx.ext} != null")
-    ours = L.created_by_run(ctx.engine, ctx.run.run_id, ctx.sobject)
-    return in_org > ours
-
-
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
     rows = frame_records(df)
@@ -320,12 +285,14 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
             run_batch(ctx, e, by_key, fresh=False)
             stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
-    images_needed = bool(pending) and _need_images(ctx, mapping)
+    images_needed = bool(pending) and need_images(ctx)
     records = to_records([by_key[k] for k in pending], ctx.fields)
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    ctx.idle.append(lambda: reconcile_ahead(ctx, df))
-    last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
+    last = None
+    if ctx.reconcile_next:
+        ctx.idle.append(lambda: reconcile_ahead(ctx, df))
+        last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
     return summarize_step(ctx, df)
 
@@ -457,8 +424,11 @@ def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable
 
 @locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
-             advance: Callable[[int], None] | None = None) -> LoadResult:
-    """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""
+             advance: Callable[[int], None] | None = None, reconcile_next: bool = False) -> LoadResult:
+    """Load every step of a mapped run (parents first); resumable by calling it again on the same run.
+
+    ``reconcile_next``: reconcile follows with the same ``connector`` (``migrate``): its work on the
+    source side and its read of the org are started while the load runs (``overlap``)."""
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
@@ -481,7 +451,8 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
         progress.current().expect(len(steps))
         for step in steps:
             with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
-                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps, idle=idle)
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps, idle=idle,
+                           reconcile_next=reconcile_next and not dry_run)
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
         run_idle(idle)
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))

@@ -90,7 +90,7 @@ def test_the_load_starts_reconciles_read_of_its_last_step_and_reconcile_reads_th
 
     _small_in_budget(monkeypatch)
     run = mapped_run(helpers.accounts(700, merged_every=0), helpers.contacts(700, accounts=700))
-    _load(project, run, sf)
+    _load(project, run, sf, reconcile_next=True)
     (soql,) = sf._prefetched  # the last step's, started once its write was done (Account's is read later)
     assert soql.startswith("SELECT Id, ") and " FROM Contact WHERE " in soql and "LastModifiedDate >= " in soql
     creates, real = [], query.start_bulk_query

@@ -28,7 +28,7 @@ def test_reconcile_side_computed_while_the_load_waited_gives_the_same_report(pro
     from crmbridge.migrations.load import run_load
 
     run = mapped_run(_accounts(helpers, 1_200))
-    run_load(project, run, connector=sf)
+    run_load(project, run, connector=sf, reconcile_next=True)
     ahead = reconcile._AHEAD[(run.run_id, "Account")]
     assert len(ahead.keys) == 1_200 and set(ahead.normed) >= {"Name", "Description", "BillingCity"}
     # the org drifts from the source: one field changed, one record deleted
@@ -108,3 +108,14 @@ def test_hashes_computed_while_waiting_are_those_of_the_load_file(project, sf, m
     assert {h for _, h in L.map_for(engine, "Account").values()} == set(df["_hash"])
     again = run_load(project, mapped_run(_accounts(helpers, n)), connector=sf).steps[0]  # hashes known first
     assert (again.unchanged, again.created, again.updated) == (n, 0, 0)
+
+
+def test_a_load_on_its_own_starts_nothing_for_reconcile(project, sf, mapped_run, helpers):
+    """`crmbridge load` alone: reconcile runs in another process, so no query of it is started (no API
+    call spent) and nothing is kept for it."""
+    from crmbridge.migrations import reconcile
+    from crmbridge.migrations.load import run_load
+
+    run = mapped_run(helpers.accounts(2_500, merged_every=0))
+    assert run_load(project, run, connector=sf).steps[0].created == 2_500
+    assert sf._prefetched == {} and (run.run_id, "Account") not in reconcile._AHEAD
