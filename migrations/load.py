@@ -22,9 +22,9 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical_fast
-from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.images import IN_CHUNK, existing_images, need_images  # noqa: F401 (IN_CHUNK re-exported)
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
+from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
@@ -94,7 +94,7 @@ class _Ctx:
     pending_message: str | None = None
     plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
     after_dml: Callable[[list], None] | None = None  # called with the results of the stage's last write
-    # work of the stage that needs no batch's outcome, done while a job runs in the org (see _while_waiting)
+    # work of the stage that needs no batch's outcome, done while a job runs in the org (overlap.while_waiting)
     idle: list = field(default_factory=list)
     submitted: Any = None  # set (threading.Event) once the batch being sent has its Bulk job
     ready: Any = None  # set (threading.Event) once the idle work is done (or failed)
