@@ -100,8 +100,13 @@ def _measure(project, org, run_migrate, open_state, run_stages, select) -> dict:
     calls0 = org.api_calls()
     marks: list[tuple[str, int, float, dict, float | None]] = []
 
-    def mark(stage: str) -> None:  # API calls, client CPU (this thread), org job time and CPU at each stage start
-        marks.append((stage, org.api_calls(), time.thread_time(), org.job_ms(), org.cpu_s()))
+    # CPU at each stage start: the process's with the org in a process of its own (the load's batch runs
+    # in a thread of its own while the main thread works), else only this thread's (the org's threads
+    # share the process)
+    cpu = time.process_time if org.cpu_s() is not None else time.thread_time
+
+    def mark(stage: str) -> None:  # API calls, client CPU, org job time and CPU at each stage start
+        marks.append((stage, org.api_calls(), cpu(), org.job_ms(), org.cpu_s()))
 
     t0 = time.perf_counter()
     result = run_migrate(project, new=True, on_stage=mark)

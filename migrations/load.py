@@ -22,7 +22,9 @@ from crmbridge.errors import RunFailed, UsageError
 from crmbridge.locks import heartbeat_held, locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical_fast
+from crmbridge.migrations.images import IN_CHUNK, existing_images, need_images  # noqa: F401 (IN_CHUNK re-exported)
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
+from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
@@ -35,8 +37,6 @@ log = logging.getLogger("crmbridge.load")
 # Salesforce splits a job into parallel 10,000-record batches itself, so one big job is both the
 # cheapest and about the fastest; a crash redoes nothing, as resume picks the journaled job up.
 BATCH_ROWS: int | None = None
-# SOQL statements are limited to 100,000 characters; 200 quoted external IDs stay well inside that.
-IN_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,6 @@ class LoadResult:
                 "steps": [s.as_dict() for s in self.steps]}
 
 
-# ----------------------------------------------------------------------------- plan and records
-
-
 # ----------------------------------------------------------------------------- context
 
 
@@ -96,6 +93,12 @@ class _Ctx:
     pending: dict = field(default_factory=dict)  # transient error code -> source rows left pending
     pending_message: str | None = None
     plan: list = field(default_factory=list)  # every step of the run, for the parents' outcomes
+    after_dml: Callable[[list], None] | None = None  # called with the results of the stage's last write
+    # work of the stage that needs no batch's outcome, done while a job runs in the org (overlap.while_waiting)
+    idle: list = field(default_factory=list)
+    submitted: Any = None  # set (threading.Event) once the batch being sent has its Bulk job
+    ready: Any = None  # set (threading.Event) once the idle work is done (or failed)
+    reconcile_next: bool = False  # reconcile follows in this process (migrate): prepare its work ahead
 
     @property
     def name(self) -> str:
@@ -120,31 +123,6 @@ def _ledger_rows(ctx: _Ctx, row: dict, action: str, sf_id=None, code=None, messa
 def _trim(v, n: int = 190):
     v = canonical_fast(v)
     return v[:n] if v else None
-
-
-# ----------------------------------------------------------------------------- before-images
-
-
-def existing_images(ctx: _Ctx, keys: list[str]) -> list[dict]:
-    """Query the org for the records with these external ids: the values the batch will overwrite."""
-    desc = {f["name"]: f for f in ctx.conn.describe(ctx.sobject)["fields"]}
-    rel_fields = {f.get("relationshipName"): f["name"] for f in desc.values() if f.get("relationshipName")}
-    cols = []
-    for f in ctx.fields:
-        name = rel_fields.get(f.split(".")[0]) if "." in f else f
-        if name and name in desc and desc[name].get("updateable", True) and name not in cols and name != "Id":
-            cols.append(name)
-    if ctx.ext not in cols:
-        cols.append(ctx.ext)
-    out = []
-    for i in range(0, len(keys), IN_CHUNK):
-        part = keys[i:i + IN_CHUNK]
-        quoted = ",".join("'" + k.replace("\\", "\\\\").replace("'", "\\'") + "'" for k in part)
-        soql = f"SELECT Id, {', '.join(cols)} FROM {ctx.sobject} WHERE {ctx.ext} IN ({quoted})"
-        for rec in ctx.conn.query(soql):
-            image = {c: rec.get(c) for c in cols if c != ctx.ext}
-            out.append({"sf_id": rec["Id"], "external_id": str(rec.get(ctx.ext)), "image": image})
-    return out
 
 
 # ----------------------------------------------------------------------------- batches
@@ -198,6 +176,8 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
         with ctx.lock:
             L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
         crash_point("load:after_job_created")
+        if ctx.submitted is not None:
+            ctx.submitted.set()
 
     if entry.job_id:
         results = list(ctx.conn.resume_job(entry.job_id, "upsert", ctx.sobject, records, keys=keys,
@@ -214,6 +194,11 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
         raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
                         hint=f"`crmbridge migrate` resumes run {run_id}")
     crash_point("load:after_dml")
+    if ctx.after_dml is not None:
+        ctx.after_dml(results)
+    if ctx.ready is not None:  # the work done meanwhile (the rows' hashes among it) must be finished
+        ctx.submitted.set()  # (a batch sent without a Bulk job has not said so yet)
+        ctx.ready.wait()
     with ctx.lock:
         again = not fresh or any(k in ctx.retried for k in keys)
         preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
@@ -249,15 +234,8 @@ def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | Non
     return out
 
 
-def _need_images(ctx: _Ctx, mapping: dict) -> bool:
-    """Whether the org may hold records this run did not create (then before-images must be read)."""
-    in_org = ctx.conn.count(f"SELECT COUNT() FROM {ctx.sobject} WHERE {ctx.ext} != null")
-    ours = L.created_by_run(ctx.engine, ctx.run.run_id, ctx.sobject)
-    return in_org > ours
-
-
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
-    df, ctx.fields = read_step_frame(ctx.run, ctx.step)
+    df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
     rows = frame_records(df)
     by_key: dict[str, dict] = {}
     for r in rows:
@@ -267,6 +245,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
                          hint="the map stage quarantines duplicates; re-run `crmbridge map`")
     mapping = L.map_for(ctx.engine, ctx.sobject)
     if dry_run:
+        add_hashes(df, rows, ctx.fields)
         return _dry_run(ctx, by_key, mapping)
     done_rows = L.ledger_row_ids(ctx.engine, ctx.run.run_id, ctx.name)
     entries = L.journal_entries(ctx.engine, ctx.run.run_id, ctx.name)
@@ -277,6 +256,12 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     ctx.retried = {k for e in entries if e.status == "done" for k in e.keys
                    if k in by_key and not set(by_key[k]["_rows"]) <= done_rows}
     held = _held_back(ctx, by_key, df.columns)  # children of parents this run could not load: not sent
+    # Content hashes are needed before the first write only to tell unchanged records (keys in the load
+    # map), to record held-back rows or a resumed batch; else they are computed while the job runs.
+    if entries or held or mapping.keys() & by_key.keys():
+        add_hashes(df, rows, ctx.fields)
+    else:
+        ctx.idle.insert(0, lambda: add_hashes(df, rows, ctx.fields))  # first: the results wait for it
     pending, unchanged, hold = [], [], []
     for key, r in by_key.items():
         if key in ctx.retried:
@@ -300,11 +285,15 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
             run_batch(ctx, e, by_key, fresh=False)
             stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
-    images_needed = bool(pending) and _need_images(ctx, mapping)
+    images_needed = bool(pending) and need_images(ctx)
     records = to_records([by_key[k] for k in pending], ctx.fields)
     batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
-    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no)
+    last = None
+    if ctx.reconcile_next:
+        ctx.idle.append(lambda: reconcile_ahead(ctx, df))
+        last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
+    _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
     return summarize_step(ctx, df)
 
 
@@ -335,24 +324,30 @@ def _journal_batch(ctx: _Ctx, keys: list[str], batch_no: int, mapping: dict, ima
 
 
 def _send_batches(ctx: _Ctx, batches: list[tuple[list[str], list[dict]]], by_key: dict, mapping: dict,
-                  images_needed: bool, next_no: int) -> None:
+                  images_needed: bool, next_no: int, last: Callable[[list], None] | None = None) -> None:
     """Journal and send the batches, up to ``bulk_jobs_in_flight`` (crmbridge.yml) at a time.
 
     Each batch is journaled (intent, then its job id) before its data goes up, so a crash anywhere
-    leaves every batch either done, pick-up-able by job id, or safe to resubmit.
+    leaves every batch either done, pick-up-able by job id, or safe to resubmit. ``last``: called with
+    the last batch's results before they are recorded (one batch at a time only).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     limit = max(1, int(getattr(ctx.conn, "bulk_jobs_in_flight", 1) or 1))
     unsent = sum(len(k) for k, _ in batches)
     if limit == 1 or len(batches) <= 1:
-        for keys, records in batches:
+        for i, (keys, records) in enumerate(batches):
             entry = _journal_batch(ctx, keys, next_no, mapping, images_needed)
-            run_batch(ctx, entry, by_key, fresh=True, records=records)
+            ctx.after_dml = last if i == len(batches) - 1 else None
+            try:
+                while_waiting(ctx, lambda: run_batch(ctx, entry, by_key, fresh=True, records=records))
+            finally:
+                ctx.after_dml = None
             next_no += 1
             unsent -= len(keys)
             stop_if_pending(ctx, unsent)
         return
+    run_idle(ctx.idle)  # the batches need the rows' hashes
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="crmbridge-load") as pool:
         running: set = set()
@@ -429,8 +424,11 @@ def _both(a: Callable[[int], None], b: Callable[[int], None] | None) -> Callable
 
 @locked("load")
 def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_rows: int | None = BATCH_ROWS,
-             advance: Callable[[int], None] | None = None) -> LoadResult:
-    """Load every step of a mapped run (parents first); resumable by calling it again on the same run."""
+             advance: Callable[[int], None] | None = None, reconcile_next: bool = False) -> LoadResult:
+    """Load every step of a mapped run (parents first); resumable by calling it again on the same run.
+
+    ``reconcile_next``: reconcile follows with the same ``connector`` (``migrate``): its work on the
+    source side and its read of the org are started while the load runs (``overlap``)."""
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
@@ -444,16 +442,19 @@ def run_load(project, run: Run, *, connector=None, dry_run: bool = False, batch_
     start_stage(engine, run.run_id, stage)
     L.seed_pace(engine, connector)
     try:
+        idle: list[Callable[[], Any]] = []  # done while the first job runs in the org (or after the steps)
         if not dry_run:
             from crmbridge.migrations.quarantine import record_quarantine
 
-            record_quarantine(engine, run.run_id, run.dir, steps)
+            idle.append(lambda: record_quarantine(engine, run.run_id, run.dir, steps))
         done = []
         progress.current().expect(len(steps))
         for step in steps:
             with progress.tracked(f"{step['object']} (records)", int(step.get("rows") or 0) or None) as task:
-                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps)
+                ctx = _Ctx(engine, connector, run, step, [], _both(task.advance, advance), plan=steps, idle=idle,
+                           reconcile_next=reconcile_next and not dry_run)
                 done.append(load_step(ctx, dry_run=dry_run, batch_rows=batch_rows))
+        run_idle(idle)
         result = LoadResult(run.run_id, dry_run, tuple(done), int(getattr(connector, "api_calls", 0)))
         L.save_pace(engine, connector)
     except BaseException as exc:

@@ -180,7 +180,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             "resolve": lambda: _run_resolve(project, run),
             "map": lambda: _run_map(project, run, connector),
             "load": lambda: run_load(project, run, connector=connector, dry_run=dry_run, advance=advance,
-                                     **({"batch_rows": batch_rows} if batch_rows else {})),
+                                     reconcile_next=not dry_run, **({"batch_rows": batch_rows} if batch_rows else {})),
             "reconcile": lambda: run_reconcile(project, run, connector=connector),
         }
         reconcile_ok = None

@@ -114,6 +114,17 @@ def window_start(first_write: datetime | None, clock_skew: float | None) -> date
     return first_write + timedelta(seconds=clock_skew or 0.0) - WINDOW_MARGIN
 
 
+def window_query(conn, sobject: str, ext: str, cols: list[str], written: list[str], unchanged: list[str],
+                 first_write: datetime | None) -> tuple[str, str] | None:
+    """(SOQL, UTC stamp) of the time-window read when it is cheaper than reading every key (else None)."""
+    start = window_start(first_write, getattr(conn, "clock_skew", None))
+    if not written or start is None or 3 + _jobs(unchanged) >= _jobs(written + unchanged):
+        return None
+    stamp = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    select = ", ".join(["Id", ext] + cols)
+    return f"SELECT {select} FROM {sobject} WHERE {ext} != null AND LastModifiedDate >= {stamp}", stamp
+
+
 def read_back(conn, sobject: str, ext: str, cols: list[str], written: list[str], unchanged: list[str],
               first_write: datetime | None, keyfn: Callable[[object], str]) -> tuple[list[dict], str]:
     """The org's records for the run's keys (``written`` + ``unchanged``), and how they were read.
@@ -122,11 +133,10 @@ def read_back(conn, sobject: str, ext: str, cols: list[str], written: list[str],
     Records whose ``keyfn(ext)`` is not one of the run's keys are dropped.
     """
     select = ", ".join(["Id", ext] + cols)
-    start = window_start(first_write, getattr(conn, "clock_skew", None))
     all_keys = written + unchanged
-    if written and start is not None and 3 + _jobs(unchanged) < _jobs(all_keys):
-        stamp = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        soql = f"SELECT {select} FROM {sobject} WHERE {ext} != null AND LastModifiedDate >= {stamp}"
+    window = window_query(conn, sobject, ext, cols, written, unchanged, first_write)
+    if window is not None:
+        soql, stamp = window
         rows = list(_bulk(conn, soql, len(written), ext, cols))
         rows += list(by_keys(conn, sobject, select, ext, unchanged, cols))
         how = f"window LastModifiedDate >= {stamp} + {len(unchanged)} unchanged by key"

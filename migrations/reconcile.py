@@ -116,13 +116,33 @@ class ReconcileResult:
                 "summary_file": self.summary_file, "steps": [s.as_dict() for s in self.steps]}
 
 
+def _compared(conn, step: dict, fields: list[str]) -> list[str]:
+    """The fields of ``step`` compared with the org (the external ID aside: it is the key)."""
+    ext = step["external_id_field"]
+    names = {f["name"] for f in conn.describe(step["object"])["fields"]}
+    return [f for f in fields if f != ext and ("." in f or f in names)]
+
+
+def prefetch(conn, engine, run: Run, step: dict, fields: list[str], written: list[str], unchanged: list[str]) -> bool:
+    """Start reconcile's time-window read of ``step`` now (called by the load once its last write is
+    done), so that the org runs the query while the load records its results; reconcile then reads
+    that job if its own query is the same (``readback``). ``written``/``unchanged``: the keys the load
+    wrote and left alone. Returns whether a query was started."""
+    from crmbridge.migrations.readback import window_query
+
+    if not hasattr(conn, "prefetch_bulk_query"):
+        return False
+    window = window_query(conn, step["object"], step["external_id_field"], _compared(conn, step, fields), written,
+                          unchanged, L.first_journaled(engine, run.run_id, step["step"]))
+    return window is not None and conn.prefetch_bulk_query(window[0])
+
+
 def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_record) -> tuple[list[dict], list[str], str]:
     """The org's records for the run's loaded keys of ``step`` (see ``readback``), and the compared fields."""
     from crmbridge.migrations.readback import read_back
 
     sobject, ext = step["object"], step["external_id_field"]
-    names = {f["name"] for f in conn.describe(sobject)["fields"]}
-    cols = [f for f in fields if f != ext and ("." in f or f in names)]
+    cols = _compared(conn, step, fields)
     action = per_record["action"]
     written = [str(k) for k in per_record.index[action.isin(["created", "updated"])]]
     unchanged = [str(k) for k in per_record.index[action == "unchanged"]]
@@ -211,12 +231,56 @@ def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
     return {"external_id": key, "kind": kind, "field": field, "source": source, "org": org, "sf_id": sf_id}
 
 
+@dataclass(frozen=True)
+class SourceSide:
+    """The mapped records' side of the comparison, row by row in the load file's order: the canonical
+    external IDs, their lower-cased comparison form, and ``norm`` of every compared field's cells."""
+
+    stamp: tuple  # the load file it was computed from (path, size, mtime) and the compared fields
+    keys: list
+    lowered: list
+    normed: dict
+
+
+_AHEAD: dict[tuple[str, str], SourceSide] = {}  # (run id, step) -> computed while the load waited
+
+
+def _stamp(run: Run, step: dict, cols: list[str]) -> tuple:
+    from crmbridge.migrations.mapped import step_file
+
+    path = step_file(run, step)
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns, step["external_id_field"], tuple(cols)
+
+
+def source_side(run: Run, step: dict, df, cols: list[str]) -> SourceSide:
+    """``SourceSide`` of the step's load file ``df``: the one ``prepare`` computed ahead for the same file
+    and fields (taken once), or computed now."""
+    stamp = _stamp(run, step, cols)
+    ahead = _AHEAD.pop((run.run_id, step["step"]), None)
+    if ahead is not None and ahead.stamp == stamp and len(ahead.keys) == len(df):
+        return ahead
+    keys = canonical_column(df[step["external_id_field"]].to_numpy(dtype=object))
+    return SourceSide(stamp, keys, [k.lower() for k in _normed(keys)],
+                      {f: _normed(df[f]) for f in cols if f in df.columns})
+
+
+def prepare(conn, run: Run, step: dict, df, fields: list[str]) -> None:
+    """Compute reconcile's ``SourceSide`` of ``step`` now (the load calls it while its job runs in the
+    org, with the load file it read): reconcile then neither reads nor normalises the file again."""
+    side = source_side(run, step, df, _compared(conn, step, fields))
+    for key in [k for k in _AHEAD if k[0] != run.run_id]:
+        del _AHEAD[key]  # another run's, never read
+    _AHEAD[(run.run_id, step["step"])] = side
+
+
 def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
     import numpy as np
     import pandas as pd
 
     sobject, ext, name = step["object"], step["external_id_field"], step["step"]
     df, fields = read_step_frame(run, step, hashes=False)
+    side = source_side(run, step, df, _compared(conn, step, fields))
     led = L.ledger_frame(engine, run.run_id, name, ["row_id", "external_id", "sf_id", "action"])
     led = led[led["action"] != "quarantined"]
     per_record = led.drop_duplicates("external_id").set_index("external_id")
@@ -228,11 +292,12 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
     holders = org["_k"].value_counts()
     dup_keys = set(holders.index[holders > 1])
     org_first = org.drop_duplicates("_k").set_index("_k")
-    src_keys = canonical_column(df[ext].to_numpy(dtype=object))
+    src_keys = side.keys
     keep = np.fromiter((k in loaded_keys for k in src_keys), dtype=bool, count=len(src_keys))
-    src = df[keep].assign(_key=pd.Series([k for k, w in zip(src_keys, keep) if w], index=df.index[keep],
-                                         dtype=object))
-    src = src.assign(_k=pd.Series([k.lower() for k in _normed(src["_key"])], index=src.index, dtype=object))
+    kept = np.flatnonzero(keep)
+    src = df[keep].assign(_key=pd.Series([src_keys[i] for i in kept], index=df.index[keep], dtype=object),
+                          _pos=kept)
+    src = src.assign(_k=pd.Series([side.lowered[i] for i in kept], index=src.index, dtype=object))
     src = src.set_index("_k")
     org_keys = set(org_first.index)
     in_org = np.fromiter((k in org_keys for k in src.index), dtype=bool, count=len(src))
@@ -246,8 +311,10 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
                               org=ids_by_key[k]) for k in dup_idx]
     org_first = org_first.reindex(found.index)
     fields_out = {}
+    pos = found["_pos"].tolist()
     for f in cols:
-        a = pd.Series(_normed(found[f]) if f in found.columns else [""] * len(found), index=found.index, dtype=object)
+        a = pd.Series([side.normed[f][i] for i in pos] if f in side.normed else [""] * len(found), index=found.index,
+                      dtype=object)
         b = pd.Series(_normed(org_first[f]), index=found.index, dtype=object)
         diff = a != b
         for k in diff[diff].index:

@@ -92,6 +92,8 @@ class Matcher:
         self.exact: dict[tuple, deque] = defaultdict(deque)
         for i, key in enumerate(payload.input_keys()):
             self.exact[key].append(i)
+        # the rows whose key no other row has (every row of an upsert): found by one look-up
+        self.unique: dict[tuple, int] = {k: q[0] for k, q in self.exact.items() if len(q) == 1}
         self._loose: dict[tuple, deque] | None = None
 
     @property
@@ -104,6 +106,9 @@ class Matcher:
         return self._loose
 
     def _take(self, key: tuple) -> int | None:
+        i = self.unique.get(key)
+        if i is not None and self.results[i] is None:
+            return i  # what the queue below gives (its only index, not taken yet)
         q = self.exact.get(key)
         while q:
             i = q.popleft()

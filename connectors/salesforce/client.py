@@ -23,6 +23,9 @@ LOCK_ERROR = "UNABLE_TO_LOCK_ROW"
 # risk on very large pages), and every page is an API call: 200,000 rows of a few hundred bytes is a
 # page of tens of MB, read once, so reconciling 100k records costs one results call.
 BULK_PAGE_ROWS = 200_000
+# A Bulk query started ahead of its reader (``prefetch_bulk_query``) is read only this soon after its
+# creation: later, the org may have changed since, and the reader runs the query afresh.
+PREFETCH_SECONDS = 300.0
 
 
 class SalesforceConnector:
@@ -43,6 +46,7 @@ class SalesforceConnector:
         self.bulk_jobs_in_flight = max(1, int(bulk_jobs_in_flight))
         self.pace = Pace()
         self.clock_skew: float | None = None  # the org's clock minus ours, seconds (from the Date header)
+        self._prefetched: dict[str, tuple[str, float]] = {}  # SOQL -> (Bulk query job id, monotonic start)
         self.retry = RetryPolicy(max_retries=max_retries)
         self._login = login
         self.description = login.describe
@@ -140,10 +144,33 @@ class SalesforceConnector:
                                 expect_rows=expect_rows, pace=self.pace)
 
     def query_bulk_pages(self, soql: str, *, expect_rows: int | None = None) -> Iterator[tuple[list, list]]:
-        """Like ``query_bulk``, one (header, rows as lists of strings) per results page: for many rows."""
+        """Like ``query_bulk``, one (header, rows as lists of strings) per results page: for many rows.
+
+        Reads the job ``prefetch_bulk_query`` started for the same ``soql`` (once, if recent enough)."""
+        import time
+
+        with self._count_lock:
+            started = self._prefetched.pop(soql, None)
+        if started is not None and time.monotonic() - started[1] > PREFETCH_SECONDS:
+            started = None
         yield from q.bulk_query_pages(self._call_or_fail, lambda: self.bulk_client("Account"), soql,
                                       page_size=self.bulk_page_size, timeout=self.job_timeout,
-                                      expect_rows=expect_rows, pace=self.pace)
+                                      expect_rows=expect_rows, pace=self.pace, started=started)
+
+    def prefetch_bulk_query(self, soql: str) -> bool:
+        """Start a Bulk query job now for a ``query_bulk_pages(soql)`` that comes later, so that the org
+        runs it while this process does other work (the same API calls, less waiting). Best effort:
+        False when the job could not be created (the later read then creates its own)."""
+        import time
+
+        try:
+            job_id = q.start_bulk_query(self._call_or_fail, lambda: self.bulk_client("Account"), soql)
+        except Exception as exc:  # noqa: BLE001 - a lost head start is no failure of the caller's work
+            log.info("salesforce: bulk query not started ahead (%s)", redact(type(exc).__name__))
+            return False
+        with self._count_lock:
+            self._prefetched[soql] = (job_id, time.monotonic())
+        return True
 
     def count(self, soql: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() ...`` query."""

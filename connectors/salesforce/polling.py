@@ -148,7 +148,7 @@ def next_delay(job: dict, rows: int | None, prev: tuple[float, int] | None, now:
 
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
                  pace: Pace | None = None, kind: str = "ingest", look_first: bool = False,
-                 finish: Callable[[], dict | None] | None = None,
+                 finish: Callable[[], dict | None] | None = None, since: float | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict:
     """Poll a Bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``.
 
@@ -156,12 +156,13 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     look before waiting (a job picked up after a crash may long be done). ``finish``: fetches the
     job's results and returns the job info they imply (JobComplete, or a job still in progress), or
     None when only a status look can tell (one follows at once); tried once, in place of the first
-    status look timed for the job's end.
+    status look timed for the job's end. ``since``: when (on ``clock``) the job was submitted, if
+    earlier than now (a job started ahead of its reader): the first look's wait counts from then.
     """
     pace = pace or Pace()
-    start = clock()
+    start = clock() if since is None else min(since, clock())
     deadline = start + timeout
-    delay = 0.0 if look_first else pace.first_delay(kind, rows)
+    delay = 0.0 if look_first else max(0.0, pace.first_delay(kind, rows) - (clock() - start))
     timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end

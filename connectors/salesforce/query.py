@@ -52,16 +52,23 @@ def bulk_query(call, bulk_client_getter, soql: str, *, page_size: int, timeout: 
             yield dict(zip(header, r))
 
 
+def start_bulk_query(call, bulk_client_getter, soql: str) -> str:
+    """Create a Bulk 2.0 query job; returns its id (the org starts running it at once)."""
+    from simple_salesforce.bulk2 import Operation
+
+    return call(lambda: bulk_client_getter().create_job(Operation.query, soql), "bulk query create")["id"]
+
+
 def bulk_query_pages(call, bulk_client_getter, soql: str, *, page_size: int, timeout: float,
-                     expect_rows: int | None = None, pace: Pace | None = None) -> Iterator[tuple[list, list]]:
+                     expect_rows: int | None = None, pace: Pace | None = None,
+                     started: tuple[str, float] | None = None) -> Iterator[tuple[list, list]]:
     """Run a Bulk 2.0 query job and yield each results page as (header, rows as lists of strings).
 
     One API call per page of ``page_size`` rows; the CSV is parsed by the C ``csv`` reader, no dict per row.
+    ``started``: (job id, ``time.monotonic()`` at its creation) of a job of this ``soql`` created
+    earlier with ``start_bulk_query``, read instead of creating one.
     """
-    from simple_salesforce.bulk2 import Operation
-
-    job = call(lambda: bulk_client_getter().create_job(Operation.query, soql), "bulk query create")
-    job_id = job["id"]
+    job_id, since = started if started is not None else (start_bulk_query(call, bulk_client_getter, soql), None)
     first: list[dict] = []
 
     def first_page() -> dict | None:
@@ -78,7 +85,7 @@ def bulk_query_pages(call, bulk_client_getter, soql: str, *, page_size: int, tim
         return {"id": job_id, "state": "JobComplete"}
 
     job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout,
-                       rows=expect_rows, pace=pace, kind="query", finish=first_page)
+                       rows=expect_rows, pace=pace, kind="query", finish=first_page, since=since)
     if job.get("state") != "JobComplete":
         raise RunFailed(f"Bulk query job {job_id} {job.get('state')}: {job.get('errorMessage') or ''}".strip())
     locator = ""

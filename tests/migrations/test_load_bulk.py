@@ -83,6 +83,31 @@ def test_reconcile_reads_the_run_back_by_time_window(project, sf, mapped_run, he
     assert (rec.org_found, rec.missing_in_org, rec.field_mismatches) == (699, 1, 1)
 
 
+def test_the_load_starts_reconciles_read_of_its_last_step_and_reconcile_reads_that_job(project, sf, mapped_run,
+                                                                                       helpers, monkeypatch):
+    from crmbridge.connectors.salesforce import connect, query
+    from crmbridge.migrations.reconcile import run_reconcile
+
+    _small_in_budget(monkeypatch)
+    run = mapped_run(helpers.accounts(700, merged_every=0), helpers.contacts(700, accounts=700))
+    _load(project, run, sf, reconcile_next=True)
+    (soql,) = sf._prefetched  # the last step's, started once its write was done (Account's is read later)
+    assert soql.startswith("SELECT Id, ") and " FROM Contact WHERE " in soql and "LastModifiedDate >= " in soql
+    creates, real = [], query.start_bulk_query
+    monkeypatch.setattr(query, "start_bulk_query", lambda *a, **k: creates.append(a[2]) or real(*a, **k))
+    ahead = run_reconcile(project, run, connector=sf)
+    assert ahead.ok and sf._prefetched == {}
+    assert [c.split(" FROM ")[1].split()[0] for c in creates] == ["Account"]  # Contact's job was not created again
+    with connect(project) as other:  # the same check afresh, every query its own job: the same outcome
+        fresh = run_reconcile(project, run, connector=other)
+    assert len(creates) == 3
+    for a, b in zip(ahead.steps, fresh.steps):
+        assert a.read_by.startswith("window") and b.read_by.startswith("window")
+        strip = lambda d: {k: v for k, v in d.items() if k not in ("mismatch_file", "read_by")}  # noqa: E731
+        assert strip(a.as_dict()) == strip(b.as_dict())
+    assert ahead.steps[1].org_found == 700
+
+
 def test_window_start_is_on_the_orgs_clock_with_a_margin():
     from datetime import timedelta, timezone
 

@@ -65,3 +65,30 @@ def test_results_read_column_wise_equal_the_rows_read_by_csv_reader():
     assert read_csv_columns(texts["twice named"], ["sf__Id"]) is None
     assert read_csv_columns(texts["plain"], ["Name", "Missing"])[1] == [""] * len(rows)
     assert all(read_csv_columns(texts[w], ["sf__Id"]) is not None for w in ("plain", "bom", "crlf", "blank lines"))
+
+
+def test_results_matched_by_unique_key_equal_the_queues():
+    """A key only one input row has is matched by one look-up: the same rows as the queues alone give,
+    with keys repeated, echoed normalised, echoed twice or unknown."""
+    import random
+
+    rng = random.Random(7)
+    keys = [f"K{i}" for i in range(280)] + ["dup"] * 5 + ["Dup", " k7 ", "公司", "ＡＢＣ", "😀", "", "#N/A", "true",
+                                                         "\u3000", "  "]
+    records = [{"Legacy_Id__c": k, "Name": f"n{i}"} for i, k in enumerate(keys)]
+    echoed = [(k,) for k in keys] + [(k,) for k in ("K1", "K2", "K2", "k3", "DUP", "dup", "K7", "TRUE", "K404", "")]
+    for trial in range(20):
+        order = rng.sample(echoed, len(echoed) - trial)
+        got, ref = (bulk.Matcher(bulk.Payload("upsert", records, "Legacy_Id__c"), [str(i) for i in range(len(keys))])
+                    for _ in range(2))
+        ref.unique = {}  # the queues alone
+        for n, key in enumerate(order):
+            for m in (got, ref):
+                if n % 5 == 4:
+                    m.add_failure(key, None, "DUPLICATE_VALUE:dup:Legacy_Id__c --")
+                else:
+                    m.add_success(key, f"001{n:015d}", "true" if n % 2 else "false")
+        assert got.finish("UNPROCESSED", "none") == ref.finish("UNPROCESSED", "none"), trial
+    unique = bulk.Matcher(bulk.Payload("upsert", [{"Legacy_Id__c": f"C{i}"} for i in range(5)], "Legacy_Id__c"),
+                          list("abcde"))
+    assert unique.unique == {(f"C{i}",): i for i in range(5)}

@@ -148,3 +148,20 @@ def test_an_org_slower_than_the_earliest_end_gets_a_closely_timed_third_look():
     took = rows / rate
     assert len(looks) == 3, looks
     assert took <= clock.now <= took * polling.PROGRESS_MARGIN * 1.1
+
+
+def test_a_job_started_earlier_is_first_looked_at_when_it_should_be_done():
+    clock, pace = Clock(), polling.Pace()
+    pace.learn("query", 100_000, 10.0)  # 10,000 rows/s: a 100k-row job takes 10 s
+    get_job, looks = _job_at(clock, 100_000, rate=10_000)
+    clock.now = 6.0  # the job was created at 0, its reader comes 6 s later
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=100_000, pace=pace, kind="query",
+                         since=0.0, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps[0] == pytest.approx(10.0 * polling.MARGIN - 6.0)
+    assert len(looks) == 1
+    clock2 = Clock()
+    get_job2, looks2 = _job_at(clock2, 100_000, rate=10_000)
+    clock2.now = 60.0  # long done: looked at at once
+    polling.wait_for_job(lambda fn, what: fn(), get_job2, "status", 3600, rows=100_000, pace=pace, kind="query",
+                         since=0.0, sleep=clock2.sleep, clock=clock2)
+    assert clock2.sleeps == [] and looks2 == [60.0]

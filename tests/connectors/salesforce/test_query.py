@@ -54,3 +54,33 @@ def test_malformed_query_is_not_retried(conn):
     with pytest.raises(SalesforceMalformedRequest):
         list(conn.query("SELECT FROM"))
     assert conn.api_calls == calls + 1
+
+
+def _query_jobs(org) -> int:
+    return org.app.store.conn().execute("SELECT COUNT(*) FROM _sandbox_jobs WHERE kind = 'query'").fetchone()[0]
+
+
+def test_a_bulk_query_started_ahead_is_read_once_without_a_second_job(conn, org, tag, monkeypatch):
+    from crmbridge.connectors.salesforce import client
+
+    conn.dml("insert", "Account", [{"Name": f"{tag} {i}", "Legacy_Id__c": f"{tag}-{i}"} for i in range(30)],
+             api="rest")
+    soql = f"SELECT Id, Name FROM Account WHERE Name LIKE '{tag} %'"
+    fresh = sorted(r for _, rows in conn.query_bulk_pages(soql) for r in map(tuple, rows))
+    calls = conn.api_calls
+    assert conn.prefetch_bulk_query(soql)
+    assert conn.api_calls == calls + 1                       # the job's create
+    jobs = _query_jobs(org)
+    calls = conn.api_calls
+    ahead = sorted(r for _, rows in conn.query_bulk_pages(soql) for r in map(tuple, rows))
+    assert ahead == fresh and len(ahead) == 30
+    assert 1 <= conn.api_calls - calls <= 2                  # no create: a status look at most, the results page
+    assert _query_jobs(org) == jobs
+    # read once: the same query again is a job of its own, and so is another query or a stale head start
+    list(conn.query_bulk_pages(soql))
+    assert _query_jobs(org) == jobs + 1
+    conn.prefetch_bulk_query(soql)
+    monkeypatch.setattr(client, "PREFETCH_SECONDS", 0.0)
+    assert sorted(r for _, rows in conn.query_bulk_pages(soql + " ORDER BY Name") for r in map(tuple, rows)) == fresh
+    assert sorted(r for _, rows in conn.query_bulk_pages(soql) for r in map(tuple, rows)) == fresh
+    assert _query_jobs(org) == jobs + 4
