@@ -64,13 +64,15 @@ def child(path: str) -> None:
 
     crit = Criteria.model_validate(yaml.safe_load((ROOT / "templates" / "project" / "definitions" /
                                                    "customer.yml").read_text("utf-8"))["criteria"])
+    from peakrss import own_peak_mib  # the child's own peak, not the parent's (peakrss.py)
+
     before = resource.getrusage(resource.RUSAGE_SELF)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = own_peak_mib()
     t = time.perf_counter()
     rep = disagreement_from_parquet(path, crit, ["customer_no"], ["credit_code", "customer_no"], 50_000)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": ru.ru_utime + ru.ru_stime - before.ru_utime
-                      - before.ru_stime, "peak_mib": ru.ru_maxrss / 1024, "start_mib": rss0,
+                      - before.ru_stime, "peak_mib": own_peak_mib(), "start_mib": rss0,
                       "companies": rep["companies"], "report": rep}, ensure_ascii=False))
 
 

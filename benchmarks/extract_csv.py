@@ -5,7 +5,7 @@
     python benchmarks/extract_csv.py --scale         # 1M and 5M rows: peak memory must not grow
 
 The file is generated first (streamed, so generation itself stays small); each extraction then runs
-in a fresh child process so its peak RSS (ru_maxrss) is the extraction's own, including the
+in a fresh child process so its peak RSS (its own VmHWM) is the extraction's own, including the
 profile that ``run_extract`` writes.
 """
 
@@ -84,8 +84,9 @@ def extract_child(root: str) -> None:
     t0, c0 = time.perf_counter(), cpu()
     result = run_extract(load_project(root))
     secs, cpu_secs = time.perf_counter() - t0, cpu() - c0
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": secs, "cpu_seconds": cpu_secs, "peak_mib": peak_kib / 1024,
+    from peakrss import own_peak_mib  # the child's own peak, not the parent's (peakrss.py)
+
+    print(json.dumps({"seconds": secs, "cpu_seconds": cpu_secs, "peak_mib": own_peak_mib(),
                       "rows_read": result.rows_read, "rows_rejected": result.rows_rejected,
                       "load": os.getloadavg()[0]}))
 

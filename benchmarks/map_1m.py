@@ -18,7 +18,6 @@ import argparse
 import multiprocessing
 import os
 import random
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -79,7 +78,9 @@ def batches(path: Path, batch_rows: int):
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from peakrss import own_peak_mib  # the child's own peak, not the generator parent's (peakrss.py)
+
+    return own_peak_mib()
 
 
 def main() -> None:

@@ -89,7 +89,9 @@ def generate(path: Path, rows: int) -> None:
 
 
 def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from peakrss import own_peak_mib  # the child's own peak, not the generator parent's (peakrss.py)
+
+    return own_peak_mib()
 
 
 def stage_child(root: str, stage: str) -> None:

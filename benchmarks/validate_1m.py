@@ -172,10 +172,9 @@ def _own_peak_mib(ru) -> float:
     """This process's own peak RSS. Not ``ru_maxrss`` alone: subprocess starts the child by vfork + exec,
     and Linux carries the parent's high-water mark across exec into the child's ``ru_maxrss`` (the
     generator's 1.33 GB at 1M rows was read as validate's). ``VmHWM`` is the child's own memory's."""
-    from validate_phases import _status  # benchmarks/ is on sys.path: this file runs as a script
+    from peakrss import own_peak_mib  # benchmarks/ is on sys.path: this file runs as a script
 
-    own = _status("VmHWM")
-    return ru.ru_maxrss / 1024 if own != own else own  # nan: no /proc (not Linux)
+    return own_peak_mib()
 
 
 def _load() -> str:

@@ -137,7 +137,9 @@ def timed(root: Path, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
     t = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        # preexec_fn makes subprocess fork instead of vfork: after a vfork + exec, Linux counts this
+        # parent's memory high-water mark in the child's ru_maxrss (see peakrss.py)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, preexec_fn=os.getpid)
         _, status, usage = os.wait4(p.pid, 0)
         secs = time.perf_counter() - t
         code = os.waitstatus_to_exitcode(status)
