@@ -27,10 +27,12 @@ def test_objects_alive_before_are_frozen_for_the_run_only():
 def test_a_caller_that_froze_or_disabled_the_collector_is_left_alone():
     gc.freeze()
     try:
-        mine = gc.get_freeze_count()
         with gc_frozen():
-            pass
-        assert gc.get_freeze_count() == mine  # theirs stays frozen
+            inside = gc.get_freeze_count()
+        # theirs stays frozen: gc_frozen neither froze more nor unfroze (which would empty the permanent
+        # generation). The count is not compared for equality: frozen objects freed by reference counting
+        # while the block runs leave it, in a large process (the whole suite) even in an empty block.
+        assert 0 < gc.get_freeze_count() <= inside
     finally:
         gc.unfreeze()
     gc.disable()
