@@ -297,7 +297,8 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
         ctx.idle.append(lambda: reconcile_ahead(ctx, df))
         last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
-    return summarize_step(ctx, df)
+    with gc_paused():
+        return summarize_step(ctx, df)
 
 
 def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:

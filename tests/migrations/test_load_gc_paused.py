@@ -1,6 +1,6 @@
-"""The load builds its records with the cyclic garbage collector paused (``records.gc_paused``): the
-collector is back on afterwards, a caller's own choice is left alone, and the load writes exactly
-what it wrote with the collector running (ledger, load map, Data Loader files byte for byte)."""
+"""The load and reconcile build their rows with the cyclic garbage collector paused (``records.gc_paused``):
+the collector is back on afterwards, a caller's own choice is left alone, and they write exactly what
+they wrote with the collector running (ledger, load map, Data Loader files byte for byte, reconcile)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _frames(helpers):
     acc = helpers.accounts(n, merged_every=4)
     acc["Description"] = [EDGE[i % len(EDGE)] for i in range(n)]
     acc["BillingCity"] = [EDGE[(i * 7) % len(EDGE)] if i % 3 else "上海" for i in range(n)]
-    acc["AnnualRevenue"] = [None if i % 11 == 0 else float(i) * 1.5 if i % 2 else float(i) for i in range(n)]
+    acc["AnnualRevenue"] = [None if i % 11 == 0 else float(i * 1000) for i in range(n)]  # Currency(18, 0)
     con = helpers.contacts(300, accounts=n)
     con.loc[con.index % 50 == 0, "Account.Legacy_Id__c"] = "NO_SUCH_PARENT"  # failed rows: an error file
     con["Description"] = [EDGE[i % len(EDGE)] for i in range(len(con))]
@@ -55,14 +55,21 @@ def _load(project, run, monkeypatch, paused: bool):
     from crmbridge.connectors.salesforce import connect
     from crmbridge.migrations import ledger as L
     from crmbridge.migrations import load as load_mod
+    from crmbridge.migrations import reconcile
     from crmbridge.state import open_state
 
     engine = open_state(project.state_url)
     if not paused:  # the code path before the pause: the collector runs throughout
         monkeypatch.setattr(load_mod, "gc_paused", contextlib.nullcontext)
+        monkeypatch.setattr(reconcile, "gc_paused", contextlib.nullcontext)
     conn = connect(project)
     try:
-        result = load_mod.run_load(project, run, connector=conn)
+        result = load_mod.run_load(project, run, connector=conn, reconcile_next=True)
+        # the org drifts, the same way in both: a mismatch and a record missing
+        ids = {r["Legacy_Id__c"]: r["Id"] for r in conn.query("SELECT Id, Legacy_Id__c FROM Account")}
+        conn.dml("update", "Account", [{"Id": ids["C000007"], "Description": "手工 😀"}])
+        conn.dml("delete", "Account", [{"Id": ids["C000020"]}])
+        rec = reconcile.run_reconcile(project, run, connector=conn)
     finally:
         conn.close()
         monkeypatch.undo()
@@ -76,13 +83,16 @@ def _load(project, run, monkeypatch, paused: bool):
     led = led.sort_values(["object", "row_id"]).reset_index(drop=True)
     lmap = {obj: {k: (ids[s], h) for k, (s, h) in L.map_for(engine, obj).items()} for obj in ("Account", "Contact")}
     files = {}
-    for s in result.steps:
-        for path in (s.success_file, s.error_file):
-            text = open(path, encoding="utf-8-sig", newline="").read()
-            for sf_id, name in ids.items():
-                text = text.replace(sf_id, name)
-            files[path.rsplit("/", 1)[-1]] = text
-    return [s.as_dict() | {"success_file": None, "error_file": None} for s in result.steps], led, lmap, files
+    paths = [p for s in result.steps for p in (s.success_file, s.error_file)] + [s.mismatch_file for s in rec.steps]
+    for path in paths:
+        with open(path, "rb") as f:
+            text = f.read()
+        for sf_id, name in ids.items():  # the files' exact bytes, but for the org's Ids
+            text = text.replace(sf_id.encode(), name.encode())
+        files[path.rsplit("/", 1)[-1]] = text
+    steps = [s.as_dict() | {"success_file": None, "error_file": None} for s in result.steps]
+    steps += [s.as_dict() | {"mismatch_file": None, "read_by": None} for s in rec.steps]  # read_by: a time
+    return steps, led, lmap, files
 
 
 def test_the_load_writes_what_it_wrote_with_the_collector_running(tmp_path, project, mapped_run, helpers,
@@ -109,8 +119,10 @@ def test_the_load_writes_what_it_wrote_with_the_collector_running(tmp_path, proj
     steps_b, led_b, map_b, files_b = _load(project_b, run_b, monkeypatch, paused=False)
     assert steps_a == steps_b
     assert steps_a[0]["created"] == 2_600 and steps_a[1]["failed"] == 6 and steps_a[1]["created"] == 294
+    assert (steps_a[2]["missing_in_org"], steps_a[2]["field_mismatches"]) == (1, 1)
     pd.testing.assert_frame_equal(led_a, led_b)
     assert map_a == map_b and len(map_a["Account"]) == 2_600
     assert files_a == files_b and set(files_a) == {"Account_success.csv", "Account_error.csv", "Contact_success.csv",
-                                                   "Contact_error.csv"}
-    assert "😀 emoji" in files_a["Account_success.csv"] and "NO_SUCH_PARENT" in files_a["Contact_error.csv"]
+                                                   "Contact_error.csv", "Account_mismatches.csv",
+                                                   "Contact_mismatches.csv"}
+    assert "😀 emoji".encode() in files_a["Account_success.csv"] and b"NO_SUCH_PARENT" in files_a["Contact_error.csv"]
