@@ -26,7 +26,8 @@ from crmbridge.migrations.images import IN_CHUNK, existing_images, need_images  
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
-from crmbridge.migrations.records import crash_point, frame_records, to_record, to_records  # noqa: F401 (re-exported)
+from crmbridge.migrations.records import crash_point, frame_records, gc_paused, to_records
+from crmbridge.migrations.records import to_record  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 log = logging.getLogger("crmbridge.load")
@@ -202,7 +203,8 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
     with ctx.lock:
         again = not fresh or any(k in ctx.retried for k in keys)
         preexisting = L.imaged_external_ids(ctx.engine, run_id, ctx.sobject) if again else set()
-        counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
+        with gc_paused():
+            counts = _apply_results(ctx, keys, by_key, results, batch_no, preexisting, resubmitted=not fresh)
     ctx.advance(len(keys) - counts.get("pending", 0))
     heartbeat_held()
     crash_point("load:after_batch")
@@ -235,11 +237,12 @@ def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | Non
 
 
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
-    df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
-    rows = frame_records(df)
-    by_key: dict[str, dict] = {}
-    for r in rows:
-        by_key[canonical_fast(r.get(ctx.ext))] = r
+    with gc_paused():
+        df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
+        rows = frame_records(df)
+        by_key: dict[str, dict] = {}
+        for r in rows:
+            by_key[canonical_fast(r.get(ctx.ext))] = r
     if len(by_key) != len(rows) or "" in by_key:
         raise UsageError(f"step {ctx.name}: external IDs ({ctx.ext}) must be present and unique per step",
                          hint="the map stage quarantines duplicates; re-run `crmbridge map`")
@@ -286,15 +289,17 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
             stop_if_pending(ctx, len(pending))
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and need_images(ctx)
-    records = to_records([by_key[k] for k in pending], ctx.fields)
-    batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
+    with gc_paused():
+        records = to_records([by_key[k] for k in pending], ctx.fields)
+        batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
     del records
     last = None
     if ctx.reconcile_next:
         ctx.idle.append(lambda: reconcile_ahead(ctx, df))
         last = readback_ahead(ctx, [k for e in entries for k in e.keys] + pending, unchanged)
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
-    return summarize_step(ctx, df)
+    with gc_paused():
+        return summarize_step(ctx, df)
 
 
 def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:

@@ -21,6 +21,7 @@ from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, canonical_column
 from crmbridge.migrations.mapped import read_plan, read_step_frame
+from crmbridge.migrations.records import gc_paused
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -359,7 +360,8 @@ def run_reconcile(project, run: Run, *, connector=None) -> ReconcileResult:
         steps = []
         for s in plan:
             with progress.tracked(f"{s['object']} (steps)", 1) as task:
-                steps.append(reconcile_step(engine, connector, run, s, out_dir))
+                with gc_paused():  # the org's rows and both sides' normalised cells: ~1M objects per 100k
+                    steps.append(reconcile_step(engine, connector, run, s, out_dir))
                 task.advance(1)
         steps = tuple(steps)
         L.save_pace(engine, connector)
