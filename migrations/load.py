@@ -26,7 +26,8 @@ from crmbridge.migrations.images import IN_CHUNK, existing_images, need_images  
 from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401 (read_plan re-exported)
 from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
-from crmbridge.migrations.records import crash_point, frame_records, gc_paused, to_records
+from crmbridge.gcscope import paused as gc_paused
+from crmbridge.migrations.records import crash_point, frame_records, to_records
 from crmbridge.migrations.records import to_record  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 

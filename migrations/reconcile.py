@@ -21,7 +21,7 @@ from crmbridge.locks import locked
 from crmbridge.migrations import ledger as L
 from crmbridge.migrations.hashing import canonical, canonical_column
 from crmbridge.migrations.mapped import read_plan, read_step_frame
-from crmbridge.migrations.records import gc_paused
+from crmbridge.gcscope import paused as gc_paused
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
 _DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")

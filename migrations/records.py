@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import os
-from contextlib import contextmanager
 
 from crmbridge.cells import to_native
 
@@ -24,23 +22,6 @@ def crash_point(name: str) -> None:
     _crash_seen[name] = _crash_seen.get(name, 0) + 1
     if _crash_seen[name] >= int(nth or 1):
         os._exit(137)
-
-
-@contextmanager
-def gc_paused():
-    """No cyclic garbage collection while the block builds a whole job's records (dicts, tuples, ledger
-    rows: ~2M objects per 100k records, none in a cycle): CPython's collector, set off again and again
-    by so many allocations, doubled the time of that work (100k-Account load: frame_records 0.67 ->
-    0.31 CPU-s). Values are untouched; what the block leaves in a cycle is collected once it ends.
-    Left alone when the collector is already off (a caller's own choice, or another such block)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def frame_records(df) -> list[dict]:

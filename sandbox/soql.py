@@ -21,11 +21,12 @@ Usage::
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from crmbridge.gcscope import paused
 
 from .schema import NUMBER_TYPES, Schema
 from .soql_compile import Compiler, register_functions, to18
@@ -164,13 +165,8 @@ def _build_records(plan: _Plan, rows: list, api_version: str) -> list[dict]:
     root = steps(plan.root)
     # Hundreds of thousands of fresh dicts set off CPython's cyclic GC over and over (3x slower); none of
     # them can form a cycle, so collection waits until the records are built.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():
         return [build(root, row) for row in rows]
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def flatten(record: dict, columns: list[str]) -> list[str | None]:

@@ -1,4 +1,4 @@
-"""The load and reconcile build their rows with the cyclic garbage collector paused (``records.gc_paused``):
+"""The load and reconcile build their rows with the cyclic garbage collector paused (``gcscope.paused``):
 the collector is back on afterwards, a caller's own choice is left alone, and they write exactly what
 they wrote with the collector running (ledger, load map, Data Loader files byte for byte, reconcile)."""
 
@@ -9,7 +9,7 @@ import gc
 
 import pytest
 
-from crmbridge.migrations.records import gc_paused
+from crmbridge.gcscope import paused as gc_paused
 
 EDGE = [None, "", "   ", "\u3000", "ＡＢＣ１２３", "公司", "😀 emoji", "1234", "000123", "1.50", "2026-12-04T08:00:00Z",
         "nan", "a\x1fb", " padded ", "Ｔｅｓｔ　全角", "true", "FALSE", "=1+1", 'say "hi", then\nnewline']

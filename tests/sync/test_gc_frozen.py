@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, func, update
 
 from crmbridge.config import load_project
-from crmbridge.sync.engine import gc_frozen
+from crmbridge.gcscope import frozen as gc_frozen
 from crmbridge.sync.reference_erp import create_reference_erp, inventory
 
 
