@@ -17,6 +17,7 @@ from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
+from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
 
@@ -290,14 +291,10 @@ def reason_counts(texts: list[str]) -> dict[str, int]:
     """How many times each ``reason_key`` occurs among the ``"; "``-separated reasons of ``texts``, in
     order of first occurrence. Arrow's string kernels cut and count every reason in C (its hash kernels
     keep first-occurrence order, as the dict below does); texts Arrow cannot hold go through Python."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:
-        arr = pa.array(texts, type=pa.string())
-    except (pa.ArrowException, UnicodeError):  # not all text, or lone surrogates
-        arr = None
-    if arr is None or arr.null_count:
+    arr = all_text(texts)  # None: not all text, or lone surrogates
+    if arr is None:
         counts: dict[str, int] = {}
         for r in texts:
             for p in r.split("; "):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from crmbridge.mappings.textfast import all_text
+
 _PARENT = re.compile(r"^parent_quarantined: ([^=]+)=(.*)$")
 
 
@@ -53,7 +55,7 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _may_change(texts: list) -> list[bool]:
     """False where ``with_parent`` gives the text back unchanged: no parent reason to complete and no empty
     reason for ``split_reasons`` to drop (a ``"; "`` at either end or two in a row)."""
-    arr = _arrow_texts(texts)
+    arr = all_text(texts)
     if arr is None:
         return [not (isinstance(t, str) and "parent_quarantined: " not in t and "; ; " not in t
                      and not t.startswith("; ") and not t.endswith("; ")) for t in texts]
@@ -62,17 +64,6 @@ def _may_change(texts: list) -> list[bool]:
     hit = pc.or_(pc.or_(pc.match_substring(arr, "parent_quarantined: "), pc.match_substring(arr, "; ; ")),
                  pc.or_(pc.starts_with(arr, "; "), pc.ends_with(arr, "; ")))
     return hit.to_numpy(zero_copy_only=False).tolist()
-
-
-def _arrow_texts(texts: list):
-    """``texts`` as an Arrow string array, or None when they are not all text (or hold lone surrogates)."""
-    import pyarrow as pa
-
-    try:
-        arr = pa.array(texts, type=pa.string())
-    except (pa.ArrowException, UnicodeError):
-        return None
-    return arr if not arr.null_count else None
 
 
 def _named_columns(texts: list[str], sources: dict[str, set[str]]) -> list[set[str]]:
@@ -84,7 +75,7 @@ def _named_columns(texts: list[str], sources: dict[str, set[str]]) -> list[set[s
     (after digits and dots only) and is followed by a dot, another character or the end: one RE2 pass per
     field over the whole batch. Other texts or field names: word by word, each distinct text once."""
     fields = [f for f in sources if f]
-    arr = _arrow_texts(texts) if all(_WORD.fullmatch(f) for f in fields) else None
+    arr = all_text(texts) if all(_WORD.fullmatch(f) for f in fields) else None
     if arr is None or len(fields) > 62:  # a bit per field in an int64
         return _named_columns_by_word(texts, sources)
     import numpy as np

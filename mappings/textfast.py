@@ -92,6 +92,13 @@ def arrow_text(values: np.ndarray):
         return None
 
 
+def all_text(texts):
+    """``texts`` as an Arrow string array when every one is a ``str`` Arrow can hold, else None (the
+    caller then takes its Python path)."""
+    arr = arrow_text(texts)
+    return arr if arr is not None and not arr.null_count else None
+
+
 def text_column(series: pd.Series):
     """``(values, arr)`` for a column of text: ``values`` what ``as_text`` gives, as an object array (the
     same str objects, None for missing), and ``arr`` the same in Arrow. None for any other column.

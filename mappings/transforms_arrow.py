@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crmbridge.mappings.textfast import PY_WHITESPACE
+from crmbridge.mappings.textfast import PY_WHITESPACE, flags  # noqa: F401 (flags re-exported for the fast paths)
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
 from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
 
 # `转 123`, `分机 123`, `分机号：123`, `ext 123`, `x123` and a trailing `-8001` after a full number.
@@ -290,7 +290,7 @@ def plain_emails(values) -> np.ndarray:
     # the last label, case-insensitively, among the special-use names (a name with a dot is never one label)
     names = "|".join(re.escape(n) for n in SPECIAL_USE_DOMAIN_NAMES if "." not in n)
     special = pc.match_substring_regex(arr, rf"\.(?:{names})$", ignore_case=True)
-    return pc.fill_null(pc.and_(ok, pc.invert(special)), False).to_numpy(zero_copy_only=False)
+    return flags(pc.and_(ok, pc.invert(special)))
 
 
 def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from crmbridge.mappings.transforms_arrow import strings
+from crmbridge.mappings.transforms_arrow import flags, strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
 
 _CURRENCY = r"(?:[¥￥$€£]|RMB|CNY|USD|EUR|人民币|元|圆)"
@@ -85,7 +85,7 @@ def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:
     else:
         pattern = _SIMPLE_GROUPED if (decimal, thousands) == (".", ",") else r"^[0-9]+(?:\.[0-9]+)?$"
     arr = strings(src.to_numpy(dtype=object))
-    return pc.fill_null(pc.match_substring_regex(arr, pattern), False).to_numpy(zero_copy_only=False)
+    return flags(pc.match_substring_regex(arr, pattern))
 
 
 def _simple_text(src: pd.Series) -> np.ndarray:

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
 from crmbridge.mappings.transforms_base import as_text
 from crmbridge.mappings.transforms_contact import _EXT_DASH, _EXT_WORDS, area_code_for
 
@@ -54,7 +54,7 @@ def _desc_ok(values: pa.Array, desc) -> np.ndarray:
     hit = pc.match_substring_regex(values, f"^(?:{desc.national_number_pattern})$")
     if desc.possible_length:
         hit = pc.and_(hit, pc.is_in(pc.utf8_length(values), pa.array(list(desc.possible_length), pa.int32())))
-    return pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+    return flags(hit)
 
 
 def valid_national(national: pd.Series, md) -> pd.Series:
@@ -171,13 +171,13 @@ def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
             prefixless = pc.if_else(trunk_form, "", number)  # "intl or bare"
             refused = pc.or_(refused, pc.and_(pc.not_equal(prefixless, ""),
                                               pc.match_substring_regex(prefixless, f"^(?:{strip})")))
-        ok_np = pc.fill_null(pc.and_(shaped, pc.invert(refused)), False).to_numpy(zero_copy_only=False)
+        ok_np = flags(pc.and_(shaped, pc.invert(refused)))
         number = number.to_numpy(zero_copy_only=False)
         dashed = pc.and_(pc.match_substring(t, "-"),
                          pc.match_substring_regex(pc.replace_substring(t, " ", ""), _EXT_DASH_RE2))
         national[rows[ok_np]] = number[ok_np]
-        bare[rows] = ok_np & pc.fill_null(pc.not_equal(written, ""), False).to_numpy(zero_copy_only=False)
-        dash[rows] = ok_np & pc.fill_null(dashed, False).to_numpy(zero_copy_only=False)
+        bare[rows] = ok_np & flags(pc.not_equal(written, ""))
+        dash[rows] = ok_np & flags(dashed)
     read = _reader(cc, strip or "(?!)")
     for i in np.flatnonzero(~plain):
         r = read(text[i])

@@ -78,14 +78,14 @@ def uscc_valid_many(values) -> np.ndarray:
     go through ``uscc_valid`` itself. Proved equal value by value in tests/validation/test_checks.py."""
     import pyarrow.compute as pc
 
-    from crmbridge.mappings.transforms_arrow import strings
+    from crmbridge.mappings.transforms_arrow import flags, strings
 
     vals = np.asarray(values, dtype=object)
     arr = strings(vals)
-    wide = ~pc.fill_null(pc.string_is_ascii(arr), False).to_numpy(zero_copy_only=False)
+    wide = ~flags(pc.string_is_ascii(arr))
     # re.match like uscc_valid: its "$" also accepts one trailing newline, which stdnum then strips.
     shape = _USCC.pattern.removesuffix("$") + r"\n?$"
-    ok = pc.fill_null(pc.match_substring_regex(arr, shape), False).to_numpy(zero_copy_only=False) & ~wide
+    ok = flags(pc.match_substring_regex(arr, shape)) & ~wide
     out = np.zeros(len(vals), dtype=bool)
     if wide.any():
         out[wide] = [uscc_valid(v) for v in vals[wide]]
@@ -219,7 +219,7 @@ def _phone_reading_values(series: pd.Series) -> pd.Series:
     import pyarrow.compute as pc
     from phonenumbers import PhoneMetadata
 
-    from crmbridge.mappings.transforms_arrow import strings
+    from crmbridge.mappings.transforms_arrow import flags, strings
     from crmbridge.mappings.transforms_phonefast import read_all, valid_national
 
     md = PhoneMetadata.metadata_for_region("CN")
@@ -230,7 +230,7 @@ def _phone_reading_values(series: pd.Series) -> pd.Series:
     national = pd.Series(np.where(r.word, None, r.national), dtype=object)
     decided = national.notna().to_numpy()
     valid = valid_national(national, md).to_numpy()
-    plus = pc.fill_null(pc.starts_with(strings(text), "+"), False).to_numpy(zero_copy_only=False)
+    plus = flags(pc.starts_with(strings(text), "+"))
     bits = decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS
     return pd.Series(bits.astype(np.int8), index=series.index)
 
