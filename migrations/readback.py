@@ -90,11 +90,16 @@ def _as_tuple(rec: dict, ext: str, cols: list[str]) -> tuple:
 
 def _bulk(conn, soql: str, expect: int, ext: str, cols: list[str]) -> Iterator[tuple]:
     """A Bulk query's rows as tuples ``(Id, ext, *cols)``, taken from the CSV by column position."""
+    want = ["Id", ext, *cols]
+    columns = getattr(conn, "query_bulk_columns", None)
+    if columns is not None:  # the wanted columns of each page (None where the org returned no such column)
+        for page in columns(soql, want, expect_rows=expect):
+            yield from zip(*page)
+        return
     pages = getattr(conn, "query_bulk_pages", None)
     if pages is None:  # a connector without raw pages: one dict per row
         yield from (_as_tuple(rec, ext, cols) for rec in conn.query_bulk(soql, expect_rows=expect))
         return
-    want = ["Id", ext, *cols]
     for header, rows in pages(soql, expect_rows=expect):
         pos = {c: i for i, c in enumerate(header)}
         idx = [pos.get(c) for c in want]

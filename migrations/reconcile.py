@@ -30,6 +30,7 @@ _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 
 _NUM_START = frozenset("0123456789+-.")
 _NULL_TEXT = frozenset(("nan", "NaT", "<NA>", "None"))
+_TEXT_OR_NULL = frozenset((str, type(None), float))  # float: NaN only (checked apart)
 
 
 def norm(value) -> str:
@@ -65,7 +66,7 @@ def _checksum(values) -> str:
     import numpy as np
     import pandas as pd
 
-    arr = np.asarray(list(values), dtype=object)
+    arr = values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else np.asarray(list(values), dtype=object)
     if not len(arr):
         return f"{0:016x}"
     total = int(pd.util.hash_array(arr, categorize=False).sum(dtype=np.uint64))
@@ -166,9 +167,9 @@ _DATETIME_LIKE = "^\\p{Nd}{4}-\\p{Nd}{2}-\\p{Nd}{2}T"
 def _plain_mask(values):
     """For a column of text cells (nulls allowed): a numpy bool array, True where ``norm`` returns the cell
     unchanged for certain; None when the column holds anything but text (then every cell takes ``norm``)."""
-    for v in values:
-        if type(v) is not str and v is not None and not (type(v) is float and v != v):
-            return None
+    kinds = set(map(type, values))  # the cells' types, at C speed (most columns: str alone)
+    if not kinds <= _TEXT_OR_NULL or (float in kinds and any(type(v) is float and v == v for v in values)):
+        return None
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -14,6 +14,7 @@ from typing import Callable
 from crmbridge.connectors.salesforce.polling import wait_for_job
 from crmbridge.connectors.salesforce.rest import TRANSPORT_ERRORS, chunk_failure
 from crmbridge.errors import RunFailed
+from crmbridge.gcscope import paused as gc_paused
 from crmbridge.connectors.salesforce.results import RowResult, failed, parse_bulk_error
 from crmbridge.connectors.salesforce.values import (BULK_NULL, csv_header, csv_rows, csv_value, read_csv,
                                                     read_csv_columns, to_csv)
@@ -89,12 +90,24 @@ class Matcher:
         self.payload = payload
         self.keys = keys
         self.results: list[RowResult | None] = [None] * len(keys)
-        self.exact: dict[tuple, deque] = defaultdict(deque)
-        for i, key in enumerate(payload.input_keys()):
-            self.exact[key].append(i)
+        inputs = payload.input_keys()
         # the rows whose key no other row has (every row of an upsert): found by one look-up
-        self.unique: dict[tuple, int] = {k: q[0] for k, q in self.exact.items() if len(q) == 1}
+        first = dict(zip(inputs, range(len(inputs))))
+        self._exact: dict[tuple, deque] | None = None
+        if len(first) == len(inputs):
+            self.unique: dict[tuple, int] = first  # no key twice: the queues below wait for a repeated result
+        else:
+            self.unique = {k: q[0] for k, q in self.exact.items() if len(q) == 1}
         self._loose: dict[tuple, deque] | None = None
+
+    @property
+    def exact(self) -> dict[tuple, deque]:
+        # each key's rows in input order (built when first needed: an upsert's keys are all unique)
+        if self._exact is None:
+            self._exact = defaultdict(deque)
+            for i, key in enumerate(self.payload.input_keys()):
+                self._exact[key].append(i)
+        return self._exact
 
     @property
     def loose(self) -> dict[tuple, deque]:
@@ -128,6 +141,22 @@ class Matcher:
             self.results[i] = RowResult(key=self.keys[i], success=True, id=sf_id or None,
                                         created=True if created == "true" else False if created == "false" else None,
                                         error_code=None, message=None, fields=())
+
+    def add_successes(self, rows) -> int:
+        """``add_success`` of every ``(key, sf_id, created)`` of ``rows`` (same result), a key seen once
+        (every row of a clean upsert) matched inline; returns the number of rows."""
+        unique, results, keys = self.unique, self.results, self.keys
+        n = 0
+        for key, sf_id, created in rows:
+            n += 1
+            i = unique.get(key)
+            if i is None or results[i] is not None:
+                self.add_success(key, sf_id, created)
+                continue
+            created = (created or "").strip().lower()
+            results[i] = RowResult(keys[i], True, sf_id or None,
+                                   True if created == "true" else False if created == "false" else None, None, None, ())
+        return n
 
     def add_failure(self, key: tuple, sf_id: str | None, error: str | None) -> None:
         i = self._take(key)
@@ -163,11 +192,7 @@ def _add_successes(api, sobject: str, job_id: str, matcher: Matcher) -> int:
     """Fetch the job's successful results into ``matcher``; returns how many rows the file held."""
     text = api.call(lambda: api.bulk_client(sobject).get_ingest_results(job_id, "successfulResults"),
                     "bulk successful results")
-    n = 0
-    for key, sf_id, created in _each(text, matcher.payload.key_cols, "sf__Id", "sf__Created"):
-        matcher.add_success(key, sf_id, created)
-        n += 1
-    return n
+    return matcher.add_successes(_each(text, matcher.payload.key_cols, "sf__Id", "sf__Created"))
 
 
 class EarlyResults:
@@ -186,9 +211,10 @@ class EarlyResults:
     def __call__(self) -> dict | None:
         from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-        matcher = Matcher(self.payload, self.keys)
         try:
-            found = _add_successes(self.api, self.sobject, self.job_id, matcher)
+            with gc_paused():  # a RowResult per record, no cycles
+                matcher = Matcher(self.payload, self.keys)
+                found = _add_successes(self.api, self.sobject, self.job_id, matcher)
         except SalesforceMalformedRequest:
             return None  # an org that serves no results before the job's end: look at its status
         self.matcher, self.found = matcher, found
@@ -317,8 +343,9 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
     """Create a job, tell ``on_job`` its id before any data goes up, then upload, close, wait, match."""
     from crmbridge.errors import UsageError
 
-    payload = Payload(operation, records, external_id_field)
-    data = payload.data()
+    with gc_paused():  # a tuple of cells per record, no cycles: no collector passes over them
+        payload = Payload(operation, records, external_id_field)
+        data = payload.data()
     if encoded_size(len(data)) > MAX_ENCODED_BYTES:
         raise UsageError(f"{len(records)} {sobject} rows make {len(data) / 1e6:.1f} MB of CSV, "
                          f"{encoded_size(len(data)) / 1e6:.1f} MB base64-encoded: over the Bulk API 2.0 upload "

@@ -147,15 +147,29 @@ class SalesforceConnector:
         """Like ``query_bulk``, one (header, rows as lists of strings) per results page: for many rows.
 
         Reads the job ``prefetch_bulk_query`` started for the same ``soql`` (once, if recent enough)."""
+        for text in self._bulk_texts(soql, expect_rows):
+            header, rows = q.page_rows(text)
+            if header is not None:
+                yield header, rows
+
+    def _bulk_texts(self, soql: str, expect_rows: int | None) -> Iterator[str]:
+        """The CSV text of each results page of a Bulk query of ``soql`` (the prefetched job, if any)."""
         import time
 
         with self._count_lock:
             started = self._prefetched.pop(soql, None)
         if started is not None and time.monotonic() - started[1] > PREFETCH_SECONDS:
             started = None
-        yield from q.bulk_query_pages(self._call_or_fail, lambda: self.bulk_client("Account"), soql,
+        yield from q.bulk_query_texts(self._call_or_fail, lambda: self.bulk_client("Account"), soql,
                                       page_size=self.bulk_page_size, timeout=self.job_timeout,
                                       expect_rows=expect_rows, pace=self.pace, started=started)
+
+    def query_bulk_columns(self, soql: str, names: list[str], *,
+                           expect_rows: int | None = None) -> Iterator[list[list]]:
+        """Like ``query_bulk_pages``, the cells of the columns ``names`` per results page, column by column
+        (``query.page_columns``: None for a name the results lack): for many rows of a few known fields."""
+        for text in self._bulk_texts(soql, expect_rows):
+            yield q.page_columns(text, names)
 
     def prefetch_bulk_query(self, soql: str) -> bool:
         """Start a Bulk query job now for a ``query_bulk_pages(soql)`` that comes later, so that the org

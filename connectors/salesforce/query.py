@@ -68,6 +68,45 @@ def bulk_query_pages(call, bulk_client_getter, soql: str, *, page_size: int, tim
     ``started``: (job id, ``time.monotonic()`` at its creation) of a job of this ``soql`` created
     earlier with ``start_bulk_query``, read instead of creating one.
     """
+    for text in bulk_query_texts(call, bulk_client_getter, soql, page_size=page_size, timeout=timeout,
+                                 expect_rows=expect_rows, pace=pace, started=started):
+        header, rows = page_rows(text)
+        if header is not None:
+            yield header, rows
+
+
+def page_rows(text: str) -> tuple[list | None, list]:
+    """A results page's header (None for an empty page) and rows as lists of strings; as ``csv.DictReader``
+    reads it, blank lines are skipped and a short row is padded with None."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return None, []
+    width = len(header)
+    return header, [r if len(r) >= width else r + [None] * (width - len(r)) for r in reader if r]
+
+
+def page_columns(text: str, names: list[str]) -> list[list]:
+    """The cells of the columns ``names`` of a results page, column by column: what ``page_rows``'s rows
+    hold under those names (None where the header lacks the name or a short row the cell; the last
+    column of a name given twice). Parsed by Arrow's reader (``values.read_csv_columns``) when it reads
+    the page exactly as the ``csv`` module does, else taken from ``page_rows``."""
+    from crmbridge.connectors.salesforce.values import read_csv_columns
+
+    header = next(csv.reader(io.StringIO(text, newline="")), None)
+    if header is not None and all(n in header for n in names):
+        cols = read_csv_columns(text, names)
+        if cols is not None:
+            return cols
+    header, rows = page_rows(text)
+    pos = {c: i for i, c in enumerate(header or ())}
+    return [[r[p] for r in rows] if (p := pos.get(n)) is not None else [None] * len(rows) for n in names]
+
+
+def bulk_query_texts(call, bulk_client_getter, soql: str, *, page_size: int, timeout: float,
+                     expect_rows: int | None = None, pace: Pace | None = None,
+                     started: tuple[str, float] | None = None) -> Iterator[str]:
+    """Run a Bulk 2.0 query job and yield each results page's CSV text (see ``bulk_query_pages``)."""
     job_id, since = started if started is not None else (start_bulk_query(call, bulk_client_getter, soql), None)
     first: list[dict] = []
 
@@ -92,12 +131,7 @@ def bulk_query_pages(call, bulk_client_getter, soql: str, *, page_size: int, tim
     while True:
         page = first.pop() if first else call(
             lambda: bulk_client_getter().get_query_results(job_id, locator, page_size), "bulk query results")
-        reader = csv.reader(io.StringIO(page["records"], newline=""))
-        header = next(reader, None)
-        if header is not None:
-            # csv.DictReader skips blank lines and pads short rows with None: the same here
-            width = len(header)
-            yield header, [r if len(r) >= width else r + [None] * (width - len(r)) for r in reader if r]
+        yield page["records"]
         locator = page.get("locator") or ""
         if not locator or locator == "null":
             return

@@ -92,3 +92,59 @@ def test_results_matched_by_unique_key_equal_the_queues():
     unique = bulk.Matcher(bulk.Payload("upsert", [{"Legacy_Id__c": f"C{i}"} for i in range(5)], "Legacy_Id__c"),
                           list("abcde"))
     assert unique.unique == {(f"C{i}",): i for i in range(5)}
+
+
+def test_successes_matched_in_one_pass_equal_add_success_row_by_row():
+    """``Matcher.add_successes`` (the results file of a job in one loop) gives what ``add_success`` gives
+    row by row: keys unique or repeated, echoed normalised, twice or unknown; created true/false/odd."""
+    import random
+
+    rng = random.Random(11)
+    for keys in ([f"K{i}" for i in range(300)],
+                 [f"K{i}" for i in range(200)] + ["dup"] * 4 + ["Dup", " k7 ", "公司", "😀", "", "#N/A", "\u3000"]):
+        records = [{"Legacy_Id__c": k, "Name": f"n{i}"} for i, k in enumerate(keys)]
+        echoed = [(k,) for k in keys] + [(k,) for k in ("K1", "K2", "k3", "DUP", "dup", "K7", "K404", "")]
+        for trial in range(10):
+            rows = [(key, f"001{n:015d}" if n % 7 else "", ("true", "false", " TRUE ", "", "yes")[n % 5])
+                    for n, key in enumerate(rng.sample(echoed, len(echoed) - 3 * trial))]
+            got, ref = (bulk.Matcher(bulk.Payload("upsert", records, "Legacy_Id__c"), [str(i) for i in range(len(keys))])
+                        for _ in range(2))
+            assert got.add_successes(iter(rows)) == len(rows)
+            for row in rows:
+                ref.add_success(*row)
+            assert got.results == ref.results, trial
+            assert got.finish("UNPROCESSED", "none") == ref.finish("UNPROCESSED", "none"), trial
+
+
+def test_query_page_columns_equal_the_rows_read_by_csv_reader():
+    """Bulk query results read column-wise by Arrow (``query.page_columns``) hold the cells the ``csv``
+    module's rows hold under those names (None for a name the page lacks or a short row's cell)."""
+    from crmbridge.connectors.salesforce import query
+    from crmbridge.connectors.salesforce.values import to_csv
+
+    cells = [str(v) if v is not None else "" for v in VALUES] + ["公司 \"A\", 北京", "a\r\nb", "\u3000", "  x  ", "😀",
+                                                                   "=1+1", "0012", "null", "nan", "#N/A", "1234.0"]
+    header = ["Id", "Legacy_Id__c", "Name", "Parent.Legacy_Id__c", "AnnualRevenue"]
+    rows = [(f"001{i:015d}", f"K{i}", c, cells[-1 - i], "" if i % 4 else "12.5") for i, c in enumerate(cells)]
+    plain = to_csv(header, rows)
+    texts = {"plain": plain, "bom": "\ufeff" + plain, "crlf": plain.replace("\n", "\r\n").replace("a\r\r\nb", "a\r\nb"),
+             "blank lines": to_csv(header, rows[:3]) + "\n\n" + to_csv(header, rows[3:]).split("\n", 1)[1],
+             "header only": "Id,Legacy_Id__c\n", "empty": "", "short row": plain + "x,y\n",
+             "twice named": to_csv(header + ["Name"], [r + ("n",) for r in rows]),
+             "no Name column": to_csv(["Id", "Legacy_Id__c"], [r[:2] for r in rows])}
+
+    def by_rows(text, names):
+        head, page = query.page_rows(text)
+        recs = [dict(zip(head, r)) for r in page]
+        return [[rec.get(n) for rec in recs] for n in names]
+
+    arrow_read = 0
+    for what, text in texts.items():
+        for names in (["Id", "Legacy_Id__c", "Name", "Parent.Legacy_Id__c", "AnnualRevenue"], ["Name", "Id"],
+                      ["Id", "Missing__c"]):
+            got = query.page_columns(text, names)
+            assert got == by_rows(text, names), (what, names)
+            assert all(type(v) is str or v is None for col in got for v in col)
+            arrow_read += what in ("plain", "crlf", "blank lines") and "Missing__c" not in names
+    assert arrow_read == 6
+    assert query.page_columns(texts["short row"], ["Id"])[0][-1] == "x"
