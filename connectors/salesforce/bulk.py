@@ -134,28 +134,30 @@ class Matcher:
                 return i
         return None
 
+    def _succeed(self, i: int, sf_id: str | None, created: str | None) -> None:
+        created = (created or "").strip().lower()
+        self.results[i] = RowResult(key=self.keys[i], success=True, id=sf_id or None,
+                                    created=True if created == "true" else False if created == "false" else None,
+                                    error_code=None, message=None, fields=())
+
     def add_success(self, key: tuple, sf_id: str | None, created: str | None) -> None:
         i = self._take(key)
         if i is not None:
-            created = (created or "").strip().lower()
-            self.results[i] = RowResult(key=self.keys[i], success=True, id=sf_id or None,
-                                        created=True if created == "true" else False if created == "false" else None,
-                                        error_code=None, message=None, fields=())
+            self._succeed(i, sf_id, created)
 
     def add_successes(self, rows) -> int:
         """``add_success`` of every ``(key, sf_id, created)`` of ``rows`` (same result), a key seen once
-        (every row of a clean upsert) matched inline; returns the number of rows."""
-        unique, results, keys = self.unique, self.results, self.keys
+        (every row of a clean upsert) found by one look-up; returns the number of rows."""
+        unique, results = self.unique, self.results
         n = 0
         for key, sf_id, created in rows:
             n += 1
             i = unique.get(key)
             if i is None or results[i] is not None:
-                self.add_success(key, sf_id, created)
-                continue
-            created = (created or "").strip().lower()
-            results[i] = RowResult(keys[i], True, sf_id or None,
-                                   True if created == "true" else False if created == "false" else None, None, None, ())
+                i = self._take(key)
+                if i is None:
+                    continue
+            self._succeed(i, sf_id, created)
         return n
 
     def add_failure(self, key: tuple, sf_id: str | None, error: str | None) -> None:
