@@ -101,13 +101,31 @@ def test_normed_equals_norm_per_value():
         assert _normed(values) == expect
 
 
+def test_checksum_of_a_column_equals_the_checksum_of_its_cells_listed():
+    from crmbridge.migrations.reconcile import _checksum
+
+    cells = [v for v in AWKWARD if isinstance(v, str)] * 3 + ["", "1234.5", "北京", "😀"]
+    col = pd.Series(cells, index=[f"k{i}" for i in range(len(cells))], dtype=object)
+    listed = np.asarray(list(col), dtype=object)  # the cells copied into a list first, as it was done
+    expect = f"{int(pd.util.hash_array(listed, categorize=False).sum(dtype=np.uint64)) % (1 << 64):016x}"
+    assert _checksum(col) == _checksum(cells) == expect
+    assert _checksum(col[::-1]) == expect and _checksum(col[1:]) != expect
+    assert _checksum(pd.Series([], dtype=object)) == _checksum([]) == f"{0:016x}"
+
+
 class _Conn:
     """A connector answering Bulk queries from fixed CSV pages (with or without the raw-page method)."""
 
-    def __init__(self, pages, raw: bool):
+    def __init__(self, pages, raw: bool | str):
         self._pages = pages
         if raw:
             self.query_bulk_pages = lambda soql, expect_rows=None: iter(self._pages)
+        if raw == "columns":  # the pages as the CSV text the org sends, read column-wise
+            from crmbridge.connectors.salesforce.query import page_columns
+            from crmbridge.connectors.salesforce.values import to_csv
+
+            self.query_bulk_columns = lambda soql, names, expect_rows=None: (
+                page_columns(to_csv(h, rows), names) for h, rows in self._pages)
         self.clock_skew = 0.0
 
     def query_bulk(self, soql, expect_rows=None):
@@ -138,7 +156,8 @@ def test_read_back_by_column_position_equals_dicts(n):
     cols = ["Name", "Parent.Legacy_Id__c", "Missing__c"]
     a = readback.read_back(_Conn(pages, raw=True), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
     b = readback.read_back(_Conn(pages, raw=False), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
-    assert a == b
+    c = readback.read_back(_Conn(pages, raw="columns"), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
+    assert a == b == c
     assert len(a[0]) == n and a[0][1] == ("001000000000000001", "K1", "name 1", "P1", None)
 
 
