@@ -226,7 +226,8 @@ def test_column_codes_equal_exactly_where_type_and_value_are():
     """Codes are equal exactly where (type, value) are, also on the one-type shortcut."""
     cases = [["a", "b", "a", "中", "a "], ["a", None, "b", None, "a"], [True, False, None, True],
              ["a", np.str_("a"), "a", np.str_("a")], [1, np.int64(1), 1, 2], [None, float("nan"), None],
-             [1.0, -0.0, 0.0, float("nan"), 1.0]]
+             [1.0, -0.0, 0.0, float("nan"), 1.0], [None, "a", float("nan"), "a"], [True, None, np.True_, 1, None],
+             [None, None], ["x"], [False, None, False, 0.0]]
     for values in cases:
         codes = gxdistinct.column_codes(pd.Series(values, dtype=object))
         keys = [(type(v), "nan" if v != v else v) for v in values]
