@@ -142,3 +142,29 @@ def test_fast_paths_on_distinct_values_equal_every_value():
         assert got.index.equals(want.index)
         assert got.tolist() == want.tolist()
         assert checks.per_distinct(s.iloc[:0], fn).tolist() == []
+
+
+def test_postal_check_equals_postal_valid_per_row_and_region():
+    """``_pairwise`` finds the distinct (value, region) pairs by integer codes; every row still gets
+    ``postal_valid(str(value), region)``. ``10`` and ``10.0`` read differently (a merged pair would not)."""
+    import random
+
+    from crmbridge.validation.checks import _regions, postal_check, postal_valid
+
+    rnd = random.Random(7)
+    pool = ["200120", "２００１２０", " 200120 ", "20012", "10001", "10001-1234", "SW1A 1AA", "sw1a1aa", "100-0001",
+            "1000001", "HK", "", " ", "邮编", "٢٠٠١٢٠", "A1", 10, 10.0, 200120, True, "10", "10.0", None, float("nan")]
+    values = [rnd.choice(pool) for _ in range(3000)] + pool
+    countries = ["CN", "US", None, "gb", "ＪＰ", "中国", "XX", "HK", float("nan"), 1]
+    s = pd.Series(values, dtype=object, index=range(50, 50 + len(values)))
+    country = pd.Series([countries[i % len(countries)] for i in range(len(s))], dtype=object, index=s.index)
+    for default in ("CN", "US"):
+        regions = _regions(s, country, default)
+        got = postal_check(s, region=default, country=country)
+        assert got.index.equals(s.index) and got.dtype == object
+        for v, r, g in zip(s, regions, got):
+            assert g is (None if v is None or v != v else postal_valid(str(v), r)), (v, r)
+        assert {True, False, None} <= set(got.tolist())
+    got = postal_check(pd.Series([10, 10.0, "10.0"], dtype=object), region="XX")
+    assert got.tolist() == [True, False, False]
+    assert postal_check(pd.Series([None, None], dtype=object)).tolist() == [None, None]

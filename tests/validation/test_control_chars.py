@@ -103,3 +103,47 @@ def test_strip_control_declared_merges_the_row_into_its_company(nul_project):
     assert len(one) == 1
     merged = str(one.iloc[0]["_merged_row_ids"])
     assert "sales_customers:" in merged and "service_customers:" in merged
+
+
+def test_check_equals_the_regexes_value_by_value():
+    """The byte scan (``checks._control_rows``) refuses exactly the rows the Python regexes refuse: every
+    character U+0000-U+0101 (C1 controls are C2 80-C2 9F in UTF-8, U+00A0 is C2 A0, U+0100 is C4 80),
+    CJK, emoji, line separators, empty text, None, NaN, non-text values, Arrow-backed text, sliced arrays."""
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+
+    from crmbridge.validation.checks import CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows
+
+    rnd = random.Random(3)
+    alphabet = [chr(i) for i in range(0x102)] + ["上", "海", "😀", "\u2028", "\u3000", "\ufeff", "ａ"]
+    safe = [c for c in alphabet if not CONTROL_IN_KEY.match(c)]
+
+    def text():
+        k = rnd.choice([0, 1, 2, 5, 12])
+        chars = [rnd.choice(safe) for _ in range(k)]
+        if rnd.random() < 0.3:  # one or two characters from anywhere
+            for _ in range(rnd.choice([1, 2])):
+                chars.insert(rnd.randint(0, len(chars)), rnd.choice(alphabet))
+        return "".join(chars)
+
+    n = 4000
+    df = pd.DataFrame({"customer_no": [text() for _ in range(n)], "name": [text() for _ in range(n)],
+                       "address": [rnd.choice([None, float("nan"), text(), text()]) for _ in range(n)],
+                       "amount": [rnd.choice([1, 2.5, None, "x\x01", "ok"]) for _ in range(n)],
+                       "city": pd.Series([text() for _ in range(n)], dtype="str"), "_line": range(n)})
+    want = [not any(isinstance(v, (str, int, float)) and v == v and v is not None
+                    and (CONTROL_IN_KEY if c == "customer_no" else CONTROL_IN_TEXT).search(str(v))
+                    for c, v in row.items() if c != "_line")
+            for row in df.to_dict("records")]
+    got = control_chars_check(df, ("customer_no",)).tolist()
+    assert got == want
+    assert 500 < got.count(False) < n - 500
+    values = [text() for _ in range(300)] + [None, "", "\x85", "\xa0", "\x9f\x9f", "a\tb", "\r"]
+    arr = pa.array(values, type=pa.string())
+    for key, rx in ((True, CONTROL_IN_KEY), (False, CONTROL_IN_TEXT)):
+        for start in (0, 7, len(values) - 3):
+            part = arr.slice(start)
+            expect = np.array([v is not None and rx.search(v) is not None for v in values[start:]])
+            assert (_control_rows(part, key) == expect).all(), (key, start)

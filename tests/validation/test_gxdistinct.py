@@ -220,3 +220,17 @@ def test_stage_outputs_equal_on_the_demo_project(tmp_path, extracted_demo, monke
     out = _validate_both(project, run, tmp_path, monkeypatch)
     assert out[False][0].counts() == out[True][0].counts()
     _assert_same_tree(out[False][1], out[True][1])
+
+
+def test_column_codes_equal_exactly_where_type_and_value_are():
+    """Codes are equal exactly where (type, value) are, also on the one-type shortcut."""
+    cases = [["a", "b", "a", "中", "a "], ["a", None, "b", None, "a"], [True, False, None, True],
+             ["a", np.str_("a"), "a", np.str_("a")], [1, np.int64(1), 1, 2], [None, float("nan"), None],
+             [1.0, -0.0, 0.0, float("nan"), 1.0], [None, "a", float("nan"), "a"], [True, None, np.True_, 1, None],
+             [None, None], ["x"], [False, None, False, 0.0]]
+    for values in cases:
+        codes = gxdistinct.column_codes(pd.Series(values, dtype=object))
+        keys = [(type(v), "nan" if v != v else v) for v in values]
+        for i in range(len(values)):
+            for j in range(len(values)):
+                assert (codes[i] == codes[j]) == (keys[i] == keys[j]), (values, i, j)
