@@ -446,6 +446,7 @@ def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
     With ``legacy`` (the fields any rule names) the view has a ``<field> (legacy)`` column for each of
     them present in ``raw``, named by some row or not, so every batch has the same columns; returns
     ``(view, fields named in this batch)`` then, and the caller drops the columns no batch used."""
+    import numpy as np
     import pandas as pd
 
     from crmbridge import stewardcsv as S
@@ -466,14 +467,16 @@ def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
     cols = [c for c in q.columns if not str(c).startswith("_") and c in raw.columns and c in legacy]
     if not cols:
         return S.ordered(q), set()
-    by_id = raw[["_row_id", *cols]].drop_duplicates("_row_id")
-    by_id = by_id.set_index(by_id["_row_id"].astype(str))
-    ids = q["_row_id"].astype(str)
-    for f in cols:  # as stewardcsv.add_legacy does, for every candidate field
-        values = ids.map(by_id[f].astype(object)).astype(object)
-        mask = pd.Series([f in n for n in named], index=q.index, dtype=bool)
-        col = values.where(mask & values.notna(), None)
-        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), col.to_numpy())
+    # as stewardcsv.add_legacy does, for every candidate field: each row's raw values by _row_id (the first
+    # raw row of an id), the row positions looked up once for all fields instead of a hash table per field
+    first = np.flatnonzero(~raw["_row_id"].duplicated().to_numpy())
+    pos = pd.Index(raw["_row_id"].iloc[first].astype(str)).get_indexer(q["_row_id"].astype(str))
+    found = pos >= 0
+    at = first[np.where(found, pos, 0)] if len(first) else pos
+    for f in cols:
+        values = raw[f].take(at).to_numpy(dtype=object) if len(first) else np.full(len(q), None, dtype=object)
+        mask = np.array([f in n for n in named], dtype=bool) & found & ~pd.isna(values)
+        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), np.where(mask, values, None))
     return S.ordered(q), used & set(cols)
 
 
