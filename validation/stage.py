@@ -25,6 +25,7 @@ from typing import Any
 from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
+from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
 from crmbridge.validation.verdict import Verdict
 
 STAGE = "validate"
@@ -167,9 +168,6 @@ def _entity_rows(run_dir: Path, entity: str) -> int:
                for s in m["sources"] if s["entity"] == entity)
 
 
-_ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
-
-
 def _release_memory() -> None:
     """Hand the memory freed by the last batch back to the system (glibc keeps freed heap otherwise, and
     the next batch's allocations land beside it instead of in it); a no-op where there is no glibc."""
@@ -188,64 +186,6 @@ def _release_memory() -> None:
 
 
 _LIBC: dict = {}
-
-
-class _ParquetSink:
-    """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
-    text). Each batch becomes one row group, so ``batches()`` gives the same batches back."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.schema = None
-        self.lengths: list[int] = []
-        self._writer = None
-        self._object_cols: set[str] = set()
-
-    def write(self, df) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.schema is None:
-            t = pa.Table.from_pandas(df, preserve_index=False)
-            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
-                                     pa.field(f.name, f.type) for f in t.schema])
-            self._object_cols = {c for c in df.columns if df[c].dtype == object}
-            self._writer = pq.ParquetWriter(self.path, self.schema)
-        self.lengths.append(len(df))
-        if len(df):
-            t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False).replace_schema_metadata(None)
-            self._writer.write_table(t, row_group_size=min(len(df), _ROW_GROUP))
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    @property
-    def rows(self) -> int:
-        return sum(self.lengths)
-
-    def batches(self, columns: list[str] | None = None):
-        """The written batches again, in order, with the dtypes they were written with (text columns
-        as object holding str/None, as normalisation leaves them)."""
-        import pandas as pd
-        import pyarrow.parquet as pq
-
-        self.close()
-        pf = pq.ParquetFile(self.path) if self.rows else None
-        group = 0
-        for n in self.lengths:
-            if n:
-                count = -(-n // _ROW_GROUP)  # a batch over _ROW_GROUP rows was written as several groups
-                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
-                group += count
-            else:
-                t = self.schema.empty_table()
-                if columns is not None:
-                    t = t.select(columns)
-            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                       if name in self._object_cols else t.column(name).to_pandas())
-                                for name in t.column_names})
 
 
 class _EntityValidation:
@@ -269,7 +209,7 @@ class _EntityValidation:
         self.extra = referenced_columns(self.rules)
         self.key = self.rules_def.identity.key
         self.spill_path = spill / f"{entity}.parquet"
-        self._spill = _ParquetSink(self.spill_path)
+        self._spill = _ParquetSink(self.spill_path, dictionary=False)  # read back by validate only
         self._qspill = _ParquetSink(spill / f"{entity}.quarantine.parquet")
         self.fixed: dict[str, int] = {}
         self.failed: dict[str, int] = {}
@@ -330,6 +270,7 @@ class _EntityValidation:
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.normalise import prune_counts
         from crmbridge.validation.outcome import split_rows
+        from crmbridge.validation.parquetsink import valid_table
 
         entity, ctx = self.entity, self.ctx
         referenced = _keys_referenced(self.definition, entity)
@@ -352,7 +293,7 @@ class _EntityValidation:
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
         try:
-            for frame in self._spill.batches():
+            for frame, table in self._spill.batches(tables=True):
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
@@ -367,7 +308,7 @@ class _EntityValidation:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in split.valid.columns:
                         key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
-                valid_sink.write(split.valid.reset_index(drop=True))
+                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table, split))
                 view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
                 used_legacy |= named
                 if len(view):
@@ -382,7 +323,7 @@ class _EntityValidation:
                 rows_warned += split.rows_warned
                 for rid, c in split.quarantined_by_rule.items():
                     by_rule[rid] = by_rule.get(rid, 0) + c
-                del frame, raw, split, view, outcomes, erun
+                del frame, table, raw, split, view, outcomes, erun
                 _release_memory()
         finally:
             if runner is not None:
