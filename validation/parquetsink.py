@@ -28,7 +28,7 @@ class ParquetSink:
         self._dictionary = dictionary
 
     def write(self, df, table=None) -> None:
-        """Append ``df``. ``table``: the same rows already in Arrow (as ``batches(tables=True)`` gave
+        """Append ``df``. ``table``: the same rows already in Arrow (as ``batches(tables=True)`` reads
         them, filtered), used when its columns have this file's types; else ``df`` is converted."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -60,27 +60,31 @@ class ParquetSink:
 
     def batches(self, columns: list[str] | None = None, *, tables: bool = False):
         """The written batches again, in order, with the dtypes they were written with (text columns
-        as object holding str/None, as normalisation leaves them); ``tables=True``: ``(frame, Arrow
-        table)`` pairs."""
+        as object holding str/None, as normalisation leaves them); ``tables=True``: ``(frame, table)``
+        pairs, ``table()`` reading the batch again as an Arrow table."""
         import pandas as pd
         import pyarrow.parquet as pq
 
         self.close()
         pf = pq.ParquetFile(self.path) if self.rows else None
+
+        def read(groups: list[int]):
+            if not groups:
+                t = self.schema.empty_table()
+                return t if columns is None else t.select(columns)
+            return pf.read_row_groups(groups, columns=columns)
+
         group = 0
         for n in self.lengths:
-            if n:
-                count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
-                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
-                group += count
-            else:
-                t = self.schema.empty_table()
-                if columns is not None:
-                    t = t.select(columns)
+            count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
+            groups = list(range(group, group + count))
+            group += count
+            t = read(groups)
             frame = pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
                                          if name in self._object_cols else t.column(name).to_pandas())
                                   for name in t.column_names})
-            yield (frame, t) if tables else frame
+            del t  # not held while the batch is validated: read again when asked for (Arrow, no Python objects)
+            yield (frame, lambda groups=groups: read(groups)) if tables else frame
 
 
 def _fits(have, want) -> bool:

@@ -170,10 +170,14 @@ def _entity_rows(run_dir: Path, entity: str) -> int:
 
 def _release_memory() -> None:
     """Hand the memory freed by the last batch back to the system (glibc keeps freed heap otherwise, and
-    the next batch's allocations land beside it instead of in it); a no-op where there is no glibc."""
+    the next batch's allocations land beside it instead of in it), and Arrow's pool its own (mimalloc
+    keeps freed pages for reuse); the glibc part is a no-op where there is no glibc."""
     import ctypes
     import ctypes.util
 
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
     if "libc" in _LIBC and _LIBC["libc"] is None:
         return
     try:
@@ -308,7 +312,7 @@ class _EntityValidation:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in split.valid.columns:
                         key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
-                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table, split))
+                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table(), split))
                 view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
                 used_legacy |= named
                 if len(view):
