@@ -60,31 +60,31 @@ class ParquetSink:
 
     def batches(self, columns: list[str] | None = None, *, tables: bool = False):
         """The written batches again, in order, with the dtypes they were written with (text columns
-        as object holding str/None, as normalisation leaves them); ``tables=True``: ``(frame, table)``
-        pairs, ``table()`` reading the batch again as an Arrow table."""
+        as object holding str/None, as normalisation leaves them); ``tables=True``: ``(frame, column)``
+        pairs, ``column(name)`` reading that column of the batch again, in Arrow."""
         import pandas as pd
         import pyarrow.parquet as pq
 
         self.close()
         pf = pq.ParquetFile(self.path) if self.rows else None
 
-        def read(groups: list[int]):
+        def read(groups: list[int], cols: list[str] | None):
             if not groups:
                 t = self.schema.empty_table()
-                return t if columns is None else t.select(columns)
-            return pf.read_row_groups(groups, columns=columns)
+                return t if cols is None else t.select(cols)
+            return pf.read_row_groups(groups, columns=cols)
 
         group = 0
         for n in self.lengths:
             count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
             groups = list(range(group, group + count))
             group += count
-            t = read(groups)
+            t = read(groups, columns)
             frame = pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
                                          if name in self._object_cols else t.column(name).to_pandas())
                                   for name in t.column_names})
             del t  # not held while the batch is validated: read again when asked for (Arrow, no Python objects)
-            yield (frame, lambda groups=groups: read(groups)) if tables else frame
+            yield (frame, lambda name, groups=groups: read(groups, [name]).column(0)) if tables else frame
 
 
 def _fits(have, want) -> bool:
@@ -98,12 +98,14 @@ def _fits(have, want) -> bool:
                                             (h.type in text and w.type in text) for h, w in zip(have, want))
 
 
-def valid_table(table, split):
-    """The valid rows of a spilled batch (``table``, the batch ``split_rows`` split) with their
-    ``_warnings``, in Arrow: the rows taken by position (the batch's index is 0..n-1), ``_warnings``
-    converted as ``Table.from_pandas`` converts it."""
+def valid_table(column, split):
+    """The valid rows of a spilled batch (``column(name)`` reads one of its columns, the batch
+    ``split_rows`` split) with their ``_warnings``, in Arrow: the rows taken by position (the batch's
+    index is 0..n-1) one column at a time (the batch is never held twice), ``_warnings`` converted as
+    ``Table.from_pandas`` converts it."""
     import pyarrow as pa
 
     rows = pa.array(split.valid.index.to_numpy(), type=pa.int64())
+    names = [c for c in split.valid.columns if c != "_warnings"]
     warnings = pa.Table.from_pandas(split.valid[["_warnings"]], preserve_index=False).column(0)
-    return table.take(rows).append_column("_warnings", warnings)
+    return pa.Table.from_arrays([column(c).take(rows) for c in names] + [warnings], names=[*names, "_warnings"])

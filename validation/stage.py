@@ -312,7 +312,7 @@ class _EntityValidation:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in split.valid.columns:
                         key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
-                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table(), split))
+                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table, split))
                 view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
                 used_legacy |= named
                 if len(view):

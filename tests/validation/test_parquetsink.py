@@ -54,7 +54,7 @@ def test_valid_file_from_arrow_equals_the_pandas_path(tmp_path, monkeypatch, see
         warn = i >= 2  # _warnings all missing in the first batches (null in Arrow), text later
         split_a, split_b = _split(frame, rng_a, warn), _split(frame, rng_b, warn)
         by_pandas.write(split_a.valid.reset_index(drop=True))
-        arrow = valid_table(table(), split_b)
+        arrow = valid_table(table, split_b)
         if by_arrow.schema is not None:  # the Arrow path really runs
             assert parquetsink._fits(arrow.schema, by_arrow.schema), (arrow.schema, by_arrow.schema)
         by_arrow.write(split_b.valid.reset_index(drop=True), arrow)
