@@ -213,7 +213,7 @@ class _EntityValidation:
         self.extra = referenced_columns(self.rules)
         self.key = self.rules_def.identity.key
         self.spill_path = spill / f"{entity}.parquet"
-        self._spill = _ParquetSink(self.spill_path, dictionary=False)  # read back by validate only
+        self._spill = _ParquetSink(self.spill_path, dictionary=False)  # read by validate and DuckDB only
         self._qspill = _ParquetSink(spill / f"{entity}.quarantine.parquet")
         self.fixed: dict[str, int] = {}
         self.failed: dict[str, int] = {}
@@ -274,7 +274,6 @@ class _EntityValidation:
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.normalise import prune_counts
         from crmbridge.validation.outcome import split_rows
-        from crmbridge.validation.parquetsink import valid_table
 
         entity, ctx = self.entity, self.ctx
         referenced = _keys_referenced(self.definition, entity)
@@ -297,7 +296,7 @@ class _EntityValidation:
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
         try:
-            for frame, table in self._spill.batches(tables=True):
+            for frame in self._spill.batches():
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
@@ -312,7 +311,7 @@ class _EntityValidation:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in split.valid.columns:
                         key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
-                valid_sink.write(split.valid.reset_index(drop=True), valid_table(table, split))
+                valid_sink.write(split.valid.reset_index(drop=True))
                 view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
                 used_legacy |= named
                 if len(view):
@@ -327,7 +326,7 @@ class _EntityValidation:
                 rows_warned += split.rows_warned
                 for rid, c in split.quarantined_by_rule.items():
                     by_rule[rid] = by_rule.get(rid, 0) + c
-                del frame, table, raw, split, view, outcomes, erun
+                del frame, raw, split, view, outcomes, erun
                 _release_memory()
         finally:
             if runner is not None:

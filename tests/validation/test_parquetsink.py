@@ -1,9 +1,9 @@
-"""validation.parquetsink: valid batches written from the spill's Arrow tables give the same Parquet file
-as the same frames converted by pandas (the previous path), byte for byte.
+"""validation.parquetsink: the sink converts a file's first batch once (its all-null columns cast to
+text) and writes the spill without dictionary pages; the files hold what the previous sink wrote
+(every batch converted with the file's schema by ``Table.from_pandas``), the valid file byte for byte.
 
-Tricky batches: an all-null column in the first batch (text from then on) and values later, ``_warnings``
-all missing in some batches and text in others, an empty batch, Arrow-backed ``str`` columns with
-missing values, numbers, and batches larger than a row group.
+Tricky batches: an all-null column in the first batch (text from then on) and values later, an empty
+batch, Arrow-backed ``str`` columns with missing values, numbers, and batches larger than a row group.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crmbridge.validation import parquetsink
-from crmbridge.validation.outcome import Split
-from crmbridge.validation.parquetsink import ParquetSink, valid_table
+from crmbridge.validation.parquetsink import ParquetSink
 
 
 def _batches(seed: int) -> list[pd.DataFrame]:
@@ -34,37 +33,33 @@ def _batches(seed: int) -> list[pd.DataFrame]:
     return out
 
 
-def _split(frame: pd.DataFrame, rng, warn: bool) -> Split:
-    keep = rng.random(len(frame)) < 0.7
-    valid = frame.loc[keep].copy()
-    valid["_warnings"] = np.array([("w1: odd" if warn and i % 2 else None) for i in range(len(valid))], dtype=object)
-    return Split(valid=valid, quarantine=frame.loc[~keep].copy(), rows_warned=0, quarantined_by_rule={})
+def _previous(path, frames, dictionary: bool) -> None:
+    """The previous sink's way: the first batch's schema, then every batch converted with it."""
+    import pyarrow as pa
+
+    t = pa.Table.from_pandas(frames[0], preserve_index=False)
+    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in t.schema])
+    with pq.ParquetWriter(path, schema.remove_metadata(), use_dictionary=dictionary) as w:
+        for df in frames:
+            if len(df):
+                w.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False).replace_schema_metadata(None),
+                              row_group_size=min(len(df), parquetsink.ROW_GROUP))
 
 
 @pytest.mark.parametrize("seed,row_group", [(0, 1 << 20), (1, 1 << 20), (2, 4)])
-def test_valid_file_from_arrow_equals_the_pandas_path(tmp_path, monkeypatch, seed, row_group):
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, dictionary):
     monkeypatch.setattr(parquetsink, "ROW_GROUP", row_group)
-    spill = ParquetSink(tmp_path / "spill.parquet", dictionary=False)
-    for df in _batches(seed):
-        spill.write(df)
-    spill.close()
-    rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
-    by_pandas, by_arrow = ParquetSink(tmp_path / "pandas.parquet"), ParquetSink(tmp_path / "arrow.parquet")
-    for i, (frame, table) in enumerate(spill.batches(tables=True)):
-        warn = i >= 2  # _warnings all missing in the first batches (null in Arrow), text later
-        split_a, split_b = _split(frame, rng_a, warn), _split(frame, rng_b, warn)
-        by_pandas.write(split_a.valid.reset_index(drop=True))
-        arrow = valid_table(table, split_b)
-        if by_arrow.schema is not None:  # the Arrow path really runs
-            assert parquetsink._fits(arrow.schema, by_arrow.schema), (arrow.schema, by_arrow.schema)
-        by_arrow.write(split_b.valid.reset_index(drop=True), arrow)
-    by_pandas.close()
-    by_arrow.close()
-    assert (tmp_path / "arrow.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
-    a, p = pq.read_table(tmp_path / "arrow.parquet"), pq.read_table(tmp_path / "pandas.parquet")
-    assert a.equals(p) and a.num_rows > 0
-    assert a.schema.field("empty_first").type == "string" and a.column("_warnings").null_count < a.num_rows
-    assert by_arrow.lengths == by_pandas.lengths
+    frames = _batches(seed)
+    sink = ParquetSink(tmp_path / "new.parquet", dictionary=dictionary)
+    for df in frames:
+        sink.write(df)
+    sink.close()
+    _previous(tmp_path / "old.parquet", frames, dictionary)
+    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    new = pq.read_table(tmp_path / "new.parquet")
+    assert new.schema.field("empty_first").type == "string" and new.num_rows == sum(map(len, frames))
+    assert sink.lengths == [len(f) for f in frames]
 
 
 def test_batches_give_the_written_frames_back(tmp_path):
