@@ -42,8 +42,8 @@ def _previous(path, frames, dictionary: bool) -> None:
     with pq.ParquetWriter(path, schema.remove_metadata(), use_dictionary=dictionary) as w:
         for df in frames:
             if len(df):
-                w.write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False).replace_schema_metadata(None),
-                              row_group_size=min(len(df), parquetsink.ROW_GROUP))
+                t = pa.Table.from_pandas(df, schema=schema, preserve_index=False).replace_schema_metadata(None)
+                w.write_table(t, row_group_size=min(len(df), parquetsink.ROW_GROUP))
 
 
 @pytest.mark.parametrize("seed,row_group", [(0, 1 << 20), (1, 1 << 20), (2, 4)])
