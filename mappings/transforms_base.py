@@ -116,7 +116,18 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     x, y = a.to_numpy(dtype=object), b.to_numpy(dtype=object)
     if is_text(a) and is_text(b):
         return np.asarray(x == y, dtype=bool)
-    return np.fromiter((_equal(p, q) for p, q in zip(x, y)), dtype=bool, count=len(x))
+    # Values of different types are never the same (text against the numbers a transform made), str
+    # and None pairs compare in one numpy pass, and only other pairs of one type call ``_equal``.
+    tx = np.fromiter(map(type, x), dtype=object, count=len(x))
+    ty = np.fromiter(map(type, y), dtype=object, count=len(y))
+    kind = tx == ty
+    plain = kind & ((tx == str) | (tx == type(None)))
+    out = np.zeros(len(x), dtype=bool)
+    out[plain] = x[plain] == y[plain]
+    rest = np.flatnonzero(kind & ~plain)
+    if len(rest):
+        out[rest] = [_equal(x[i], y[i]) for i in rest]
+    return out
 
 
 def as_object(series: pd.Series) -> pd.Series:

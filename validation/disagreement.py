@@ -53,15 +53,24 @@ def _test(frame: pd.DataFrame, t: Condition) -> pd.Series:
     return hit if t.op in ("eq", "in") else (~hit & col.notna())
 
 
-def evaluate(frame: pd.DataFrame, c: Criterion) -> pd.Series:
-    """Rows meeting ``c``: every ``all`` test and (when given) at least one ``any`` test."""
+def evaluate(frame: pd.DataFrame, c: Criterion, memo: dict | None = None) -> pd.Series:
+    """Rows meeting ``c``: every ``all`` test and (when given) at least one ``any`` test. ``memo``: the
+    tests already run on this frame (the agreed and the departments' criteria repeat tests)."""
+    def test(t: Condition) -> pd.Series:
+        if memo is None:
+            return _test(frame, t)
+        key = (t.field, t.op, repr(t.value))
+        if key not in memo:
+            memo[key] = _test(frame, t)
+        return memo[key]
+
     ok = pd.Series(True, index=frame.index)
     for t in c.all:
-        ok &= _test(frame, t)
+        ok &= test(t)
     if c.any:
         some = pd.Series(False, index=frame.index)
         for t in c.any:
-            some |= _test(frame, t)
+            some |= test(t)
         ok &= some
     return ok
 
@@ -206,11 +215,12 @@ def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
     for frame in _frames(pf, cols, batch_rows):
         dept = frame["_department"] if "_department" in frame.columns else pd.Series(None, index=frame.index,
                                                                                        dtype=object)
+        memo: dict = {}
         out = {"rid": np.arange(start, start + len(frame), dtype=np.int64),
-               "agreed": evaluate(frame, criteria.agreed).to_numpy(dtype=bool)}
+               "agreed": evaluate(frame, criteria.agreed, memo).to_numpy(dtype=bool)}
         for i, (d, crit) in enumerate(criteria.departments.items()):
             own = (dept == d).to_numpy(dtype=bool)
-            out[f"own_{i}"], out[f"hit_{i}"] = own, evaluate(frame, crit).to_numpy(dtype=bool) & own
+            out[f"own_{i}"], out[f"hit_{i}"] = own, evaluate(frame, crit, memo).to_numpy(dtype=bool) & own
         batch = pa.table(out)  # noqa: F841 - DuckDB reads the local variable by name
         con.execute("INSERT INTO flags SELECT * FROM batch")
         start += len(frame)

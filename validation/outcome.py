@@ -83,6 +83,19 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None) -
     return out
 
 
+def _joined(pos: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each distinct position, its texts joined by ``REASON_SEP`` in the order given) for ``pos`` sorted:
+    one ``str.join`` per row with several reasons only, not a pandas group per row."""
+    if not len(pos):
+        return pos, text
+    start = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+    end = np.r_[start[1:], len(pos)]
+    out = text[start]  # a copy (fancy indexing): one reason is its own text
+    for g in np.flatnonzero(end - start > 1):
+        out[g] = REASON_SEP.join(text[start[g]:end[g]])
+    return pos[start], out
+
+
 def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Split:
     """Split ``frame`` into valid and quarantined rows; rows in == valid + quarantined or RunFailed.
     ``ctx`` (the ``RuleContext``) lets reference reasons tell a missing parent from a quarantined one."""
@@ -108,25 +121,26 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
         pos_parts.append(pos)
         text_parts.append(np.array(messages(o.rule, frame, pos, ctx), dtype=object))
         block_parts.append(np.full(len(pos), 0 if blocks else 1))
-    reasons = pd.Series(None, index=range(n), dtype=object)
+    reasons = np.full(n, None, dtype=object)
     # the same reasons split by severity, for the quarantine file (blocking: kept the row out)
-    by_kind = {0: pd.Series(None, index=range(n), dtype=object), 1: pd.Series(None, index=range(n), dtype=object)}
+    by_kind = {0: np.full(n, None, dtype=object), 1: np.full(n, None, dtype=object)}
     if pos_parts:
-        r = pd.DataFrame({"pos": np.concatenate(pos_parts), "text": np.concatenate(text_parts),
-                          "order": np.concatenate(block_parts)})
-        r = r.sort_values(["pos", "order"], kind="stable")
-        joined = r.groupby("pos", sort=False)["text"].agg(REASON_SEP.join)
-        reasons.iloc[joined.index.to_numpy()] = joined.to_numpy()
-        for kind, part in r.groupby("order", sort=False):
-            j = part.groupby("pos", sort=False)["text"].agg(REASON_SEP.join)
-            by_kind[int(kind)].iloc[j.index.to_numpy()] = j.to_numpy()
-    reasons.index = frame.index
+        pos, text, kind = np.concatenate(pos_parts), np.concatenate(text_parts), np.concatenate(block_parts)
+        # per row: blocking reasons first, each kind in rule order (lexsort is stable)
+        order = np.lexsort((kind, pos))
+        pos, text, kind = pos[order], text[order], kind[order]
+        at, joined = _joined(pos, text)
+        reasons[at] = joined
+        for k, out in by_kind.items():
+            mine = kind == k
+            at, joined = _joined(pos[mine], text[mine])
+            out[at] = joined
     valid = frame.loc[~quarantined].copy()
-    valid["_warnings"] = reasons[~quarantined].to_numpy()
+    valid["_warnings"] = reasons[~quarantined]
     quarantine = frame.loc[quarantined].copy()
-    quarantine.insert(0, "_reasons", reasons[quarantined].to_numpy())
-    quarantine.insert(1, "_blocking", by_kind[0].to_numpy()[quarantined])
-    quarantine.insert(2, "_warnings", by_kind[1].to_numpy()[quarantined])
+    quarantine.insert(0, "_reasons", reasons[quarantined])
+    quarantine.insert(1, "_blocking", by_kind[0][quarantined])
+    quarantine.insert(2, "_warnings", by_kind[1][quarantined])
     if len(valid) + len(quarantine) != n:
         raise RunFailed(f"validate: {n} rows in but {len(valid)} valid + {len(quarantine)} quarantined")
     return Split(valid=valid, quarantine=quarantine, rows_warned=int(valid["_warnings"].notna().sum()),

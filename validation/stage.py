@@ -25,6 +25,7 @@ from typing import Any
 from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
+from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
 from crmbridge.validation.verdict import Verdict
 
 STAGE = "validate"
@@ -167,15 +168,16 @@ def _entity_rows(run_dir: Path, entity: str) -> int:
                for s in m["sources"] if s["entity"] == entity)
 
 
-_ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
-
-
 def _release_memory() -> None:
     """Hand the memory freed by the last batch back to the system (glibc keeps freed heap otherwise, and
-    the next batch's allocations land beside it instead of in it); a no-op where there is no glibc."""
+    the next batch's allocations land beside it instead of in it), and Arrow's pool its own (mimalloc
+    keeps freed pages for reuse); the glibc part is a no-op where there is no glibc."""
     import ctypes
     import ctypes.util
 
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
     if "libc" in _LIBC and _LIBC["libc"] is None:
         return
     try:
@@ -188,64 +190,6 @@ def _release_memory() -> None:
 
 
 _LIBC: dict = {}
-
-
-class _ParquetSink:
-    """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
-    text). Each batch becomes one row group, so ``batches()`` gives the same batches back."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.schema = None
-        self.lengths: list[int] = []
-        self._writer = None
-        self._object_cols: set[str] = set()
-
-    def write(self, df) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.schema is None:
-            t = pa.Table.from_pandas(df, preserve_index=False)
-            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
-                                     pa.field(f.name, f.type) for f in t.schema])
-            self._object_cols = {c for c in df.columns if df[c].dtype == object}
-            self._writer = pq.ParquetWriter(self.path, self.schema)
-        self.lengths.append(len(df))
-        if len(df):
-            t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False).replace_schema_metadata(None)
-            self._writer.write_table(t, row_group_size=min(len(df), _ROW_GROUP))
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    @property
-    def rows(self) -> int:
-        return sum(self.lengths)
-
-    def batches(self, columns: list[str] | None = None):
-        """The written batches again, in order, with the dtypes they were written with (text columns
-        as object holding str/None, as normalisation leaves them)."""
-        import pandas as pd
-        import pyarrow.parquet as pq
-
-        self.close()
-        pf = pq.ParquetFile(self.path) if self.rows else None
-        group = 0
-        for n in self.lengths:
-            if n:
-                count = -(-n // _ROW_GROUP)  # a batch over _ROW_GROUP rows was written as several groups
-                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
-                group += count
-            else:
-                t = self.schema.empty_table()
-                if columns is not None:
-                    t = t.select(columns)
-            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                       if name in self._object_cols else t.column(name).to_pandas())
-                                for name in t.column_names})
 
 
 class _EntityValidation:
@@ -269,7 +213,7 @@ class _EntityValidation:
         self.extra = referenced_columns(self.rules)
         self.key = self.rules_def.identity.key
         self.spill_path = spill / f"{entity}.parquet"
-        self._spill = _ParquetSink(self.spill_path)
+        self._spill = _ParquetSink(self.spill_path, dictionary=False)  # read by validate and DuckDB only
         self._qspill = _ParquetSink(spill / f"{entity}.quarantine.parquet")
         self.fixed: dict[str, int] = {}
         self.failed: dict[str, int] = {}
@@ -446,6 +390,7 @@ def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
     With ``legacy`` (the fields any rule names) the view has a ``<field> (legacy)`` column for each of
     them present in ``raw``, named by some row or not, so every batch has the same columns; returns
     ``(view, fields named in this batch)`` then, and the caller drops the columns no batch used."""
+    import numpy as np
     import pandas as pd
 
     from crmbridge import stewardcsv as S
@@ -466,14 +411,16 @@ def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
     cols = [c for c in q.columns if not str(c).startswith("_") and c in raw.columns and c in legacy]
     if not cols:
         return S.ordered(q), set()
-    by_id = raw[["_row_id", *cols]].drop_duplicates("_row_id")
-    by_id = by_id.set_index(by_id["_row_id"].astype(str))
-    ids = q["_row_id"].astype(str)
-    for f in cols:  # as stewardcsv.add_legacy does, for every candidate field
-        values = ids.map(by_id[f].astype(object)).astype(object)
-        mask = pd.Series([f in n for n in named], index=q.index, dtype=bool)
-        col = values.where(mask & values.notna(), None)
-        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), col.to_numpy())
+    # as stewardcsv.add_legacy does, for every candidate field: each row's raw values by _row_id (the first
+    # raw row of an id), the row positions looked up once for all fields instead of a hash table per field
+    first = np.flatnonzero(~raw["_row_id"].duplicated().to_numpy())
+    pos = pd.Index(raw["_row_id"].iloc[first].astype(str)).get_indexer(q["_row_id"].astype(str))
+    found = pos >= 0
+    at = first[np.where(found, pos, 0)] if len(first) else pos
+    for f in cols:
+        values = raw[f].take(at).to_numpy(dtype=object) if len(first) else np.full(len(q), None, dtype=object)
+        mask = np.array([f in n for n in named], dtype=bool) & found & ~pd.isna(values)
+        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), np.where(mask, values, None))
     return S.ordered(q), used & set(cols)
 
 

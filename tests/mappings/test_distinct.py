@@ -210,6 +210,30 @@ def test_vectorised_helpers_equal_the_per_cell_ones(frames):
             assert finish(s, other, failed).changed.tolist() == _old_changed(s, other, failed).tolist()
 
 
+class _Raises:
+    """A value whose comparison raises (``_equal`` calls it not the same)."""
+
+    def __eq__(self, other):
+        raise ValueError("no comparison")
+
+    __hash__ = object.__hash__
+
+
+def test_finish_changed_on_mixed_types_equals_per_cell():
+    """``changed`` where the new values are not text: only equal values of one type are unchanged."""
+    from decimal import Decimal
+
+    odd = _Raises()
+    original = pd.Series(["1", "1.5", None, "x", np.str_("y"), "y", 2, 2.0, Decimal("3"), odd, True, "", 7, None],
+                         dtype=object)
+    for new in ([1.0, 1.5, None, "x", "y", np.str_("y"), 2.0, 2.0, Decimal("3.0"), odd, 1, "", 7.0, "z"],
+                [None, "1.5", 1.5, "x ", "y", "y", 2, 2, 3, 1, True, None, 7, None]):
+        values = pd.Series(new, dtype=object)
+        for failed in (pd.Series(False, index=original.index), pd.Series([i % 3 == 0 for i in range(14)])):
+            assert finish(original, values, failed).changed.tolist() == \
+                _old_changed(original, values, failed).tolist(), (new, failed.tolist())
+
+
 def test_encode_keeps_missing_and_refuses_non_text():
     enc = encode(pd.Series(["a", None, "b", float("nan"), "a"], dtype=object))
     assert enc.series().tolist() == ["a", None, "b", None, "a"]

@@ -49,7 +49,7 @@ def _assert_same_outputs(a, b, entities):
 
 
 def test_case_files_in_batches_of_7_and_1000_equal_one_batch(case_run, tmp_path, monkeypatch):
-    from crmbridge.validation import stage
+    from crmbridge.validation import parquetsink
 
     project, run = case_run
     whole, w = _validate(project, run, WHOLE, tmp_path)
@@ -57,7 +57,7 @@ def test_case_files_in_batches_of_7_and_1000_equal_one_batch(case_run, tmp_path,
     assert counts["customers"]["rows_quarantined"] and counts["contacts"]["rows_quarantined"]
     for size in (7, 1000):
         if size == 1000:  # a batch bigger than a Parquet row group is spilled as several and read back whole
-            monkeypatch.setattr(stage, "_ROW_GROUP", 3)
+            monkeypatch.setattr(parquetsink, "ROW_GROUP", 3)
         rep, d = _validate(project, run, size, tmp_path)
         assert rep.counts() == counts
         _assert_same_outputs(w, d, list(counts))

@@ -254,3 +254,29 @@ def test_duckdb_memory_cap_grows_past_five_million_rows(tmp_path):
     value, unit = big.split()
     assert float(value) * to_mib[unit] > 1.8 * 244  # 10M rows: about twice the 256MB (244 MiB) cap
     assert not any(tmp_path.glob(".disagreement-*"))  # the temporary directory is removed
+
+
+def test_criteria_sharing_tests_through_a_memo_equal_each_evaluated_alone():
+    """``_load_flags`` runs the agreed and the departments' criteria with one memo per batch: a test
+    repeated across criteria is run once, and tests that differ only in their value stay apart."""
+    from crmbridge.validation.definition import Criterion
+    from crmbridge.validation.disagreement import evaluate
+
+    frame = pd.DataFrame({"n": ["2", "0", None, " 3 ", "x", "1e1", "-1", "0.5"],
+                          "status": ["Active", "active", None, "Active ", "Blocked", "Active", "", "Prospect"]},
+                         index=range(10, 18))
+    criteria = [Criterion.model_validate(c) for c in (
+        {"description": "a", "any": [{"field": "n", "op": "gt", "value": 0},
+                                     {"field": "status", "op": "eq", "value": "Active"}]},
+        {"description": "b", "all": [{"field": "n", "op": "gt", "value": 1}]},
+        {"description": "c", "all": [{"field": "n", "op": "gt", "value": 0}, {"field": "status", "op": "present"}]},
+        {"description": "d", "any": [{"field": "status", "op": "in", "value": ["Active", "Blocked"]},
+                                     {"field": "status", "op": "eq", "value": "Blocked"},
+                                     {"field": "gone", "op": "missing"}]},
+        {"description": "e", "all": [{"field": "n", "op": "le", "value": 0}, {"field": "status", "op": "ne",
+                                                                                 "value": "Active"}]},
+    )]
+    memo: dict = {}
+    for c in criteria:
+        assert evaluate(frame, c, memo).tolist() == evaluate(frame, c).tolist(), c.description
+    assert len(memo) == 9  # 11 tests, two of them repeated

@@ -1,0 +1,75 @@
+"""validation.parquetsink: the sink converts a file's first batch once (its all-null columns cast to
+text) and writes the spill without dictionary pages; the files hold what the previous sink wrote
+(every batch converted with the file's schema by ``Table.from_pandas``), the valid file byte for byte.
+
+Tricky batches: an all-null column in the first batch (text from then on) and values later, an empty
+batch, Arrow-backed ``str`` columns with missing values, numbers, and batches larger than a row group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from crmbridge.validation import parquetsink
+from crmbridge.validation.parquetsink import ParquetSink
+
+
+def _batches(seed: int) -> list[pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    texts = np.array([None, "", "a", "甲乙丙", "x; y", "line\nbreak", "   "], dtype=object)
+    out = []
+    for b, n in enumerate((6, 0, 9, 1, 12)):
+        df = pd.DataFrame({
+            "name": pd.Series(texts[rng.integers(0, len(texts), n)], dtype=object),
+            "empty_first": pd.Series([None] * n if b == 0 else texts[rng.integers(0, len(texts), n)], dtype=object),
+            "_row_id": pd.Series([f"r{b}-{i}" for i in range(n)], dtype="str"),
+            "_source": pd.Series([None if i % 3 == 0 else "crm" for i in range(n)], dtype="str"),
+            "_line": np.arange(n, dtype=np.int64),
+        })
+        out.append(df)
+    return out
+
+
+def _previous(path, frames, dictionary: bool) -> None:
+    """The previous sink's way: the first batch's schema, then every batch converted with it."""
+    import pyarrow as pa
+
+    t = pa.Table.from_pandas(frames[0], preserve_index=False)
+    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in t.schema])
+    with pq.ParquetWriter(path, schema.remove_metadata(), use_dictionary=dictionary) as w:
+        for df in frames:
+            if len(df):
+                t = pa.Table.from_pandas(df, schema=schema, preserve_index=False).replace_schema_metadata(None)
+                w.write_table(t, row_group_size=min(len(df), parquetsink.ROW_GROUP))
+
+
+@pytest.mark.parametrize("seed,row_group", [(0, 1 << 20), (1, 1 << 20), (2, 4)])
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, dictionary):
+    monkeypatch.setattr(parquetsink, "ROW_GROUP", row_group)
+    frames = _batches(seed)
+    sink = ParquetSink(tmp_path / "new.parquet", dictionary=dictionary)
+    for df in frames:
+        sink.write(df)
+    sink.close()
+    _previous(tmp_path / "old.parquet", frames, dictionary)
+    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    new = pq.read_table(tmp_path / "new.parquet")
+    assert new.schema.field("empty_first").type == "string" and new.num_rows == sum(map(len, frames))
+    assert sink.lengths == [len(f) for f in frames]
+
+
+def test_batches_give_the_written_frames_back(tmp_path):
+    sink = ParquetSink(tmp_path / "s.parquet", dictionary=False)
+    frames = _batches(3)
+    for df in frames:
+        sink.write(df)
+    back = list(sink.batches())
+    assert [len(b) for b in back] == [len(f) for f in frames]
+    for got, want in zip(back[2:], frames[2:]):
+        for c in want.columns:
+            assert [None if v is None or v != v else v for v in got[c]] == \
+                [None if v is None or v != v else v for v in want[c]], c

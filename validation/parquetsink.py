@@ -1,0 +1,74 @@
+"""Validate's Parquet files written batch by batch: the normalised spill it reads back, the valid rows.
+
+Each batch becomes one row group (several past ``ROW_GROUP`` rows), so ``batches()`` gives the same
+batches back. The schema is the first batch's (all-null columns as text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
+
+
+class ParquetSink:
+    """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
+    text). ``dictionary=False`` for a file only validate reads back (the spill): Parquet's dictionary
+    pages cost more to write than they save on mostly distinct values."""
+
+    def __init__(self, path: Path, *, dictionary: bool = True):
+        self.path = path
+        self.schema = None
+        self.lengths: list[int] = []
+        self._writer = None
+        self._object_cols: set[str] = set()
+        self._dictionary = dictionary
+
+    def write(self, df) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = None
+        if self.schema is None:
+            t = pa.Table.from_pandas(df, preserve_index=False)
+            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
+                                     pa.field(f.name, f.type) for f in t.schema])
+            self._object_cols = {c for c in df.columns if df[c].dtype == object}
+            self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
+            t = t.cast(self.schema)  # all-null columns to text (still all missing): not converted twice
+        self.lengths.append(len(df))
+        if len(df):
+            if t is None:
+                t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False)
+            self._writer.write_table(t.replace_schema_metadata(None), row_group_size=min(len(df), ROW_GROUP))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.lengths)
+
+    def batches(self, columns: list[str] | None = None):
+        """The written batches again, in order, with the dtypes they were written with (text columns
+        as object holding str/None, as normalisation leaves them)."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        self.close()
+        pf = pq.ParquetFile(self.path) if self.rows else None
+        group = 0
+        for n in self.lengths:
+            if n:
+                count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
+                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
+                group += count
+            else:
+                t = self.schema.empty_table()
+                if columns is not None:
+                    t = t.select(columns)
+            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                       if name in self._object_cols else t.column(name).to_pandas())
+                                for name in t.column_names})
