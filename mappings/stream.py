@@ -240,8 +240,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             prev_recs.append(head)
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
+        del df, out, text, reasons  # the batch's frames freed before its records' Arrow copy and the steward's
         records.add(i, done.records, in_memory=n == 1)
-        del df, out, text, reasons  # the batch's frames freed before the steward's copy of its quarantine
         if any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str)):
             late.append(i)
             store.put(f"late{i}", done.quarantine, in_memory=n == 1)
