@@ -142,6 +142,8 @@ class RecordsWriter:
                 w.write_table(table)
         if kept is not None:
             kept.to_pickle(self.spill / f"rec{i}.pkl")
+        del table
+        pa.default_memory_pool().release_unused()  # the batch's Arrow copy back to the system before the next batch
 
     def _take(self, i: int, keep: bool = False) -> tuple:
         """Batch ``i``'s (Arrow table or None, the pandas columns kept aside or None); ``keep``: leave them."""
