@@ -65,8 +65,6 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int, raw: pd.Da
     return rows
 
 
-
-
 def _text_or_none(v):
     return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
@@ -184,7 +182,8 @@ class RecordsWriter:
         return pa.Table.from_pandas(sub, preserve_index=False)
 
     def _final(self, i: int, table, kept):
-        """Batch ``i``'s table as written (or only its schema when ``table`` has no rows to keep)."""
+        """Batch ``i``'s table as written: the columns other batches made text replaced, with their
+        entries in the pandas metadata (as ``from_pandas`` of the converted frame gives them)."""
         import json
 
         text = self._later_text(i)

@@ -226,8 +226,9 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
 
     from crmbridge.connectors.encoding import NotThatEncoding
 
-    if src.type != "csv" or not QUICK_DETECTION:
+    if src.type != "csv" or not QUICK_DETECTION or encoding or src.encoding != "auto":  # declared: no detection
         return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile)
+    # the entity's statistics before this source (bounded: at most EXACT_DISTINCT values a column)
     before = copy.deepcopy(profile)
     try:
         return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile, tentative=True)

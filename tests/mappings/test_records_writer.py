@@ -134,8 +134,10 @@ def test_records_file_equals_the_previous_writer_byte_for_byte(seed, tmp_path):
 def test_a_column_made_text_by_a_later_batch(tmp_path):
     """Floats (and an unconvertible value) in the first batch, text in the second: text in both."""
     first = pd.DataFrame({"A": pd.Series([1.5, None, float("nan")], dtype=object),
-                          "B": pd.Series([Odd(), None, 2], dtype=object), "C": pd.Series(["x", None, "y"], dtype=object)})
-    second = pd.DataFrame({"A": pd.Series(["t", None, "u"], dtype=object), "B": pd.Series(["v", "w", None], dtype=object),
+                          "B": pd.Series([Odd(), None, 2], dtype=object),
+                          "C": pd.Series(["x", None, "y"], dtype=object)})
+    second = pd.DataFrame({"A": pd.Series(["t", None, "u"], dtype=object),
+                           "B": pd.Series(["v", "w", None], dtype=object),
                            "C": pd.Series([3, 4, None], dtype=object)})
     ref, new = _write_both([first, second], tmp_path, in_memory=False)
     assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
