@@ -49,6 +49,14 @@ class Detected:
     encoding: str
     bom: int
     how: str  # bom, utf-16-nul-pattern, strict, chardet, declared
+    # strict on the first BLOCK only: ``decoded_text`` confirms the rest as it reads, raising
+    # ``NotThatEncoding`` where the whole-file detection would have chosen otherwise
+    tentative: bool = False
+
+
+class NotThatEncoding(Exception):
+    """A tentative encoding (``detect_encoding(path, whole=False)``) failed past the part it was checked
+    on: detect again on the whole file and read the file anew."""
 
 
 def normalize_encoding(name: str) -> str:
@@ -84,13 +92,18 @@ def _nul_pattern(sample: bytes) -> str | None:
     return None
 
 
-def _decodes(path: Path, encoding: str, skip: int) -> bool:
+def _decodes(path: Path, encoding: str, skip: int, blocks: int | None = None) -> bool:
+    """Whether the file decodes strictly (its first ``blocks`` blocks only, if given and the file is longer)."""
     dec = codecs.getincrementaldecoder(encoding)(errors="strict")
     with open(path, "rb") as f:
         f.seek(skip)
         try:
             while block := f.read(BLOCK):
                 dec.decode(block)
+                if blocks is not None:
+                    blocks -= 1
+                    if not blocks:
+                        return True
             dec.decode(b"", final=True)
         except UnicodeDecodeError:
             return False
@@ -127,8 +140,12 @@ def _chardet(path: Path) -> str | None:
     return normalize_encoding(enc) if enc else None
 
 
-def detect_encoding(path: Path) -> Detected:
-    """Choose the encoding of ``path`` (see the module docstring for the order)."""
+def detect_encoding(path: Path, whole: bool = True) -> Detected:
+    """Choose the encoding of ``path`` (see the module docstring for the order).
+
+    ``whole=False``: a strict utf-8 or gb18030 success is judged on the first block only and returned
+    ``tentative`` (the reader confirms the rest, so a file is decoded once instead of twice); where
+    the first block decodes but a later one does not, the reader raises ``NotThatEncoding``."""
     with open(path, "rb") as f:
         head = f.read(SAMPLE)
     bom = sniff_bom(head)
@@ -137,11 +154,15 @@ def detect_encoding(path: Path) -> Detected:
     nul = _nul_pattern(head)
     if nul and _decodes(path, nul, 0):
         return Detected(nul, 0, "utf-16-nul-pattern")
-    if _decodes(path, "utf-8", 0):
-        return Detected("utf-8", 0, "strict")
-    if _decodes(path, "gb18030", 0):
+    tentative = not whole and path.stat().st_size > BLOCK  # a file of one block is checked whole anyway
+    first = 1 if tentative else None
+    if _decodes(path, "utf-8", 0, first):
+        return Detected("utf-8", 0, "strict", tentative)
+    if _decodes(path, "gb18030", 0, first):
         if _looks_simplified(path):
-            return Detected("gb18030", 0, "strict")
+            return Detected("gb18030", 0, "strict", tentative)
+        if tentative and not _decodes(path, "gb18030", 0):
+            return detect_encoding(path)
         guess = _chardet(path)
         if guess and guess not in ("utf-8", "gb18030") and _decodes(path, guess, 0):
             return Detected(guess, 0, "chardet")  # big5 (or BOM-less UTF-16) that gb18030 also accepts
@@ -194,6 +215,8 @@ def decoded_text(path: Path, det: Detected, shown_path: str, hasher: "hashlib._H
             try:
                 text = dec.decode(block, final=not block)
             except UnicodeDecodeError as exc:
+                if det.tentative:
+                    raise NotThatEncoding(det.encoding) from None
                 raise _decode_error(exc, pending + block, offset - len(pending), lines, det, shown_path,
                                     tried) from None
             lines += text.count("\n")

@@ -91,13 +91,15 @@ def build_columns(raw: Iterable[Any], rename: dict[str, str], key: list[str], wh
 
 
 def read_csv(source, path: Path, shown: str, *, encoding: str | None = None,
-             batch_rows: int = 50_000) -> SourceRead:
+             batch_rows: int = 50_000, tentative: bool = False) -> SourceRead:
     """Open a CSV/TXT source; ``encoding`` overrides the configured/detected one.
 
     The records come as Arrow batches (``read.batches``) or, from the same parse, as events
-    (``read.events``); consume one of the two.
+    (``read.events``); consume one of the two. ``tentative``: a detected utf-8 or gb18030 is checked
+    on the file's first block only and confirmed while reading (``encoding.NotThatEncoding`` where
+    it fails later: the caller drops what it read and opens the file again without ``tentative``).
     """
-    read, text, lines, dialect, hasher = _open_csv(source, path, shown, encoding)
+    read, text, lines, dialect, hasher = _open_csv(source, path, shown, encoding, tentative)
     read.batches = _csv_batches(text, lines, dialect, len(read.columns), read, hasher, batch_rows)
     read.events = _batch_events(read.batches)
     return read
@@ -110,10 +112,10 @@ def read_csv_rows(source, path: Path, shown: str, *, encoding: str | None = None
     return read
 
 
-def _open_csv(source, path: Path, shown: str, encoding: str | None):
+def _open_csv(source, path: Path, shown: str, encoding: str | None, tentative: bool = False):
     _missing_file(path, shown, source.name)
     wanted = encoding or (source.encoding if source.encoding != "auto" else None)
-    det = enc.declared(path, wanted) if wanted else enc.detect_encoding(path)
+    det = enc.declared(path, wanted) if wanted else enc.detect_encoding(path, whole=not tentative)
     tried = "utf-8, gb18030 or big5" if det.how == "fallback" else ""
     hasher = hashlib.sha256()
     text = _Text(enc.decoded_text(path, det, shown, hasher, tried))

@@ -18,7 +18,7 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
             continue
         types = {type(v) for v in out[c].array if v is not None and not (isinstance(v, float) and v != v)}
         if len(types) > 1 and not types <= {int, float}:
-            out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+            out[c] = out[c].map(_text_or_none)
     return out
 
 
@@ -65,6 +65,8 @@ def preview_rows(source: pd.DataFrame, records: pd.DataFrame, n: int, raw: pd.Da
     return rows
 
 
+def _text_or_none(v):
+    return None if v is None or (isinstance(v, float) and v != v) else str(v)
 
 
 def _value_types(s: pd.Series) -> set:
@@ -73,6 +75,8 @@ def _value_types(s: pd.Series) -> set:
     arr = s.to_numpy(dtype=object)  # iterating a numpy array, not pandas' ExtensionArray: 20x faster
     types = set(map(type, arr))
     types.discard(type(None))
+    if types == {float}:  # Python floats and None only: pd.isna tells exactly None and NaN apart from the rest
+        return types if not pd.isna(arr).all() else set()
     if any(issubclass(t, float) for t in types):  # NaN floats do not count: look at the values
         types = {type(v) for v in arr if v is not None and not (isinstance(v, float) and v != v)}
     return types
@@ -84,61 +88,132 @@ def _mixed(types: set) -> bool:
 
 class RecordsWriter:
     """A step's records Parquet written batch by batch, equal to ``write_records`` of all batches at once:
-    a column holding mixed Python types in *any* batch is text in every batch (``note`` every batch
-    first), and the file has one schema, the batches' own ones promoted (a column empty in one batch
-    and text in another is text)."""
+    a column holding mixed Python types in *any* batch is text in every batch, and the file has one
+    schema, the batches' own ones promoted (a column empty in one batch and text in another is text).
+
+    ``add`` converts each batch to Arrow as it comes (spilled as Arrow IPC, not pickled): a column that a
+    later batch turns into text is converted again in ``write``, from the pandas values kept aside for
+    the object columns holding non-text values (few), from the Arrow values for the others (text or
+    missing only, so their values are the same)."""
 
     def __init__(self, path: Path, spill: Path):
         self.path, self.spill = Path(path), Path(spill)
         self.types: dict[str, set] = {}
-        self.schemas: list = []
-        self.tables: dict[int, Any] = {}  # batches kept in memory (a step of one batch)
+        # batch -> (Arrow schema or None, object columns kept aside as pandas, object columns of text only)
+        self.held: dict[int, tuple] = {}
+        self.memory: dict[int, tuple] = {}  # batches kept in memory (a step of one batch)
 
-    def note(self, df: pd.DataFrame) -> None:
-        for c in df.columns:
-            s = df[c]
-            seen = self.types.setdefault(c, set())
-            if s.dtype == object:
-                seen.update(_value_types(s))
-            elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
-                seen.add(str)
-
-    def stage(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
+    def add(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
+        """Batch ``i``'s records (each batch once)."""
         import pyarrow as pa
 
+        batch: dict[str, set] = {}
+        for c in df.columns:
+            s = df[c]
+            if s.dtype == object:
+                batch[c] = _value_types(s)
+            elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
+                batch[c] = {str}
+            self.types.setdefault(c, set()).update(batch.get(c, ()))
+        objects = [c for c in df.columns if df[c].dtype == object]
+        text = [c for c in objects if _mixed(batch[c])]  # text in every batch whatever the others hold
+        aside = [c for c in objects if c not in text and not batch[c] <= {str}]
+        plain = [c for c in objects if c not in text and batch[c] <= {str}]
         out = df
-        text = [c for c in df.columns if df[c].dtype == object and _mixed(self.types.get(c, set()))]
         if text:
             out = df.copy()
             for c in text:
-                out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
-        table = pa.Table.from_pandas(out, preserve_index=False)
-        self.schemas.append(table.schema)
+                out[c] = out[c].map(_text_or_none)
+        try:
+            table = pa.Table.from_pandas(out, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            # Arrow cannot take a column as it is: the whole batch waits (only text in it can make it pass)
+            table, aside, plain = None, [c for c in objects if c not in text], []
+        self.held[i] = (None if table is None else table.schema, aside, plain)
+        kept = (out if table is None else out[aside]) if aside else None
         if in_memory:
-            self.tables[i] = table
+            self.memory[i] = (table, kept)
             return
-        with pa.OSFile(str(self.spill / f"rec{i}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-            w.write_table(table)
+        if table is not None:
+            with pa.OSFile(str(self.spill / f"rec{i}.arrow"), "wb") as sink, \
+                    pa.ipc.new_file(sink, table.schema) as w:
+                w.write_table(table)
+        if kept is not None:
+            kept.to_pickle(self.spill / f"rec{i}.pkl")
+        del table
+        pa.default_memory_pool().release_unused()  # the batch's Arrow copy back to the system before the next batch
+
+    def _take(self, i: int, keep: bool = False) -> tuple:
+        """Batch ``i``'s (Arrow table or None, the pandas columns kept aside or None); ``keep``: leave them."""
+        import pyarrow as pa
+
+        if i in self.memory:
+            return self.memory[i] if keep else self.memory.pop(i)
+        p, q = self.spill / f"rec{i}.arrow", self.spill / f"rec{i}.pkl"
+        kept = pd.read_pickle(q) if q.exists() else None
+        table = None
+        if p.exists():
+            with pa.memory_map(str(p)) as src:
+                table = pa.ipc.open_file(src).read_all()
+        if not keep:
+            p.unlink(missing_ok=True)
+            q.unlink(missing_ok=True)
+        return table, kept
+
+    def _later_text(self, i: int) -> list[str]:
+        """The columns of batch ``i`` that other batches made text (converted again at the end)."""
+        _, aside, plain = self.held[i]
+        return [c for c in [*aside, *plain] if _mixed(self.types.get(c, set()))]
+
+    def _text_part(self, i: int, table, kept):
+        """Batch ``i``'s columns that other batches made text, as an Arrow table (the whole batch when
+        Arrow could not take it as it was), each converted from the values ``add`` had."""
+        import pyarrow as pa
+
+        schema, aside, _ = self.held[i]
+        text = self._later_text(i)
+        if schema is None:
+            sub = kept.copy()
+        else:
+            sub = pd.DataFrame({c: pd.Series(kept[c].to_numpy(dtype=object) if c in aside else
+                                             table.column(c).to_pylist(), dtype=object) for c in text})
+        for c in text:
+            sub[c] = sub[c].map(_text_or_none)
+        return pa.Table.from_pandas(sub, preserve_index=False)
+
+    def _final(self, i: int, table, kept):
+        """Batch ``i``'s table as written: the columns other batches made text replaced, with their
+        entries in the pandas metadata (as ``from_pandas`` of the converted frame gives them)."""
+        import json
+
+        text = self._later_text(i)
+        if self.held[i][0] is not None and not text:
+            return table
+        part = self._text_part(i, table, kept)
+        if table is None:
+            return part
+        meta = json.loads(table.schema.metadata[b"pandas"])
+        entries = {e["name"]: e for e in json.loads(part.schema.metadata[b"pandas"])["columns"]}
+        meta["columns"] = [entries.get(e["name"], e) for e in meta["columns"]]
+        for c in text:
+            table = table.set_column(table.schema.get_field_index(c), part.schema.field(c), part.column(c))
+        return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
 
     def write(self, n: int) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        unified = pa.unify_schemas([s.remove_metadata() for s in self.schemas], promote_options="permissive")
-        meta = _pandas_metadata(self.schemas, unified)
+        schemas = [self.held[i][0] if self.held[i][0] is not None and not self._later_text(i)
+                   else self._final(i, *self._take(i, keep=True)).schema for i in range(n)]
+        unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+        meta = _pandas_metadata(schemas, unified)
         schema = unified.with_metadata(meta) if meta else unified
         with pq.ParquetWriter(self.path, schema) as w:
             for i in range(n):
-                p = self.spill / f"rec{i}.arrow"
-                if i in self.tables:
-                    table = self.tables.pop(i)
-                else:
-                    with pa.memory_map(str(p)) as src:
-                        table = pa.ipc.open_file(src).read_all()
+                table = self._final(i, *self._take(i))
                 if len(table) or n == 1:
                     w.write_table(table.select(schema.names).cast(schema))
                 del table
-                p.unlink(missing_ok=True)
 
 
 def _pandas_metadata(schemas: list, unified) -> dict | None:

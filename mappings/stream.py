@@ -9,8 +9,9 @@ runs in passes over its batches, each batch spilled to the step's scratch folder
 2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows; required fields;
    the batch's records and quarantine are final here (the step's own parent keys and quarantined
    keys are collected for the children), and so is the steward's view of its quarantine, unless a
-   reason names a parent key of the step's own object (a self-lookup: then in pass 3);
-3. the records converted for Arrow (the value types of every batch known);
+   reason names a parent key of the step's own object (a self-lookup: then in pass 3). The records
+   go to Arrow here (``output.RecordsWriter``), not through a pickle;
+3. the steward's view of the quarantine left for now;
 4. write the records Parquet (one row group per batch, one schema for the file) and the steward's
    quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract),
    each batch's quarantine read back once.
@@ -205,6 +206,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         qout.note(i, view, named)
         store.put(f"q{i}", (view, named), in_memory=n == 1)
 
+    late: list[int] = []  # batches whose steward's view waits for pass 3
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
     reread = iter(batches()) if again and n > 1 else None
@@ -238,12 +240,13 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             prev_recs.append(head)
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
-        records.note(done.records)
-        del df, out, text, reasons  # the batch's frames freed before the steward's copy of its quarantine
-        late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
-        if not late:
+        del df, out, text, reasons  # the batch's frames freed before its records' Arrow copy and the steward's
+        records.add(i, done.records, in_memory=n == 1)
+        if any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str)):
+            late.append(i)
+            store.put(f"late{i}", done.quarantine, in_memory=n == 1)
+        else:
             steward(i, done.quarantine)
-        store.put(f"out{i}", (done.records, done.quarantine if late else None), in_memory=n == 1)
         del done
     del duplicates
     res.mapped = KeyIndex.union(mapped)
@@ -258,14 +261,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     own.update(res.quarantined)
     parent_reasons[own_key] = own
 
-    # pass 3: records converted (every batch's value types known now); the steward's view of the batches
-    # left for now (this step's own quarantined keys known)
-    for i in range(n):
-        recs, q = store.take(f"out{i}")
-        records.stage(i, recs, in_memory=n == 1)
-        if q is not None:
-            steward(i, q)
-        del recs, q
+    # pass 3: the steward's view of the batches left for now (this step's own quarantined keys known)
+    for i in late:
+        steward(i, store.take(f"late{i}"))
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
     preview_ids = (set(preview_src["_row_id"].astype(str))

@@ -21,8 +21,8 @@ DATA = Path(__file__).parent.parent / "data"
 UNDECODABLE = {"csv__undecodable_byte.csv", "csv__utf8_with_one_bad_byte.csv"}
 
 
-def csv_module_path(source, path, shown, *, encoding=None, batch_rows=50_000):
-    return files.read_csv_rows(source, path, shown, encoding=encoding)
+def csv_module_path(source, path, shown, *, encoding=None, batch_rows=50_000, tentative=False):
+    return files.read_csv_rows(source, path, shown, encoding=encoding)  # detects on the whole file
 
 
 def extract_both(project, monkeypatch):
