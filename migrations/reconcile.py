@@ -63,14 +63,9 @@ def _norm_text(s: str) -> str:
 
 def _checksum(values) -> str:
     """Order-independent checksum of a column: the sum of 64-bit hashes of its values (mod 2**64)."""
-    import numpy as np
-    import pandas as pd
+    from crmbridge.migrations.compare import cell_hashes, checksum_of
 
-    arr = values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else np.asarray(list(values), dtype=object)
-    if not len(arr):
-        return f"{0:016x}"
-    total = int(pd.util.hash_array(arr, categorize=False).sum(dtype=np.uint64))
-    return f"{total % (1 << 64):016x}"
+    return checksum_of(cell_hashes(values if hasattr(values, "to_numpy") else list(values)))
 
 
 @dataclass(frozen=True)
@@ -229,19 +224,16 @@ def _canonical_text(v: str) -> str:
     return v.replace("\x1f", " ")
 
 
-def _problem(key, kind, sf_id, field="", source="", org="") -> dict:
-    return {"external_id": key, "kind": kind, "field": field, "source": source, "org": org, "sf_id": sf_id}
-
-
 @dataclass(frozen=True)
 class SourceSide:
     """The mapped records' side of the comparison, row by row in the load file's order: the canonical
-    external IDs, their lower-cased comparison form, and ``norm`` of every compared field's cells."""
+    external IDs, their lower-cased comparison form, and per compared field ``norm`` of its cells with
+    their hashes (``compare.FieldSide``)."""
 
     stamp: tuple  # the load file it was computed from (path, size, mtime) and the compared fields
     keys: list
     lowered: list
-    normed: dict
+    fields: dict
 
 
 _AHEAD: dict[tuple[str, str], SourceSide] = {}  # (run id, step) -> computed while the load waited
@@ -262,9 +254,11 @@ def source_side(run: Run, step: dict, df, cols: list[str]) -> SourceSide:
     ahead = _AHEAD.pop((run.run_id, step["step"]), None)
     if ahead is not None and ahead.stamp == stamp and len(ahead.keys) == len(df):
         return ahead
+    from crmbridge.migrations.compare import field_side
+
     keys = canonical_column(df[step["external_id_field"]].to_numpy(dtype=object))
     return SourceSide(stamp, keys, [k.lower() for k in _normed(keys)],
-                      {f: _normed(df[f]) for f in cols if f in df.columns})
+                      {f: field_side(_normed(df[f]), _normed) for f in cols if f in df.columns})
 
 
 def prepare(conn, run: Run, step: dict, df, fields: list[str]) -> None:
@@ -277,10 +271,11 @@ def prepare(conn, run: Run, step: dict, df, fields: list[str]) -> None:
 
 
 def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReconcile:
-    import numpy as np
     import pandas as pd
 
-    sobject, ext, name = step["object"], step["external_id_field"], step["step"]
+    from crmbridge.migrations.compare import compare
+
+    sobject, name = step["object"], step["step"]
     df, fields = read_step_frame(run, step, hashes=False)
     side = source_side(run, step, df, _compared(conn, step, fields))
     led = L.ledger_frame(engine, run.run_id, name, ["row_id", "external_id", "sf_id", "action"])
@@ -288,48 +283,16 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
     per_record = led.drop_duplicates("external_id").set_index("external_id")
     loaded_keys = set(per_record.index[per_record["action"].isin(["created", "updated", "unchanged"])])
     org_rows, cols, how = _org_records(conn, engine, run, step, fields, per_record)
-    org = pd.DataFrame(org_rows, columns=["Id", ext] + cols, dtype=object)
     # Salesforce external IDs are case-insensitive
-    org["_k"] = [k.lower() for k in _normed(org[ext])]
-    holders = org["_k"].value_counts()
-    dup_keys = set(holders.index[holders > 1])
-    org_first = org.drop_duplicates("_k").set_index("_k")
-    src_keys = side.keys
-    keep = np.fromiter((k in loaded_keys for k in src_keys), dtype=bool, count=len(src_keys))
-    kept = np.flatnonzero(keep)
-    src = df[keep].assign(_key=pd.Series([src_keys[i] for i in kept], index=df.index[keep], dtype=object),
-                          _pos=kept)
-    src = src.assign(_k=pd.Series([side.lowered[i] for i in kept], index=src.index, dtype=object))
-    src = src.set_index("_k")
-    org_keys = set(org_first.index)
-    in_org = np.fromiter((k in org_keys for k in src.index), dtype=bool, count=len(src))
-    sf_ids = per_record["sf_id"]
-    problems = [_problem(key, "missing_in_org", sf_ids.get(key)) for key in src["_key"][~in_org]]
-    found = src[in_org]
-    dup_idx = [k for k in found.index if k in dup_keys]
-    if dup_idx:
-        ids_by_key = org[org["_k"].isin(dup_keys)].groupby("_k")["Id"].agg(";".join)
-        problems += [_problem(found.at[k, "_key"], "duplicate_in_org", sf_ids.get(found.at[k, "_key"]),
-                              org=ids_by_key[k]) for k in dup_idx]
-    org_first = org_first.reindex(found.index)
-    fields_out = {}
-    pos = found["_pos"].tolist()
-    for f in cols:
-        a = pd.Series([side.normed[f][i] for i in pos] if f in side.normed else [""] * len(found), index=found.index,
-                      dtype=object)
-        b = pd.Series(_normed(org_first[f]), index=found.index, dtype=object)
-        diff = a != b
-        for k in diff[diff].index:
-            problems.append(_problem(found.at[k, "_key"], "field_mismatch", org_first.at[k, "Id"], f, a[k], b[k]))
-        fields_out[f] = {"source_checksum": _checksum(a), "org_checksum": _checksum(b), "mismatches": int(diff.sum())}
-    missing, dups = int((~in_org).sum()), len(dup_idx)
+    res = compare(side, loaded_keys, per_record["sf_id"], org_rows, cols, _normed,
+                  [k.lower() for k in _normed([r[1] for r in org_rows])])
     out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
     from crmbridge.csvout import write_frame  # for people: formula-like values neutralised
 
-    write_frame(pd.DataFrame(problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]), out)
+    write_frame(pd.DataFrame(res.problems, columns=["external_id", "kind", "field", "source", "org", "sf_id"]), out)
     return StepReconcile(name, sobject, len(df), int(sum(len(r) for r in df["_rows"])), len(led), len(loaded_keys),
-                         int((per_record["action"] == "failed").sum()), len(found), missing, dups,
-                         sum(v["mismatches"] for v in fields_out.values()), fields_out, str(out), how)
+                         int((per_record["action"] == "failed").sum()), res.found, res.missing, res.duplicates,
+                         sum(v["mismatches"] for v in res.fields.values()), res.fields, str(out), how)
 
 
 @locked("reconcile")

@@ -30,7 +30,7 @@ def test_reconcile_side_computed_while_the_load_waited_gives_the_same_report(pro
     run = mapped_run(_accounts(helpers, 1_200))
     run_load(project, run, connector=sf, reconcile_next=True)
     ahead = reconcile._AHEAD[(run.run_id, "Account")]
-    assert len(ahead.keys) == 1_200 and set(ahead.normed) >= {"Name", "Description", "BillingCity"}
+    assert len(ahead.keys) == 1_200 and set(ahead.fields) >= {"Name", "Description", "BillingCity"}
     # the org drifts from the source: one field changed, one record deleted
     ids = {r["Legacy_Id__c"]: r["Id"] for r in sf.query("SELECT Id, Legacy_Id__c FROM Account")}
     sf.dml("update", "Account", [{"Id": ids["C000007"], "Description": "手工"}, {"Id": ids["C000011"], "Name": "x"}])
