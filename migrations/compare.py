@@ -5,6 +5,9 @@ its own comparison form) is computed before the org answers (``SourceSide``, whi
 what is left once the org's rows are in is a few numpy passes per field. ``norm`` runs only on the
 org cells that differ from the source's comparison form: an org cell equal to it has the same
 comparison form whenever that form is a fixed point of ``norm`` (checked per cell ahead of time).
+An org cell equal to the one the load sent (the Phone ``+86...`` whose comparison form drops the
+``+``) or to an integer's form with ``.0`` appended (what the org hands back for a number), checked
+ahead to normalise to the source's form, needs no ``norm`` either.
 The checksums are sums of per-cell hashes (``pandas.util.hash_array`` hashes each cell on its own),
 so the org's sum reuses the source cells' hashes wherever both sides agree.
 """
@@ -32,39 +35,66 @@ def checksum_of(hashes) -> str:
     return f"{int(hashes.sum(dtype=np.uint64)) % (1 << 64):016x}"
 
 
+_NO_CELL = object()  # equal to no org cell
+_INTEGER = "^-?[1-9][0-9]*$"  # ".0" appended: checked per cell (past 2**53 the float rounds it)
+
+
 @dataclass(frozen=True, eq=False)
 class FieldSide:
     """One compared field of the source, row by row: the comparison form (object array), its cells'
-    hashes, and where that form is a fixed point of ``norm`` (so an org cell equal to it compares equal)."""
+    hashes, where that form is a fixed point of ``norm`` (so an org cell equal to it compares equal),
+    and another org cell per row known to have that comparison form (``_NO_CELL`` where none is)."""
 
     normed: object
     hashes: object
     fixed: object
+    alt: object
 
     def __eq__(self, other) -> bool:
         import numpy as np
 
         return isinstance(other, FieldSide) and all(
-            np.array_equal(getattr(self, n), getattr(other, n)) for n in ("normed", "hashes", "fixed"))
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in ("normed", "hashes", "fixed", "alt"))
 
     __hash__ = None
 
 
-def field_side(normed: list, normed_fn) -> FieldSide:
+def _objects(values):
     import numpy as np
 
-    arr = np.empty(len(normed), dtype=object)
-    arr[:] = normed
-    again = np.empty(len(normed), dtype=object)
-    again[:] = normed_fn(arr)
-    return FieldSide(arr, cell_hashes(arr), np.asarray(again == arr, dtype=bool))
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = list(values)
+    return arr
+
+
+def field_side(cells, normed: list, normed_fn) -> FieldSide:
+    """``FieldSide`` of a field whose load-file cells are ``cells`` and their ``norm`` ``normed``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr, cells = _objects(normed), _objects(cells)
+    fixed = np.asarray(_objects(normed_fn(arr)) == arr, dtype=bool)
+    # the load's own cell (text or null: norm(cell) is the source's form by definition; a number could
+    # equal an org cell of another type with another form, 1 == True)
+    alt = np.where([type(c) is str or c is None for c in cells], cells, _NO_CELL).astype(object) \
+        if len(cells) else _objects([])
+    unused = (alt == arr) | np.fromiter((c is _NO_CELL for c in alt), dtype=bool, count=len(alt))
+    integer = np.asarray(pc.match_substring_regex(pa.array(arr, type=pa.string()), _INTEGER)
+                         .fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    ints = np.flatnonzero(integer & unused)  # for a number the org hands back "<integer>.0"
+    if len(ints):
+        dotted = _objects([v + ".0" for v in arr[ints].tolist()])
+        ok = np.asarray(_objects(normed_fn(dotted)) == arr[ints], dtype=bool)
+        alt[ints[ok]] = dotted[ok]
+    return FieldSide(arr, cell_hashes(arr), fixed, alt)
 
 
 def _blank_side(n: int) -> FieldSide:
     import numpy as np
 
     arr = np.full(n, "", dtype=object)
-    return FieldSide(arr, cell_hashes(arr), np.ones(n, dtype=bool))
+    return FieldSide(arr, cell_hashes(arr), np.ones(n, dtype=bool), np.full(n, _NO_CELL, dtype=object))
 
 
 @dataclass(frozen=True)
@@ -117,7 +147,8 @@ def compare(side, loaded_keys: set, sf_ids, org_rows: list, cols: list[str], nor
         raw = np.empty(n_org, dtype=object)
         raw[:] = org_cols[2 + j]
         raw = raw[at]
-        other = np.flatnonzero(~((raw == a) & fs.fixed[pos]))  # org cells whose comparison form is computed
+        known = ((raw == a) & fs.fixed[pos]) | (raw == fs.alt[pos])
+        other = np.flatnonzero(~known)  # org cells whose comparison form is computed
         b = a.copy()
         b[other] = normed_fn(raw[other]) if len(other) else []
         diff = other[a[other] != b[other]] if len(other) else other

@@ -258,7 +258,7 @@ def source_side(run: Run, step: dict, df, cols: list[str]) -> SourceSide:
 
     keys = canonical_column(df[step["external_id_field"]].to_numpy(dtype=object))
     return SourceSide(stamp, keys, [k.lower() for k in _normed(keys)],
-                      {f: field_side(_normed(df[f]), _normed) for f in cols if f in df.columns})
+                      {f: field_side(df[f].to_numpy(dtype=object), _normed(df[f]), _normed) for f in cols if f in df.columns})
 
 
 def prepare(conn, run: Run, step: dict, df, fields: list[str]) -> None:

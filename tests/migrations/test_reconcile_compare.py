@@ -61,15 +61,17 @@ TRICKY = ["", "  ", None, "nan", "None", "Acme", "acme", "１２３", "123", "12
           ".5", "0.50", "1234.0000001", "北京市朝阳区", "上海", "😀 emoji", "=1+1", "+SUM(A1)", "@cmd", "-2+3",
           "2024-01-02T03:04:05Z", "2024-01-02T03:04:05.000+0000", "2024-01-02T11:04:05+08:00", "2024-01-02",
           "true", "false", "True", "1", "0", "a\x1fb", "a b", "tab\there", "line\nbreak", "２０２４", "٣", "12\n",
-          "021-6234 5678", "\u3000全角空格", "ＡＢＣ", "x" * 300]
-ORG_ONLY = ["1234.0", "0.5", "TRUE", "2024-01-02T03:04:05.000Z", "abc", "ACME", "Acme ", None, ""]
+          "021-6234 5678", "\u3000全角空格", "ＡＢＣ", "x" * 300, "+8675534849258", "37505000", "12345678901234567"]
+CELLS = TRICKY + [37505000.0, 0.5, float("nan"), True, False, 1, 5, pd.NA]  # the load file's cells of other types
+ORG_ONLY = ["1234.0", "0.5", "TRUE", "2024-01-02T03:04:05.000Z", "abc", "ACME", "Acme ", None, "", True, 1, 1234.0,
+            "37505000.0", "5.0", "1.0", "12345678901234567.0"]
 
 
 def _case(seed: int, n: int, cols: list[str]):
     rnd = random.Random(seed)
     ext = "Legacy_Id__c"
     raw_keys = [f"K{i:05d}" if rnd.random() < 0.9 else f"k-{i}-ß" for i in range(n)]
-    df = pd.DataFrame({ext: raw_keys, **{f: [rnd.choice(TRICKY) for _ in range(n)] for f in cols[:-1]}}, dtype=object)
+    df = pd.DataFrame({ext: raw_keys, **{f: [rnd.choice(CELLS) for _ in range(n)] for f in cols[:-1]}}, dtype=object)
     df["_rows"] = [[i] for i in range(n)]
     keys = canonical_column(df[ext].to_numpy(dtype=object))
     lowered = [k.lower() for k in _normed(keys)]
@@ -89,8 +91,11 @@ def _case(seed: int, n: int, cols: list[str]):
             vals = []
             for f in cols:
                 src = df.at[i, f] if f in df.columns else None
+                src = None if src is pd.NA else src  # the org hands back text, JSON scalars or null
                 r = rnd.random()
-                vals.append(src if r < 0.6 else rnd.choice(ORG_ONLY) if r < 0.8 else rnd.choice(TRICKY))
+                normed = side_normed[f][i] if f in side_normed else ""
+                vals.append(src if r < 0.4 else normed if r < 0.55 else normed + ".0" if r < 0.7
+                            else rnd.choice(ORG_ONLY) if r < 0.85 else rnd.choice(TRICKY))
             org_rows.append((f"001X{i:08d}{h}", key, *vals))
     rnd.shuffle(org_rows)
     return df, ext, keys, lowered, side_normed, per_record, loaded, org_rows
@@ -106,7 +111,8 @@ def _csv_bytes(problems, tmp_path, name) -> bytes:
 def test_column_wise_comparison_equals_the_previous_path(tmp_path, seed, n):
     cols = ["Name", "Phone", "AnnualRevenue", "Founded__c", "Active__c", "Description", "Not_Mapped__c"]
     df, ext, keys, lowered, side_normed, per_record, loaded, org_rows = _case(seed, n, cols)
-    side = SourceSide((), keys, lowered, {f: field_side(v, _normed) for f, v in side_normed.items()})
+    side = SourceSide((), keys, lowered, {f: field_side(df[f].to_numpy(dtype=object), v, _normed)
+                                          for f, v in side_normed.items()})
     lower_keys = [k.lower() for k in _normed([r[1] for r in org_rows])]
     new = compare(side, loaded, per_record["sf_id"], org_rows, cols, _normed, lower_keys)
     problems, fields, found, missing, dups = previous(df, side_normed, keys, lowered, per_record, loaded, org_rows,
@@ -123,12 +129,23 @@ def test_column_wise_comparison_equals_the_previous_path(tmp_path, seed, n):
 def test_an_org_cell_equal_to_a_source_form_that_norm_changes_is_normalised():
     # the source's comparison form is "1234"; an org cell "1234" is equal; but were the source form not a
     # fixed point of norm, an equal org cell would have to be normalised: the fast path must check that
-    side = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side(["1234", "0.5"], _normed)})
-    assert side.fields["F"].fixed.tolist() == [True, True]
-    fake = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side(["1234.0", "x"], lambda v: list(v))})
+    side = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side(["+1234", 0.5], ["1234", "0.5"], _normed)})
+    f = side.fields["F"]
+    assert f.fixed.tolist() == [True, True] and f.alt[0] == "+1234" and f.alt[1] is not 0.5
+    fake = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side([None, "x"], ["1234.0", "x"], lambda v: list(v))})
     fake = SourceSide((), fake.keys, fake.lowered,
-                      {"F": type(fake.fields["F"])(fake.fields["F"].normed, fake.fields["F"].hashes,
-                                                   np.array([False, True]))})
+                      {"F": type(f)(fake.fields["F"].normed, fake.fields["F"].hashes, np.array([False, True]),
+                                    np.array([None, None], dtype=object))})
     per = pd.Series(["a", "b"], index=["K1", "K2"])
     res = compare(fake, {"K1", "K2"}, per, [("I1", "K1", "1234.0"), ("I2", "K2", "x")], ["F"], _normed, ["k1", "k2"])
     assert [(p["source"], p["org"]) for p in res.problems] == [("1234.0", "1234")]
+
+
+def test_an_integer_with_dot_zero_counts_as_equal_only_when_norm_says_so():
+    per = pd.Series(["a", "b"], index=["K1", "K2"])
+    rows = [("I1", "K1", "5.0"), ("I2", "K2", "+7")]
+    for normed_fn, expect in ((_normed, []), (lambda v: list(v), [("5", "5.0"), ("7", "+7")])):
+        side = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side(["5", "7"], ["5", "7"], normed_fn)})
+        res = compare(side, {"K1", "K2"}, per, rows, ["F"], normed_fn, ["k1", "k2"])
+        assert [(p["source"], p["org"]) for p in res.problems] == expect
+        assert (res.fields["F"]["source_checksum"] == res.fields["F"]["org_checksum"]) == (not expect)
