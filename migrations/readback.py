@@ -131,14 +131,16 @@ def window_query(conn, sobject: str, ext: str, cols: list[str], written: list[st
 
 
 def read_back(conn, sobject: str, ext: str, cols: list[str], written: list[str], unchanged: list[str],
-              first_write: datetime | None, keyfn: Callable[[object], str]) -> tuple[list[dict], str]:
+              first_write: datetime | None, keys_of: Callable[[list], list[str]]) -> tuple[list[tuple], str]:
     """The org's records for the run's keys (``written`` + ``unchanged``), and how they were read.
 
     Records come back as tuples ``(Id, ext, *cols)`` (parent fields read by their dotted name).
-    Records whose ``keyfn(ext)`` is not one of the run's keys are dropped.
+    Records whose key is not one of the run's keys are dropped; ``keys_of``: the comparison form of a
+    list of external IDs (applied to the run's keys before the org is waited for, to the org's after).
     """
     select = ", ".join(["Id", ext] + cols)
     all_keys = written + unchanged
+    wanted = set(keys_of(all_keys))  # before the reads: the org runs the (prefetched) query meanwhile
     window = window_query(conn, sobject, ext, cols, written, unchanged, first_write)
     if window is not None:
         soql, stamp = window
@@ -148,12 +150,11 @@ def read_back(conn, sobject: str, ext: str, cols: list[str], written: list[str],
     else:
         rows = list(by_keys(conn, sobject, select, ext, all_keys, cols))
         how = f"{len(all_keys)} by key"
-    wanted = {keyfn(k) for k in all_keys}
     seen: set[str] = set()
     out = []
-    for rec in rows:
+    for rec, key in zip(rows, keys_of([r[1] for r in rows])):
         rid = rec[0]
-        if rid in seen or keyfn(rec[1]) not in wanted:
+        if rid in seen or key not in wanted:
             continue  # outside the run, or an unchanged record someone edited since (in both reads)
         seen.add(rid)
         out.append(rec)

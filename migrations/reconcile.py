@@ -134,6 +134,11 @@ def prefetch(conn, engine, run: Run, step: dict, fields: list[str], written: lis
     return window is not None and conn.prefetch_bulk_query(window[0])
 
 
+def _lower_keys(values) -> list[str]:
+    """The comparison form of external IDs: Salesforce external IDs are case-insensitive."""
+    return [k.lower() for k in _normed(values)]
+
+
 def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_record) -> tuple[list[dict], list[str], str]:
     """The org's records for the run's loaded keys of ``step`` (see ``readback``), and the compared fields."""
     from crmbridge.migrations.readback import read_back
@@ -144,7 +149,7 @@ def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_reco
     written = [str(k) for k in per_record.index[action.isin(["created", "updated"])]]
     unchanged = [str(k) for k in per_record.index[action == "unchanged"]]
     first = L.first_journaled(engine, run.run_id, step["step"])
-    rows, how = read_back(conn, sobject, ext, cols, written, unchanged, first, lambda v: norm(v).lower())
+    rows, how = read_back(conn, sobject, ext, cols, written, unchanged, first, _lower_keys)
     return rows, cols, how
 
 
@@ -257,8 +262,9 @@ def source_side(run: Run, step: dict, df, cols: list[str]) -> SourceSide:
     from crmbridge.migrations.compare import field_side
 
     keys = canonical_column(df[step["external_id_field"]].to_numpy(dtype=object))
-    return SourceSide(stamp, keys, [k.lower() for k in _normed(keys)],
-                      {f: field_side(df[f].to_numpy(dtype=object), _normed(df[f]), _normed) for f in cols if f in df.columns})
+    return SourceSide(stamp, keys, _lower_keys(keys),
+                      {f: field_side(df[f].to_numpy(dtype=object), _normed(df[f]), _normed)
+                       for f in cols if f in df.columns})
 
 
 def prepare(conn, run: Run, step: dict, df, fields: list[str]) -> None:
@@ -283,9 +289,8 @@ def reconcile_step(engine, conn, run: Run, step: dict, out_dir=None) -> StepReco
     per_record = led.drop_duplicates("external_id").set_index("external_id")
     loaded_keys = set(per_record.index[per_record["action"].isin(["created", "updated", "unchanged"])])
     org_rows, cols, how = _org_records(conn, engine, run, step, fields, per_record)
-    # Salesforce external IDs are case-insensitive
     res = compare(side, loaded_keys, per_record["sf_id"], org_rows, cols, _normed,
-                  [k.lower() for k in _normed([r[1] for r in org_rows])])
+                  _lower_keys([r[1] for r in org_rows]))
     out = (out_dir or run.stage_dir("reconcile")) / f"{name}_mismatches.csv"
     from crmbridge.csvout import write_frame  # for people: formula-like values neutralised
 

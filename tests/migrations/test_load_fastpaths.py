@@ -146,6 +146,10 @@ class _Conn:
                 yield rec
 
 
+def _lower(keys):
+    return [k.lower() for k in keys]
+
+
 @pytest.mark.parametrize("n", [3, readback.REST_KEYS + 5])
 def test_read_back_by_column_position_equals_dicts(n):
     header = ["Id", "Legacy_Id__c", "Name", "Parent.Legacy_Id__c"]
@@ -154,9 +158,9 @@ def test_read_back_by_column_position_equals_dicts(n):
     pages = [(header, rows[: n // 2]), (header[::-1], [r[::-1] for r in rows[n // 2:]])]
     keys = [f"K{i}" for i in range(n)]
     cols = ["Name", "Parent.Legacy_Id__c", "Missing__c"]
-    a = readback.read_back(_Conn(pages, raw=True), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
-    b = readback.read_back(_Conn(pages, raw=False), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
-    c = readback.read_back(_Conn(pages, raw="columns"), "Account", "Legacy_Id__c", cols, keys, [], None, str.lower)
+    a = readback.read_back(_Conn(pages, raw=True), "Account", "Legacy_Id__c", cols, keys, [], None, _lower)
+    b = readback.read_back(_Conn(pages, raw=False), "Account", "Legacy_Id__c", cols, keys, [], None, _lower)
+    c = readback.read_back(_Conn(pages, raw="columns"), "Account", "Legacy_Id__c", cols, keys, [], None, _lower)
     assert a == b == c
     assert len(a[0]) == n and a[0][1] == ("001000000000000001", "K1", "name 1", "P1", None)
 
