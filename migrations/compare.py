@@ -132,14 +132,11 @@ def compare(side, loaded_keys: set, sf_ids, org_rows: list, cols: list[str], nor
     n_org = len(org_rows)
     org_cols = list(zip(*org_rows)) if n_org else [()] * (2 + len(cols))
     ids = org_cols[0]
-    first: dict = {}
+    first = dict(zip(reversed(lower_keys), range(n_org - 1, -1, -1)))  # the first org row per key
     holders: dict = {}
-    for i, k in enumerate(lower_keys):  # the first org row per key; every Id per key, in the org's order
-        if k in first:
-            holders[k].append(ids[i])
-        else:
-            first[k] = i
-            holders[k] = [ids[i]]
+    if len(first) < n_org:  # keys more than one org record holds: their Ids, in the org's order
+        for i, k in enumerate(lower_keys):
+            holders.setdefault(k, []).append(ids[i])
     dup_keys = {k for k, v in holders.items() if len(v) > 1}
     src_keys, lowered = side.keys, side.lowered
     kept = [i for i, k in enumerate(src_keys) if k in loaded_keys]

@@ -139,7 +139,8 @@ def _lower_keys(values) -> list[str]:
     return [k.lower() for k in _normed(values)]
 
 
-def _org_records(conn, engine, run: Run, step: dict, fields: list[str], per_record) -> tuple[list[dict], list[str], str]:
+def _org_records(conn, engine, run: Run, step: dict, fields: list[str],
+                 per_record) -> tuple[list[tuple], list[str], str]:
     """The org's records for the run's loaded keys of ``step`` (see ``readback``), and the compared fields."""
     from crmbridge.migrations.readback import read_back
 

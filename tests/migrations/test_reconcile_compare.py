@@ -132,7 +132,8 @@ def test_an_org_cell_equal_to_a_source_form_that_norm_changes_is_normalised():
     side = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side(["+1234", 0.5], ["1234", "0.5"], _normed)})
     f = side.fields["F"]
     assert f.fixed.tolist() == [True, True] and f.alt[0] == "+1234" and f.alt[1] is not 0.5
-    fake = SourceSide((), ["K1", "K2"], ["k1", "k2"], {"F": field_side([None, "x"], ["1234.0", "x"], lambda v: list(v))})
+    fake = SourceSide((), ["K1", "K2"], ["k1", "k2"],
+                      {"F": field_side([None, "x"], ["1234.0", "x"], lambda v: list(v))})
     fake = SourceSide((), fake.keys, fake.lowered,
                       {"F": type(f)(fake.fields["F"].normed, fake.fields["F"].hashes, np.array([False, True]),
                                     np.array([None, None], dtype=object))})
@@ -144,7 +145,8 @@ def test_an_org_cell_equal_to_a_source_form_that_norm_changes_is_normalised():
 def test_an_integer_fixed_point_of_norm_with_dot_zero_normalises_to_itself():
     # what field_side relies on to take "<integer>.0" from the org as equal without norm
     rnd = random.Random(7)
-    values = ["0", "-5", "999999999999999", "9999999999999999", "9007199254740993", "12345678901234567", "1" + "0" * 30, "-" + "9" * 25, "٣", "１２"]
+    values = ["0", "-5", "999999999999999", "9999999999999999", "9007199254740993", "12345678901234567",
+              "1" + "0" * 30, "-" + "9" * 25, "٣", "１２"]
     values += [str(rnd.randrange(-10 ** rnd.randrange(1, 40), 10 ** rnd.randrange(1, 40))) for _ in range(3_000)]
     forms = _normed(values)
     side = field_side(forms, forms, _normed)  # the load sent the forms: the org hands back "<it>.0"
