@@ -44,24 +44,25 @@ def to_record(row: dict, fields: list[str]) -> dict:
     return rec
 
 
-def to_records(rows: list[dict], fields: list[str]) -> list[dict]:
-    """``to_record`` of every row (same result), field by field: for the records of a whole Bulk job."""
-    if not rows:
-        return []
-    if len(set(fields)) != len(fields):  # a field named twice: keep to_record's exact rules
-        return [to_record(r, fields) for r in rows]
-    cols = []
-    for f in fields:
-        out = []
-        append = out.append
-        for row in rows:
-            v = row.get(f)
-            t = type(v)
-            if t is not str and t is not int and t is not bool:
-                v = None if t is float and v != v else v if t is float else to_native(v)
-            append(v)
-        cols.append(out)
-    records = [dict(zip(fields, vals)) for vals in zip(*cols)] if cols else [{} for _ in rows]
+_PLAIN = frozenset((str, int, bool, type(None)))  # cells to_native returns unchanged (no float: NaN)
+
+
+def _native_column(vals: list) -> list:
+    """``to_record``'s conversion of one column's cells (the list itself when no cell needs one)."""
+    if set(map(type, vals)) <= _PLAIN:
+        return vals
+    out = []
+    append = out.append
+    for v in vals:
+        t = type(v)
+        if t is not str and t is not int and t is not bool:
+            v = None if t is float and v != v else v if t is float else to_native(v)
+        append(v)
+    return out
+
+
+def _assemble(cols: list[list], fields: list[str], n: int) -> list[dict]:
+    records = [dict(zip(fields, vals)) for vals in zip(*cols)] if cols else [{} for _ in range(n)]
     dotted = [f for f in fields if "." in f]
     if dotted:  # no parent reference: leave the lookup empty rather than reference a null key
         for rec in records:
@@ -69,3 +70,31 @@ def to_records(rows: list[dict], fields: list[str]) -> list[dict]:
                 if rec[f] is None:
                     del rec[f]
     return records
+
+
+def to_records(rows: list[dict], fields: list[str]) -> list[dict]:
+    """``to_record`` of every row (same result), field by field: for the records of a whole Bulk job."""
+    if not rows:
+        return []
+    if len(set(fields)) != len(fields):  # a field named twice: keep to_record's exact rules
+        return [to_record(r, fields) for r in rows]
+    return _assemble([_native_column([row.get(f) for row in rows]) for f in fields], fields, len(rows))
+
+
+def frame_to_records(df, positions: list[int] | None, fields: list[str]) -> list[dict]:
+    """``to_records`` of the rows ``frame_records(df)`` gives at ``positions`` (None: every row), read
+    from the frame's columns instead of the row dicts (same result)."""
+    n = len(df) if positions is None else len(positions)
+    if not n:
+        return []
+    if len(set(fields)) != len(fields) or not df.columns.is_unique:  # the row dicts' exact rules
+        rows = frame_records(df)
+        return to_records(rows if positions is None else [rows[i] for i in positions], fields)
+    cols = []
+    for f in fields:
+        if f not in df.columns:  # row.get(f): None
+            cols.append([None] * n)
+            continue
+        vals = df[f].tolist()
+        cols.append(_native_column(vals if positions is None else [vals[i] for i in positions]))
+    return _assemble(cols, fields, n)

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import math
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Iterable
 
 BULK_NULL = "#N/A"
@@ -105,26 +106,47 @@ def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
     missing = object()
     cols = []
     for c in header:
-        cells = []
-        append = cells.append
-        for r in records:
-            v = r.get(c, missing)
-            if type(v) is str:
-                append(v)
-            elif v is missing:
-                append("")
-            else:
-                append(csv_value(v))
-        cols.append(cells)
+        try:  # every record holds the key (the usual case): the cells in one C-level pass
+            vals = list(map(itemgetter(c), records))
+        except KeyError:
+            vals = [r.get(c, missing) for r in records]
+        if set(map(type, vals)) <= {str}:
+            cols.append(vals)
+            continue
+        cols.append([v if type(v) is str else "" if v is missing else csv_value(v) for v in vals])
     return list(zip(*cols))
 
 
-def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:
+def _writer_csv(rows) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(header)
-    w.writerows(rows)
+    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
     return buf.getvalue()
+
+
+def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:
+    """``header`` and ``rows`` as ``csv.writer`` (minimal quoting, ``\n`` line ends) writes them.
+
+    A row of text cells holding no comma, quote or line break is its cells joined by commas (what the
+    writer writes for it); only the other rows go through the writer."""
+    try:
+        lines = list(map(",".join, rows))
+    except TypeError:  # a cell that is not text: the writer's own str() rules
+        return _writer_csv([header, *rows])
+    body = "\n".join(lines)
+    # the quick look: no quote, no carriage return, exactly the commas and newlines of the joins,
+    # no lone empty cell (which the writer quotes)
+    plain = ('"' not in body and "\r" not in body and body.count("\n") == max(len(lines) - 1, 0)
+             and body.count(",") == sum(map(len, rows)) - len(rows) + sum(1 for r in rows if not r)
+             and not any(len(r) == 1 and r[0] == "" for r in rows))
+    if not plain:
+        lines = [_writer_csv([r])[:-1] if _special(r, line) else line for r, line in zip(rows, lines)]
+        body = "\n".join(lines)
+    return _writer_csv([header]) + body + ("\n" if lines else "")
+
+
+def _special(row, line: str) -> bool:
+    return ('"' in line or "\r" in line or "\n" in line or line.count(",") != max(len(row) - 1, 0)
+            or (len(row) == 1 and row[0] == ""))
 
 
 def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
