@@ -12,7 +12,9 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 from decimal import Decimal
+from itertools import chain
 from operator import itemgetter
 from typing import Any, Iterable
 
@@ -79,30 +81,28 @@ def csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+        return _float_cell(value)
     return str(value)
+
+
+def _float_cell(value: float) -> str:
+    """``csv_value`` of a float: whole numbers without ``.0``, NaN as the Bulk null."""
+    if value != value:
+        return BULK_NULL
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def csv_header(records: Iterable[dict], only: list[str] | None = None) -> list[str]:
     """The union of the records' keys, in first-seen order (or exactly ``only``)."""
     if only is not None:
         return list(only)
-    header: list[str] = []
-    seen: set[str] = set()
-    for r in records:
-        for k in r:
-            if k not in seen:
-                seen.add(k)
-                header.append(k)
-    return header
+    return list(dict.fromkeys(chain.from_iterable(records)))  # a dict keeps first-seen order
 
 
-def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
-    """Each record as the tuple of CSV cells under ``header`` (missing key: empty = unchanged).
+def csv_columns(records: list[dict], header: list[str]) -> list[list[str]]:
+    """The CSV cells under ``header``, column by column (missing key: empty = unchanged).
 
-    Built column by column; a text cell (most of them) is its own CSV value and skips ``csv_value``."""
-    if not header:
-        return [() for _ in records]
+    A text cell (most of them) is its own CSV value and skips ``csv_value``."""
     missing = object()
     cols = []
     for c in header:
@@ -113,8 +113,42 @@ def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
         if set(map(type, vals)) <= {str}:
             cols.append(vals)
             continue
-        cols.append([v if type(v) is str else "" if v is missing else csv_value(v) for v in vals])
-    return list(zip(*cols))
+        cols.append([v if type(v) is str else BULK_NULL if v is None else _float_cell(v) if type(v) is float
+                     else "" if v is missing else csv_value(v) for v in vals])
+    return cols
+
+
+def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
+    """Each record as the tuple of CSV cells under ``header`` (``csv_columns`` row by row)."""
+    if not header:
+        return [() for _ in records]
+    return list(zip(*csv_columns(records, header)))
+
+
+_QUOTABLE = (",", '"', "\r", "\n")  # what may make the writer quote a cell (the writer decides)
+_QUOTABLE_RE = re.compile('[,"\r\n]')
+
+
+def _as_written(col: list[str]) -> list[str]:
+    """The cells of a column as ``csv.writer`` writes each of them (most are written as they are)."""
+    joined = "".join(col)
+    if not any(ch in joined for ch in _QUOTABLE):
+        return col
+    search = _QUOTABLE_RE.search
+    return [_writer_csv([(c,)])[:-1] if search(c) else c for c in col]
+
+
+def columns_csv(header: list[str], cols: list[list[str]], n: int) -> str:
+    """``to_csv(header, rows)`` of the ``n`` rows whose text cells ``cols`` holds column by column (same
+    text): each cell quoted (or not) as the writer does, the rows joined without building the tuples."""
+    head = _writer_csv([header])
+    if not n:
+        return head
+    if len(cols) == 1:  # a lone empty cell is the one the writer quotes for its row's sake
+        return to_csv(header, list(zip(cols[0])))
+    if not cols:
+        return head + "\n" * n
+    return head + "\n".join(map(",".join, zip(*map(_as_written, cols)))) + "\n"
 
 
 def _writer_csv(rows) -> str:
