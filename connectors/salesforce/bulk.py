@@ -16,8 +16,8 @@ from crmbridge.connectors.salesforce.rest import TRANSPORT_ERRORS, chunk_failure
 from crmbridge.errors import RunFailed
 from crmbridge.gcscope import paused as gc_paused
 from crmbridge.connectors.salesforce.results import RowResult, failed, parse_bulk_error
-from crmbridge.connectors.salesforce.values import (BULK_NULL, columns_csv, csv_columns, csv_header, csv_value,
-                                                    read_csv, read_csv_columns)
+from crmbridge.connectors.salesforce.values import (BULK_NULL, csv_columns, csv_header, csv_value, read_csv,
+                                                    read_csv_columns, to_csv)
 
 # "A request can provide CSV data that does not in total exceed 150 MB of base64 encoded content"
 # (Bulk API 2.0 Developer Guide, Upload Job Data). Base64 turns every 3 bytes into 4, so the CSV
@@ -67,7 +67,7 @@ class Payload:
         return self._rows
 
     def csv(self) -> str:
-        return columns_csv(self.header, self.columns, self._n)
+        return to_csv(self.header, self.rows)
 
     def data(self) -> bytes:
         """The CSV as the UTF-8 bytes that go up (built once)."""
@@ -82,7 +82,7 @@ class Payload:
         """``input_key`` of every row (same result), in one pass."""
         if len(self._key_pos) == 1 and self._key_pos[0] is not None:
             return list(zip(self.columns[self._key_pos[0]]))
-        return [self.input_key(i) for i in range(len(self.rows))]
+        return [self.input_key(i) for i in range(self._n)]
 
 
 def _norm(key: tuple) -> tuple:

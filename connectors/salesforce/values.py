@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import io
 import math
-import re
 from decimal import Decimal
 from itertools import chain
 from operator import itemgetter
@@ -125,62 +124,12 @@ def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
     return list(zip(*csv_columns(records, header)))
 
 
-_QUOTABLE = (",", '"', "\r", "\n")  # what may make the writer quote a cell (the writer decides)
-_QUOTABLE_RE = re.compile('[,"\r\n]')
-
-
-def _as_written(col: list[str]) -> list[str]:
-    """The cells of a column as ``csv.writer`` writes each of them (most are written as they are)."""
-    joined = "".join(col)
-    if not any(ch in joined for ch in _QUOTABLE):
-        return col
-    search = _QUOTABLE_RE.search
-    return [_writer_csv([(c,)])[:-1] if search(c) else c for c in col]
-
-
-def columns_csv(header: list[str], cols: list[list[str]], n: int) -> str:
-    """``to_csv(header, rows)`` of the ``n`` rows whose text cells ``cols`` holds column by column (same
-    text): each cell quoted (or not) as the writer does, the rows joined without building the tuples."""
-    head = _writer_csv([header])
-    if not n:
-        return head
-    if len(cols) == 1:  # a lone empty cell is the one the writer quotes for its row's sake
-        return to_csv(header, list(zip(cols[0])))
-    if not cols:
-        return head + "\n" * n
-    return head + "\n".join(map(",".join, zip(*map(_as_written, cols)))) + "\n"
-
-
-def _writer_csv(rows) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
-    return buf.getvalue()
-
-
 def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:
-    """``header`` and ``rows`` as ``csv.writer`` (minimal quoting, ``\n`` line ends) writes them.
-
-    A row of text cells holding no comma, quote or line break is its cells joined by commas (what the
-    writer writes for it); only the other rows go through the writer."""
-    try:
-        lines = list(map(",".join, rows))
-    except TypeError:  # a cell that is not text: the writer's own str() rules
-        return _writer_csv([header, *rows])
-    body = "\n".join(lines)
-    # the quick look: no quote, no carriage return, exactly the commas and newlines of the joins,
-    # no lone empty cell (which the writer quotes)
-    plain = ('"' not in body and "\r" not in body and body.count("\n") == max(len(lines) - 1, 0)
-             and body.count(",") == sum(map(len, rows)) - len(rows) + sum(1 for r in rows if not r)
-             and not any(len(r) == 1 and r[0] == "" for r in rows))
-    if not plain:
-        lines = [_writer_csv([r])[:-1] if _special(r, line) else line for r, line in zip(rows, lines)]
-        body = "\n".join(lines)
-    return _writer_csv([header]) + body + ("\n" if lines else "")
-
-
-def _special(row, line: str) -> bool:
-    return ('"' in line or "\r" in line or "\n" in line or line.count(",") != max(len(row) - 1, 0)
-            or (len(row) == 1 and row[0] == ""))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow(header)
+    w.writerows(rows)  # the C writer: quicker than joining in Python once many cells need quotes
+    return buf.getvalue()
 
 
 def read_csv(text: str) -> tuple[list[str], list[list[str]]]:
