@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,7 +28,8 @@ from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401
 from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.gcscope import paused as gc_paused
-from crmbridge.migrations.records import crash_point, frame_records, to_records
+from crmbridge.migrations.records import (cells_chars, crash_point, frame_columns, frame_records, record_columns,
+                                         records_of, to_records)
 from crmbridge.migrations.records import to_record  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
@@ -211,9 +213,11 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
     crash_point("load:after_batch")
 
 
-def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | None = None) -> list[tuple[int, int]]:
+def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | None = None, *,
+                 chars: int | None = None) -> list[tuple[int, int]]:
     """Cut ``records`` into (start, end) ranges, each one Bulk job: at most ``max_rows`` records and
-    at most ``max_bytes`` bytes of CSV (default: the Bulk API 2.0 upload limit)."""
+    at most ``max_bytes`` bytes of CSV (default: the Bulk API 2.0 upload limit). ``chars``: at least the
+    characters of the records' values as ``str`` writes them, when the caller has counted them."""
     from crmbridge.connectors.salesforce import bulk
 
     n = len(records)
@@ -223,7 +227,10 @@ def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | Non
     step = max_rows or n
     # a cheap bound first (4 bytes per character at most in UTF-8, every cell quoted): most loads fit
     # in one job and need no exact sizes
-    rough = sum(4 * len("".join(map(str, r.values()))) + 3 * len(r) + 1 for r in records) + 65_536
+    # (summed over all the cells in one pass: the same figure as record by record)
+    if chars is None:
+        chars = len("".join(map(str, chain.from_iterable(map(dict.values, records)))))
+    rough = 4 * chars + 3 * sum(map(len, records)) + n + 65_536
     if rough <= max_bytes:
         return [(i, min(i + step, n)) for i in range(0, n, step)]
     out, start, size = [], 0, 65_536  # room for the header line
@@ -240,7 +247,8 @@ def plan_batches(records: list[dict], max_rows: int | None, max_bytes: int | Non
 def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     with gc_paused():
         df, ctx.fields = read_step_frame(ctx.run, ctx.step, hashes=False)
-        rows = frame_records(df)
+        columns = frame_columns(df)  # read once: the row dicts and the upload's records are built from them
+        rows = frame_records(df, columns)
         by_key: dict[str, dict] = {}
         for r in rows:
             by_key[canonical_fast(r.get(ctx.ext))] = r
@@ -291,8 +299,13 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and need_images(ctx)
     with gc_paused():
-        records = to_records([by_key[k] for k in pending], ctx.fields)
-        batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows)]
+        cols = record_columns(df, _positions(by_key, pending), ctx.fields, columns)
+        if cols is None:
+            records, chars = to_records([by_key[k] for k in pending], ctx.fields), None
+        else:
+            records, chars = records_of(cols, ctx.fields), cells_chars(cols)
+        del cols
+        batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows, chars=chars)]
     del records
     last = None
     if ctx.reconcile_next:
@@ -301,6 +314,14 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     _send_batches(ctx, batches, by_key, mapping, images_needed, next_no, last)
     with gc_paused():
         return summarize_step(ctx, df)
+
+
+def _positions(by_key: dict, keys: list[str]) -> list[int] | None:
+    """The frame rows of ``keys`` (``by_key`` holds the frame's rows in order); None: all of them."""
+    if len(keys) == len(by_key):  # keys are taken in by_key's order, each once: every row
+        return None
+    pos = {k: i for i, k in enumerate(by_key)}
+    return [pos[k] for k in keys]
 
 
 def _held_back(ctx: _Ctx, by_key: dict, columns) -> dict[str, tuple[str, str]]:

@@ -16,7 +16,7 @@ from crmbridge.connectors.salesforce.rest import TRANSPORT_ERRORS, chunk_failure
 from crmbridge.errors import RunFailed
 from crmbridge.gcscope import paused as gc_paused
 from crmbridge.connectors.salesforce.results import RowResult, failed, parse_bulk_error
-from crmbridge.connectors.salesforce.values import (BULK_NULL, csv_header, csv_rows, csv_value, read_csv,
+from crmbridge.connectors.salesforce.values import (BULK_NULL, csv_columns, csv_header, csv_value, read_csv,
                                                     read_csv_columns, to_csv)
 
 # "A request can provide CSV data that does not in total exceed 150 MB of base64 encoded content"
@@ -46,7 +46,9 @@ class Payload:
     def __init__(self, operation: str, records: list[dict], external_id_field: str | None):
         self.operation = operation
         self.header = ["Id"] if operation in ("delete", "hardDelete") else csv_header(records)
-        self.rows = csv_rows(records, self.header)
+        self.columns = csv_columns(records, self.header)  # the CSV cells, column by column
+        self._n = len(records)
+        self._rows: list[tuple] | None = None
         if operation in ("delete", "hardDelete", "update"):
             self.key_cols = ["Id"]
         elif operation == "upsert":
@@ -56,6 +58,13 @@ class Payload:
         pos = {c: i for i, c in enumerate(self.header)}
         self._key_pos = [pos.get(c) for c in self.key_cols]
         self._data: bytes | None = None
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        """Each record's CSV cells (built when first asked for: the upload and the keys need none)."""
+        if self._rows is None:
+            self._rows = list(zip(*self.columns)) if self.columns else [() for _ in range(self._n)]
+        return self._rows
 
     def csv(self) -> str:
         return to_csv(self.header, self.rows)
@@ -67,15 +76,13 @@ class Payload:
         return self._data
 
     def input_key(self, i: int) -> tuple:
-        row = self.rows[i]
-        return tuple("" if p is None else row[p] for p in self._key_pos)
+        return tuple("" if p is None else self.columns[p][i] for p in self._key_pos)
 
     def input_keys(self) -> list[tuple]:
         """``input_key`` of every row (same result), in one pass."""
         if len(self._key_pos) == 1 and self._key_pos[0] is not None:
-            p = self._key_pos[0]
-            return [(row[p],) for row in self.rows]
-        return [self.input_key(i) for i in range(len(self.rows))]
+            return list(zip(self.columns[self._key_pos[0]]))
+        return [self.input_key(i) for i in range(self._n)]
 
 
 def _norm(key: tuple) -> tuple:

@@ -13,6 +13,8 @@ import datetime as dt
 import io
 import math
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Iterable
 
 BULK_NULL = "#N/A"
@@ -78,52 +80,55 @@ def csv_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+        return _float_cell(value)
     return str(value)
+
+
+def _float_cell(value: float) -> str:
+    """``csv_value`` of a float: whole numbers without ``.0``, NaN as the Bulk null."""
+    if value != value:
+        return BULK_NULL
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def csv_header(records: Iterable[dict], only: list[str] | None = None) -> list[str]:
     """The union of the records' keys, in first-seen order (or exactly ``only``)."""
     if only is not None:
         return list(only)
-    header: list[str] = []
-    seen: set[str] = set()
-    for r in records:
-        for k in r:
-            if k not in seen:
-                seen.add(k)
-                header.append(k)
-    return header
+    return list(dict.fromkeys(chain.from_iterable(records)))  # a dict keeps first-seen order
 
 
-def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
-    """Each record as the tuple of CSV cells under ``header`` (missing key: empty = unchanged).
+def csv_columns(records: list[dict], header: list[str]) -> list[list[str]]:
+    """The CSV cells under ``header``, column by column (missing key: empty = unchanged).
 
-    Built column by column; a text cell (most of them) is its own CSV value and skips ``csv_value``."""
-    if not header:
-        return [() for _ in records]
+    A text cell (most of them) is its own CSV value and skips ``csv_value``."""
     missing = object()
     cols = []
     for c in header:
-        cells = []
-        append = cells.append
-        for r in records:
-            v = r.get(c, missing)
-            if type(v) is str:
-                append(v)
-            elif v is missing:
-                append("")
-            else:
-                append(csv_value(v))
-        cols.append(cells)
-    return list(zip(*cols))
+        try:  # every record holds the key (the usual case): the cells in one C-level pass
+            vals = list(map(itemgetter(c), records))
+        except KeyError:
+            vals = [r.get(c, missing) for r in records]
+        if set(map(type, vals)) <= {str}:
+            cols.append(vals)
+            continue
+        cols.append([v if type(v) is str else BULK_NULL if v is None else _float_cell(v) if type(v) is float
+                     else "" if v is missing else csv_value(v) for v in vals])
+    return cols
+
+
+def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:
+    """Each record as the tuple of CSV cells under ``header`` (``csv_columns`` row by row)."""
+    if not header:
+        return [() for _ in records]
+    return list(zip(*csv_columns(records, header)))
 
 
 def to_csv(header: list[str], rows: list[tuple[str, ...]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(header)
-    w.writerows(rows)
+    w.writerows(rows)  # the C writer: quicker than joining in Python once many cells need quotes
     return buf.getvalue()
 
 
