@@ -28,8 +28,7 @@ from crmbridge.migrations.mapped import read_plan, read_step_frame  # noqa: F401
 from crmbridge.migrations.overlap import add_hashes, readback_ahead, reconcile_ahead, run_idle, while_waiting
 from crmbridge.migrations.pending import RowsPending, stop_if_pending  # noqa: F401 (RowsPending re-exported)
 from crmbridge.gcscope import paused as gc_paused
-from crmbridge.migrations.records import (cells_chars, crash_point, frame_columns, frame_records, record_columns,
-                                         records_of, to_records)
+from crmbridge.migrations.records import crash_point, frame_columns, frame_records, frame_to_records, to_records
 from crmbridge.migrations.records import to_record  # noqa: F401 (re-exported)
 from crmbridge.migrations.runs import Run, finish_stage, start_stage
 
@@ -299,12 +298,7 @@ def load_step(ctx: _Ctx, *, dry_run: bool, batch_rows: int | None) -> StepLoad:
     next_no = max((e.batch_no for e in entries), default=-1) + 1
     images_needed = bool(pending) and need_images(ctx)
     with gc_paused():
-        cols = record_columns(df, _positions(by_key, pending), ctx.fields, columns)
-        if cols is None:
-            records, chars = to_records([by_key[k] for k in pending], ctx.fields), None
-        else:
-            records, chars = records_of(cols, ctx.fields), cells_chars(cols)
-        del cols
+        records, chars = frame_to_records(df, _positions(by_key, pending), ctx.fields, columns, rows)
         batches = [(pending[a:b], records[a:b]) for a, b in plan_batches(records, batch_rows, chars=chars)]
     del records
     last = None

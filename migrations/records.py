@@ -88,15 +88,17 @@ def to_records(rows: list[dict], fields: list[str]) -> list[dict]:
     return _assemble([_native_column([row.get(f) for row in rows]) for f in fields], fields, len(rows))
 
 
-def frame_to_records(df, positions: list[int] | None, fields: list[str],
-                     columns: dict[str, list] | None = None) -> list[dict]:
+def frame_to_records(df, positions: list[int] | None, fields: list[str], columns: dict[str, list] | None = None,
+                     rows: list[dict] | None = None) -> tuple[list[dict], int | None]:
     """``to_records`` of the rows ``frame_records(df)`` gives at ``positions`` (None: every row), read
-    from the frame's columns (``columns``: ``frame_columns(df)``) instead of the row dicts (same result)."""
+    from the frame's columns (``columns``: ``frame_columns(df)``) instead of the row dicts (same result),
+    and the characters of their cells for ``plan_batches`` (None where the row dicts' exact rules were
+    used: a field or a column named twice). ``rows``: ``frame_records(df)`` when the caller has it."""
     cols = record_columns(df, positions, fields, columns)
     if cols is None:  # the row dicts' exact rules
-        rows = frame_records(df, columns)
-        return to_records(rows if positions is None else [rows[i] for i in positions], fields)
-    return records_of(cols, fields)
+        rows = frame_records(df, columns) if rows is None else rows
+        return to_records(rows if positions is None else [rows[i] for i in positions], fields), None
+    return records_of(cols, fields), cells_chars(cols)
 
 
 def records_of(cols: list[list], fields: list[str]) -> list[dict]:

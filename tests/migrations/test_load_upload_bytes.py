@@ -77,7 +77,7 @@ def test_upload_bytes_equal_previous_path(seed):
         new_records = records_of(cols, FIELDS)
         assert [list(r) for r in new_records] == [list(r) for r in old_records]
         old = _old_csv(old_records)
-        assert _old_csv(frame_to_records(df, positions, FIELDS)) == old
+        assert _old_csv(frame_to_records(df, positions, FIELDS)[0]) == old
         payload = bulk.Payload("upsert", new_records, "Legacy_Id__c")
         assert payload.data() == old
         assert payload.rows == [tuple("" if c not in r else csv_value(r[c]) for c in payload.header)
