@@ -1,6 +1,6 @@
 """Bulk API 2.0: ingest jobs (insert, update, upsert, delete, hardDelete) and query jobs (query, queryAll).
 
-Jobs live in the database (``_sandbox_jobs``, query rows in ``_sandbox_job_rows``) so a client that
+Jobs live in the database (``_sandbox_jobs``, query answers in ``_sandbox_job_chunks``, see bulk_query) so a client that
 crashed can poll the same job from a new process, and one worker thread per server processes them
 asynchronously (Open -> UploadComplete -> InProgress -> JobComplete). Ingest data is validated and
 written through ``dml.save`` in chunks of 10,000 rows, like Salesforce's internal batches.
@@ -15,8 +15,8 @@ import threading
 import time
 
 from crmbridge.sandbox import ids
-from crmbridge.sandbox.bulk_io import (DELIMITERS, ENDINGS, job_info, process_ingest, process_query,
-                                       results_csv)
+from crmbridge.sandbox import bulk_query
+from crmbridge.sandbox.bulk_io import DELIMITERS, ENDINGS, job_info, process_ingest, results_csv
 from crmbridge.sandbox.server import Request, Response, json_response
 from crmbridge.sandbox.values import now_stamp
 
@@ -30,7 +30,8 @@ _DDL = [
     processed INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, processing_ms INTEGER DEFAULT 0, worker TEXT,
     data BLOB, success BLOB, failure BLOB, unprocessed BLOB, header TEXT)""",
     "CREATE TABLE IF NOT EXISTS _sandbox_job_rows (job_id TEXT NOT NULL, n INTEGER NOT NULL, line TEXT NOT NULL, "
-    "PRIMARY KEY (job_id, n))",
+    "PRIMARY KEY (job_id, n))",  # query answers of databases written before bulk_query's chunks
+    bulk_query.DDL,
 ]
 
 
@@ -94,7 +95,7 @@ class BulkJobs:
         if job["kind"] == "ingest":
             error = process_ingest(self, job)
         else:
-            error = process_query(self, job)
+            error = bulk_query.process_query(self, job)
         state = self._job(job_id)["state"]
         ms = int((time.monotonic() - started) * 1000)
         if state == "Aborted":
@@ -254,7 +255,7 @@ class BulkJobs:
             state = c.execute("SELECT state FROM _sandbox_jobs WHERE id=?", (job["id"],)).fetchone()
             if state and state[0] == "InProgress":  # the worker claimed it meanwhile
                 return _err(400, "INVALIDJOBSTATE", f"Job {job['id']} is InProgress; wait until it completes")
-            c.execute("DELETE FROM _sandbox_job_rows WHERE job_id=?", (job["id"],))
+            bulk_query.delete_rows(c, job["id"])
             c.execute("DELETE FROM _sandbox_jobs WHERE id=?", (job["id"],))
         return Response(204)
 
@@ -266,15 +267,11 @@ class BulkJobs:
             size = int(req.query.get("maxRecords") or 0) or 50_000
         except ValueError:
             return _err(400, "INVALIDLOCATOR", "Invalid locator or maxRecords")
-        lines = [r[0] for r in self.store.conn().execute(
-            "SELECT line FROM _sandbox_job_rows WHERE job_id=? AND n >= ? ORDER BY n LIMIT ?",
-            (job["id"], start, size))]
-        end = start + len(lines)
+        body, count = bulk_query.page(self.store.conn(), job, start, size)
+        end = start + count
         more = end < job["processed"]
-        eol = ENDINGS[job["line_ending"]]
-        body = (job["header"] + eol + "".join(line + eol for line in lines)).encode("utf-8")
         locator = base64.b64encode(str(end).encode()).decode() if more else "null"
-        return Response(200, body, "text/csv", {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(lines))})
+        return Response(200, body, "text/csv", {"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(count)})
 
 
 # Bulk 2.0 takes at most 150 MB of base64-encoded CSV per job ("Upload Job Data"): about 112 MiB of raw CSV.

@@ -1,5 +1,5 @@
-"""Bulk API 2.0 data handling: job info JSON, CSV parsing, chunked ingest processing, result CSVs and
-query result rows."""
+"""Bulk API 2.0 data handling: job info JSON, CSV parsing, chunked ingest processing and result CSVs
+(query jobs: bulk_query)."""
 
 from __future__ import annotations
 
@@ -129,35 +129,3 @@ def results_csv(job: dict, which: str) -> bytes:
         return bytes(job["data"])  # nothing was processed: every uploaded row is unprocessed
     first = bytes(job["data"] or b"").split(b"\n", 1)[0]
     return first + b"\n" if first else b""
-
-
-def process_query(bulk, job: dict) -> str | None:
-    """Run a query job into ``_sandbox_job_rows``; returns the error message if the query fails."""
-    from crmbridge.sandbox import soql
-
-    try:
-        result = soql.execute(bulk.store.conn(), bulk.store.schema, job["query"],
-                              include_deleted=job["operation"] == "queryAll", api_version=job["api_version"])
-    except soql.SoqlError as e:
-        return f"{e.error_code} : {e.message}"
-    if result.is_count:
-        return "InvalidJob : Aggregate queries (COUNT()) are not supported by Bulk API 2.0 query"
-    delim = DELIMITERS[job["column_delimiter"]]
-    obj = result.records[0]["attributes"]["type"] if result.records else None
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter=delim, lineterminator="", quoting=csv.QUOTE_ALL)
-    lines = []
-    for n, rec in enumerate(result.records):
-        buf.seek(0)
-        buf.truncate()
-        w.writerow(["" if v is None else v for v in soql.flatten(rec, result.columns)])
-        lines.append((job["id"], n, buf.getvalue()))
-    buf.seek(0)
-    buf.truncate()
-    w.writerow(result.columns)
-    with bulk.store.write() as c:
-        c.execute("DELETE FROM _sandbox_job_rows WHERE job_id=?", (job["id"],))
-        c.executemany("INSERT INTO _sandbox_job_rows(job_id, n, line) VALUES (?,?,?)", lines)
-        c.execute("UPDATE _sandbox_jobs SET header=?, processed=?, object=COALESCE(object, ?) WHERE id=?",
-                  (buf.getvalue(), len(lines), obj, job["id"]))
-    return None

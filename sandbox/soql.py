@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 from crmbridge.gcscope import paused
 
@@ -38,7 +38,8 @@ from .soql_parse import Aggregate, Fields, Path, Query, SubQuery, parse
 from .soql_typeof import TypeOf, compile_typeof
 from .soql_typeof import fill as fill_typeofs
 
-__all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "flatten", "to18"]
+__all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "run", "shape", "flatten",
+           "flat_columns", "to18"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,61 @@ def flatten(record: dict, columns: list[str]) -> list[str | None]:
     return out
 
 
+def flat_columns(compiled: "CompiledQuery", rows: list) -> list[Sequence] | None:
+    """The Bulk 2.0 CSV cells of ``rows``, column by column, without building the records: for each
+    column what :func:`flatten` gives for the record built from a row (``None`` is written as ``""``).
+
+    None when the query's shape needs the records themselves (COUNT(), aggregates, TYPEOF, sub-queries,
+    a column that does not end on a field): the caller then shapes and flattens them.
+    """
+    plan = compiled.plan
+    if compiled.is_count or plan is None or plan.agg is not None or plan.typeofs or plan.children or not plan.columns:
+        return None
+    specs = []
+    for column in plan.columns:
+        entry: Any = plan.root
+        parents: list[int] = []
+        for key in column.split("."):
+            if not isinstance(entry, _Node) or key == "attributes":
+                return None
+            if entry is not plan.root:
+                parents.append(entry.id_idx)
+            entry = entry.entries.get(key)
+        if not isinstance(entry, tuple):
+            return None  # a relationship or an unknown key: flatten's own answer (an error, or nulls)
+        specs.append((entry[0], entry[1], parents))
+    by_sql = list(zip(*rows)) if rows else [()] * len(plan.sql_columns)
+    out = []
+    for idx, ftype, parents in specs:
+        cells = _flat_cells(by_sql[idx], ftype)
+        for p in parents:  # a null parent is a null in flatten, whatever its converter makes of None
+            cells = [None if pid is None else v for v, pid in zip(cells, by_sql[p])]
+        out.append(cells)
+    return out
+
+
+# Python types whose csv text (str(), None as "") is what flatten makes of the converted value.
+_CSV_AS_IS = {"int": {int, type(None)}, **{t: {float, type(None)} for t in NUMBER_TYPES}}
+_CSV_AS_IS_TEXT = {str, type(None)}
+
+
+def _flat_cells(values: Sequence, ftype: str) -> Sequence:
+    if ftype == "boolean":
+        return ["true" if v else "false" for v in values]
+    if set(map(type, values)) <= _CSV_AS_IS.get(ftype, _CSV_AS_IS_TEXT):
+        return values
+    conv = _converter(ftype)
+    return [_flat_value(conv(v)) for v in values]
+
+
+def _flat_value(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class CompiledQuery:
     """A SOQL query as one parameterised SQLite statement, plus what shapes its rows."""
@@ -235,10 +291,22 @@ def execute(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_dele
     error code (MALFORMED_QUERY, INVALID_FIELD, INVALID_TYPE, INVALID_QUERY_FILTER_OPERATOR,
     NUMBER_OUTSIDE_VALID_RANGE) for a query Salesforce would refuse or the sandbox does not support.
     """
+    compiled, rows = run(conn, schema, soql, include_deleted=include_deleted, now=now)
+    return shape(conn, schema, compiled, rows, api_version)
+
+
+def run(conn: sqlite3.Connection, schema: Schema, soql: str, *, include_deleted: bool = False,
+        now: datetime | None = None) -> tuple[CompiledQuery, list]:
+    """The compiled query and its SQL rows (what :func:`execute` shapes into records)."""
     compiled = compile_query(schema, soql, include_deleted=include_deleted, now=now)
     if "SOQL_NOCASE" in compiled.sql or "soql_like(" in compiled.sql:  # non-ASCII case folding only
         register_functions(conn)
-    rows = conn.execute(compiled.sql, compiled.params).fetchall()
+    return compiled, conn.execute(compiled.sql, compiled.params).fetchall()
+
+
+def shape(conn: sqlite3.Connection, schema: Schema, compiled: CompiledQuery, rows: list,
+          api_version: str = "62.0") -> QueryResult:
+    """The :class:`QueryResult` of the SQL ``rows`` of ``compiled`` (REST records, children, TYPEOF)."""
     if compiled.is_count:
         return QueryResult(total_size=int(rows[0][0]), records=[], is_count=True, columns=[])
     records = _build_records(compiled.plan, rows, api_version)
