@@ -7,8 +7,8 @@ survives a restart of the server. Databases written before the chunks kept one r
 ``_sandbox_job_rows``; their jobs are still served from there.
 
 For the plain ``SELECT fields FROM object WHERE ...`` that reconcile sends, the CSV cells come from the
-SQL rows column by column (``soql.flat_columns``); other shapes (TYPEOF, sub-queries, anything
-``flat_columns`` declines) build the REST records and flatten them, as before.
+SQL rows column by column (``soql.flat_rows``); other shapes (TYPEOF, sub-queries, anything
+``flat_rows`` declines) build the REST records and flatten them, as before.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def process_query(bulk, job: dict) -> str | None:
     conn, schema = bulk.store.conn(), bulk.store.schema
     try:
         compiled, rows = soql.run(conn, schema, job["query"], include_deleted=job["operation"] == "queryAll")
-        columns = soql.flat_columns(compiled, rows)
-        result = None if columns is not None else soql.shape(conn, schema, compiled, rows, job["api_version"])
+        cells = soql.flat_rows(compiled, rows)
+        result = None if cells is not None else soql.shape(conn, schema, compiled, rows, job["api_version"])
     except soql.SoqlError as e:
         return f"{e.error_code} : {e.message}"
     if result is not None and result.is_count:
         return "InvalidJob : Aggregate queries (COUNT()) are not supported by Bulk API 2.0 query"
     if result is None:
-        names, count, cells = compiled.plan.columns, len(rows), zip(*columns)
+        names, count = compiled.plan.columns, len(rows)
         obj = compiled.plan.root.obj if rows else None
     else:
         names, count = result.columns, len(result.records)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from functools import partial
+from operator import itemgetter
+from typing import Any, Iterable, Sequence
 
 from crmbridge.gcscope import paused
 
@@ -39,7 +41,7 @@ from .soql_typeof import TypeOf, compile_typeof
 from .soql_typeof import fill as fill_typeofs
 
 __all__ = ["SoqlError", "QueryResult", "CompiledQuery", "compile_query", "execute", "run", "shape", "flatten",
-           "flat_columns", "to18"]
+           "flat_rows", "to18"]
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,9 @@ def flatten(record: dict, columns: list[str]) -> list[str | None]:
     return out
 
 
-def flat_columns(compiled: "CompiledQuery", rows: list) -> list[Sequence] | None:
-    """The Bulk 2.0 CSV cells of ``rows``, column by column, without building the records: for each
-    column what :func:`flatten` gives for the record built from a row (``None`` is written as ``""``).
+def flat_rows(compiled: "CompiledQuery", rows: list) -> Iterable[Sequence] | None:
+    """The Bulk 2.0 CSV cells of ``rows``, without building the records: per row what :func:`flatten`
+    gives for the record built from it (``None`` is written as ``""``).
 
     None when the query's shape needs the records themselves (COUNT(), aggregates, TYPEOF, sub-queries,
     a column that does not end on a field): the caller then shapes and flattens them.
@@ -214,14 +216,26 @@ def flat_columns(compiled: "CompiledQuery", rows: list) -> list[Sequence] | None
         if not isinstance(entry, tuple):
             return None  # a relationship or an unknown key: flatten's own answer (an error, or nulls)
         specs.append((entry[0], entry[1], parents))
-    by_sql = list(zip(*rows)) if rows else [()] * len(plan.sql_columns)
+    if not rows:
+        return []
+    # The Python types of each SQL column, from the few distinct type patterns of the rows (C loops only).
+    patterns = set(map(tuple, map(partial(map, type), rows)))
+    kinds = [set(p[i] for p in patterns) for i in range(len(rows[0]))]
+    if all(ftype != "boolean" and kinds[idx] <= _CSV_AS_IS.get(ftype, _CSV_AS_IS_TEXT) for idx, ftype, _ in specs):
+        # The SQL values are the cells. A null parent needs no care here: its fields are plain columns of a
+        # LEFT JOIN that found no row, so they are null too.
+        idxs = [idx for idx, _, _ in specs]
+        if idxs == list(range(idxs[0], idxs[-1] + 1)):
+            return map(itemgetter(slice(idxs[0], idxs[-1] + 1)), rows)
+        return map(itemgetter(*idxs), rows) if len(idxs) > 1 else map(itemgetter(slice(idxs[0], idxs[0] + 1)), rows)
+    by_sql = list(zip(*rows))
     out = []
     for idx, ftype, parents in specs:
-        cells = _flat_cells(by_sql[idx], ftype)
-        for p in parents:  # a null parent is a null in flatten, whatever its converter makes of None
+        cells = _flat_cells(by_sql[idx], ftype, kinds[idx])
+        for p in parents:  # a null parent is a null in flatten, whatever the converter makes of None
             cells = [None if pid is None else v for v, pid in zip(cells, by_sql[p])]
         out.append(cells)
-    return out
+    return zip(*out)
 
 
 # Python types whose csv text (str(), None as "") is what flatten makes of the converted value.
@@ -229,10 +243,10 @@ _CSV_AS_IS = {"int": {int, type(None)}, **{t: {float, type(None)} for t in NUMBE
 _CSV_AS_IS_TEXT = {str, type(None)}
 
 
-def _flat_cells(values: Sequence, ftype: str) -> Sequence:
+def _flat_cells(values: Sequence, ftype: str, kinds: set) -> Sequence:
     if ftype == "boolean":
         return ["true" if v else "false" for v in values]
-    if set(map(type, values)) <= _CSV_AS_IS.get(ftype, _CSV_AS_IS_TEXT):
+    if kinds <= _CSV_AS_IS.get(ftype, _CSV_AS_IS_TEXT):
         return values
     conv = _converter(ftype)
     return [_flat_value(conv(v)) for v in values]

@@ -143,7 +143,7 @@ def _job(store, job_id: str) -> dict:
 def test_query_jobs_answer_as_the_reference(fresh_sandbox, raw, monkeypatch, path):
     monkeypatch.setattr(bulk_query, "CHUNK_ROWS", 7)  # pages cut across many chunks
     if path == "records":  # the general path (TYPEOF, sub-queries ...) on the same queries
-        monkeypatch.setattr(soql, "flat_columns", lambda compiled, rows: None)
+        monkeypatch.setattr(soql, "flat_rows", lambda compiled, rows: None)
     h, store = fresh_sandbox, fresh_sandbox.store
     _fill(store)
     token = h.new_session()
