@@ -191,3 +191,38 @@ def test_deleted_job_leaves_no_answer(fresh_sandbox, raw):
     c = store.conn()
     assert c.execute("SELECT COUNT(*) FROM _sandbox_job_chunks WHERE job_id=?", (job["id"],)).fetchone() == (0,)
     assert raw(h, "GET", f"{V}/{job['id']}/results", token).status_code == 404
+
+
+def test_answer_survives_a_restart(tmp_path, raw, monkeypatch):
+    from crmbridge.sandbox.server import start_sandbox
+
+    monkeypatch.setattr(bulk_query, "CHUNK_ROWS", 10)
+    h = start_sandbox(tmp_path / "org.db")
+    try:
+        _fill(h.store)
+        token = h.new_session()
+        job = raw(h, "POST", V, token, json={"operation": "queryAll", "query": "SELECT Id, Name, Description, "
+                                             "AnnualRevenue FROM Account", "lineEnding": "CRLF"}).json()
+        assert _wait(raw, h, token, job["id"])["numberRecordsProcessed"] == 120
+        get = lambda loc, size: (lambda r: (r.status_code, r.content, r.headers.get("Sforce-Locator")))(  # noqa: E731
+            raw(h, "GET", f"{V}/{job['id']}/results", token, params={"locator": loc, "maxRecords": size}))
+        before = _pages_plain(get)
+    finally:
+        h.stop()
+    h = start_sandbox(tmp_path / "org.db")
+    try:
+        token = h.new_session()
+        get = lambda loc, size: (lambda r: (r.status_code, r.content, r.headers.get("Sforce-Locator")))(  # noqa: E731
+            raw(h, "GET", f"{V}/{job['id']}/results", token, params={"locator": loc, "maxRecords": size}))
+        assert _pages_plain(get) == before and len(before) == 4
+    finally:
+        h.stop()
+
+
+def _pages_plain(get) -> list:
+    out, locator = [], None
+    while True:
+        out.append(get(locator, 33))
+        locator = out[-1][2]
+        if locator == "null":
+            return out
