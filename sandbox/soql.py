@@ -225,9 +225,9 @@ def flat_rows(compiled: "CompiledQuery", rows: list) -> Iterable[Sequence] | Non
         # The SQL values are the cells. A null parent needs no care here: its fields are plain columns of a
         # LEFT JOIN that found no row, so they are null too.
         idxs = [idx for idx, _, _ in specs]
-        if idxs == list(range(idxs[0], idxs[-1] + 1)):
+        if idxs == list(range(idxs[0], idxs[-1] + 1)):  # also one column: a slice, never a bare value
             return map(itemgetter(slice(idxs[0], idxs[-1] + 1)), rows)
-        return map(itemgetter(*idxs), rows) if len(idxs) > 1 else map(itemgetter(slice(idxs[0], idxs[0] + 1)), rows)
+        return map(itemgetter(*idxs), rows)
     by_sql = list(zip(*rows))
     out = []
     for idx, ftype, parents in specs:
