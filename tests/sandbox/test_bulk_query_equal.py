@@ -204,25 +204,22 @@ def test_answer_survives_a_restart(tmp_path, raw, monkeypatch):
         job = raw(h, "POST", V, token, json={"operation": "queryAll", "query": "SELECT Id, Name, Description, "
                                              "AnnualRevenue FROM Account", "lineEnding": "CRLF"}).json()
         assert _wait(raw, h, token, job["id"])["numberRecordsProcessed"] == 120
-        get = lambda loc, size: (lambda r: (r.status_code, r.content, r.headers.get("Sforce-Locator")))(  # noqa: E731
-            raw(h, "GET", f"{V}/{job['id']}/results", token, params={"locator": loc, "maxRecords": size}))
-        before = _pages_plain(get)
+        before = _pages_plain(raw, h, token, job["id"])
     finally:
         h.stop()
     h = start_sandbox(tmp_path / "org.db")
     try:
         token = h.new_session()
-        get = lambda loc, size: (lambda r: (r.status_code, r.content, r.headers.get("Sforce-Locator")))(  # noqa: E731
-            raw(h, "GET", f"{V}/{job['id']}/results", token, params={"locator": loc, "maxRecords": size}))
-        assert _pages_plain(get) == before and len(before) == 4
+        assert _pages_plain(raw, h, token, job["id"]) == before and len(before) == 4
     finally:
         h.stop()
 
 
-def _pages_plain(get) -> list:
+def _pages_plain(raw, h, token: str, job_id: str) -> list:
     out, locator = [], None
     while True:
-        out.append(get(locator, 33))
-        locator = out[-1][2]
+        r = raw(h, "GET", f"{V}/{job_id}/results", token, params={"locator": locator, "maxRecords": 33})
+        locator = r.headers.get("Sforce-Locator")
+        out.append((r.status_code, r.content, locator))
         if locator == "null":
             return out
