@@ -117,7 +117,8 @@ def query_runs(db: Path, runs: int) -> None:
                 if not locator:
                     break
             cpu2, t2 = org.cpu_s(), time.perf_counter()
-            print(f"  run {run}: {info['state']} {rows:,} rows; job processing {info['totalProcessingTime'] / 1000:5.2f} s "
+            took = info["totalProcessingTime"] / 1000
+            print(f"  run {run}: {info['state']} {rows:,} rows; job processing {took:5.2f} s "
                   f"(org CPU {cpu1 - cpu0:5.2f} s, wall to JobComplete seen {t1 - t0:5.2f} s); results download "
                   f"wall {t2 - t1:5.2f} s, org CPU {cpu2 - cpu1:5.2f} s; load average {load:.2f}")
     finally:
