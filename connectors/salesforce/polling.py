@@ -44,6 +44,11 @@ QUERY_VS_INGEST = 3.0
 # status calls); only a faster org waits idle, at most the job's size at this rate. An earlier first
 # look (this was 20,000) sees too little progress to project from: on the sandbox it cost a third look.
 FIRST_GUESS_ROWS_PER_S = 10_000.0
+FRESH_ROWS_PER_S = 15_000.0
+FRESH_LOOKS = 2
+FRESH_GROWTH = 3.0
+FRESH_ZERO_GROWTH = 4.0
+FRESH_AIM = 0.7
 # Aim this much past the projected end: a look that comes a little late costs idle time, one that
 # comes early costs another API call and another wait.
 MARGIN = 1.08
@@ -97,7 +102,7 @@ class Pace:
         rate = self.rate(kind)
         if rate is None and kind == "query" and self.rate("ingest"):
             rate = self.rate("ingest") * QUERY_VS_INGEST
-        rate = rate or FIRST_GUESS_ROWS_PER_S
+        rate = rate or (FRESH_ROWS_PER_S if kind == "ingest" else FIRST_GUESS_ROWS_PER_S)
         return min(MAX_PROJECTED, max(FIRST_LOOK, rows / rate * MARGIN))
 
     def as_dict(self) -> dict[str, float]:
@@ -146,6 +151,38 @@ def next_delay(job: dict, rows: int | None, prev: tuple[float, int] | None, now:
     return min(MAX_DELAY, max(MIN_DELAY, last_delay, waited))
 
 
+def end_bound(rows: int, done: int, now: float, waited: float, prev: tuple[float, int] | None) -> float | None:
+    """The latest the job can end (seconds from now) if it keeps at least the rate it has shown: its
+    figure over the whole wait (a late start only makes it faster than that), or the least the figures
+    of two looks allow (each may be up to a batch behind). None without a figure to go by."""
+    rates = [done / waited] if done > 0 and waited > 0 else []
+    if prev is not None and now > prev[0] and done - prev[1] > BATCH_ROWS:
+        rates.append((done - prev[1] - BATCH_ROWS) / (now - prev[0]))
+    return (rows - done) / max(rates) if rates else None
+
+
+def fresh_next(job: dict, rows: int, prev: tuple[float, int] | None, now: float, waited: float,
+               looks: int) -> tuple[float, bool]:
+    """The wait before the next look at a job on an org whose rate is not known yet, and whether that
+    look is timed for the job's end (then its results are fetched instead of its status). At most
+    ``FRESH_LOOKS`` status looks: then the look that fetches the results comes when the job must be
+    done at the rate its figures show (``end_bound``), so that it is not a call wasted.
+
+    After the first look (an early one, ``FRESH_ROWS_PER_S``), a second status look comes where a job
+    that started at once would end at the rate of its figure (plus half a batch): on a fast org the job
+    is usually done by then; otherwise the two figures bound its end closely."""
+    done = _processed(job)
+    bound = end_bound(rows, done, now, waited, prev)
+    if looks >= FRESH_LOOKS and bound is not None:
+        return min(MAX_PROJECTED, max(MIN_DELAY, bound * MARGIN)), True
+    if looks >= FRESH_LOOKS or done <= 0:
+        # no figure yet (a queued job, or a slow org): the job cannot end before it could at a batch in
+        # the time waited; look again well before that, after a few times the time waited
+        return min(MAX_PROJECTED, max(MIN_DELAY, (FRESH_ZERO_GROWTH - 1) * waited)), False
+    central = (rows - done) / ((done + BATCH_ROWS / 2) / waited) * FRESH_AIM
+    return min(MAX_PROJECTED, max(MIN_DELAY, min(central, (FRESH_GROWTH - 1) * waited))), False
+
+
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
                  pace: Pace | None = None, kind: str = "ingest", look_first: bool = False,
                  finish: Callable[[], dict | None] | None = None, since: float | None = None,
@@ -166,6 +203,8 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end
+    fresh = not look_first and bool(rows) and kind == "ingest" and not pace.knows(kind)
+    looks = 0  # status looks so far
     while True:
         if delay > 0:
             sleep(delay)
@@ -174,6 +213,7 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
             finish = None  # one try: a job not done by its expected end is followed by status looks
         if job is None:
             job = call(get_job, what)
+            looks += 1
         now = clock()
         if job.get("state") in TERMINAL:
             if job.get("state") == "JobComplete" and not look_first:
@@ -183,6 +223,8 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
                     took = now - start
                 elif projected is not None:
                     took = min(max(projected, prev[0]), now) - start
+                elif fresh:
+                    took = now - start  # the slow end: a rate learned too high makes the next first looks early
                 else:
                     took = (prev[0] + now) / 2 - start
                 pace.learn(kind, rows or _processed(job), took, at_least=prev is None)
@@ -190,6 +232,11 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         if now > deadline:
             raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
                             hint="resume it later with the job id from the run journal")
+        if fresh and job.get("state") != "Open":
+            delay, timed = fresh_next(job, rows, prev, now, now - start, looks)
+            projected = now + delay / MARGIN if timed else None
+            prev = (now, _processed(job))
+            continue
         delay = next_delay(job, rows, prev, now, now - start, max(delay, MIN_DELAY))
         progressed = bool(rows) and 0 < _processed(job) < rows
         rough = progressed and coarse(job, prev)  # the next look is timed for the earliest end: a status look
