@@ -185,7 +185,7 @@ def fresh_next(job: dict, rows: int, prev: tuple[float, int] | None, now: float,
 
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
                  pace: Pace | None = None, kind: str = "ingest", look_first: bool = False,
-                 finish: Callable[[], dict | None] | None = None, since: float | None = None,
+                 finish: Callable[[], dict | None] | None = None, since: float | None = None, finish_tries: int = 1,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict:
     """Poll a Bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``.
 
@@ -193,8 +193,11 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     look before waiting (a job picked up after a crash may long be done). ``finish``: fetches the
     job's results and returns the job info they imply (JobComplete, or a job still in progress), or
     None when only a status look can tell (one follows at once); tried once, in place of the first
-    status look timed for the job's end. ``since``: when (on ``clock``) the job was submitted, if
-    earlier than now (a job started ahead of its reader): the first look's wait counts from then.
+    status look timed for the job's end, or ``finish_tries`` times in a row (a query job shows no
+    progress: a results look answers as a status look would, and a hit saves the results call; the
+    look after the tries is a status look, which sees a job that failed). ``since``: when (on
+    ``clock``) the job was submitted, if earlier than now (a job started ahead of its reader): the
+    first look's wait counts from then.
     """
     pace = pace or Pace()
     start = clock() if since is None else min(since, clock())
@@ -209,8 +212,10 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         if delay > 0:
             sleep(delay)
         job = finish() if finish is not None and timed else None
-        if timed:
-            finish = None  # one try: a job not done by its expected end is followed by status looks
+        if timed and finish is not None:
+            finish_tries -= 1
+            if finish_tries <= 0:
+                finish = None  # a job not done by its expected end (and tries) is followed by status looks
         if job is None:
             job = call(get_job, what)
             looks += 1
@@ -241,5 +246,5 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         progressed = bool(rows) and 0 < _processed(job) < rows
         rough = progressed and coarse(job, prev)  # the next look is timed for the earliest end: a status look
         projected = (now + (delay if rough else delay / PROGRESS_MARGIN)) if progressed else None
-        timed = progressed and not rough
+        timed = (progressed and not rough) or (timed and finish is not None)  # another results try
         prev = (now, _processed(job))
