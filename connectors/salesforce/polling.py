@@ -6,8 +6,9 @@ time. simple-salesforce's own ``wait_for_job`` sleeps ``wait`` seconds before it
 connector therefore never calls it and paces its polls here instead:
 
 - the first look comes when the job should be done at the rate this connector saw on earlier jobs of
-  the same kind (``Pace``, kept in the state database between runs), or, when nothing was seen yet,
-  when a job of its size would be done at ``FIRST_GUESS_ROWS_PER_S``;
+  the same kind (``Pace``, kept in the state database between runs); when no ingest job was seen yet
+  (a fresh project), ``fresh_next`` spends at most ``FRESH_LOOKS`` status looks, the first an early
+  one, and fetches the results when the figures say the job must be done;
 - while a job runs, ``numberRecordsProcessed`` at two looks gives the org's current rate, and the
   next look is timed for the projected end (plus a margin, so that it usually is the last one);
 - without progress figures (query jobs, a job still queued) the next look waits as long again as
@@ -38,17 +39,28 @@ FIRST_LOOK = 0.3
 # factor at or above the real one puts the first look before the end (a second status call, one
 # more API call per reconcile); 3 puts it about a quarter of the query's own time after the end.
 QUERY_VS_INGEST = 3.0
-# Before any job was seen (a fresh project): the first look comes when a job at this many rows per
-# second (one of Salesforce's internal 10,000-record batches a second) would be done. On an org that
-# fast or slower, that look is the last or its progress figures time the next one for the end (two
-# status calls); only a faster org waits idle, at most the job's size at this rate. An earlier first
-# look (this was 20,000) sees too little progress to project from: on the sandbox it cost a third look.
+# A query job before any job was seen: its first look comes when it would be done at this rate.
 FIRST_GUESS_ROWS_PER_S = 10_000.0
+# An ingest job before any was seen (a fresh project; ``fresh_next``). Until 4 December the first look
+# came at 10,000 rows/s and a figure of under 3 batches timed the next for the earliest end it allowed:
+# 2.5 s idle on the quiet sandbox (done in 7.5 s, looked at 10.2 s), 45 s idle on the sandbox at load
+# average 3 (the job started late: 10,000 done at the first look, all done 13 s later), and on a slow
+# org (1,000 rows/s) 4 status looks and a results look too early. Now: the first look at this rate,
+# early enough to find a fast org's job running and read its figure ...
 FRESH_ROWS_PER_S = 15_000.0
+# ... at most this many status looks in all (the budget of issue 14: 10 API calls per 100k records
+# loaded and reconciled, of which 7 are not status looks), then the results ...
 FRESH_LOOKS = 2
-FRESH_GROWTH = 3.0
-FRESH_ZERO_GROWTH = 4.0
+# ... the second look at this share of the way to the end its figure projects (a look before the end
+# still gives a second figure, which bounds the end closely; one after it is idle time) ...
 FRESH_AIM = 0.7
+# ... but no later than this many times the time waited (the job may have started late) ...
+FRESH_GROWTH = 3.0
+# ... or this many times after a figure of 0 (a queued job or a slow org: it cannot end before a batch
+# a look took, unless it started late). Chosen on a model of orgs of 500-30,000 rows/s starting
+# 0.3-3 s late (tests/connectors/salesforce/test_polling.py): never more than 2 status looks nor a
+# results look before the end, idle after the end 0-25% of the job above 2,500 rows/s.
+FRESH_ZERO_GROWTH = 4.0
 # Aim this much past the projected end: a look that comes a little late costs idle time, one that
 # comes early costs another API call and another wait.
 MARGIN = 1.08
