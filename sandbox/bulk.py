@@ -96,6 +96,7 @@ class BulkJobs:
             error = process_ingest(self, job)
         else:
             error = bulk_query.process_query(self, job)
+            self.app.faults.bulk_pace("query", started, self._job(job_id)["processed"] or 0)
         state = self._job(job_id)["state"]
         ms = int((time.monotonic() - started) * 1000)
         if state == "Aborted":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
 from crmbridge.sandbox import dml
 
@@ -61,6 +62,7 @@ def _check_header(bulk, job: dict, header: list[str]) -> str | None:
 
 def process_ingest(bulk, job: dict) -> str | None:
     """Run an ingest job; returns the job's error message if the whole job fails."""
+    started = time.monotonic()
     text = bytes(job["data"] or b"").decode("utf-8-sig", errors="replace")
     first_eol = text.find("\n")
     if first_eol > 0 and (text[first_eol - 1] == "\r") != (job["line_ending"] == "CRLF"):
@@ -98,6 +100,7 @@ def process_ingest(bulk, job: dict) -> str | None:
                 failed += 1
                 bad.writerow([res.id or "", " ".join(e.bulk() for e in res.errors), *row])
         processed += len(chunk)
+        bulk.app.faults.bulk_pace("ingest", started, processed)
         bulk.update(job["id"], processed=processed, failed=failed,
                     success=ok_buf.getvalue().encode("utf-8"), failure=bad_buf.getvalue().encode("utf-8"))
     return None

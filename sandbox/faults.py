@@ -25,6 +25,11 @@ class FaultSettings:
     lock_rate: float = 0.0  # fraction of written rows failing with UNABLE_TO_LOCK_ROW
     session_seconds: float | None = None  # sessions expire this long after login
     latency_ms: int = 0  # added to every API call
+    # A slower org than this machine (a real one takes much longer over a Bulk job): each ingest job's
+    # 10,000-row batch is done no sooner than at this many rows/s from the job's start (its progress
+    # figure moves no faster), a query job answers no sooner than its rows at this rate; 0: off
+    ingest_rows_per_s: float = 0.0
+    query_rows_per_s: float = 0.0
     seed: int = 0
 
 
@@ -77,6 +82,15 @@ class Faults:
             if s.error_503_rate and self._rng.random() < s.error_503_rate:
                 return 503, UNAVAILABLE_BODY
         return None
+
+    def bulk_pace(self, kind: str, started: float, rows: int) -> None:
+        """Hold a Bulk job (``kind`` "ingest" or "query", started at ``started`` on ``time.monotonic``)
+        until ``rows`` rows would be done at the rate set for its kind."""
+        rate = self.settings.ingest_rows_per_s if kind == "ingest" else self.settings.query_rows_per_s
+        if rate and rate > 0:
+            wait = started + rows / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
 
     def lock_row(self) -> bool:
         """True when this row write should fail with UNABLE_TO_LOCK_ROW."""

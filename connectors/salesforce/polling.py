@@ -6,8 +6,9 @@ time. simple-salesforce's own ``wait_for_job`` sleeps ``wait`` seconds before it
 connector therefore never calls it and paces its polls here instead:
 
 - the first look comes when the job should be done at the rate this connector saw on earlier jobs of
-  the same kind (``Pace``, kept in the state database between runs), or, when nothing was seen yet,
-  when a job of its size would be done at ``FIRST_GUESS_ROWS_PER_S``;
+  the same kind (``Pace``, kept in the state database between runs); when no ingest job was seen yet
+  (a fresh project), ``fresh_next`` spends at most ``FRESH_LOOKS`` status looks, the first an early
+  one, and fetches the results when the figures say the job must be done;
 - while a job runs, ``numberRecordsProcessed`` at two looks gives the org's current rate, and the
   next look is timed for the projected end (plus a margin, so that it usually is the last one);
 - without progress figures (query jobs, a job still queued) the next look waits as long again as
@@ -38,12 +39,30 @@ FIRST_LOOK = 0.3
 # factor at or above the real one puts the first look before the end (a second status call, one
 # more API call per reconcile); 3 puts it about a quarter of the query's own time after the end.
 QUERY_VS_INGEST = 3.0
-# Before any job was seen (a fresh project): the first look comes when a job at this many rows per
-# second (one of Salesforce's internal 10,000-record batches a second) would be done. On an org that
-# fast or slower, that look is the last or its progress figures time the next one for the end (two
-# status calls); only a faster org waits idle, at most the job's size at this rate. An earlier first
-# look (this was 20,000) sees too little progress to project from: on the sandbox it cost a third look.
+# A query job before any job was seen: its first look comes when it would be done at this rate.
 FIRST_GUESS_ROWS_PER_S = 10_000.0
+# An ingest job before any was seen (a fresh project; ``fresh_next``). Until 4 December the first look
+# came at 10,000 rows/s and a figure of under 3 batches timed the next for the earliest end it allowed:
+# 2.5 s idle on the quiet sandbox (done in 7.5 s, looked at 10.2 s), 45 s idle on the sandbox at load
+# average 3 (the job started late: 10,000 done at the first look, all done 13 s later), and on a slow
+# org (1,000 rows/s) 4 status looks and a results look too early. Now: the first look at this rate,
+# early enough to find a fast org's job running and read its figure ...
+FRESH_ROWS_PER_S = 15_000.0
+# ... at most this many status looks in all (the budget of issue 14: 10 API calls per 100k records
+# loaded and reconciled, of which 7 are not status looks), then the results ...
+FRESH_LOOKS = 2
+# ... the second look at this share of the way to the end its figure projects (a look before the end
+# still gives a second figure, which bounds the end closely; one after it is idle time) ...
+FRESH_AIM = 0.7
+# ... but no later than this many times the time waited (the job may have started late) ...
+FRESH_GROWTH = 3.0
+# ... or this many times after a figure of 0 (a queued job or a slow org: it cannot end before a batch
+# a look took, unless it started late). Chosen on a model of orgs of 500-30,000 rows/s starting
+# 0.3-3 s late (tests/connectors/salesforce/test_polling.py): never more than 2 status looks nor a
+# results look before the end; idle after the end at most about 30% of the job from 2,500 to 20,000
+# rows/s (a faster job is seen at the first look), but 40-45% at 500-1,000 rows/s, where the old
+# scheme, with up to 4 status looks and a results look too early, had 9-25%: the price of the budget.
+FRESH_ZERO_GROWTH = 4.0
 # Aim this much past the projected end: a look that comes a little late costs idle time, one that
 # comes early costs another API call and another wait.
 MARGIN = 1.08
@@ -97,7 +116,7 @@ class Pace:
         rate = self.rate(kind)
         if rate is None and kind == "query" and self.rate("ingest"):
             rate = self.rate("ingest") * QUERY_VS_INGEST
-        rate = rate or FIRST_GUESS_ROWS_PER_S
+        rate = rate or (FRESH_ROWS_PER_S if kind == "ingest" else FIRST_GUESS_ROWS_PER_S)
         return min(MAX_PROJECTED, max(FIRST_LOOK, rows / rate * MARGIN))
 
     def as_dict(self) -> dict[str, float]:
@@ -146,9 +165,41 @@ def next_delay(job: dict, rows: int | None, prev: tuple[float, int] | None, now:
     return min(MAX_DELAY, max(MIN_DELAY, last_delay, waited))
 
 
+def end_bound(rows: int, done: int, now: float, waited: float, prev: tuple[float, int] | None) -> float | None:
+    """The latest the job can end (seconds from now) if it keeps at least the rate it has shown: its
+    figure over the whole wait (a late start only makes it faster than that), or the least the figures
+    of two looks allow (each may be up to a batch behind). None without a figure to go by."""
+    rates = [done / waited] if done > 0 and waited > 0 else []
+    if prev is not None and now > prev[0] and done - prev[1] > BATCH_ROWS:
+        rates.append((done - prev[1] - BATCH_ROWS) / (now - prev[0]))
+    return (rows - done) / max(rates) if rates else None
+
+
+def fresh_next(job: dict, rows: int, prev: tuple[float, int] | None, now: float, waited: float,
+               looks: int) -> tuple[float, bool]:
+    """The wait before the next look at a job on an org whose rate is not known yet, and whether that
+    look is timed for the job's end (then its results are fetched instead of its status). At most
+    ``FRESH_LOOKS`` status looks: then the look that fetches the results comes when the job must be
+    done at the rate its figures show (``end_bound``), so that it is not a call wasted.
+
+    After the first look (an early one, ``FRESH_ROWS_PER_S``), a second status look comes where a job
+    that started at once would end at the rate of its figure (plus half a batch): on a fast org the job
+    is usually done by then; otherwise the two figures bound its end closely."""
+    done = _processed(job)
+    bound = end_bound(rows, done, now, waited, prev)
+    if looks >= FRESH_LOOKS and bound is not None:
+        return min(MAX_PROJECTED, max(MIN_DELAY, bound * MARGIN)), True
+    if looks >= FRESH_LOOKS or done <= 0:
+        # no figure yet (a queued job, or a slow org): the job cannot end before it could at a batch in
+        # the time waited; look again well before that, after a few times the time waited
+        return min(MAX_PROJECTED, max(MIN_DELAY, (FRESH_ZERO_GROWTH - 1) * waited)), False
+    central = (rows - done) / ((done + BATCH_ROWS / 2) / waited) * FRESH_AIM
+    return min(MAX_PROJECTED, max(MIN_DELAY, min(central, (FRESH_GROWTH - 1) * waited))), False
+
+
 def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *, rows: int | None = None,
                  pace: Pace | None = None, kind: str = "ingest", look_first: bool = False,
-                 finish: Callable[[], dict | None] | None = None, since: float | None = None,
+                 finish: Callable[[], dict | None] | None = None, since: float | None = None, finish_tries: int = 1,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> dict:
     """Poll a Bulk job until it reaches a terminal state; RunFailed if it outlasts ``timeout``.
 
@@ -156,8 +207,11 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     look before waiting (a job picked up after a crash may long be done). ``finish``: fetches the
     job's results and returns the job info they imply (JobComplete, or a job still in progress), or
     None when only a status look can tell (one follows at once); tried once, in place of the first
-    status look timed for the job's end. ``since``: when (on ``clock``) the job was submitted, if
-    earlier than now (a job started ahead of its reader): the first look's wait counts from then.
+    status look timed for the job's end, or ``finish_tries`` times in a row (a query job shows no
+    progress: a results look answers as a status look would, and a hit saves the results call; the
+    look after the tries is a status look, which sees a job that failed). ``since``: when (on
+    ``clock``) the job was submitted, if earlier than now (a job started ahead of its reader): the
+    first look's wait counts from then.
     """
     pace = pace or Pace()
     start = clock() if since is None else min(since, clock())
@@ -166,14 +220,19 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end
+    fresh = not look_first and bool(rows) and kind == "ingest" and not pace.knows(kind)
+    looks = 0  # status looks so far
     while True:
         if delay > 0:
             sleep(delay)
         job = finish() if finish is not None and timed else None
-        if timed:
-            finish = None  # one try: a job not done by its expected end is followed by status looks
+        if timed and finish is not None:
+            finish_tries -= 1
+            if finish_tries <= 0:
+                finish = None  # a job not done by its expected end (and tries) is followed by status looks
         if job is None:
             job = call(get_job, what)
+            looks += 1
         now = clock()
         if job.get("state") in TERMINAL:
             if job.get("state") == "JobComplete" and not look_first:
@@ -183,6 +242,8 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
                     took = now - start
                 elif projected is not None:
                     took = min(max(projected, prev[0]), now) - start
+                elif fresh:
+                    took = now - start  # the slow end: a rate learned too high makes the next first looks early
                 else:
                     took = (prev[0] + now) / 2 - start
                 pace.learn(kind, rows or _processed(job), took, at_least=prev is None)
@@ -190,9 +251,14 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         if now > deadline:
             raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
                             hint="resume it later with the job id from the run journal")
+        if fresh and job.get("state") != "Open":
+            delay, timed = fresh_next(job, rows, prev, now, now - start, looks)
+            projected = now + delay / MARGIN if timed else None
+            prev = (now, _processed(job))
+            continue
         delay = next_delay(job, rows, prev, now, now - start, max(delay, MIN_DELAY))
         progressed = bool(rows) and 0 < _processed(job) < rows
         rough = progressed and coarse(job, prev)  # the next look is timed for the earliest end: a status look
         projected = (now + (delay if rough else delay / PROGRESS_MARGIN)) if progressed else None
-        timed = progressed and not rough
+        timed = (progressed and not rough) or (timed and finish is not None)  # another results try
         prev = (now, _processed(job))

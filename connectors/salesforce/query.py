@@ -124,7 +124,7 @@ def bulk_query_texts(call, bulk_client_getter, soql: str, *, page_size: int, tim
         return {"id": job_id, "state": "JobComplete"}
 
     job = wait_for_job(call, lambda: bulk_client_getter().get_job(job_id, True), "bulk query status", timeout,
-                       rows=expect_rows, pace=pace, kind="query", finish=first_page, since=since)
+                       rows=expect_rows, pace=pace, kind="query", finish=first_page, since=since, finish_tries=2)
     if job.get("state") != "JobComplete":
         raise RunFailed(f"Bulk query job {job_id} {job.get('state')}: {job.get('errorMessage') or ''}".strip())
     locator = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crmbridge.connectors.salesforce.polling import FIRST_GUESS_ROWS_PER_S, Pace
+from crmbridge.connectors.salesforce.polling import FRESH_ROWS_PER_S, Pace
 from crmbridge.state import open_state
 from crmbridge.sync.objectsync import JobPaces
 
@@ -22,7 +22,7 @@ def test_a_kind_of_job_never_seen_starts_optimistic_and_learns_for_the_next_run(
     paces = JobPaces(state, "inventory", dry_run=False)
     with paces.used(sf, "update"):
         assert sf.pace is not shared
-        assert sf.pace.first_delay("ingest", 10_000) == pytest.approx(10_000 / FIRST_GUESS_ROWS_PER_S * 1.08)
+        assert sf.pace.first_delay("ingest", 10_000) == pytest.approx(10_000 / FRESH_ROWS_PER_S * 1.08)
         sf.pace.learn("ingest", 10_000, 8.0)  # what the connector does when the job is done
     assert sf.pace is shared and shared.rate("ingest") == 10_000.0  # the connector's own rate is untouched
     paces.save()
