@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.mappings.engine import (OrgRefs, ParentKeys, Partial, StepOutput, _Reasons, finish_rows,
-                                       map_rows)
+                                       map_rows, prepare_rows)
 from crmbridge.mappings.keyindex import KeyedText, KeyIndex, _strings
 from crmbridge.mappings.models import LoadedStep
 
@@ -164,7 +164,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                     parents: dict[tuple[str, str], ParentKeys] | None = None,
                     parent_reasons: dict[str, Any] | None = None,
                     raw: Callable[[KeyIndex, list[str], set[str]], tuple | None] | None = None,
-                    preview: int = 0, on_rows: Callable[[int], None] | None = None) -> StreamedStep:
+                    preview: int = 0, on_rows: Callable[[int], None] | None = None,
+                    finish_early: bool = True) -> StreamedStep:
     """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
     each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
     docstring.
@@ -173,7 +174,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     this step's quarantined keys are added to it (as the whole-frame stage did) before its quarantine
     is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
-    ``preview_ids``), or None when the run has no extract."""
+    ``preview_ids``), or None when the run has no extract. ``finish_early``: finish each batch as soon as
+    it is mapped when the batches can be read again (pass False when keys shared across batches are the
+    rule, as in departments' rows not resolved: most batches would be mapped twice)."""
     import pyarrow as pa
 
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
@@ -235,6 +238,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         done_by[i] = f
 
     again = callable(batches)
+    early_finish = again and finish_early
     keys: list[np.ndarray] = []
     early: list[KeyIndex] = []  # per batch: the duplicates it was finished with (its own repeated keys)
     n = offset = 0
@@ -250,42 +254,47 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         keys.append(_strings(part.candidate_keys()))
         if on_rows:
             on_rows(len(batch))
-        if again:
+        if early_finish:
             del batch
             early.append(KeyIndex.duplicates([keys[-1]]))
             finish(n, part, early[-1], in_memory=False)
             del part
             batch = next(it, None)
-        else:
+        else:  # spilled; a batch that can be read again without its rows (Parquet reads faster)
             batch = next(it, None)
             single = n == 0 and batch is None
-            store.put(f"rows{n}", (part.df, part.out, part.reasons.text), in_memory=single)
+            store.put(f"rows{n}", (None if again and not single else part.df, part.out, part.reasons.text),
+                      in_memory=single)
             del part
         n += 1
     duplicates = KeyIndex.duplicates(keys)
 
-    # pass 2: the batches whose duplicates were not all their own (or all batches, when not finished yet)
-    if again:
+    # pass 2: the batches whose duplicates were not all their own (or every batch not finished yet)
+    if early_finish:
         redo = [i for i in range(n) if len(duplicates) and
                 (duplicates.contains_strings(keys[i]) & ~early[i].contains_strings(keys[i])).any()]
     else:
         redo = list(range(n))
     del keys, early
-    if again and redo:
-        offset = 0
-        for i, source in enumerate(batches()):
-            if i in redo:
-                finish(i, map_rows(loaded, source, refs=refs, parents=parents, first_row=offset), duplicates,
-                       in_memory=False)
-            offset += len(source)
-            del source
-    elif redo:
-        for i in redo:
-            df, out, text = store.take(f"rows{i}")
-            reasons = _Reasons(df.index)
-            reasons.text = text
-            finish(i, Partial(df, out, reasons, {}, {}, ext), duplicates, in_memory=n == 1)
-            del df, out, text, reasons
+    reread = iter(batches()) if again and redo and (early_finish or n > 1) else None
+    offset = 0
+    for i in range(redo[-1] + 1 if redo else 0):
+        source = next(reread) if reread is not None else None
+        if i in redo:
+            if early_finish:
+                part = map_rows(loaded, source, refs=refs, parents=parents, first_row=offset)
+            else:
+                df, out, text = store.take(f"rows{i}")
+                if df is None:
+                    df = prepare_rows(loaded, source, offset)
+                reasons = _Reasons(df.index)
+                reasons.text = text
+                part = Partial(df, out, reasons, {}, {}, ext)
+                del df, out, text, reasons
+            finish(i, part, duplicates, in_memory=n == 1)
+            del part
+        offset += 0 if source is None else len(source)
+        del source
     del duplicates
 
     mapped: list[np.ndarray] = []

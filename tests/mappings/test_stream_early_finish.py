@@ -69,12 +69,12 @@ def parts(df: pd.DataFrame, size: int, empty_at: int | None) -> list[pd.DataFram
     return out
 
 
-def stream(step, batches, folder: Path, refs, parents, preview: int):
+def stream(step, batches, folder: Path, refs, parents, preview: int, finish_early: bool = True):
     folder.mkdir()
     reasons: dict = {}
     got = map_step_stream(step, batches, refs=refs, parents=parents, parent_reasons=reasons,
                           records_path=folder / "records.parquet", quarantine_path=folder / "quarantine.csv",
-                          spill=folder / "spill", preview=preview)
+                          spill=folder / "spill", preview=preview, finish_early=finish_early)
     return got, reasons
 
 
@@ -95,8 +95,10 @@ def test_early_finish_gives_the_files_of_finishing_after_all_keys(tmp_path, temp
     batches = parts(df, size, empty_at)
     early, early_reasons = stream(step, lambda: iter(batches), tmp_path / "early", refs, parents, 4)
     after, after_reasons = stream(step, iter(batches), tmp_path / "after", refs, parents, 4)
+    stream(step, lambda: iter(batches), tmp_path / "reread", refs, parents, 4, finish_early=False)
     for f in ("records.parquet", "quarantine.csv"):
         assert (tmp_path / "early" / f).read_bytes() == (tmp_path / "after" / f).read_bytes(), f
+        assert (tmp_path / "reread" / f).read_bytes() == (tmp_path / "after" / f).read_bytes(), f
     for attr in ("rows_in", "rows", "rows_out", "rows_quarantined", "filtered", "reasons", "stats", "columns",
                  "preview"):
         assert getattr(early, attr) == getattr(after, attr), attr
@@ -134,3 +136,20 @@ def test_a_key_shared_with_a_later_batch_finishes_the_earlier_batch_again(tmp_pa
     got, _ = stream(step, lambda: iter(parts(df, 2, None)), tmp_path / "s", None, None, 0)
     assert finished == [2, 2, 1, 2, 1]  # batches 0 and 2 again
     assert got.reasons == {"duplicate_external_id: Legacy_Id__c": 2} and got.rows == 3
+
+
+def test_batches_finish_early_when_resolved_or_from_one_source(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from crmbridge.mappings.stage import _keys_rarely_shared
+
+    run = SimpleNamespace(dir=tmp_path)
+    assert not _keys_rarely_shared(run, "customers")  # no extract: the previous way
+    (tmp_path / "extract").mkdir()
+    manifest = {"entities": {"customers": {"sources": ["sales", "service"]}, "contacts": {"sources": ["crm"]}}}
+    (tmp_path / "extract" / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+    assert not _keys_rarely_shared(run, "customers") and _keys_rarely_shared(run, "contacts")
+    (tmp_path / "resolve").mkdir()
+    (tmp_path / "resolve" / "customers.parquet").write_bytes(b"")
+    assert _keys_rarely_shared(run, "customers")
