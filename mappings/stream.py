@@ -107,6 +107,13 @@ class _Spill:
         return obj
 
 
+def _same_or(values: np.ndarray, same: np.ndarray | None) -> np.ndarray:
+    """``same`` when it holds exactly ``values`` (one array kept instead of two equal ones), else ``values``."""
+    if same is not None and same.dtype == values.dtype and np.array_equal(same, values):
+        return same
+    return values
+
+
 def _add(total: dict, part: dict) -> None:
     for k, v in part.items():
         if isinstance(v, dict):
@@ -209,16 +216,18 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         store.put(f"q{i}", (view, named), in_memory=in_memory)
         return need
 
-    def finish(i: int, part: Partial, duplicates: KeyIndex, in_memory: bool) -> None:
+    def finish(i: int, part: Partial, duplicates: KeyIndex, in_memory: bool, keys: np.ndarray | None = None
+               ) -> None:
         """Batch ``i``'s records and quarantine final for ``duplicates``: counts, keys, records (to the
-        writer) and the steward's view (or the quarantine kept for pass 3) in ``done_by[i]``."""
+        writer) and the steward's view (or the quarantine kept for pass 3) in ``done_by[i]``. ``keys``:
+        the batch's candidate keys, kept for its mapped keys when they are the same (every row mapped)."""
         for stale in (f"q{i}", f"late{i}"):  # a batch finished again
             store.drop(stale)
         df = part.df
         done: StepOutput = finish_rows(loaded, part, duplicates)
         qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
         f = _Finished(done.rows_in, done.rows_out, len(done.records), len(done.quarantine), done.reasons,
-                      list(done.records.columns), _strings(done.records[ext].astype(str)),
+                      list(done.records.columns), _same_or(_strings(done.records[ext].astype(str)), keys),
                       # the reasons kept as Arrow text, not as Python strings that would outlive the batch's
                       # other objects (scattered among freed ones, they kept the allocator's memory from
                       # being reused)
@@ -257,7 +266,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         if early_finish:
             del batch
             early.append(KeyIndex.duplicates([keys[-1]]))
-            finish(n, part, early[-1], in_memory=False)
+            finish(n, part, early[-1], in_memory=False, keys=keys[-1])
             del part
             batch = next(it, None)
         else:  # spilled; a batch that can be read again without its rows (Parquet reads faster)
