@@ -347,7 +347,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
 
     # pass 3: the steward's view of the batches left for now (this step's own quarantined keys known)
     for i in late:
-        got = steward(i, store.take(f"late{i}"), n == 1 and not again)
+        got = steward(i, store.take(f"late{i}"), n == 1)
         if got is not None:
             need.append(got)
     need_ids = [ids for ids, _ in need]
