@@ -153,7 +153,13 @@ class KeyIndex:
         if not len(self) or not len(s):
             return out
         present = s.notna().to_numpy()
-        q = _strings(s[present])
+        out[present] = self.contains_strings(_strings(s[present]))
+        return out
+
+    def contains_strings(self, q: np.ndarray) -> np.ndarray:
+        """``contains`` of keys already laid out by ``_strings`` (a fixed-width bytes array)."""
+        if not len(self) or not len(q):
+            return np.zeros(len(q), dtype=bool)
         if q.dtype.itemsize > self.keys.dtype.itemsize:  # longer than every key in ``keys``
             fits = np.char.str_len(q) <= self.keys.dtype.itemsize
             hit = np.array([not f and k in self.long for f, k in zip(fits, q.tolist())], dtype=bool) \
@@ -166,8 +172,7 @@ class KeyIndex:
             pos = np.searchsorted(self.keys, q)
             found = self.keys[np.minimum(pos, len(self.keys) - 1)] == q
             hit |= found if fits is None else found & fits
-        out[present] = hit
-        return out
+        return hit
 
     def __iter__(self):
         return (k[:-1].decode("utf-8", "surrogatepass") for k in [*self.keys.tolist(), *sorted(self.long)])

@@ -98,13 +98,23 @@ class RecordsWriter:
 
     def __init__(self, path: Path, spill: Path):
         self.path, self.spill = Path(path), Path(spill)
-        self.types: dict[str, set] = {}
+        self.batch_types: dict[int, dict[str, set]] = {}  # batch -> column -> its values' types
         # batch -> (Arrow schema or None, object columns kept aside as pandas, object columns of text only)
         self.held: dict[int, tuple] = {}
         self.memory: dict[int, tuple] = {}  # batches kept in memory (a step of one batch)
 
+    @property
+    def types(self) -> dict[str, set]:
+        """Column -> the types of its values in every batch added."""
+        out: dict[str, set] = {}
+        for batch in self.batch_types.values():
+            for c, t in batch.items():
+                out.setdefault(c, set()).update(t)
+        return out
+
     def add(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
-        """Batch ``i``'s records (each batch once)."""
+        """Batch ``i``'s records; a batch added again replaces what it was (the map stream finishes a
+        batch ahead of time and again in the rare case where that was early, see stream.py)."""
         import pyarrow as pa
 
         batch: dict[str, set] = {}
@@ -114,7 +124,10 @@ class RecordsWriter:
                 batch[c] = _value_types(s)
             elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
                 batch[c] = {str}
-            self.types.setdefault(c, set()).update(batch.get(c, ()))
+        self.batch_types[i] = {c: batch.get(c, set()) for c in df.columns}
+        self.memory.pop(i, None)
+        for stale in (self.spill / f"rec{i}.arrow", self.spill / f"rec{i}.pkl"):
+            stale.unlink(missing_ok=True)
         objects = [c for c in df.columns if df[c].dtype == object]
         text = [c for c in objects if _mixed(batch[c])]  # text in every batch whatever the others hold
         aside = [c for c in objects if c not in text and not batch[c] <= {str}]
@@ -163,7 +176,8 @@ class RecordsWriter:
     def _later_text(self, i: int) -> list[str]:
         """The columns of batch ``i`` that other batches made text (converted again at the end)."""
         _, aside, plain = self.held[i]
-        return [c for c in [*aside, *plain] if _mixed(self.types.get(c, set()))]
+        types = self.types
+        return [c for c in [*aside, *plain] if _mixed(types.get(c, set()))]
 
     def _text_part(self, i: int, table, kept):
         """Batch ``i``'s columns that other batches made text, as an Arrow table (the whole batch when

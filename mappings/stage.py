@@ -347,7 +347,8 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
                                   quarantine_path=tmp / "quarantine" / f"{s.name}.csv",
                                   spill=tmp / ".spill" / s.name, refs=refs, parents=keys,
                                   parent_reasons=parent_reasons, raw=_raw_lookup(run, e, batch_rows),
-                                  preview=preview, on_rows=task.advance)
+                                  preview=preview, on_rows=task.advance,
+                                  finish_early=_keys_rarely_shared(run, e))
         shutil.rmtree(tmp / ".spill" / s.name, ignore_errors=True)
         k = (s.step.object.lower(), ext)
         prev = keys.get(k)
@@ -378,6 +379,22 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
         raise RunFailed("map does not balance (a bug): " + "; ".join(
             f"{s.step}: in {s.rows_in} != out {s.rows_out} + quarantined {s.rows_quarantined}" for s in bad))
     return MapResult(run.run_id, tuple(summaries), report, str(final / "plan.json"), tuple(previews))
+
+
+def _keys_rarely_shared(run, entity: str) -> bool:
+    """Whether a key held by rows of two different batches is rare in ``entity``'s input: the resolve
+    stage ran (one row per company), or the rows come from a single source. Then the map stream
+    finishes each batch as soon as it is mapped (stream.py); rows of several sources not resolved
+    share keys across batches as a rule, and would mostly be mapped twice that way."""
+    from crmbridge.migrations.extracted import load_manifest
+
+    if (run.dir / "resolve" / f"{entity}.parquet").exists():
+        return True
+    try:
+        sources = load_manifest(run.dir)["entities"].get(entity, {}).get("sources", [])
+    except (UsageError, OSError, ValueError):
+        return False
+    return len(sources) <= 1
 
 
 def _raw_lookup(run, entity: str, batch_rows: int):

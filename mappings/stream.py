@@ -2,22 +2,27 @@
 
 Every rule of a step judges a row on its own (engine.map_rows) except one: an external-ID value held
 by more than one mapping row quarantines all of them, wherever they are in the entity. So a step
-runs in passes over its batches, each batch spilled to the step's scratch folder in between
-(pickles: they keep every Python value exactly as mapped):
+runs in passes over its batches:
 
-1. map every batch row by row; keep only the external-ID value of each row still mapping;
-2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows; required fields;
-   the batch's records and quarantine are final here (the step's own parent keys and quarantined
-   keys are collected for the children), and so is the steward's view of its quarantine, unless a
-   reason names a parent key of the step's own object (a self-lookup: then in pass 3). The records
-   go to Arrow here (``output.RecordsWriter``), not through a pickle;
+1. map every batch row by row and keep the external-ID value of each row still mapping. When the
+   batches can be read again (a callable: the map stage), each batch is also finished at once (below)
+   as if the only duplicates were the keys it repeats itself. Otherwise the mapped batch is spilled to
+   the step's scratch folder (pickles: they keep every Python value exactly as mapped) for pass 2;
+2. the keys seen more than once (a sorted ``KeyIndex``) quarantine their rows: a batch finished early
+   holding a key that another batch holds too (rare: resolve merged such rows) is read, mapped and
+   finished again; spilled batches are finished now. Finishing a batch: duplicates and required fields;
+   its records and quarantine are final (the step's own parent keys and quarantined keys are collected
+   for the children), and so is the steward's view of its quarantine, unless a reason names a parent
+   key of the step's own object (a self-lookup: then in pass 3). The records go to Arrow here
+   (``output.RecordsWriter``), not through a pickle;
 3. the steward's view of the quarantine left for now;
 4. write the records Parquet (one row group per batch, one schema for the file) and the steward's
    quarantine CSV (the legacy values of the quarantined rows looked up in one pass over the extract),
    each batch's quarantine read back once.
 
 The outputs are those of ``engine.map_step`` on the whole entity, in the same order:
-tests/mappings/test_stream.py maps the same runs with one batch and with batches of 5 rows.
+tests/mappings/test_stream.py maps the same runs with one batch and with batches of 5 rows;
+tests/mappings/test_stream_early_finish.py compares the early finish with finishing after all keys.
 """
 
 from __future__ import annotations
@@ -55,6 +60,24 @@ class StreamedStep:
     preview: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class _Finished:
+    """What one finished batch hands to the step's totals (its files are written or spilled)."""
+
+    rows_in: int
+    rows_out: int
+    rows: int
+    rows_quarantined: int
+    reasons: dict[str, int]
+    columns: list[str]
+    mapped: np.ndarray  # external-ID values of its records
+    qreasons: tuple  # (quarantined keys, their reasons)
+    head: pd.DataFrame | None = None  # its first records and their source rows, for the preview
+    src: pd.DataFrame | None = None
+    late: bool = False  # its steward's view waits for pass 3
+    need: tuple | None = None  # (row ids, source columns) whose legacy values its steward's view needs
+
+
 class _Spill:
     """Objects handed from one pass to the next: pickled into the step's scratch folder (they keep every
     Python value exactly as mapped), or kept in memory when the step has a single batch."""
@@ -70,6 +93,10 @@ class _Spill:
         with open(self.folder / f"{name}.pkl", "wb") as fh:
             pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
+    def drop(self, name: str) -> None:
+        self.memory.pop(name, None)
+        (self.folder / f"{name}.pkl").unlink(missing_ok=True)
+
     def take(self, name: str) -> Any:
         if name in self.memory:
             return self.memory.pop(name)
@@ -78,6 +105,13 @@ class _Spill:
             obj = pickle.load(fh)
         path.unlink()
         return obj
+
+
+def _same_or(values: np.ndarray, same: np.ndarray | None) -> np.ndarray:
+    """``same`` when it holds exactly ``values`` (one array kept instead of two equal ones), else ``values``."""
+    if same is not None and same.dtype == values.dtype and np.array_equal(same, values):
+        return same
+    return values
 
 
 def _add(total: dict, part: dict) -> None:
@@ -137,7 +171,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                     parents: dict[tuple[str, str], ParentKeys] | None = None,
                     parent_reasons: dict[str, Any] | None = None,
                     raw: Callable[[KeyIndex, list[str], set[str]], tuple | None] | None = None,
-                    preview: int = 0, on_rows: Callable[[int], None] | None = None) -> StreamedStep:
+                    preview: int = 0, on_rows: Callable[[int], None] | None = None,
+                    finish_early: bool = True) -> StreamedStep:
     """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
     each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
     docstring.
@@ -146,7 +181,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     this step's quarantined keys are added to it (as the whole-frame stage did) before its quarantine
     is written. ``raw(ids, columns,
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
-    ``preview_ids``), or None when the run has no extract."""
+    ``preview_ids``), or None when the run has no extract. ``finish_early``: finish each batch as soon as
+    it is mapped when the batches can be read again (pass False when keys shared across batches are the
+    rule, as in departments' rows not resolved: most batches would be mapped twice)."""
     import pyarrow as pa
 
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
@@ -157,10 +194,62 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     ext = loaded.step.external_id
     parent_reasons = parent_reasons if parent_reasons is not None else {}
 
-    # pass 1: row by row; only the candidate keys stay in memory. When ``batches`` can be read again
-    # (a callable), pass 2 reads the batch again rather than the spilled copy (Parquet reads faster)
+    # pass 1: row by row. When ``batches`` can be read again (a callable: the map stage), each batch is
+    # finished at once as if only its own repeated keys were duplicates; after the pass, the rare batch
+    # holding a key that another batch holds too is read and mapped again and finished anew (pass 2).
+    # Otherwise the batch is spilled (pickled) for pass 2, as the whole-entity check needs every key first
+    from crmbridge.mappings.steward import steward_reasons
+
+    records = RecordsWriter(records_path, spill)
+    qout = QuarantineWriter(quarantine_path)
+    own_key = f"{loaded.step.object}.{ext}"
+    own_tag = f"parent_quarantined: {own_key}="
+    done_by: dict[int, _Finished] = {}
+
+    def steward(i: int, quarantine: pd.DataFrame, in_memory: bool) -> tuple | None:
+        view, named = steward_reasons(loaded, quarantine, parent_reasons)
+        need = None
+        if len(view):
+            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
+            need = (_strings(view["_row_id"].astype(str)[has]), set().union(*named))
+        qout.note(i, view, named)
+        store.put(f"q{i}", (view, named), in_memory=in_memory)
+        return need
+
+    def finish(i: int, part: Partial, duplicates: KeyIndex, in_memory: bool, keys: np.ndarray | None = None
+               ) -> None:
+        """Batch ``i``'s records and quarantine final for ``duplicates``: counts, keys, records (to the
+        writer) and the steward's view (or the quarantine kept for pass 3) in ``done_by[i]``. ``keys``:
+        the batch's candidate keys, kept for its mapped keys when they are the same (every row mapped)."""
+        for stale in (f"q{i}", f"late{i}"):  # a batch finished again
+            store.drop(stale)
+        df = part.df
+        done: StepOutput = finish_rows(loaded, part, duplicates)
+        qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
+        f = _Finished(done.rows_in, done.rows_out, len(done.records), len(done.quarantine), done.reasons,
+                      list(done.records.columns), _same_or(_strings(done.records[ext].astype(str)), keys),
+                      # the reasons kept as Arrow text, not as Python strings that would outlive the batch's
+                      # other objects (scattered among freed ones, they kept the allocator's memory from
+                      # being reused)
+                      (_strings(qkeys), pa.array(qtexts, type=pa.large_string())))
+        del qkeys, qtexts, part
+        if preview:
+            f.head = done.records.head(preview)
+            ids = {rid for m, r in zip(f.head["_merged_row_ids"], f.head["_row_id"]) for rid in str(m or r).split(";")}
+            f.src = df[df["_row_id"].astype(str).isin(ids)]
+        del df  # the batch's frames freed before its records' Arrow copy and the steward's
+        records.add(i, done.records, in_memory=in_memory)
+        f.late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
+        if f.late:
+            store.put(f"late{i}", done.quarantine, in_memory=in_memory)
+        else:
+            f.need = steward(i, done.quarantine, in_memory)
+        done_by[i] = f
+
     again = callable(batches)
+    early_finish = again and finish_early
     keys: list[np.ndarray] = []
+    early: list[KeyIndex] = []  # per batch: the duplicates it was finished with (its own repeated keys)
     n = offset = 0
     it = iter(batches() if again else batches)
     batch = next(it, None)
@@ -174,81 +263,76 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         keys.append(_strings(part.candidate_keys()))
         if on_rows:
             on_rows(len(batch))
-        batch = next(it, None)
-        single = n == 0 and batch is None
-        store.put(f"rows{n}", (None if again and not single else part.df, part.out, part.reasons.text),
-                  in_memory=single)
+        if early_finish:
+            del batch
+            early.append(KeyIndex.duplicates([keys[-1]]))
+            finish(n, part, early[-1], in_memory=False, keys=keys[-1])
+            del part
+            batch = next(it, None)
+        else:  # spilled; a batch that can be read again without its rows (Parquet reads faster)
+            batch = next(it, None)
+            single = n == 0 and batch is None
+            store.put(f"rows{n}", (None if again and not single else part.df, part.out, part.reasons.text),
+                      in_memory=single)
+            del part
         n += 1
-        del part
     duplicates = KeyIndex.duplicates(keys)
-    del keys
 
-    # pass 2: duplicates and required fields; records and quarantine final. The steward's view of a
-    # batch's quarantine is taken here too, unless a reason names a parent key of this step's own object
-    # (only known after this pass): then in pass 3
-    from crmbridge.mappings.steward import steward_reasons
+    # pass 2: the batches whose duplicates were not all their own (or every batch not finished yet)
+    if early_finish:
+        redo = [i for i in range(n) if len(duplicates) and
+                (duplicates.contains_strings(keys[i]) & ~early[i].contains_strings(keys[i])).any()]
+    else:
+        redo = list(range(n))
+    del keys, early
+    reread = iter(batches()) if again and redo and (early_finish or n > 1) else None
+    offset = 0
+    for i in range(redo[-1] + 1 if redo else 0):
+        source = next(reread) if reread is not None else None
+        if i in redo:
+            if early_finish:
+                part = map_rows(loaded, source, refs=refs, parents=parents, first_row=offset)
+            else:
+                df, out, text = store.take(f"rows{i}")
+                if df is None:
+                    df = prepare_rows(loaded, source, offset)
+                reasons = _Reasons(df.index)
+                reasons.text = text
+                part = Partial(df, out, reasons, {}, {}, ext)
+                del df, out, text, reasons
+            finish(i, part, duplicates, in_memory=n == 1)
+            del part
+        offset += 0 if source is None else len(source)
+        del source
+    del duplicates
 
-    records = RecordsWriter(records_path, spill)
-    qout = QuarantineWriter(quarantine_path)
-    own_key = f"{loaded.step.object}.{ext}"
-    own_tag = f"parent_quarantined: {own_key}="
     mapped: list[np.ndarray] = []
     qreasons: list[tuple[np.ndarray, Any]] = []  # per batch: quarantined keys, their reasons
-    need_ids: list[np.ndarray] = []
-    need_cols: set[str] = set()
-
-    def steward(i: int, quarantine: pd.DataFrame) -> None:
-        view, named = steward_reasons(loaded, quarantine, parent_reasons)
-        if len(view):
-            has = np.fromiter((bool(x) for x in named), dtype=bool, count=len(named))
-            need_ids.append(_strings(view["_row_id"].astype(str)[has]))
-            need_cols.update(*named)
-        qout.note(i, view, named)
-        store.put(f"q{i}", (view, named), in_memory=n == 1)
-
+    need: list[tuple] = []
     late: list[int] = []  # batches whose steward's view waits for pass 3
     prev_recs: list[pd.DataFrame] = []
     prev_src: list[pd.DataFrame] = []
-    reread = iter(batches()) if again and n > 1 else None
-    offset = 0
     for i in range(n):
-        df, out, text = store.take(f"rows{i}")
-        if df is None:
-            source = next(reread)
-            df = prepare_rows(loaded, source, offset)
-            offset += len(source)
-            del source
-        reasons = _Reasons(df.index)
-        reasons.text = text
-        part = Partial(df, out, reasons, {}, {}, ext)
-        done: StepOutput = finish_rows(loaded, part, duplicates)
-        res.rows_in += done.rows_in
-        res.rows_out += done.rows_out
-        res.rows += len(done.records)
-        res.rows_quarantined += len(done.quarantine)
-        _add(res.reasons, done.reasons)
+        f = done_by.pop(i)
+        res.rows_in += f.rows_in
+        res.rows_out += f.rows_out
+        res.rows += f.rows
+        res.rows_quarantined += f.rows_quarantined
+        _add(res.reasons, f.reasons)
         if i == 0:
-            res.columns = list(done.records.columns)
-        mapped.append(_strings(done.records[ext].astype(str)))
-        qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
-        # the reasons kept as Arrow text, not as Python strings that would outlive the batch's other objects
-        # (scattered among freed ones, they kept the allocator's memory from being reused)
-        qreasons.append((_strings(qkeys), pa.array(qtexts, type=pa.large_string())))
-        del qkeys, qtexts, part
+            res.columns = f.columns
+        mapped.append(f.mapped)
+        qreasons.append(f.qreasons)
+        if f.late:
+            late.append(i)
+        elif f.need is not None:
+            need.append(f.need)
         if preview and sum(map(len, prev_recs)) < preview:
-            head = done.records.head(preview - sum(map(len, prev_recs)))
+            head = f.head.head(preview - sum(map(len, prev_recs)))
             prev_recs.append(head)
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
-            prev_src.append(df[df["_row_id"].astype(str).isin(ids)])
-        del df, out, text, reasons  # the batch's frames freed before its records' Arrow copy and the steward's
-        records.add(i, done.records, in_memory=n == 1)
-        if any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str)):
-            late.append(i)
-            store.put(f"late{i}", done.quarantine, in_memory=n == 1)
-        else:
-            steward(i, done.quarantine)
-        del done
-    del duplicates
+            prev_src.append(f.src[f.src["_row_id"].astype(str).isin(ids)])
+        del f
     res.mapped = KeyIndex.union(mapped)
     del mapped
     res.quarantined = KeyedText.build(qreasons)
@@ -263,7 +347,11 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
 
     # pass 3: the steward's view of the batches left for now (this step's own quarantined keys known)
     for i in late:
-        steward(i, store.take(f"late{i}"))
+        got = steward(i, store.take(f"late{i}"), n == 1)
+        if got is not None:
+            need.append(got)
+    need_ids = [ids for ids, _ in need]
+    need_cols = set().union(*(cols for _, cols in need))
     rows_raw = raw_preview = None
     preview_src = pd.concat(prev_src, ignore_index=True) if prev_src else None
     preview_ids = (set(preview_src["_row_id"].astype(str))
