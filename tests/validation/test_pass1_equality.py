@@ -97,3 +97,31 @@ def test_compound_keys_collide_only_through_the_values(monkeypatch):
     assert f.needs_confirm
     f.confirm(df)
     assert f.index().values.tolist() == ["3:x1:1:y"]
+
+
+def test_spill_bytes_equal_pyarrows_default_conversion(tmp_path):
+    """The sink converts on one thread: the file is byte for byte the one the threaded conversion wrote."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crmbridge.validation.parquetsink import ParquetSink
+
+    def text(df):  # a spill holds text, missing values and the integer _line
+        out = df.drop(columns=["a", "b"]).assign(_line=np.arange(len(df), dtype=np.int64))
+        return out.assign(a=pd.Series([None if pd.isna(v) else str(v) for v in df["a"]], index=df.index, dtype=object))
+
+    frames = [text(tricky_frame(10, 5000)), text(tricky_frame(11, 1)), text(tricky_frame(12, 0)), text(tricky_frame(13, 300))]
+    sink = ParquetSink(tmp_path / "new.parquet", dictionary=False)
+    for f in frames:
+        sink.write(f)
+    sink.close()
+    first = pa.Table.from_pandas(frames[0], preserve_index=False)
+    schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in first.schema])
+    with pq.ParquetWriter(tmp_path / "old.parquet", schema, use_dictionary=False) as w:
+        for f in frames:
+            if len(f):
+                t = pa.Table.from_pandas(f, schema=schema, preserve_index=False)
+                w.write_table(t.replace_schema_metadata(None), row_group_size=len(f))
+    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    back = pd.concat(list(sink.batches()), ignore_index=True)
+    assert back.dtypes.to_dict() == pd.concat(frames, ignore_index=True).dtypes.to_dict()
