@@ -31,7 +31,7 @@ PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u200
                  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
-def _re2_class(codepoints: list[int]) -> str:
+def re2_class(codepoints: list[int]) -> str:
     """An RE2 character class (``[...]``) of exactly these code points, as ranges."""
     parts, start, prev = [], None, None
     for cp in sorted(codepoints) + [None]:
@@ -44,8 +44,8 @@ def _re2_class(codepoints: list[int]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-WS_CLASS = _re2_class([ord(c) for c in PY_WHITESPACE])
-WS_BUT_SPACE = _re2_class([ord(c) for c in PY_WHITESPACE if c != " "])
+WS_CLASS = re2_class([ord(c) for c in PY_WHITESPACE])
+WS_BUT_SPACE = re2_class([ord(c) for c in PY_WHITESPACE if c != " "])
 
 
 @cache
@@ -75,7 +75,7 @@ def _stored(name: str) -> str | None:
 def computed_case_class(to: str) -> str:
     """``case_class`` computed. Planes 2 and up hold no cased letters (CJK ideographs, tags, private
     use); the test checks all."""
-    return _re2_class([i for i in range(0x20000) if getattr(chr(i), to)() != chr(i)])
+    return re2_class([i for i in range(0x20000) if getattr(chr(i), to)() != chr(i)])
 
 
 def computed_nfkc_class() -> str:
@@ -99,7 +99,7 @@ def computed_nfkc_class() -> str:
             seconds.add(int(d.split()[1], 16))
         if unicodedata.combining(c) or unicodedata.normalize("NFKC", c) != c:
             picked.append(i)
-    return _re2_class(sorted(seconds.union(picked)))
+    return re2_class(sorted(seconds.union(picked)))
 
 
 def arrow_text(values: np.ndarray):
