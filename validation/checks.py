@@ -287,14 +287,12 @@ def reference_check(series: pd.Series, valid_keys) -> pd.Series:
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
-    """uint64 per value (pandas' siphash of the text; the same value always gives the same hash).
-    ``categorize=False``: the same hashes as ``categorize=True`` (which hashes the distinct values and
-    spreads them), without factorising first; keys are mostly distinct, so that costs 5 times more."""
+    """uint64 per value (pandas' siphash of the text; the same value always gives the same hash). Not
+    categorized: the same hashes, without factorising mostly distinct keys first (5 times the cost)."""
     return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
 
 
-# Odd 64-bit constant (2^64 / golden ratio) mixing the hashes of a compound key's columns.
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd (2^64 / golden ratio): mixes a compound key's column hashes
 
 
 def _key_columns(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list[pd.Series]]:
@@ -306,10 +304,9 @@ def _key_columns(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list
 
 
 def _column_text(column: pd.Series, present: np.ndarray, compound: bool) -> np.ndarray:
-    """The present values of one key column as the text ``key_text`` puts in a key (object array of str):
-    alone, numpy's ``astype(str)`` (which drops trailing NUL characters); in a compound key, pandas'
-    ``astype(str)``. Both leave a ``str`` as it is, so a column of ``str`` without NUL is its own
-    text and skips the round trip through a fixed-width unicode array."""
+    """A key column's present values as ``key_text`` writes them: alone, numpy's ``astype(str)`` (which
+    drops trailing NULs), in a compound key pandas'. Both leave a ``str`` as it is, so a column of ``str``
+    without NUL is its own text, without the round trip through a fixed-width unicode array."""
     values = column.to_numpy(dtype=object)[present]
     if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty") and (
             compound or "\x00" not in "".join(values)):
@@ -329,10 +326,7 @@ def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarr
     for c in cols:
         t = pd.Series(_column_text(c, present, compound=True), dtype=object)
         parts.append(t.str.len().astype(str) + ":" + t)
-    text = parts[0]
-    for p in parts[1:]:
-        text = text + p
-    return present, text.to_numpy(dtype=object)
+    return present, sum(parts[1:], parts[0]).to_numpy(dtype=object)
 
 
 class DuplicateFinder:
@@ -354,10 +348,9 @@ class DuplicateFinder:
         return _hash(text).astype(self._dtype, copy=False)  # 32 bits: the low half of siphash
 
     def _row_hashes(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(present, one hash per present row) without building the key text: a single column's text
-        hashed (``_hash_of(key_text)`` exactly), a compound key's columns hashed one by one and mixed.
-        Equal key texts have equal column texts (the length prefixes make the join one-to-one), so
-        equal keys still get equal hashes, and a hash only nominates rows for ``confirm`` anyway."""
+        """(present, a hash per present row) without the key text: one column's text hashed, a compound
+        key's columns hashed one by one and mixed. Equal key texts have equal column texts (the length
+        prefixes make the join one-to-one), so equal keys still get equal hashes."""
         present, cols = _key_columns(df, self.columns)
         if len(cols) == 1:
             return present, self._hash_of(_column_text(cols[0], present, compound=False))
