@@ -125,3 +125,82 @@ def test_spill_bytes_equal_pyarrows_default_conversion(tmp_path):
     assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
     back = pd.concat(list(sink.batches()), ignore_index=True)
     assert back.dtypes.to_dict() == pd.concat(frames, ignore_index=True).dtypes.to_dict()
+
+
+FIELD_VALUES = {
+    "customer_no": ["C0001", "Ｃ０００１", "c0001 ", "客户1", "C-1", 1, 1.0],
+    "credit_code": ["9131 0000-0000 0000 1Y", "9131\x1c0000\u20280001Y", "91310000000000001Y", "９１３１００００００００００００１Ｙ", "\u3000 - ", "a-b\u2003c", 5],
+    "phone": ["021-6234 5678", "（010）26753883", "13800138000", "+86 21 6234 5678", "6234 5678", "转 123", 13800138000],
+    "email": ["INFO@EXAMPLE.CN ", "a@b", "用户@例子.中国", "ａ@example.cn", 3.5],
+    "country": ["中国", "CN", "cn", "China", "Ｃｈｉｎａ", "XX", "美国 "],
+    "status": ["潜在", "Active", "active", "黑名单", "x", 0],
+    "created_on": ["2023年4月17日", "2023/4/17", "20230417", "2023.04.17", "45000", "2023-02-30", 45000.0],
+    "annual_revenue": ["¥445,200.00", "€1,234.00", "£12", "１２３４", "$1,234", "(1,234)", "12.5万", "1e3", "--", 1234.5, 7],
+    "service_contracts": ["0", "3", "１", "2.5", "-1", "x", 4],
+    "city": ["上海", "北京", "成都", "", None],
+    "name": ["成都华信贸易有限公司", "<b>x</b>", "N/A", "暂无", "  "],
+}
+
+
+def customers_frame(seed: int, n: int) -> pd.DataFrame:
+    rnd = random.Random(seed)
+    missing = [None, np.nan, pd.NA, "", " ", "\u3000", "NULL", "-"]
+    cols = {f: pd.Series([rnd.choice(pool + missing) for _ in range(n)], dtype=object) for f, pool in FIELD_VALUES.items()}
+    df = pd.DataFrame(cols)
+    for c in ("_row_id", "_source", "_department", "_source_key"):
+        df[c] = pd.array([f"{c}{i}" if c == "_row_id" else rnd.choice(["sales", "finance"]) for i in range(n)], dtype="str")
+    df["_line"] = np.arange(n, dtype=np.int64)
+    return df
+
+
+@pytest.mark.parametrize("seed,n", [(20, 1), (21, 40), (22, 3000)])
+def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n):
+    """normalise() with the fast paths against the same with the previous ``replace``, number text and
+    computed character classes: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings import textfast, transforms_numbers, transforms_text
+    from crmbridge.validation.definition import load_definition
+    from crmbridge.validation.normalise import normalise
+    from crmbridge.validation.rules import compile_rules, referenced_columns
+    from tests.validation.conftest import TEMPLATE_DEFINITION
+
+    rules = load_definition(TEMPLATE_DEFINITION).entities["customers"]
+    extra = referenced_columns(compile_rules("customers", rules))
+    frames = [customers_frame(seed, n), customers_frame(seed + 100, n).iloc[:0],
+              pd.DataFrame({c: pd.Series([None] * 3, dtype=object) for c in customers_frame(0, 1).columns})]
+
+    def run():
+        return [normalise(f.copy(), rules, extra, prune=False) for f in frames]
+
+    new = run()
+    with monkeypatch.context() as m:
+        m.setattr(transforms_text, "replace", lambda series, *, pattern, replacement="": transforms_text._replace_python(
+            series, transforms_text.as_text(series), pattern, replacement))
+        m.setattr(transforms_text, "_match_chars", lambda pattern: None)
+        m.setattr(transforms_numbers, "_simple_text", lambda src: pc.replace_substring_regex(
+            transforms_numbers.strings(src.to_numpy(dtype=object)), "[¥$€£,]", "").to_numpy(zero_copy_only=False))
+        m.setattr(textfast, "_stored", lambda name: None)
+        textfast.nfkc_class.cache_clear()
+        textfast.case_class.cache_clear()
+        old = run()
+    textfast.nfkc_class.cache_clear()
+    textfast.case_class.cache_clear()
+    for a, b in zip(new, old):
+        assert a.fixed == b.fixed and a.failed == b.failed
+        assert list(a.frame.columns) == list(b.frame.columns)
+        assert a.frame.dtypes.to_dict() == b.frame.dtypes.to_dict()
+        for c in a.frame.columns:
+            x, y = a.frame[c].to_numpy(dtype=object), b.frame[c].to_numpy(dtype=object)
+            assert [type(v) for v in x] == [type(v) for v in y], c
+            assert [v if v == v else "nan" for v in x] == [v if v == v else "nan" for v in y], c
+    from crmbridge.validation.parquetsink import ParquetSink
+
+    for name, res in (("new", new), ("old", old)):
+        sink = ParquetSink(tmp_path / f"{name}.parquet", dictionary=False)
+        for r in res:
+            sink.write(r.frame)
+        sink.close()
+    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    if n > 1:
+        assert new[0].fixed["credit_code:replace"] and new[0].fixed["annual_revenue:number"]  # the paths ran
