@@ -155,12 +155,14 @@ def customers_frame(seed: int, n: int) -> pd.DataFrame:
 
 @pytest.mark.parametrize("seed,n", [(20, 1), (21, 40), (22, 3000)])
 def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n):
-    """normalise() with the fast paths against the same with the previous ``replace``, number text and
-    computed character classes: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
+    """normalise() with the fast paths against the same with the previous ``replace``, number text,
+    computed character classes and text of the distinct values: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
     import pyarrow.compute as pc
 
     from crmbridge.mappings import textfast, transforms_numbers, transforms_text
     from crmbridge.validation.definition import load_definition
+    from crmbridge.mappings.transforms_base import as_text
+    from crmbridge.validation import normalise as N
     from crmbridge.validation.normalise import normalise
     from crmbridge.validation.rules import compile_rules, referenced_columns
     from tests.validation.conftest import TEMPLATE_DEFINITION
@@ -181,6 +183,8 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
         m.setattr(transforms_numbers, "_simple_text", lambda src: pc.replace_substring_regex(
             transforms_numbers.strings(src.to_numpy(dtype=object)), "[¥$€£,]", "").to_numpy(zero_copy_only=False))
         m.setattr(textfast, "_stored", lambda name: None)
+        m.setattr(N, "_as_text_rows", lambda column: (lambda text: pd.Series(
+            text.array.take(column.codes), index=column.index, dtype=text.dtype))(as_text(column.uniques)))
         textfast.nfkc_class.cache_clear()
         textfast.case_class.cache_clear()
         old = run()
