@@ -31,7 +31,7 @@ PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u200
                  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
-def _re2_class(codepoints: list[int]) -> str:
+def re2_class(codepoints: list[int]) -> str:
     """An RE2 character class (``[...]``) of exactly these code points, as ranges."""
     parts, start, prev = [], None, None
     for cp in sorted(codepoints) + [None]:
@@ -44,20 +44,42 @@ def _re2_class(codepoints: list[int]) -> str:
     return "[" + "".join(parts) + "]"
 
 
-WS_CLASS = _re2_class([ord(c) for c in PY_WHITESPACE])
-WS_BUT_SPACE = _re2_class([ord(c) for c in PY_WHITESPACE if c != " "])
+WS_CLASS = re2_class([ord(c) for c in PY_WHITESPACE])
+WS_BUT_SPACE = re2_class([ord(c) for c in PY_WHITESPACE if c != " "])
 
 
 @cache
 def case_class(to: str) -> str:
-    """RE2 class of the code points that ``str.upper``/``str.lower`` change (computed once, ~30 ms).
-    Planes 2 and up hold no cased letters (CJK ideographs, tags, private use); the test checks all."""
-    return _re2_class([i for i in range(0x20000) if getattr(chr(i), to)() != chr(i)])
+    """RE2 class of the code points that ``str.upper``/``str.lower`` change (``textfast_tables`` when it
+    was made with this Python's Unicode version, else computed once, ~30 ms)."""
+    stored = _stored(f"{to.upper()}_CLASS")
+    return stored if stored is not None else computed_case_class(to)
 
 
 @cache
 def nfkc_class() -> str:
-    """RE2 class of the code points that may make a string change under NFKC (computed once, ~0.1 s).
+    """RE2 class of the code points that may make a string change under NFKC (``textfast_tables`` when
+    it was made with this Python's Unicode version, else computed once, ~0.1 s: in every process)."""
+    stored = _stored("NFKC_CLASS")
+    return stored if stored is not None else computed_nfkc_class()
+
+
+def _stored(name: str) -> str | None:
+    import unicodedata
+
+    from crmbridge.mappings import textfast_tables
+
+    return getattr(textfast_tables, name) if textfast_tables.UNIDATA_VERSION == unicodedata.unidata_version else None
+
+
+def computed_case_class(to: str) -> str:
+    """``case_class`` computed. Planes 2 and up hold no cased letters (CJK ideographs, tags, private
+    use); the test checks all."""
+    return re2_class([i for i in range(0x20000) if getattr(chr(i), to)() != chr(i)])
+
+
+def computed_nfkc_class() -> str:
+    """``nfkc_class`` computed.
 
     A string made only of other characters is left as it is: each is its own NFKC form, none is a
     combining mark (no reordering) and none can be the second of a composed pair (the Unicode quick
@@ -77,7 +99,7 @@ def nfkc_class() -> str:
             seconds.add(int(d.split()[1], 16))
         if unicodedata.combining(c) or unicodedata.normalize("NFKC", c) != c:
             picked.append(i)
-    return _re2_class(sorted(seconds.union(picked)))
+    return re2_class(sorted(seconds.union(picked)))
 
 
 def arrow_text(values: np.ndarray):

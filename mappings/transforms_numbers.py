@@ -89,11 +89,14 @@ def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:
 
 
 def _simple_text(src: pd.Series) -> np.ndarray:
-    """The number text of simple values: without the currency sign and the thousands commas."""
+    """The number text of simple values: without the currency sign and the thousands commas. A simple
+    value holds a sign only as its first character and commas only between digits, so trimming the
+    signs on the left and replacing the literal comma is removing every ``[¥$€£,]`` (RE2's replace with
+    that class cost 13 ms per 50,000 values, these two 2 ms)."""
     import pyarrow.compute as pc
 
     arr = strings(src.to_numpy(dtype=object))
-    return pc.replace_substring_regex(arr, "[¥$€£,]", "").to_numpy(zero_copy_only=False)
+    return pc.replace_substring(pc.utf8_ltrim(arr, characters="¥$€£"), ",", "").to_numpy(zero_copy_only=False)
 
 
 def _rewrite(src: pd.Series, *, decimal: str, thousands: str, cn_units: bool, percent: bool):

@@ -127,7 +127,61 @@ class ReplaceParams(Params):
 
 def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applied:
     """Regular-expression replace; a value that becomes empty becomes missing."""
-    s = as_text(series)
+    chars = _match_chars(pattern) if "\\" not in replacement else None
+    text = textfast.text_column(series) if chars is not None else None
+    if text is not None:  # only values holding a character a match needs, or blank ones, change
+        values, arr = text
+        blank = pc.equal(pc.binary_length(pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)), 0)
+        pick = pc.or_(pc.match_substring_regex(arr, chars), blank)
+        rx = re.compile(pattern)
+
+        def one(v: str) -> str | None:
+            out = rx.sub(replacement, v)
+            return out if out.strip() else None
+
+        return textfast.patched(series, values, textfast.flags(pick), one)
+    return _replace_python(series, as_text(series), pattern, replacement)
+
+
+def _match_chars(pattern: str) -> str | None:
+    """An RE2 class of characters of which every match of ``pattern`` holds one, for a pattern that is
+    one literal or character class of literals, ranges and ``\\s`` (Python's, ``str.isspace``), maybe
+    repeated at least once, without flags; None for any other pattern (the whole column goes to ``re``)."""
+    try:
+        from re import _parser as sre  # the parser re itself uses (Python 3.11+)
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse as sre
+
+    try:
+        parsed = sre.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    if parsed.state.flags != re.UNICODE or len(parsed) != 1:
+        return None
+    op, av = parsed[0]
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+        low, _, sub = av
+        if low < 1 or len(sub) != 1:
+            return None
+        op, av = sub[0]
+    items = [(op, av)] if op == sre.LITERAL else av if op == sre.IN else None
+    codes: set[int] = set()
+    for kind, value in items or [(None, None)]:
+        if kind == sre.LITERAL:
+            codes.add(value)
+        elif kind == sre.RANGE and value[1] - value[0] < 4096:
+            codes.update(range(value[0], value[1] + 1))
+        elif kind == sre.CATEGORY and value == sre.CATEGORY_SPACE:
+            codes.update(map(ord, textfast.PY_WHITESPACE))
+        else:
+            return None
+    if any(0xD800 <= c <= 0xDFFF for c in codes):  # not UTF-8: no Arrow value holds one
+        return None
+    return textfast.re2_class(sorted(codes))
+
+
+def _replace_python(series: pd.Series, s: pd.Series, pattern: str, replacement: str) -> Applied:
+    """The reference: pandas' regex replace over every value (any pattern; proves the fast path)."""
     out = s.str.replace(pattern, replacement, regex=True)
     out = out.where(out.fillna("").str.strip() != "", None)
     return finish(series, out, pd.Series(False, index=series.index))

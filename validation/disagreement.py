@@ -188,17 +188,52 @@ def _replace(con, table: str, query: str) -> None:
     con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
 
-def _frames(pf, columns: list[str], batch_rows: int) -> Iterator[pd.DataFrame]:
-    """The criteria's columns batch by batch, as object columns (no column at all: empty frames of the
-    batch's length)."""
+def _batches(pf, columns: list[str], batch_rows: int) -> Iterator[Any]:
+    """The criteria's columns batch by batch, as Arrow tables (no column at all: tables of the batch's
+    length and no column)."""
+    import pyarrow as pa
+
     if not columns:
         n = pf.metadata.num_rows
         for start in range(0, n, max(1, batch_rows)):
-            yield pd.DataFrame(index=range(min(batch_rows, n - start)))
+            yield pa.table({"_": pa.nulls(min(batch_rows, n - start))}).drop_columns(["_"])
         return
     for batch in pf.iter_batches(batch_size=max(1, batch_rows), columns=columns):
-        yield pd.DataFrame({c: pd.Series(batch.column(c).to_numpy(zero_copy_only=False), dtype=object)
-                            for c in batch.schema.names})
+        yield pa.Table.from_batches([batch])
+
+
+def _by_distinct(table, field: str, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """``fn`` (a row-by-row test of one column, True/False per value) on ``table``'s column ``field``
+    as object values (str or None; None where the column is absent), run once per distinct value when
+    the column is text (Arrow dictionary codes: no Python string per row) and spread to the rows. Other
+    columns go through ``fn`` whole, as before."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = pd.RangeIndex(table.num_rows)
+    if field not in table.column_names:
+        return pd.Series(fn(pd.Series(None, index=index, dtype=object)).to_numpy(dtype=bool), index=index)
+    col = table.column(field).combine_chunks()
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return pd.Series(fn(pd.Series(col.to_numpy(zero_copy_only=False), dtype=object)).to_numpy(dtype=bool),
+                         index=index)
+    enc = pc.dictionary_encode(col)
+    uniques = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    if col.null_count:  # None only where the column has it: to_numeric's dtype follows the values seen
+        uniques = np.append(uniques, None)
+    codes = pc.fill_null(enc.indices, len(uniques) - 1).to_numpy(zero_copy_only=False)
+    return pd.Series(fn(pd.Series(uniques, dtype=object)).to_numpy(dtype=bool)[codes], index=index)
+
+
+def _memo(table, conditions: list[Condition]) -> dict:
+    """``evaluate``'s memo for ``table``: every test, each on the distinct values of its own field
+    (a test reads only that field of the row)."""
+    memo: dict = {}
+    for t in conditions:
+        key = (t.field, t.op, repr(t.value))
+        if key not in memo:
+            memo[key] = _by_distinct(table, t.field, lambda v, t=t: _test(pd.DataFrame({t.field: v}), t))
+    return memo
 
 
 def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
@@ -211,19 +246,20 @@ def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
     cols = [c for c in pf.schema_arrow.names if c in fields or c == "_department"]
     flag_cols = ["agreed", *(f"{p}_{i}" for i in range(len(depts)) for p in ("own", "hit"))]
     con.execute("CREATE TABLE flags (rid BIGINT, " + ", ".join(f"{c} BOOLEAN" for c in flag_cols) + ")")
+    conditions = [t for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]]
     start = 0
-    for frame in _frames(pf, cols, batch_rows):
-        dept = frame["_department"] if "_department" in frame.columns else pd.Series(None, index=frame.index,
-                                                                                       dtype=object)
-        memo: dict = {}
-        out = {"rid": np.arange(start, start + len(frame), dtype=np.int64),
+    for table in _batches(pf, cols, batch_rows):
+        n = table.num_rows
+        frame = pd.DataFrame(index=range(n))  # every test is in the memo: evaluate needs the rows only
+        memo = _memo(table, conditions)
+        out = {"rid": np.arange(start, start + n, dtype=np.int64),
                "agreed": evaluate(frame, criteria.agreed, memo).to_numpy(dtype=bool)}
         for i, (d, crit) in enumerate(criteria.departments.items()):
-            own = (dept == d).to_numpy(dtype=bool)
+            own = _by_distinct(table, "_department", lambda v, d=d: v == d).to_numpy(dtype=bool)
             out[f"own_{i}"], out[f"hit_{i}"] = own, evaluate(frame, crit, memo).to_numpy(dtype=bool) & own
         batch = pa.table(out)  # noqa: F841 - DuckDB reads the local variable by name
         con.execute("INSERT INTO flags SELECT * FROM batch")
-        start += len(frame)
+        start += n
     con.execute("CREATE TABLE comp AS SELECT coalesce(lab.l, flags.rid) AS root, "
                 + ", ".join(f"bool_or({c}) AS {c}" for c in flag_cols)
                 + " FROM flags LEFT JOIN lab USING (rid) GROUP BY ALL")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import EntityRules, split_step
@@ -77,6 +78,10 @@ def _as_text_rows(column) -> pd.Series:
     to the rows with the dtype it gives (``str`` where it had to turn numbers into text)."""
     from crmbridge.mappings.transforms import as_text
 
+    values = column.uniques.to_numpy(dtype=object)
+    kind = np.fromiter(map(type, values), dtype=object, count=len(values))
+    if ((kind == str) | (kind == type(None))).all():  # as_text would give these very values, as object
+        return column.series()
     text = as_text(column.uniques)
     return pd.Series(text.array.take(column.codes), index=column.index, dtype=text.dtype)
 

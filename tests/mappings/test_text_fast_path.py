@@ -184,3 +184,15 @@ def test_is_missing_same_as_pandas(seed):
     # the one difference: pd.NA in an object column of text made the pandas path raise ("boolean value of
     # NA is ambiguous"); it is missing now, as isna says
     assert is_missing(pd.Series([" x", pd.NA, ""], dtype=object)).tolist() == [False, True, True]
+
+
+def test_stored_character_classes_equal_the_computed_ones():
+    """textfast_tables holds the classes for this Python's Unicode version: the same as computing them."""
+    import unicodedata
+
+    from crmbridge.mappings import textfast_tables
+
+    assert textfast_tables.UNIDATA_VERSION == unicodedata.unidata_version  # else the stored ones go unused
+    assert textfast.case_class("upper") == textfast.computed_case_class("upper") == textfast_tables.UPPER_CLASS
+    assert textfast.case_class("lower") == textfast.computed_case_class("lower") == textfast_tables.LOWER_CLASS
+    assert textfast.nfkc_class() == textfast.computed_nfkc_class() == textfast_tables.NFKC_CLASS
