@@ -51,6 +51,10 @@ FRESH_ROWS_PER_S = 15_000.0
 # ... at most this many status looks in all (the budget of issue 14: 10 API calls per 100k records
 # loaded and reconciled, of which 7 are not status looks), then the results ...
 FRESH_LOOKS = 2
+# ... plus one more for each further 100,000 rows of the job (each brings 10 calls of that budget and
+# needs about one more result page): a big job on a slow org is then seen close to its end, where two
+# looks alone would leave it idle for 40% of its time ...
+FRESH_LOOKS_PER_ROWS = 100_000
 # ... the second look at this share of the way to the end its figure projects (a look before the end
 # still gives a second figure, which bounds the end closely; one after it is idle time) ...
 FRESH_AIM = 0.7
@@ -175,11 +179,17 @@ def end_bound(rows: int, done: int, now: float, waited: float, prev: tuple[float
     return (rows - done) / max(rates) if rates else None
 
 
+def fresh_looks(rows: int) -> int:
+    """The status looks a fresh project spends on an ingest job of ``rows`` rows before it fetches the
+    results: ``FRESH_LOOKS``, and one more for each further ``FRESH_LOOKS_PER_ROWS`` rows."""
+    return FRESH_LOOKS + max(0, int(rows) - 1) // FRESH_LOOKS_PER_ROWS
+
+
 def fresh_next(job: dict, rows: int, prev: tuple[float, int] | None, now: float, waited: float,
                looks: int) -> tuple[float, bool]:
     """The wait before the next look at a job on an org whose rate is not known yet, and whether that
     look is timed for the job's end (then its results are fetched instead of its status). At most
-    ``FRESH_LOOKS`` status looks: then the look that fetches the results comes when the job must be
+    ``fresh_looks(rows)`` status looks: then the look that fetches the results comes when the job must be
     done at the rate its figures show (``end_bound``), so that it is not a call wasted.
 
     After the first look (an early one, ``FRESH_ROWS_PER_S``), a second status look comes where a job
@@ -187,9 +197,10 @@ def fresh_next(job: dict, rows: int, prev: tuple[float, int] | None, now: float,
     is usually done by then; otherwise the two figures bound its end closely."""
     done = _processed(job)
     bound = end_bound(rows, done, now, waited, prev)
-    if looks >= FRESH_LOOKS and bound is not None:
+    allowed = fresh_looks(rows)
+    if looks >= allowed and bound is not None:
         return min(MAX_PROJECTED, max(MIN_DELAY, bound * MARGIN)), True
-    if looks >= FRESH_LOOKS or done <= 0:
+    if looks >= allowed or done <= 0:
         # no figure yet (a queued job, or a slow org): the job cannot end before it could at a batch in
         # the time waited; look again well before that, after a few times the time waited
         return min(MAX_PROJECTED, max(MIN_DELAY, (FRESH_ZERO_GROWTH - 1) * waited)), False

@@ -143,6 +143,31 @@ def test_a_fresh_project_pays_at_most_two_status_looks_and_never_an_early_result
     assert pace.rate("ingest") <= rows / end  # learned at the slow end: the next first looks are not early
 
 
+@pytest.mark.parametrize("lag", [0.3, 3.0])
+@pytest.mark.parametrize("rate", [10_000, 5_000, 2_500, 1_000, 500])
+@pytest.mark.parametrize("rows", [250_000, 1_000_000])
+def test_a_big_job_on_a_fresh_project_gets_a_look_per_100k_rows_and_little_idle(rows, rate, lag):
+    """Two status looks are the budget of a job under 100k rows; a bigger job brings 10 more calls of the
+    budget for each further 100k rows, so it may spend one more status look each: a slow org's job is
+    then seen within 10% of its end (two looks alone left it idle for about 40% of its time)."""
+    clock, pace = Clock(), polling.Pace()
+    get_job, looks = _job_at(clock, rows, rate=rate, start_after=lag)
+    tries = []
+
+    def finish():
+        tries.append(clock.now)
+        done = max(0.0, clock.now - lag) * rate >= rows
+        return {"id": "750x", "state": "JobComplete", "numberRecordsProcessed": rows} if done else None
+
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 36_000, rows=rows, pace=pace, finish=finish,
+                         sleep=clock.sleep, clock=clock)
+    end = lag + rows / rate
+    assert polling.fresh_looks(94_318) == polling.FRESH_LOOKS == 2
+    assert len(looks) <= polling.fresh_looks(rows) <= 2 + rows // 100_000, looks
+    assert all(t >= end for t in tries), (tries, end)
+    assert end <= clock.now <= end * 1.1, (looks, tries, end)
+
+
 def test_an_org_slower_than_the_earliest_end_gets_a_closely_timed_third_look():
     clock, pace = Clock(), polling.Pace()
     rows, rate = 94_318, 1_500
