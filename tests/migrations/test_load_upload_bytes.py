@@ -37,7 +37,13 @@ def _old_csv(records: list[dict]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     w.writerow(header)
-    w.writerows(tuple("" if c not in r else csv_value(r[c]) for c in header) for r in records)
+    for row in (tuple("" if c not in r else csv_value(r[c]) for c in header) for r in records):
+        if any("\r" in c for c in row):  # since 5 December a bare CR is quoted too: as a CRLF writer does
+            one = io.StringIO()
+            csv.writer(one, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerow(row)
+            buf.write(one.getvalue()[:-2] + "\n")
+        else:
+            w.writerow(row)
     return buf.getvalue().encode("utf-8")
 
 

@@ -118,3 +118,30 @@ def test_bad_calls_are_usage_errors(conn):
         conn.dml("merge", "Account", [{"Name": "x"}])
     with pytest.raises(UsageError, match="one key per record"):
         conn.dml("insert", "Account", [{"Name": "x"}], keys=["a", "b"])
+
+
+def test_a_bare_carriage_return_goes_up_quoted_and_comes_back_as_sent(conn, tag):
+    """Python's CSV writer with LF line ends leaves a cell holding a bare CR unquoted; the Bulk guide asks
+    for quotes around anything that could read as a line ending. Rows without one stay byte-identical."""
+    import csv
+    import io
+
+    from crmbridge.connectors.salesforce.values import to_csv
+
+    header = ["Name", "Legacy_Id__c", "Description"]
+    rows = [("plain", "k1", 'say "hi", then go'), ("cr", "k2", "line1\rline2"), ("both", "k3", "a\r\nb,\"c\"\rd")]
+    text = to_csv(header, rows)
+    assert text.splitlines(keepends=False)[1] == 'plain,k1,"say ""hi"", then go"'
+    assert '"line1\rline2"' in text and "\ncr,k2,line1\r" not in text
+    assert [tuple(r) for r in csv.reader(io.StringIO(text, newline=""))] == [tuple(header), *rows]
+    plain = to_csv(header, rows[:1])
+    ref = io.StringIO()
+    csv.writer(ref, lineterminator="\n").writerows([header, rows[0]])
+    assert plain == ref.getvalue()
+
+    recs = [{"Name": f"{tag} {n}", "Legacy_Id__c": f"{tag}-{k}", "Description": d} for n, k, d in rows]
+    res = conn.dml("upsert", "Account", recs, external_id_field="Legacy_Id__c", api="bulk")
+    assert all(r.success for r in res), res
+    back = {r["Legacy_Id__c"]: r["Description"] for r in conn.query(
+        f"SELECT Legacy_Id__c, Description FROM Account WHERE Legacy_Id__c LIKE '{tag}-%'")}
+    assert back == {f"{tag}-{k}": d for _, k, d in rows}
