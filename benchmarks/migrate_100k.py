@@ -146,6 +146,10 @@ def main() -> None:
 
     from plain_bulk_load import ORGS, plain_upsert, write_customers_csv
 
+    if args.dir is not None and args.dir.exists() and any(args.dir.iterdir()):
+        # a kept folder holds the orgs' databases and the project's state: a second run would resume
+        # into them (its load finds every record written and makes no call) and measure nothing
+        sys.exit(f"migrate_100k: {args.dir} is not empty (an earlier run's orgs and state); give a new folder")
     load0 = os.getloadavg()
     base = args.dir or Path(tempfile.mkdtemp(prefix="migrate-100k-"))
     try:
