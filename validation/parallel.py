@@ -3,7 +3,7 @@
 ``ordered_map(fn, items, workers)`` yields ``fn(x)`` for every ``x`` of ``items()``, in order. With
 ``workers=0`` it runs here, item by item. With ``workers=N`` it forks N processes: each walks its own
 ``items()`` (so a batch is read by the process that works on it, not shipped to it) and runs ``fn`` on
-the positions it is given; the parent keeps at most ``N + 1`` batches in flight (memory is bounded) and
+the positions it is given; the parent keeps at most ``N`` batches in flight (memory is bounded) and
 does everything that writes, in the same order as the serial path.
 
 Why fork, chosen on purpose: ``fn`` holds what the workers need without pickling it (the compiled rules
@@ -19,6 +19,7 @@ it with one ``RunFailed``; either way every worker is stopped before the error l
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -33,8 +34,10 @@ from crmbridge.errors import CrmbridgeError, RunFailed
 # An entity of fewer rows stays serial by default: forking and the pipeline's fill cost more than
 # they save below a few batches (the tests and the demo have a few hundred rows).
 MIN_PARALLEL_ROWS = 200_000
-# Workers by default at most: each holds a batch in flight (~150 MB at 50k rows), see docs/performance.md.
-MAX_AUTO_WORKERS = 2
+# Workers by default at most: the parent normalises a share of the batches itself and writes everything,
+# so one worker fills the second core; each worker adds a batch in flight and the pages it copies
+# (~190 MB PSS at 50k rows), which a 5M-row validate's 1 GB budget has room for once (docs/performance.md).
+MAX_AUTO_WORKERS = 1
 
 _JOB: dict[str, Any] = {}  # what forked workers inherit: fn, items, pack; their own cursor over items
 _END = "__crmbridge_end_of_items__"
@@ -46,43 +49,55 @@ def fork_available() -> bool:
 
 def worker_count(setting: int | None, rows: int, batch_rows: int, min_rows: int = MIN_PARALLEL_ROWS) -> int:
     """Worker processes for an entity of ``rows`` rows: ``setting`` when given (0 = serial), else one
-    per core (at most ``MAX_AUTO_WORKERS``) for entities of ``min_rows`` rows or more; 0 (serial) where
+    per core beside the parent's (at most ``MAX_AUTO_WORKERS``) for entities of ``min_rows`` rows or more; 0 (serial) where
     fork is missing, on one core, or when the entity is a single batch (nothing to overlap)."""
     if not fork_available() or rows <= batch_rows:
         return 0
     if setting is not None:
         return max(0, int(setting))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, MAX_AUTO_WORKERS) if cores > 1 and rows >= min_rows else 0
+    return min(cores - 1, MAX_AUTO_WORKERS) if rows >= min_rows else 0
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers: int, *, what: str,
                 pack: Callable[[Any], Any] | None = None, unpack: Callable[[Any], Any] | None = None,
-                after: Callable[[], None] | None = None) -> Iterator[tuple[Any, Any]]:
-    """``(x, fn(x))`` for every ``x`` of ``items()``, in order; in worker processes ``(None, result)``:
+                after: Callable[[], None] | None = None, share: bool = False) -> Iterator[tuple[Any, Any]]:
+    """``(x, fn(x))`` for every ``x`` of ``items()``, in order; from worker processes ``(None, result)``:
     the item stays in the worker, a caller that needs it too reads it itself. ``pack`` turns a worker's
     result into something picklable, ``unpack`` back in the parent; ``after`` runs in a worker after each
-    item (handing memory back); ``what`` names the work in errors."""
+    item (handing memory back); ``what`` names the work in errors. ``share``: the parent takes every
+    ``workers + 1``-th item itself while the workers run theirs (for a parent that would otherwise wait)."""
     if workers <= 0:
         for x in items():
             yield x, fn(x)
         return
     if _JOB:
         raise RunFailed("validate: worker pools cannot nest", hint="this is a bug")
-    _JOB.update(fn=fn, items=items, pack=pack or (lambda r: r), after=after or (lambda: None), cursor=None)
+    _JOB.update(fn=fn, items=items, pack=pack or (lambda r: r), after=after or (lambda: None))
     executor = None
+    # The parent's objects out of the collector's reach while workers live: a collection in a worker would
+    # write to every tracked object's header and copy the page it is on (copy-on-write), the whole heap.
+    gc.freeze()
     try:
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         pending: deque = deque()
         position = 0
         ended = False
         while True:
-            while not ended and len(pending) < workers + 1:
-                pending.append((position, executor.submit(_work, position)))
+            while not ended and sum(f is not None for _, f in pending) < workers:
+                own = share and position % (workers + 1) == workers
+                pending.append((position, None if own else executor.submit(_work, position)))
                 position += 1
             if not pending:
                 return
             at, future = pending.popleft()
+            if future is None:  # the parent's own item, read by its own walk over items()
+                x = _item(at, "own_cursor")
+                if x is _NO_ITEM:
+                    ended = True
+                else:
+                    yield x, fn(x)
+                continue
             result = _result(future, what, at)
             if isinstance(result, str) and result == _END:
                 ended = True
@@ -92,6 +107,7 @@ def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers
         _JOB.clear()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 def _result(future, what: str, at: int):
@@ -130,12 +146,12 @@ def _work(position: int):
 _NO_ITEM = object()
 
 
-def _item(position: int):
-    """The item at ``position``: workers are given rising positions, so each walks forward (skipping the
-    other workers' items, which ``items`` yields lazily) and restarts only if ever asked for an earlier one."""
-    cur = _JOB.get("cursor")
+def _item(position: int, cursor: str = "cursor"):
+    """The item at ``position``: a process is given rising positions, so it walks forward (skipping the
+    other processes' items, which ``items`` yields lazily) and restarts only if ever asked for an earlier one."""
+    cur = _JOB.get(cursor)
     if cur is None or cur[1] > position:
-        cur = _JOB["cursor"] = [iter(_JOB["items"]()), 0]
+        cur = _JOB[cursor] = [iter(_JOB["items"]()), 0]
     it = cur[0]
     while cur[1] < position:
         if next(it, _NO_ITEM) is _NO_ITEM:

@@ -256,8 +256,8 @@ class _EntityValidation:
                    if r.kind == "unique"}
         row_ids = DuplicateFinder(["_row_id"], hash_bits=32)
         tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
-        for _, (n, columns, norm) in ordered_map(self._normalised, tables, self.workers, after=_release_memory,
-                                                 what=f"normalising {self.entity}"):
+        for _, (n, columns, norm) in ordered_map(self._normalised, tables, self.workers, share=True,
+                                                 after=_release_memory, what=f"normalising {self.entity}"):
             if not self.raw_columns:
                 self.raw_columns = columns
             for k, v in norm.fixed.items():
