@@ -3,14 +3,16 @@
 ``ordered_map(fn, items, workers)`` yields ``fn(x)`` for every ``x`` of ``items()``, in order. With
 ``workers=0`` it runs here, item by item. With ``workers=N`` it forks N processes: each walks its own
 ``items()`` (so a batch is read by the process that works on it, not shipped to it) and runs ``fn`` on
-the positions it is given; the parent keeps at most ``N`` batches in flight (memory is bounded) and
+the positions it is given; the parent keeps at most ``N`` batches in flight (memory is bounded), takes
+every ``N + 1``-th item itself where asked (``share``: normalising, where it would otherwise wait) and
 does everything that writes, in the same order as the serial path.
 
 Why fork, chosen on purpose: ``fn`` holds what the workers need without pickling it (the compiled rules
 are closures, the cross-row key indexes are hundreds of MB at 5M rows and are shared copy-on-write).
 What makes fork unsafe is a lock held by another thread at the fork: the parent's other threads are
 rich's progress refresher (workers never touch progress), and pyarrow's CPU pool (Arrow re-creates it
-in a forked child). A pool is forked only between batches, when the parent's own threads are idle.
+in a forked child; the workers read Parquet through it, which the tests exercise). A pool is forked
+between batches, when the parent's own threads are idle, with the collector frozen (copy-on-write).
 Where fork is missing (Windows; macOS, where system libraries abort after fork) validate stays serial.
 
 A worker that raises fails the run with its own error; a worker that dies (killed, out of memory) fails
@@ -48,9 +50,9 @@ def fork_available() -> bool:
 
 
 def worker_count(setting: int | None, rows: int, batch_rows: int, min_rows: int = MIN_PARALLEL_ROWS) -> int:
-    """Worker processes for an entity of ``rows`` rows: ``setting`` when given (0 = serial), else one
-    per core beside the parent's (at most ``MAX_AUTO_WORKERS``) for entities of ``min_rows`` rows or more; 0 (serial) where
-    fork is missing, on one core, or when the entity is a single batch (nothing to overlap)."""
+    """Worker processes for an entity of ``rows`` rows: ``setting`` when given (0 = serial), else one per
+    core beside the parent's (at most ``MAX_AUTO_WORKERS``) for entities of ``min_rows`` rows or more;
+    0 (serial) where fork is missing, on one core, or for a single batch (nothing to overlap)."""
     if not fork_available() or rows <= batch_rows:
         return 0
     if setting is not None:
@@ -79,7 +81,8 @@ def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers
     # write to every tracked object's header and copy the page it is on (copy-on-write), the whole heap.
     gc.freeze()
     try:
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_worker_start)
         pending: deque = deque()
         position = 0
         ended = False
@@ -108,6 +111,19 @@ def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+def _worker_start() -> None:
+    """A worker leaves Ctrl-C to the parent (which stops the pool after the batches in hand) and ends
+    with it if the parent is killed outright (Linux's parent-death signal): no orphan is left either way."""
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _result(future, what: str, at: int):

@@ -18,6 +18,7 @@ Entities of the run that the definition does not cover pass through unchanged (a
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,21 +257,23 @@ class _EntityValidation:
                    if r.kind == "unique"}
         row_ids = DuplicateFinder(["_row_id"], hash_bits=32)
         tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
-        for _, (n, columns, norm) in ordered_map(self._normalised, tables, self.workers, share=True,
-                                                 after=_release_memory, what=f"normalising {self.entity}"):
-            if not self.raw_columns:
-                self.raw_columns = columns
-            for k, v in norm.fixed.items():
-                self.fixed[k] = self.fixed.get(k, 0) + v
-            for k, v in norm.failed.items():
-                self.failed[k] = self.failed.get(k, 0) + v
-            for f in [*finders.values(), row_ids]:
-                f.add(norm.frame)
-            self._spill.write(norm.frame)
-            self.rows_in += n
-            task.advance(n)
-            del norm
-            _release_memory()
+        # closed on any error: no worker outlives the stage
+        with closing(ordered_map(self._normalised, tables, self.workers, share=True, after=_release_memory,
+                                 what=f"normalising {self.entity}")) as results:
+            for _, (n, columns, norm) in results:
+                if not self.raw_columns:
+                    self.raw_columns = columns
+                for k, v in norm.fixed.items():
+                    self.fixed[k] = self.fixed.get(k, 0) + v
+                for k, v in norm.failed.items():
+                    self.failed[k] = self.failed.get(k, 0) + v
+                for f in [*finders.values(), row_ids]:
+                    f.add(norm.frame)
+                self._spill.write(norm.frame)
+                self.rows_in += n
+                task.advance(n)
+                del norm
+                _release_memory()
         self._spill.close()
         pending = [f for f in [*finders.values(), row_ids] if f.needs_confirm]
         if pending:  # some hash repeats: look at those rows' values (key columns only)
@@ -321,10 +324,10 @@ class _EntityValidation:
 
         workers = self.workers if self.rows_in else 0
         frames = self._spill.batches() if workers else None  # the parent's own read of what workers check
+        results = ordered_map(check, self._spill.lazy_batches, workers, pack=pack_run, unpack=unpack_run(self.rules),
+                              after=_release_memory, what=f"checking {entity}")
         try:
-            for batch, erun in ordered_map(check, self._spill.lazy_batches, workers, pack=pack_run,
-                                           unpack=unpack_run(self.rules), after=_release_memory,
-                                           what=f"checking {entity}"):
+            for batch, erun in results:
                 frame = batch.frame() if batch is not None else next(frames)
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
@@ -357,6 +360,7 @@ class _EntityValidation:
                 del frame, raw, split, view, outcomes, erun, batch
                 _release_memory()
         finally:
+            results.close()
             if runner is not None:
                 runner.close()
             valid_sink.close()
