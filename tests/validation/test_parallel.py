@@ -126,3 +126,19 @@ def test_a_worker_raising_fails_the_run_with_its_error(case_run, monkeypatch):
         run_validate(project, run, batch_rows=7, workers=2)
     assert not (run.dir / "validate").exists() and not (run.dir / ".validate.tmp").exists()
     assert _children() <= before
+
+
+def test_documented_setting_loads():
+    from pathlib import Path
+
+    import yaml
+
+    from crmbridge.config import ProjectConfig
+
+    doc = (Path(__file__).parents[2] / "docs" / "steward.md").read_text("utf-8")
+    block = re.search(r"```yaml\n(validate:\n.*?)```", doc, re.S).group(1)
+    settings = ProjectConfig.model_validate(yaml.safe_load(block)).validation
+    assert (settings.workers, settings.parallel_min_rows) == (1, 200_000)
+    assert ProjectConfig().validation.workers is None  # default: by the cores
+    with pytest.raises(ValueError):
+        ProjectConfig.model_validate({"validate": {"workers": -1}})
