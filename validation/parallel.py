@@ -3,9 +3,10 @@
 ``ordered_map(fn, items, workers)`` yields ``fn(x)`` for every ``x`` of ``items()``, in order. With
 ``workers=0`` it runs here, item by item. With ``workers=N`` it forks N processes: each walks its own
 ``items()`` (so a batch is read by the process that works on it, not shipped to it) and runs ``fn`` on
-the positions it is given; the parent keeps at most ``N`` batches in flight (memory is bounded), takes
-every ``N + 1``-th item itself where asked (``share``: normalising, where it would otherwise wait) and
-does everything that writes, in the same order as the serial path.
+the positions it is given. The parent keeps ``N`` batches in flight beside the one it uses (memory is
+bounded, and no worker waits while the parent writes), takes every ``N + 1``-th item itself where asked
+(``share``: normalising, where it would otherwise wait) and does everything that writes, in the same
+order as the serial path.
 
 Why fork, chosen on purpose: ``fn`` holds what the workers need without pickling it (the compiled rules
 are closures, the cross-row key indexes are hundreds of MB at 5M rows and are shared copy-on-write).
@@ -83,27 +84,32 @@ def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers
     try:
         executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                        initializer=_worker_start)
-        pending: deque = deque()
-        position = 0
-        ended = False
+        pending: deque = deque()  # (position, its future; None for the parent's own)
+        state = {"position": 0, "ended": False}
+
+        def fill() -> None:  # every worker busy, also while the parent waits for or uses a result
+            while not state["ended"] and sum(f is not None for _, f in pending) < workers:
+                at = state["position"]
+                own = share and at % (workers + 1) == workers
+                pending.append((at, None if own else executor.submit(_work, at)))
+                state["position"] += 1
+
         while True:
-            while not ended and sum(f is not None for _, f in pending) < workers:
-                own = share and position % (workers + 1) == workers
-                pending.append((position, None if own else executor.submit(_work, position)))
-                position += 1
+            fill()
             if not pending:
                 return
             at, future = pending.popleft()
+            fill()
             if future is None:  # the parent's own item, read by its own walk over items()
                 x = _item(at, "own_cursor")
                 if x is _NO_ITEM:
-                    ended = True
+                    state["ended"] = True
                 else:
                     yield x, fn(x)
                 continue
             result = _result(future, what, at)
             if isinstance(result, str) and result == _END:
-                ended = True
+                state["ended"] = True
                 continue
             yield None, (unpack(result) if unpack else result)
     finally:
