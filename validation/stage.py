@@ -105,7 +105,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
 
 
 def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int,
-                   workers=lambda rows, batch: 0) -> ValidationReport:
+                   workers_for=lambda rows, batch: 0) -> ValidationReport:
     """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
     from crmbridge.migrations.extracted import iter_entity_batches, list_entities
     from crmbridge.validation import datadocs, reports
@@ -127,7 +127,7 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
         rows = _entity_rows(run.dir, entity)
         with progress.tracked(f"{entity} (rows)", rows) as task:
             ev = _EntityValidation(out, final, spill, run, entity, definition, ctx, batch_rows)
-            ev.workers = workers(rows, ev.batch_rows)
+            ev.workers = workers_for(rows, ev.batch_rows)
             ev.normalise_all(task)
             # The disagreement report needs only the normalised spill: taken before the validating pass,
             # its DuckDB share (about 260 MiB at 5M rows) is not stacked on that pass's key indexes.
