@@ -298,7 +298,8 @@ class ErpSettings(Strict):
 class ValidateSettings(Strict):
     workers: int | None = Field(None, ge=0, description="worker processes for validate's batches: 0 runs in one "
                                 "process; default one per core (at most 2) for entities of parallel_min_rows rows")
-    parallel_min_rows: int = Field(200_000, ge=0, description="by default, smaller entities are validated serially")
+    parallel_min_rows: int = Field(200_000, ge=0, description="without workers set, smaller entities are validated "
+                                   "in one process")
 
 
 class ProjectConfig(Strict):
