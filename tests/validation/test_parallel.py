@@ -44,23 +44,24 @@ def _assert_identical(a, b):
         assert x == y, rel
 
 
-def _serial_and_parallel(project, run, tmp_path, batch_rows: int):
+def _serial_and_parallel(project, run, tmp_path, batch_rows: int, workers=(2,)):
     serial = _validate(project, run, tmp_path / "serial", 0, batch_rows)
-    par = _validate(project, run, tmp_path / "parallel", 2, batch_rows)
-    assert par.counts() == serial.counts()
-    assert par.blocking_failed == serial.blocking_failed
-    _assert_identical(tmp_path / "serial", tmp_path / "parallel")
+    for n in workers:  # 1: the default; 2: each worker skips the other's batches, the parent takes a third
+        par = _validate(project, run, tmp_path / f"parallel{n}", n, batch_rows)
+        assert par.counts() == serial.counts()
+        assert par.blocking_failed == serial.blocking_failed
+        _assert_identical(tmp_path / "serial", tmp_path / f"parallel{n}")
     return serial
 
 
 def test_case_files_with_workers_equal_one_process(case_run, tmp_path):
     project, run = case_run
-    rep = _serial_and_parallel(project, run, tmp_path, 3)
+    rep = _serial_and_parallel(project, run, tmp_path, 3, workers=(1, 2))
     counts = rep.counts()
     # several entities, each in several batches, with quarantines, duplicates and references across batches
     assert len(counts) >= 3 and all(c["rows_in"] > 2 * 3 for c in counts.values())
     assert counts["customers"]["rows_quarantined"] and counts["contacts"]["rows_quarantined"]
-    s = json.loads((tmp_path / "parallel" / "summary.json").read_text("utf-8"))
+    s = json.loads((tmp_path / "parallel2" / "summary.json").read_text("utf-8"))
     by_rule = {(e, r["rule_id"]): r for e, v in s["entities"].items() for r in v["rules"]}
     assert by_rule[("customers", "unique.customer_no")]["unexpected_count"] == 2
     assert by_rule[("contacts", "ref.customer_no")]["unexpected_count"] > 0
