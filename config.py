@@ -295,6 +295,13 @@ class ErpSettings(Strict):
     _check_url = field_validator("url")(lambda cls, v: _no_literal_password(v))
 
 
+class ValidateSettings(Strict):
+    workers: int | None = Field(None, ge=0, description="worker processes for validate's batches: 0 runs in one "
+                                "process; default one per core (at most 2) for entities of parallel_min_rows rows")
+    parallel_min_rows: int = Field(200_000, ge=0, description="without workers set, smaller entities are validated "
+                                   "in one process")
+
+
 class ProjectConfig(Strict):
     name: str = "crmbridge-project"
     salesforce: SalesforceTarget = Field(default_factory=SandboxTarget)
@@ -303,6 +310,7 @@ class ProjectConfig(Strict):
     sources: list[Source] = Field(default_factory=list)
     erp: ErpSettings | None = None
     chunk_rows: int = Field(50_000, ge=100, description="rows per streamed chunk")
+    validation: ValidateSettings = Field(default_factory=ValidateSettings, alias="validate")  # BaseModel has .validate
     definitions_dir: str = "definitions"
     mappings_dir: str = "mappings"
     runs_dir: str = "runs"

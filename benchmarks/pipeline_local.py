@@ -6,13 +6,17 @@ stage's rows/s and peak RSS, the combined rows/s, `crmbridge --help` timing and 
     python benchmarks/pipeline_local.py --rows 5000000     # the memory target (peak RSS < 1 GB)
     python benchmarks/pipeline_local.py --validate-batch-rows 50000   # validate's batch size (default BATCH_ROWS)
     python benchmarks/pipeline_local.py --help-only        # only `crmbridge --help`
+    python benchmarks/pipeline_local.py --keep /tmp/p --validate-workers 0,2,0,2,0,2   # validate serial and
+        # with 2 worker processes, interleaved (a project already in /tmp/p is reused: not generated, extracted again)
 
 The CSV is the one benchmarks/extract_csv.py writes (GB18030, ';', full-width keys, quoted newlines,
 ragged rows), with the template's customer definition and Account mapping. Every stage runs in a
 fresh child process through the real stage functions (``run_extract``, ``run_validate``, the map
 stage's ``_map_all``), so each peak RSS is that stage's own. Map runs without an org: the owners
 table's users are given as plain data, as ``crmbridge map --no-org-check`` cannot resolve them.
-Rows in = rows out is asserted for every stage.
+Rows in = rows out is asserted for every stage. Validate can fork worker processes: its CPU includes
+theirs (RUSAGE_CHILDREN), and its memory is also given summed over the processes (``peakrss.TreeMemory``:
+peak of the summed RSS and PSS, sampled every 0.25 s, and the sum of each process's own peak).
 """
 
 from __future__ import annotations
@@ -105,9 +109,11 @@ def stage_child(root: str, stage: str) -> None:
         from crmbridge.validation.gxsuite import _context
 
         _context()  # GX's one-off start-up (seconds) is timed separately below
+    from peakrss import TreeMemory
+
     t0 = time.perf_counter()
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu0 = ru0.ru_utime + ru0.ru_stime  # CPU seconds: what a loaded, shared machine does not inflate
+    cpu0, cpu0_self = _cpu_s(), _cpu_s(children=False)  # CPU seconds: not inflated by a loaded machine
+    tree = TreeMemory(0.25).__enter__()
     if stage == "extract":
         from crmbridge.migrations.extract import run_extract
 
@@ -120,14 +126,27 @@ def stage_child(root: str, stage: str) -> None:
             from crmbridge.validation.stage import run_validate
 
             batch = int(os.environ.get("CRMBRIDGE_BENCH_VALIDATE_BATCH") or 0) or None
-            c = run_validate(project, run, batch_rows=batch).entities["customers"]
+            workers = os.environ.get("CRMBRIDGE_BENCH_VALIDATE_WORKERS")
+            c = run_validate(project, run, batch_rows=batch, workers=int(workers) if workers else None
+                             ).entities["customers"]
             assert c["rows_in"] == c["rows_valid"] + c["rows_quarantined"]
             out = {"rows_in": c["rows_in"], "rows_out": c["rows_valid"], "quarantined": c["rows_quarantined"]}
         else:
             out = _map(project, run)
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    out.update(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), cpu_s=round(ru.ru_utime + ru.ru_stime - cpu0, 1))
+    seconds = time.perf_counter() - t0
+    tree.__exit__(None, None, None)
+    out.update(seconds=seconds, peak_mib=_peak_mib(), cpu_s=round(_cpu_s() - cpu0, 1))
+    if tree.result()["processes"] > 1:  # worker processes: their memory too, and the CPU of each side (on a
+        # busy machine the kernel shares the CPU per session, not per process: wall time hides the overlap)
+        out["tree"] = tree.result()
+        out["cpu_parent_s"] = round(_cpu_s(children=False) - cpu0_self, 1)
     print(json.dumps(out))
+
+
+def _cpu_s(children: bool = True) -> float:
+    """CPU seconds of this process and of its ended (waited-for) children: validate's workers."""
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if children else (resource.RUSAGE_SELF,)
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, who))
 
 
 def _map(project, run) -> dict:
@@ -190,6 +209,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="build the project here and keep it")
     ap.add_argument("--help-only", action="store_true")
     ap.add_argument("--validate-batch-rows", type=int, default=0, help="validate's batch size (default BATCH_ROWS)")
+    ap.add_argument("--validate-workers", default="",
+                    help="validate's worker processes, comma-separated: validate runs once per value (0,2,0,2)")
+    ap.add_argument("--no-map", action="store_true", help="extract and validate only")
     ap.add_argument("--child", nargs=2, metavar=("ROOT", "STAGE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -206,13 +228,19 @@ def main() -> None:
     root = a.keep or Path(tempfile.mkdtemp(prefix="crmbridge-pipeline-"))
     try:
         t = time.perf_counter()
-        write_project(root, a.rows)
+        if not (root / "crmbridge.yml").exists():
+            write_project(root, a.rows)
         print(f"generated {a.rows:,} rows ({(root / 'data' / 'customers.csv').stat().st_size / 1e6:.0f} MB GB18030) "
               f"in {time.perf_counter() - t:.0f}s", flush=True)
         total = cpu = 0.0
         results = {}
-        for stage in ("extract", "validate", "map"):
+        workers = a.validate_workers.split(",") if a.validate_workers else [""]
+        for stage in ("extract", *(f"validate:{w}" for w in workers), *(() if a.no_map else ("map",))):
+            stage, _, w = stage.partition(":")
+            os.environ["CRMBRIDGE_BENCH_VALIDATE_WORKERS"] = w
             r = run_stage(root, stage)
+            if w:
+                stage = f"validate workers={w}"
             results[stage] = r
             total += r["seconds"]
             cpu += r.get("cpu_s", 0.0)
@@ -222,9 +250,10 @@ def main() -> None:
                   + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
                   flush=True)
         rows = results["extract"]["rows_in"]
-        print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "
-              f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB; CPU {cpu:.1f}s = "
-              f"{rows / max(cpu, 0.01):,.0f} rows per CPU-second (what one idle core would give)")
+        if len(workers) == 1 and not a.no_map:  # one validate run: a combined figure
+            print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "
+                  f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB; CPU {cpu:.1f}s = "
+                  f"{rows / max(cpu, 0.01):,.0f} rows per CPU-second (what one idle core would give)")
         print(f"great-expectations start-up (not in the validate time): {gx_startup():.1f}s")
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:

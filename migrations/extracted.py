@@ -76,6 +76,13 @@ def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
     one empty DataFrame carrying every column the extracted Parquet files declare, so later stages
     see the same columns whether or not there are rows.
     """
+    return (t.to_pandas() for t in iter_entity_tables(run_dir, entity, batch_rows, columns))
+
+
+def iter_entity_tables(run_dir: Path, entity: str, batch_rows: int = 50_000,
+                       columns: list[str] | None = None) -> Iterator:
+    """``iter_entity_batches``' batches as Arrow tables: a reader that skips some (validate's worker
+    processes, each taking every other batch) does not convert those to pandas."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -91,10 +98,10 @@ def iter_entity_batches(run_dir: Path, entity: str, batch_rows: int = 50_000,
                 if c not in have:
                     tbl = tbl.append_column(c, pa.nulls(len(tbl), _column_type(c)))
             yielded = True
-            yield tbl.select(wanted).to_pandas()
+            yield tbl.select(wanted)
     if not yielded:  # iter_batches yields nothing for a file without rows: keep the columns anyway
         schema = pa.schema([pa.field(c, _column_type(c)) for c in wanted])
-        yield schema.empty_table().to_pandas()
+        yield schema.empty_table()
 
 
 def _column_type(name: str):

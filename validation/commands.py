@@ -15,8 +15,11 @@ from crmbridge.clikit import app, emit, json_option
 @click.option("--engine", type=click.Choice(["pandas", "sql"]), default="pandas", show_default=True,
               help="sql: run the rules inside the SQL sources' database (no run needed; writes "
                    "reports/validate-sql/<timestamp>/, see docs/validate-sql.md).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes for the batches of large entities (0: one process; default: crmbridge.yml's "
+                   "validate: {workers}, else one per core, at most 2).")
 @json_option
-def validate(run_id: str | None, definition: str | None, force: bool, engine: str) -> None:
+def validate(run_id: str | None, definition: str | None, force: bool, engine: str, workers: int | None) -> None:
     """Validate a run against the agreed customer definition.
 
     Normalises the extracted rows as the definition declares, runs its rules as great-expectations
@@ -33,8 +36,9 @@ def validate(run_id: str | None, definition: str | None, force: bool, engine: st
     from crmbridge.errors import UsageError
 
     if engine == "sql":
-        if run_id or force:
-            raise UsageError("--run and --force apply to the pandas engine; --engine sql reads the sources themselves")
+        if run_id or force or workers is not None:
+            raise UsageError("--run, --force and --workers apply to the pandas engine; "
+                             "--engine sql reads the sources themselves")
         _validate_sql(definition)
         return
     from crmbridge.migrations import runs as R
@@ -53,7 +57,7 @@ def validate(run_id: str | None, definition: str | None, force: bool, engine: st
 
     with run_progress() as rep:
         rep.stage("validate")
-        report = run_validate(project, run, definition_path=definition, force=force)
+        report = run_validate(project, run, definition_path=definition, force=force, workers=workers)
 
     def human(rep) -> None:
         import json

@@ -55,21 +55,44 @@ class ParquetSink:
     def batches(self, columns: list[str] | None = None):
         """The written batches again, in order, with the dtypes they were written with (text columns
         as object holding str/None, as normalisation leaves them)."""
-        import pandas as pd
+        return (b.frame() for b in self.lazy_batches(columns))
+
+    def lazy_batches(self, columns: list[str] | None = None):
+        """``batches()`` unread: each a ``LazyBatch`` whose ``frame()`` reads it (once), so a reader that
+        takes every other batch (validate's worker processes) skips the rest for free."""
         import pyarrow.parquet as pq
 
         self.close()
         pf = pq.ParquetFile(self.path) if self.rows else None
         group = 0
         for n in self.lengths:
-            if n:
-                count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
-                t = pf.read_row_groups(list(range(group, group + count)), columns=columns)
-                group += count
-            else:
-                t = self.schema.empty_table()
-                if columns is not None:
-                    t = t.select(columns)
-            yield pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                       if name in self._object_cols else t.column(name).to_pandas())
-                                for name in t.column_names})
+            count = -(-n // ROW_GROUP)  # a batch over ROW_GROUP rows was written as several groups
+            yield LazyBatch(self, pf, list(range(group, group + count)), columns)
+            group += count
+
+    def _frame(self, pf, groups: list[int], columns: list[str] | None):
+        import pandas as pd
+
+        if groups:
+            t = pf.read_row_groups(groups, columns=columns)
+        else:
+            t = self.schema.empty_table()
+            if columns is not None:
+                t = t.select(columns)
+        return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                    if name in self._object_cols else t.column(name).to_pandas())
+                             for name in t.column_names})
+
+
+class LazyBatch:
+    """One written batch of a ``ParquetSink``, read on the first ``frame()``."""
+
+    def __init__(self, sink: ParquetSink, pf, groups: list[int], columns: list[str] | None):
+        self._args = (pf, groups, columns)
+        self._sink = sink
+        self._frame = None
+
+    def frame(self):
+        if self._frame is None:
+            self._frame = self._sink._frame(*self._args)
+        return self._frame

@@ -18,6 +18,7 @@ Entities of the run that the definition does not cover pass through unchanged (a
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.locks import locked
+from crmbridge.validation.parallel import ordered_map, worker_count
 from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
 from crmbridge.validation.verdict import Verdict
 
@@ -64,11 +66,12 @@ def default_definition_path(project) -> Path:
 
 @locked("validate")
 def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False,
-                 batch_rows: int | None = None) -> ValidationReport:
+                 batch_rows: int | None = None, workers: int | None = None) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
     (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
     load started is not validated again unless ``force`` (its output is the load's evidence).
-    ``batch_rows``: rows held at a time (default ``BATCH_ROWS``); the outputs do not depend on it."""
+    ``batch_rows``: rows held at a time (default ``BATCH_ROWS``); ``workers``: processes for the batches
+    (default the project's ``validate: {workers}``, see ``validation.parallel``); the outputs depend on neither."""
     from crmbridge.migrations import runs as R
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
@@ -85,7 +88,10 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
     try:
         tmp.mkdir(parents=True)
         final = run.dir / STAGE
-        report = _validate_into(tmp, final, run, definition, path, batch_rows or BATCH_ROWS)
+        settings = project.config.validation
+        workers = settings.workers if workers is None else workers
+        report = _validate_into(tmp, final, run, definition, path, batch_rows or BATCH_ROWS,
+                                lambda rows, batch: worker_count(workers, rows, batch, settings.parallel_min_rows))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except BaseException as exc:
@@ -98,7 +104,8 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
     return report
 
 
-def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int) -> ValidationReport:
+def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int,
+                   workers_for=lambda rows, batch: 0) -> ValidationReport:
     """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
     from crmbridge.migrations.extracted import iter_entity_batches, list_entities
     from crmbridge.validation import datadocs, reports
@@ -117,8 +124,10 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
     spill = out / ".spill"
     spill.mkdir()
     for entity in todo:
-        with progress.tracked(f"{entity} (rows)", _entity_rows(run.dir, entity)) as task:
+        rows = _entity_rows(run.dir, entity)
+        with progress.tracked(f"{entity} (rows)", rows) as task:
             ev = _EntityValidation(out, final, spill, run, entity, definition, ctx, batch_rows)
+            ev.workers = workers_for(rows, ev.batch_rows)
             ev.normalise_all(task)
             # The disagreement report needs only the normalised spill: taken before the validating pass,
             # its DuckDB share (about 260 MiB at 5M rows) is not stacked on that pass's key indexes.
@@ -222,37 +231,49 @@ class _EntityValidation:
         self.summary: dict[str, Any] = {}
         self.samples: list = []
         self.gx_result = None
+        self.workers = 0  # processes for the batches (validation.parallel); 0: this one
+
+    def _normalised(self, table):
+        """One extracted batch (an Arrow table) normalised: (rows, its columns, ``Normalised``)."""
+        from crmbridge.validation.normalise import LINEAGE, normalise
+
+        raw = table.to_pandas()
+        columns = list(raw.columns)
+        for col in LINEAGE:
+            if col not in raw.columns:  # an entity whose sources yielded no rows has no columns at all
+                raw[col] = None
+        norm = normalise(raw, self.rules_def, self.extra, prune=False)
+        if len(norm.frame) != len(raw):
+            raise RunFailed(f"validate: {self.entity}: normalisation turned {len(raw)} rows into "
+                            f"{len(norm.frame)}", hint="this is a bug; the run's extract is intact")
+        return len(raw), columns, norm
 
     def normalise_all(self, task) -> None:
-        from crmbridge.migrations.extracted import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_tables
         from crmbridge.validation.checks import DuplicateFinder
-        from crmbridge.validation.normalise import LINEAGE, normalise
 
         # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder)
         finders = {r.rule_id: DuplicateFinder(list(r.unique_on), hash_bits=32) for r in self.rules
                    if r.kind == "unique"}
         row_ids = DuplicateFinder(["_row_id"], hash_bits=32)
-        for raw in iter_entity_batches(self.run.dir, self.entity, self.batch_rows):
-            if not self.raw_columns:
-                self.raw_columns = list(raw.columns)
-            for col in LINEAGE:
-                if col not in raw.columns:  # an entity whose sources yielded no rows has no columns at all
-                    raw[col] = None
-            norm = normalise(raw, self.rules_def, self.extra, prune=False)
-            if len(norm.frame) != len(raw):
-                raise RunFailed(f"validate: {self.entity}: normalisation turned {len(raw)} rows into "
-                                f"{len(norm.frame)}", hint="this is a bug; the run's extract is intact")
-            for k, v in norm.fixed.items():
-                self.fixed[k] = self.fixed.get(k, 0) + v
-            for k, v in norm.failed.items():
-                self.failed[k] = self.failed.get(k, 0) + v
-            for f in [*finders.values(), row_ids]:
-                f.add(norm.frame)
-            self._spill.write(norm.frame)
-            self.rows_in += len(raw)
-            task.advance(len(raw))
-            del raw, norm
-            _release_memory()
+        tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
+        # closed on any error: no worker outlives the stage
+        with closing(ordered_map(self._normalised, tables, self.workers, share=True, after=_release_memory,
+                                 what=f"normalising {self.entity}")) as results:
+            for _, (n, columns, norm) in results:
+                if not self.raw_columns:
+                    self.raw_columns = columns
+                for k, v in norm.fixed.items():
+                    self.fixed[k] = self.fixed.get(k, 0) + v
+                for k, v in norm.failed.items():
+                    self.failed[k] = self.failed.get(k, 0) + v
+                for f in [*finders.values(), row_ids]:
+                    f.add(norm.frame)
+                self._spill.write(norm.frame)
+                self.rows_in += n
+                task.advance(n)
+                del norm
+                _release_memory()
         self._spill.close()
         pending = [f for f in [*finders.values(), row_ids] if f.needs_confirm]
         if pending:  # some hash repeats: look at those rows' values (key columns only)
@@ -272,6 +293,7 @@ class _EntityValidation:
         from crmbridge.validation import reports
         from crmbridge.mappings.keyindex import KeyCollector
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
+        from crmbridge.validation.parallel import pack_run, unpack_run
         from crmbridge.validation.normalise import prune_counts
         from crmbridge.validation.outcome import split_rows
 
@@ -295,15 +317,24 @@ class _EntityValidation:
         q_columns: list[str] | None = None
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
+
+        def check(batch):  # in a worker process too: ctx is complete for this entity, only read
+            frame = batch.frame()
+            return runner.run(frame, ctx) if len(frame) else None
+
+        workers = self.workers if self.rows_in else 0
+        frames = self._spill.batches() if workers else None  # the parent's own read of what workers check
+        results = ordered_map(check, self._spill.lazy_batches, workers, pack=pack_run, unpack=unpack_run(self.rules),
+                              after=_release_memory, what=f"checking {entity}")
         try:
-            for frame in self._spill.batches():
+            for batch, erun in results:
+                frame = batch.frame() if batch is not None else next(frames)
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
                                     "extracted rows", hint="this is a bug; the run's extract is intact")
-                outcomes, erun = [], None
-                if len(frame):
-                    erun = runner.run(frame, ctx)
+                outcomes = []
+                if erun is not None:
                     totals.add(erun)
                     outcomes = erun.outcomes
                 split = split_rows(frame, outcomes, ctx)
@@ -326,9 +357,10 @@ class _EntityValidation:
                 rows_warned += split.rows_warned
                 for rid, c in split.quarantined_by_rule.items():
                     by_rule[rid] = by_rule.get(rid, 0) + c
-                del frame, raw, split, view, outcomes, erun
+                del frame, raw, split, view, outcomes, erun, batch
                 _release_memory()
         finally:
+            results.close()
             if runner is not None:
                 runner.close()
             valid_sink.close()
