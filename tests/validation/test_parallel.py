@@ -46,7 +46,7 @@ def _assert_identical(a, b):
 
 def _serial_and_parallel(project, run, tmp_path, batch_rows: int, workers=(2,)):
     serial = _validate(project, run, tmp_path / "serial", 0, batch_rows)
-    for n in workers:  # 1: the default; 2: each worker skips the other's batches, the parent takes a third
+    for n in workers:  # 1: one worker; 2: each worker skips the other's batches, the parent takes a third
         par = _validate(project, run, tmp_path / f"parallel{n}", n, batch_rows)
         assert par.counts() == serial.counts()
         assert par.blocking_failed == serial.blocking_failed
@@ -140,6 +140,7 @@ def test_documented_setting_loads():
     block = re.search(r"```yaml\n(validate:\n.*?)```", doc, re.S).group(1)
     settings = ProjectConfig.model_validate(yaml.safe_load(block)).validation
     assert (settings.workers, settings.parallel_min_rows) == (1, 200_000)
-    assert ProjectConfig().validation.workers is None  # default: by the cores
+    assert ProjectConfig().validation.workers == 0  # default: one process (memory, docs/performance.md)
+    assert ProjectConfig.model_validate({"validate": {"workers": None}}).validation.workers is None  # by the cores
     with pytest.raises(ValueError):
         ProjectConfig.model_validate({"validate": {"workers": -1}})
