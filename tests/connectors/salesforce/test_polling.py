@@ -114,6 +114,23 @@ def test_row_bytes_bounds_the_real_csv_line():
     assert len(line.encode("utf-8")) <= bulk.row_bytes(rec) <= len(line.encode("utf-8")) + 3 * len(rec) + 1
 
 
+def _fresh_job(rows: int, rate: float, lag: float):
+    """A job waited for on a fresh project, its results fetched in place of a status look when timed for
+    its end: (clock, pace, status looks, results tries)."""
+    clock, pace = Clock(), polling.Pace()
+    get_job, looks = _job_at(clock, rows, rate=rate, start_after=lag)
+    tries = []
+
+    def finish():
+        tries.append(clock.now)
+        done = max(0.0, clock.now - lag) * rate >= rows
+        return {"id": "750x", "state": "JobComplete", "numberRecordsProcessed": rows} if done else None
+
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 36_000, rows=rows, pace=pace, finish=finish,
+                         sleep=clock.sleep, clock=clock)
+    return clock, pace, looks, tries
+
+
 @pytest.mark.parametrize("lag", [0.3, 1.2, 3.0])
 @pytest.mark.parametrize("rate", [30_000, 20_000, 14_000, 10_000, 7_000, 5_000, 3_500, 2_500, 1_700, 1_000, 500])
 def test_a_fresh_project_pays_at_most_two_status_looks_and_never_an_early_results_look(rate, lag):
@@ -123,18 +140,8 @@ def test_a_fresh_project_pays_at_most_two_status_looks_and_never_an_early_result
     should end, then the results when the figures say the job must be done. Orgs from 500 to 30,000
     rows/s that start 0.3 to 3 s late: <= 2 status looks (the budget: 10 API calls per 100k loaded and
     reconciled, 7 of them fixed), no results look before the end, idle after the end within bounds."""
-    clock, pace = Clock(), polling.Pace()
     rows = 94_318
-    get_job, looks = _job_at(clock, rows, rate=rate, start_after=lag)
-    tries = []
-
-    def finish():  # the results fetched in place of a status look
-        tries.append(clock.now)
-        done = max(0.0, clock.now - lag) * rate >= rows
-        return {"id": "750x", "state": "JobComplete", "numberRecordsProcessed": rows} if done else None
-
-    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=rows, pace=pace, finish=finish,
-                         sleep=clock.sleep, clock=clock)
+    clock, pace, looks, tries = _fresh_job(rows, rate, lag)
     end = lag + rows / rate
     assert len(looks) <= polling.FRESH_LOOKS, looks
     assert all(t >= end for t in tries), (tries, end)
@@ -150,17 +157,7 @@ def test_a_big_job_on_a_fresh_project_gets_a_look_per_100k_rows_and_little_idle(
     """Two status looks are the budget of a job under 100k rows; a bigger job brings 10 more calls of the
     budget for each further 100k rows, so it may spend one more status look each: a slow org's job is
     then seen within 10% of its end (two looks alone left it idle for about 40% of its time)."""
-    clock, pace = Clock(), polling.Pace()
-    get_job, looks = _job_at(clock, rows, rate=rate, start_after=lag)
-    tries = []
-
-    def finish():
-        tries.append(clock.now)
-        done = max(0.0, clock.now - lag) * rate >= rows
-        return {"id": "750x", "state": "JobComplete", "numberRecordsProcessed": rows} if done else None
-
-    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 36_000, rows=rows, pace=pace, finish=finish,
-                         sleep=clock.sleep, clock=clock)
+    clock, pace, looks, tries = _fresh_job(rows, rate, lag)
     end = lag + rows / rate
     assert polling.fresh_looks(94_318) == polling.FRESH_LOOKS == 2
     assert len(looks) <= polling.fresh_looks(rows) <= 2 + rows // 100_000, looks
