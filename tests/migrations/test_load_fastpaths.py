@@ -187,7 +187,10 @@ def _result_files_as_they_were(out_dir, step, df, fields, per_record, ext):
     return ok_path, err_path
 
 
-def test_result_files_equal_the_per_cell_writer(tmp_path):
+@pytest.mark.parametrize("outcomes", ["mixed", "all_succeeded", "some_without_ledger_entry"])
+def test_result_files_equal_the_per_cell_writer(tmp_path, outcomes):
+    """Same bytes as the reference whatever the outcomes: every row in the success file (the frame
+    taken whole), a mix, and rows the ledger has no entry for (in neither file)."""
     from crmbridge.migrations.loadfiles import write_result_files
 
     texts = [v for v in AWKWARD if isinstance(v, str)] + ['say "hi", then', "two\nlines", "cr\r\nlf", "=SUM(A1)"]
@@ -197,12 +200,16 @@ def test_result_files_equal_the_per_cell_writer(tmp_path):
                        "AnnualRevenue": pd.Series([float(i) / 3 if i % 4 else float("nan") for i in range(n)]),
                        "Employees": pd.Series(range(n), dtype="Int64"),
                        "_source_key": pd.Series(texts[::-1], dtype=object)})
-    actions = ["created", "updated", "unchanged", "failed"]
+    actions = ["created", "updated", "unchanged"] if outcomes == "all_succeeded" else ["created", "updated",
+                                                                                        "unchanged", "failed"]
     per_record = pd.DataFrame({"external_id": [canonical(k) for k in df["Legacy_Id__c"]],
                                "sf_id": [f"001{i:015d}" if i % 4 != 3 else None for i in range(n)],
-                               "action": [actions[i % 4] for i in range(n)],
+                               "action": [actions[i % len(actions)] for i in range(n)],
                                "error_code": ["REQUIRED_FIELD_MISSING" if i % 4 == 3 else None for i in range(n)],
-                               "message": ["缺失: [Name]" if i % 8 == 3 else None for i in range(n)]}, dtype=object)
+                               "message": ["缺失: [Name]" if i % 8 == 3 else "" if i % 8 == 7 else None
+                                           for i in range(n)]}, dtype=object)
+    if outcomes == "some_without_ledger_entry":
+        per_record = per_record.iloc[::3]
     fields = ["Legacy_Id__c", "Name", "AnnualRevenue", "Employees"]
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
@@ -211,3 +218,4 @@ def test_result_files_equal_the_per_cell_writer(tmp_path):
     for a, b in zip(old, new):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
     assert new[0].read_bytes().startswith(b"\xef\xbb\xbfID,") and b"Item Unchanged" in new[0].read_bytes()
+    assert (b"REQUIRED_FIELD_MISSING" in new[1].read_bytes()) == (outcomes != "all_succeeded")
