@@ -287,8 +287,7 @@ def reference_check(series: pd.Series, valid_keys) -> pd.Series:
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
-    """uint64 per value (pandas' siphash of the text; the same value always gives the same hash). Not
-    categorized: the same hashes, without factorising mostly distinct keys first (5 times the cost)."""
+    """uint64 per value (pandas' siphash of the text), not categorized: the same hashes, 5x cheaper."""
     return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
 
 
@@ -348,9 +347,8 @@ class DuplicateFinder:
         return _hash(text).astype(self._dtype, copy=False)  # 32 bits: the low half of siphash
 
     def _row_hashes(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(present, a hash per present row) without the key text: one column's text hashed, a compound
-        key's columns hashed one by one and mixed. Equal key texts have equal column texts (the length
-        prefixes make the join one-to-one), so equal keys still get equal hashes."""
+        """(present, a hash per present row) without the key text: a compound key's columns hashed one by
+        one and mixed (the length-prefixed join is one-to-one, so equal keys get equal hashes)."""
         present, cols = _key_columns(df, self.columns)
         if len(cols) == 1:
             return present, self._hash_of(_column_text(cols[0], present, compound=False))
