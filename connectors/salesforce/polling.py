@@ -74,6 +74,9 @@ MARGIN = 1.08
 # 10,000-record batch and with the org's (or the machine's) load: a wider margin.
 PROGRESS_MARGIN = 1.12
 BATCH_ROWS = 10_000  # Bulk API 2.0 processes ingest data in internal batches of 10,000 records
+# The fresh schedule (``fresh_next``) for jobs of at least this many rows; a smaller one is looked at as
+# before it (a first look at ``FRESH_ROWS_PER_S``, then by its progress figures).
+FRESH_MIN_ROWS = 2 * BATCH_ROWS
 # A first progress figure of fewer batches than this says little of the rate: the job may be almost a
 # batch further, and may have started late (a busy org). Projecting from it put the next look at twice
 # the job's time on the sandbox at load average 5 (10,000 done at the first look, 17,000 in truth).
@@ -231,7 +234,9 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end
-    fresh = not look_first and bool(rows) and kind == "ingest" and not pace.knows(kind)
+    # a job of fewer than 2 internal batches shows a figure of 0 until it is almost done: the fresh
+    # schedule would read that as a slow org and wait 3 times as long (the demo's first job: +3 s)
+    fresh = not look_first and (rows or 0) >= FRESH_MIN_ROWS and kind == "ingest" and not pace.knows(kind)
     looks = 0  # status looks so far
     while True:
         if delay > 0:

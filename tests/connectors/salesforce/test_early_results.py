@@ -117,8 +117,10 @@ def test_without_a_learned_rate_the_first_look_is_a_status_look(monkeypatch):
     org = FakeOrg(done_after=2)  # a fresh project: the first look, at a guessed pace, sees progress
     rows = _run(org, polling.Pace(), monkeypatch)
     assert rows == _reference(monkeypatch)
-    # a second status look (polling.fresh_next) sees the end, then the results: as many calls as before
-    assert org.calls == ["status", "status", "successfulResults", "failedResults"]
+    # a job under polling.FRESH_MIN_ROWS: a first status look sees progress, the look timed by it for the
+    # end fetches the results (still in progress here), then a status look and the failed results
+    assert len(RECORDS) < polling.FRESH_MIN_ROWS
+    assert org.calls == ["status", "successfulResults", "status", "failedResults"]
 
 
 class FakeQuery:
