@@ -9,6 +9,7 @@ and U+FFFD replacement characters (text that was already mis-decoded before it r
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,58 @@ PATTERNS = {
     "control_chars": r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]",
     "replacement_char": r"\x{FFFD}",
 }
-# One pass finds the few values any pattern matches; each pattern then runs on those only.
-ANY_PATTERN = "|".join(f"(?:{p})" for p in PATTERNS.values())
+EDGE_SPACE = "leading_trailing_space"  # decided from the bytes (``_suspicious``); the others by the regex
+# One pass finds the values the other patterns match, among the few that hold one of their bytes.
+ANY_PATTERN = "|".join(f"(?:{p})" for k, p in PATTERNS.items() if k != EDGE_SPACE)
+
+
+def _suspicious(values) -> dict:
+    """A bool array per pattern: which values of a string array (no nulls) ``PATTERNS[key]`` matches.
+
+    The UTF-8 bytes decide most of it without a regex. RE2's ``^``/``$`` are the value's ends (not multi-
+    line) and its ``\\s`` is [\\t\\n\\f\\r ]; U+00A0 is C2 A0 and U+3000 E3 80 80, so the leading or
+    trailing space is a test of a value's first and last bytes. The other patterns need a control byte,
+    ``<`` or ``&``, or a character starting with EF (U+FF01-FF5E, U+FFFD) or U+3000: the regex runs only
+    on the values holding one. ``tests/migrations/test_arrow_bytes.py`` compares it with the regex."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from crmbridge.migrations.arrow_bytes import string_buffers, unaligned
+
+    anywhere, space = _pattern_bytes()
+    offsets, data = string_buffers(values)  # 8 zero bytes before and after the values
+    quads = unaligned(data, "<u4")
+    starts, ends = offsets[:-1], offsets[1:]
+    head, tail = quads[starts], quads[ends - 4]  # a value's first 4 bytes (low first), its last 4
+    # UTF-8 is self-synchronising: C2 A0 or E3 80 80 read at a value's start or end is that character.
+    edge = (space[head & 0xFF] | ((head & 0xFFFF) == 0xA0C2) | ((head & 0xFFFFFF) == 0x8080E3) |
+            space[tail >> 24] | ((tail >> 16) == 0xA0C2) | ((tail >> 8) == 0x8080E3))
+    found = {k: np.zeros(len(values), bool) for k in PATTERNS}
+    found[EDGE_SPACE] = edge & (ends > starts)
+    hits = np.flatnonzero(anywhere[data[offsets[0]:offsets[-1]]]) + offsets[0]
+    hits = hits[(data[hits] != 0xE3) | ((quads[hits] & 0xFFFFFF) == 0x8080E3)]  # U+3000, not U+3001-3FFF
+    if len(hits):
+        owner = np.searchsorted(offsets, hits, side="right") - 1  # ascending
+        some = owner[np.concatenate([[True], owner[1:] != owner[:-1]])]
+        odd = values.take(some)
+        hit = pc.match_substring_regex(odd, ANY_PATTERN).to_numpy(zero_copy_only=False)
+        some, odd = some[hit], odd.filter(hit)
+        for key, pattern in PATTERNS.items():
+            if key != EDGE_SPACE and len(odd):
+                found[key][some[pc.match_substring_regex(odd, pattern).to_numpy(zero_copy_only=False)]] = True
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _pattern_bytes():
+    """``_suspicious``'s byte tables: a byte some pattern other than the space needs, and RE2's ``\\s``."""
+    import numpy as np
+
+    anywhere, space = np.zeros(256, bool), np.zeros(256, bool)
+    for lo, hi in (0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x7F), (0x3C, 0x3C), (0x26, 0x26), (0xE3, 0xE3), (0xEF, 0xEF):
+        anywhere[lo:hi + 1] = True
+    space[[0x09, 0x0A, 0x0C, 0x0D, 0x20]] = True
+    return anywhere, space
 
 
 def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> dict:
@@ -153,12 +204,10 @@ class _ColStats:
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = hi if self.max_len is None else max(self.max_len, hi)
-        hit = pc.match_substring_regex(values, ANY_PATTERN)
-        if pc.any(hit).as_py():
-            odd, odd_counts = values.filter(hit), counts.filter(hit)
-            for key, pattern in PATTERNS.items():
-                self.patterns[key] += int(pc.sum(odd_counts.filter(pc.match_substring_regex(odd, pattern))).as_py() or 0)
         counts_np = counts.to_numpy()
+        for key, found in _suspicious(values).items():
+            if found.any():
+                self.patterns[key] += int(counts_np[found].sum())
         self._count(values, counts_np)
         self._distinct(values)
 
@@ -197,7 +246,7 @@ class _ColStats:
 
     def _distinct(self, values) -> None:
         if self.uniq is None:
-            self._hll_add(values.to_pylist())
+            self._hll_add(values)
             return
         self._pending.append(values)  # merged only when the exact set could pass its limit
         self._pending_n += len(values)
@@ -214,20 +263,14 @@ class _ColStats:
         self._pending, self._pending_n = [], 0
         if len(self.uniq) > EXACT_DISTINCT:  # from now on estimated: every value so far into HyperLogLog
             values, self.uniq = self.uniq, None
-            self._hll_add(values.to_pylist())
+            self._hll_add(values)
 
-    def _hll_add(self, values: list) -> None:
-        import numpy as np
-
-        # Python's str hash (SipHash) is stable within a process, which is all counting needs; it was
-        # measured 5x faster than a polynomial hash over the Arrow buffers in numpy.
-        h = np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
+    def _hll_add(self, values) -> None:
         if self.hll is None:
+            import numpy as np
+
             self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
-        idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
-        w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
-        rank = (64 - np.floor(np.log2(w.astype(np.float64)))).astype(np.uint8)
-        np.maximum.at(self.hll, idx, rank)
+        hll_add(self.hll, values)
 
     def _estimate(self) -> int:
         import numpy as np
@@ -248,6 +291,23 @@ class _ColStats:
                 "distinct_approximate": self.uniq is None,
                 "top": [[_short(v), c] for v, c in top], "top_approximate": self.approx_top,
                 "min_length": self.min_len, "max_length": self.max_len, "suspicious": dict(self.patterns)}
+
+
+def hll_add(registers, values) -> None:
+    """Add a string array's values (no nulls) to HyperLogLog ``registers`` (``2**HLL_P`` uint8)."""
+    import numpy as np
+
+    from crmbridge.migrations.arrow_bytes import hash64
+
+    # A hash of the bytes, not Python's salted str hash: the same estimate in every run of the same file.
+    h = hash64(values)
+    idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
+    w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
+    # The register takes the position of the first 1 bit of ``w`` (1 for the top bit). Its exponent, read
+    # from ``w >> 11`` (below 2**53, so exact as a float64; the guard bit keeps it above 4), is that
+    # position's complement; a float of ``w`` itself could round up to 2**64.
+    rank = 54 - np.frexp((w >> np.uint64(11)).astype(np.float64))[1]
+    np.maximum.at(registers, idx, rank.astype(np.uint8))
 
 
 def _short(v: str | None) -> str | None:

@@ -103,9 +103,13 @@ class OldColStats:
 
     def _distinct(self, values: list) -> None:
         import numpy as np
+        import pyarrow as pa
 
-        # Python's str hash (SipHash) is stable within a process, which is all counting needs.
-        h = np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
+        from crmbridge.migrations.arrow_bytes import hash64
+
+        # The one change to the previous statistics: the hash of the profile, no longer Python's (salted
+        # per process); test_arrow_bytes.py checks it against a per-value version and the exact counts.
+        h = hash64(pa.array(values, pa.string()))
         if self.exact is not None:
             self._pending.append(h)
             self._pending_n += len(h)
