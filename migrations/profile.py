@@ -76,8 +76,9 @@ def _pattern_bytes():
     import numpy as np
 
     anywhere, space = np.zeros(256, bool), np.zeros(256, bool)
-    for lo, hi in (0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x7F), (0x3C, 0x3C), (0x26, 0x26), (0xE3, 0xE3), (0xEF, 0xEF):
+    for lo, hi in (0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x7F):  # control characters
         anywhere[lo:hi + 1] = True
+    anywhere[[ord("<"), ord("&"), 0xE3, 0xEF]] = True
     space[[0x09, 0x0A, 0x0C, 0x0D, 0x20]] = True
     return anywhere, space
 
@@ -270,7 +271,7 @@ class _ColStats:
             import numpy as np
 
             self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
-        hll_add(self.hll, values)
+        _hll_update(self.hll, values)
 
     def _estimate(self) -> int:
         import numpy as np
@@ -293,7 +294,7 @@ class _ColStats:
                 "min_length": self.min_len, "max_length": self.max_len, "suspicious": dict(self.patterns)}
 
 
-def hll_add(registers, values) -> None:
+def _hll_update(registers, values) -> None:
     """Add a string array's values (no nulls) to HyperLogLog ``registers`` (``2**HLL_P`` uint8)."""
     import numpy as np
 
