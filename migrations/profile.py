@@ -196,21 +196,50 @@ class _ColStats:
         self.nulls += arr.null_count
         if arr.null_count == len(arr):
             return
+        if self.uniq is None and self.approx_top:
+            self._add_rows(arr.drop_null() if arr.null_count else arr)
+            return
         vc = pc.value_counts(arr)
         values, counts = vc.field("values"), vc.field("counts")
         if values.null_count:  # value_counts counts nulls as a value: drop it
             keep = values.is_valid()
             values, counts = values.filter(keep), counts.filter(keep)
+        counts_np = counts.to_numpy()
+        self._describe(values, counts_np)
+        self._count(values, counts_np)
+        self._distinct(values)
+
+    def _describe(self, values, counts=None) -> None:
+        """Lengths and patterns of ``values`` (no nulls), each occurring ``counts`` times (default once)."""
+        import pyarrow.compute as pc
+
         mm = pc.min_max(pc.utf8_length(values))
         lo, hi = mm["min"].as_py(), mm["max"].as_py()
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = hi if self.max_len is None else max(self.max_len, hi)
-        counts_np = counts.to_numpy()
         for key, found in _suspicious(values).items():
             if found.any():
-                self.patterns[key] += int(counts_np[found].sum())
-        self._count(values, counts_np)
-        self._distinct(values)
+                self.patterns[key] += int(counts[found].sum() if counts is not None else found.sum())
+
+    def _add_rows(self, rows) -> None:
+        """A batch (no nulls) once the distinct count is estimated and the top approximate: no
+        ``value_counts``. Lengths, patterns and HyperLogLog give the same on the rows as on the distinct
+        values weighted by their counts, and the top only takes the values seen more than once in the
+        batch (``_count``): all of them are among the rows whose hash repeats, counted exactly there."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from crmbridge.migrations.arrow_bytes import hash64
+
+        self._describe(rows)
+        h = hash64(rows)
+        _hll_update(self.hll, h)
+        s = np.sort(h)
+        again = s[1:][s[1:] == s[:-1]]
+        if len(again):
+            vc = pc.value_counts(rows.take(pa.array(np.flatnonzero(np.isin(h, again)))))
+            self._count(vc.field("values"), vc.field("counts").to_numpy())
 
     def _count(self, values, counts) -> None:
         import numpy as np
@@ -271,7 +300,9 @@ class _ColStats:
             import numpy as np
 
             self.hll = np.zeros(1 << HLL_P, dtype=np.uint8)
-        _hll_update(self.hll, values)
+        from crmbridge.migrations.arrow_bytes import hash64
+
+        _hll_update(self.hll, hash64(values))
 
     def _estimate(self) -> int:
         import numpy as np
@@ -294,14 +325,11 @@ class _ColStats:
                 "min_length": self.min_len, "max_length": self.max_len, "suspicious": dict(self.patterns)}
 
 
-def _hll_update(registers, values) -> None:
-    """Add a string array's values (no nulls) to HyperLogLog ``registers`` (``2**HLL_P`` uint8)."""
+def _hll_update(registers, h) -> None:
+    """Add the 64-bit hashes ``h`` (``arrow_bytes.hash64``: the same in every process, unlike Python's
+    salted str hash, so the same estimate in every run of the same file) to HyperLogLog ``registers``."""
     import numpy as np
 
-    from crmbridge.migrations.arrow_bytes import hash64
-
-    # A hash of the bytes, not Python's salted str hash: the same estimate in every run of the same file.
-    h = hash64(values)
     idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
     w = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))
     # The register takes the position of the first 1 bit of ``w`` (1 for the top bit). Its exponent, read

@@ -111,3 +111,27 @@ def test_byte_test_finds_what_the_regex_finds():
             expected = pc.match_substring_regex(arr, pattern).to_numpy(zero_copy_only=False)
             assert found[key].tolist() == expected.tolist(), key
         assert sum(int(found[k].sum()) for k in prof.PATTERNS) > len(arr) // 3 or len(arr) < 2
+
+
+def test_top_once_estimated_is_exact_even_when_hashes_collide(monkeypatch):
+    """Past both limits a batch's top candidates are the rows whose hash repeats: a hash that collides
+    all the time makes every row a candidate and must change nothing but the distinct estimate."""
+    import crmbridge.migrations.arrow_bytes as ab
+
+    monkeypatch.setattr(prof, "EXACT_DISTINCT", 1_000)
+    monkeypatch.setattr(prof, "TOP_TRACKED", 2_000)
+    rnd = random.Random(5)
+    values = [rnd.choice(["HOT", "hot ", "Ｈot", f"C{rnd.randrange(90_000):06d}", None]) for _ in range(60_000)]
+
+    def profile() -> dict:
+        col = prof._ColStats()
+        for at in range(0, len(values), 4_000):
+            col.add(pa.array(values[at:at + 4_000], pa.string()))
+        return col.result(len(values))
+
+    good = profile()
+    real = ab.hash64
+    monkeypatch.setattr(ab, "hash64", lambda arr: real(arr) & np.uint64(0xFF))  # 256 different hashes
+    weak = profile()
+    assert good["distinct_approximate"] and good["top_approximate"] and good["top"][0][1] > 10_000
+    assert {**weak, "distinct": 0} == {**good, "distinct": 0}
