@@ -61,9 +61,9 @@ def hash64(arr) -> np.ndarray:
     nwords = (lens + 7) >> 3
     h = (lens.astype(np.uint64) + np.uint64(1)) * _K
     if len(lens):
-        order = None
+        order, shortest = None, int(nwords.min())
         for j in range(int(nwords.max())):
-            if j < nwords.min():  # every value has a word j: no indexing
+            if j < shortest:  # every value has a word j: no indexing
                 at = slice(None)
             else:  # the values with more than j words (a suffix of the values sorted by word count)
                 if order is None:
