@@ -149,12 +149,18 @@ def _ident(name: str) -> str:
 
 
 def _load_edges(con, path, fields: list[str]) -> None:
-    """``edges(rid, node)``: each row (its position in the file) to each of its linking values; a value
-    is a node numbered per field (``dense_rank`` of the value, times the field count, plus the field)."""
+    """``edges(rid, node)``: each row (its position in the file) to each of its linking values that
+    another row holds too; a value is a node numbered per field (its number among the field's shared
+    values, times the field count, plus the field). A value only one row holds links that row to
+    nothing (a leaf of the row/value graph): leaving it out changes no company, and a row left with no
+    edge is a company of its own, as ``lab``'s readers take it. Most values are such leaves (customer
+    numbers), so the linking runs over a fraction of the rows and no value is sorted."""
     k = max(1, len(fields))
     src = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-    parts = [f"SELECT file_row_number AS rid, (dense_rank() OVER (ORDER BY {_ident(f)}) - 1) * {k} + {i} AS node "
-             f"FROM {src} WHERE {_ident(f)} IS NOT NULL" for i, f in enumerate(fields)]
+    parts = [f"SELECT rid, (n - 1) * {k} + {i} AS node FROM (SELECT file_row_number AS rid, {_ident(f)} AS v "
+             f"FROM {src} WHERE {_ident(f)} IS NOT NULL) JOIN (SELECT v, row_number() OVER () AS n FROM "
+             f"(SELECT {_ident(f)} AS v FROM {src} WHERE {_ident(f)} IS NOT NULL) GROUP BY v HAVING count(*) > 1) "
+             "USING (v)" for i, f in enumerate(fields)]
     con.execute("CREATE TABLE edges AS " + (" UNION ALL ".join(parts) if parts else
                                             "SELECT 0::BIGINT AS rid, 0::BIGINT AS node WHERE false"))
 
