@@ -302,16 +302,13 @@ def _key_columns(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, list
     return present, cols
 
 
-def _column_text(column: pd.Series, present: np.ndarray, compound: bool) -> np.ndarray:
-    """A key column's present values as ``key_text`` writes them: alone, numpy's ``astype(str)`` (which
-    drops trailing NULs), in a compound key pandas'. Both leave a ``str`` as it is, so a column of ``str``
-    without NUL is its own text, without the round trip through a fixed-width unicode array."""
+def _column_text(column: pd.Series, present: np.ndarray) -> np.ndarray:
+    """A key column's present values as ``key_text`` writes them: pandas' ``astype(str)``, which leaves a
+    ``str`` as it is (NULs included), so a column of ``str`` is its own text. (A key of one column once
+    went through numpy's ``astype(str)``, which drops trailing NULs: ``C001\\0`` counted as ``C001``.)"""
     values = column.to_numpy(dtype=object)[present]
-    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty") and (
-            compound or "\x00" not in "".join(values)):
+    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
         return values
-    if not compound:
-        return values.astype(str).astype(object)
     return column[present].astype(str).to_numpy(dtype=object)
 
 
@@ -320,10 +317,10 @@ def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarr
     columns are joined length-prefixed (``3:abc2:de``), so no value can fake a separator."""
     present, cols = _key_columns(df, columns)
     if len(cols) == 1:
-        return present, _column_text(cols[0], present, compound=False)
+        return present, _column_text(cols[0], present)
     parts = []
     for c in cols:
-        t = pd.Series(_column_text(c, present, compound=True), dtype=object)
+        t = pd.Series(_column_text(c, present), dtype=object)
         parts.append(t.str.len().astype(str) + ":" + t)
     return present, sum(parts[1:], parts[0]).to_numpy(dtype=object)
 
@@ -351,10 +348,10 @@ class DuplicateFinder:
         one and mixed (the length-prefixed join is one-to-one, so equal keys get equal hashes)."""
         present, cols = _key_columns(df, self.columns)
         if len(cols) == 1:
-            return present, self._hash_of(_column_text(cols[0], present, compound=False))
+            return present, self._hash_of(_column_text(cols[0], present))
         h = np.zeros(int(present.sum()), dtype=np.uint64)
         for c in cols:
-            h = h * _MIX ^ _hash(_column_text(c, present, compound=True))
+            h = h * _MIX ^ _hash(_column_text(c, present))
         return present, (h ^ (h >> np.uint64(32))).astype(self._dtype, copy=False)
 
     def add(self, df: pd.DataFrame) -> None:

@@ -2,8 +2,8 @@
 missing values of every kind, empty strings, full-width digits, CJK, mixed types in object columns,
 NUL characters, all-missing batches and single rows.
 
-The references below are the previous code's formulas, written out: keys as numpy's/pandas' ``astype(str)``
-texts (numpy drops trailing NULs), uniqueness as the texts counted over the whole frame, pandas' siphash
+The references below are the previous code's formulas, written out: keys as pandas' ``astype(str)``
+texts (a one-column key went through numpy's, which drops trailing NULs, until that was fixed), uniqueness as the texts counted over the whole frame, pandas' siphash
 with ``categorize=True``."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def reference_key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray
     cols = [df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object) for c in columns]
     present = np.logical_and.reduce([c.notna().to_numpy() for c in cols])
     if len(cols) == 1:
-        return present, cols[0].to_numpy(dtype=object)[present].astype(str).astype(object)
+        return present, cols[0][present].astype(str).to_numpy(dtype=object)
     texts = [c[present].astype(str) for c in cols]
     joined = texts[0].str.len().astype(str) + ":" + texts[0]
     for t in texts[1:]:
@@ -208,3 +208,20 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
     assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
     if n > 1:
         assert new[0].fixed["credit_code:replace"] and new[0].fixed["annual_revenue:number"]  # the paths ran
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_trailing_nul_is_part_of_a_one_column_key(bits):
+    """``C001\\0`` and ``C001`` are different loaded values: neither is the other's duplicate (numpy's
+    ``astype(str)`` used to drop the NUL and judge both rows duplicates); two ``C001\\0`` still are."""
+    df = pd.DataFrame({"k": ["C001", "C001\x00", "C002\x00", "C002\x00", "\x00", "", "C003\x00\x00", "C003\x00"]},
+                      dtype=object)
+    f = checks.DuplicateFinder(["k"], hash_bits=bits)
+    for part in (df.iloc[:3], df.iloc[3:]):
+        f.add(part)
+    if f.needs_confirm:
+        for part in (df.iloc[:3], df.iloc[3:]):
+            f.confirm(part)
+    assert f.index().values.tolist() == ["C002\x00"]
+    assert checks.unique_check(df, ["k"], f.index()).tolist() == [True, True, False, False, True, True, True, True]
+    assert checks.unique_check(df, ["k"]).tolist() == [True, True, False, False, True, True, True, True]
