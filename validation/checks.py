@@ -18,6 +18,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from crmbridge.validation.controlchars import (  # noqa: F401 - their home was this module
+    CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows, _escaped, control_chars_check, control_chars_reason)
+
 # GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
 # organisation code, check character. Alphabet excludes I, O, S, V, Z.
 _USCC = re.compile(r"^[0-9ANY][0-9A-HJ-NPQRTUWXY]\d{6}[0-9A-HJ-NPQRTUWXY]{9}[0-9A-HJ-NPQRTUWXY]$")
@@ -331,14 +334,16 @@ class DuplicateFinder:
 
     ``hash_bits=32`` keeps 4 bytes a row instead of 8: a hash only nominates candidates, so a shorter
     one costs more rows to confirm (about n²/2³³ colliding pairs: some 3,000 at 5M rows), which is cheap
-    when ``confirm`` reads a local spill (the pandas stage) and not when it reads a database again."""
+    when ``confirm`` reads a local spill (the pandas stage) and not when it reads a database again.
+    ``same_rows``: ``confirm`` sees the rows ``add`` saw, in order: it reuses their hashes, kept in row order."""
 
-    def __init__(self, columns: list[str], hash_bits: int = 64):
+    def __init__(self, columns: list[str], hash_bits: int = 64, *, same_rows: bool = False):
         self.columns = list(columns)
         self._dtype = {32: np.uint32, 64: np.uint64}[hash_bits]
         self._hashes: list[np.ndarray] = []
         self._candidates: np.ndarray | None = None
         self._texts: list[np.ndarray] = []
+        self._same_rows, self._kept, self._at = same_rows, None, 0  # _at: rows of _kept confirm has seen
 
     def _hash_of(self, text: np.ndarray) -> np.ndarray:
         return _hash(text).astype(self._dtype, copy=False)  # 32 bits: the low half of siphash
@@ -363,7 +368,10 @@ class DuplicateFinder:
         if self._candidates is None:
             h = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype=self._dtype)
             self._hashes = []
-            h.sort()  # in place: no second copy
+            if self._same_rows:  # sorted as a copy: confirm reads the kept hashes in row order
+                self._kept, h = h, np.sort(h)
+            else:
+                h.sort()  # in place: no second copy
             rep = h[1:] == h[:-1]
             self._candidates = np.unique(h[1:][rep])
         return bool(len(self._candidates))
@@ -371,14 +379,20 @@ class DuplicateFinder:
     def confirm(self, df: pd.DataFrame) -> None:
         if not self.needs_confirm:
             return
-        present, hashes = self._row_hashes(df)
+        present, hashes = self._row_hashes(df) if self._kept is None else self._next_kept(df)
         hit = np.isin(hashes, self._candidates)
         if hit.any():  # the text of the nominated rows only (key_text is row by row)
             rows = np.flatnonzero(present)[hit]
             self._texts.append(key_text(df.iloc[rows], self.columns)[1])
 
+    def _next_kept(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        present = _key_columns(df, self.columns)[0]
+        self._at += int(present.sum())
+        return present, self._kept[self._at - int(present.sum()):self._at]
+
     def index(self) -> "DuplicateIndex":
-        self.needs_confirm  # noqa: B018 - settles the candidates when nothing repeats
+        if self.needs_confirm and self._kept is not None and self._at != len(self._kept):
+            raise RuntimeError(f"DuplicateFinder(same_rows=True): confirm saw {self._at} keys, add {len(self._kept)}")
         texts = pd.Series(np.concatenate(self._texts) if self._texts else np.zeros(0, dtype=object), dtype=object)
         counts = texts.value_counts()
         return DuplicateIndex(self.columns, pd.Index(counts.index[counts.to_numpy() > 1], dtype=object))
@@ -421,77 +435,3 @@ def as_dates(series: pd.Series) -> pd.Series:
 def as_numbers(series: pd.Series) -> pd.Series:
     """Normalised numbers as float; anything else becomes NaN."""
     return pd.to_numeric(series.astype(object), errors="coerce").astype("float64")
-
-
-# --------------------------------------------------------------------------- control characters
-
-# Keys: no control character at all (``C00\0\00009`` must not pass as a key of its own). Free text:
-# tab and line breaks are legitimate (multi-line addresses), the rest is damage from the export.
-_CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-CONTROL_IN_KEY = re.compile(f"[{_CONTROL}\t\n\r]")
-CONTROL_IN_TEXT = re.compile(f"[{_CONTROL}]")
-
-
-def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str]) -> pd.Series:
-    """``True`` for rows whose data columns hold no control character (keys: not even tab/line breaks).
-
-    Every text column of every row is scanned, so a Python call per value (even per distinct value)
-    would cost seconds per million rows: each column goes to Arrow once and its UTF-8 bytes are
-    scanned in numpy (``_control_rows``).
-    """
-    import pyarrow as pa
-
-    ok = np.ones(len(df), dtype=bool)
-    for col in df.columns:
-        s = df[col]
-        if str(col).startswith("_") or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
-            continue
-        try:
-            arr = pa.array(s, type=pa.string(), from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed non-text values: check them as text
-            arr = pa.array([None if v is None or v != v else str(v) for v in s], type=pa.string())
-        ok &= ~_control_rows(arr, key=col in key_fields)
-    return pd.Series(ok, index=df.index, dtype=object)
-
-
-def _control_rows(arr, key: bool) -> np.ndarray:
-    """Per value of ``arr`` (an Arrow string array): does it hold a character of ``CONTROL_IN_TEXT``
-    (``key``: ``CONTROL_IN_KEY``)? Read from the UTF-8 bytes, where these characters cannot hide:
-    U+0000-001F and U+007F are the only characters with a byte below 0x20 or 0x7F, and U+0080-009F are
-    exactly the pairs C2 80-C2 9F (0xC2 is never a continuation byte). A byte scan in numpy costs a
-    tenth of RE2's match per value. Proved equal to the regexes in tests/validation/test_control_chars.py."""
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
-    data = arr.buffers()[2]
-    if data is None or n == 0:
-        return np.zeros(n, dtype=bool)
-    b = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
-    bad = (b < 0x20) | (b == 0x7F)
-    if not key:
-        bad &= (b != 0x09) & (b != 0x0A) & (b != 0x0D)
-    c1 = np.flatnonzero((b[:-1] == 0xC2) & (b[1:] >= 0x80) & (b[1:] <= 0x9F))
-    where = np.concatenate([np.flatnonzero(bad), c1]) + offsets[0]
-    out = np.zeros(n, dtype=bool)
-    out[np.searchsorted(offsets, where, side="right") - 1] = True
-    if arr.null_count:
-        out &= arr.is_valid().to_numpy(zero_copy_only=False)
-    return out
-
-
-def _escaped(value: str, limit: int = 60) -> str:
-    shown = value if len(value) <= limit else value[: limit - 1] + "…"
-    return "".join(f"\\x{ord(c):02x}" if CONTROL_IN_KEY.match(c) else c for c in shown)
-
-
-def control_chars_reason(row: dict, key_fields: tuple[str, ...] | list[str]) -> str:
-    """Which fields of ``row`` hold control characters, where, and what to do about it."""
-    parts = []
-    for col, v in row.items():
-        if str(col).startswith("_") or not isinstance(v, str):
-            continue
-        m = (CONTROL_IN_KEY if col in key_fields else CONTROL_IN_TEXT).search(v)
-        if m:
-            parts.append(f"{col} '{_escaped(v)}' holds control character U+{ord(m.group()):04X} "
-                         f"at position {m.start() + 1}")
-    what = "; ".join(parts) or "a value holds a control character"
-    return f"{what} (declare `strip_control` under normalise for the field to remove them)"

@@ -252,10 +252,11 @@ class _EntityValidation:
         from crmbridge.migrations.extracted import iter_entity_tables
         from crmbridge.validation.checks import DuplicateFinder
 
-        # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder)
-        finders = {r.rule_id: DuplicateFinder(list(r.unique_on), hash_bits=32) for r in self.rules
+        # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder),
+        # which holds the rows added, in order (same_rows: their hashes are not computed twice)
+        finders = {r.rule_id: DuplicateFinder(list(r.unique_on), hash_bits=32, same_rows=True) for r in self.rules
                    if r.kind == "unique"}
-        row_ids = DuplicateFinder(["_row_id"], hash_bits=32)
+        row_ids = DuplicateFinder(["_row_id"], hash_bits=32, same_rows=True)
         tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
         # closed on any error: no worker outlives the stage
         with closing(ordered_map(self._normalised, tables, self.workers, share=True, after=_release_memory,

@@ -225,3 +225,32 @@ def test_trailing_nul_is_part_of_a_one_column_key(bits):
     assert f.index().values.tolist() == ["C002\x00"]
     assert checks.unique_check(df, ["k"], f.index()).tolist() == [True, True, False, False, True, True, True, True]
     assert checks.unique_check(df, ["k"]).tolist() == [True, True, False, False, True, True, True, True]
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+@pytest.mark.parametrize("seed,n,batch,again", [(10, 1, 1, 1), (11, 50, 7, 5), (12, 3000, 1000, 700), (13, 3000, 3000, 997)])
+def test_same_rows_finder_equals_hashing_again(bits, seed, n, batch, again):
+    """``same_rows=True`` (confirm reuses add's hashes; the spill's batches may be cut elsewhere) gives the
+    index the finder that hashes every confirmed batch again gives, key by key."""
+    df = tricky_frame(seed, n)
+    for columns in KEYS:
+        got, want = (checks.DuplicateFinder(columns, hash_bits=bits, same_rows=s) for s in (True, False))
+        for f in (got, want):
+            for i in range(0, n, batch):
+                f.add(df.iloc[i:i + batch])
+        assert got.needs_confirm == want.needs_confirm
+        for f in (got, want):
+            if f.needs_confirm:
+                for i in range(0, n, again):
+                    f.confirm(df.iloc[i:i + again])
+        assert got.index().values.tolist() == want.index().values.tolist(), columns
+
+
+def test_same_rows_finder_refuses_other_rows():
+    df = pd.DataFrame({"k": ["a", "b", "a", None]}, dtype=object)
+    f = checks.DuplicateFinder(["k"], same_rows=True)
+    f.add(df)
+    assert f.needs_confirm
+    f.confirm(df.iloc[:2])  # the last rows never confirmed
+    with pytest.raises(RuntimeError, match="confirm saw 2 keys, add 3"):
+        f.index()
