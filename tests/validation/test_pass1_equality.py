@@ -254,3 +254,33 @@ def test_same_rows_finder_refuses_other_rows():
     f.confirm(df.iloc[:2])  # the last rows never confirmed
     with pytest.raises(RuntimeError, match="confirm saw 2 keys, add 3"):
         f.index()
+
+
+FLOATS = [0.0, -0.0, 1.0, -7.0, 445200.0, 1e15, 1e16, 2.0 ** 53 + 2, 2.0 ** 63, -(2.0 ** 63), 2.0 ** 63 - 1024, 1e300,
+          float("nan"), float("inf"), float("-inf"), 1.5, 0.1, -2.25, 5e-324, 123456789.125, 1e-7]
+TEXTS = [None, "", "C001", "C001\x00", "\x00", "客户", "Ｃ００１", "😀", "1.0", " "]
+
+
+@pytest.mark.parametrize("seed,n", [(30, 1), (31, 9), (32, 500), (33, 4000)])
+@pytest.mark.parametrize("extra", [[], [np.float64(2.0)], [3], [pd.NA], [True]])
+def test_number_text_of_distinct_values_equals_as_text(seed, n, extra):
+    """``_as_text_rows`` (whole floats through Arrow's int64-to-text cast) gives what ``as_text`` of the
+    rows gives: values, their types and the dtype, for floats among text, NUL, CJK, emoji and None (and
+    the other values that take as_text's own path)."""
+    from crmbridge.mappings.distinct import Encoded
+    from crmbridge.mappings.transforms_base import as_text
+    from crmbridge.validation.normalise import _as_text_rows
+
+    rnd = random.Random(seed)
+    pool = [*FLOATS, *TEXTS, *(float(rnd.randint(-10 ** 9, 10 ** 9)) for _ in range(50)),
+            *(rnd.uniform(-1e6, 1e6) for _ in range(20))]
+    for floats_only in (False, True):
+        uniq = [rnd.choice(FLOATS if floats_only else pool) for _ in range(max(1, n // 3))] + extra
+        codes = [*range(len(uniq)), *(rnd.randrange(len(uniq)) for _ in range(n))]  # every distinct value used
+        rnd.shuffle(codes)
+        column = Encoded(np.array(codes, dtype=np.intp), pd.Series(uniq, dtype=object), pd.RangeIndex(len(codes)))
+        got, want = _as_text_rows(column), as_text(column.series())
+        assert got.dtype == want.dtype
+        x, y = got.to_numpy(dtype=object), want.to_numpy(dtype=object)
+        assert [type(v) for v in x] == [type(v) for v in y]
+        assert [v if v == v else "nan" for v in x] == [v if v == v else "nan" for v in y]
