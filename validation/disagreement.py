@@ -266,9 +266,10 @@ def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
         batch = pa.table(out)  # noqa: F841 - DuckDB reads the local variable by name
         con.execute("INSERT INTO flags SELECT * FROM batch")
         start += n
-    con.execute("CREATE TABLE comp AS SELECT coalesce(lab.l, flags.rid) AS root, "
-                + ", ".join(f"bool_or({c}) AS {c}" for c in flag_cols)
-                + " FROM flags LEFT JOIN lab USING (rid) GROUP BY ALL")
+    # a row without a label links to no other row: its own company, its flags as they are (no grouping)
+    con.execute(f"CREATE TABLE comp AS SELECT rid AS root, {', '.join(flag_cols)} FROM flags ANTI JOIN lab USING (rid) "
+                "UNION ALL SELECT lab.l AS root, " + ", ".join(f"bool_or({c}) AS {c}" for c in flag_cols)
+                + " FROM flags JOIN lab USING (rid) GROUP BY lab.l")
 
 
 def _sample_keys(pf, key: list[str], rows: np.ndarray) -> pd.Series:

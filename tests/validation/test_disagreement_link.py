@@ -62,3 +62,28 @@ def test_chain_through_both_fields_and_unshared_values(tmp_path):
     df.to_parquet(tmp_path / "rows.parquet")
     roots = _roots(_load_edges, tmp_path / "rows.parquet", ["credit_code", "customer_no"], 8, tmp_path)
     assert roots.tolist() == [0, 0, 0, 0, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("seed,n", [(5, 1), (6, 40), (7, 2500)])
+def test_company_flags_equal_previous_grouping(tmp_path, seed, n):
+    """``comp`` (rows without a label taken as they are, labelled rows grouped) equals the previous
+    grouping of every row by ``coalesce(label, row)`` over the previous edges, company by company."""
+    import pyarrow.parquet as pq
+
+    from crmbridge.validation.disagreement import _load_flags
+    from tests.validation.test_disagreement_equality import criteria, rows
+
+    path = tmp_path / "rows.parquet"
+    rows(seed, n).to_parquet(path)
+    crit, fields = criteria(), ["credit_code", "customer_no"]
+    cols = ["agreed", *(f"{p}_{i}" for i in range(len(crit.departments)) for p in ("own", "hit"))]
+    got, want = [], []
+    for load, out in ((_load_edges, got), (_previous_edges, want)):
+        with _duckdb(tmp_path) as con:
+            load(con, path, fields)
+            _link(con)
+            _load_flags(con, pq.ParquetFile(path), crit, max(7, n // 4))
+            query = ("SELECT * FROM comp" if load is _load_edges else "SELECT coalesce(lab.l, flags.rid) AS root, "
+                     + ", ".join(f"bool_or({c}) AS {c}" for c in cols) + " FROM flags LEFT JOIN lab USING (rid) GROUP BY ALL")
+            out += con.execute(f"SELECT * FROM ({query}) ORDER BY root").fetchall()
+    assert got == want and len(got) >= 1
