@@ -15,7 +15,7 @@ import pandas as pd
 
 from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
-from crmbridge.mappings.merge import combine, source_rows, with_record_lineage
+from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
@@ -176,10 +176,14 @@ class Partial:
     stats: dict[str, dict[str, dict[str, int]]]
     ext: str
 
+    _keys: pd.Series | None = field(default=None, repr=False)  # candidate_keys, until finish_rows adds reasons
+
     def candidate_keys(self) -> pd.Series:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
-        ok = self.reasons.text.index[~self.reasons.bad]
-        return strip_text(self.out.loc[self.out.index.intersection(ok), self.ext])
+        if self._keys is None:
+            ok = self.reasons.text.index[~self.reasons.bad]
+            self._keys = strip_text(self.out.loc[self.out.index.intersection(ok), self.ext])
+        return self._keys
 
 
 def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
@@ -247,17 +251,19 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> St
     """Records and quarantine of a mapped batch: rows whose key is in ``duplicates`` (external IDs held by
     more than one mapping row of the whole step) are quarantined, then required fields are checked."""
     df, out, reasons = part.df, part.out, part.reasons
-    ok_idx = reasons.text.index[~reasons.bad]
+    key = part.candidate_keys()  # the rows still mapping, in ``out``'s order
+    part._keys = None  # reasons change below
+    lineage = Lineage(df)
     # combine() adds duplicate_external_id reasons itself.
-    records, _, rows_out = combine(loaded, df, out.loc[out.index.intersection(ok_idx)], reasons,
-                                   duplicated=duplicates.contains)
+    records, _, rows_out = combine(loaded, df, out if len(key) == len(out) else out.loc[key.index], reasons,
+                                   duplicated=duplicates.contains, key=key, lineage=lineage)
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
     records = records.reset_index(drop=True)
     bad = reasons.bad
     quarantine = _per_source_row(df[bad].copy())
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = loaded.name
-    rows_in = count_char(source_rows(df), ";") + len(df) if len(df) else 0
+    rows_in = lineage.count(None) if len(df) else 0
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
                       rows_out=rows_out, filtered=part.filtered, stats=part.stats,
                       reasons=reason_counts(quarantine["_reason"].tolist()))

@@ -68,22 +68,62 @@ def with_record_lineage(df: pd.DataFrame) -> pd.DataFrame:
 
 def source_rows(df: pd.DataFrame) -> pd.Series:
     """The source row ids each input row stands for (a golden record: all rows merged into it)."""
-    ids = as_text(df["_row_id"])
-    if "_merged_row_ids" in df.columns:
-        merged = as_text(df["_merged_row_ids"])
-        ids = merged.where(~is_missing(merged), ids)
-    return ids
+    return Lineage(df).rows()
 
 
-def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, duplicated=None
-            ) -> tuple[pd.DataFrame, pd.Series, int]:
+class Lineage:
+    """A batch's lineage texts, each computed once for the whole batch and taken for the rows asked
+    (``as_text`` and ``source_rows`` work value by value, so the rows' values are the same either way):
+    ``finish_rows`` counts the source rows of the batch and of its records, ``combine`` writes them."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self._text: dict[str, pd.Series] = {}
+        self._rows: pd.Series | None = None
+        self._count: int | None = None  # source rows of the whole batch
+
+    def _at(self, s: pd.Series, index: pd.Index | None) -> pd.Series:
+        return s if index is None or index.equals(self.df.index) else s.loc[index]
+
+    def text(self, column: str, index: pd.Index | None = None) -> pd.Series:
+        """``as_text(df.loc[index, column])``."""
+        if column not in self._text:
+            self._text[column] = as_text(self.df[column])
+        return self._at(self._text[column], index)
+
+    def rows(self, index: pd.Index | None = None) -> pd.Series:
+        """``source_rows(df.loc[index])``."""
+        if self._rows is None:
+            ids = self.text("_row_id")
+            if "_merged_row_ids" in self.df.columns:
+                merged = self.text("_merged_row_ids")
+                ids = merged.where(~is_missing(merged), ids)
+            self._rows = ids
+        return self._at(self._rows, index)
+
+    def count(self, index: pd.Index | None = None) -> int:
+        """How many source rows the rows of ``index`` stand for (``;``-separated ids, one more than the ``;``)."""
+        whole = index is None or index.equals(self.df.index)
+        if whole and self._count is not None:
+            return self._count
+        rows = self.rows(index)
+        n = count_char(rows, ";") + len(rows)
+        if whole:
+            self._count = n
+        return n
+
+
+def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, duplicated=None, *,
+            key: pd.Series | None = None, lineage: Lineage | None = None) -> tuple[pd.DataFrame, pd.Series, int]:
     """(records indexed like ``df``, duplicate mask, source rows represented). ``out``: rows that mapped.
 
     ``duplicated``: keys -> bool array, True for a key held by more than one mapping row of the whole
-    step (the map stage sees one batch at a time); by default the duplicates within ``out``."""
+    step (the map stage sees one batch at a time); by default the duplicates within ``out``. ``key``:
+    ``strip_text(out[ext])`` when the caller has it; ``lineage``: ``Lineage(df)``, shared with the caller."""
     step = loaded.step
     ext = step.external_id
-    key = strip_text(out[ext])
+    key = strip_text(out[ext]) if key is None else key
+    lineage = Lineage(df) if lineage is None else lineage
     out = out.assign(**{ext: key})
     if duplicated is None:
         dup_mask = key.duplicated(keep=False)
@@ -95,18 +135,18 @@ def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, du
         reason = pd.Series("", index=df.index, dtype=object)
         reason.loc[key.index] = f"duplicate_external_id: {ext}=" + key.fillna("")
         reasons.add(full, reason)
-    records = out[~dup_mask].copy()
+    records = out[~dup_mask].copy() if dup_mask.any() else out  # ``out`` is a copy already (assign)
     for fname, spec in step.fields.items():
         if spec.aggregate is not None:
             agg = _aggregate(spec.aggregate, df.loc[records.index, spec.aggregate.column],
                              pd.Series(records.index, index=records.index))
             records[fname] = agg.astype(object).where(agg.notna(), None).reindex(records.index).values
-    merged = source_rows(df.loc[records.index])
-    rows_out = count_char(merged, ";") + len(records) if len(records) else 0
-    records["_row_id"] = as_text(df.loc[records.index, "_row_id"]).values
+    merged = lineage.rows(records.index)
+    rows_out = lineage.count(records.index) if len(records) else 0
+    records["_row_id"] = lineage.text("_row_id", records.index).values
     records["_merged_row_ids"] = merged.values
     records["_entity"] = step.entity
-    records["_source_key"] = (as_text(df.loc[records.index, "_source_key"]).values
+    records["_source_key"] = (lineage.text("_source_key", records.index).values
                               if "_source_key" in df.columns else records[ext].values)
     records["_step"] = loaded.name
     ordered = [c for c in _field_order(loaded) if c in records.columns]

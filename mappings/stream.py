@@ -224,10 +224,14 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         for stale in (f"q{i}", f"late{i}"):  # a batch finished again
             store.drop(stale)
         df = part.df
+        candidates = len(part.candidate_keys())
         done: StepOutput = finish_rows(loaded, part, duplicates)
+        # the records are candidate rows, in order: as many of them means all, and their keys are ``keys``
+        mapped = keys if keys is not None and len(done.records) == candidates == len(keys) else \
+            _same_or(_strings(done.records[ext].astype(str)), keys)
         qkeys, qtexts = quarantined_key_texts(loaded, part, done.quarantine)
         f = _Finished(done.rows_in, done.rows_out, len(done.records), len(done.quarantine), done.reasons,
-                      list(done.records.columns), _same_or(_strings(done.records[ext].astype(str)), keys),
+                      list(done.records.columns), mapped,
                       # the reasons kept as Arrow text, not as Python strings that would outlive the batch's
                       # other objects (scattered among freed ones, they kept the allocator's memory from
                       # being reused)
