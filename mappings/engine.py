@@ -19,7 +19,7 @@ from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
-from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, is_missing
+from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
 TEXT_TYPES = {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "encryptedstring"}
@@ -69,6 +69,18 @@ class _Reasons:
         cur = self.text[mask]
         self.text.loc[mask] = cur.where(cur == "", cur + "; ") + r
 
+    def merge(self, other: "_Reasons") -> None:
+        """Add ``other``'s reasons (of some of these rows) as if each had been added here."""
+        bad = other.bad
+        if not bad.any():
+            return
+        rows = other.text.index[bad.to_numpy()]
+        mask = pd.Series(False, index=self.text.index)
+        mask.loc[rows] = True
+        reason = pd.Series("", index=self.text.index, dtype=object)
+        reason.loc[rows] = other.text[bad].to_numpy()
+        self.add(mask, reason)
+
     @property
     def bad(self) -> pd.Series:
         return self.text != ""
@@ -108,6 +120,30 @@ def _template(template: str, df: pd.DataFrame) -> pd.Series:
 
 def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
            stats: dict) -> pd.Series:
+    """Run the field's transforms in order, on the rows they may change (``mappings/unchanged.py``: the
+    others are given back as they are, as text)."""
+    from crmbridge.mappings.unchanged import unchanged_rows
+
+    skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
+    if skip is None or not skip[1].any():
+        return _chain_rows(label, spec, series, df, reasons, stats)
+    values, same = skip
+    rest = ~same
+    if rest.any():
+        cols = [c for t in spec.transforms for c in column_params(t.name, t.model) if c in df.columns]
+        sub = _Reasons(df.index[rest])
+        done = _chain_rows(label, spec, series[rest], df.loc[rest, cols], sub, stats)
+        values = values.copy()
+        values[rest] = done.to_numpy(dtype=object)
+        reasons.merge(sub)
+    else:  # the chain's counts, none changed or failed
+        for t in spec.transforms:
+            stats.setdefault(label, {}).setdefault(t.name, {"changed": 0, "failed": 0})
+    return pd.Series(values, index=series.index, dtype=object)
+
+
+def _chain_rows(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
+                stats: dict) -> pd.Series:
     """Run the field's transforms in order. A text column stays encoded (codes into its distinct
     values) through the chain, so every transform runs once per distinct value."""
     from crmbridge.mappings.distinct import Encoded, encode

@@ -158,6 +158,31 @@ def missing(series: pd.Series) -> pd.Series | None:
     return pd.Series(out, index=series.index, copy=False)
 
 
+def trim_pick(arr, collapse: bool = False):
+    """The values ``trim`` may change: whitespace at an end (or, to ``collapse``, inside), or empty."""
+    import pyarrow.compute as pc
+
+    pick = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(arr, characters=PY_WHITESPACE)), pc.binary_length(arr)),
+                  pc.equal(pc.binary_length(arr), 0))
+    if collapse:
+        pick = pc.or_(pick, pc.match_substring_regex(arr, f"{WS_BUT_SPACE}|{WS_CLASS}{{2}}"))
+    return pick
+
+
+def case_pick(arr, to: str):
+    """The values ``case`` (``to``: upper or lower) may change: a character ``str.upper``/``str.lower`` changes."""
+    import pyarrow.compute as pc
+
+    return pc.match_substring_regex(arr, case_class(to))
+
+
+def nfkc_pick(arr):
+    """The values ``nfkc`` may change: a character NFKC may change or compose."""
+    import pyarrow.compute as pc
+
+    return pc.match_substring_regex(arr, nfkc_class())
+
+
 def flags(mask) -> np.ndarray:
     """An Arrow boolean result as a numpy bool array, null as False."""
     import pyarrow.compute as pc

@@ -30,12 +30,8 @@ def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
     text = textfast.text_column(series)
     if text is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
         values, arr = text
-        pick = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)),
-                                   pc.binary_length(arr)), pc.equal(pc.binary_length(arr), 0))
-        if collapse:
-            pick = pc.or_(pick, pc.match_substring_regex(arr, f"{textfast.WS_BUT_SPACE}|{textfast.WS_CLASS}{{2}}"))
         one = (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None)
-        return textfast.patched(series, values, textfast.flags(pick), one)
+        return textfast.patched(series, values, textfast.flags(textfast.trim_pick(arr, collapse)), one)
     return _trim_python(series, as_text(series), collapse)
 
 
@@ -57,8 +53,7 @@ def case(series: pd.Series, *, to: str) -> Applied:
     text = textfast.text_column(series) if to != "title" else None  # title case depends on context
     if text is not None:  # only values holding a character that str.upper/lower changes
         values, arr = text
-        pick = pc.match_substring_regex(arr, textfast.case_class(to))
-        return textfast.patched(series, values, textfast.flags(pick), getattr(str, to))
+        return textfast.patched(series, values, textfast.flags(textfast.case_pick(arr, to)), getattr(str, to))
     return _case_python(series, as_text(series), to)
 
 
@@ -81,8 +76,8 @@ def nfkc(series: pd.Series) -> Applied:
     text = textfast.text_column(series)
     if text is not None:  # only values holding a character NFKC may change or compose
         values, arr = text
-        pick = pc.match_substring_regex(arr, textfast.nfkc_class())
-        return textfast.patched(series, values, textfast.flags(pick), lambda v: unicodedata.normalize("NFKC", v))
+        return textfast.patched(series, values, textfast.flags(textfast.nfkc_pick(arr)),
+                                lambda v: unicodedata.normalize("NFKC", v))
     return _nfkc_python(series, as_text(series))
 
 

@@ -1,0 +1,107 @@
+"""The rows a field's whole transform chain leaves as they are, found in Arrow before the chain runs.
+
+What map reads was mostly normalised by validate already: keys, credit codes and phone numbers come in
+as their transforms would write them, and they are mostly distinct, so running the chain once per
+distinct value still costs a Python string per row and a pass per transform. Each function below gives
+the values its transform *may* change or fail on (a superset: never fewer), from the column's Arrow
+array. A value no transform of the chain may change is left as it is by the first one, so the second
+sees it as it was, and so on: the chain gives it back unchanged and fails nowhere. ``engine._chain``
+runs the chain on the other rows only. A transform without such a function here (or a parameter
+setting it does not cover) means the whole chain runs as before.
+
+Proved against the chain itself, value by value with its stats and reasons, in
+tests/mappings/test_unchanged_rows.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from crmbridge.mappings import textfast
+
+
+def _trim(arr, params):
+    return textfast.trim_pick(arr, params.collapse)
+
+
+def _nfkc(arr, params):
+    return textfast.nfkc_pick(arr)
+
+
+def _case(arr, params):
+    return textfast.case_pick(arr, params.to) if params.to in ("upper", "lower") else None  # title: context
+
+
+def _phone(arr, params):
+    """Not a valid number written in E.164 already (``+8613800138000``): such a number is read by the phone
+    fast path as ``+86`` + a valid national number with nothing to strip, and written back as it was."""
+    import pyarrow.compute as pc
+    from phonenumbers import PhoneMetadata, country_code_for_region
+
+    from crmbridge.mappings.transforms_phonefast import _FAST_REGIONS, valid_national
+
+    region = params.region.upper()
+    if params.format != "e164" or region not in _FAST_REGIONS:
+        return None
+    md = PhoneMetadata.metadata_for_region(region)
+    cc = str(country_code_for_region(region))
+    shaped = textfast.flags(pc.match_substring_regex(arr, rf"^\+{cc}[1-9][0-9]{{4,13}}$"))
+    rows = np.flatnonzero(shaped)
+    national = pc.utf8_slice_codeunits(arr.take(rows), len(cc) + 1)
+    ok = valid_national(pd.Series(national.to_numpy(zero_copy_only=False), dtype=object), md).to_numpy()
+    strip = md.national_prefix_for_parsing
+    if strip:  # a national number the region's prefix pattern would strip: the fast path leaves it to the library
+        ok = ok & ~textfast.flags(pc.match_substring_regex(national, f"^(?:{strip})"))
+    canonical = np.zeros(len(arr), dtype=bool)
+    canonical[rows[ok]] = True
+    return ~canonical
+
+
+MAY_CHANGE: dict[str, Callable[[Any, Any], Any]] = {"trim": _trim, "nfkc": _nfkc, "case": _case, "phone": _phone}
+
+
+SAMPLE = 4096  # first values looked at to tell a mostly distinct column (see ``_mostly_distinct``)
+
+
+def _arrow(series: pd.Series):
+    """``(values or None, arr)``: the column as an Arrow string array, and as ``as_text`` gives it (an object
+    array, None for missing) when that came for free; None when it is not text Arrow can hold."""
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        arr = pa.array(series.array)
+        return None, arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return textfast.text_column(series)
+
+
+def _mostly_distinct(arr) -> bool:
+    """Whether 90% of the column's first values are distinct or more. Only a matter of speed (the rows come out
+    the same either way): a column of repeated values (cities, statuses) costs less through the chain,
+    once per distinct value, than one Python string per row here."""
+    import pyarrow.compute as pc
+
+    head = arr.slice(0, SAMPLE)
+    return 10 * len(pc.unique(head)) > 9 * len(head)
+
+
+def unchanged_rows(transforms: list, series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(values, same)`` for a chain of ``transforms`` (``TransformRef``s) on ``series``: the column's text
+    values and the rows no transform of the chain may change. None when some transform (or the column)
+    is not covered here."""
+    steps = [MAY_CHANGE.get(t.name) for t in transforms]
+    if not steps or any(s is None for s in steps):
+        return None
+    text = _arrow(series)
+    if text is None or not _mostly_distinct(text[1]):
+        return None
+    values, arr = text
+    may = np.zeros(len(arr), dtype=bool)
+    for step, t in zip(steps, transforms):
+        pick = step(arr, t.model)
+        if pick is None:
+            return None
+        may |= pick if isinstance(pick, np.ndarray) else textfast.flags(pick)
+    return (arr.to_numpy(zero_copy_only=False) if values is None else values), ~may
