@@ -8,7 +8,7 @@ merged with rows of other departments) or the quarantine with a reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
+from crmbridge.mappings.owners import map_distinct, owner_ids, record_type_ids  # noqa: F401 (map_distinct: tests)
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
@@ -61,10 +62,12 @@ class _Reasons:
     def __init__(self, index: pd.Index):
         self.text = pd.Series("", index=index, dtype=object)
 
-    def add(self, mask: pd.Series, reason: pd.Series | str) -> None:
+    def add(self, mask: pd.Series, reason: pd.Series | str | Callable[[], pd.Series]) -> None:
+        """``reason``: one text, one per row, or a function giving them (called only when ``mask`` has a row)."""
         mask = mask.fillna(False).astype(bool) & True
         if not mask.any():
             return
+        reason = reason() if callable(reason) else reason
         r = reason if isinstance(reason, str) else reason[mask].astype(str)
         cur = self.text[mask]
         self.text.loc[mask] = cur.where(cur == "", cur + "; ") + r
@@ -265,9 +268,11 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
         out[col] = key.where(~miss, None)
 
     if step.owner is not None:
-        out["OwnerId"] = _owners(loaded, work, refs, wreasons, stats)
+        own = step.owner
+        out["OwnerId"] = owner_ids(own, _chain("OwnerId", own, work[own.column], work, wreasons, stats), refs,
+                                   wreasons)
     if step.record_type is not None:
-        out["RecordTypeId"] = _record_types(loaded, work, refs, wreasons)
+        out["RecordTypeId"] = record_type_ids(loaded, work, refs, wreasons)
     _org_value_checks(step.object, out, refs, wreasons)
 
     reasons.text.loc[work.index] = wreasons.text
@@ -410,67 +415,6 @@ def _apply_filters(loaded: LoadedStep, df: pd.DataFrame, reasons: _Reasons) -> d
         counts[label] = int(drop.sum())
         reasons.add(drop, f"filtered: {label}")
     return counts
-
-
-def map_distinct(s: pd.Series, fn) -> pd.Series:
-    """``s.map(fn)`` for a pure ``fn`` of text, called once per distinct value: ``map`` of the distinct
-    values (so pandas infers the result's dtype from the same set of results), then taken row by row.
-    Missing values are told apart by type and repr (None, NaN and NA can map differently)."""
-    values = s.to_numpy(dtype=object)
-    # factorize would take 1, 1.0 and True for one value: text (and missing) only
-    if len(values) < 64 or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        return s.map(fn)
-    missing = pd.isna(values)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    reps = list(uniques)
-    if missing.any():
-        kinds: dict[tuple, int] = {}
-        miss_codes = []
-        for v in values[missing].tolist():
-            k = (type(v), repr(v))
-            if k not in kinds:
-                kinds[k] = len(reps)
-                reps.append(v)
-            miss_codes.append(kinds[k])
-        codes = codes.copy()
-        codes[missing] = miss_codes
-    mapped = pd.Series(reps, dtype=object).map(fn)
-    out = mapped.take(codes)
-    out.index = s.index
-    out.name = s.name
-    return out
-
-
-def _owners(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons, stats: dict) -> pd.Series:
-    own = loaded.step.owner
-    code = strip_text(_chain("OwnerId", own, work[own.column], work, reasons, stats))
-    table = {k.strip(): v.strip() for k, v in refs.owners.items()}
-    username = map_distinct(code, lambda c: table.get(c) if c is not None else None)
-    miss = username.isna()
-    if own.on_missing == "default":
-        username = username.where(~miss, own.default)
-    elif own.on_missing == "quarantine":
-        reasons.add(miss, f"owner_not_mapped: {own.column}=" + code.fillna("(empty)"))
-    users = {k.lower(): v for k, v in refs.users.items()}
-    ids = map_distinct(username, lambda u: users.get(str(u).lower()) if u is not None else None)
-    unknown = username.notna() & ids.isna()
-    reasons.add(unknown, "owner_user_not_found: Username=" + username.fillna(""))
-    return ids
-
-
-def _record_types(loaded: LoadedStep, work: pd.DataFrame, refs: OrgRefs, reasons: _Reasons) -> pd.Series:
-    rt, obj = loaded.step.record_type, loaded.step.object
-    if rt.developer_name is not None:
-        rid = refs.record_types.get((obj, rt.developer_name))
-        if rid is None:
-            raise UsageError(f"mapping {loaded.file} step {loaded.name}: record type '{rt.developer_name}' "
-                             f"does not exist for {obj} in the org", hint="check the DeveloperName in Setup")
-        return pd.Series(rid, index=work.index, dtype=object)
-    legacy = strip_text(work[rt.column])
-    dev = map_distinct(legacy, lambda v: rt.map.get(v, v) if v is not None else None)
-    ids = map_distinct(dev, lambda d: refs.record_types.get((obj, d)) if d is not None else None)
-    reasons.add(dev.notna() & ids.isna(), "record_type_not_found: DeveloperName=" + dev.fillna(""))
-    return ids
 
 
 def _org_value_checks(obj: str, out: pd.DataFrame, refs: OrgRefs, reasons: _Reasons) -> None:
