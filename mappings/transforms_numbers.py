@@ -60,7 +60,8 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         for target, part in zip((t, neg, mult, is_pct), parts):
             target.iloc[rest.nonzero()[0]] = part.to_numpy()
         ok_shape.iloc[rest.nonzero()[0]] = parts[0].str.fullmatch(_NUMBER).fillna(False).astype(bool).to_numpy()
-    num = pd.to_numeric(t.where(ok_shape), errors="coerce") * mult
+    num = _whole_numbers(t, ok_shape)
+    num = (pd.to_numeric(t.where(ok_shape), errors="coerce") if num is None else num) * mult
     num = num.where(~neg, -num)
     num = num.where(~is_pct, num / 100)
     if scale is not None:
@@ -74,6 +75,20 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         out = num.astype(object)
     out = out.where(num.notna() & ~failed, None)
     return finish(series, out, failed)
+
+
+def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:
+    """``pd.to_numeric(t.where(ok))`` as float64 when every number text there is a plain integer of at most
+    15 digits (what validate hands over), read by Arrow's casts: such an integer is exact as a float64
+    whatever the parser, so the values are ``to_numeric``'s (times 1.0, as ``mult`` makes them). None
+    otherwise, the column then goes to ``to_numeric``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = strings(t.where(ok).to_numpy(dtype=object))
+    if not pc.all(pc.match_substring_regex(arr, r"^[0-9]{1,15}$")).as_py():  # None: no number at all
+        return None
+    return pd.Series(pc.cast(pc.cast(arr, pa.int64()), pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
 
 
 def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:

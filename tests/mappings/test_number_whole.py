@@ -1,0 +1,66 @@
+"""``parse_number`` with plain integers read by Arrow's casts (``_whole_numbers``) against the same function
+reading every number with ``pd.to_numeric`` (the previous code: the fast path switched off), value by
+value with types, changed and failed: integers of 1 to 20 digits, leading zeros, 2**53 and around,
+decimals, currency, thousands, full-width digits, blanks and None; every parameter setting."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from crmbridge.mappings import transforms_numbers as N
+
+EDGES = ["0", "00", "007", "9007199254740992", "9007199254740993", "999999999999999", "1000000000000000",
+         "18446744073709551616", "1.5", "0.1", "2.675", "¥1,234", "1,000", "１２３", "12万", "(5)", "", " ", "x", None]
+SETTINGS = [{}, {"scale": 0}, {"scale": 2}, {"integer": True}, {"percent": True}, {"cn_units": True},
+            {"decimal": ",", "thousands": "."}]
+
+
+def _values(n: int, seed: int, digits: int, extra: float) -> list:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if rng.random() < extra:
+            out.append(rng.choice(EDGES))
+        else:
+            out.append(str(rng.randrange(10 ** rng.randint(1, digits))))
+    return out
+
+
+def _reference(series, **kw):
+    keep = N._whole_numbers
+    N._whole_numbers = lambda t, ok: None
+    try:
+        return N.parse_number(series, **kw)
+    finally:
+        N._whole_numbers = keep
+
+
+@pytest.mark.parametrize("setting", range(len(SETTINGS)))
+@pytest.mark.parametrize("digits,extra", [(15, 0.0), (9, 0.02), (15, 0.3), (20, 0.0)])
+@pytest.mark.parametrize("dtype", ["object", "str"])
+def test_parse_number_equals_to_numeric(setting, digits, extra, dtype):
+    series = pd.Series(_values(3000, setting + digits, digits, extra), dtype=dtype)
+    try:
+        ref = _reference(series, **SETTINGS[setting])
+    except TypeError:  # integer: true with a number past int64 (2**64): the previous code raises too
+        with pytest.raises(TypeError):
+            N.parse_number(series, **SETTINGS[setting])
+        return
+    got = N.parse_number(series, **SETTINGS[setting])
+    assert [(type(v), v) for v in got.values.tolist()] == [(type(v), v) for v in ref.values.tolist()]
+    assert got.values.dtype == ref.values.dtype
+    assert got.changed.tolist() == ref.changed.tolist() and got.failed.tolist() == ref.failed.tolist()
+
+
+@pytest.mark.parametrize("values", [["12", None, "7"], [None, None], ["123456789012345"] * 3, ["1.0"], []])
+def test_whole_numbers_taken_only_when_all_are_plain_integers(values):
+    t = pd.Series(values, dtype=object)
+    got = N._whole_numbers(t, pd.Series(True, index=t.index))
+    plain = bool(values) and any(v is not None for v in values) and all(v is None or v.isdigit() for v in values)
+    assert (got is not None) == plain
+    if plain:
+        assert got.tolist() == pd.to_numeric(t, errors="coerce").astype(float).tolist() or \
+            got.isna().tolist() == t.isna().tolist()
