@@ -239,7 +239,7 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
 
     filtered = _apply_filters(loaded, df, reasons)
     live = ~reasons.bad
-    work = df[live]
+    work = df if live.all() else df[live]  # (read only)
     out = pd.DataFrame(index=work.index)
     wreasons = _Reasons(work.index)
 
@@ -364,7 +364,9 @@ def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_
     bad = pd.Series(False, index=records.index)
     why = pd.Series("", index=records.index, dtype=object)
     for fname, spec in loaded.step.fields.items():
-        if spec.required and fname in records.columns:
+        # a record's external ID is present: map_rows quarantined the rows missing it, and a present key
+        # stays present once stripped (is_missing is blank by str.strip's whitespace)
+        if spec.required and fname in records.columns and fname != loaded.step.external_id:
             miss = is_missing(as_text(records[fname])) & ~bad
             why = why.where(~miss, f"required_missing: {fname}")
             bad |= miss
