@@ -221,7 +221,8 @@ class Partial:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
         if self._keys is None:
             ok = self.reasons.text.index[~self.reasons.bad]
-            self._keys = strip_text(self.out.loc[self.out.index.intersection(ok), self.ext])
+            keep = self.out.index.intersection(ok)
+            self._keys = strip_text(self.out[self.ext] if len(keep) == len(self.out) else self.out.loc[keep, self.ext])
         return self._keys
 
 
@@ -240,14 +241,14 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     filtered = _apply_filters(loaded, df, reasons)
     live = ~reasons.bad
     work = df if live.all() else df[live]  # (read only)
-    out = pd.DataFrame(index=work.index)
     wreasons = _Reasons(work.index)
 
+    values = {}  # the frame built once: a column inserted at a time costs a block each
     for fname, spec in step.fields.items():
         if spec.aggregate is not None:
             continue  # computed in combine()
-        val = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats)
-        out[fname] = val
+        values[fname] = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats)
+    out = pd.DataFrame(values, index=work.index)
     ext = step.external_id
     wreasons.add(is_missing(as_text(out[ext])), f"missing_external_id: {ext}")
 
