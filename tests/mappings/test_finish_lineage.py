@@ -12,7 +12,7 @@ import pytest
 
 from crmbridge.mappings.engine import (OrgRefs, _per_source_row, _required, finish_rows, map_rows, reason_counts)
 from crmbridge.mappings.keyindex import KeyIndex
-from crmbridge.mappings.merge import _aggregate, _field_order
+from crmbridge.mappings.merge import _field_order
 from crmbridge.mappings.models import load_mappings
 from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import as_text, is_missing
@@ -37,17 +37,11 @@ def _reference_combine(loaded, df, out, reasons, duplicated):
     out = out.assign(**{ext: key})
     dup_mask = pd.Series(np.asarray(duplicated(key), dtype=bool), index=key.index)
     if dup_mask.any():
-        full = pd.Series(False, index=df.index)
-        full.loc[dup_mask[dup_mask].index] = True
-        reason = pd.Series("", index=df.index, dtype=object)
-        reason.loc[key.index] = f"duplicate_external_id: {ext}=" + key.fillna("")
-        reasons.add(full, reason)
+        dup_rows = dup_mask.index[dup_mask.to_numpy()]
+        reasons.add(pd.Series(df.index.isin(dup_rows), index=df.index),
+                    (f"duplicate_external_id: {ext}=" + key.fillna("")).reindex(df.index, fill_value=""))
     records = out[~dup_mask].copy()
-    for fname, spec in step.fields.items():
-        if spec.aggregate is not None:
-            agg = _aggregate(spec.aggregate, df.loc[records.index, spec.aggregate.column],
-                             pd.Series(records.index, index=records.index))
-            records[fname] = agg.astype(object).where(agg.notna(), None).reindex(records.index).values
+    assert not any(spec.aggregate for spec in step.fields.values())  # (no aggregate in these steps)
     merged = source_rows(df.loc[records.index])
     rows_out = count_char(merged, ";") + len(records) if len(records) else 0
     records["_row_id"] = as_text(df.loc[records.index, "_row_id"]).values
@@ -69,17 +63,18 @@ def _reference_finish(loaded, part, duplicates):
                                               duplicates.contains)
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
     records = records.reset_index(drop=True)
-    bad = reasons.bad
+    bad = reasons.bad.to_numpy()
     quarantine = _per_source_row(df[bad].copy())
-    quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
+    quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).to_numpy()
     quarantine["_step"] = loaded.name
-    rows_in = count_char(source_rows(df), ";") + len(df) if len(df) else 0
+    rows_in = (count_char(source_rows(df), ";") + len(df)) if len(df) else 0
     return records, quarantine.reset_index(drop=True), rows_in, rows_out, reason_counts(quarantine["_reason"].tolist())
 
 
 def _rows(n: int, seed: int, lineage: str) -> pd.DataFrame:
     df = awkward_rows(n, seed)
     df["_row_id"] = [f"src:{i + 2}" for i in range(n)]
+    df.loc[df.index % 37 == 4, "customer_no"] = [" ", "\u3000", "", "\t\x1c"][seed % 4]  # blank keys
     if lineage == "golden":  # resolve's golden records: some stand for several source rows
         df["_merged_row_ids"] = [f"src:{i + 2};other:{i}" if i % 5 == 1 else (None if i % 7 else "") for i in range(n)]
         df["_source_key"] = df["customer_no"]
@@ -115,6 +110,9 @@ def test_finish_rows_equals_the_previous_code(tmp_path, lineage, step, others):
     assert (got.rows_in, got.rows_out, got.reasons) == (rows_in, rows_out, reasons)
     assert new.reasons.text.tolist() == ref.reasons.text.tolist()
     assert len(got.records) and len(got.quarantine)
+    # what lets _required skip the external ID: no record's key is missing (rows without one were quarantined)
+    assert not is_missing(as_text(got.records[loaded.step.external_id])).any()
+    assert "missing_external_id" in " ".join(got.reasons)
 
 
 def test_every_row_a_record_takes_the_batch_as_it_is(tmp_path):
