@@ -71,6 +71,9 @@ def source_rows(df: pd.DataFrame) -> pd.Series:
     return Lineage(df).rows()
 
 
+_STR = pd.StringDtype(na_value=np.nan)  # pandas' default ``str`` dtype: what an object array of text becomes
+
+
 class Lineage:
     """A batch's lineage texts, each computed once for the whole batch and taken for the rows asked
     (``as_text`` and ``source_rows`` work value by value, so the rows' values are the same either way):
@@ -91,6 +94,18 @@ class Lineage:
             self._text[column] = as_text(self.df[column])
         return self._at(self._text[column], index)
 
+    def values(self, column: str, index: pd.Index | None = None):
+        """What ``as_text(df.loc[index, column]).values`` makes once set as a column (pandas reads a non-empty
+        object array of ``str`` as its ``str`` dtype): the column's own ``str`` values when it is ``str``
+        without missing values (no Python string per row), else ``text(column, index).values``."""
+        if self._plain(column) and (index is None or len(index)):  # (no rows: an object array stays object)
+            return self._at(self.df[column], index).values
+        return self.text(column, index).values
+
+    def _plain(self, column: str) -> bool:
+        s = self.df[column]
+        return isinstance(s.dtype, pd.StringDtype) and s.dtype == _STR and not s.hasnans
+
     def rows(self, index: pd.Index | None = None) -> pd.Series:
         """``source_rows(df.loc[index])``."""
         if self._rows is None:
@@ -106,7 +121,8 @@ class Lineage:
         whole = index is None or index.equals(self.df.index)
         if whole and self._count is not None:
             return self._count
-        rows = self.rows(index)
+        plain = "_merged_row_ids" not in self.df.columns and self._plain("_row_id")  # then the ids are the rows'
+        rows = self._at(self.df["_row_id"], index) if plain else self.rows(index)
         n = count_char(rows, ";") + len(rows)
         if whole:
             self._count = n
@@ -141,12 +157,12 @@ def combine(loaded: LoadedStep, df: pd.DataFrame, out: pd.DataFrame, reasons, du
             agg = _aggregate(spec.aggregate, df.loc[records.index, spec.aggregate.column],
                              pd.Series(records.index, index=records.index))
             records[fname] = agg.astype(object).where(agg.notna(), None).reindex(records.index).values
-    merged = lineage.rows(records.index)
     rows_out = lineage.count(records.index) if len(records) else 0
-    records["_row_id"] = lineage.text("_row_id", records.index).values
-    records["_merged_row_ids"] = merged.values
+    records["_row_id"] = lineage.values("_row_id", records.index)
+    records["_merged_row_ids"] = (lineage.rows(records.index).values if "_merged_row_ids" in df.columns
+                                  else lineage.values("_row_id", records.index))
     records["_entity"] = step.entity
-    records["_source_key"] = (lineage.text("_source_key", records.index).values
+    records["_source_key"] = (lineage.values("_source_key", records.index)
                               if "_source_key" in df.columns else records[ext].values)
     records["_step"] = loaded.name
     ordered = [c for c in _field_order(loaded) if c in records.columns]

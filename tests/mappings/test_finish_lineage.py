@@ -155,3 +155,18 @@ def test_the_stream_mapped_keys_are_the_written_records_keys(tmp_path, unique):
     written = pq.read_table(tmp_path / "r.parquet").column("Legacy_Id__c").to_pylist()
     assert list(res.mapped) == sorted(set(written), key=lambda k: k.encode() + b"\x01")
     assert (res.rows_quarantined == 0) == unique
+
+
+@pytest.mark.parametrize("lineage", ["golden", "plain", "none"])
+def test_a_batch_with_no_record_left(tmp_path, lineage):
+    """Every key held elsewhere too: no record; the empty records frame has the previous dtypes."""
+    loaded = _steps(tmp_path)["template"]
+    batch = _rows(300, 9, lineage)
+    new, ref = (map_rows(loaded, batch, refs=REFS) for _ in range(2))
+    duplicates = KeyIndex.of(new.candidate_keys())
+    got = finish_rows(loaded, new, duplicates)
+    records, quarantine, rows_in, rows_out, reasons = _reference_finish(loaded, ref, duplicates)
+    assert got.records.empty
+    pd.testing.assert_frame_equal(got.records, records, check_exact=True)
+    pd.testing.assert_frame_equal(got.quarantine, quarantine, check_exact=True)
+    assert (got.rows_in, got.rows_out, got.reasons) == (rows_in, rows_out, reasons)
