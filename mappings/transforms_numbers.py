@@ -68,7 +68,9 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         num = num.round(scale)
     failed = present & num.isna()
     if integer:
-        whole = num.notna() & (num == num.round(0))
+        # A whole number past int64 (an ERP's 20-digit code in a count column) fails like any other
+        # unreadable number instead of stopping the stage in pandas' Int64 cast.
+        whole = num.notna() & (num == num.round(0)) & (num.abs() < 2.0 ** 63)
         failed = failed | (present & num.notna() & ~whole)
         out = num.where(whole).astype("Int64").astype(object)
     else:

@@ -43,12 +43,7 @@ def _reference(series, **kw):
 @pytest.mark.parametrize("dtype", ["object", "str"])
 def test_parse_number_equals_to_numeric(setting, digits, extra, dtype):
     series = pd.Series(_values(3000, setting + digits, digits, extra), dtype=dtype)
-    try:
-        ref = _reference(series, **SETTINGS[setting])
-    except TypeError:  # integer: true with a number past int64 (2**64): the previous code raises too
-        with pytest.raises(TypeError):
-            N.parse_number(series, **SETTINGS[setting])
-        return
+    ref = _reference(series, **SETTINGS[setting])
     got = N.parse_number(series, **SETTINGS[setting])
     assert [(type(v), v) for v in got.values.tolist()] == [(type(v), v) for v in ref.values.tolist()]
     assert got.values.dtype == ref.values.dtype
@@ -64,3 +59,17 @@ def test_whole_numbers_taken_only_when_all_are_plain_integers(values):
     if plain:
         assert got.tolist() == pd.to_numeric(t, errors="coerce").astype(float).tolist() or \
             got.isna().tolist() == t.isna().tolist()
+
+
+@pytest.mark.parametrize("text", ["18446744073709551616", "9223372036854775808", "-9300000000000000000", "1e30"])
+def test_integer_past_int64_fails_the_cell_instead_of_raising(text):
+    series = pd.Series(["42", text, None], dtype=object)
+    got = N.parse_number(series, integer=True)
+    assert got.values.tolist() == [42, text, None]
+    assert got.failed.tolist() == [False, True, False]
+    assert got.changed.tolist() == [True, False, False]
+
+
+def test_integer_just_inside_int64_is_kept():
+    got = N.parse_number(pd.Series(["9223372036854774784"], dtype=object), integer=True)
+    assert got.values.tolist() == [9223372036854774784] and got.failed.tolist() == [False]
