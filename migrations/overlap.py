@@ -41,7 +41,8 @@ def run_idle(tasks: list) -> None:
 
 def while_waiting(ctx, send: Callable[[], None]) -> None:
     """``send`` a batch; if the stage has idle work, send it from a thread and do that work here once
-    the batch's Bulk job exists: the org processes the job meanwhile, this process would only wait."""
+    the batch's Bulk job is closed (its data up): the org processes the job meanwhile, this process would
+    only wait."""
     if not ctx.idle:
         send()
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from crmbridge.cells import to_native
+from crmbridge.connectors.salesforce.values import ColumnRecords
 
 CRASH_ENV = "CRMBRIDGE_TEST_CRASH_AT"
 _crash_seen: dict[str, int] = {}
@@ -104,7 +105,12 @@ def frame_to_records(df, positions: list[int] | None, fields: list[str], columns
 def records_of(cols: list[list], fields: list[str]) -> list[dict]:
     """The records (as ``to_records`` builds them) of ``record_columns``' columns."""
     n = len(cols[0]) if cols else 0
-    return _assemble(cols, fields, n) if n else []
+    if not n:
+        return []
+    records = _assemble(cols, fields, n)
+    if any("." in f for f in fields):  # a record may lack a lookup (None): the dicts are the truth
+        return records
+    return ColumnRecords(records, fields, cols)  # the upload's cells come from the columns
 
 
 def record_columns(df, positions: list[int] | None, fields: list[str],

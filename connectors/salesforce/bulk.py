@@ -348,8 +348,9 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
 
 def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[str], *,
              external_id_field: str | None, on_job: Callable[[str], None] | None,
-             timeout: float) -> list[RowResult]:
-    """Create a job, tell ``on_job`` its id before any data goes up, then upload, close, wait, match."""
+             timeout: float, on_sent: Callable[[], None] | None = None) -> list[RowResult]:
+    """Create a job, tell ``on_job`` its id before any data goes up, then upload, close, wait, match.
+    ``on_sent``: called once the job is closed (its data up, the org at work on it)."""
     from crmbridge.errors import UsageError
 
     with gc_paused():  # a tuple of cells per record, no cycles: no collector passes over them
@@ -376,6 +377,8 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
         except Exception:  # noqa: BLE001 - best effort; resume_job reports the job's real state
             pass
         return [failed(k, code, f"{msg} (Bulk job {job_id} aborted)") for k in keys]
+    if on_sent is not None:
+        on_sent()
     try:
         return run_job(api, job_id, operation, sobject, payload, keys, timeout=timeout, upload_if_open=False,
                        submitted=True)
