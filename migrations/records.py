@@ -141,5 +141,15 @@ def record_columns(df, positions: list[int] | None, fields: list[str],
 
 
 def cells_chars(cols: list[list]) -> int:
-    """The characters of every cell as ``str`` writes it (text columns summed without joining)."""
-    return sum(sum(map(len, c)) if set(map(type, c)) <= {str} else len("".join(map(str, c))) for c in cols)
+    """The characters of every cell as ``str`` writes it (text columns, gaps included, summed without
+    joining: ``str(None)`` is ``"None"``)."""
+    return sum(_column_chars(c) for c in cols)
+
+
+def _column_chars(c: list) -> int:
+    kinds = set(map(type, c))
+    if kinds <= {str}:
+        return sum(map(len, c))
+    if kinds <= {str, type(None)}:  # text with gaps (the usual mapped column)
+        return sum(map(len, filter(None, c))) + 4 * c.count(None)
+    return len("".join(map(str, c)))
