@@ -197,7 +197,7 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
                 results[i] = r
     else:
         results = ctx.conn.dml("upsert", ctx.sobject, records, keys=keys, external_id_field=ctx.ext, on_job=on_job,
-                               on_sent=on_sent)
+                               on_sent=on_sent, on_done=getattr(ctx.after_dml, "all_succeeded", None))
     if len(results) != len(keys):
         raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
                         hint=f"`crmbridge migrate` resumes run {run_id}")
