@@ -179,6 +179,10 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
         with ctx.lock:
             L.journal_job(ctx.engine, run_id, name, batch_no, job_id)
         crash_point("load:after_job_created")
+
+    def on_sent() -> None:
+        # the idle work starts once the job's data is up: begun at the job's creation, it held the GIL
+        # against the upload's thread, which waits for it between writes to the socket
         if ctx.submitted is not None:
             ctx.submitted.set()
 
@@ -192,7 +196,8 @@ def run_batch(ctx: _Ctx, entry: L.JournalEntry, by_key: dict, *, fresh: bool,
             for i, r in zip(redo, again):
                 results[i] = r
     else:
-        results = ctx.conn.dml("upsert", ctx.sobject, records, keys=keys, external_id_field=ctx.ext, on_job=on_job)
+        results = ctx.conn.dml("upsert", ctx.sobject, records, keys=keys, external_id_field=ctx.ext, on_job=on_job,
+                               on_sent=on_sent, on_done=getattr(ctx.after_dml, "all_succeeded", None))
     if len(results) != len(keys):
         raise RunFailed(f"step {name} batch {batch_no}: {len(results)} results for {len(keys)} records",
                         hint=f"`crmbridge migrate` resumes run {run_id}")

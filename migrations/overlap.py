@@ -41,7 +41,8 @@ def run_idle(tasks: list) -> None:
 
 def while_waiting(ctx, send: Callable[[], None]) -> None:
     """``send`` a batch; if the stage has idle work, send it from a thread and do that work here once
-    the batch's Bulk job exists: the org processes the job meanwhile, this process would only wait."""
+    the batch's Bulk job is closed (its data up): the org processes the job meanwhile, this process would
+    only wait."""
     if not ctx.idle:
         send()
         return
@@ -65,18 +66,43 @@ def while_waiting(ctx, send: Callable[[], None]) -> None:
 
 def readback_ahead(ctx, written: list[str], unchanged: list[str]) -> Callable[[list], None] | None:
     """For the run's last step, what follows its last write: start reconcile's read of the org
-    (``reconcile.prefetch``), so that the org runs that query while the load records its results."""
+    (``reconcile.prefetch``), so that the org runs that query while the load records its results.
+    ``ReadAhead``: started at the first of the batch's outcomes known all succeeded, before they are
+    matched, or the batch's results."""
     if not ctx.plan or ctx.plan[-1].get("step") != ctx.name:
         return None
+    return ReadAhead(ctx, written, unchanged)
 
-    def after_dml(results: list) -> None:
-        if ctx.pending or any(not r.success and is_transient(r.error_code) for r in results):
-            return  # rows left pending: the stage stops before reconcile
+
+class ReadAhead:
+    """Starts reconcile's read of the org once: from ``all_succeeded`` (the connector's ``on_done``: the
+    last job is done and every row of it succeeded, its results not matched yet) or from the results of
+    the last write (called with them), unless rows were left pending (the stage then stops before
+    reconcile)."""
+
+    def __init__(self, ctx, written: list[str], unchanged: list[str]):
+        self.ctx, self.written, self.unchanged = ctx, written, unchanged
+        self.started = False
+
+    def all_succeeded(self) -> None:
+        try:
+            self._start()
+        except Exception as exc:  # noqa: BLE001 - a head start lost is no failure of the load
+            log.info("step %s: reconcile's read not started ahead (%s)", self.ctx.name, type(exc).__name__)
+
+    def __call__(self, results: list) -> None:
+        if any(not r.success and is_transient(r.error_code) for r in results):
+            return
+        self._start()
+
+    def _start(self) -> None:
+        if self.started or self.ctx.pending:
+            return
+        self.started = True
         from crmbridge.migrations.reconcile import prefetch
 
-        prefetch(ctx.conn, ctx.engine, ctx.run, ctx.step, ctx.fields, written, unchanged)
-
-    return after_dml
+        ctx = self.ctx
+        prefetch(ctx.conn, ctx.engine, ctx.run, ctx.step, ctx.fields, self.written, self.unchanged)
 
 
 def reconcile_ahead(ctx, df) -> None:

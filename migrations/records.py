@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from crmbridge.cells import to_native
+from crmbridge.connectors.salesforce.values import ColumnRecords
 
 CRASH_ENV = "CRMBRIDGE_TEST_CRASH_AT"
 _crash_seen: dict[str, int] = {}
@@ -104,7 +105,12 @@ def frame_to_records(df, positions: list[int] | None, fields: list[str], columns
 def records_of(cols: list[list], fields: list[str]) -> list[dict]:
     """The records (as ``to_records`` builds them) of ``record_columns``' columns."""
     n = len(cols[0]) if cols else 0
-    return _assemble(cols, fields, n) if n else []
+    if not n:
+        return []
+    records = _assemble(cols, fields, n)
+    if any("." in f for f in fields):  # a record may lack a lookup (None): the dicts are the truth
+        return records
+    return ColumnRecords(records, fields, cols)  # the upload's cells come from the columns
 
 
 def record_columns(df, positions: list[int] | None, fields: list[str],
@@ -135,5 +141,15 @@ def record_columns(df, positions: list[int] | None, fields: list[str],
 
 
 def cells_chars(cols: list[list]) -> int:
-    """The characters of every cell as ``str`` writes it (text columns summed without joining)."""
-    return sum(sum(map(len, c)) if set(map(type, c)) <= {str} else len("".join(map(str, c))) for c in cols)
+    """The characters of every cell as ``str`` writes it (text columns, gaps included, summed without
+    joining: ``str(None)`` is ``"None"``)."""
+    return sum(_column_chars(c) for c in cols)
+
+
+def _column_chars(c: list) -> int:
+    kinds = set(map(type, c))
+    if kinds <= {str}:
+        return sum(map(len, c))
+    if kinds <= {str, type(None)}:  # text with gaps (the usual mapped column)
+        return sum(map(len, filter(None, c))) + 4 * c.count(None)
+    return len("".join(map(str, c)))

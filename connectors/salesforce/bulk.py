@@ -197,11 +197,19 @@ def _each(text: str, key_cols: list[str], *extra: str):
         yield (tuple("" if p is None else r[p] for p in kp), *("" if p is None else r[p] for p in xp))
 
 
-def _add_successes(api, sobject: str, job_id: str, matcher: Matcher) -> int:
-    """Fetch the job's successful results into ``matcher``; returns how many rows the file held."""
+def _add_successes(api, sobject: str, job_id: str, matcher: Matcher,
+                   on_all: Callable[[], None] | None = None) -> int:
+    """Fetch the job's successful results into ``matcher``; returns how many rows the file held.
+    ``on_all``: called before they are matched when the file holds a row for every record (the job is
+    done and every row succeeded)."""
     text = api.call(lambda: api.bulk_client(sobject).get_ingest_results(job_id, "successfulResults"),
                     "bulk successful results")
-    return matcher.add_successes(_each(text, matcher.payload.key_cols, "sf__Id", "sf__Created"))
+    rows = _each(text, matcher.payload.key_cols, "sf__Id", "sf__Created")
+    if on_all is not None:
+        rows = list(rows)
+        if len(rows) == len(matcher.keys):
+            on_all()
+    return matcher.add_successes(rows)
 
 
 class EarlyResults:
@@ -210,9 +218,10 @@ class EarlyResults:
     final info is implied, no failed results to fetch); otherwise the successes found are kept, so
     that a job that ends with failures does not download them twice."""
 
-    def __init__(self, api, sobject: str, job_id: str, payload: Payload, keys: list[str]):
+    def __init__(self, api, sobject: str, job_id: str, payload: Payload, keys: list[str],
+                 on_done: Callable[[], None] | None = None):
         self.api, self.sobject, self.job_id = api, sobject, job_id
-        self.payload, self.keys = payload, keys
+        self.payload, self.keys, self.on_done = payload, keys, on_done
         self.matcher: Matcher | None = None
         self.found = 0  # rows in the successful results file fetched
         self.done = False
@@ -223,7 +232,7 @@ class EarlyResults:
         try:
             with gc_paused():  # a RowResult per record, no cycles
                 matcher = Matcher(self.payload, self.keys)
-                found = _add_successes(self.api, self.sobject, self.job_id, matcher)
+                found = _add_successes(self.api, self.sobject, self.job_id, matcher, self.on_done)
         except SalesforceMalformedRequest:
             return None  # an org that serves no results before the job's end: look at its status
         self.matcher, self.found = matcher, found
@@ -253,6 +262,18 @@ def fetch_results(api, sobject: str, job_id: str, matcher: Matcher, job: dict | 
         bad = api.call(lambda: client().get_ingest_results(job_id, "failedResults"), "bulk failed results")
         for key, sf_id, error in _each(bad, matcher.payload.key_cols, "sf__Id", "sf__Error"):
             matcher.add_failure(key, sf_id, error)
+
+
+def _once(f: Callable[[], None] | None) -> Callable[[], None]:
+    """``f`` (if any) called the first time only."""
+    called: list = []
+
+    def once() -> None:
+        if f is not None and not called:
+            called.append(True)
+            f()
+
+    return once
 
 
 def _count(job: dict | None, name: str) -> int | None:
@@ -310,10 +331,13 @@ def _finish_upload(api, sobject: str, job_id: str, data: bytes) -> None:
 
 
 def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, keys: list[str], *,
-            timeout: float, upload_if_open: bool = True, submitted: bool = False) -> list[RowResult]:
+            timeout: float, upload_if_open: bool = True, submitted: bool = False,
+            on_done: Callable[[], None] | None = None) -> list[RowResult]:
     """Drive job ``job_id`` to its end (upload/close if still Open) and match its results to the rows.
 
     ``submitted``: this process just uploaded and closed the job (no need to look at it first).
+    ``on_done``: called once, before the results are matched, when the job is known done with every
+    row succeeded (from its final info or from its successful results).
     """
     from simple_salesforce.exceptions import SalesforceResourceNotFound
 
@@ -328,11 +352,15 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
         if job.get("state") == "Open" and upload_if_open:
             _finish_upload(api, sobject, job_id, payload.data())
             look_first = False
-    early = EarlyResults(api, sobject, job_id, payload, keys)
+    done = _once(on_done)
+    early = EarlyResults(api, sobject, job_id, payload, keys, done)
     job = wait_for_job(api.call, lambda: client().get_job(job_id, False), f"bulk status {job_id}", timeout,
                        rows=len(keys), pace=getattr(api, "pace", None), kind="ingest", look_first=look_first,
                        finish=early)
     state = job.get("state")
+    if state == "JobComplete" and _count(job, "numberRecordsFailed") == 0 \
+            and _count(job, "numberRecordsProcessed") == len(keys):
+        done()
     matcher = early.matcher if early.all_successes(job) else Matcher(payload, keys)
     try:
         if not early.done:
@@ -348,8 +376,11 @@ def run_job(api, job_id: str, operation: str, sobject: str, payload: Payload, ke
 
 def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[str], *,
              external_id_field: str | None, on_job: Callable[[str], None] | None,
-             timeout: float) -> list[RowResult]:
-    """Create a job, tell ``on_job`` its id before any data goes up, then upload, close, wait, match."""
+             timeout: float, on_sent: Callable[[], None] | None = None,
+             on_done: Callable[[], None] | None = None) -> list[RowResult]:
+    """Create a job, tell ``on_job`` its id before any data goes up, then upload, close, wait, match.
+    ``on_sent``: called once the job is closed (its data up, the org at work on it); ``on_done``: see
+    ``run_job``."""
     from crmbridge.errors import UsageError
 
     with gc_paused():  # a tuple of cells per record, no cycles: no collector passes over them
@@ -376,9 +407,11 @@ def bulk_dml(api, operation: str, sobject: str, records: list[dict], keys: list[
         except Exception:  # noqa: BLE001 - best effort; resume_job reports the job's real state
             pass
         return [failed(k, code, f"{msg} (Bulk job {job_id} aborted)") for k in keys]
+    if on_sent is not None:
+        on_sent()
     try:
         return run_job(api, job_id, operation, sobject, payload, keys, timeout=timeout, upload_if_open=False,
-                       submitted=True)
+                       submitted=True, on_done=on_done)
     except TRANSPORT_ERRORS as exc:
         # The data is with Salesforce and may be applied: resending would duplicate inserts.
         code, msg = chunk_failure(exc)

@@ -193,8 +193,14 @@ class SalesforceConnector:
     # ----------------------------------------------------------------- DML
     def dml(self, operation: str, sobject: str, records: list[dict], *, keys: list[str] | None = None,
             external_id_field: str | None = None, api: str = "auto",
-            on_job: Callable[[str], None] | None = None) -> list[RowResult]:
+            on_job: Callable[[str], None] | None = None,
+            on_sent: Callable[[], None] | None = None,
+            on_done: Callable[[], None] | None = None) -> list[RowResult]:
         """insert/update/upsert/delete ``records``; exactly one RowResult per record, in input order.
+
+        Bulk: ``on_job`` gets the job's id before any data goes up, ``on_sent`` is called once the job
+        is closed (the org processing it), ``on_done`` once the job is known done with every row of it
+        succeeded, before its results are matched.
 
         ``api``: "rest", "bulk" or "auto" (:func:`choose_api`). Rows that fail with
         UNABLE_TO_LOCK_ROW are sent again (REST) with backoff; other errors are per-row results.
@@ -209,13 +215,14 @@ class SalesforceConnector:
             else:
                 todo.append(i)
         chosen = choose_api(len(todo)) if api == "auto" else api
-        sub = [records[i] for i in todo]
-        subkeys = [keys[i] for i in todo]
+        every = len(todo) == len(records)  # (the records as given: they may hold their columns too)
+        sub = records if every else [records[i] for i in todo]
+        subkeys = keys if every else [keys[i] for i in todo]
         if not todo:
             out = []
         elif chosen == "bulk":
             out = bulk.bulk_dml(self, operation, sobject, sub, subkeys, external_id_field=external_id_field,
-                                on_job=on_job, timeout=self.job_timeout)
+                                on_job=on_job, timeout=self.job_timeout, on_sent=on_sent, on_done=on_done)
         else:
             out = self._rest(operation, sobject, sub, subkeys, external_id_field)
         for i, res in zip(todo, out):

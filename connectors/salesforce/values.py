@@ -91,30 +91,57 @@ def _float_cell(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
+class ColumnRecords(list):
+    """Records (dicts) that also hold their values column by column, as the load builds them from its
+    frame: every record holds exactly ``fields``, in that order, and ``columns[i]`` is ``fields[i]``'s
+    values in record order. ``csv_header`` and ``csv_columns`` then take the columns instead of reading
+    the key of every dict again (same result). A slice keeps its columns; nothing may change the records
+    or the columns once built."""
+
+    def __init__(self, records: list[dict], fields: list[str], columns: list[list]):
+        super().__init__(records)
+        self.fields, self.columns = list(fields), columns
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ColumnRecords(list.__getitem__(self, i), self.fields, [c[i] for c in self.columns])
+        return list.__getitem__(self, i)
+
+
 def csv_header(records: Iterable[dict], only: list[str] | None = None) -> list[str]:
     """The union of the records' keys, in first-seen order (or exactly ``only``)."""
     if only is not None:
         return list(only)
+    if isinstance(records, ColumnRecords):
+        return list(records.fields) if records else []
     return list(dict.fromkeys(chain.from_iterable(records)))  # a dict keeps first-seen order
+
+
+_MISSING = object()
 
 
 def csv_columns(records: list[dict], header: list[str]) -> list[list[str]]:
     """The CSV cells under ``header``, column by column (missing key: empty = unchanged).
 
     A text cell (most of them) is its own CSV value and skips ``csv_value``."""
-    missing = object()
+    if isinstance(records, ColumnRecords) and header == records.fields:
+        return [_csv_cells(vals) for vals in records.columns]
     cols = []
     for c in header:
         try:  # every record holds the key (the usual case): the cells in one C-level pass
             vals = list(map(itemgetter(c), records))
         except KeyError:
-            vals = [r.get(c, missing) for r in records]
-        if set(map(type, vals)) <= {str}:
-            cols.append(vals)
-            continue
-        cols.append([v if type(v) is str else BULK_NULL if v is None else _float_cell(v) if type(v) is float
-                     else "" if v is missing else csv_value(v) for v in vals])
+            vals = [r.get(c, _MISSING) for r in records]
+        cols.append(_csv_cells(vals))
     return cols
+
+
+def _csv_cells(vals: list) -> list[str]:
+    """The CSV cells of one column's values (``_MISSING``: no such key, an empty cell)."""
+    if set(map(type, vals)) <= {str}:
+        return vals
+    return [v if type(v) is str else BULK_NULL if v is None else _float_cell(v) if type(v) is float
+            else "" if v is _MISSING else csv_value(v) for v in vals]
 
 
 def csv_rows(records: list[dict], header: list[str]) -> list[tuple[str, ...]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 
 def _load(project, run, sf, **kw):
     from crmbridge.migrations.load import run_load
@@ -83,18 +85,29 @@ def test_reconcile_reads_the_run_back_by_time_window(project, sf, mapped_run, he
     assert (rec.org_found, rec.missing_in_org, rec.field_mismatches) == (699, 1, 1)
 
 
+@pytest.mark.parametrize("bulk_from, started_early", [(None, []), (500, [1])])  # REST, then Bulk jobs
 def test_the_load_starts_reconciles_read_of_its_last_step_and_reconcile_reads_that_job(project, sf, mapped_run,
-                                                                                       helpers, monkeypatch):
-    from crmbridge.connectors.salesforce import connect, query
+                                                                                       helpers, monkeypatch,
+                                                                                       bulk_from, started_early):
+    from crmbridge.connectors.salesforce import connect, query, results
+    from crmbridge.migrations import overlap
     from crmbridge.migrations.reconcile import run_reconcile
 
     _small_in_budget(monkeypatch)
+    if bulk_from:
+        monkeypatch.setattr(results, "BULK_THRESHOLD", bulk_from)
     run = mapped_run(helpers.accounts(700, merged_every=0), helpers.contacts(700, accounts=700))
+    creates, real = [], query.start_bulk_query
+    monkeypatch.setattr(query, "start_bulk_query", lambda *a, **k: creates.append(a[2]) or real(*a, **k))
+    early, real_early = [], overlap.ReadAhead.all_succeeded
+    monkeypatch.setattr(overlap.ReadAhead, "all_succeeded", lambda self: early.append(1) or real_early(self))
     _load(project, run, sf, reconcile_next=True)
     (soql,) = sf._prefetched  # the last step's, started once its write was done (Account's is read later)
     assert soql.startswith("SELECT Id, ") and " FROM Contact WHERE " in soql and "LastModifiedDate >= " in soql
-    creates, real = [], query.start_bulk_query
-    monkeypatch.setattr(query, "start_bulk_query", lambda *a, **k: creates.append(a[2]) or real(*a, **k))
+    # started once: with a Bulk job when it was known all succeeded (before its results were matched), not
+    # again with the results; with REST from the results
+    assert creates == [soql] and early == started_early
+    creates.clear()
     ahead = run_reconcile(project, run, connector=sf)
     assert ahead.ok and sf._prefetched == {}
     assert [c.split(" FROM ")[1].split()[0] for c in creates] == ["Account"]  # Contact's job was not created again

@@ -103,3 +103,29 @@ def test_float_cells_keep_their_form():
     cells = [1.0, 1.5, 37505000.0, 1e16, 1e15, 0.1 + 0.2, float("nan"), float("inf"), -0.0, np.float64(2.0)]
     assert [csv_value(v) for v in cells] == ["1", "1.5", "37505000", "1e+16", "1000000000000000.0", "0.30000000000000004",
                                              "#N/A", "inf", "0", "2"]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_payload_from_the_records_columns_equals_the_payload_read_from_each_record(seed):
+    # without a lookup field the load's records carry their columns (``values.ColumnRecords``): the
+    # Payload takes its cells from them instead of from every dict; it must equal the dicts' Payload
+    from crmbridge.connectors.salesforce.values import ColumnRecords
+
+    df = _frame(300, seed)
+    fields = [f for f in FIELDS if "." not in f]
+    picks = [None, sorted(random.Random(seed).sample(range(len(df)), 41)), [7]]
+    for positions in picks:
+        records, chars = frame_to_records(df, positions, fields, frame_columns(df))
+        assert isinstance(records, ColumnRecords)
+        plain = list(records)  # the same dicts, without their columns
+        assert type(plain) is list and chars == len("".join(str(v) for r in plain for v in r.values()))
+        for part, part_plain in ((records, plain), (records[3:40], plain[3:40]), (records[:0], plain[:0])):
+            if part:
+                assert isinstance(part, ColumnRecords) and [list(c) for c in zip(*part.columns)] == \
+                    [list(r.values()) for r in part_plain]
+            new, old = bulk.Payload("upsert", part, "Legacy_Id__c"), bulk.Payload("upsert", part_plain, "Legacy_Id__c")
+            assert (new.header, new.columns, new.rows) == (old.header, old.columns, old.rows)
+            assert new.data() == old.data() == _old_csv(part_plain)
+            assert new.input_keys() == old.input_keys()
+    # with a lookup field a record may lack it: plain dicts, as before
+    assert type(frame_to_records(df, None, FIELDS)[0]) is list

@@ -123,6 +123,38 @@ def test_without_a_learned_rate_the_first_look_is_a_status_look(monkeypatch):
     assert org.calls == ["status", "successfulResults", "status", "failedResults"]
 
 
+@pytest.mark.parametrize("done_after, learned, failed, called_after", [
+    (1, True, {}, (["successfulResults"], 0)),  # the timed results look holds every row: before matching them
+    # the status look that sees JobComplete (the early try's part of the rows was matched), before the results
+    (3, True, {}, (["successfulResults", "status", "status"], 1)),
+    (1, False, {}, (["status"], 0)),  # a fresh pace: status first
+    (1, True, FAILED, None), (3, True, FAILED, None), (1, False, FAILED, None),  # a row failed: never
+])
+def test_on_done_comes_once_before_the_results_are_matched_and_only_when_every_row_succeeded(
+        monkeypatch, done_after, learned, failed, called_after):
+    # ``on_done`` starts reconcile's query early in the load (``overlap.ReadAhead``): it must mean the job is
+    # done and no row failed, come once, and change neither the rows nor the calls
+    org = FakeOrg(done_after=done_after, failed=failed)
+    seen = []
+    monkeypatch.setattr(polling.time, "sleep", lambda s: None)
+    org.pace = _learned() if learned else polling.Pace()
+    matched = []
+    real_add = bulk.Matcher.add_successes
+    monkeypatch.setattr(bulk.Matcher, "add_successes", lambda self, rows: matched.append(1) or real_add(self, rows))
+    rows = bulk.run_job(org, "750x", "upsert", "Account", bulk.Payload("upsert", RECORDS, "Legacy_Id__c"), KEYS,
+                        timeout=3600, upload_if_open=False, submitted=True,
+                        on_done=lambda: seen.append((list(org.calls), len(matched))))
+    plain = FakeOrg(done_after=done_after, failed=failed)
+    plain.pace = _learned() if learned else polling.Pace()
+    assert rows == bulk.run_job(plain, "750x", "upsert", "Account", bulk.Payload("upsert", RECORDS, "Legacy_Id__c"),
+                                KEYS, timeout=3600, upload_if_open=False, submitted=True)
+    assert org.calls == plain.calls
+    if called_after is None:
+        assert seen == []
+    else:  # called once (calls made then, successes matched then)
+        assert seen == [called_after] and all(r.success for r in rows)
+
+
 class FakeQuery:
     """A Bulk query job done after ``done_after`` looks; results refused with a 400 before."""
 
