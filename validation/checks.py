@@ -134,12 +134,12 @@ def email_valid(value: str) -> bool:
 def per_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``fn``, which works value by value, run on the distinct values of ``series`` only and carried back
     to the rows by codes (codes that keep ``1``, ``1.0`` and ``True`` apart: ``fn`` may see their text)."""
-    from crmbridge.validation.gxdistinct import column_codes
+    from crmbridge.validation.gxdistinct import column_codes, first_positions
 
     if len(series) == 0:
         return fn(series)
     codes = column_codes(series)
-    _, first = np.unique(codes, return_index=True)
+    first = first_positions(codes)
     res = fn(series.iloc[first].reset_index(drop=True))
     return pd.Series(res.to_numpy()[codes], index=series.index, dtype=res.dtype)
 

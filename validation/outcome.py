@@ -135,9 +135,9 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
             mine = kind == k
             at, joined = _joined(pos[mine], text[mine])
             out[at] = joined
-    valid = frame.loc[~quarantined].copy()
+    valid = frame.loc[~quarantined]  # a new frame already (copy-on-write): not copied a second time
     valid["_warnings"] = reasons[~quarantined]
-    quarantine = frame.loc[quarantined].copy()
+    quarantine = frame.loc[quarantined]
     quarantine.insert(0, "_reasons", reasons[quarantined])
     quarantine.insert(1, "_blocking", by_kind[0][quarantined])
     quarantine.insert(2, "_warnings", by_kind[1][quarantined])

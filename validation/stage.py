@@ -25,6 +25,7 @@ from typing import Any
 
 from crmbridge import progress
 from crmbridge.errors import RunFailed
+from crmbridge.gcscope import frozen
 from crmbridge.locks import locked
 from crmbridge.validation.parallel import ordered_map, worker_count
 from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
@@ -134,7 +135,8 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
             if ev.rows_in and definition.criteria is not None and definition.criteria.entity == entity:
                 _release_memory()
                 dis = disagreement_for(definition, entity, ev.spill_path, batch_rows)
-            ev.validate_all()
+            with frozen():  # the collector's full passes skip what was alive before (GX, key indexes)
+                ev.validate_all()
         entities[entity], samples[entity] = ev.summary, ev.samples
         if ev.gx_result is not None:
             gx_results[entity] = ev.gx_result

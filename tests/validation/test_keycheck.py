@@ -1,0 +1,81 @@
+"""Validate's pass 2 fast paths give exactly what the code they replace gives: a unique rule's verdicts
+per batch (``keycheck.unique_check`` against ``checks.unique_check``), each code's first row
+(``gxdistinct.first_positions`` against ``np.unique``) and the rows GX judges per rule counted from the
+distinct values (against ``gxdistinct._considered`` on every row)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmbridge.validation import checks, gxdistinct, gxsuite, keycheck
+from crmbridge.validation.rules import RuleContext
+
+from .test_gxdistinct import _frame, _rules
+from .test_pass1_equality import KEYS, tricky_frame
+
+
+def _typed(values) -> list:
+    return [(type(v), v) for v in values]
+
+
+def _indexes(df: pd.DataFrame, columns: list[str]) -> list[checks.DuplicateIndex]:
+    """The stage's index over the whole frame, a part of it, none of it, and texts of another layout."""
+    finder = checks.DuplicateFinder(columns, hash_bits=32)
+    finder.add(df)
+    finder.confirm(df)
+    whole = finder.index()
+    some = whole.values[::2]
+    other = pd.Index(["x", "3:abc", "1:a1:b", "2:ab:"] + list(whole.values[:3]), dtype=object)
+    return [whole, checks.DuplicateIndex(columns, some), checks.DuplicateIndex(columns, pd.Index([], dtype=object)),
+            checks.DuplicateIndex(columns, other)]
+
+
+@pytest.mark.parametrize("seed,n", [(1, 1), (2, 7), (3, 400), (4, 3000)])
+@pytest.mark.parametrize("columns", KEYS)
+def test_unique_check_per_batch_equals_checks_unique_check(seed, n, columns):
+    df = tricky_frame(seed, n)
+    indexes = _indexes(df, columns)
+    assert n < 400 or {"none", "missing"} & set(columns) or len(indexes[0].values)  # duplicates really occur
+    for index in [*indexes, None]:
+        for part in (df, df.iloc[n // 3:], df.iloc[[0] * min(n, 3)]):
+            got = keycheck.unique_check(part, columns, index)
+            want = checks.unique_check(part, columns, index)
+            assert got.index.equals(want.index) and got.dtype == want.dtype == object
+            assert _typed(got) == _typed(want), (columns, index)
+
+
+def test_index_parts_read_back_only_the_compound_layout():
+    assert keycheck._index_parts(pd.Index(["1:a2:bc", "0:3:x:y"]), 2) == [["a", ""], ["bc", "x:y"]]
+    for bad in (["1:a"], ["x"], ["1:a2:bc9"], ["01:a1:b"], [5]):
+        assert keycheck._index_parts(pd.Index(bad, dtype=object), 2) is None
+
+
+@pytest.mark.parametrize("values", [[], [0], [3, 1, 2], [0, 0, 1, 0, 2, 2, 1], [0, 2, 1], [1, 0], [0, 1, 1, 3]])
+def test_first_positions_equal_np_unique(values):
+    codes = np.array(values, dtype=np.int64)
+    assert gxdistinct.first_positions(codes).tolist() == np.unique(codes, return_index=True)[1].tolist()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_first_positions_of_factorized_columns(seed):
+    df = tricky_frame(seed, 2000)
+    for col in df.columns:
+        codes = gxdistinct.column_codes(df[col])
+        assert gxdistinct.first_positions(codes).tolist() == np.unique(codes, return_index=True)[1].tolist()
+
+
+@pytest.mark.parametrize("seed,n", [(1, 900), (2, 40), (3, 1)])
+def test_rows_judged_counted_from_distinct_values(seed, n):
+    rules = _rules()
+    df = _frame(n=n, seed=seed)
+    df.loc[df.index[::7], "limit"] = np.nan
+    data = gxsuite.derive_columns(df, rules, RuleContext()).reset_index(drop=True)
+    dframe = gxdistinct.distinct_frame(data, rules)
+    assert dframe.row_ids.tolist() == data["_row_id"].tolist()
+    for rule in rules:
+        g = dframe.group_of[gxdistinct.rule_columns(rule)[0]]
+        assert int(dframe.counts[g].sum()) == len(data)
+        got = gxdistinct._considered_rows(dframe, g, gxdistinct._judged(dframe.frame, rule))
+        assert got == gxdistinct._considered(data, rule), rule.rule_id
