@@ -100,7 +100,7 @@ def column_codes(s: pd.Series) -> np.ndarray:
     if arr.dtype.kind in "mM":
         return pd.factorize(arr.view("int64"))[0]
     if arr.dtype == object:
-        values = pd.factorize(arr, use_na_sentinel=False)[0]
+        values = _object_codes(arr)
         # The usual cases, where equal values already have one type: a single type, or text or flags with
         # None (whose missing-value code nothing else shares). A set of types costs a quarter of factorising them.
         kinds = set(map(type, arr))
@@ -109,6 +109,19 @@ def column_codes(s: pd.Series) -> np.ndarray:
         types, kinds = pd.factorize(np.frompyfunc(type, 1, 1)(arr))
         return pd.factorize(values.astype(np.int64) * len(kinds) + types)[0]
     return pd.factorize(arr, use_na_sentinel=False)[0]
+
+
+def _object_codes(arr: np.ndarray) -> np.ndarray:
+    """``pd.factorize(arr, use_na_sentinel=False)[0]``: missing values of any kind share one code, numbered
+    in order of appearance like the others. Factorised with the sentinel, then the code put in: pandas'
+    own way first replaces every missing value, a pass over the array for ``isna`` and one for ``np.where``."""
+    codes = pd.factorize(arr)[0]
+    missing = codes < 0
+    if not missing.any():
+        return codes
+    at = int(np.argmax(missing))
+    code = int(codes[:at].max(initial=-1)) + 1  # the values seen before the first missing one
+    return np.where(missing, code, codes + (codes >= code))
 
 
 def first_positions(codes: np.ndarray) -> np.ndarray:

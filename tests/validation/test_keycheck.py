@@ -79,3 +79,32 @@ def test_rows_judged_counted_from_distinct_values(seed, n):
         assert int(dframe.counts[g].sum()) == len(data)
         got = gxdistinct._considered_rows(dframe, g, gxdistinct._judged(dframe.frame, rule))
         assert got == gxdistinct._considered(data, rule), rule.rule_id
+
+
+def _previous_column_codes(s: pd.Series) -> np.ndarray:
+    """``gxdistinct.column_codes`` before the object codes were factorised with the sentinel."""
+    arr = s.to_numpy()
+    if arr.dtype != object:
+        return gxdistinct.column_codes(s)
+    values = pd.factorize(arr, use_na_sentinel=False)[0]
+    kinds = set(map(type, arr))
+    if len(kinds) < 2 or (len(kinds) == 2 and type(None) in kinds and kinds - {type(None)} <= {str, bool}):
+        return values
+    types, kinds = pd.factorize(np.frompyfunc(type, 1, 1)(arr))
+    return pd.factorize(values.astype(np.int64) * len(kinds) + types)[0]
+
+
+MISSING = [None, np.nan, pd.NA, pd.NaT, float("nan"), np.float64("nan")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_column_codes_equal_the_previous_codes(seed):
+    rng = np.random.default_rng(seed)
+    df = tricky_frame(seed, 500)
+    df["nulls"] = pd.Series([MISSING[i] for i in rng.integers(0, len(MISSING), 500)], dtype=object)
+    df["late"] = pd.Series(["a"] * 250 + [None, "b", np.nan, "a", "c"] * 50, dtype=object)
+    df["flags"] = pd.Series([[True, False, None][i] for i in rng.integers(0, 3, 500)], dtype=object)
+    for col in df.columns:
+        for part in (df[col], df[col].iloc[::-1], df[col].iloc[:1], df[col].iloc[:0]):
+            got, want = gxdistinct.column_codes(part), _previous_column_codes(part)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist(), col
