@@ -108,3 +108,22 @@ def test_column_codes_equal_the_previous_codes(seed):
         for part in (df[col], df[col].iloc[::-1], df[col].iloc[:1], df[col].iloc[:0]):
             got, want = gxdistinct.column_codes(part), _previous_column_codes(part)
             assert got.dtype == want.dtype and got.tolist() == want.tolist(), col
+
+
+
+def test_row_values_taken_before_conversion_equal_the_converted_column():
+    """``outcome.row_values`` (the failing rows' values in reasons) takes the rows before converting them."""
+    from crmbridge.validation import outcome
+
+    df = _frame(n=60, seed=5)
+    df["text"] = pd.array([None if i % 5 == 0 else str(i) for i in range(60)], dtype="str")  # Arrow-backed
+    df["float"] = pd.Series([np.nan if i % 4 == 0 else i / 2 for i in range(60)], dtype="float64")
+    df["date"] = pd.to_datetime(pd.Series(["2020-01-02", None] * 30), errors="coerce")
+    df["int"] = pd.array([None if i % 3 == 0 else i for i in range(60)], dtype="Int64")
+    for positions in ([0, 3, 4, 5, 17, 59, 3], [], [59]):
+        positions = np.array(positions, dtype=np.intp)
+        for col in [*df.columns, "absent"]:
+            got = outcome.row_values(df.iloc[::-1].reset_index(drop=True).iloc[::-1], col, positions)
+            want = df[col].to_numpy(dtype=object)[positions] if col in df.columns else [None] * len(positions)
+            assert got.dtype == object and len(got) == len(want)
+            assert [(type(a), repr(a)) for a in got] == [(type(b), repr(b)) for b in want], col
