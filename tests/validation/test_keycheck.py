@@ -127,3 +127,42 @@ def test_row_values_taken_before_conversion_equal_the_converted_column():
             want = df[col].to_numpy(dtype=object)[positions] if col in df.columns else [None] * len(positions)
             assert got.dtype == object and len(got) == len(want)
             assert [(type(a), repr(a)) for a in got] == [(type(b), repr(b)) for b in want], col
+
+
+def _previous_texts(series: pd.Series) -> np.ndarray:
+    """The format checks' text before ``columntext.texts``: every present value through ``astype(str)``."""
+    present = series.notna().to_numpy()
+    text = np.full(len(series), None, dtype=object)
+    text[present] = series[present].astype(str).to_numpy(dtype=object)
+    return text
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_texts_equal_astype_str(seed):
+    from crmbridge.validation.columntext import texts
+
+    df = tricky_frame(seed, 300)
+    df["np_str"] = pd.Series([np.str_("a"), None, "b", np.str_("客户")] * 75, dtype=object)
+    df["nan_text"] = pd.Series(["x", np.nan, "y", pd.NA] * 75, dtype=object)
+    for col in df.columns:
+        for part in (df[col], df[col].iloc[:0], df[col].iloc[5:6]):
+            got, want = texts(part), _previous_texts(part)
+            assert got.dtype == want.dtype == object and len(got) == len(want)
+            assert [(v is None, None if v is None else str(v)) for v in got] == \
+                [(v is None, None if v is None else str(v)) for v in want], col
+            assert all(v is None or type(v) in (str, np.str_) for v in got)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_format_checks_on_text_columns_equal_their_per_value_functions(seed):
+    """The e-mail and phone checks read ``texts``; their verdicts per row stay the libraries'."""
+    df = tricky_frame(seed, 200)
+    values = pd.Series(["91310000MA1FL8L87R", "91310000MA1FL8L870", None, "x@y.cn", "bad@", 1, 1.0,
+                        "+8613812345678", "021-12345678", "Ｃ001", np.nan] * 20, dtype=object)
+    for s in (values, df["a"], df["z"], df["s"]):
+        got = checks.uscc_check(s)
+        assert [None if pd.isna(v) else checks.uscc_valid(str(v)) for v in s] == got.tolist()
+        got = checks.email_check(s)
+        assert [None if pd.isna(v) else checks.email_valid(str(v)) for v in s] == got.tolist()
+        got = checks.phone_check(s)
+        assert [None if pd.isna(v) else checks.phone_valid(str(v), "CN") for v in s] == got.tolist()
