@@ -167,7 +167,7 @@ def distinct_frame(data: pd.DataFrame, rules) -> DistinctFrame:
         for col in cols:
             cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else data[col].iloc[pos].reset_index(drop=True)
     cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
-    return DistinctFrame(frame=pd.DataFrame(cols_out, copy=False), codes=codes, sizes=sizes, group_of=group_of, counts=counts,
+    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of, counts=counts,
                          row_ids=data[ROW_ID].to_numpy(dtype=object))
 
 

@@ -101,7 +101,7 @@ def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> 
                 cols[c] = frame[c]
         if r.derive is not None:
             cols.update(r.derive(frame, ctx))
-    return pd.DataFrame(cols, index=frame.index, copy=False)  # the columns as they are: not stacked into blocks
+    return pd.DataFrame(cols, index=frame.index)
 
 
 class SuiteRunner:
