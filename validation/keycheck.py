@@ -30,7 +30,7 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     if parts is not None:
         maybe = np.ones(int(present.sum()), dtype=bool)
         for c, known in zip(cols, parts):
-            maybe &= pd.Series(checks._column_text(c, present, compound=True), dtype=object).isin(known).to_numpy()
+            maybe &= pd.Series(checks._column_text(c, present), dtype=object).isin(known).to_numpy()
         rows = np.flatnonzero(present)[maybe]
         if len(rows):
             text = checks.key_text(df.iloc[rows], columns)[1]
