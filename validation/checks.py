@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from crmbridge.validation.columntext import texts
 from crmbridge.validation.controlchars import (  # noqa: F401 - their home was this module
     CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows, _escaped, control_chars_check, control_chars_reason)
 
@@ -134,12 +135,12 @@ def email_valid(value: str) -> bool:
 def per_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``fn``, which works value by value, run on the distinct values of ``series`` only and carried back
     to the rows by codes (codes that keep ``1``, ``1.0`` and ``True`` apart: ``fn`` may see their text)."""
-    from crmbridge.validation.gxdistinct import column_codes
+    from crmbridge.validation.gxdistinct import column_codes, first_positions
 
     if len(series) == 0:
         return fn(series)
     codes = column_codes(series)
-    _, first = np.unique(codes, return_index=True)
+    first = first_positions(codes)
     res = fn(series.iloc[first].reset_index(drop=True))
     return pd.Series(res.to_numpy()[codes], index=series.index, dtype=res.dtype)
 
@@ -153,10 +154,7 @@ def _email_fast_values(series: pd.Series) -> pd.Series:
     transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it."""
     from crmbridge.mappings.transforms_contact import plain_emails
 
-    present = series.notna().to_numpy()
-    text = np.full(len(series), None, dtype=object)
-    text[present] = series[present].astype(str).to_numpy(dtype=object)
-    return pd.Series(plain_emails(text), index=series.index, dtype=bool)
+    return pd.Series(plain_emails(texts(series)), index=series.index, dtype=bool)
 
 
 def email_check(series: pd.Series) -> pd.Series:
@@ -233,9 +231,7 @@ def _phone_reading_values(series: pd.Series) -> pd.Series:
     from crmbridge.mappings.transforms_phonefast import read_all, valid_national
 
     md = PhoneMetadata.metadata_for_region("CN")
-    present = series.notna().to_numpy()
-    text = np.full(len(series), None, dtype=object)
-    text[present] = series[present].astype(str).to_numpy(dtype=object)  # the text ``_pairwise`` parses
+    text = texts(series)  # the text ``_pairwise`` parses
     r = read_all(text, "86", md.national_prefix_for_parsing)
     national = pd.Series(np.where(r.word, None, r.national), dtype=object)
     decided = national.notna().to_numpy()

@@ -43,12 +43,15 @@ ROW_ID = "_row_id"
 @dataclass
 class DistinctFrame:
     """What GX sees (``frame``: per group its distinct rows, padded; ``_row_id`` = position) and how to
-    get back to the rows: ``codes[group]`` per row, ``sizes[group]`` distinct values, ``group_of[column]``."""
+    get back to the rows: ``codes[group]`` per row, ``sizes[group]`` distinct values, ``group_of[column]``,
+    ``counts[group]`` rows per distinct value, ``row_ids`` the rows' ``_row_id`` (object array)."""
 
     frame: pd.DataFrame
     codes: dict[int, np.ndarray]
     sizes: dict[int, int]
     group_of: dict[str, int]
+    counts: dict[int, np.ndarray]
+    row_ids: np.ndarray
 
 
 def rule_columns(rule) -> list[str]:
@@ -97,7 +100,7 @@ def column_codes(s: pd.Series) -> np.ndarray:
     if arr.dtype.kind in "mM":
         return pd.factorize(arr.view("int64"))[0]
     if arr.dtype == object:
-        values = pd.factorize(arr, use_na_sentinel=False)[0]
+        values = _object_codes(arr)
         # The usual cases, where equal values already have one type: a single type, or text or flags with
         # None (whose missing-value code nothing else shares). A set of types costs a quarter of factorising them.
         kinds = set(map(type, arr))
@@ -106,6 +109,32 @@ def column_codes(s: pd.Series) -> np.ndarray:
         types, kinds = pd.factorize(np.frompyfunc(type, 1, 1)(arr))
         return pd.factorize(values.astype(np.int64) * len(kinds) + types)[0]
     return pd.factorize(arr, use_na_sentinel=False)[0]
+
+
+def _object_codes(arr: np.ndarray) -> np.ndarray:
+    """``pd.factorize(arr, use_na_sentinel=False)[0]``: missing values of any kind share one code, numbered
+    in order of appearance like the others. Factorised with the sentinel, then the code put in: pandas'
+    own way first replaces every missing value, a pass over the array for ``isna`` and one for ``np.where``."""
+    codes = pd.factorize(arr)[0]
+    missing = codes < 0
+    if not missing.any():
+        return codes
+    at = int(np.argmax(missing))
+    code = int(codes[:at].max(initial=-1)) + 1  # the values seen before the first missing one
+    return np.where(missing, code, codes + (codes >= code))
+
+
+def first_positions(codes: np.ndarray) -> np.ndarray:
+    """Each code's first row for codes numbered in order of first appearance (0, then each new code one
+    more than any before it: what ``pd.factorize`` gives), without ``np.unique``'s sort: a new code is
+    where the running maximum grows. Other codes take ``np.unique``'s way."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.intp)
+    top = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.r_[True, top[1:] != top[:-1]])
+    if codes[0] != 0 or top[-1] != len(first) - 1:
+        return np.unique(codes, return_index=True)[1]
+    return first
 
 
 def _joint_codes(data: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -120,13 +149,13 @@ def distinct_frame(data: pd.DataFrame, rules) -> DistinctFrame:
     """The frame GX validates instead of ``data`` (which must hold ``_row_id`` and have rows)."""
     groups = _groups(data, rules)
     keep_nulls = _null_judged(rules)
-    codes, sizes, group_of, cols_out = {}, {}, {}, {}
+    codes, sizes, group_of, cols_out, counts = {}, {}, {}, {}, {}
     n = 1
     parts = []
     for g, cols in enumerate(groups):
         c = _joint_codes(data, cols)
-        _, first = np.unique(c, return_index=True)  # codes are 0..k-1 in order of first appearance
-        codes[g], sizes[g] = c, len(first)
+        first = first_positions(c)  # codes are 0..k-1 in order of first appearance
+        codes[g], sizes[g], counts[g] = c, len(first), np.bincount(c, minlength=len(first))
         n = max(n, len(first))
         parts.append((cols, c, first))
         for col in cols:
@@ -138,7 +167,8 @@ def distinct_frame(data: pd.DataFrame, rules) -> DistinctFrame:
         for col in cols:
             cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else data[col].iloc[pos].reset_index(drop=True)
     cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
-    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of)
+    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of, counts=counts,
+                         row_ids=data[ROW_ID].to_numpy(dtype=object))
 
 
 def _null_judged(rules) -> set[str]:
@@ -165,8 +195,9 @@ def _padded(s: pd.Series, pos: np.ndarray, k: int) -> pd.Series:
     return pd.Series(arr, name=s.name)
 
 
-def _considered(frame: pd.DataFrame, rule) -> int | None:
-    """Rows GX's pandas engine judges for ``rule`` (None for not-null, which has no missing count)."""
+def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
+    """Per row of ``frame``: does GX's pandas engine judge it for ``rule``? (None for not-null, which has
+    no missing count.)"""
     k = rule.kwargs
     if rule.expectation == "ExpectColumnValuesToNotBeNull":
         return None
@@ -174,8 +205,19 @@ def _considered(frame: pd.DataFrame, rule) -> int | None:
         a, b = frame[k["column_A"]].isnull().to_numpy(), frame[k["column_B"]].isnull().to_numpy()
         skip = {"both_values_are_missing": a & b, "either_value_is_missing": a | b,
                 "neither": np.zeros(len(frame), dtype=bool)}[k["ignore_row_if"]]
-        return int((~skip).sum())
-    return int(frame[k["column"]].notnull().sum())
+        return ~skip
+    return frame[k["column"]].notnull().to_numpy()
+
+
+def _considered(frame: pd.DataFrame, rule) -> int | None:
+    judged = _judged(frame, rule)
+    return None if judged is None else int(judged.sum())
+
+
+def _considered_rows(dframe: DistinctFrame, g: int, judged: np.ndarray | None) -> int | None:
+    """``_considered`` on the rows from ``judged`` (``_judged`` on the distinct frame): whether a row is
+    judged depends on its values only (missing or not), so each distinct value counts once per row holding it."""
+    return None if judged is None else int(dframe.counts[g][judged[:dframe.sizes[g]]].sum())
 
 
 def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
@@ -214,13 +256,14 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
             index_of[p] = entry
             if i < len(values):
                 value_of[p], has_value[p] = values[i], True
-    considered_distinct = _considered(dframe.frame, rule)
+    judged = _judged(dframe.frame, rule)
+    considered_distinct = None if judged is None else int(judged.sum())
     if considered_distinct is not None and int(r.get("missing_count") or 0) != len(dframe.frame) - considered_distinct:
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations counted {r.get('missing_count')} "
                         f"missing values where {len(dframe.frame) - considered_distinct} were expected",
                         hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
     rows = np.flatnonzero(bad[codes])
-    row_ids = data[ROW_ID].to_numpy(dtype=object)[rows]
+    row_ids = dframe.row_ids[rows]
     # GX lists every failing row's id but only the first MAX_RESULT_RECORDS values. The codes of the
     # first failing rows are the first failing distinct values (codes count in order of appearance),
     # whose values GX did list.
@@ -228,7 +271,7 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
     if not has_value[shown].all():
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations did not list the value of a failing "
                         "row among the first ones", hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
-    total, considered = len(data), _considered(data, rule)
+    total, considered = len(data), _considered_rows(dframe, g, judged)
     built = _format_map_output(
         result_format=parse_result_format(result_format), success=_success(rule, total, considered, len(rows)),
         element_count=total, nonnull_count=considered, unexpected_count=len(rows),

@@ -57,11 +57,18 @@ def _reference_messages(rule: Rule, values: np.ndarray, ctx) -> list[str]:
     return out
 
 
+def row_values(frame: pd.DataFrame, col: str, positions: np.ndarray) -> np.ndarray:
+    """``col``'s values at ``positions`` as objects (None where ``frame`` has no such column): the rows
+    taken first, so only they are converted."""
+    if col not in frame.columns:
+        return np.full(len(positions), None, dtype=object)
+    return frame[col].take(positions).to_numpy(dtype=object)
+
+
 def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None) -> list[str]:
     """``rule_id: message`` for each failing row position, with the row's own values filled in."""
     def values(col: str) -> np.ndarray:
-        return frame[col].to_numpy(dtype=object)[positions] if col in frame.columns else \
-            np.full(len(positions), None, dtype=object)
+        return row_values(frame, col, positions)
 
     if rule.kind == "control_chars":  # names whichever column holds the character
         from crmbridge.validation.checks import control_chars_reason
@@ -135,9 +142,9 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
             mine = kind == k
             at, joined = _joined(pos[mine], text[mine])
             out[at] = joined
-    valid = frame.loc[~quarantined].copy()
+    valid = frame.loc[~quarantined]  # a new frame already (copy-on-write): not copied a second time
     valid["_warnings"] = reasons[~quarantined]
-    quarantine = frame.loc[quarantined].copy()
+    quarantine = frame.loc[quarantined]
     quarantine.insert(0, "_reasons", reasons[quarantined])
     quarantine.insert(1, "_blocking", by_kind[0][quarantined])
     quarantine.insert(2, "_warnings", by_kind[1][quarantined])

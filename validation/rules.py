@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.validation import checks
+from crmbridge.validation import checks, keycheck
 from crmbridge.validation.definition import Allowed, CrossField, EntityRules, Format, Reference, Required
 
 # Markup in a legacy value: a tag opener (``<b``, ``</b``, ``<!--``, ``<script``), not a lone "<".
@@ -144,7 +144,7 @@ def _unique_derive(entity: str, rule_id: str, col: str, columns: list[str]) -> D
     the stage built one (``RuleContext.duplicates``), else within the given rows."""
     def derive(df: pd.DataFrame, ctx: RuleContext) -> dict[str, pd.Series]:
         index = ctx.duplicates.get((entity, rule_id)) if ctx is not None else None
-        return {col: checks.unique_check(df, columns, index)}
+        return {col: keycheck.unique_check(df, columns, index)}
 
     return derive
 

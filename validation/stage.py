@@ -25,6 +25,7 @@ from typing import Any
 
 from crmbridge import progress
 from crmbridge.errors import RunFailed
+from crmbridge.gcscope import frozen
 from crmbridge.locks import locked
 from crmbridge.validation.parallel import ordered_map, worker_count
 from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
@@ -134,7 +135,8 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
             if ev.rows_in and definition.criteria is not None and definition.criteria.entity == entity:
                 _release_memory()
                 dis = disagreement_for(definition, entity, ev.spill_path, batch_rows)
-            ev.validate_all()
+            with frozen():  # the collector's full passes skip what was alive before (GX, key indexes)
+                ev.validate_all()
         entities[entity], samples[entity] = ev.summary, ev.samples
         if ev.gx_result is not None:
             gx_results[entity] = ev.gx_result
@@ -446,15 +448,33 @@ def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
         return S.ordered(q), set()
     # as stewardcsv.add_legacy does, for every candidate field: each row's raw values by _row_id (the first
     # raw row of an id), the row positions looked up once for all fields instead of a hash table per field
-    first = np.flatnonzero(~raw["_row_id"].duplicated().to_numpy())
-    pos = pd.Index(raw["_row_id"].iloc[first].astype(str)).get_indexer(q["_row_id"].astype(str))
-    found = pos >= 0
-    at = first[np.where(found, pos, 0)] if len(first) else pos
+    at, found = _first_raw_rows(q["_row_id"].astype(str), raw["_row_id"].astype(str))
     for f in cols:
-        values = raw[f].take(at).to_numpy(dtype=object) if len(first) else np.full(len(q), None, dtype=object)
+        values = raw[f].take(at).to_numpy(dtype=object) if len(raw) else np.full(len(q), None, dtype=object)
         mask = np.array([f in n for n in named], dtype=bool) & found & ~pd.isna(values)
         q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), np.where(mask, values, None))
     return S.ordered(q), used & set(cols)
+
+
+def _first_raw_rows(ids, raw_ids):
+    """(per id, the first raw row holding it (0 where none does), found): the few quarantined ids hashed and
+    the raw ids looked up in them, not the other way round (a hash table of the whole raw batch)."""
+    import numpy as np
+    import pandas as pd
+
+    wanted = pd.Index(ids)
+    if not wanted.is_unique:  # ids repeat only where different ids read the same as text
+        first = np.flatnonzero(~raw_ids.duplicated().to_numpy())
+        pos = pd.Index(raw_ids.iloc[first]).get_indexer(ids)
+        return (first[np.where(pos >= 0, pos, 0)] if len(first) else pos), pos >= 0
+    hit = wanted.get_indexer(raw_ids)
+    rows = np.flatnonzero(hit >= 0)
+    mine, first = np.unique(hit[rows], return_index=True)  # rows ascend: the first raw row of each id
+    at = np.zeros(len(wanted), dtype=np.intp)
+    at[mine] = rows[first]
+    found = np.zeros(len(wanted), dtype=bool)
+    found[mine] = True
+    return at, found
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:

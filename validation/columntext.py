@@ -1,0 +1,20 @@
+"""A column's values as the text the format checks read (``checks``: phone, e-mail)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def texts(series: pd.Series) -> np.ndarray:
+    """Each present value as ``series[present].astype(str)`` writes it, None where missing. A column of
+    ``str`` is its own text: pandas' ``astype(str)`` would convert it to Arrow-backed text and back, which
+    leaves every ``str`` as it is. Proved equal in tests/validation/test_keycheck.py."""
+    present = series.notna().to_numpy()
+    values = series.to_numpy(dtype=object)
+    out = np.full(len(series), None, dtype=object)
+    if pd.api.types.infer_dtype(values[present], skipna=False) in ("string", "empty"):
+        out[present] = values[present]
+    else:
+        out[present] = series[present].astype(str).to_numpy(dtype=object)
+    return out
