@@ -52,6 +52,13 @@ def test_any_other_value_takes_the_value_by_value_reading(kind):
     assert _value_types(s) == _exact(s)
 
 
+def test_numpy_text_keeps_its_own_type():
+    """numpy's str_ is a str to ``isinstance`` but not to the file (see the writer test below)."""
+    for values in ([np.str_("上海")] * 4, ["上海", np.str_("😀")]):
+        s = pd.Series(values, dtype=object)
+        assert _value_types(s) == _exact(s)
+
+
 def test_empty_and_all_missing_columns():
     for values in ([], [None], [None, float("nan")]):
         s = pd.Series(values, dtype=object)
