@@ -17,7 +17,7 @@ from crmbridge.errors import UsageError
 from crmbridge.mappings.keyindex import KeyIndex
 from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
-from crmbridge.mappings.owners import map_distinct, owner_ids, record_type_ids  # noqa: F401 (map_distinct: tests)
+from crmbridge.mappings.owners import owner_ids, record_type_ids
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing

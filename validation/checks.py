@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.validation.columntext import texts
-from crmbridge.validation.controlchars import (  # noqa: F401 - their home was this module
-    CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows, _escaped, control_chars_check, control_chars_reason)
 
 # GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
 # organisation code, check character. Alphabet excludes I, O, S, V, Z.

@@ -71,7 +71,7 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None) -
         return row_values(frame, col, positions)
 
     if rule.kind == "control_chars":  # names whichever column holds the character
-        from crmbridge.validation.checks import control_chars_reason
+        from crmbridge.validation.controlchars import control_chars_reason
 
         rows = frame.iloc[positions].to_dict("records")
         return [f"{rule.rule_id}: {control_chars_reason(r, rule.key_fields)}" for r in rows]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.validation import checks, keycheck
+from crmbridge.validation import checks, controlchars, keycheck
 from crmbridge.validation.definition import Allowed, CrossField, EntityRules, Format, Reference, Required
 
 # Markup in a legacy value: a tag opener (``<b``, ``</b``, ``<!--``, ``<script``), not a lone "<".
@@ -263,7 +263,7 @@ def _control_chars(rules: EntityRules) -> Rule:
     return Rule(rule_id=CONTROL_RULE_ID, kind="control_chars", severity="blocking", mostly=None,
                 description="no value holds a control character (NUL, ESC ...; keys not even tab or line breaks)",
                 expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
-                fields=(), derive=lambda df, ctx: {col: checks.control_chars_check(df, keys)},
+                fields=(), derive=lambda df, ctx: {col: controlchars.control_chars_check(df, keys)},
                 message="a value holds a control character", key_fields=keys)
 
 

@@ -76,7 +76,7 @@ class Dialect:
         return None
 
     def has_control(self, e: str, key: bool) -> str:
-        """True where text ``e`` holds a character ``checks.control_chars_check`` refuses (keys: also tab and
+        """True where text ``e`` holds a character ``controlchars.control_chars_check`` refuses (keys: also tab and
         line breaks). May say yes too often (MariaDB's REGEXP on a binary collation sees bytes), never too
         rarely: a yes only makes the value travel to Python, where the real check runs."""
         codes = [*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20), *range(0x7f, 0xa0)]

@@ -14,7 +14,8 @@ import pytest
 
 from crmbridge import stewardcsv as S
 from crmbridge.mappings.check import _used_columns
-from crmbridge.mappings.engine import map_distinct, reason_counts, reason_key
+from crmbridge.mappings.engine import reason_counts, reason_key
+from crmbridge.mappings.owners import map_distinct
 from crmbridge.mappings.engine import ParentKeys
 from crmbridge.mappings.models import load_mappings
 from crmbridge.mappings.steward import _PARENT, _may_change, _named_columns, _named_columns_by_word, steward_reasons

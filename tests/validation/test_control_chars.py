@@ -10,7 +10,7 @@ import pytest
 
 from crmbridge.csvout import read_frame
 from crmbridge.mappings.transforms import apply_transform
-from crmbridge.validation.checks import control_chars_check, control_chars_reason
+from crmbridge.validation.controlchars import control_chars_check, control_chars_reason
 
 NUL_KEY = "C000\x00016"  # the service department's C000016 with a NUL typed into its key
 
@@ -106,7 +106,7 @@ def test_strip_control_declared_merges_the_row_into_its_company(nul_project):
 
 
 def test_check_equals_the_regexes_value_by_value():
-    """The byte scan (``checks._control_rows``) refuses exactly the rows the Python regexes refuse: every
+    """The byte scan (``controlchars._control_rows``) refuses exactly the rows the Python regexes refuse: every
     character U+0000-U+0101 (C1 controls are C2 80-C2 9F in UTF-8, U+00A0 is C2 A0, U+0100 is C4 80),
     CJK, emoji, line separators, empty text, None, NaN, non-text values, Arrow-backed text, sliced arrays."""
     import random
@@ -114,7 +114,7 @@ def test_check_equals_the_regexes_value_by_value():
     import numpy as np
     import pyarrow as pa
 
-    from crmbridge.validation.checks import CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows
+    from crmbridge.validation.controlchars import CONTROL_IN_KEY, CONTROL_IN_TEXT, _control_rows
 
     rnd = random.Random(3)
     alphabet = [chr(i) for i in range(0x102)] + ["上", "海", "😀", "\u2028", "\u3000", "\ufeff", "ａ"]
