@@ -209,14 +209,10 @@ def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
     return frame[k["column"]].notnull().to_numpy()
 
 
-def _considered(frame: pd.DataFrame, rule) -> int | None:
-    judged = _judged(frame, rule)
-    return None if judged is None else int(judged.sum())
-
-
 def _considered_rows(dframe: DistinctFrame, g: int, judged: np.ndarray | None) -> int | None:
-    """``_considered`` on the rows from ``judged`` (``_judged`` on the distinct frame): whether a row is
-    judged depends on its values only (missing or not), so each distinct value counts once per row holding it."""
+    """How many rows GX judges (``_judged`` summed over every row), from ``judged`` (``_judged`` on the
+    distinct frame): whether a row is judged depends on its values only (missing or not), so each distinct
+    value counts once per row holding it."""
     return None if judged is None else int(dframe.counts[g][judged[:dframe.sizes[g]]].sum())
 
 

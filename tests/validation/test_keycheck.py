@@ -1,7 +1,7 @@
 """Validate's pass 2 fast paths give exactly what the code they replace gives: a unique rule's verdicts
 per batch (``keycheck.unique_check`` against ``checks.unique_check``), each code's first row
 (``gxdistinct.first_positions`` against ``np.unique``) and the rows GX judges per rule counted from the
-distinct values (against ``gxdistinct._considered`` on every row)."""
+distinct values (against ``gxdistinct._judged`` on every row)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,13 @@ def test_rows_judged_counted_from_distinct_values(seed, n):
         g = dframe.group_of[gxdistinct.rule_columns(rule)[0]]
         assert int(dframe.counts[g].sum()) == len(data)
         got = gxdistinct._considered_rows(dframe, g, gxdistinct._judged(dframe.frame, rule))
-        assert got == gxdistinct._considered(data, rule), rule.rule_id
+        assert got == _considered(data, rule), rule.rule_id
+
+
+def _considered(frame: pd.DataFrame, rule) -> int | None:
+    """Rows GX's pandas engine judges for ``rule``, counted on every row (None for not-null)."""
+    judged = gxdistinct._judged(frame, rule)
+    return None if judged is None else int(judged.sum())
 
 
 def _previous_column_codes(s: pd.Series) -> np.ndarray:
