@@ -82,10 +82,10 @@ def _byte_patterns(found: dict, values, offsets, data, hits) -> None:
 
 
 def _pattern_bytes(x):
-    """Where the bytes ``x`` (uint8) may hold one some pattern other than the space needs: a control
-    character (TAB, LF and CR too: ``_byte_patterns`` passes over them), ``<``, ``&``, or the lead byte E3 or EF.
-    Compared rather than looked up in a table of 256: numpy indexes a table through an 8-byte index made
-    for every byte, three times slower."""
+    """Which bytes of ``x`` (uint8) a pattern other than the space may need: a control character (TAB,
+    LF and CR too: ``_byte_patterns`` passes over them), ``<``, ``&``, or the lead byte E3 or EF. Compared
+    rather than looked up in a table of 256: numpy indexes a table through an 8-byte index made for every
+    byte, three times slower."""
     found = x < 0x20
     for b in 0x7F, 0x3C, 0x26, 0xE3, 0xEF:  # DEL, <, &
         found |= x == b
