@@ -224,8 +224,13 @@ class _ArrowCsv:
         rec_line = first_line + (line_no + 1)
         cend = ends - ((b[np.maximum(ends - 1, 0)] == 13) & (ends > starts))
         dpos = np.flatnonzero(b == self.D)
-        if len(q):
-            dpos = dpos[(np.searchsorted(q, dpos) & 1) == 0]  # delimiters outside quotes
+        if len(q):  # leave out the delimiters inside quotes (``q`` holds whole pairs: cut is outside quotes)
+            lo, hi = np.searchsorted(dpos, q[0::2]), np.searchsorted(dpos, q[1::2])
+            if (hi > lo).any():  # rare: one pass over the delimiters only then, none over the quotes
+                inside = np.zeros(len(dpos) + 1, np.int32)
+                inside[lo[hi > lo]] += 1
+                inside[hi[hi > lo]] -= 1
+                dpos = dpos[np.cumsum(inside[:-1]) == 0]
         first_d = np.searchsorted(dpos, starts)
         n = np.searchsorted(dpos, cend) - first_d + 1
         n[cend == starts] = 0
@@ -261,7 +266,7 @@ class _ArrowCsv:
                                 parse_options=self.parse_opts, convert_options=self.convert_opts)
             if table.num_rows != n_keep:
                 raise RuntimeError(f"CSV parse: {table.num_rows} rows where {n_keep} records were found")
-            cols = [c.combine_chunks() for c in table.columns]
+            cols = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]  # no copy
         else:
             cols = [pa.array([], pa.string()) for _ in range(width)]
         line_arr = pa.array(rec_line[keep], pa.int64())

@@ -9,7 +9,6 @@ and U+FFFD replacement characters (text that was already mis-decoded before it r
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,7 @@ PATTERNS = {
     "control_chars": r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]",
     "replacement_char": r"\x{FFFD}",
 }
-EDGE_SPACE = "leading_trailing_space"  # decided from the bytes (``_suspicious``); the others by the regex
-# One pass finds the values the other patterns match, among the few that hold one of their bytes.
-ANY_PATTERN = "|".join(f"(?:{p})" for k, p in PATTERNS.items() if k != EDGE_SPACE)
+EDGE_SPACE = "leading_trailing_space"
 
 
 def _suspicious(values) -> dict:
@@ -39,48 +36,65 @@ def _suspicious(values) -> dict:
     The UTF-8 bytes decide most of it without a regex. RE2's ``^``/``$`` are the value's ends (not multi-
     line) and its ``\\s`` is [\\t\\n\\f\\r ]; U+00A0 is C2 A0 and U+3000 E3 80 80, so the leading or
     trailing space is a test of a value's first and last bytes. The other patterns need a control byte,
-    ``<`` or ``&``, or a character starting with EF (U+FF01-FF5E, U+FFFD) or U+3000: the regex runs only
-    on the values holding one. ``tests/migrations/test_arrow_bytes.py`` compares it with the regex."""
+    ``<`` or ``&``, or a character starting with EF (U+FF01-FF5E, U+FFFD) or U+3000 (``_byte_patterns``).
+    ``tests/migrations/test_arrow_bytes.py`` compares it with the regex."""
     import numpy as np
-    import pyarrow.compute as pc
 
     from crmbridge.migrations.arrow_bytes import string_buffers, unaligned
 
-    anywhere, space = _pattern_bytes()
     offsets, data = string_buffers(values)  # 8 zero bytes before and after the values
     quads = unaligned(data, "<u4")
     starts, ends = offsets[:-1], offsets[1:]
     head, tail = quads[starts], quads[ends - 4]  # a value's first 4 bytes (low first), its last 4
     # UTF-8 is self-synchronising: C2 A0 or E3 80 80 read at a value's start or end is that character.
-    edge = (space[head & 0xFF] | ((head & 0xFFFF) == 0xA0C2) | ((head & 0xFFFFFF) == 0x8080E3) |
-            space[tail >> 24] | ((tail >> 16) == 0xA0C2) | ((tail >> 8) == 0x8080E3))
+    edge = (_re2_space(head & 0xFF) | ((head & 0xFFFF) == 0xA0C2) | ((head & 0xFFFFFF) == 0x8080E3) |
+            _re2_space(tail >> 24) | ((tail >> 16) == 0xA0C2) | ((tail >> 8) == 0x8080E3))
     found = {k: np.zeros(len(values), bool) for k in PATTERNS}
     found[EDGE_SPACE] = edge & (ends > starts)
-    hits = np.flatnonzero(anywhere[data[offsets[0]:offsets[-1]]]) + offsets[0]
-    hits = hits[(data[hits] != 0xE3) | ((quads[hits] & 0xFFFFFF) == 0x8080E3)]  # U+3000, not U+3001-3FFF
+    hits = np.flatnonzero(_pattern_bytes(data[offsets[0]:offsets[-1]])) + offsets[0]
     if len(hits):
-        owner = np.searchsorted(offsets, hits, side="right") - 1  # ascending
-        some = owner[np.concatenate([[True], owner[1:] != owner[:-1]])]
-        odd = values.take(some)
-        hit = pc.match_substring_regex(odd, ANY_PATTERN).to_numpy(zero_copy_only=False)
-        some, odd = some[hit], odd.filter(hit)
-        for key, pattern in PATTERNS.items():
-            if key != EDGE_SPACE and len(odd):
-                found[key][some[pc.match_substring_regex(odd, pattern).to_numpy(zero_copy_only=False)]] = True
+        _byte_patterns(found, values, offsets, data, hits)
     return found
 
 
-@functools.lru_cache(maxsize=1)
-def _pattern_bytes():
-    """``_suspicious``'s byte tables: a byte some pattern other than the space needs, and RE2's ``\\s``."""
+def _byte_patterns(found: dict, values, offsets, data, hits) -> None:
+    """``_suspicious``'s other patterns, from the bytes at ``hits`` (``_pattern_bytes``). A control
+    character is its byte; U+3000 is E3 80 80; a character led by EF is U+F000 plus the low 6 bits of
+    its next two bytes (U+FF01-FF5E full width, U+FFFD the replacement). Only ``html_like`` needs the
+    regex, on the values holding ``<`` or ``&``."""
     import numpy as np
+    import pyarrow.compute as pc
 
-    anywhere, space = np.zeros(256, bool), np.zeros(256, bool)
-    for lo, hi in (0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x7F):  # control characters
-        anywhere[lo:hi + 1] = True
-    anywhere[[ord("<"), ord("&"), 0xE3, 0xEF]] = True
-    space[[0x09, 0x0A, 0x0C, 0x0D, 0x20]] = True
-    return anywhere, space
+    at, b1, b2 = data[hits], data[hits + 1], data[hits + 2]  # the 8 zero bytes after the values: in range
+    owner = np.searchsorted(offsets, hits, side="right") - 1
+    ef = 0xF000 | ((b1.astype(np.int32) & 0x3F) << 6) | (b2 & 0x3F)
+    ef[at != 0xEF] = 0
+    ideographic = (at == 0xE3) & (b1 == 0x80) & (b2 == 0x80)
+    found["full_width"][owner[ideographic | ((ef >= 0xFF01) & (ef <= 0xFF5E))]] = True
+    found["replacement_char"][owner[ef == 0xFFFD]] = True
+    control = ((at < 0x20) & (at != 0x09) & (at != 0x0A) & (at != 0x0D)) | (at == 0x7F)
+    found["control_chars"][owner[control]] = True
+    markup = owner[(at == 0x3C) | (at == 0x26)]  # ascending, as ``hits``
+    if len(markup):
+        some = markup[np.concatenate([[True], markup[1:] != markup[:-1]])]
+        hit = pc.match_substring_regex(values.take(some), PATTERNS["html_like"]).to_numpy(zero_copy_only=False)
+        found["html_like"][some[hit]] = True
+
+
+def _pattern_bytes(x):
+    """Which bytes of ``x`` (uint8) a pattern other than the space may need: a control character (TAB,
+    LF and CR too: ``_byte_patterns`` passes over them), ``<``, ``&``, or the lead byte E3 or EF. Compared
+    rather than looked up in a table of 256: numpy indexes a table through an 8-byte index made for every
+    byte, three times slower."""
+    found = x < 0x20
+    for b in 0x7F, 0x3C, 0x26, 0xE3, 0xEF:  # DEL, <, &
+        found |= x == b
+    return found
+
+
+def _re2_space(x):
+    """Whether each byte ``x`` is one of RE2's ``\\s``: TAB, LF, FF, CR or space."""
+    return (x == 0x09) | (x == 0x0A) | (x == 0x0C) | (x == 0x0D) | (x == 0x20)
 
 
 def profile_dir(extract_dir: Path, manifest: dict, batch_rows: int = 50_000) -> dict:

@@ -146,3 +146,21 @@ def test_blank_row_pattern_covers_every_python_whitespace():
     spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
     got = pc.match_substring_regex(pa.array(spaces + ["".join(spaces), "", "a", " a"]), csv_arrow._BLANK_RX)
     assert got.to_pylist() == [True] * (len(spaces) + 2) + [False, False]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_delimiters_inside_quotes_give_the_same_records(tmp_path, monkeypatch, seed):
+    """``parse`` leaves out the delimiters between each pair of quotes: quoted fields full of delimiters,
+    next to each other, empty, with doubled quotes and line ends, before trailing delimiters."""
+    rnd = random.Random(seed)
+    monkeypatch.setattr(csv_arrow, "ARROW_CHARS", rnd.choice([64, 300, 5000, 1 << 20]))
+    d = rnd.choice([",", ";", "\t", "|"])
+    quoted = ['""', f'"{d}"', f'"{d}{d}{d}"', f'"a{d}b"', f'"x""{d}""y"', f'"{d}\n{d}"', '"上海"', f'"Ｃ{d}　"']
+    lines = [d.join(["id", "a", "b", "c"]) + "\n"]
+    for i in range(300):
+        cells = [str(i)] + [rnd.choice(quoted + ["", "v", "客户"]) for _ in range(3)]
+        lines.append(d.join(cells) + d * rnd.choice([0, 0, 0, 1, 2]) + rnd.choice(["\n", "\r\n"]))
+    p = tmp_path / "quoted.csv"
+    p.write_bytes("".join(lines).encode(rnd.choice(["utf-8", "gb18030"])))
+    out = same(src("quoted.csv", delimiter=d), p)
+    assert len(out[4]) == 300
