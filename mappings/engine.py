@@ -289,9 +289,12 @@ def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -
     return df
 
 
-def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> StepOutput:
+def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex",
+                rows: Callable[[pd.Series], pd.DataFrame] | None = None) -> StepOutput:
     """Records and quarantine of a mapped batch: rows whose key is in ``duplicates`` (external IDs held by
-    more than one mapping row of the whole step) are quarantined, then required fields are checked."""
+    more than one mapping row of the whole step) are quarantined, then required fields are checked.
+    ``rows(bad)``: the batch's rows of the mask ``bad`` with every input column, when ``part.df`` holds
+    only the columns the step reads (the quarantine keeps them all)."""
     df, out, reasons = part.df, part.out, part.reasons
     key = part.candidate_keys()  # the rows still mapping, in ``out``'s order
     part._keys = None  # reasons change below
@@ -302,7 +305,7 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> St
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
     records = records.reset_index(drop=True)
     bad = reasons.bad
-    quarantine = _per_source_row(df[bad].copy())
+    quarantine = _per_source_row(df[bad].copy() if rows is None else rows(bad))
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = loaded.name
     rows_in = lineage.count(None) if len(df) else 0
