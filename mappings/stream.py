@@ -252,7 +252,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             src = df if rows is None else full(i, len(df))
             f.src = src[src["_row_id"].astype(str).isin(ids)]
         del df  # the batch's frames freed before its records' Arrow copy and the steward's
-        records.add(i, done.records, in_memory=in_memory)
+        records.add(i, done.records, in_memory=in_memory, twins=done.twins)
         f.late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
         if f.late:
             store.put(f"late{i}", done.quarantine, in_memory=in_memory)
