@@ -7,24 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.mappings.test_stage import demo_project
+
 TRICKY = ["", None, "ｆｕｌｌ　ｗｉｄｔｈ", "trailing\x00\x00", "名字 🙂", "=1+1", "12345678901234567890123"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from crmbridge.config import load_project
     from crmbridge.migrations import runs as R
-    from crmbridge.migrations.demo_data import write_demo_data
-    from crmbridge.migrations.extract import run_extract
     from crmbridge.migrations.extracted import read_entity
     from crmbridge.state import open_state
-    from crmbridge.templates.commands import init_project
 
-    root = tmp_path_factory.mktemp("proj")
-    init_project(root)
-    write_demo_data(root, customers=300, erp=False)
-    proj = load_project(root)
-    run = R.open_run(open_state(proj.state_url), proj.runs_dir, run_extract(proj).run_id)
+    proj, run_id = demo_project(tmp_path_factory.mktemp("proj"))
+    run = R.open_run(open_state(proj.state_url), proj.runs_dir, run_id)
     (run.dir / "validate").mkdir()
     for e in ("customers", "contacts", "contracts"):
         df = read_entity(run.dir, e)
