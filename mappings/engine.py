@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.mappings.keyindex import KeyIndex
+from crmbridge.mappings.keyindex import KeyIndex, _strings, arrow_keys
 from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.owners import owner_ids, record_type_ids
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
-from crmbridge.mappings.twins import twin_rows
+from crmbridge.mappings.twins import strip_twin, twin_rows
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -228,14 +228,32 @@ class Partial:
 
     _keys: pd.Series | None = field(default=None, repr=False)  # candidate_keys, until finish_rows adds reasons
     twins: dict = field(default_factory=dict, repr=False)  # column of ``out`` -> its Arrow twin (twins.py)
+    key_twin: Any = field(default=None, repr=False)  # the external ID's twin (before stripping)
+    _key_twin: Any = field(default=None, repr=False)  # candidate_keys' twin (stripped), reset with ``_keys``
+    _key_strings: np.ndarray | None = field(default=None, repr=False)  # key_strings, reset with ``_keys``
 
     def candidate_keys(self) -> pd.Series:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
         if self._keys is None:
             ok = self.reasons.text.index[~self.reasons.bad]
             keep = self.out.index.intersection(ok)
-            self._keys = strip_text(self.out[self.ext] if len(keep) == len(self.out) else self.out.loc[keep, self.ext])
+            whole = len(keep) == len(self.out)
+            self._key_strings = None
+            if self.key_twin is None:
+                self._keys = strip_text(self.out[self.ext] if whole else self.out.loc[keep, self.ext])
+            else:  # ``strip_text`` of the same values, in Arrow
+                at = self.out.index if whole else keep
+                self._key_twin = strip_twin(twin_rows({"k": self.key_twin}, self.out.index, at)["k"])
+                self._keys = pd.Series(self._key_twin.to_numpy(zero_copy_only=False), index=at, name=self.ext,
+                                       dtype=object)
         return self._keys
+
+    def key_strings(self) -> np.ndarray:
+        """``keyindex._strings(self.candidate_keys())``."""
+        keys = self.candidate_keys()
+        if self._key_strings is None:
+            self._key_strings = _strings(keys) if self._key_twin is None else arrow_keys(self._key_twin)
+        return self._key_strings
 
 
 def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
@@ -292,8 +310,9 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     reasons.text.loc[work.index] = wreasons.text
     # combine() strips the external ID; lookups, owner and record type columns come after the fields
     later = {ext, "OwnerId", "RecordTypeId", *(lk.output_column(f) for f, lk in step.lookups.items())}
+    key_twin = twins.get(ext)
     twins = {c: a for c, a in twins.items() if a is not None and c not in later}
-    return Partial(df, out, reasons, filtered, stats, ext, twins=twins)
+    return Partial(df, out, reasons, filtered, stats, ext, twins=twins, key_twin=key_twin)
 
 
 def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
@@ -313,13 +332,17 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex",
     only the columns the step reads (the quarantine keeps them all)."""
     df, out, reasons = part.df, part.out, part.reasons
     key = part.candidate_keys()  # the rows still mapping, in ``out``'s order
-    part._keys = None  # reasons change below
+    strings, key_twin = part.key_strings(), part._key_twin
+    part._keys = part._key_twin = part._key_strings = None  # reasons change below
     lineage = Lineage(df)
     # combine() adds duplicate_external_id reasons itself.
     records, _, rows_out = combine(loaded, df, out if len(key) == len(out) else out.loc[key.index], reasons,
-                                   duplicated=duplicates.contains, key=key, lineage=lineage)
+                                   duplicated=(lambda k: duplicates.contains_strings(strings)) if
+                                   len(strings) == len(key) else duplicates.contains, key=key, lineage=lineage)
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
     twins = twin_rows(part.twins, out.index, records.index) if part.twins else {}
+    if key_twin is not None:  # combine() wrote ``key`` as the external ID
+        twins = {**twins, part.ext: twin_rows({"k": key_twin}, key.index, records.index)["k"]}
     records = records.reset_index(drop=True)
     bad = reasons.bad
     quarantine = _per_source_row(df[bad].copy() if rows is None else rows(bad))

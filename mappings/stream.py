@@ -275,7 +275,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         offset += len(batch)
         _add(res.filtered, part.filtered)
         _add(res.stats, part.stats)
-        keys.append(_strings(part.candidate_keys()))
+        keys.append(part.key_strings())
         if on_rows:
             on_rows(len(batch))
         if early_finish:

@@ -64,6 +64,15 @@ def twin_rows(twins: dict, index: pd.Index, rows: pd.Index) -> dict:
     return {c: a.take(at) for c, a in twins.items()}
 
 
+def strip_twin(arr):
+    """``textops.strip_text`` of a twin's values, as a twin (Python's ``str.strip`` whitespace)."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.textfast import PY_WHITESPACE
+
+    return pc.utf8_trim(arr, characters=PY_WHITESPACE)
+
+
 @lru_cache(maxsize=256)
 def _text_entry(name: str) -> str:
     """The pandas metadata entry ``from_pandas`` writes for an object column of ``str`` named ``name``."""

@@ -128,3 +128,36 @@ def test_records_file_with_twins_is_the_same_file(tmp_path, in_memory):
         w.write(len(batches))
         files.append((tmp_path / f"r{use}.parquet").read_bytes())
     assert files[0] == files[1]
+
+
+KEYS = ["C1", " C1", "C1 ", "\u3000C2\u3000", "\x1cC3\x1f", "C4\x00", "trailing\x00\x00", "ｆｕｌｌ", "客户 🙂", "",
+        "  ", None, "C1", "\u2028C5\u2029", "\x85C6\xa0", "C7\u200b", "x" * 70]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_keys_from_the_twin_equal_the_stripped_keys(seed):
+    """``Partial.candidate_keys`` and ``key_strings`` from the external ID's twin == ``strip_text`` and
+    ``_strings`` of the column, with reasons holding some rows back."""
+    from crmbridge.mappings.engine import Partial
+    from crmbridge.mappings.keyindex import _strings, arrow_keys
+    from crmbridge.mappings.textops import strip_text
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    index = pd.Index(np.sort(rng.choice(1000, n, replace=False)))
+    ext = pd.Series([KEYS[i] for i in rng.integers(len(KEYS), size=n)], index=index, dtype=object)
+    out = pd.DataFrame({"K": ext})
+    df = pd.DataFrame(index=pd.RangeIndex(1000))
+    held = rng.choice(1000, 300 * (seed % 2), replace=False)  # no row, or some of ``out``
+    got, want = [], []
+    for twin in (pa.array(ext.to_numpy(dtype=object), type=pa.string()), None):
+        reasons = _Reasons(df.index)
+        reasons.text.iloc[held] = "r"
+        part = Partial(df, out, reasons, {}, {}, "K", key_twin=twin)
+        (got if twin is not None else want).append((part.candidate_keys(), part.key_strings()))
+    (keys, strings), (ref_keys, ref_strings) = got[0], want[0]
+    pd.testing.assert_series_equal(keys, ref_keys, check_exact=True)
+    assert [type(v) for v in keys] == [type(v) for v in ref_keys]
+    assert strings.dtype == ref_strings.dtype and (strings == ref_strings).all()
+    assert (arrow_keys(pa.array(ext.tolist())) == _strings(ext)).all()
+    assert keys.tolist() == strip_text(ext.loc[keys.index]).tolist()
