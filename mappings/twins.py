@@ -73,6 +73,16 @@ def strip_twin(arr):
     return pc.utf8_trim(arr, characters=PY_WHITESPACE)
 
 
+def missing_twin(arr) -> np.ndarray:
+    """``transforms_base.is_missing`` of a twin's values: null, empty or only whitespace."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.textfast import flags
+
+    blank = pc.equal(pc.binary_length(strip_twin(arr)), 0)
+    return arr.is_null().to_numpy(zero_copy_only=False) | flags(blank)
+
+
 @lru_cache(maxsize=256)
 def _text_entry(name: str) -> str:
     """The pandas metadata entry ``from_pandas`` writes for an object column of ``str`` named ``name``."""

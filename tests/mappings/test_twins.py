@@ -161,3 +161,21 @@ def test_keys_from_the_twin_equal_the_stripped_keys(seed):
     assert strings.dtype == ref_strings.dtype and (strings == ref_strings).all()
     assert (arrow_keys(pa.array(ext.tolist())) == _strings(ext)).all()
     assert keys.tolist() == strip_text(ext.loc[keys.index]).tolist()
+
+
+def test_missing_external_ids_from_the_twin():
+    from crmbridge.mappings.transforms import as_text, is_missing
+    from crmbridge.mappings.twins import missing_twin
+
+    for values in (KEYS, [], [None], ["\u3000"], ["x"]):
+        s = pd.Series(values * 3, dtype=object)
+        assert missing_twin(pa.array(values * 3, type=pa.string())).tolist() == is_missing(as_text(s)).tolist()
+
+
+def test_bad_rows_are_the_ones_with_a_reason():
+    reasons = _Reasons(pd.Index([4, 2, 9, 7]))
+    reasons.add(pd.Series([True, False, False, True], index=reasons.text.index), "r1")
+    reasons.add(pd.Series([True, False, True, False], index=reasons.text.index), "r2")
+    bad = reasons.bad
+    assert bad.index.equals(reasons.text.index) and bad.dtype == bool
+    assert bad.tolist() == (reasons.text != "").tolist() == [True, False, True, True]
