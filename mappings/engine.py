@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.mappings.keyindex import KeyIndex
+from crmbridge.mappings.keyindex import KeyIndex, _strings, arrow_keys
 from crmbridge.mappings.merge import Lineage, combine, source_rows, with_record_lineage
 from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.owners import owner_ids, record_type_ids
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
+from crmbridge.mappings.twins import missing_twin, strip_twin, twin_rows
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -54,6 +55,7 @@ class StepOutput:
     filtered: dict[str, int]
     stats: dict[str, dict[str, dict[str, int]]]  # field -> transform -> {changed, failed}
     reasons: dict[str, int]
+    twins: dict = field(default_factory=dict)  # records column -> its Arrow twin (mappings/twins.py)
 
 
 class _Reasons:
@@ -86,7 +88,9 @@ class _Reasons:
 
     @property
     def bad(self) -> pd.Series:
-        return self.text != ""
+        """``text != ""``: the texts are ``str`` (``add`` and ``merge`` write nothing else), and the empty one is
+        the only false one (a truth test per row costs a third of a comparison)."""
+        return pd.Series(self.text.to_numpy(dtype=object).astype(bool), index=self.text.index)
 
 
 def _short(v: Any) -> str:
@@ -122,31 +126,36 @@ def _template(template: str, df: pd.DataFrame) -> pd.Series:
 
 
 def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
-           stats: dict) -> pd.Series:
+           stats: dict, twins: dict | None = None) -> pd.Series:
     """Run the field's transforms in order, on the rows they may change (``mappings/unchanged.py``: the
-    others are given back as they are, as text)."""
+    others are given back as they are, as text). ``twins``: the result's Arrow twin goes there, under
+    ``label``, when it has one (mappings/twins.py)."""
+    from crmbridge.mappings.twins import patched_twin
     from crmbridge.mappings.unchanged import unchanged_rows
 
     skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
     if skip is None or not skip[1].any():
-        return _chain_rows(label, spec, series, df, reasons, stats)
-    values, same = skip
+        return _chain_rows(label, spec, series, df, reasons, stats, twins)
+    values, same, arr = skip
     rest = ~same
+    done = np.empty(0, dtype=object)
     if rest.any():
         cols = [c for t in spec.transforms for c in column_params(t.name, t.model) if c in df.columns]
         sub = _Reasons(df.index[rest])
-        done = _chain_rows(label, spec, series[rest], df.loc[rest, cols], sub, stats)
+        done = _chain_rows(label, spec, series[rest], df.loc[rest, cols], sub, stats).to_numpy(dtype=object)
         values = values.copy()
-        values[rest] = done.to_numpy(dtype=object)
+        values[rest] = done
         reasons.merge(sub)
     else:  # the chain's counts, none changed or failed
         for t in spec.transforms:
             stats.setdefault(label, {}).setdefault(t.name, {"changed": 0, "failed": 0})
+    if twins is not None and arr is not None:
+        twins[label] = patched_twin(arr, rest, done)
     return pd.Series(values, index=series.index, dtype=object)
 
 
 def _chain_rows(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
-                stats: dict) -> pd.Series:
+                stats: dict, twins: dict | None = None) -> pd.Series:
     """Run the field's transforms in order. A text column stays encoded (codes into its distinct
     values) through the chain, so every transform runs once per distinct value."""
     from crmbridge.mappings.distinct import Encoded, encode
@@ -190,6 +199,10 @@ def _chain_rows(label: str, spec: _WithTransforms, series: pd.Series, df: pd.Dat
         series = series.where(~failed_here, None)
     elif failed_here.any() and policy == "keep":
         series = as_text(original).where(failed_here, series)
+    elif twins is not None and isinstance(current, Encoded):
+        from crmbridge.mappings.twins import encoded_twin
+
+        twins[label] = encoded_twin(current.codes, current.uniques)
     return series
 
 
@@ -216,14 +229,33 @@ class Partial:
     ext: str
 
     _keys: pd.Series | None = field(default=None, repr=False)  # candidate_keys, until finish_rows adds reasons
+    twins: dict = field(default_factory=dict, repr=False)  # column of ``out`` -> its Arrow twin (twins.py)
+    key_twin: Any = field(default=None, repr=False)  # the external ID's twin (before stripping)
+    _key_twin: Any = field(default=None, repr=False)  # candidate_keys' twin (stripped), reset with ``_keys``
+    _key_strings: np.ndarray | None = field(default=None, repr=False)  # key_strings, reset with ``_keys``
 
     def candidate_keys(self) -> pd.Series:
         """The stripped external-ID value of each row still mapping (the ones the duplicate check sees)."""
         if self._keys is None:
             ok = self.reasons.text.index[~self.reasons.bad]
             keep = self.out.index.intersection(ok)
-            self._keys = strip_text(self.out[self.ext] if len(keep) == len(self.out) else self.out.loc[keep, self.ext])
+            whole = len(keep) == len(self.out)
+            self._key_strings = None
+            if self.key_twin is None:
+                self._keys = strip_text(self.out[self.ext] if whole else self.out.loc[keep, self.ext])
+            else:  # ``strip_text`` of the same values, in Arrow
+                at = self.out.index if whole else keep
+                self._key_twin = strip_twin(twin_rows({"k": self.key_twin}, self.out.index, at)["k"])
+                self._keys = pd.Series(self._key_twin.to_numpy(zero_copy_only=False), index=at, name=self.ext,
+                                       dtype=object)
         return self._keys
+
+    def key_strings(self) -> np.ndarray:
+        """``keyindex._strings(self.candidate_keys())``."""
+        keys = self.candidate_keys()
+        if self._key_strings is None:
+            self._key_strings = _strings(keys) if self._key_twin is None else arrow_keys(self._key_twin)
+        return self._key_strings
 
 
 def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None = None,
@@ -244,13 +276,16 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     wreasons = _Reasons(work.index)
 
     values = {}  # the frame built once: a column inserted at a time costs a block each
+    twins: dict = {}
     for fname, spec in step.fields.items():
         if spec.aggregate is not None:
             continue  # computed in combine()
-        values[fname] = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats)
+        values[fname] = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats, twins)
     out = pd.DataFrame(values, index=work.index)
     ext = step.external_id
-    wreasons.add(is_missing(as_text(out[ext])), f"missing_external_id: {ext}")
+    key_twin = twins.get(ext)
+    wreasons.add(is_missing(as_text(out[ext])) if key_twin is None else
+                 pd.Series(missing_twin(key_twin), index=out.index), f"missing_external_id: {ext}")
 
     for fname, lk in step.lookups.items():
         col = lk.output_column(fname)
@@ -277,7 +312,10 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
     _org_value_checks(step.object, out, refs, wreasons)
 
     reasons.text.loc[work.index] = wreasons.text
-    return Partial(df, out, reasons, filtered, stats, ext)
+    # combine() strips the external ID; lookups, owner and record type columns come after the fields
+    later = {ext, "OwnerId", "RecordTypeId", *(lk.output_column(f) for f, lk in step.lookups.items())}
+    twins = {c: a for c, a in twins.items() if a is not None and c not in later}
+    return Partial(df, out, reasons, filtered, stats, ext, twins=twins, key_twin=key_twin)
 
 
 def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -> pd.DataFrame:
@@ -289,26 +327,34 @@ def prepare_rows(loaded: LoadedStep, source: pd.DataFrame, first_row: int = 0) -
     return df
 
 
-def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex") -> StepOutput:
+def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex",
+                rows: Callable[[pd.Series], pd.DataFrame] | None = None) -> StepOutput:
     """Records and quarantine of a mapped batch: rows whose key is in ``duplicates`` (external IDs held by
-    more than one mapping row of the whole step) are quarantined, then required fields are checked."""
+    more than one mapping row of the whole step) are quarantined, then required fields are checked.
+    ``rows(bad)``: the batch's rows of the mask ``bad`` with every input column, when ``part.df`` holds
+    only the columns the step reads (the quarantine keeps them all)."""
     df, out, reasons = part.df, part.out, part.reasons
     key = part.candidate_keys()  # the rows still mapping, in ``out``'s order
-    part._keys = None  # reasons change below
+    strings, key_twin = part.key_strings(), part._key_twin
+    part._keys = part._key_twin = part._key_strings = None  # reasons change below
     lineage = Lineage(df)
     # combine() adds duplicate_external_id reasons itself.
     records, _, rows_out = combine(loaded, df, out if len(key) == len(out) else out.loc[key.index], reasons,
-                                   duplicated=duplicates.contains, key=key, lineage=lineage)
+                                   duplicated=(lambda k: duplicates.contains_strings(strings)) if
+                                   len(strings) == len(key) else duplicates.contains, key=key, lineage=lineage)
     records, rows_out = _required(loaded, df, records, rows_out, reasons)
+    twins = twin_rows(part.twins, out.index, records.index) if part.twins else {}
+    if key_twin is not None:  # combine() wrote ``key`` as the external ID
+        twins = {**twins, part.ext: twin_rows({"k": key_twin}, key.index, records.index)["k"]}
     records = records.reset_index(drop=True)
     bad = reasons.bad
-    quarantine = _per_source_row(df[bad].copy())
+    quarantine = _per_source_row(df[bad].copy() if rows is None else rows(bad))
     quarantine["_reason"] = reasons.text[bad].reindex(quarantine.index).values
     quarantine["_step"] = loaded.name
     rows_in = lineage.count(None) if len(df) else 0
     return StepOutput(records=records, quarantine=quarantine.reset_index(drop=True), rows_in=rows_in,
                       rows_out=rows_out, filtered=part.filtered, stats=part.stats,
-                      reasons=reason_counts(quarantine["_reason"].tolist()))
+                      reasons=reason_counts(quarantine["_reason"].tolist()), twins=twins)
 
 
 def _member(values: pd.Series, keys) -> pd.Series:

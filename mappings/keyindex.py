@@ -53,7 +53,21 @@ def _utf8_rows(values: np.ndarray) -> np.ndarray | None:
         arr = pa.array(values, type=pa.string())
     except (pa.ArrowException, UnicodeError):
         return None
-    if not isinstance(arr, pa.Array) or arr.null_count:  # (a ChunkedArray past 2 GiB of text)
+    return _slots(arr)
+
+
+def arrow_keys(arr) -> np.ndarray:
+    """``_strings`` of an Arrow ``string`` array (its present values)."""
+    arr = arr.drop_null()
+    fast = _slots(arr) if len(arr) else None
+    return fast if fast is not None else _strings(pd.Series(arr.to_pylist(), dtype=object))
+
+
+def _slots(arr) -> np.ndarray | None:
+    """An Arrow ``string`` array without nulls laid out as ``_strings`` does (None: not such an array)."""
+    import pyarrow as pa
+
+    if not isinstance(arr, pa.Array) or arr.type != pa.string() or arr.null_count:  # (a ChunkedArray: past 2 GiB)
         return None
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else \

@@ -112,15 +112,24 @@ class RecordsWriter:
                 out.setdefault(c, set()).update(t)
         return out
 
-    def add(self, i: int, df: pd.DataFrame, *, in_memory: bool = False) -> None:
+    def add(self, i: int, df: pd.DataFrame, *, in_memory: bool = False, twins: dict | None = None) -> None:
         """Batch ``i``'s records; a batch added again replaces what it was (the map stream finishes a
-        batch ahead of time and again in the rare case where that was early, see stream.py)."""
+        batch ahead of time and again in the rare case where that was early, see stream.py). ``twins``:
+        Arrow twins of some text columns (mappings/twins.py), taken instead of converting them."""
         import pyarrow as pa
 
+        from crmbridge.mappings.twins import twin_table
+
+        # a twin holds a str per present value: the column's types are {str} (none when all missing: Arrow's
+        # null type then, which from_pandas gives)
+        twins = {c: a for c, a in (twins or {}).items()
+                 if df[c].dtype == object and len(a) == len(df) and a.null_count < len(a)}
         batch: dict[str, set] = {}
         for c in df.columns:
             s = df[c]
-            if s.dtype == object:
+            if c in twins:
+                batch[c] = {str}
+            elif s.dtype == object:
                 batch[c] = _value_types(s)
             elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
                 batch[c] = {str}
@@ -138,7 +147,7 @@ class RecordsWriter:
             for c in text:
                 out[c] = out[c].map(_text_or_none)
         try:
-            table = pa.Table.from_pandas(out, preserve_index=False)
+            table = twin_table(out, twins) if twins else pa.Table.from_pandas(out, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             # Arrow cannot take a column as it is: the whole batch waits (only text in it can make it pass)
             table, aside, plain = None, [c for c in objects if c not in text], []

@@ -143,8 +143,10 @@ def input_rows(run, entity: str, skip_validation: bool) -> int | None:
     return None
 
 
-def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: int):
-    """``read_input`` in DataFrames of at most ``batch_rows`` rows (at least one, empty when the entity is)."""
+def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: int,
+               columns: list[str] | None = None):
+    """``read_input`` in DataFrames of at most ``batch_rows`` rows (at least one, empty when the entity is);
+    ``columns``: only those (``step_columns``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -159,13 +161,54 @@ def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: 
     pf = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 20)
     schema = pf.schema_arrow
     drop = set(_index_columns(p))
-    columns = [c for c in schema.names if c not in drop]
+    columns = [c for c in schema.names if c not in drop and (columns is None or c in columns)]
     yielded = False
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
         yielded = True
         yield _frame(pa.Table.from_batches([batch]), schema)
     if not yielded:
         yield _frame(pa.schema([schema.field(c) for c in columns]).empty_table(), schema)
+
+
+def step_columns(loaded, run, entity: str) -> list[str] | None:
+    """The input columns ``loaded`` reads: the ones its mapping names and every ``_`` (lineage) column.
+    None when that is every column, or the input is not a Parquet file. Decoding the others (e-mail,
+    dates ... : half the CPU of reading validate's output) is left to ``read_rows``, for the quarantined
+    rows only (their every column goes to the steward)."""
+    import pyarrow.parquet as pq
+
+    from crmbridge.mappings.check import _used_columns
+
+    p = _input_path(run, entity)
+    if not p.exists():
+        return None
+    names = [c for c in pq.read_schema(p).names if c not in set(_index_columns(p))]
+    used = {col for _, col in _used_columns(loaded)}
+    keep = [c for c in names if c in used or c.startswith("_")]
+    return None if len(keep) == len(names) else keep
+
+
+def read_rows(run, entity: str, first: int, count: int):
+    """Rows ``first`` to ``first + count`` of the resolved or validated input, every column, as
+    ``iter_input`` gives them: only the row groups holding them are read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = _input_path(run, entity)
+    pf = pq.ParquetFile(p)
+    schema = pf.schema_arrow
+    drop = set(_index_columns(p))
+    columns = [c for c in schema.names if c not in drop]
+    groups, start, skip = [], 0, 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if count and start + n > first and start < first + count:
+            skip = skip if groups else first - start
+            groups.append(g)
+        start += n
+    table = pf.read_row_groups(groups, columns=columns) if groups else \
+        pa.schema([schema.field(c) for c in columns]).empty_table()
+    return _frame(table.slice(skip, count), schema)
 
 
 def _frame(table, schema):
@@ -341,8 +384,10 @@ def _map_all(project, run, mappings, ordered, refs, report, skip_validation, pre
         ext = s.step.external_id
         rel = f"{STAGE}/{s.name}.parquet"
         with progress.tracked(f"{s.name} (rows)", input_rows(run, e, skip_validation)) as task:
+            cols = step_columns(s, run, e)
             out = map_step_stream(s, lambda: iter_input(project, run, e, skip_validation=skip_validation,
-                                                        batch_rows=batch_rows),
+                                                        batch_rows=batch_rows, columns=cols),
+                                  rows=None if cols is None else lambda first, n: read_rows(run, e, first, n),
                                   records_path=tmp / f"{s.name}.parquet",
                                   quarantine_path=tmp / "quarantine" / f"{s.name}.csv",
                                   spill=tmp / ".spill" / s.name, refs=refs, parents=keys,

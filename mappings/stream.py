@@ -172,7 +172,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                     parent_reasons: dict[str, Any] | None = None,
                     raw: Callable[[KeyIndex, list[str], set[str]], tuple | None] | None = None,
                     preview: int = 0, on_rows: Callable[[int], None] | None = None,
-                    finish_early: bool = True) -> StreamedStep:
+                    finish_early: bool = True, rows: Callable[[int, int], pd.DataFrame] | None = None
+                    ) -> StreamedStep:
     """Map ``batches`` (the entity's rows, in order, at least one batch; or a function giving them anew
     each call) into ``records_path`` (Parquet) and ``quarantine_path`` (the steward's CSV); see module
     docstring.
@@ -183,7 +184,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     preview_ids)``: the extracted rows of those ``_row_id`` values (``columns`` only; all columns for
     ``preview_ids``), or None when the run has no extract. ``finish_early``: finish each batch as soon as
     it is mapped when the batches can be read again (pass False when keys shared across batches are the
-    rule, as in departments' rows not resolved: most batches would be mapped twice)."""
+    rule, as in departments' rows not resolved: most batches would be mapped twice). ``rows(first, n)``:
+    the entity's rows ``first`` to ``first + n`` with every column, when the batches hold only the columns
+    the step reads (the quarantine and the preview show them all)."""
     import pyarrow as pa
 
     from crmbridge.mappings.output import QuarantineWriter, RecordsWriter
@@ -205,6 +208,11 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     own_key = f"{loaded.step.object}.{ext}"
     own_tag = f"parent_quarantined: {own_key}="
     done_by: dict[int, _Finished] = {}
+    firsts: list[int] = []  # per batch: the position of its first row in the entity
+
+    def full(i: int, n: int) -> pd.DataFrame:
+        """The first ``n`` rows of batch ``i`` with every column, prepared as ``map_rows`` prepares them."""
+        return prepare_rows(loaded, rows(firsts[i], n), firsts[i])
 
     def steward(i: int, quarantine: pd.DataFrame, in_memory: bool) -> tuple | None:
         view, named = steward_reasons(loaded, quarantine, parent_reasons)
@@ -225,7 +233,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             store.drop(stale)
         df = part.df
         candidates = len(part.candidate_keys())
-        done: StepOutput = finish_rows(loaded, part, duplicates)
+        done: StepOutput = finish_rows(loaded, part, duplicates, None if rows is None else
+                                       lambda bad: full(i, len(bad))[bad] if bad.any() else full(i, 0))
         # the records are candidate rows, in order: as many of them means all, and their keys are ``keys``
         mapped = keys if keys is not None and len(done.records) == candidates == len(keys) else \
             _same_or(_strings(done.records[ext].astype(str)), keys)
@@ -240,9 +249,10 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
         if preview:
             f.head = done.records.head(preview)
             ids = {rid for m, r in zip(f.head["_merged_row_ids"], f.head["_row_id"]) for rid in str(m or r).split(";")}
-            f.src = df[df["_row_id"].astype(str).isin(ids)]
+            src = df if rows is None else full(i, len(df))
+            f.src = src[src["_row_id"].astype(str).isin(ids)]
         del df  # the batch's frames freed before its records' Arrow copy and the steward's
-        records.add(i, done.records, in_memory=in_memory)
+        records.add(i, done.records, in_memory=in_memory, twins=done.twins)
         f.late = any(own_tag in t for t in done.quarantine["_reason"].tolist() if isinstance(t, str))
         if f.late:
             store.put(f"late{i}", done.quarantine, in_memory=in_memory)
@@ -260,11 +270,12 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     if batch is None:
         raise ValueError("map_step_stream needs at least one batch (an empty one for an empty entity)")
     while batch is not None:
+        firsts.append(offset)
         part = map_rows(loaded, batch, refs=refs, parents=parents, first_row=offset)
         offset += len(batch)
         _add(res.filtered, part.filtered)
         _add(res.stats, part.stats)
-        keys.append(_strings(part.candidate_keys()))
+        keys.append(part.key_strings())
         if on_rows:
             on_rows(len(batch))
         if early_finish:

@@ -87,10 +87,11 @@ def _mostly_distinct(arr) -> bool:
     return 10 * len(pc.unique(head)) > 9 * len(head)
 
 
-def unchanged_rows(transforms: list, series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(values, same)`` for a chain of ``transforms`` (``TransformRef``s) on ``series``: the column's text
-    values and the rows no transform of the chain may change. None when some transform (or the column)
-    is not covered here."""
+def unchanged_rows(transforms: list, series: pd.Series) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """``(values, same, arr)`` for a chain of ``transforms`` (``TransformRef``s) on ``series``: the column's
+    text values, the rows no transform of the chain may change, and the Arrow array ``values`` were read
+    from (None when they came as Python objects already). None when some transform (or the column) is
+    not covered here."""
     steps = [MAY_CHANGE.get(t.name) for t in transforms]
     if not steps or any(s is None for s in steps):
         return None
@@ -104,4 +105,6 @@ def unchanged_rows(transforms: list, series: pd.Series) -> tuple[np.ndarray, np.
         if pick is None:
             return None
         may |= pick if isinstance(pick, np.ndarray) else textfast.flags(pick)
-    return (arr.to_numpy(zero_copy_only=False) if values is None else values), ~may
+    if values is None:
+        return arr.to_numpy(zero_copy_only=False), ~may, arr
+    return values, ~may, None

@@ -11,19 +11,23 @@ from click.testing import CliRunner
 from crmbridge.cli import cli
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def demo_project(root):
+    """The template project with 300 demo customers (no ERP data) in ``root``, extracted: (project, run id)."""
     from crmbridge.config import load_project
     from crmbridge.migrations.demo_data import write_demo_data
     from crmbridge.migrations.extract import run_extract
     from crmbridge.templates.commands import init_project
 
-    root = tmp_path_factory.mktemp("proj")
     init_project(root)
     write_demo_data(root, customers=300, erp=False)
     proj = load_project(root)
     res = run_extract(proj)
     return proj, res.run_id
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return demo_project(tmp_path_factory.mktemp("proj"))
 
 
 def _run(proj, run_id):

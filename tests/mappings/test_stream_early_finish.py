@@ -131,8 +131,8 @@ def test_a_key_shared_with_a_later_batch_finishes_the_earlier_batch_again(tmp_pa
                        "annual_revenue": [None] * 5, "parent_no": [None] * 5}, dtype=object)
     finished = []
     real = S.finish_rows
-    monkeypatch.setattr(S, "finish_rows", lambda loaded, part, dups: finished.append(len(part.df)) or
-                        real(loaded, part, dups))
+    monkeypatch.setattr(S, "finish_rows", lambda loaded, part, dups, rows: finished.append(len(part.df)) or
+                        real(loaded, part, dups, rows))
     got, _ = stream(step, lambda: iter(parts(df, 2, None)), tmp_path / "s", None, None, 0)
     assert finished == [2, 2, 1, 2, 1]  # batches 0 and 2 again
     assert got.reasons == {"duplicate_external_id: Legacy_Id__c": 2} and got.rows == 3
