@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from crmbridge.validation.columntext import texts
+from crmbridge.validation.columntext import present_texts, texts
 
 # GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
 # organisation code, check character. Alphabet excludes I, O, S, V, Z.
@@ -70,14 +70,15 @@ def uscc_valid(value: str) -> bool:
 
 
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int64)
+_USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int32)
 
 
 def uscc_valid_many(values) -> np.ndarray:
     """``uscc_valid`` for many values (str) in a few Arrow and numpy passes: the same shape rule, the same
     digits-only registration prefix that stdnum's ``validate`` demands (except for A, N, Y), the same
     weighted check character. Values that are not ASCII (``\\d`` matches any Unicode digit in Python)
-    go through ``uscc_valid`` itself. Proved equal value by value in tests/validation/test_checks.py."""
+    go through ``uscc_valid`` itself, once per distinct value. Proved equal value by value in
+    tests/validation/test_checks.py."""
     import pyarrow.compute as pc
 
     from crmbridge.mappings.transforms_arrow import flags, strings
@@ -90,16 +91,20 @@ def uscc_valid_many(values) -> np.ndarray:
     ok = flags(pc.match_substring_regex(arr, shape)) & ~wide
     out = np.zeros(len(vals), dtype=bool)
     if wide.any():
-        out[wide] = [uscc_valid(v) for v in vals[wide]]
+        out[wide] = by_distinct(pd.Series(vals[wide], dtype=object), uscc_valid).to_numpy(dtype=bool)
     if not ok.any():
         return out
-    first18 = pc.utf8_slice_codeunits(arr.filter(ok), 0, 18).to_pylist()
-    chars = np.frombuffer("".join(first18).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
-    table = np.full(256, 0, dtype=np.int64)
-    for i, ch in enumerate(_USCC_ALPHABET):
-        table[ord(ch)] = i
-    idx = table[chars]
-    check = np.mod(31 - (idx[:, :17] * _USCC_WEIGHTS).sum(axis=1), 31)
+    # The first 18 bytes of each shaped value, read from the Arrow buffers (the shape makes them ASCII):
+    # a view when every value is 18 bytes (no trailing newline), else gathered.
+    shaped = arr.filter(ok)
+    offsets = np.frombuffer(shaped.buffers()[1], dtype=np.int32)[shaped.offset:shaped.offset + len(shaped) + 1]
+    data = np.frombuffer(shaped.buffers()[2], dtype=np.uint8)
+    if offsets[-1] - offsets[0] == 18 * len(shaped):
+        chars = data[offsets[0]:offsets[-1]].reshape(-1, 18)
+    else:
+        chars = data[offsets[:-1, None] + np.arange(18)]
+    idx = np.take(_uscc_table(), chars)
+    check = np.mod(31 - idx[:, :17].astype(np.int32) @ _USCC_WEIGHTS, 31)
     good = check == idx[:, 17]
     first = chars[:, 0]
     any_prefix = (first == ord("A")) | (first == ord("N")) | (first == ord("Y"))
@@ -109,14 +114,21 @@ def uscc_valid_many(values) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=1)
+def _uscc_table() -> np.ndarray:
+    """Byte -> the character's value in the USCC alphabet (0 for bytes outside it)."""
+    table = np.zeros(256, dtype=np.uint8)
+    for i, ch in enumerate(_USCC_ALPHABET):
+        table[ord(ch)] = i
+    return table
+
+
 def uscc_check(series: pd.Series) -> pd.Series:
-    """``uscc_valid`` per row, computed once per distinct value in one vectorised pass."""
-    present = series.notna()
+    """``uscc_valid`` per row, computed in one vectorised pass over the present values' text."""
+    present, text = present_texts(series)
     out = np.full(len(series), None, dtype=object)
     if present.any():
-        codes, uniques = pd.factorize(series[present].astype(str))
-        res = np.append(uscc_valid_many(np.asarray(uniques, dtype=object)), False).astype(object)
-        out[present.to_numpy()] = res[codes]
+        out[present] = uscc_valid_many(text[present]).astype(object)
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -218,6 +230,9 @@ def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bo
 # ``is_valid_number`` makes, without a ~40 us parse per value. A number written with "+" reads the same
 # whatever the row's region. Everything else goes through phonenumbers itself.
 _DECIDED, _VALID, _PLUS = 1, 2, 4
+# What the phone transform writes (E.164, no extension): ``read_all`` reads it as the national number after
+# "+86", refused where the national prefix pattern would strip a carrier code; read here in fewer passes.
+_E164_CN = r"^\+86[1-9][0-9]{4,13}$"
 
 
 def _phone_reading_values(series: pd.Series) -> pd.Series:
@@ -226,23 +241,56 @@ def _phone_reading_values(series: pd.Series) -> pd.Series:
     from phonenumbers import PhoneMetadata
 
     from crmbridge.mappings.transforms_arrow import flags, strings
-    from crmbridge.mappings.transforms_phonefast import read_all, valid_national
 
     md = PhoneMetadata.metadata_for_region("CN")
     text = texts(series)  # the text ``_pairwise`` parses
+    arr = strings(text)
+    e164 = flags(pc.match_substring_regex(arr, _E164_CN))
+    bits = np.zeros(len(text), dtype=np.int8)
+    if e164.any():
+        bits[e164] = _e164_bits(pc.utf8_slice_codeunits(arr.filter(e164), 3), md)
+    if not e164.all():
+        bits[~e164] = _reading_bits(text[~e164], md)
+    return pd.Series(bits, index=series.index)
+
+
+def _e164_bits(national, md) -> np.ndarray:
+    """``_reading_bits`` of ``+86`` + ``national`` (an Arrow array of digit strings)."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import flags
+    from crmbridge.mappings.transforms_phonefast import valid_national
+
+    strip = md.national_prefix_for_parsing
+    decided = ~flags(pc.match_substring_regex(national, f"^(?:{strip})")) if strip else np.ones(len(national), bool)
+    valid = np.zeros(len(national), dtype=bool)
+    valid[decided] = valid_national(pd.Series(national.filter(decided).to_numpy(zero_copy_only=False)), md).to_numpy()
+    return (decided * _DECIDED + valid * _VALID + _PLUS).astype(np.int8)
+
+
+def _reading_bits(text: np.ndarray, md) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import flags, strings
+    from crmbridge.mappings.transforms_phonefast import read_all, valid_national
+
     r = read_all(text, "86", md.national_prefix_for_parsing)
     national = pd.Series(np.where(r.word, None, r.national), dtype=object)
     decided = national.notna().to_numpy()
     valid = valid_national(national, md).to_numpy()
     plus = flags(pc.starts_with(strings(text), "+"))
-    bits = decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS
-    return pd.Series(bits.astype(np.int8), index=series.index)
+    return (decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS).astype(np.int8)
 
 
 def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    regions = _regions(series, country, region)
     bits = per_distinct(series, _phone_reading_values).to_numpy()
-    decided = (bits & _DECIDED).astype(bool) & ((regions == "CN").to_numpy(dtype=bool) | (bits & _PLUS).astype(bool))
+    decided, plus = (bits & _DECIDED).astype(bool), (bits & _PLUS).astype(bool)
+    # the row's region only matters for numbers not read as written with "+"
+    regions = pd.Series(None, index=series.index, dtype=object)
+    need = series.notna().to_numpy() & ~(decided & plus)
+    if need.any():
+        regions[need] = _regions(series[need], None if country is None else country[need], region).to_numpy()
+    decided &= (regions == "CN").to_numpy(dtype=bool) | plus
     valid = (bits & _VALID).astype(bool)
 
     def slow(rest: pd.Series) -> pd.Series:
