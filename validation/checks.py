@@ -10,27 +10,21 @@ legacy columns repeat values a lot, which keeps a million rows fast.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
-from crmbridge.validation.columntext import present_texts, texts
+from crmbridge.validation.columntext import present_texts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
 # organisation code, check character. Alphabet excludes I, O, S, V, Z.
 _USCC = re.compile(r"^[0-9ANY][0-9A-HJ-NPQRTUWXY]\d{6}[0-9A-HJ-NPQRTUWXY]{9}[0-9A-HJ-NPQRTUWXY]$")
-
-# Postal codes by ISO country; countries without an entry only need a plausible shape.
-POSTAL_PATTERNS: dict[str, str] = {
-    "CN": r"\d{6}", "US": r"\d{5}(-\d{4})?", "HK": r".*", "DE": r"\d{5}", "FR": r"\d{5}", "JP": r"\d{3}-?\d{4}",
-    "GB": r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}", "SG": r"\d{6}", "TW": r"\d{3}(\d{2,3})?", "KR": r"\d{5}",
-}
-_POSTAL_FALLBACK = r"[A-Za-z0-9][A-Za-z0-9 \-]{1,9}"
-
 
 def by_distinct(series: pd.Series, fn: Callable[[str], bool]) -> pd.Series:
     """Apply ``fn`` once per distinct present value; missing values give ``None``."""
@@ -142,187 +136,43 @@ def email_valid(value: str) -> bool:
     return True
 
 
-def per_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """``fn``, which works value by value, run on the distinct values of ``series`` only and carried back
-    to the rows by codes (codes that keep ``1``, ``1.0`` and ``True`` apart: ``fn`` may see their text)."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
+def _text_dictionary(series: pd.Series) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
+    """(present, the distinct texts (``texts``) as an Arrow dictionary, each row's position in it, -1 where
+    missing): for fast paths that read only a value's text, so values with one text share a verdict. Text
+    UTF-8 cannot hold counts as missing here, which leaves it to the library."""
+    import pyarrow.compute as pc
 
-    if len(series) == 0:
-        return fn(series)
-    codes = column_codes(series)
-    first = first_positions(codes)
-    res = fn(series.iloc[first].reset_index(drop=True))
-    return pd.Series(res.to_numpy()[codes], index=series.index, dtype=res.dtype)
+    from crmbridge.mappings.transforms_arrow import strings
 
-
-def _email_fast(series: pd.Series) -> pd.Series:
-    return per_distinct(series, _email_fast_values)
+    present, text = present_texts(series)
+    enc = strings(text).dictionary_encode()
+    return present, enc.dictionary, pc.fill_null(enc.indices, -1).to_numpy()
 
 
-def _email_fast_values(series: pd.Series) -> pd.Series:
-    """True for plainly written ASCII addresses email-validator accepts as they stand (the e-mail
-    transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it."""
+def _email_fast(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(present, True for plainly written ASCII addresses email-validator accepts as they stand (the e-mail
+    transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it)."""
     from crmbridge.mappings.transforms_contact import plain_emails
 
-    return pd.Series(plain_emails(texts(series)), index=series.index, dtype=bool)
+    present, distinct, at = _text_dictionary(series)
+    return present, np.append(plain_emails(distinct), False)[at]
 
 
 def email_check(series: pd.Series) -> pd.Series:
-    fast = _email_fast(series).to_numpy(dtype=bool)
-    return _combine(series, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
+    present, fast = _email_fast(series)
+    return _combine(series, present, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
 
 
-def _combine(series: pd.Series, decided: np.ndarray, valid: np.ndarray,
+def _combine(series: pd.Series, present: np.ndarray, decided: np.ndarray, valid: np.ndarray,
              slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``valid`` where a fast path ``decided``, the library's verdict (``slow`` of the mask of the rows left)
-    for the other present values, else None."""
+    for the other ``present`` values, else None."""
     out = np.full(len(series), None, dtype=object)
     out[decided] = valid[decided]
-    rest = series.notna().to_numpy(dtype=bool) & ~decided
+    rest = present & ~decided
     if rest.any():
         out[rest] = slow(pd.Series(rest, index=series.index)).to_numpy(dtype=object)
     return pd.Series(out, index=series.index, dtype=object)
-
-
-def phone_valid(value: str, region: str) -> bool:
-    """Valid per phonenumbers' ``is_valid_number`` (never ``is_possible_number``: it accepts junk)."""
-    import phonenumbers
-
-    try:
-        num = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return False
-    return bool(phonenumbers.is_valid_number(num))
-
-
-def _regions(series: pd.Series, country: pd.Series | None, default: str) -> pd.Series:
-    codes, names = _region_codes(series, country, default)
-    return pd.Series(names[codes], index=series.index, dtype=object)
-
-
-def _region_codes(series: pd.Series, country: pd.Series | None, default: str) -> tuple[np.ndarray, np.ndarray]:
-    """(a code per row, the region each code stands for): the region read once per distinct country."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
-
-    if country is None or not len(country):
-        return np.zeros(len(series), dtype=np.intp), np.array([default], dtype=object)
-    codes = column_codes(country)
-    regions = _region_values(country.iloc[first_positions(codes)].reset_index(drop=True), default)
-    small, names = pd.factorize(regions.to_numpy(dtype=object))
-    return small[codes], np.asarray(names, dtype=object)
-
-
-def _region_values(country: pd.Series, default: str) -> pd.Series:
-    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
-    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
-
-
-def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bool]) -> pd.Series:
-    codes, names = pd.factorize(regions.to_numpy(dtype=object), use_na_sentinel=False)
-    return _pairwise_codes(series, codes, np.asarray(names, dtype=object), fn)
-
-
-def _pairwise_codes(series: pd.Series, regions: np.ndarray, names: np.ndarray,
-                    fn: Callable[[str, str], bool]) -> pd.Series:
-    """``fn(str(value), str(names[region]))`` per present row, called once per distinct pair. Pairs are found
-    by integer codes (``column_codes``; a pandas MultiIndex of text pairs took a third longer), hashed, not
-    sorted; codes keep ``1`` and ``"1"`` apart, which at most calls ``fn`` once more on the same text."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
-
-    present = series.notna().to_numpy()
-    out = np.full(len(series), None, dtype=object)
-    if present.any():
-        v, r = column_codes(series)[present].astype(np.int64), np.asarray(regions)[present].astype(np.int64)
-        codes = pd.factorize(v * (int(r.max()) + 1) + r)[0]
-        first = first_positions(codes)
-        vals, regs = series.to_numpy(dtype=object)[present][first], names[r[first]]
-        res = np.array([bool(fn(str(a), str(b))) for a, b in zip(vals, regs)], dtype=object)
-        out[present] = res[codes]
-    return pd.Series(out, index=series.index, dtype=object)
-
-
-# Phones are read the way the ``phone`` transform's fast path reads them (``transforms_phonefast``): a
-# number plainly written for region CN (``+86 ...``, ``0086 ...``, ``021-...``, ``138 ...``; no extension
-# word) is valid exactly when its national number is valid in phonenumbers' metadata, the test
-# ``is_valid_number`` makes, without a ~40 us parse per value. A number written with "+" reads the same
-# whatever the row's region. Everything else goes through phonenumbers itself.
-_DECIDED, _VALID, _PLUS = 1, 2, 4
-# What the phone transform writes (E.164, no extension): ``read_all`` reads it as the national number after
-# "+86", refused where the national prefix pattern would strip a carrier code; read here in fewer passes.
-_E164_CN = r"^\+86[1-9][0-9]{4,13}$"
-
-
-def _phone_reading_values(series: pd.Series) -> pd.Series:
-    """Per value, bits: ``_DECIDED`` (read as a region CN number), ``_VALID``, ``_PLUS`` (written with "+")."""
-    import pyarrow.compute as pc
-    from phonenumbers import PhoneMetadata
-
-    from crmbridge.mappings.transforms_arrow import flags, strings
-
-    md = PhoneMetadata.metadata_for_region("CN")
-    text = texts(series)  # the text ``_pairwise`` parses
-    arr = strings(text)
-    e164 = flags(pc.match_substring_regex(arr, _E164_CN))
-    bits = np.zeros(len(text), dtype=np.int8)
-    if e164.any():
-        bits[e164] = _e164_bits(pc.utf8_slice_codeunits(arr.filter(e164), 3), md)
-    if not e164.all():
-        bits[~e164] = _reading_bits(text[~e164], md)
-    return pd.Series(bits, index=series.index)
-
-
-def _e164_bits(national, md) -> np.ndarray:
-    """``_reading_bits`` of ``+86`` + ``national`` (an Arrow array of digit strings)."""
-    import pyarrow.compute as pc
-
-    from crmbridge.mappings.transforms_arrow import flags
-    from crmbridge.mappings.transforms_phonefast import valid_national
-
-    strip = md.national_prefix_for_parsing
-    decided = ~flags(pc.match_substring_regex(national, f"^(?:{strip})")) if strip else np.ones(len(national), bool)
-    valid = np.zeros(len(national), dtype=bool)
-    valid[decided] = valid_national(pd.Series(national.filter(decided).to_numpy(zero_copy_only=False)), md).to_numpy()
-    return (decided * _DECIDED + valid * _VALID + _PLUS).astype(np.int8)
-
-
-def _reading_bits(text: np.ndarray, md) -> np.ndarray:
-    import pyarrow.compute as pc
-
-    from crmbridge.mappings.transforms_arrow import flags, strings
-    from crmbridge.mappings.transforms_phonefast import read_all, valid_national
-
-    r = read_all(text, "86", md.national_prefix_for_parsing)
-    national = pd.Series(np.where(r.word, None, r.national), dtype=object)
-    decided = national.notna().to_numpy()
-    valid = valid_national(national, md).to_numpy()
-    plus = flags(pc.starts_with(strings(text), "+"))
-    return (decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS).astype(np.int8)
-
-
-def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    bits = per_distinct(series, _phone_reading_values).to_numpy()
-    decided, plus = (bits & _DECIDED).astype(bool), (bits & _PLUS).astype(bool)
-    # the row's region only matters for numbers not read as written with "+"
-    regions = pd.Series(None, index=series.index, dtype=object)
-    need = series.notna().to_numpy() & ~(decided & plus)
-    if need.any():
-        regions[need] = _regions(series[need], None if country is None else country[need], region).to_numpy()
-    decided &= (regions == "CN").to_numpy(dtype=bool) | plus
-    valid = (bits & _VALID).astype(bool)
-
-    def slow(rest: pd.Series) -> pd.Series:
-        return _pairwise(series[rest], regions[rest], phone_valid)
-
-    return _combine(series, decided, valid, slow)
-
-
-def postal_valid(value: str, region: str) -> bool:
-    pattern = POSTAL_PATTERNS.get(region, _POSTAL_FALLBACK)
-    return re.fullmatch(pattern, value.strip().upper()) is not None
-
-
-def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    return _pairwise_codes(series, *_region_codes(series, country, region), postal_valid)
 
 
 def reference_check(series: pd.Series, valid_keys) -> pd.Series:
