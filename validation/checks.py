@@ -10,7 +10,7 @@ legacy columns repeat values a lot, which keeps a million rows fast.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
 
@@ -313,6 +313,8 @@ class DuplicateIndex:
 
     columns: list[str]
     values: pd.Index
+    # ``keycheck``'s reading of ``values`` as per-column parts, by number of columns: once, not every batch
+    parts: dict[int, list | None] = field(default_factory=dict, repr=False, compare=False)
 
 
 def unique_check(df: pd.DataFrame, columns: list[str], index: DuplicateIndex | None = None) -> pd.Series:

@@ -21,7 +21,7 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     column missing)."""
     if index is None:  # the rows given are the whole population: every row's text is needed
         return checks.unique_check(df, columns, index)
-    parts = _index_parts(index.values, len(columns)) if len(columns) > 1 and len(index.values) else None
+    parts = _parts(index, len(columns)) if len(columns) > 1 and len(index.values) else None
     if len(index.values) and parts is None:  # one key column (its text is the key text), or an unknown layout
         return checks.unique_check(df, columns, index)
     present, cols = checks._key_columns(df, columns)
@@ -36,6 +36,13 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
             text = checks.key_text(df.iloc[rows], columns)[1]
             out[rows] = ~pd.Series(text, dtype=object).isin(index.values).to_numpy()
     return pd.Series(out, index=df.index, dtype=object)
+
+
+def _parts(index: checks.DuplicateIndex, n: int) -> list[list[str]] | None:
+    """``_index_parts`` of the index, kept on it: the same index judges every batch."""
+    if n not in index.parts:
+        index.parts[n] = _index_parts(index.values, n)
+    return index.parts[n]
 
 
 def _index_parts(texts: pd.Index, n: int) -> list[list[str]] | None:
