@@ -16,8 +16,10 @@ def texts(series: pd.Series) -> np.ndarray:
 def present_texts(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(``series.notna()`` as a numpy array, ``texts(series)``): the mask the text is built from, for
     callers that need both (a pass over an object column each)."""
-    present = series.notna().to_numpy()
     values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # every value a str, so none missing
+        return np.ones(len(values), dtype=bool), values.copy()
+    present = series.notna().to_numpy()
     out = np.full(len(series), None, dtype=object)
     if pd.api.types.infer_dtype(values[present], skipna=False) in ("string", "empty"):
         out[present] = values[present]
