@@ -313,7 +313,7 @@ class DuplicateIndex:
 
     columns: list[str]
     values: pd.Index
-    # ``keycheck``'s reading of ``values`` as per-column parts, by number of columns: once, not every batch
+    # ``keycheck``'s per-column parts of ``values`` (Arrow arrays), by number of columns: read once, not per batch
     parts: dict[int, list | None] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -10,10 +10,15 @@ equal row by row in tests/validation/test_keycheck.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from crmbridge.validation import checks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIndex | None = None) -> pd.Series:
@@ -30,7 +35,7 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     if parts is not None:
         maybe = np.ones(int(present.sum()), dtype=bool)
         for c, known in zip(cols, parts):
-            maybe &= pd.Series(checks._column_text(c, present), dtype=object).isin(known).to_numpy()
+            maybe &= _among(checks._column_text(c, present), known)
         rows = np.flatnonzero(present)[maybe]
         if len(rows):
             text = checks.key_text(df.iloc[rows], columns)[1]
@@ -38,10 +43,23 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     return pd.Series(out, index=df.index, dtype=object)
 
 
-def _parts(index: checks.DuplicateIndex, n: int) -> list[list[str]] | None:
+def _among(text: np.ndarray, known: "pa.Array") -> np.ndarray:
+    """Per text: among ``known`` (Arrow's hash lookup on UTF-8, which equal text shares). Text UTF-8 cannot
+    hold is kept as a candidate: the joined key text is compared exactly after this."""
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import strings
+
+    return pc.fill_null(pc.is_in(strings(text), value_set=known, skip_nulls=True), True).to_numpy(zero_copy_only=False)
+
+
+def _parts(index: checks.DuplicateIndex, n: int) -> list["pa.Array"] | None:
     """``_index_parts`` of the index, kept on it: the same index judges every batch."""
+    from crmbridge.mappings.transforms_arrow import strings
+
     if n not in index.parts:
-        index.parts[n] = _index_parts(index.values, n)
+        parts = _index_parts(index.values, n)
+        index.parts[n] = None if parts is None else [strings(np.array(p, dtype=object)) for p in parts]
     return index.parts[n]
 
 

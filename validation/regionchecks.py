@@ -51,9 +51,17 @@ def _region_codes(series: pd.Series, country: pd.Series | None, default: str) ->
     return small[codes], np.asarray(names, dtype=object)
 
 
+_REGION = re.compile(r"[A-Z]{2}")
+
+
 def _region_values(country: pd.Series, default: str) -> pd.Series:
-    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
-    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
+    """Per value: NFKC and upper-cased, if that is two letters A-Z; else (missing too) ``default``. A loop
+    over the few distinct countries: pandas' string methods cost milliseconds per call, however few values."""
+    def region(v) -> str:
+        c = "" if pd.isna(v) else unicodedata.normalize("NFKC", str(v)).upper()
+        return c if _REGION.fullmatch(c) else default
+
+    return pd.Series([region(v) for v in country.to_numpy(dtype=object)], index=country.index, dtype=object)
 
 
 def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bool]) -> pd.Series:
@@ -120,7 +128,8 @@ def _e164_bits(national, md) -> np.ndarray:
     strip = md.national_prefix_for_parsing
     decided = ~flags(pc.match_substring_regex(national, f"^(?:{strip})")) if strip else np.ones(len(national), bool)
     valid = np.zeros(len(national), dtype=bool)
-    valid[decided] = valid_national(pd.Series(national.filter(decided).to_numpy(zero_copy_only=False)), md).to_numpy()
+    numbers = pd.Series(national.filter(decided).to_numpy(zero_copy_only=False), dtype=object)  # not via Arrow text
+    valid[decided] = valid_national(numbers, md).to_numpy()
     return (decided * _DECIDED + valid * _VALID + _PLUS).astype(np.int8)
 
 

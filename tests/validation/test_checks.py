@@ -203,11 +203,21 @@ def test_fast_paths_on_distinct_values_equal_every_value():
         present, bits = regionchecks._phone_readings(s)
         want = [0 if t is None else int(regionchecks._reading_bits(np.array([t], dtype=object), md)[0]) for t in text]
         assert bits.tolist() == want
+    mixed += [pd.NA, pd.NaT, "ß", "ﬀ", "CN\n", " CN", "C", "CNN", "Ｕｓ", "ＵＳＡ", "c\u0301n", "中", 12, "i̇t", "İT", "ǅ1"]
     s = pd.Series(mixed * 2, dtype=object, index=range(7, 7 + 2 * len(mixed)))
-    for country in (s, s.iloc[:0]):
-        got, want = regionchecks._regions(country, country, "CN"), regionchecks._region_values(country, "CN")
+    for country in (s, s.iloc[:0], s.iloc[:6].astype("str")):
+        got, want = regionchecks._regions(country, country, "CN"), _previous_region_values(country, "CN")
         assert got.dtype == object and got.index.equals(country.index)
         assert got.tolist() == want.tolist()
+        assert regionchecks._region_values(country, "XX").tolist() == _previous_region_values(country, "XX").tolist()
+
+
+def _previous_region_values(country, default):
+    """The country-to-region step before it looped over the distinct values: pandas string methods."""
+    import unicodedata
+
+    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
+    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
 
 
 def test_postal_check_equals_postal_valid_per_row_and_region():
