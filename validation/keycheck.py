@@ -35,7 +35,7 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     if parts is not None:
         maybe = np.ones(int(present.sum()), dtype=bool)
         for c, known in zip(cols, parts):
-            maybe &= _among(checks._column_text(c, present), known)
+            maybe &= _among(c, present, known)
         rows = np.flatnonzero(present)[maybe]
         if len(rows):
             text = checks.key_text(df.iloc[rows], columns)[1]
@@ -43,14 +43,20 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     return pd.Series(out, index=df.index, dtype=object)
 
 
-def _among(text: np.ndarray, known: "pa.Array") -> np.ndarray:
-    """Per text: among ``known`` (Arrow's hash lookup on UTF-8, which equal text shares). Text UTF-8 cannot
-    hold is kept as a candidate: the joined key text is compared exactly after this."""
+def _among(column: pd.Series, present: np.ndarray, known: "pa.Array") -> np.ndarray:
+    """Per present row: its key column's text (``checks._column_text``) among ``known``, by Arrow's hash
+    lookup on UTF-8 (which equal text shares); an Arrow-backed text column is looked up as it is. Text
+    UTF-8 cannot hold stays a candidate: the joined key text is compared exactly after this."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from crmbridge.mappings.transforms_arrow import strings
 
-    return pc.fill_null(pc.is_in(strings(text), value_set=known, skip_nulls=True), True).to_numpy(zero_copy_only=False)
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        text = pa.array(column.array).filter(present)
+    else:
+        text = strings(checks._column_text(column, present))
+    return pc.fill_null(pc.is_in(text, value_set=known, skip_nulls=True), True).to_numpy(zero_copy_only=False)
 
 
 def _parts(index: checks.DuplicateIndex, n: int) -> list["pa.Array"] | None:

@@ -22,7 +22,6 @@ POSTAL_PATTERNS: dict[str, str] = {
 _POSTAL_FALLBACK = r"[A-Za-z0-9][A-Za-z0-9 \-]{1,9}"
 
 
-
 def phone_valid(value: str, region: str) -> bool:
     """Valid per phonenumbers' ``is_valid_number`` (never ``is_possible_number``: it accepts junk)."""
     import phonenumbers
