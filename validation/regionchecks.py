@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
 from crmbridge.validation.checks import _combine, _text_dictionary
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Postal codes by ISO country; countries without an entry only need a plausible shape.
 POSTAL_PATTERNS: dict[str, str] = {
@@ -117,7 +120,7 @@ def _phone_readings(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return present, bits[at]
 
 
-def _e164_bits(national, md) -> np.ndarray:
+def _e164_bits(national: "pa.Array", md) -> np.ndarray:
     """``_reading_bits`` of ``+86`` + ``national`` (an Arrow array of digit strings)."""
     import pyarrow.compute as pc
 
@@ -133,6 +136,8 @@ def _e164_bits(national, md) -> np.ndarray:
 
 
 def _reading_bits(text: np.ndarray, md) -> np.ndarray:
+    """The bits of each text (str or None) as ``read_all`` reads it: every shape, and the reference the
+    E.164 reading is proved against."""
     import pyarrow.compute as pc
 
     from crmbridge.mappings.transforms_arrow import flags, strings
