@@ -10,27 +10,21 @@ legacy columns repeat values a lot, which keeps a million rows fast.
 from __future__ import annotations
 
 import re
-import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
-from crmbridge.validation.columntext import texts
+from crmbridge.validation.columntext import present_texts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # GB 32100-2015: registration authority (1-9, A, N, Y), category, 6-digit region, 9-char
 # organisation code, check character. Alphabet excludes I, O, S, V, Z.
 _USCC = re.compile(r"^[0-9ANY][0-9A-HJ-NPQRTUWXY]\d{6}[0-9A-HJ-NPQRTUWXY]{9}[0-9A-HJ-NPQRTUWXY]$")
-
-# Postal codes by ISO country; countries without an entry only need a plausible shape.
-POSTAL_PATTERNS: dict[str, str] = {
-    "CN": r"\d{6}", "US": r"\d{5}(-\d{4})?", "HK": r".*", "DE": r"\d{5}", "FR": r"\d{5}", "JP": r"\d{3}-?\d{4}",
-    "GB": r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}", "SG": r"\d{6}", "TW": r"\d{3}(\d{2,3})?", "KR": r"\d{5}",
-}
-_POSTAL_FALLBACK = r"[A-Za-z0-9][A-Za-z0-9 \-]{1,9}"
-
 
 def by_distinct(series: pd.Series, fn: Callable[[str], bool]) -> pd.Series:
     """Apply ``fn`` once per distinct present value; missing values give ``None``."""
@@ -70,14 +64,15 @@ def uscc_valid(value: str) -> bool:
 
 
 _USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int64)
+_USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int32)
 
 
 def uscc_valid_many(values) -> np.ndarray:
     """``uscc_valid`` for many values (str) in a few Arrow and numpy passes: the same shape rule, the same
     digits-only registration prefix that stdnum's ``validate`` demands (except for A, N, Y), the same
     weighted check character. Values that are not ASCII (``\\d`` matches any Unicode digit in Python)
-    go through ``uscc_valid`` itself. Proved equal value by value in tests/validation/test_checks.py."""
+    go through ``uscc_valid`` itself, once per distinct value. Proved equal value by value in
+    tests/validation/test_checks.py."""
     import pyarrow.compute as pc
 
     from crmbridge.mappings.transforms_arrow import flags, strings
@@ -90,16 +85,20 @@ def uscc_valid_many(values) -> np.ndarray:
     ok = flags(pc.match_substring_regex(arr, shape)) & ~wide
     out = np.zeros(len(vals), dtype=bool)
     if wide.any():
-        out[wide] = [uscc_valid(v) for v in vals[wide]]
+        out[wide] = by_distinct(pd.Series(vals[wide], dtype=object), uscc_valid).to_numpy(dtype=bool)
     if not ok.any():
         return out
-    first18 = pc.utf8_slice_codeunits(arr.filter(ok), 0, 18).to_pylist()
-    chars = np.frombuffer("".join(first18).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
-    table = np.full(256, 0, dtype=np.int64)
-    for i, ch in enumerate(_USCC_ALPHABET):
-        table[ord(ch)] = i
-    idx = table[chars]
-    check = np.mod(31 - (idx[:, :17] * _USCC_WEIGHTS).sum(axis=1), 31)
+    # The first 18 bytes of each shaped value, read from the Arrow buffers (the shape makes them ASCII):
+    # a view when every value is 18 bytes (no trailing newline), else gathered.
+    shaped = arr.filter(ok)
+    offsets = np.frombuffer(shaped.buffers()[1], dtype=np.int32)[shaped.offset:shaped.offset + len(shaped) + 1]
+    data = np.frombuffer(shaped.buffers()[2], dtype=np.uint8)
+    if offsets[-1] - offsets[0] == 18 * len(shaped):
+        chars = data[offsets[0]:offsets[-1]].reshape(-1, 18)
+    else:
+        chars = data[offsets[:-1, None] + np.arange(18)]
+    idx = np.take(_uscc_table(), chars)
+    check = np.mod(31 - idx[:, :17].astype(np.int32) @ _USCC_WEIGHTS, 31)
     good = check == idx[:, 17]
     first = chars[:, 0]
     any_prefix = (first == ord("A")) | (first == ord("N")) | (first == ord("Y"))
@@ -109,14 +108,21 @@ def uscc_valid_many(values) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=1)
+def _uscc_table() -> np.ndarray:
+    """Byte -> the character's value in the USCC alphabet (0 for bytes outside it)."""
+    table = np.zeros(256, dtype=np.uint8)
+    for i, ch in enumerate(_USCC_ALPHABET):
+        table[ord(ch)] = i
+    return table
+
+
 def uscc_check(series: pd.Series) -> pd.Series:
-    """``uscc_valid`` per row, computed once per distinct value in one vectorised pass."""
-    present = series.notna()
+    """``uscc_valid`` per row, computed in one vectorised pass over the present values' text."""
+    present, text = present_texts(series)
     out = np.full(len(series), None, dtype=object)
     if present.any():
-        codes, uniques = pd.factorize(series[present].astype(str))
-        res = np.append(uscc_valid_many(np.asarray(uniques, dtype=object)), False).astype(object)
-        out[present.to_numpy()] = res[codes]
+        out[present] = uscc_valid_many(text[present]).astype(object)
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -130,134 +136,43 @@ def email_valid(value: str) -> bool:
     return True
 
 
-def per_distinct(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """``fn``, which works value by value, run on the distinct values of ``series`` only and carried back
-    to the rows by codes (codes that keep ``1``, ``1.0`` and ``True`` apart: ``fn`` may see their text)."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
+def _text_dictionary(series: pd.Series) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
+    """(present, the distinct texts (``texts``) as an Arrow dictionary, each row's position in it, -1 where
+    missing): for fast paths that read only a value's text, so values with one text share a verdict. Text
+    UTF-8 cannot hold counts as missing here, which leaves it to the library."""
+    import pyarrow.compute as pc
 
-    if len(series) == 0:
-        return fn(series)
-    codes = column_codes(series)
-    first = first_positions(codes)
-    res = fn(series.iloc[first].reset_index(drop=True))
-    return pd.Series(res.to_numpy()[codes], index=series.index, dtype=res.dtype)
+    from crmbridge.mappings.transforms_arrow import strings
 
-
-def _email_fast(series: pd.Series) -> pd.Series:
-    return per_distinct(series, _email_fast_values)
+    present, text = present_texts(series)
+    enc = strings(text).dictionary_encode()
+    return present, enc.dictionary, pc.fill_null(enc.indices, -1).to_numpy()
 
 
-def _email_fast_values(series: pd.Series) -> pd.Series:
-    """True for plainly written ASCII addresses email-validator accepts as they stand (the e-mail
-    transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it."""
+def _email_fast(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(present, True for plainly written ASCII addresses email-validator accepts as they stand (the e-mail
+    transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it)."""
     from crmbridge.mappings.transforms_contact import plain_emails
 
-    return pd.Series(plain_emails(texts(series)), index=series.index, dtype=bool)
+    present, distinct, at = _text_dictionary(series)
+    return present, np.append(plain_emails(distinct), False)[at]
 
 
 def email_check(series: pd.Series) -> pd.Series:
-    fast = _email_fast(series).to_numpy(dtype=bool)
-    return _combine(series, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
+    present, fast = _email_fast(series)
+    return _combine(series, present, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
 
 
-def _combine(series: pd.Series, decided: np.ndarray, valid: np.ndarray,
+def _combine(series: pd.Series, present: np.ndarray, decided: np.ndarray, valid: np.ndarray,
              slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``valid`` where a fast path ``decided``, the library's verdict (``slow`` of the mask of the rows left)
-    for the other present values, else None."""
+    for the other ``present`` values, else None."""
     out = np.full(len(series), None, dtype=object)
     out[decided] = valid[decided]
-    rest = series.notna().to_numpy(dtype=bool) & ~decided
+    rest = present & ~decided
     if rest.any():
         out[rest] = slow(pd.Series(rest, index=series.index)).to_numpy(dtype=object)
     return pd.Series(out, index=series.index, dtype=object)
-
-
-def phone_valid(value: str, region: str) -> bool:
-    """Valid per phonenumbers' ``is_valid_number`` (never ``is_possible_number``: it accepts junk)."""
-    import phonenumbers
-
-    try:
-        num = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return False
-    return bool(phonenumbers.is_valid_number(num))
-
-
-def _regions(series: pd.Series, country: pd.Series | None, default: str) -> pd.Series:
-    if country is None:
-        return pd.Series(default, index=series.index, dtype=object)
-    return per_distinct(country, lambda values: _region_values(values, default))
-
-
-def _region_values(country: pd.Series, default: str) -> pd.Series:
-    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
-    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
-
-
-def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bool]) -> pd.Series:
-    """``fn(str(value), str(region))`` per present row, called once per distinct pair. Pairs are found by
-    integer codes (``column_codes``; a pandas MultiIndex of text pairs took a third longer); codes keep
-    ``1`` and ``"1"`` apart, which at most calls ``fn`` once more on the same text."""
-    from crmbridge.validation.gxdistinct import column_codes
-
-    present = series.notna().to_numpy()
-    out = np.full(len(series), None, dtype=object)
-    if present.any():
-        values, where = series[present], regions[present]
-        v, r = column_codes(values).astype(np.int64), column_codes(where).astype(np.int64)
-        _, first, codes = np.unique(v * (int(r.max()) + 1) + r, return_index=True, return_inverse=True)
-        vals, regs = values.to_numpy(dtype=object)[first], where.to_numpy(dtype=object)[first]
-        res = np.array([bool(fn(str(a), str(b))) for a, b in zip(vals, regs)], dtype=object)
-        out[present] = res[codes.reshape(-1)]
-    return pd.Series(out, index=series.index, dtype=object)
-
-
-# Phones are read the way the ``phone`` transform's fast path reads them (``transforms_phonefast``): a
-# number plainly written for region CN (``+86 ...``, ``0086 ...``, ``021-...``, ``138 ...``; no extension
-# word) is valid exactly when its national number is valid in phonenumbers' metadata, the test
-# ``is_valid_number`` makes, without a ~40 us parse per value. A number written with "+" reads the same
-# whatever the row's region. Everything else goes through phonenumbers itself.
-_DECIDED, _VALID, _PLUS = 1, 2, 4
-
-
-def _phone_reading_values(series: pd.Series) -> pd.Series:
-    """Per value, bits: ``_DECIDED`` (read as a region CN number), ``_VALID``, ``_PLUS`` (written with "+")."""
-    import pyarrow.compute as pc
-    from phonenumbers import PhoneMetadata
-
-    from crmbridge.mappings.transforms_arrow import flags, strings
-    from crmbridge.mappings.transforms_phonefast import read_all, valid_national
-
-    md = PhoneMetadata.metadata_for_region("CN")
-    text = texts(series)  # the text ``_pairwise`` parses
-    r = read_all(text, "86", md.national_prefix_for_parsing)
-    national = pd.Series(np.where(r.word, None, r.national), dtype=object)
-    decided = national.notna().to_numpy()
-    valid = valid_national(national, md).to_numpy()
-    plus = flags(pc.starts_with(strings(text), "+"))
-    bits = decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS
-    return pd.Series(bits.astype(np.int8), index=series.index)
-
-
-def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    regions = _regions(series, country, region)
-    bits = per_distinct(series, _phone_reading_values).to_numpy()
-    decided = (bits & _DECIDED).astype(bool) & ((regions == "CN").to_numpy(dtype=bool) | (bits & _PLUS).astype(bool))
-    valid = (bits & _VALID).astype(bool)
-
-    def slow(rest: pd.Series) -> pd.Series:
-        return _pairwise(series[rest], regions[rest], phone_valid)
-
-    return _combine(series, decided, valid, slow)
-
-
-def postal_valid(value: str, region: str) -> bool:
-    pattern = POSTAL_PATTERNS.get(region, _POSTAL_FALLBACK)
-    return re.fullmatch(pattern, value.strip().upper()) is not None
-
-
-def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    return _pairwise(series, _regions(series, country, region), postal_valid)
 
 
 def reference_check(series: pd.Series, valid_keys) -> pd.Series:
@@ -398,6 +313,8 @@ class DuplicateIndex:
 
     columns: list[str]
     values: pd.Index
+    # ``keycheck``'s per-column parts of ``values`` (Arrow arrays), by number of columns: read once, not per batch
+    parts: dict[int, list | None] = field(default_factory=dict, repr=False, compare=False)
 
 
 def unique_check(df: pd.DataFrame, columns: list[str], index: DuplicateIndex | None = None) -> pd.Series:
@@ -428,4 +345,35 @@ def as_dates(series: pd.Series) -> pd.Series:
 
 def as_numbers(series: pd.Series) -> pd.Series:
     """Normalised numbers as float; anything else becomes NaN."""
+    fast = _plain_integers(series)
+    if fast is not None:
+        return fast
     return pd.to_numeric(series.astype(object), errors="coerce").astype("float64")
+
+
+# Integers of at most 15 digits, the way the ``number`` transform writes whole numbers ("-0" and leading
+# zeros aside). pandas reads such a column as int64 (beside a missing value: as floats parsed digit by
+# digit), Arrow casts them to int64: below 2**53 each is the same float either way.
+_PLAIN_INT = r"^(?:0|-?[1-9][0-9]{0,14})$"
+
+
+def _plain_integers(series: pd.Series) -> pd.Series | None:
+    """``as_numbers`` of a text column whose present values are all plain integers, in one Arrow cast;
+    None for any other column. Proved equal, bit for bit, in tests/validation/test_checks.py."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import flags
+
+    if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+        return None
+    try:
+        arr = pa.array(series.array if series.dtype != object else series.to_numpy(), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeEncodeError):  # not all text (or text UTF-8 cannot hold)
+        return None
+    valid = flags(arr.is_valid())
+    if int(flags(pc.match_substring_regex(arr, _PLAIN_INT)).sum()) != int(valid.sum()):
+        return None
+    out = np.full(len(series), np.nan)
+    out[valid] = pc.cast(arr.filter(valid), pa.int64()).to_numpy().astype(np.float64)
+    return pd.Series(out, index=series.index, name=series.name, dtype="float64")

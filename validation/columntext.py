@@ -10,11 +10,19 @@ def texts(series: pd.Series) -> np.ndarray:
     """Each present value as ``series[present].astype(str)`` writes it, None where missing. A column of
     ``str`` is its own text: pandas' ``astype(str)`` would convert it to Arrow-backed text and back, which
     leaves every ``str`` as it is. Proved equal in tests/validation/test_keycheck.py."""
-    present = series.notna().to_numpy()
+    return present_texts(series)[1]
+
+
+def present_texts(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(``series.notna()`` as a numpy array, ``texts(series)``): the mask the text is built from, for
+    callers that need both (a pass over an object column each)."""
     values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # every value a str, so none missing
+        return np.ones(len(values), dtype=bool), values.copy()
+    present = series.notna().to_numpy()
     out = np.full(len(series), None, dtype=object)
     if pd.api.types.infer_dtype(values[present], skipna=False) in ("string", "empty"):
         out[present] = values[present]
     else:
         out[present] = series[present].astype(str).to_numpy(dtype=object)
-    return out
+    return present, out

@@ -10,10 +10,15 @@ equal row by row in tests/validation/test_keycheck.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from crmbridge.validation import checks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIndex | None = None) -> pd.Series:
@@ -21,7 +26,7 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     column missing)."""
     if index is None:  # the rows given are the whole population: every row's text is needed
         return checks.unique_check(df, columns, index)
-    parts = _index_parts(index.values, len(columns)) if len(columns) > 1 and len(index.values) else None
+    parts = _parts(index, len(columns)) if len(columns) > 1 and len(index.values) else None
     if len(index.values) and parts is None:  # one key column (its text is the key text), or an unknown layout
         return checks.unique_check(df, columns, index)
     present, cols = checks._key_columns(df, columns)
@@ -30,12 +35,38 @@ def unique_check(df: pd.DataFrame, columns: list[str], index: checks.DuplicateIn
     if parts is not None:
         maybe = np.ones(int(present.sum()), dtype=bool)
         for c, known in zip(cols, parts):
-            maybe &= pd.Series(checks._column_text(c, present), dtype=object).isin(known).to_numpy()
+            maybe &= _among(c, present, known)
         rows = np.flatnonzero(present)[maybe]
         if len(rows):
             text = checks.key_text(df.iloc[rows], columns)[1]
             out[rows] = ~pd.Series(text, dtype=object).isin(index.values).to_numpy()
     return pd.Series(out, index=df.index, dtype=object)
+
+
+def _among(column: pd.Series, present: np.ndarray, known: "pa.Array") -> np.ndarray:
+    """Per present row: its key column's text (``checks._column_text``) among ``known``, by Arrow's hash
+    lookup on UTF-8 (which equal text shares); an Arrow-backed text column is looked up as it is. Text
+    UTF-8 cannot hold stays a candidate: the joined key text is compared exactly after this."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings.transforms_arrow import strings
+
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        text = pa.array(column.array).filter(present)
+    else:
+        text = strings(checks._column_text(column, present))
+    return pc.fill_null(pc.is_in(text, value_set=known, skip_nulls=True), True).to_numpy(zero_copy_only=False)
+
+
+def _parts(index: checks.DuplicateIndex, n: int) -> list["pa.Array"] | None:
+    """``_index_parts`` of the index, kept on it: the same index judges every batch."""
+    from crmbridge.mappings.transforms_arrow import strings
+
+    if n not in index.parts:
+        parts = _index_parts(index.values, n)
+        index.parts[n] = None if parts is None else [strings(np.array(p, dtype=object)) for p in parts]
+    return index.parts[n]
 
 
 def _index_parts(texts: pd.Index, n: int) -> list[list[str]] | None:

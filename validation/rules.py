@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from crmbridge.errors import UsageError
-from crmbridge.validation import checks, controlchars, keycheck
+from crmbridge.validation import checks, controlchars, keycheck, regionchecks
 from crmbridge.validation.definition import Allowed, CrossField, EntityRules, Format, Reference, Required
 
 # Markup in a legacy value: a tag opener (``<b``, ``</b``, ``<!--``, ``<script``), not a lone "<".
@@ -177,12 +177,12 @@ def _format(entity: str, i: int, f: Format) -> Rule:
         derive, text = _derived(col, lambda df: checks.uscc_check(df[fld])), \
             "a unified social credit code with a correct check character"
     elif kind == "phone":
-        derive = _derived(col, lambda df: checks.phone_check(df[fld], region=f.region,
-                                                             country=df[country] if country else None))
+        derive = _derived(col, lambda df: regionchecks.phone_check(df[fld], region=f.region,
+                                                                   country=df[country] if country else None))
         text = f"a valid phone number (default region {f.region})"
     elif kind == "postal_code":
-        derive = _derived(col, lambda df: checks.postal_check(df[fld], region=f.region,
-                                                              country=df[country] if country else None))
+        derive = _derived(col, lambda df: regionchecks.postal_check(df[fld], region=f.region,
+                                                                    country=df[country] if country else None))
         text = "a postal code of the row's country" if country else f"a {f.region} postal code"
     elif kind == "iso_country":
         exp, kwargs, text = "ExpectColumnValuesToBeInSet", {"column": fld, "value_set": list(checks.iso_countries())}, \

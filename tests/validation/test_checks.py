@@ -1,10 +1,12 @@
-"""The vectorised fast paths of the e-mail and phone checks agree with the libraries themselves."""
+"""The vectorised fast paths of the format checks agree with the libraries themselves."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from crmbridge.validation.checks import email_check, email_valid, phone_check, phone_valid
+from crmbridge.validation.checks import email_check, email_valid
+from crmbridge.validation.regionchecks import phone_check, phone_valid
 
 EMAILS = ["info@example.cn", "a.b-c+d@sub.example.com", "x@y", "bad@", "a..b@example.cn", ".a@example.cn",
           "a.@example.cn", "a@example.test", "a@localhost", "a@-bad.example.cn", "a@bad-.example.cn",
@@ -17,6 +19,14 @@ EMAILS = ["info@example.cn", "a.b-c+d@sub.example.com", "x@y", "bad@", "a..b@exa
 PHONES = ["+8613800138000", "+862162345678", "+86 21 6234 5678", "+8610888866661", "+861380013800",
           "+8640012345678", "+864001234567", "+8695512345", "+86123", "+8612345678901", "+8619912345678",
           "+862162345678 ext. 123", "13800138000", "+12125550100", "+8620123", "+8675512345678", None]
+# Near the E.164 form the phone transform writes (read apart from the other shapes): carrier-code starts the
+# national prefix pattern strips, lengths at and past the bounds, trailing newline, NUL, full-width, spaces.
+TRICKY_PHONES = ["+8611012345678", "+8612012345678", "+86179012345678", "+8617912345678", "+861791234567", "+86100",
+                 "+8610000", "+8610", "+861", "+8601234567", "+86" + "9" * 13, "+86" + "9" * 14, "+86" + "1" * 13,
+                 "+8613800138000\n", "+8613800138000 ", " +8613800138000", "＋8613800138000", "+86１3800138000",
+                 "+8613800138000\x00", "+86\u200b13800138000", "+86-138-0013-8000", "+85212345678", "+8613800138000x",
+                 "+86 13800138000", "++8613800138000", "+8686123456", "+8613800138000+", "+86\ud80013800138000",
+                 "+8640012345", "+864001234567", "+8610123", "+8621123", "+8695512345", "", "+", "+86"]
 
 
 def test_email_fast_path_agrees_with_email_validator():
@@ -69,11 +79,11 @@ def _phone_samples(n=6000, seed=41):
         elif r < 0.1:
             value = rnd.choice([" ", "\u3000", "\t", "☎", "电话"]) + value + rnd.choice(["", " ", "😀", "\n"])
         out.append(value)
-    return out + ["", " ", "+", "+86", "0", "x", "😀", "上海"]
+    return out + ["", " ", "+", "+86", "0", "x", "😀", "上海"] + TRICKY_PHONES
 
 
 def test_phone_check_equals_phonenumbers_per_row_and_region():
-    from crmbridge.validation.checks import _DECIDED, _VALID, _phone_reading_values, _regions
+    from crmbridge.validation.regionchecks import _DECIDED, _VALID, _phone_readings, _regions
 
     values = _phone_samples()
     countries = ["CN", "US", None, "中国", "cn", "GB", "ＣＮ", "Atlantis"]
@@ -84,7 +94,7 @@ def test_phone_check_equals_phonenumbers_per_row_and_region():
         got = phone_check(s, region=default, country=country)
         for v, r, g in zip(s, regions, got):
             assert g == (None if v is None or v != v else phone_valid(str(v), r)), (v, r)
-    bits = _phone_reading_values(s)
+    bits = _phone_readings(s)[1]
     decided = (bits & _DECIDED).astype(bool)
     assert decided.sum() > 3000 and (decided & ~(bits & _VALID).astype(bool)).sum() > 1000  # both verdicts fast
 
@@ -126,22 +136,88 @@ def test_uscc_vectorised_check_agrees_with_stdnum_value_by_value():
         assert g is uscc_valid(v), repr(v)
 
 
-def test_fast_paths_on_distinct_values_equal_every_value():
-    """``per_distinct`` runs the e-mail and phone fast paths and the country-to-region step once per
-    distinct value; the result per row (and its dtype) is what the functions give on every row."""
-    from crmbridge.validation import checks
+def test_uscc_check_reads_18_byte_values_and_others_from_the_arrow_buffers():
+    """Every value 18 bytes (the buffer read as it lies), or some 19 ("\\n": read by offsets); a column
+    that is not text, repeated non-ASCII values, missing values of every kind, a sliced Series."""
+    from crmbridge.validation.checks import uscc_check, uscc_valid
 
+    codes = [c for c in _uscc_samples(600, seed=9) if len(c) == 18 and c.isascii()]
+    for values in (codes, codes[:50] + [codes[0] + "\n"] + codes[50:], ["Ｙ1310000MA1FL2XQ3A"] * 5 + codes[:3],
+                   [91310000, 1.5, True, None, float("nan"), pd.NA, "91310000MA1FL2XQ3A"], []):
+        s = pd.Series(values, dtype=object)
+        for part in (s, s.iloc[1:]):
+            got = uscc_check(part)
+            assert got.index.equals(part.index) and got.dtype == object
+            assert got.tolist() == [None if pd.isna(v) else uscc_valid(str(v)) for v in part], values[:3]
+
+
+def test_as_numbers_arrow_path_equals_pandas_bit_for_bit():
+    """Plain integer text is cast in Arrow; any other column goes through ``pd.to_numeric``. Both give the
+    same float64 bits (NaN, -0.0 included), index and name as ``pd.to_numeric`` on every column."""
+    from crmbridge.validation.checks import _plain_integers, as_numbers
+
+    def old(s):
+        return pd.to_numeric(s.astype(object), errors="coerce").astype("float64")
+
+    big = "9" * 15
+    columns = [["445200", "0", "-1", big, "-" + big, None], ["1", "2", float("nan")], ["1", "2", pd.NA], ["1", "2"],
+               ["-0", "1"], ["-0", None], ["-00", None], ["007", "1"], ["9" * 16, "1"], ["1.5", "2"], ["1e3"], [" 1", "2"], ["１２", "3"], ["+1"],
+               ["", "1"], ["1", 2], [True, "1"], [1, 2.5], ["1\n"], ["1", "a\ud800"], [None, None], [], ["inf"],
+               ["18446744073709551615", "-1"], ["9007199254740993", None], ["-" + big, "1.5", None]]
+    seen_fast = 0
+    for values in columns:
+        for dtype in (object, "str", "string"):
+            try:
+                s = pd.Series(values, dtype=dtype, index=range(3, 3 + len(values)), name="amount")
+            except (TypeError, ValueError):
+                continue
+            got, want = as_numbers(s), old(s)
+            seen_fast += _plain_integers(s) is not None
+            assert got.dtype == want.dtype == np.float64 and got.name == want.name, values
+            assert got.index.equals(want.index)
+            assert got.to_numpy().view(np.int64).tolist() == want.to_numpy().view(np.int64).tolist(), (values, dtype)
+    assert seen_fast >= 9
+    for s in (pd.Series([1.5, None]), pd.Series([1, 2]), pd.Series(pd.to_datetime(["2020-01-01"]))):
+        assert _plain_integers(s) is None
+
+
+def test_fast_paths_on_distinct_values_equal_every_value():
+    """The e-mail and phone fast paths run once per distinct text (an Arrow dictionary), the
+    country-to-region step once per distinct country; per row that is what they give on every value."""
+    from phonenumbers import PhoneMetadata
+
+    from crmbridge.mappings.transforms_contact import plain_emails
+    from crmbridge.validation import checks, regionchecks
+    from crmbridge.validation.columntext import texts
+
+    md = PhoneMetadata.metadata_for_region("CN")
     mixed = ["1", 1, 1.0, True, None, float("nan"), "CN", "cn", "ＣＮ", "中国", "US", "CN", 1]
-    cases = [(checks._email_fast_values, EMAILS * 3 + [None, 1, "1"]),
-             (checks._phone_reading_values, PHONES * 3 + ["+86 13800138000", 8613800138000, None]),
-             (lambda s: checks._region_values(s, "CN"), mixed * 2)]
-    for fn, values in cases:
+    # (text UTF-8 cannot hold only in a column of str: pandas' astype(str) refuses it, as it always did)
+    for values in (EMAILS * 3 + [None, 1, "1"], EMAILS + ["a\ud800@example.cn"], PHONES * 3 + [8613800138000],
+                   PHONES + TRICKY_PHONES):
         s = pd.Series(values, dtype=object, index=range(100, 100 + len(values)))
-        got, want = checks.per_distinct(s, fn), fn(s)
-        assert got.dtype == want.dtype
-        assert got.index.equals(want.index)
+        text = texts(s)
+        present, fast = checks._email_fast(s)
+        assert present.tolist() == s.notna().tolist()
+        assert fast.tolist() == plain_emails(text).tolist()
+        present, bits = regionchecks._phone_readings(s)
+        want = [0 if t is None else int(regionchecks._reading_bits(np.array([t], dtype=object), md)[0]) for t in text]
+        assert bits.tolist() == want
+    mixed += [pd.NA, pd.NaT, "ß", "ﬀ", "CN\n", " CN", "C", "CNN", "Ｕｓ", "ＵＳＡ", "c\u0301n", "中", 12, "i̇t", "İT", "ǅ1"]
+    s = pd.Series(mixed * 2, dtype=object, index=range(7, 7 + 2 * len(mixed)))
+    for country in (s, s.iloc[:0], s.iloc[:6].astype("str")):
+        got, want = regionchecks._regions(country, country, "CN"), _previous_region_values(country, "CN")
+        assert got.dtype == object and got.index.equals(country.index)
         assert got.tolist() == want.tolist()
-        assert checks.per_distinct(s.iloc[:0], fn).tolist() == []
+        assert regionchecks._region_values(country, "XX").tolist() == _previous_region_values(country, "XX").tolist()
+
+
+def _previous_region_values(country, default):
+    """The country-to-region step before it looped over the distinct values: pandas string methods."""
+    import unicodedata
+
+    c = country.astype(object).where(country.notna(), "").map(lambda v: unicodedata.normalize("NFKC", str(v)).upper())
+    return c.where(c.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool), default)
 
 
 def test_postal_check_equals_postal_valid_per_row_and_region():
@@ -149,7 +225,7 @@ def test_postal_check_equals_postal_valid_per_row_and_region():
     ``postal_valid(str(value), region)``. ``10`` and ``10.0`` read differently (a merged pair would not)."""
     import random
 
-    from crmbridge.validation.checks import _regions, postal_check, postal_valid
+    from crmbridge.validation.regionchecks import _regions, postal_check, postal_valid
 
     rnd = random.Random(7)
     pool = ["200120", "２００１２０", " 200120 ", "20012", "10001", "10001-1234", "SW1A 1AA", "sw1a1aa", "100-0001",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crmbridge.validation import checks, gxdistinct, gxsuite, keycheck
+from crmbridge.validation import checks, gxdistinct, gxsuite, keycheck, regionchecks
 from crmbridge.validation.rules import RuleContext
 
 from .test_gxdistinct import _frame, _rules
@@ -145,14 +145,19 @@ def _previous_texts(series: pd.Series) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_texts_equal_astype_str(seed):
-    from crmbridge.validation.columntext import texts
+    from crmbridge.validation.columntext import present_texts, texts
 
     df = tricky_frame(seed, 300)
     df["np_str"] = pd.Series([np.str_("a"), None, "b", np.str_("客户")] * 75, dtype=object)
     df["nan_text"] = pd.Series(["x", np.nan, "y", pd.NA] * 75, dtype=object)
+    df["all_text"] = pd.Series(["x", "", np.str_("b"), "客户\x00"] * 75, dtype=object)  # none missing
+    df["all_str"] = df["all_text"].astype("str")
     for col in df.columns:
         for part in (df[col], df[col].iloc[:0], df[col].iloc[5:6]):
             got, want = texts(part), _previous_texts(part)
+            present, also = present_texts(part)
+            assert present.dtype == bool and present.tolist() == part.notna().tolist()
+            assert also.tolist() == got.tolist() and also is not part.to_numpy(dtype=object)
             assert got.dtype == want.dtype == object and len(got) == len(want)
             assert [(v is None, None if v is None else str(v)) for v in got] == \
                 [(v is None, None if v is None else str(v)) for v in want], col
@@ -170,5 +175,5 @@ def test_format_checks_on_text_columns_equal_their_per_value_functions(seed):
         assert [None if pd.isna(v) else checks.uscc_valid(str(v)) for v in s] == got.tolist()
         got = checks.email_check(s)
         assert [None if pd.isna(v) else checks.email_valid(str(v)) for v in s] == got.tolist()
-        got = checks.phone_check(s)
-        assert [None if pd.isna(v) else checks.phone_valid(str(v), "CN") for v in s] == got.tolist()
+        got = regionchecks.phone_check(s)
+        assert [None if pd.isna(v) else regionchecks.phone_valid(str(v), "CN") for v in s] == got.tolist()
