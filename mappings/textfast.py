@@ -203,6 +203,28 @@ def patched(series: pd.Series, values: np.ndarray, picked: np.ndarray, fn: Calla
         new = [fn(v) for v in values[pos]]
         out[pos] = np.array(new + [None], dtype=object)[:-1]  # the extra None keeps a 1-d object array
         changed[pos] = [n is None or n != v for n, v in zip(new, values[pos])]
+    return _applied(series, out, changed)
+
+
+def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
+    """``patched`` with ``trim_pick`` and ``str.strip() or None`` (``trim`` without collapsing), the
+    stripping done by Arrow: trimming Python's whitespace set off both ends is what ``str.strip()``
+    does, so only the picked values become Python strings, from Arrow's result. Every picked value
+    changes (it lost characters, or it was empty and becomes None)."""
+    import pyarrow.compute as pc
+
+    length = pc.binary_length(arr)
+    stripped = pc.utf8_trim(arr, characters=PY_WHITESPACE)
+    picked = flags(pc.or_(pc.not_equal(pc.binary_length(stripped), length), pc.equal(length, 0)))
+    out = values.copy()
+    if picked.any():
+        new = stripped.filter(picked).to_numpy(zero_copy_only=False)
+        new[new == ""] = None
+        out[picked] = new
+    return _applied(series, out, picked)
+
+
+def _applied(series: pd.Series, out: np.ndarray, changed: np.ndarray) -> Applied:
     idx = series.index
     return Applied(values=pd.Series(out, index=idx, dtype=object, copy=False),
                    changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx))

@@ -210,13 +210,14 @@ def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = Non
         from crmbridge.mappings.transforms_phonefast import fast_phone_e164
 
         fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension)
-        done = fast.notna() | fails
-        if done.all():
-            return finish(series, fast, fails)
-        if done.any():
-            slow = _phone_slow(series.where(~done), region=region, city=city, area_codes=area_codes,
-                               format=format, keep_extension=keep_extension)
-            return finish(series, slow.values.where(~done, fast), (slow.failed & ~done) | fails)
+        rest = ~(fast.notna() | fails).to_numpy()
+        if not rest.all():
+            if city is not None:  # the rest's cities, by position (the index may repeat labels)
+                city = city if city.index.equals(series.index) else city.reindex(series.index)
+            values, failed = _with_rest(series, fast, rest, lambda part: _phone_slow(
+                part, region=region, city=None if city is None else city[rest], area_codes=area_codes,
+                format=format, keep_extension=keep_extension))
+            return finish(series, values, failed | fails)
     return _phone_slow(series, region=region, city=city, area_codes=area_codes, format=format,
                        keep_extension=keep_extension)
 
@@ -318,8 +319,18 @@ def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
 def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
     """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
     fast = fast_email(series, lowercase=lowercase)
-    taken = fast.notna()
+    taken = fast.notna().to_numpy()
     if not taken.any():
         return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
-    slow = map_unique(series.where(~taken, None), lambda v: normalize_email(v, lowercase=lowercase))
-    return finish(series, slow.values.where(~taken, fast), slow.failed & ~taken)
+    return finish(series, *_with_rest(series, fast, ~taken, lambda rest: map_unique(
+        rest, lambda v: normalize_email(v, lowercase=lowercase))))
+
+
+def _with_rest(series: pd.Series, fast: pd.Series, rest: np.ndarray, slow) -> tuple[pd.Series, pd.Series]:
+    """(values, failed) of a fast path's results completed by ``slow`` (a whole-column transform, value
+    by value) run on the ``rest`` rows only: what ``slow`` would give on them within the whole column."""
+    values, failed = fast.copy(), pd.Series(False, index=series.index)
+    if rest.any():
+        done = slow(series[rest])
+        values[rest], failed[rest] = done.values.to_numpy(), done.failed.to_numpy()
+    return values, failed

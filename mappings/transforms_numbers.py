@@ -81,16 +81,18 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
 
 def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:
     """``pd.to_numeric(t.where(ok))`` as float64 when every number text there is a plain integer of at most
-    15 digits (what validate hands over), read by Arrow's casts: such an integer is exact as a float64
-    whatever the parser, so the values are ``to_numeric``'s (times 1.0, as ``mult`` makes them). None
-    otherwise, the column then goes to ``to_numeric``."""
+    15 digits, maybe with a fraction of zeros (``445200.00``, amounts as validate hands them over), read
+    by Arrow's cast: at most 15 digits in all make an integer exact as a float64 at every step of any
+    parser (the digits, then a division by an exact power of ten), so the values are ``to_numeric``'s
+    (times 1.0, as ``mult`` makes them). None otherwise, the column then goes to ``to_numeric``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = strings(t.where(ok).to_numpy(dtype=object))
-    if not pc.all(pc.match_substring_regex(arr, r"^[0-9]{1,15}$")).as_py():  # None: no number at all
+    whole = pc.and_(pc.match_substring_regex(arr, r"^(?:[0-9]{1,15}|[0-9]+\.0+)$"), pc.less_equal(pc.utf8_length(arr), 16))
+    if not pc.all(whole).as_py():  # None: no number at all
         return None
-    return pd.Series(pc.cast(pc.cast(arr, pa.int64()), pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
+    return pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
 
 
 def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:

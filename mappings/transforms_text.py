@@ -28,10 +28,12 @@ class TrimParams(Params):
 def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
     """Strip leading/trailing whitespace (incl. full-width space); blank values become missing."""
     text = textfast.text_column(series)
-    if text is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
+    if text is not None and not collapse:
+        return textfast.trimmed(series, *text)
+    if text is not None:  # only values with whitespace at an end or inside, or empty, change
         values, arr = text
-        one = (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None)
-        return textfast.patched(series, values, textfast.flags(textfast.trim_pick(arr, collapse)), one)
+        return textfast.patched(series, values, textfast.flags(textfast.trim_pick(arr, True)),
+                                lambda v: _WS.sub(" ", v.strip()) or None)
     return _trim_python(series, as_text(series), collapse)
 
 
