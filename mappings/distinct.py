@@ -15,12 +15,16 @@ test_distinct.py`` proves the results equal to the whole-column path value by va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from crmbridge.mappings import textfast
 from crmbridge.mappings.transforms_base import Applied, is_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -58,23 +62,30 @@ class Encoded:
 
 def encode(series: pd.Series) -> Encoded | None:
     """The column encoded, or None when it holds other values than text and missing."""
+    import pyarrow as pa
+
     if not is_text(series):
         return None
+    arrow = None  # the distinct values in Arrow, when Arrow found them
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
-        codes, uniques = _arrow_factorize(series)
+        codes, uniques, arrow = _arrow_factorize(series)
     else:
         codes, uniq = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
         uniques = np.asarray(uniq, dtype=object)
     if len(codes) and codes.min() < 0:  # None and NaN: one distinct "missing" value, given as None
         codes = np.where(codes < 0, len(uniques), codes)
         uniques = np.append(uniques, np.array([None], dtype=object))
-    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index)
+        arrow = None if arrow is None else pa.concat_arrays([arrow, pa.nulls(1, arrow.type)])
+    column = Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index)
+    if arrow is not None:
+        textfast.remember(column.uniques, arrow)
+    return column
 
 
-def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray, "pa.Array"]:
     """``pd.factorize`` of an Arrow-backed text column (what extract's Parquet reads back as), done by
     Arrow's hash table on the UTF-8 bytes: only the distinct values become Python strings. Same codes
-    and uniques (first-seen order, missing as -1)."""
+    and uniques (first-seen order, missing as -1), and the uniques as Arrow's dictionary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -83,7 +94,7 @@ def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         arr = arr.combine_chunks()
     enc = pc.dictionary_encode(arr)
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.intp)
-    return codes, enc.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return codes, enc.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False), enc.dictionary
 
 
 def _joint(parts: list[Encoded]) -> tuple[np.ndarray, np.ndarray]:
@@ -135,4 +146,5 @@ def run_step(func: Callable[..., Applied], kwargs: dict[str, Any], column: Encod
     res = func(values, **kwargs, **extra)
     out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object), column.index,
                   column._counts if not others else None)
+    textfast.carry(res.values, out.uniques)
     return Step(out, res.changed.to_numpy(dtype=bool), res.failed.to_numpy(dtype=bool))

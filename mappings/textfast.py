@@ -17,8 +17,9 @@ Python's (U+001C-U+001F and U+0085 are whitespace to Python only, U+180E and U+2
 
 from __future__ import annotations
 
+import weakref
 from functools import cache
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -121,12 +122,42 @@ def all_text(texts):
     return arr if arr is not None and not arr.null_count else None
 
 
+# id(series) -> (weak reference to it, its values as an Arrow array): see ``remember``
+_KNOWN: dict[int, tuple[weakref.ref, Any]] = {}
+
+
+def remember(series: pd.Series, arr) -> None:
+    """Record ``arr`` as the Arrow form of ``series``, an object column of ``str`` and None (the same
+    values, null where None) that nobody changes in place: the distinct values ``distinct.encode`` reads
+    from Arrow and each text transform's output. The next transform on that very object then skips
+    the conversion (a chain of steps on one column converts once, not once per step); any other object,
+    even one with the same values, is converted as before."""
+    key = id(series)
+    _KNOWN[key] = (weakref.ref(series, lambda _, key=key: _KNOWN.pop(key, None)), arr)
+
+
+def known(series: pd.Series):
+    """The Arrow form ``remember`` recorded for this very object, or None."""
+    hit = _KNOWN.get(id(series))
+    return hit[1] if hit is not None and hit[0]() is series else None
+
+
+def carry(source: pd.Series, target: pd.Series) -> None:
+    """``target``, a copy of ``source``'s values, has its Arrow form too (when it is known)."""
+    arr = known(source)
+    if arr is not None:
+        remember(target, arr)
+
+
 def text_column(series: pd.Series):
     """``(values, arr)`` for a column of text: ``values`` what ``as_text`` gives, as an object array (the
     same str objects, None for missing), and ``arr`` the same in Arrow. None for any other column.
 
     Cheaper than ``as_text``: no copy of the column and no second pass for missing values (Arrow's
-    null mask says where they are)."""
+    null mask says where they are); none at all when the column's Arrow form is ``known``."""
+    arr = known(series)
+    if arr is not None:
+        return series.to_numpy(), arr
     if series.dtype == object:
         values = series.to_numpy()
         if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
@@ -190,12 +221,17 @@ def flags(mask) -> np.ndarray:
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
-def patched(series: pd.Series, values: np.ndarray, picked: np.ndarray, fn: Callable[[str], str | None]) -> Applied:
-    """The ``Applied`` of a transform that changes at most the ``picked`` values of a text column (to
-    ``fn(value)``) and leaves the others as they are; nothing fails.
+def patched(series: pd.Series, values: np.ndarray, arr, picked: np.ndarray,
+            fn: Callable[[str], str | None]) -> Applied:
+    """The ``Applied`` of a transform that changes at most the ``picked`` values of a text column
+    (``text_column``'s ``values`` and ``arr``) to ``fn(value)`` and leaves the others as they are;
+    nothing fails.
 
     Equal to ``finish(series, out, no failures)``: an unpicked value is the input itself; a picked one
     is changed when ``fn`` gave None or another string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = values.copy()
     changed = np.zeros(len(values), dtype=bool)
     pos = np.flatnonzero(picked)
@@ -203,7 +239,11 @@ def patched(series: pd.Series, values: np.ndarray, picked: np.ndarray, fn: Calla
         new = [fn(v) for v in values[pos]]
         out[pos] = np.array(new + [None], dtype=object)[:-1]  # the extra None keeps a 1-d object array
         changed[pos] = [n is None or n != v for n, v in zip(new, values[pos])]
-    return _applied(series, out, changed)
+        try:  # the output's Arrow form: the picked values replaced
+            arr = pc.replace_with_mask(arr, pa.array(picked, pa.bool_()), pa.array(new, arr.type))
+        except (UnicodeEncodeError, pa.ArrowException, TypeError, ValueError):
+            arr = None  # fn made a value Arrow cannot hold: the next step converts (and declines) itself
+    return _applied(series, out, changed, arr)
 
 
 def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
@@ -211,6 +251,7 @@ def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
     stripping done by Arrow: trimming Python's whitespace set off both ends is what ``str.strip()``
     does, so only the picked values become Python strings, from Arrow's result. Every picked value
     changes (it lost characters, or it was empty and becomes None)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     length = pc.binary_length(arr)
@@ -221,10 +262,14 @@ def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
         new = stripped.filter(picked).to_numpy(zero_copy_only=False)
         new[new == ""] = None
         out[picked] = new
-    return _applied(series, out, picked)
+        stripped = pc.if_else(pc.equal(pc.binary_length(stripped), 0), pa.scalar(None, stripped.type), stripped)
+    return _applied(series, out, picked, stripped)
 
 
-def _applied(series: pd.Series, out: np.ndarray, changed: np.ndarray) -> Applied:
+def _applied(series: pd.Series, out: np.ndarray, changed: np.ndarray, arr) -> Applied:
+    """The ``Applied`` of a text transform, its values' Arrow form ``arr`` remembered (when not None)."""
     idx = series.index
-    return Applied(values=pd.Series(out, index=idx, dtype=object, copy=False),
-                   changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx))
+    values = pd.Series(out, index=idx, dtype=object, copy=False)
+    if arr is not None:
+        remember(values, arr)
+    return Applied(values=values, changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx))

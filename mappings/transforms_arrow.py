@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crmbridge.mappings.textfast import PY_WHITESPACE, flags  # noqa: F401 (flags re-exported for the fast paths)
+from crmbridge.mappings.textfast import PY_WHITESPACE, flags, known  # noqa: F401 (flags re-exported for the fast paths)
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 # What ``str.strip()`` removes (``str.isspace()``'s set; Arrow's own whitespace trimming uses another).
@@ -38,3 +39,24 @@ def _encodes(v: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def column_strings(series: "pd.Series") -> tuple[np.ndarray, "pa.Array"]:
+    """(``as_text(series)`` as an object array, the same as ``strings`` gives it); taken from the column's
+    Arrow form when it is known (``textfast.remember``: a column of str and None, so ``as_text`` has
+    nothing to change) instead of converted again."""
+    from crmbridge.mappings.transforms_base import as_text
+
+    arr = known_strings(series)
+    if arr is not None:
+        return series.to_numpy(), arr
+    values = as_text(series).to_numpy(dtype=object)
+    return values, strings(values)
+
+
+def known_strings(series: "pd.Series") -> "pa.Array | None":
+    """``strings(as_text(series))`` when the column's Arrow form is known, else None."""
+    import pyarrow as pa
+
+    arr = known(series)
+    return arr if arr is None or arr.type == pa.string() else arr.cast(pa.string())

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, column_strings, flags, strings
 from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
 
 # `转 123`, `分机 123`, `分机号：123`, `ext 123`, `x123` and a trailing `-8001` after a full number.
@@ -299,7 +299,7 @@ def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
     import pyarrow.compute as pc
     from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
-    text = pc.utf8_trim(strings(as_text(series).to_numpy(dtype=object)), WHITESPACE)  # str.strip()
+    text = pc.utf8_trim(column_strings(series)[1], WHITESPACE)  # str.strip()
     ok = plain_emails(text)
     out = np.full(len(series), None, dtype=object)
     if ok.any():

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, column_strings, flags, strings
 from crmbridge.mappings.transforms_base import as_text
 from crmbridge.mappings.transforms_contact import _EXT_DASH, _EXT_WORDS, area_code_for
 
@@ -133,16 +133,16 @@ class Readings:
     dash: np.ndarray
 
 
-def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
+def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None = None) -> Readings:
     """``_reader(cc, strip)`` on every value (str or None). Values that are ASCII after NFKC and hold no
     letter an extension word starts with (most of a column) are read in a few Arrow passes: no extension
-    word can match them; the others go through ``_reader`` one by one. Proved equal value by value in
-    tests/mappings/test_phone_fast_path.py."""
+    word can match them; the others go through ``_reader`` one by one (``arr``: ``strings(text)``, when the
+    caller has it). Proved equal value by value in tests/mappings/test_phone_fast_path.py."""
     n = len(text)
     national = np.full(n, None, dtype=object)
     bare, word, dash = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     ext = np.full(n, "", dtype=object)
-    arr = strings(text)
+    arr = strings(text) if arr is None else arr
     wide = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False))
     if len(wide):  # NFKC (what ``_reader`` reads) of the few non-ASCII values: full-width digits, brackets
         nfkc = text.copy()
@@ -200,8 +200,8 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
         city = (city if city.index.equals(index) else city.reindex(index)).reset_index(drop=True)
     md = PhoneMetadata.metadata_for_region(region.upper())
     cc = str(country_code_for_region(region.upper()))
-    text = as_text(series).to_numpy(dtype=object)
-    r = read_all(text, cc, md.national_prefix_for_parsing)
+    text, arr = column_strings(series)
+    r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)
     valid = valid_national(national, md).to_numpy()

@@ -32,7 +32,7 @@ def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
         return textfast.trimmed(series, *text)
     if text is not None:  # only values with whitespace at an end or inside, or empty, change
         values, arr = text
-        return textfast.patched(series, values, textfast.flags(textfast.trim_pick(arr, True)),
+        return textfast.patched(series, values, arr, textfast.flags(textfast.trim_pick(arr, True)),
                                 lambda v: _WS.sub(" ", v.strip()) or None)
     return _trim_python(series, as_text(series), collapse)
 
@@ -55,7 +55,7 @@ def case(series: pd.Series, *, to: str) -> Applied:
     text = textfast.text_column(series) if to != "title" else None  # title case depends on context
     if text is not None:  # only values holding a character that str.upper/lower changes
         values, arr = text
-        return textfast.patched(series, values, textfast.flags(textfast.case_pick(arr, to)), getattr(str, to))
+        return textfast.patched(series, values, arr, textfast.flags(textfast.case_pick(arr, to)), getattr(str, to))
     return _case_python(series, as_text(series), to)
 
 
@@ -78,7 +78,7 @@ def nfkc(series: pd.Series) -> Applied:
     text = textfast.text_column(series)
     if text is not None:  # only values holding a character NFKC may change or compose
         values, arr = text
-        return textfast.patched(series, values, textfast.flags(textfast.nfkc_pick(arr)),
+        return textfast.patched(series, values, arr, textfast.flags(textfast.nfkc_pick(arr)),
                                 lambda v: unicodedata.normalize("NFKC", v))
     return _nfkc_python(series, as_text(series))
 
@@ -136,7 +136,7 @@ def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applie
             out = rx.sub(replacement, v)
             return out if out.strip() else None
 
-        return textfast.patched(series, values, textfast.flags(pick), one)
+        return textfast.patched(series, values, arr, textfast.flags(pick), one)
     return _replace_python(series, as_text(series), pattern, replacement)
 
 
@@ -220,7 +220,7 @@ def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -
         # than its trimmed self (no character lowers to nothing): longer values cannot be markers.
         trimmed = pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)
         pick = pc.less_equal(pc.utf8_length(trimmed), max(map(len, markers), default=-1))
-        return textfast.patched(series, values, textfast.flags(pick),
+        return textfast.patched(series, values, arr, textfast.flags(pick),
                                 lambda v: None if _marker_key(v, ignore_case) in markers else v)
     return _null_if_python(series, as_text(series), markers, ignore_case)
 
