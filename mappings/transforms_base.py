@@ -92,12 +92,13 @@ def _equal(a: Any, b: Any) -> bool:
 
 def finish(original: pd.Series, values: pd.Series, failed: pd.Series) -> Applied:
     """Build an ``Applied``: failed cells keep their input; ``changed`` compares value and type."""
-    original_obj = as_object(original)
-    values = as_object(values)
+    original_obj, original_na = _as_object(original)
+    values, values_na = _as_object(values)
     failed = failed.fillna(False).astype(bool)
     if failed.any():
         values = values.where(~failed, original_obj)
-    both_missing = original_obj.isna() & values.isna()
+        values_na = np.where(failed.to_numpy(), original_na, values_na)
+    both_missing = pd.Series(original_na & values_na, index=original.index)
     same = pd.Series(_same(original_obj, values), index=original.index, dtype=bool)
     changed = ~(same | both_missing) & ~failed
     return Applied(values=values, changed=changed, failed=failed)
@@ -131,9 +132,14 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def as_object(series: pd.Series) -> pd.Series:
+    return _as_object(series)[0]
+
+
+def _as_object(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``as_object`` and where it is missing (None there), which ``finish`` would otherwise find again."""
     out = series.astype(object)
-    na = out.isna()
-    return out.where(~na, None) if na.any() else out
+    na = out.isna().to_numpy()
+    return (out.where(~na, None) if na.any() else out), na
 
 
 def map_unique(series: pd.Series, fn: Callable[[Any], Any], *, text: bool = True) -> Applied:

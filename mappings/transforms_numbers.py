@@ -45,6 +45,9 @@ class NumberParams(Params):
 def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",", cn_units: bool = False,
                  integer: bool = False, scale: int | None = None, percent: bool = False) -> Applied:
     """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail."""
+    if _all_missing(series):  # a column the data lacks (validate adds it empty): every step below gives None
+        return Applied(values=pd.Series(np.full(len(series), None, dtype=object), index=series.index),
+                       changed=pd.Series(False, index=series.index), failed=pd.Series(False, index=series.index))
     src = as_text(series)
     present = ~is_missing(src)
     # Plainly written amounts (``1234500``, ``12.5``, with the default separators also ``¥1,234,500.00``)
@@ -82,6 +85,11 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
         out = num.astype(object)
     out = out.where(num.notna() & ~failed, None)
     return finish(series, out, failed)
+
+
+def _all_missing(series: pd.Series) -> bool:
+    """Only None/NaN/NA (blank text is not: it comes out as None, a change)."""
+    return len(series) > 0 and bool(series.isna().all())
 
 
 def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:

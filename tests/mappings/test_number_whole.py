@@ -37,12 +37,28 @@ def _values(n: int, seed: int, digits: int, extra: float, zeros: bool = False) -
 
 
 def _reference(series, **kw):
-    keep = N._whole_numbers
-    N._whole_numbers = lambda t, ok: None
+    keep, keep_missing = N._whole_numbers, N._all_missing
+    N._whole_numbers, N._all_missing = (lambda t, ok: None), (lambda s: False)
     try:
         return N.parse_number(series, **kw)
     finally:
-        N._whole_numbers = keep
+        N._whole_numbers, N._all_missing = keep, keep_missing
+
+
+def _same(got, ref):
+    assert [(type(v), v) for v in got.values.tolist()] == [(type(v), v) for v in ref.values.tolist()]
+    assert got.values.dtype == ref.values.dtype and list(got.values.index) == list(ref.values.index)
+    assert got.changed.dtype == ref.changed.dtype and got.failed.dtype == ref.failed.dtype
+    assert got.changed.tolist() == ref.changed.tolist() and got.failed.tolist() == ref.failed.tolist()
+
+
+@pytest.mark.parametrize("setting", range(len(SETTINGS)))
+@pytest.mark.parametrize("values,dtype", [([None], object), ([None, float("nan"), pd.NA], object), ([float("nan")] * 3, float),
+                                          ([None, None], "str"), ([None, None], "string"), ([None, " "], object),
+                                          ([None, "1"], object), ([], object)])
+def test_columns_without_a_value_equal_the_whole_path(setting, values, dtype):
+    series = pd.Series(values, dtype=dtype, index=[7 * i for i in range(len(values))])
+    _same(N.parse_number(series, **SETTINGS[setting]), _reference(series, **SETTINGS[setting]))
 
 
 @pytest.mark.parametrize("setting", range(len(SETTINGS)))
