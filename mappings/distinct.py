@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import pandas as pd
 
-from crmbridge.mappings import textfast
 from crmbridge.mappings.transforms_base import Applied, is_text
 
 if TYPE_CHECKING:
@@ -39,6 +38,7 @@ class Encoded:
     uniques: pd.Series
     index: pd.Index
     _counts: np.ndarray | None = field(default=None, repr=False)
+    arrow: "pa.Array | None" = field(default=None, repr=False)  # ``uniques`` in Arrow, when known
 
     @property
     def counts(self) -> np.ndarray:
@@ -76,10 +76,7 @@ def encode(series: pd.Series) -> Encoded | None:
         codes = np.where(codes < 0, len(uniques), codes)
         uniques = np.append(uniques, np.array([None], dtype=object))
         arrow = None if arrow is None else pa.concat_arrays([arrow, pa.nulls(1, arrow.type)])
-    column = Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index)
-    if arrow is not None:
-        textfast.remember(column.uniques, arrow)
-    return column
+    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index, arrow=arrow)
 
 
 def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray, "pa.Array"]:
@@ -134,17 +131,23 @@ class Step:
 
 
 def run_step(func: Callable[..., Applied], kwargs: dict[str, Any], column: Encoded,
-             others: dict[str, Encoded] | None = None) -> Step:
-    """``func`` on the distinct values of ``column`` (or of (column, *others) tuples)."""
+             others: dict[str, Encoded] | None = None, arrow: bool = False) -> Step:
+    """``func`` on the distinct values of ``column`` (or of (column, *others) tuples). ``arrow``: ``func``
+    takes those values in Arrow as well (``arrow=``), handed over when the column has them; the values
+    in Arrow that ``func`` gives back (``Applied.arrow``) go with the new column to the next step."""
+    import pyarrow as pa
+
     others = others or {}
     if others:
         codes, first = _joint([column] + list(others.values()))
         values = column.uniques.take(column.codes[first]).reset_index(drop=True)
         extra = {k: o.uniques.take(o.codes[first]).reset_index(drop=True) for k, o in others.items()}
+        given = None if column.arrow is None else column.arrow.take(pa.array(column.codes[first]))
     else:
-        codes, values, extra = column.codes, column.uniques, {}
+        codes, values, extra, given = column.codes, column.uniques, {}, column.arrow
+    if arrow and given is not None:
+        extra["arrow"] = given
     res = func(values, **kwargs, **extra)
     out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object), column.index,
-                  column._counts if not others else None)
-    textfast.carry(res.values, out.uniques)
+                  column._counts if not others else None, arrow=res.arrow)
     return Step(out, res.changed.to_numpy(dtype=bool), res.failed.to_numpy(dtype=bool))

@@ -17,9 +17,8 @@ Python's (U+001C-U+001F and U+0085 are whitespace to Python only, U+180E and U+2
 
 from __future__ import annotations
 
-import weakref
 from functools import cache
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -122,42 +121,15 @@ def all_text(texts):
     return arr if arr is not None and not arr.null_count else None
 
 
-# id(series) -> (weak reference to it, its values as an Arrow array): see ``remember``
-_KNOWN: dict[int, tuple[weakref.ref, Any]] = {}
-
-
-def remember(series: pd.Series, arr) -> None:
-    """Record ``arr`` as the Arrow form of ``series``, an object column of ``str`` and None (the same
-    values, null where None) that nobody changes in place: the distinct values ``distinct.encode`` reads
-    from Arrow and each text transform's output. The next transform on that very object then skips
-    the conversion (a chain of steps on one column converts once, not once per step); any other object,
-    even one with the same values, is converted as before."""
-    key = id(series)
-    _KNOWN[key] = (weakref.ref(series, lambda _, key=key: _KNOWN.pop(key, None)), arr)
-
-
-def known(series: pd.Series):
-    """The Arrow form ``remember`` recorded for this very object, or None."""
-    hit = _KNOWN.get(id(series))
-    return hit[1] if hit is not None and hit[0]() is series else None
-
-
-def carry(source: pd.Series, target: pd.Series) -> None:
-    """``target``, a copy of ``source``'s values, has its Arrow form too (when it is known)."""
-    arr = known(source)
-    if arr is not None:
-        remember(target, arr)
-
-
-def text_column(series: pd.Series):
+def text_column(series: pd.Series, arrow=None):
     """``(values, arr)`` for a column of text: ``values`` what ``as_text`` gives, as an object array (the
     same str objects, None for missing), and ``arr`` the same in Arrow. None for any other column.
 
     Cheaper than ``as_text``: no copy of the column and no second pass for missing values (Arrow's
-    null mask says where they are); none at all when the column's Arrow form is ``known``."""
-    arr = known(series)
-    if arr is not None:
-        return series.to_numpy(), arr
+    null mask says where they are). ``arrow``: the column's values in Arrow, handed over by the caller
+    (``distinct.run_step``: an object column of str and None), taken as ``arr`` instead of converting."""
+    if arrow is not None:
+        return series.to_numpy(), arrow
     if series.dtype == object:
         values = series.to_numpy()
         if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
@@ -267,9 +239,7 @@ def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
 
 
 def _applied(series: pd.Series, out: np.ndarray, changed: np.ndarray, arr) -> Applied:
-    """The ``Applied`` of a text transform, its values' Arrow form ``arr`` remembered (when not None)."""
+    """The ``Applied`` of a text transform, with its values in Arrow (``arr``, None when Arrow cannot hold them)."""
     idx = series.index
-    values = pd.Series(out, index=idx, dtype=object, copy=False)
-    if arr is not None:
-        remember(values, arr)
-    return Applied(values=values, changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx))
+    return Applied(values=pd.Series(out, index=idx, dtype=object, copy=False),
+                   changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx), arrow=arr)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crmbridge.mappings.textfast import PY_WHITESPACE, flags, known  # noqa: F401 (flags re-exported for the fast paths)
+from crmbridge.mappings.textfast import PY_WHITESPACE, flags  # noqa: F401 (flags re-exported for the fast paths)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,22 +41,20 @@ def _encodes(v: str) -> bool:
     return True
 
 
-def column_strings(series: "pd.Series") -> tuple[np.ndarray, "pa.Array"]:
-    """(``as_text(series)`` as an object array, the same as ``strings`` gives it); taken from the column's
-    Arrow form when it is known (``textfast.remember``: a column of str and None, so ``as_text`` has
-    nothing to change) instead of converted again."""
+def column_strings(series: "pd.Series", arrow: "pa.Array | None" = None) -> tuple[np.ndarray, "pa.Array"]:
+    """(``as_text(series)`` as an object array, the same as ``strings`` gives it); taken from ``arrow``, the
+    column's values in Arrow handed over by ``distinct.run_step`` (a column of str and None, so ``as_text``
+    has nothing to change), instead of converted again when the caller has it."""
     from crmbridge.mappings.transforms_base import as_text
 
-    arr = known_strings(series)
-    if arr is not None:
-        return series.to_numpy(), arr
+    if arrow is not None:
+        return series.to_numpy(), as_strings(arrow)
     values = as_text(series).to_numpy(dtype=object)
     return values, strings(values)
 
 
-def known_strings(series: "pd.Series") -> "pa.Array | None":
-    """``strings(as_text(series))`` when the column's Arrow form is known, else None."""
+def as_strings(arrow: "pa.Array") -> "pa.Array":
+    """A text array (``string`` or ``large_string``) as ``strings`` types it."""
     import pyarrow as pa
 
-    arr = known(series)
-    return arr if arr is None or arr.type == pa.string() else arr.cast(pa.string())
+    return arrow if arrow.type == pa.string() else arrow.cast(pa.string())

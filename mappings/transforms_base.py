@@ -8,7 +8,7 @@ whether that quarantines the row (mapping) or becomes a finding (validation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -31,11 +31,14 @@ class Applied:
     ``values``: the transformed column (object dtype, missing as None); failed cells keep their input.
     ``changed``: True where the output differs from the input (truncations and fixes are counted here).
     ``failed``: True where the value could not be transformed.
+    ``arrow``: ``values`` as an Arrow string array (null for None), when the transform had it at hand
+    (the text transforms): ``distinct.run_step`` hands it to the next step, which then need not convert.
     """
 
     values: pd.Series
     changed: pd.Series
     failed: pd.Series
+    arrow: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n_changed(self) -> int:

@@ -204,12 +204,14 @@ def normalize_phone(raw: str, *, region: str = "CN", city: str | None = None, ar
 
 
 def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
-          area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
-    """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
+          area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True,
+          arrow=None) -> Applied:
+    """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value.
+    ``arrow``: the values in Arrow when the caller has them (``distinct.run_step``)."""
     if format == "e164":
         from crmbridge.mappings.transforms_phonefast import fast_phone_e164
 
-        fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension)
+        fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension, arrow)
         rest = ~(fast.notna() | fails).to_numpy()
         if not rest.all():
             if city is not None:  # the rest's cities, by position (the index may repeat labels)
@@ -294,12 +296,13 @@ def plain_emails(values) -> np.ndarray:
     return flags(pc.and_(ok, pc.invert(special)))
 
 
-def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
-    """``normalize_email`` for plainly written ASCII addresses; None for every other value."""
+def fast_email(series: pd.Series, *, lowercase: bool = True, arrow=None) -> pd.Series:
+    """``normalize_email`` for plainly written ASCII addresses; None for every other value (``arrow``: the
+    values in Arrow, when the caller has them)."""
     import pyarrow.compute as pc
     from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
-    text = pc.utf8_trim(column_strings(series)[1], WHITESPACE)  # str.strip()
+    text = pc.utf8_trim(column_strings(series, arrow)[1], WHITESPACE)  # str.strip()
     ok = plain_emails(text)
     out = np.full(len(series), None, dtype=object)
     if ok.any():
@@ -316,9 +319,9 @@ def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
     return pd.Series(out, index=series.index, dtype=object)
 
 
-def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
+def email(series: pd.Series, *, lowercase: bool = True, arrow=None) -> Applied:
     """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
-    fast = fast_email(series, lowercase=lowercase)
+    fast = fast_email(series, lowercase=lowercase, arrow=arrow)
     taken = fast.notna().to_numpy()
     if not taken.any():
         return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))

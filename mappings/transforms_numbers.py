@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from crmbridge.mappings.transforms_arrow import flags, known_strings, strings
+from crmbridge.mappings.transforms_arrow import as_strings, flags, strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
 
 if TYPE_CHECKING:
@@ -43,8 +43,9 @@ class NumberParams(Params):
 
 
 def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",", cn_units: bool = False,
-                 integer: bool = False, scale: int | None = None, percent: bool = False) -> Applied:
-    """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail."""
+                 integer: bool = False, scale: int | None = None, percent: bool = False, arrow=None) -> Applied:
+    """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail.
+    ``arrow``: the values in Arrow when the caller has them (``distinct.run_step``)."""
     if _all_missing(series):  # a column the data lacks (validate adds it empty): every step below gives None
         return Applied(values=pd.Series(np.full(len(series), None, dtype=object), index=series.index),
                        changed=pd.Series(False, index=series.index), failed=pd.Series(False, index=series.index))
@@ -53,8 +54,7 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     # Plainly written amounts (``1234500``, ``12.5``, with the default separators also ``¥1,234,500.00``)
     # come out of the rewriting steps below as the digits and the point alone: they are recognised
     # and read in Arrow passes over the column, and only the other values go through those steps.
-    arr = known_strings(series)
-    arr = strings(src.to_numpy(dtype=object)) if arr is None else arr
+    arr = strings(src.to_numpy(dtype=object)) if arrow is None else as_strings(arrow)
     simple = _simple(arr, decimal, thousands)
     rest = present.to_numpy() & ~simple
     t = pd.Series(None, index=series.index, dtype=object)

@@ -204,10 +204,11 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
 
 
 def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | None = None,
-                    area_codes: dict[str, str] | None = None, keep_extension: bool = True
+                    area_codes: dict[str, str] | None = None, keep_extension: bool = True, arrow=None
                     ) -> tuple[pd.Series, pd.Series]:
     """(E.164 value or None, failed) per value: ``normalize_phone``'s result for the values of the shapes
-    above (``failed`` True where it gives ``FAIL``); None and False for the values left to it."""
+    above (``failed`` True where it gives ``FAIL``); None and False for the values left to it. ``arrow``:
+    the values in Arrow, when the caller has them."""
     from phonenumbers import PhoneMetadata, country_code_for_region
 
     index = series.index
@@ -217,7 +218,7 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
         city = (city if city.index.equals(index) else city.reindex(index)).reset_index(drop=True)
     md = PhoneMetadata.metadata_for_region(region.upper())
     cc = str(country_code_for_region(region.upper()))
-    text, arr = column_strings(series)
+    text, arr = column_strings(series, arrow)
     r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)

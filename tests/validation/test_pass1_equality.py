@@ -160,7 +160,9 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
     form kept between steps: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
     import pyarrow.compute as pc
 
-    from crmbridge.mappings import textfast, transforms_numbers, transforms_text
+    import dataclasses
+
+    from crmbridge.mappings import textfast, transforms, transforms_numbers, transforms_text
     from crmbridge.validation.definition import load_definition
     from crmbridge.mappings.transforms_base import as_text
     from crmbridge.validation import normalise as N
@@ -184,7 +186,8 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
         m.setattr(transforms_numbers, "_simple_text", lambda arr: pc.replace_substring_regex(
             arr, "[¥$€£,]", "").to_numpy(zero_copy_only=False))
         m.setattr(textfast, "_stored", lambda name: None)
-        m.setattr(textfast, "remember", lambda series, arr: None)  # every step converts its column itself
+        for name, spec in transforms.TRANSFORMS.items():  # every step converts its column itself
+            m.setitem(transforms.TRANSFORMS, name, dataclasses.replace(spec, arrow=False))
         m.setattr(textfast, "trimmed", lambda series, values, arr: textfast.patched(
             series, values, arr, textfast.flags(textfast.trim_pick(arr)), lambda v: v.strip() or None))
         m.setattr(N, "_as_text_rows", lambda column: (lambda text: pd.Series(
