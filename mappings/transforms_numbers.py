@@ -102,7 +102,8 @@ def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:
     import pyarrow.compute as pc
 
     arr = strings(t.where(ok).to_numpy(dtype=object))
-    whole = pc.and_(pc.match_substring_regex(arr, r"^(?:[0-9]{1,15}|[0-9]+\.0+)$"), pc.less_equal(pc.utf8_length(arr), 16))
+    whole = pc.and_(pc.match_substring_regex(arr, r"^(?:[0-9]{1,15}|[0-9]+\.0+)$"),
+                    pc.less_equal(pc.utf8_length(arr), 16))
     if not pc.all(whole).as_py():  # None: no number at all
         return None
     return pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), index=t.index)

@@ -30,7 +30,8 @@ def _values(n: int, seed: int, digits: int, extra: float, zeros: bool = False) -
         if rng.random() < extra:
             out.append(rng.choice(EDGES))
         elif zeros and rng.random() < 0.5:
-            out.append(rng.choice(["", "¥"]) + f"{rng.randrange(10 ** rng.randint(1, digits)):,}" + "." + "0" * rng.randint(1, 4))
+            amount = f"{rng.randrange(10 ** rng.randint(1, digits)):,}"
+            out.append(rng.choice(["", "¥"]) + amount + "." + "0" * rng.randint(1, 4))
         else:
             out.append(str(rng.randrange(10 ** rng.randint(1, digits))))
     return out
@@ -53,9 +54,9 @@ def _same(got, ref):
 
 
 @pytest.mark.parametrize("setting", range(len(SETTINGS)))
-@pytest.mark.parametrize("values,dtype", [([None], object), ([None, float("nan"), pd.NA], object), ([float("nan")] * 3, float),
-                                          ([None, None], "str"), ([None, None], "string"), ([None, " "], object),
-                                          ([None, "1"], object), ([], object)])
+@pytest.mark.parametrize("values,dtype", [([None], object), ([None, float("nan"), pd.NA], object),
+                                          ([float("nan")] * 3, float), ([None, None], "str"), ([None, None], "string"),
+                                          ([None, " "], object), ([None, "1"], object), ([], object)])
 def test_columns_without_a_value_equal_the_whole_path(setting, values, dtype):
     series = pd.Series(values, dtype=dtype, index=[7 * i for i in range(len(values))])
     _same(N.parse_number(series, **SETTINGS[setting]), _reference(series, **SETTINGS[setting]))
