@@ -138,14 +138,15 @@ def run_step(func: Callable[..., Applied], kwargs: dict[str, Any], column: Encod
     import pyarrow as pa
 
     others = others or {}
+    given = column.arrow if arrow else None
     if others:
         codes, first = _joint([column] + list(others.values()))
         values = column.uniques.take(column.codes[first]).reset_index(drop=True)
         extra = {k: o.uniques.take(o.codes[first]).reset_index(drop=True) for k, o in others.items()}
-        given = None if column.arrow is None else column.arrow.take(pa.array(column.codes[first]))
+        given = None if given is None else given.take(pa.array(column.codes[first]))
     else:
-        codes, values, extra, given = column.codes, column.uniques, {}, column.arrow
-    if arrow and given is not None:
+        codes, values, extra = column.codes, column.uniques, {}
+    if given is not None:
         extra["arrow"] = given
     res = func(values, **kwargs, **extra)
     out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object), column.index,
