@@ -15,12 +15,15 @@ test_distinct.py`` proves the results equal to the whole-column path value by va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from crmbridge.mappings.transforms_base import Applied, is_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Encoded:
     uniques: pd.Series
     index: pd.Index
     _counts: np.ndarray | None = field(default=None, repr=False)
+    arrow: "pa.Array | None" = field(default=None, repr=False)  # ``uniques`` in Arrow, when known
 
     @property
     def counts(self) -> np.ndarray:
@@ -58,23 +62,27 @@ class Encoded:
 
 def encode(series: pd.Series) -> Encoded | None:
     """The column encoded, or None when it holds other values than text and missing."""
+    import pyarrow as pa
+
     if not is_text(series):
         return None
+    arrow = None  # the distinct values in Arrow, when Arrow found them
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
-        codes, uniques = _arrow_factorize(series)
+        codes, uniques, arrow = _arrow_factorize(series)
     else:
         codes, uniq = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
         uniques = np.asarray(uniq, dtype=object)
     if len(codes) and codes.min() < 0:  # None and NaN: one distinct "missing" value, given as None
         codes = np.where(codes < 0, len(uniques), codes)
         uniques = np.append(uniques, np.array([None], dtype=object))
-    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index)
+        arrow = None if arrow is None else pa.concat_arrays([arrow, pa.nulls(1, arrow.type)])
+    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index, arrow=arrow)
 
 
-def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray, "pa.Array"]:
     """``pd.factorize`` of an Arrow-backed text column (what extract's Parquet reads back as), done by
     Arrow's hash table on the UTF-8 bytes: only the distinct values become Python strings. Same codes
-    and uniques (first-seen order, missing as -1)."""
+    and uniques (first-seen order, missing as -1), and the uniques as Arrow's dictionary."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -83,7 +91,7 @@ def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         arr = arr.combine_chunks()
     enc = pc.dictionary_encode(arr)
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.intp)
-    return codes, enc.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return codes, enc.dictionary.to_numpy(zero_copy_only=False).astype(object, copy=False), enc.dictionary
 
 
 def _joint(parts: list[Encoded]) -> tuple[np.ndarray, np.ndarray]:
@@ -123,16 +131,24 @@ class Step:
 
 
 def run_step(func: Callable[..., Applied], kwargs: dict[str, Any], column: Encoded,
-             others: dict[str, Encoded] | None = None) -> Step:
-    """``func`` on the distinct values of ``column`` (or of (column, *others) tuples)."""
+             others: dict[str, Encoded] | None = None, arrow: bool = False) -> Step:
+    """``func`` on the distinct values of ``column`` (or of (column, *others) tuples). ``arrow``: ``func``
+    takes those values in Arrow as well (``arrow=``), handed over when the column has them; the values
+    in Arrow that ``func`` gives back (``Applied.arrow``) go with the new column to the next step."""
+    import pyarrow as pa
+
     others = others or {}
+    given = column.arrow if arrow else None
     if others:
         codes, first = _joint([column] + list(others.values()))
         values = column.uniques.take(column.codes[first]).reset_index(drop=True)
         extra = {k: o.uniques.take(o.codes[first]).reset_index(drop=True) for k, o in others.items()}
+        given = None if given is None else given.take(pa.array(column.codes[first]))
     else:
         codes, values, extra = column.codes, column.uniques, {}
+    if given is not None:
+        extra["arrow"] = given
     res = func(values, **kwargs, **extra)
     out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object), column.index,
-                  column._counts if not others else None)
+                  column._counts if not others else None, arrow=res.arrow)
     return Step(out, res.changed.to_numpy(dtype=bool), res.failed.to_numpy(dtype=bool))

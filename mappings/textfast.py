@@ -121,12 +121,15 @@ def all_text(texts):
     return arr if arr is not None and not arr.null_count else None
 
 
-def text_column(series: pd.Series):
+def text_column(series: pd.Series, arrow=None):
     """``(values, arr)`` for a column of text: ``values`` what ``as_text`` gives, as an object array (the
     same str objects, None for missing), and ``arr`` the same in Arrow. None for any other column.
 
     Cheaper than ``as_text``: no copy of the column and no second pass for missing values (Arrow's
-    null mask says where they are)."""
+    null mask says where they are). ``arrow``: the column's values in Arrow, handed over by the caller
+    (``distinct.run_step``: an object column of str and None), taken as ``arr`` instead of converting."""
+    if arrow is not None:
+        return series.to_numpy(), arrow
     if series.dtype == object:
         values = series.to_numpy()
         if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
@@ -190,12 +193,17 @@ def flags(mask) -> np.ndarray:
     return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
 
 
-def patched(series: pd.Series, values: np.ndarray, picked: np.ndarray, fn: Callable[[str], str | None]) -> Applied:
-    """The ``Applied`` of a transform that changes at most the ``picked`` values of a text column (to
-    ``fn(value)``) and leaves the others as they are; nothing fails.
+def patched(series: pd.Series, values: np.ndarray, arr, picked: np.ndarray,
+            fn: Callable[[str], str | None]) -> Applied:
+    """The ``Applied`` of a transform that changes at most the ``picked`` values of a text column
+    (``text_column``'s ``values`` and ``arr``) to ``fn(value)`` and leaves the others as they are;
+    nothing fails.
 
     Equal to ``finish(series, out, no failures)``: an unpicked value is the input itself; a picked one
     is changed when ``fn`` gave None or another string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = values.copy()
     changed = np.zeros(len(values), dtype=bool)
     pos = np.flatnonzero(picked)
@@ -203,6 +211,35 @@ def patched(series: pd.Series, values: np.ndarray, picked: np.ndarray, fn: Calla
         new = [fn(v) for v in values[pos]]
         out[pos] = np.array(new + [None], dtype=object)[:-1]  # the extra None keeps a 1-d object array
         changed[pos] = [n is None or n != v for n, v in zip(new, values[pos])]
+        try:  # the output's Arrow form: the picked values replaced
+            arr = pc.replace_with_mask(arr, pa.array(picked, pa.bool_()), pa.array(new, arr.type))
+        except (UnicodeEncodeError, pa.ArrowException, TypeError, ValueError):
+            arr = None  # fn made a value Arrow cannot hold: the next step converts (and declines) itself
+    return _applied(series, out, changed, arr)
+
+
+def trimmed(series: pd.Series, values: np.ndarray, arr) -> Applied:
+    """``patched`` with ``trim_pick`` and ``str.strip() or None`` (``trim`` without collapsing), the
+    stripping done by Arrow: trimming Python's whitespace set off both ends is what ``str.strip()``
+    does, so only the picked values become Python strings, from Arrow's result. Every picked value
+    changes (it lost characters, or it was empty and becomes None)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    length = pc.binary_length(arr)
+    stripped = pc.utf8_trim(arr, characters=PY_WHITESPACE)
+    picked = flags(pc.or_(pc.not_equal(pc.binary_length(stripped), length), pc.equal(length, 0)))
+    out = values.copy()
+    if picked.any():
+        new = stripped.filter(picked).to_numpy(zero_copy_only=False)
+        new[new == ""] = None
+        out[picked] = new
+        stripped = pc.if_else(pc.equal(pc.binary_length(stripped), 0), pa.scalar(None, stripped.type), stripped)
+    return _applied(series, out, picked, stripped)
+
+
+def _applied(series: pd.Series, out: np.ndarray, changed: np.ndarray, arr) -> Applied:
+    """The ``Applied`` of a text transform, with its values in Arrow (``arr``, None when Arrow cannot hold them)."""
     idx = series.index
     return Applied(values=pd.Series(out, index=idx, dtype=object, copy=False),
-                   changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx))
+                   changed=pd.Series(changed, index=idx, copy=False), failed=pd.Series(False, index=idx), arrow=arr)

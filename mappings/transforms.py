@@ -46,6 +46,7 @@ class TransformSpec:
     kind: Literal["series", "frame"] = "series"
     summary: str = ""
     nfkc: bool = False  # applies NFKC internally (keys/codes/phones/e-mails only)
+    arrow: bool = False  # takes the values in Arrow too (``arrow=``), when the encoded column has them
 
     def column_params(self) -> list[str]:
         """Parameter names that refer to other columns (``city_column``, ``start_column``, ``columns``)."""
@@ -63,25 +64,25 @@ def _spec(name: str, func: Callable, params: type[BaseModel], **kw: Any) -> Tran
 TRANSFORMS: dict[str, TransformSpec] = {
     s.name: s
     for s in [
-        _spec("trim", _text.trim, _text.TrimParams),
-        _spec("case", _text.case, _text.CaseParams),
-        _spec("nfkc", _text.nfkc, _text.NoParams, nfkc=True),
+        _spec("trim", _text.trim, _text.TrimParams, arrow=True),
+        _spec("case", _text.case, _text.CaseParams, arrow=True),
+        _spec("nfkc", _text.nfkc, _text.NoParams, nfkc=True, arrow=True),
         _spec("strip_html", _text.strip_html, _text.NoParams),
         _spec("strip_control", _text.strip_control, _text.StripControlParams),
-        _spec("replace", _text.replace, _text.ReplaceParams),
-        _spec("null_if", _text.null_if, _text.NullIfParams),
+        _spec("replace", _text.replace, _text.ReplaceParams, arrow=True),
+        _spec("null_if", _text.null_if, _text.NullIfParams, arrow=True),
         _spec("value_map", _text.value_map, _text.ValueMapParams),
         _spec("truncate", _text.truncate, _text.TruncateParams),
         _spec("split", _text.split, _text.SplitParams),
         _spec("default", _text.default, _text.DefaultParams),
         _spec("required", _text.required, _text.NoParams),
         _spec("affix", _text.affix, _text.PrefixParams),
-        _spec("phone", _contact.phone, _contact.PhoneParams, nfkc=True),
-        _spec("email", _contact.email, _contact.EmailParams, nfkc=True),
+        _spec("phone", _contact.phone, _contact.PhoneParams, nfkc=True, arrow=True),
+        _spec("email", _contact.email, _contact.EmailParams, nfkc=True, arrow=True),
         _spec("date", _dates.parse_date, _dates.DateParams, nfkc=True),
         _spec("datetime", _dates.parse_datetime, _dates.DatetimeParams, nfkc=True),
         _spec("months_between", _dates.months_between, _dates.MonthsParams, nfkc=True),
-        _spec("number", _numbers.parse_number, _numbers.NumberParams, nfkc=True),
+        _spec("number", _numbers.parse_number, _numbers.NumberParams, nfkc=True, arrow=True),
         _spec("name_part", _names.name_part, _names.NamePartParams),
         _spec("concat", _names.concat, _names.ConcatParams, kind="frame"),
     ]
@@ -153,7 +154,7 @@ def apply_transform(name: str, series: pd.Series | None, params: dict[str, Any] 
         column = encode(series)
         coded = {k: encode(v if v.index.equals(series.index) else v.reindex(series.index)) for k, v in others.items()}
         if column is not None and all(c is not None for c in coded.values()):
-            return run_step(spec.func, kwargs, column, coded).applied()
+            return run_step(spec.func, kwargs, column, coded, spec.arrow).applied()
     return spec.func(series, **kwargs, **others)
 
 
@@ -178,7 +179,7 @@ def apply_encoded(name: str, params: dict[str, Any] | BaseModel | None, column: 
         if other is None:
             return None
         others[p.removesuffix("_column")] = other
-    return run_step(spec.func, kwargs, column, others)
+    return run_step(spec.func, kwargs, column, others, spec.arrow)
 
 
 def _prepare(name: str, params: dict[str, Any] | BaseModel | None,

@@ -14,6 +14,7 @@ import numpy as np
 from crmbridge.mappings.textfast import PY_WHITESPACE, flags  # noqa: F401 (flags re-exported for the fast paths)
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 # What ``str.strip()`` removes (``str.isspace()``'s set; Arrow's own whitespace trimming uses another).
@@ -38,3 +39,22 @@ def _encodes(v: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def column_strings(series: "pd.Series", arrow: "pa.Array | None" = None) -> tuple[np.ndarray, "pa.Array"]:
+    """(``as_text(series)`` as an object array, the same as ``strings`` gives it); taken from ``arrow``, the
+    column's values in Arrow handed over by ``distinct.run_step`` (a column of str and None, so ``as_text``
+    has nothing to change), instead of converted again when the caller has it."""
+    from crmbridge.mappings.transforms_base import as_text
+
+    if arrow is not None:
+        return series.to_numpy(), as_strings(arrow)
+    values = as_text(series).to_numpy(dtype=object)
+    return values, strings(values)
+
+
+def as_strings(arrow: "pa.Array") -> "pa.Array":
+    """A text array (``string`` or ``large_string``) as ``strings`` types it."""
+    import pyarrow as pa
+
+    return arrow if arrow.type == pa.string() else arrow.cast(pa.string())

@@ -8,7 +8,7 @@ whether that quarantines the row (mapping) or becomes a finding (validation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -31,11 +31,14 @@ class Applied:
     ``values``: the transformed column (object dtype, missing as None); failed cells keep their input.
     ``changed``: True where the output differs from the input (truncations and fixes are counted here).
     ``failed``: True where the value could not be transformed.
+    ``arrow``: ``values`` as an Arrow string array (null for None), when the transform had it at hand
+    (the text transforms): ``distinct.run_step`` hands it to the next step, which then need not convert.
     """
 
     values: pd.Series
     changed: pd.Series
     failed: pd.Series
+    arrow: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n_changed(self) -> int:
@@ -92,12 +95,13 @@ def _equal(a: Any, b: Any) -> bool:
 
 def finish(original: pd.Series, values: pd.Series, failed: pd.Series) -> Applied:
     """Build an ``Applied``: failed cells keep their input; ``changed`` compares value and type."""
-    original_obj = as_object(original)
-    values = as_object(values)
+    original_obj, original_na = _as_object(original)
+    values, values_na = _as_object(values)
     failed = failed.fillna(False).astype(bool)
     if failed.any():
         values = values.where(~failed, original_obj)
-    both_missing = original_obj.isna() & values.isna()
+        values_na = np.where(failed.to_numpy(), original_na, values_na)
+    both_missing = pd.Series(original_na & values_na, index=original.index)
     same = pd.Series(_same(original_obj, values), index=original.index, dtype=bool)
     changed = ~(same | both_missing) & ~failed
     return Applied(values=values, changed=changed, failed=failed)
@@ -131,9 +135,14 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def as_object(series: pd.Series) -> pd.Series:
+    return _as_object(series)[0]
+
+
+def _as_object(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``as_object`` and where it is missing (None there), which ``finish`` would otherwise find again."""
     out = series.astype(object)
-    na = out.isna()
-    return out.where(~na, None) if na.any() else out
+    na = out.isna().to_numpy()
+    return (out.where(~na, None) if na.any() else out), na
 
 
 def map_unique(series: pd.Series, fn: Callable[[Any], Any], *, text: bool = True) -> Applied:

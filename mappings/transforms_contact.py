@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, column_strings, flags, strings
 from crmbridge.mappings.transforms_base import FAIL, Applied, Params, as_text, finish, is_missing, map_unique
 
 # `转 123`, `分机 123`, `分机号：123`, `ext 123`, `x123` and a trailing `-8001` after a full number.
@@ -204,19 +204,22 @@ def normalize_phone(raw: str, *, region: str = "CN", city: str | None = None, ar
 
 
 def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = None,
-          area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True) -> Applied:
-    """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value."""
+          area_codes: dict[str, str] | None = None, format: str = "e164", keep_extension: bool = True,
+          arrow=None) -> Applied:
+    """Phone numbers to E.164 (default) for ``region``; invalid numbers fail and keep their value.
+    ``arrow``: the values in Arrow when the caller has them (``distinct.run_step``)."""
     if format == "e164":
         from crmbridge.mappings.transforms_phonefast import fast_phone_e164
 
-        fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension)
-        done = fast.notna() | fails
-        if done.all():
-            return finish(series, fast, fails)
-        if done.any():
-            slow = _phone_slow(series.where(~done), region=region, city=city, area_codes=area_codes,
-                               format=format, keep_extension=keep_extension)
-            return finish(series, slow.values.where(~done, fast), (slow.failed & ~done) | fails)
+        fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension, arrow)
+        rest = ~(fast.notna() | fails).to_numpy()
+        if not rest.all():
+            if city is not None:  # the rest's cities, by position (the index may repeat labels)
+                city = city if city.index.equals(series.index) else city.reindex(series.index)
+            values, failed = _with_rest(series, fast, rest, lambda part: _phone_slow(
+                part, region=region, city=None if city is None else city[rest], area_codes=area_codes,
+                format=format, keep_extension=keep_extension))
+            return finish(series, values, failed | fails)
     return _phone_slow(series, region=region, city=city, area_codes=area_codes, format=format,
                        keep_extension=keep_extension)
 
@@ -293,12 +296,13 @@ def plain_emails(values) -> np.ndarray:
     return flags(pc.and_(ok, pc.invert(special)))
 
 
-def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
-    """``normalize_email`` for plainly written ASCII addresses; None for every other value."""
+def fast_email(series: pd.Series, *, lowercase: bool = True, arrow=None) -> pd.Series:
+    """``normalize_email`` for plainly written ASCII addresses; None for every other value (``arrow``: the
+    values in Arrow, when the caller has them)."""
     import pyarrow.compute as pc
     from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 
-    text = pc.utf8_trim(strings(as_text(series).to_numpy(dtype=object)), WHITESPACE)  # str.strip()
+    text = pc.utf8_trim(column_strings(series, arrow)[1], WHITESPACE)  # str.strip()
     ok = plain_emails(text)
     out = np.full(len(series), None, dtype=object)
     if ok.any():
@@ -315,11 +319,21 @@ def fast_email(series: pd.Series, *, lowercase: bool = True) -> pd.Series:
     return pd.Series(out, index=series.index, dtype=object)
 
 
-def email(series: pd.Series, *, lowercase: bool = True) -> Applied:
+def email(series: pd.Series, *, lowercase: bool = True, arrow=None) -> Applied:
     """E-mail addresses: NFKC, trimmed, syntax-checked, domain lower-cased (whole address by default)."""
-    fast = fast_email(series, lowercase=lowercase)
-    taken = fast.notna()
+    fast = fast_email(series, lowercase=lowercase, arrow=arrow)
+    taken = fast.notna().to_numpy()
     if not taken.any():
         return map_unique(series, lambda v: normalize_email(v, lowercase=lowercase))
-    slow = map_unique(series.where(~taken, None), lambda v: normalize_email(v, lowercase=lowercase))
-    return finish(series, slow.values.where(~taken, fast), slow.failed & ~taken)
+    return finish(series, *_with_rest(series, fast, ~taken, lambda rest: map_unique(
+        rest, lambda v: normalize_email(v, lowercase=lowercase))))
+
+
+def _with_rest(series: pd.Series, fast: pd.Series, rest: np.ndarray, slow) -> tuple[pd.Series, pd.Series]:
+    """(values, failed) of a fast path's results completed by ``slow`` (a whole-column transform, value
+    by value) run on the ``rest`` rows only: what ``slow`` would give on them within the whole column."""
+    values, failed = fast.copy(), pd.Series(False, index=series.index)
+    if rest.any():
+        done = slow(series[rest])
+        values[rest], failed[rest] = done.values.to_numpy(), done.failed.to_numpy()
+    return values, failed

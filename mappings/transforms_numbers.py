@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from crmbridge.mappings.transforms_arrow import flags, strings
+from crmbridge.mappings.transforms_arrow import as_strings, flags, strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _CURRENCY = r"(?:[¥￥$€£]|RMB|CNY|USD|EUR|人民币|元|圆)"
 _UNITS = {"万": 1e4, "亿": 1e8, "千": 1e3, "百万": 1e6}
@@ -40,17 +43,22 @@ class NumberParams(Params):
 
 
 def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",", cn_units: bool = False,
-                 integer: bool = False, scale: int | None = None, percent: bool = False) -> Applied:
-    """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail."""
+                 integer: bool = False, scale: int | None = None, percent: bool = False, arrow=None) -> Applied:
+    """Amounts and counts to numbers (float, or int with ``integer: true``); unparseable values fail.
+    ``arrow``: the values in Arrow when the caller has them (``distinct.run_step``)."""
+    if _all_missing(series):  # a column the data lacks (validate adds it empty): every step below gives None
+        return Applied(values=pd.Series(np.full(len(series), None, dtype=object), index=series.index),
+                       changed=pd.Series(False, index=series.index), failed=pd.Series(False, index=series.index))
     src = as_text(series)
     present = ~is_missing(src)
     # Plainly written amounts (``1234500``, ``12.5``, with the default separators also ``¥1,234,500.00``)
     # come out of the rewriting steps below as the digits and the point alone: they are recognised
     # and read in Arrow passes over the column, and only the other values go through those steps.
-    simple = _simple(src, decimal, thousands)
+    arr = strings(src.to_numpy(dtype=object)) if arrow is None else as_strings(arrow)
+    simple = _simple(arr, decimal, thousands)
     rest = present.to_numpy() & ~simple
     t = pd.Series(None, index=series.index, dtype=object)
-    t.iloc[simple.nonzero()[0]] = _simple_text(src[simple])
+    t.iloc[simple.nonzero()[0]] = _simple_text(arr.filter(simple))
     neg = pd.Series(False, index=series.index)
     mult = pd.Series(1.0, index=series.index)
     is_pct = pd.Series(False, index=series.index)
@@ -79,40 +87,46 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     return finish(series, out, failed)
 
 
+def _all_missing(series: pd.Series) -> bool:
+    """Only None/NaN/NA (blank text is not: it comes out as None, a change)."""
+    return len(series) > 0 and bool(series.isna().all())
+
+
 def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:
     """``pd.to_numeric(t.where(ok))`` as float64 when every number text there is a plain integer of at most
-    15 digits (what validate hands over), read by Arrow's casts: such an integer is exact as a float64
-    whatever the parser, so the values are ``to_numeric``'s (times 1.0, as ``mult`` makes them). None
-    otherwise, the column then goes to ``to_numeric``."""
+    15 digits, maybe with a fraction of zeros (``445200.00``, amounts as validate hands them over), read
+    by Arrow's cast: at most 15 digits in all make an integer exact as a float64 at every step of any
+    parser (the digits, then a division by an exact power of ten), so the values are ``to_numeric``'s
+    (times 1.0, as ``mult`` makes them). None otherwise, the column then goes to ``to_numeric``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = strings(t.where(ok).to_numpy(dtype=object))
-    if not pc.all(pc.match_substring_regex(arr, r"^[0-9]{1,15}$")).as_py():  # None: no number at all
+    whole = pc.and_(pc.match_substring_regex(arr, r"^(?:[0-9]{1,15}|[0-9]+\.0+)$"),
+                    pc.less_equal(pc.utf8_length(arr), 16))
+    if not pc.all(whole).as_py():  # None: no number at all
         return None
-    return pd.Series(pc.cast(pc.cast(arr, pa.int64()), pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
+    return pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
 
 
-def _simple(src: pd.Series, decimal: str, thousands: str) -> np.ndarray:
-    """Values of the simple shapes above (str values only; missing ones are not simple)."""
+def _simple(arr: "pa.Array", decimal: str, thousands: str) -> np.ndarray:
+    """Values (the column as ``strings`` gives it) of the simple shapes above (missing ones are not simple)."""
     import pyarrow.compute as pc
 
     if thousands == ".":
         pattern = r"^[0-9]+$"
     else:
         pattern = _SIMPLE_GROUPED if (decimal, thousands) == (".", ",") else r"^[0-9]+(?:\.[0-9]+)?$"
-    arr = strings(src.to_numpy(dtype=object))
     return flags(pc.match_substring_regex(arr, pattern))
 
 
-def _simple_text(src: pd.Series) -> np.ndarray:
+def _simple_text(arr: "pa.Array") -> np.ndarray:
     """The number text of simple values: without the currency sign and the thousands commas. A simple
     value holds a sign only as its first character and commas only between digits, so trimming the
     signs on the left and replacing the literal comma is removing every ``[¥$€£,]`` (RE2's replace with
     that class cost 13 ms per 50,000 values, these two 2 ms)."""
     import pyarrow.compute as pc
 
-    arr = strings(src.to_numpy(dtype=object))
     return pc.replace_substring(pc.utf8_ltrim(arr, characters="¥$€£"), ",", "").to_numpy(zero_copy_only=False)
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmbridge.mappings.transforms_arrow import WHITESPACE, flags, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, column_strings, flags, strings
 from crmbridge.mappings.transforms_base import as_text
 from crmbridge.mappings.transforms_contact import _EXT_DASH, _EXT_WORDS, area_code_for
 
@@ -121,6 +121,25 @@ _AREA_BRACKETS = r"^\((?:(0[0-9]{2,3})\))?"
 _EXT_DASH_RE2 = r"^(.*[0-9]{7,}.*?)-([0-9]{1,5})$"
 
 
+# Full-width forms of ASCII (U+FF01-U+FF5E) and the ideographic space: NFKC turns each into one ASCII
+# character, whatever its neighbours (no composition involves ASCII alone), in every Unicode version
+# (normalisation stability), so Arrow's NFKC of a value made of them and ASCII is Python's.
+_WIDTH_ONLY = r"^[\x00-\x7f\x{3000}\x{ff01}-\x{ff5e}]*$"
+
+
+def _nfkc(arr: pa.Array, text: np.ndarray, wide: np.ndarray) -> pa.Array:
+    """``arr`` (``strings(text)``) with the values at ``wide`` in NFKC: by Arrow when all of them are
+    ASCII and the full-width forms above (an exported column's ``（010）``), else by Python."""
+    sub = arr.take(pa.array(wide))
+    if pc.all(pc.match_substring_regex(sub, _WIDTH_ONLY)).as_py():
+        mask = np.zeros(len(arr), dtype=bool)
+        mask[wide] = True
+        return pc.replace_with_mask(arr, pa.array(mask), pc.utf8_normalize(sub, "NFKC"))
+    nfkc = text.copy()
+    nfkc[wide] = [unicodedata.normalize("NFKC", v) for v in text[wide]]
+    return strings(nfkc)
+
+
 @dataclass
 class Readings:
     """``_reader``'s tuple per value, as columns: national number (None: not a fast shape), written
@@ -133,21 +152,19 @@ class Readings:
     dash: np.ndarray
 
 
-def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
+def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None = None) -> Readings:
     """``_reader(cc, strip)`` on every value (str or None). Values that are ASCII after NFKC and hold no
     letter an extension word starts with (most of a column) are read in a few Arrow passes: no extension
-    word can match them; the others go through ``_reader`` one by one. Proved equal value by value in
-    tests/mappings/test_phone_fast_path.py."""
+    word can match them; the others go through ``_reader`` one by one (``arr``: ``strings(text)``, when the
+    caller has it). Proved equal value by value in tests/mappings/test_phone_fast_path.py."""
     n = len(text)
     national = np.full(n, None, dtype=object)
     bare, word, dash = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     ext = np.full(n, "", dtype=object)
-    arr = strings(text)
+    arr = strings(text) if arr is None else arr
     wide = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False))
-    if len(wide):  # NFKC (what ``_reader`` reads) of the few non-ASCII values: full-width digits, brackets
-        nfkc = text.copy()
-        nfkc[wide] = [unicodedata.normalize("NFKC", v) for v in text[wide]]
-        arr = strings(nfkc)
+    if len(wide):  # NFKC (what ``_reader`` reads) of the non-ASCII values: full-width digits, brackets
+        arr = _nfkc(arr, text, wide)
     plain = pc.fill_null(pc.and_(pc.string_is_ascii(arr), pc.invert(pc.match_substring_regex(arr, "[eExX]"))), False)
     plain = plain.to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(plain)
@@ -187,10 +204,11 @@ def read_all(text: np.ndarray, cc: str, strip: str | None) -> Readings:
 
 
 def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | None = None,
-                    area_codes: dict[str, str] | None = None, keep_extension: bool = True
+                    area_codes: dict[str, str] | None = None, keep_extension: bool = True, arrow=None
                     ) -> tuple[pd.Series, pd.Series]:
     """(E.164 value or None, failed) per value: ``normalize_phone``'s result for the values of the shapes
-    above (``failed`` True where it gives ``FAIL``); None and False for the values left to it."""
+    above (``failed`` True where it gives ``FAIL``); None and False for the values left to it. ``arrow``:
+    the values in Arrow, when the caller has them."""
     from phonenumbers import PhoneMetadata, country_code_for_region
 
     index = series.index
@@ -200,8 +218,8 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
         city = (city if city.index.equals(index) else city.reindex(index)).reset_index(drop=True)
     md = PhoneMetadata.metadata_for_region(region.upper())
     cc = str(country_code_for_region(region.upper()))
-    text = as_text(series).to_numpy(dtype=object)
-    r = read_all(text, cc, md.national_prefix_for_parsing)
+    text, arr = column_strings(series, arrow)
+    r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)
     valid = valid_national(national, md).to_numpy()
@@ -213,8 +231,10 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     taken = valid | completed_ok
     values = np.full(n, None, dtype=object)
     plus = "+" + cc
-    values[taken] = [plus + num + (" ext. " + e if e and keep_extension else "")
-                     for num, e in zip(number[taken], r.ext[taken])]
+    values[taken] = plus + number[taken]  # numpy adds the str objects one by one, without a Python loop
+    if keep_extension:
+        ext = np.flatnonzero(taken & (r.ext != ""))
+        values[ext] = values[ext] + " ext. " + r.ext[ext]
     failed = national.notna().to_numpy() & ~taken & ~r.word & ~r.dash & ~undecided.to_numpy()
     return pd.Series(values, index=index, dtype=object), pd.Series(failed, index=index, dtype=bool)
 

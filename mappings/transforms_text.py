@@ -1,5 +1,8 @@
 """Text transforms: trim, case, NFKC, HTML stripping, replace, null markers, value maps, truncation,
 splitting, defaults and required checks. All vectorised with pandas' string methods or on distinct values.
+
+Those with an Arrow fast path also take ``arrow``: the column's values already in Arrow, handed over by
+``distinct.run_step`` from the step before (``Applied.arrow``), so a chain of steps converts once.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ class TrimParams(Params):
     collapse: bool = Field(False, description="also collapse runs of inner whitespace to one space")
 
 
-def trim(series: pd.Series, *, collapse: bool = False) -> Applied:
+def trim(series: pd.Series, *, collapse: bool = False, arrow=None) -> Applied:
     """Strip leading/trailing whitespace (incl. full-width space); blank values become missing."""
-    text = textfast.text_column(series)
-    if text is not None:  # only values with whitespace at an end (or inside, to collapse) or empty change
+    text = textfast.text_column(series, arrow)
+    if text is not None and not collapse:
+        return textfast.trimmed(series, *text)
+    if text is not None:  # only values with whitespace at an end or inside, or empty, change
         values, arr = text
-        one = (lambda v: _WS.sub(" ", v.strip()) or None) if collapse else (lambda v: v.strip() or None)
-        return textfast.patched(series, values, textfast.flags(textfast.trim_pick(arr, collapse)), one)
+        return textfast.patched(series, values, arr, textfast.flags(textfast.trim_pick(arr, True)),
+                                lambda v: _WS.sub(" ", v.strip()) or None)
     return _trim_python(series, as_text(series), collapse)
 
 
@@ -48,12 +53,12 @@ class CaseParams(Params):
     to: Literal["upper", "lower", "title"]
 
 
-def case(series: pd.Series, *, to: str) -> Applied:
+def case(series: pd.Series, *, to: str, arrow=None) -> Applied:
     """Change letter case (Chinese characters are unaffected)."""
-    text = textfast.text_column(series) if to != "title" else None  # title case depends on context
+    text = textfast.text_column(series, arrow) if to != "title" else None  # title case depends on context
     if text is not None:  # only values holding a character that str.upper/lower changes
         values, arr = text
-        return textfast.patched(series, values, textfast.flags(textfast.case_pick(arr, to)), getattr(str, to))
+        return textfast.patched(series, values, arr, textfast.flags(textfast.case_pick(arr, to)), getattr(str, to))
     return _case_python(series, as_text(series), to)
 
 
@@ -67,16 +72,16 @@ class NoParams(Params):
     pass
 
 
-def nfkc(series: pd.Series) -> Applied:
+def nfkc(series: pd.Series, *, arrow=None) -> Applied:
     """Unicode NFKC: full-width letters/digits/punctuation to ASCII (``Ｃ０１`` -> ``C01``).
 
     Lossy (``①`` -> ``1``, ``㎡`` -> ``m2``): use it on keys, codes, phones and e-mails, never on
     display names or addresses.
     """
-    text = textfast.text_column(series)
+    text = textfast.text_column(series, arrow)
     if text is not None:  # only values holding a character NFKC may change or compose
         values, arr = text
-        return textfast.patched(series, values, textfast.flags(textfast.nfkc_pick(arr)),
+        return textfast.patched(series, values, arr, textfast.flags(textfast.nfkc_pick(arr)),
                                 lambda v: unicodedata.normalize("NFKC", v))
     return _nfkc_python(series, as_text(series))
 
@@ -120,10 +125,10 @@ class ReplaceParams(Params):
         return self
 
 
-def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applied:
+def replace(series: pd.Series, *, pattern: str, replacement: str = "", arrow=None) -> Applied:
     """Regular-expression replace; a value that becomes empty becomes missing."""
     chars = _match_chars(pattern) if "\\" not in replacement else None
-    text = textfast.text_column(series) if chars is not None else None
+    text = textfast.text_column(series, arrow) if chars is not None else None
     if text is not None:  # only values holding a character a match needs, or blank ones, change
         values, arr = text
         blank = pc.equal(pc.binary_length(pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)), 0)
@@ -134,7 +139,7 @@ def replace(series: pd.Series, *, pattern: str, replacement: str = "") -> Applie
             out = rx.sub(replacement, v)
             return out if out.strip() else None
 
-        return textfast.patched(series, values, textfast.flags(pick), one)
+        return textfast.patched(series, values, arr, textfast.flags(pick), one)
     return _replace_python(series, as_text(series), pattern, replacement)
 
 
@@ -206,19 +211,19 @@ class NullIfParams(Params):
     ignore_case: bool = True
 
 
-def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True) -> Applied:
+def null_if(series: pd.Series, *, values: list[str], ignore_case: bool = True, arrow=None) -> Applied:
     """Turn placeholder values (``N/A``, ``-``, ``无``) into missing."""
     markers = {v.strip() for v in values}
     if ignore_case:
         markers = {m.lower() for m in markers}
-    text = textfast.text_column(series)
+    text = textfast.text_column(series, arrow)
     if text is not None:
         values, arr = text
         # A marker is at most this long, and neither str.strip() nor str.lower() makes a value shorter
         # than its trimmed self (no character lowers to nothing): longer values cannot be markers.
         trimmed = pc.utf8_trim(arr, characters=textfast.PY_WHITESPACE)
         pick = pc.less_equal(pc.utf8_length(trimmed), max(map(len, markers), default=-1))
-        return textfast.patched(series, values, textfast.flags(pick),
+        return textfast.patched(series, values, arr, textfast.flags(pick),
                                 lambda v: None if _marker_key(v, ignore_case) in markers else v)
     return _null_if_python(series, as_text(series), markers, ignore_case)
 

@@ -240,3 +240,41 @@ def test_arrow_whitespace_is_what_str_strip_removes_and_unencodable_text_is_left
     assert strings(values.to_numpy()).to_pylist() == ["13800138000", None, None, "+8613800138000"]
     fast, fails = fast_phone_e164(values, "CN")  # the unencodable value goes the library's way
     assert fast.tolist() == ["+8613800138000", None, None, "+8613800138000"] and not fails.any()
+
+
+def test_nfkc_of_full_width_forms_by_arrow_is_pythons():
+    """``read_all`` puts values made of ASCII and full-width forms through Arrow's NFKC: Python's, on every
+    such character alone, in random strings and in phone numbers written full-width; with any other
+    character in the column (``转``) Python normalises, and the readings are ``_reader``'s either way."""
+    import re
+    import unicodedata
+
+    import numpy as np
+    import pyarrow.compute as pc
+    from phonenumbers import PhoneMetadata
+
+    from crmbridge.mappings.transforms_arrow import strings
+    from crmbridge.mappings.transforms_phonefast import _WIDTH_ONLY, _nfkc, _reader, read_all
+
+    chars = [chr(c) for c in range(0x80)] + [chr(c) for c in range(0xFF01, 0xFF5F)] + ["\u3000"]
+    rnd = random.Random(11)
+    width = "（）０１２３４５６７８９－＋　ｅｘＸ"
+    phones = ["（０２１）６２３４ ５６７８", "１３８ ００１３ ８０００", "＋８６ １３８００１３８０００", "０２１－６２３４５６７８ ｘ１２",
+              "(010)3142９110", "\u3000１３８００１３８０００\u3000", "０２１　６２３４５６７８－８００１"]
+    values = chars + ["".join(rnd.choice(chars) for _ in range(rnd.randrange(13))) for _ in range(3000)] + phones + [
+        "".join(rnd.choice(width + "0123456789 -") for _ in range(rnd.randrange(8, 16))) for _ in range(3000)] + [None]
+    text = np.array(values, dtype=object)
+    arr = strings(text)
+    wide = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False))
+    assert len(wide) > 3000 and all(re.fullmatch("[\x00-\x7f\u3000\uff01-\uff5e]*", v) for v in text[wide])
+    assert pc.all(pc.match_substring_regex(arr.take(wide), _WIDTH_ONLY)).as_py()  # Arrow's branch is taken
+    assert _nfkc(arr, text, wide).to_pylist() == [v if v is None else unicodedata.normalize("NFKC", v) for v in values]
+    strip = PhoneMetadata.metadata_for_region("CN").national_prefix_for_parsing
+    read = _reader("86", strip)
+    for column in (text, np.append(text, "０２１ ６２３４ ５６７８ 转 12")):  # the second: Python's NFKC
+        got = read_all(column, "86", strip)
+        for i, v in enumerate(column):
+            want = read(v)
+            row = (got.national[i], bool(got.bare[i]), got.ext[i], bool(got.word[i]), bool(got.dash[i]))
+            assert row == (want if want is not None else (None, False, "", False, False)), repr(v)
+        assert got.national[len(chars) + 3000: len(chars) + 3000 + len(phones)].tolist().count(None) < 3

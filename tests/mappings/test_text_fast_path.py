@@ -196,3 +196,43 @@ def test_stored_character_classes_equal_the_computed_ones():
     assert textfast.case_class("upper") == textfast.computed_case_class("upper") == textfast_tables.UPPER_CLASS
     assert textfast.case_class("lower") == textfast.computed_case_class("lower") == textfast_tables.LOWER_CLASS
     assert textfast.nfkc_class() == textfast.computed_nfkc_class() == textfast_tables.NFKC_CLASS
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_arrow_handed_between_steps_is_the_values_and_changes_nothing(seed, monkeypatch):
+    """A chain of steps on an encoded column hands each step's values in Arrow to the next
+    (``Applied.arrow``): the text steps then convert nothing, the values handed are the column's
+    distinct values at every step, and the chain gives what it gives when every step converts."""
+    import dataclasses
+
+    from crmbridge.mappings import transforms as T
+
+    chain = [("trim", {}), ("null_if", {"values": MARKERS}), ("nfkc", {}), ("case", {"to": "upper"}),
+             ("replace", {"pattern": r"[\s-]", "replacement": ""}), ("trim", {"collapse": True}),
+             ("case", {"to": "lower"}), ("null_if", {"values": MARKERS, "ignore_case": False}), ("email", {}),
+             ("number", {}), ("phone", {"region": "CN"})]
+    words = _words(3000, seed) + ["１２３", " 021-6234 5678 ", "A@B.CN ", "¥1,234.00"]
+    series = pd.Series(words, dtype=object).astype("str")  # as extract's Parquet reads back
+    convert = textfast.arrow_text
+    converted = []
+    monkeypatch.setattr(textfast, "arrow_text", lambda values: converted.append(len(values)) or convert(values))
+
+    def run() -> list:
+        column, out = encode(series), []
+        assert column.arrow is not None
+        for name, params in chain:
+            column = T.apply_encoded(name, params, column, lambda c: None).column
+            if column.arrow is not None:
+                assert column.arrow.to_pylist() == column.uniques.tolist(), name
+            out.append((name, column.series().tolist(), column.arrow is not None))
+            if name == "replace":  # the text steps so far
+                out.append(len(converted))
+        return out
+
+    handed = run()
+    for name, spec in T.TRANSFORMS.items():
+        monkeypatch.setitem(T.TRANSFORMS, name, dataclasses.replace(spec, arrow=False))
+    converted.clear()
+    alone = run()
+    assert handed[5] == 0 and alone[5] == 5  # converted by none of the five text steps, or by each
+    assert handed[:5] + handed[6:] == alone[:5] + alone[6:]

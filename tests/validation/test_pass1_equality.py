@@ -156,10 +156,13 @@ def customers_frame(seed: int, n: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed,n", [(20, 1), (21, 40), (22, 3000)])
 def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n):
     """normalise() with the fast paths against the same with the previous ``replace``, number text,
-    computed character classes and text of the distinct values: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
+    computed character classes, text of the distinct values, trim's stripping in Python and no Arrow
+    form kept between steps: values, types, dtypes, fixed and failed counts; then the spill's bytes."""
     import pyarrow.compute as pc
 
-    from crmbridge.mappings import textfast, transforms_numbers, transforms_text
+    import dataclasses
+
+    from crmbridge.mappings import textfast, transforms, transforms_numbers, transforms_text
     from crmbridge.validation.definition import load_definition
     from crmbridge.mappings.transforms_base import as_text
     from crmbridge.validation import normalise as N
@@ -180,9 +183,13 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
         m.setattr(transforms_text, "replace", lambda series, *, pattern, replacement="": transforms_text._replace_python(
             series, transforms_text.as_text(series), pattern, replacement))
         m.setattr(transforms_text, "_match_chars", lambda pattern: None)
-        m.setattr(transforms_numbers, "_simple_text", lambda src: pc.replace_substring_regex(
-            transforms_numbers.strings(src.to_numpy(dtype=object)), "[¥$€£,]", "").to_numpy(zero_copy_only=False))
+        m.setattr(transforms_numbers, "_simple_text", lambda arr: pc.replace_substring_regex(
+            arr, "[¥$€£,]", "").to_numpy(zero_copy_only=False))
         m.setattr(textfast, "_stored", lambda name: None)
+        for name, spec in transforms.TRANSFORMS.items():  # every step converts its column itself
+            m.setitem(transforms.TRANSFORMS, name, dataclasses.replace(spec, arrow=False))
+        m.setattr(textfast, "trimmed", lambda series, values, arr: textfast.patched(
+            series, values, arr, textfast.flags(textfast.trim_pick(arr)), lambda v: v.strip() or None))
         m.setattr(N, "_as_text_rows", lambda column: (lambda text: pd.Series(
             text.array.take(column.codes), index=column.index, dtype=text.dtype))(as_text(column.uniques)))
         textfast.nfkc_class.cache_clear()
