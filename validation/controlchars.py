@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from crmbridge.validation.columntext import ARROW_TEXT
+
 # Keys: no control character at all (``C00\0\00009`` must not pass as a key of its own). Free text:
 # tab and line breaks are legitimate (multi-line addresses), the rest is damage from the export.
 _CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
@@ -31,7 +33,7 @@ def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str
         if str(col).startswith("_") or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
             continue
         key = col in key_fields
-        if table is not None and col in table.column_names and table.schema.field(col).type in _TEXT:
+        if table is not None and col in table.column_names and table.schema.field(col).type in ARROW_TEXT:
             ok &= ~np.concatenate([_control_rows(c, key) for c in table.column(col).chunks] or [np.zeros(0, bool)])
             continue
         try:
@@ -42,15 +44,13 @@ def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str
     return pd.Series(ok, index=df.index, dtype=object)
 
 
-_TEXT = ("string", "large_string")  # Arrow text types, the same values as text in pandas
-
-
 def _control_rows(arr, key: bool) -> np.ndarray:
     """Per value of ``arr`` (an Arrow string or large_string array): does it hold a character of
-    ``CONTROL_IN_TEXT`` (``key``: ``CONTROL_IN_KEY``)? Read from the UTF-8 bytes, where these characters cannot hide:
-    U+0000-001F and U+007F are the only characters with a byte below 0x20 or 0x7F, and U+0080-009F are
-    exactly the pairs C2 80-C2 9F (0xC2 is never a continuation byte). A byte scan in numpy costs a
-    tenth of RE2's match per value. Proved equal to the regexes in tests/validation/test_control_chars.py."""
+    ``CONTROL_IN_TEXT`` (``key``: ``CONTROL_IN_KEY``)? Read from the UTF-8 bytes, where these characters
+    cannot hide: U+0000-001F and U+007F are the only characters with a byte below 0x20 or 0x7F, and
+    U+0080-009F are exactly the pairs C2 80-C2 9F (0xC2 is never a continuation byte). A byte scan in
+    numpy costs a tenth of RE2's match per value. Proved equal to the regexes in
+    tests/validation/test_control_chars.py."""
     n = len(arr)
     wide = arr.type == "large_string"
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]

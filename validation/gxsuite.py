@@ -148,7 +148,7 @@ class SuiteRunner:
         if self.distinct and len(data):
             from crmbridge.validation import gxdistinct
 
-            dframe = gxdistinct.distinct_frame(data, self.rules)
+            dframe = gxdistinct.distinct_frame(data, self.rules, table)
             result = self._validate(dframe.frame)
             for res in result.results:
                 if not (res.exception_info or {}).get("raised_exception"):

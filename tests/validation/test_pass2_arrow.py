@@ -1,6 +1,7 @@
 """Validate's pass 2 hands each spilled batch's Arrow table along beside its frame: the valid rows are written
-from the table (``outcome.valid_table``, ``ParquetSink.write_table``) and the control-character check scans its
-text columns (``control_chars_check(..., table)``). Both give byte for byte what the frame path gave, on tricky
+from the table (``outcome.valid_table``, ``ParquetSink.write_table``), the control-character check scans its
+text columns (``control_chars_check(..., table)``) and the distinct values are numbered by Arrow
+(``gxdistinct._text_codes``). Each gives exactly what the frame path gave, on tricky
 batches: NULs and other control characters, full-width and CJK text, None/NaN, an all-missing first column,
 Arrow-backed ``str`` columns, integers with and without missing values, empty batches, batches over a row group,
 and ``_warnings`` missing or present in the first batch."""
@@ -120,9 +121,28 @@ def test_control_chars_from_arrow_equal_the_check_on_the_frame(tmp_path, monkeyp
     assert seen > 20  # the batches do hold control characters
 
 
+@pytest.mark.parametrize("seed,lengths,row_group", [(8, (400, 0, 1, 250), 1 << 20), (9, (150, 90), 40)])
+def test_distinct_codes_from_arrow_equal_the_codes_of_the_frame(tmp_path, monkeypatch, seed, lengths, row_group):
+    from crmbridge.validation.gxdistinct import _joint_codes
+
+    monkeypatch.setattr(parquetsink, "ROW_GROUP", row_group)
+    frames = _spill_frames(seed, lengths)
+    for f in frames:  # few distinct values, so codes repeat; an all-missing column; integers: not text in Arrow
+        f["status"] = pd.Series([[None, "Active", "活跃", "Active\x00", ""][i % 5] for i in range(len(f))], dtype=object)
+        f["none"] = pd.Series([None] * len(f), dtype=object)
+    spill = _spill(tmp_path, frames)
+    for batch in spill.lazy_batches():
+        frame, table = batch.frame(), batch.table()
+        for cols in (["customer_no"], ["status"], ["city"], ["_source"], ["none"], ["_line"], ["status", "city"],
+                     ["name", "_source", "empty_first"], ["_line", "status"]):
+            want = _joint_codes(frame, cols)
+            got = _joint_codes(frame, cols, table)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist(), cols
+
+
 def test_validate_writes_what_the_frame_path_wrote(case_run, tmp_path, monkeypatch):
     """The whole stage on the case files, in batches of 3 rows: every output byte for byte as with the frame path
-    (no Arrow table handed to the checks, the valid rows written from pandas)."""
+    (no Arrow table handed to the checks and to the distinct values, the valid rows written from pandas)."""
     import shutil
 
     from crmbridge.validation import gxsuite
@@ -131,8 +151,8 @@ def test_validate_writes_what_the_frame_path_wrote(case_run, tmp_path, monkeypat
     project, run = case_run
     run_validate(project, run, batch_rows=3, workers=0)
     shutil.copytree(run.dir / "validate", tmp_path / "arrow")
-    derive = gxsuite.derive_columns
-    monkeypatch.setattr(gxsuite, "derive_columns", lambda frame, rules, ctx, table=None: derive(frame, rules, ctx))
+    run_suite = gxsuite.SuiteRunner.run
+    monkeypatch.setattr(gxsuite.SuiteRunner, "run", lambda self, frame, ctx, table=None: run_suite(self, frame, ctx))
     monkeypatch.setattr(ParquetSink, "exact", lambda self, t: False)
     run_validate(project, run, batch_rows=3, workers=0)
     shutil.copytree(run.dir / "validate", tmp_path / "frame")
