@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# Arrow's text types: a frame read from such a column holds the same texts (object str/None, or pandas' str)
+ARROW_TEXT = ("string", "large_string")
+
 
 def texts(series: pd.Series) -> np.ndarray:
     """Each present value as ``series[present].astype(str)`` writes it, None where missing. A column of

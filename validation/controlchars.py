@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from crmbridge.validation.columntext import ARROW_TEXT
+
 # Keys: no control character at all (``C00\0\00009`` must not pass as a key of its own). Free text:
 # tab and line breaks are legitimate (multi-line addresses), the rest is damage from the export.
 _CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
@@ -15,12 +17,13 @@ CONTROL_IN_KEY = re.compile(f"[{_CONTROL}\t\n\r]")
 CONTROL_IN_TEXT = re.compile(f"[{_CONTROL}]")
 
 
-def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str]) -> pd.Series:
+def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str], table=None) -> pd.Series:
     """``True`` for rows whose data columns hold no control character (keys: not even tab/line breaks).
 
     Every text column of every row is scanned, so a Python call per value (even per distinct value)
     would cost seconds per million rows: each column goes to Arrow once and its UTF-8 bytes are
-    scanned in numpy (``_control_rows``).
+    scanned in numpy (``_control_rows``). ``table``: the Arrow table ``df`` was read from (validate's
+    spilled batch), whose text columns are scanned as they are instead of converted back to Arrow.
     """
     import pyarrow as pa
 
@@ -29,22 +32,28 @@ def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str
         s = df[col]
         if str(col).startswith("_") or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
             continue
+        key = col in key_fields
+        if table is not None and col in table.column_names and table.schema.field(col).type in ARROW_TEXT:
+            ok &= ~np.concatenate([_control_rows(c, key) for c in table.column(col).chunks] or [np.zeros(0, bool)])
+            continue
         try:
             arr = pa.array(s, type=pa.string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed non-text values: check them as text
             arr = pa.array([None if v is None or v != v else str(v) for v in s], type=pa.string())
-        ok &= ~_control_rows(arr, key=col in key_fields)
+        ok &= ~_control_rows(arr, key=key)
     return pd.Series(ok, index=df.index, dtype=object)
 
 
 def _control_rows(arr, key: bool) -> np.ndarray:
-    """Per value of ``arr`` (an Arrow string array): does it hold a character of ``CONTROL_IN_TEXT``
-    (``key``: ``CONTROL_IN_KEY``)? Read from the UTF-8 bytes, where these characters cannot hide:
-    U+0000-001F and U+007F are the only characters with a byte below 0x20 or 0x7F, and U+0080-009F are
-    exactly the pairs C2 80-C2 9F (0xC2 is never a continuation byte). A byte scan in numpy costs a
-    tenth of RE2's match per value. Proved equal to the regexes in tests/validation/test_control_chars.py."""
+    """Per value of ``arr`` (an Arrow string or large_string array): does it hold a character of
+    ``CONTROL_IN_TEXT`` (``key``: ``CONTROL_IN_KEY``)? Read from the UTF-8 bytes, where these characters
+    cannot hide: U+0000-001F and U+007F are the only characters with a byte below 0x20 or 0x7F, and
+    U+0080-009F are exactly the pairs C2 80-C2 9F (0xC2 is never a continuation byte). A byte scan in
+    numpy costs a tenth of RE2's match per value. Proved equal to the regexes in
+    tests/validation/test_control_chars.py."""
     n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    wide = arr.type == "large_string"
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + n + 1]
     data = arr.buffers()[2]
     if data is None or n == 0:
         return np.zeros(n, dtype=bool)

@@ -90,8 +90,9 @@ def build_suite(name: str, rules: list[Rule]):
     return suite
 
 
-def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> pd.DataFrame:
-    """The frame GX sees: the columns the rules read, their derived columns and ``_row_id``."""
+def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext, table=None) -> pd.DataFrame:
+    """The frame GX sees: the columns the rules read, their derived columns and ``_row_id``. ``table``: the
+    Arrow table ``frame`` was read from, for the rules that read Arrow (``Rule.derive_arrow``)."""
     from crmbridge.validation.gxdistinct import rule_columns
 
     cols: dict[str, pd.Series] = {"_row_id": frame["_row_id"]}
@@ -99,7 +100,9 @@ def derive_columns(frame: pd.DataFrame, rules: list[Rule], ctx: RuleContext) -> 
         for c in rule_columns(r):
             if c in frame.columns and c not in cols:
                 cols[c] = frame[c]
-        if r.derive is not None:
+        if table is not None and r.derive_arrow is not None:
+            cols.update(r.derive_arrow(frame, table, ctx))
+        elif r.derive is not None:
             cols.update(r.derive(frame, ctx))
     return pd.DataFrame(cols, index=frame.index)
 
@@ -134,17 +137,18 @@ class SuiteRunner:
             self._ds.delete_asset(self.asset.name)
             self.asset = None
 
-    def run(self, frame: pd.DataFrame, ctx: RuleContext) -> EntityRun:
-        """The rules on ``frame`` (one batch); a rule GX could not evaluate fails the stage.
+    def run(self, frame: pd.DataFrame, ctx: RuleContext, table=None) -> EntityRun:
+        """The rules on ``frame`` (one batch; ``table``: the Arrow table it was read from, if any); a rule
+        GX could not evaluate fails the stage.
 
         Runs GX's validator the way ``ValidationDefinition.run`` does, minus its last step: storing
         every result (with every failing row id) in the context's results store, which would keep
         each batch's lists in memory for the rest of the process."""
-        data = derive_columns(frame, self.rules, ctx).reset_index(drop=True)
+        data = derive_columns(frame, self.rules, ctx, table).reset_index(drop=True)
         if self.distinct and len(data):
             from crmbridge.validation import gxdistinct
 
-            dframe = gxdistinct.distinct_frame(data, self.rules)
+            dframe = gxdistinct.distinct_frame(data, self.rules, table)
             result = self._validate(dframe.frame)
             for res in result.results:
                 if not (res.exception_info or {}).get("raised_exception"):

@@ -8,7 +8,8 @@ outputs, which ``split_rows`` checks before returning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,23 @@ _MAX_SHOWN = 80
 
 @dataclass
 class Split:
-    valid: pd.DataFrame
+    """``split_rows``' result; ``valid`` is built on first use (validate writes the valid rows from Arrow,
+    ``valid_table``)."""
+
     quarantine: pd.DataFrame
     rows_warned: int
     quarantined_by_rule: dict[str, int]
+    frame: pd.DataFrame = field(repr=False)  # the rows split
+    valid_rows: np.ndarray  # the valid rows' positions in ``frame``, ascending
+    warnings: np.ndarray  # their ``_warnings`` (str or None), in that order
+
+    @cached_property
+    def valid(self) -> pd.DataFrame:
+        keep = np.zeros(len(self.frame), dtype=bool)
+        keep[self.valid_rows] = True
+        valid = self.frame.loc[keep]  # a new frame already (copy-on-write): not copied a second time
+        valid["_warnings"] = self.warnings
+        return valid
 
 
 def _shown(v: Any) -> str:
@@ -142,13 +156,32 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
             mine = kind == k
             at, joined = _joined(pos[mine], text[mine])
             out[at] = joined
-    valid = frame.loc[~quarantined]  # a new frame already (copy-on-write): not copied a second time
-    valid["_warnings"] = reasons[~quarantined]
+    valid_rows, warnings = np.flatnonzero(~quarantined), reasons[~quarantined]
     quarantine = frame.loc[quarantined]
     quarantine.insert(0, "_reasons", reasons[quarantined])
     quarantine.insert(1, "_blocking", by_kind[0][quarantined])
     quarantine.insert(2, "_warnings", by_kind[1][quarantined])
-    if len(valid) + len(quarantine) != n:
-        raise RunFailed(f"validate: {n} rows in but {len(valid)} valid + {len(quarantine)} quarantined")
-    return Split(valid=valid, quarantine=quarantine, rows_warned=int(valid["_warnings"].notna().sum()),
-                 quarantined_by_rule=by_rule)
+    if len(valid_rows) + len(quarantine) != n:
+        raise RunFailed(f"validate: {n} rows in but {len(valid_rows)} valid + {len(quarantine)} quarantined")
+    return Split(quarantine=quarantine, rows_warned=int(pd.notna(warnings).sum()), quarantined_by_rule=by_rule,
+                 frame=frame, valid_rows=valid_rows, warnings=warnings)
+
+
+def valid_table(split: Split, batch, schema=None):
+    """``split.valid`` in Arrow as ``Table.from_pandas`` converts it (with ``schema``, the valid file's, once
+    known), taken from the Arrow table of ``batch`` (the ``parquetsink.LazyBatch`` split): its valid rows and
+    ``_warnings`` converted alone. None where the result could differ: the batch's frame does not convert
+    back to its table (``ParquetSink.exact``), or the file's schema is another."""
+    import pyarrow as pa
+
+    table = batch.table()
+    if not batch.sink.exact(table):
+        return None
+    t = table.take(split.valid_rows)
+    # the column as ``split.valid`` holds it (pandas infers ``str`` where any row has a warning), converted
+    warnings = pa.array(pd.Series(split.warnings), type=schema.field("_warnings").type if schema is not None else None,
+                        from_pandas=True)
+    names = t.column_names
+    t = t.set_column(names.index("_warnings"), "_warnings", warnings) if "_warnings" in names \
+        else t.append_column("_warnings", warnings)
+    return t if schema is None or t.schema == schema else None

@@ -27,21 +27,38 @@ class ParquetSink:
 
     def write(self, df) -> None:
         import pyarrow as pa
+
+        if self.schema is None:
+            self._object_cols = {c for c in df.columns if df[c].dtype == object}
+            self._start(pa.Table.from_pandas(df, preserve_index=False, nthreads=1))
+        elif len(df):
+            self._append(pa.Table.from_pandas(df, schema=self.schema, preserve_index=False, nthreads=1))
+        else:
+            self.lengths.append(0)
+
+    def write_table(self, t) -> None:
+        """``write`` for a batch already in Arrow, typed as ``write`` types the frame ``frame_of`` makes of
+        it (which ``exact`` tells): no conversion. Its ``string`` columns read back as object columns."""
+        if self.schema is None:
+            self._object_cols = {f.name for f in t.schema if f.type == "string"}
+            self._start(t)
+        else:
+            self._append(t)  # pyarrow refuses a table of another schema
+
+    def _start(self, t) -> None:
+        """The file opened with the first batch's schema (all-null columns as text), the batch written."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        t = None
-        if self.schema is None:
-            t = pa.Table.from_pandas(df, preserve_index=False, nthreads=1)
-            self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
-                                     pa.field(f.name, f.type) for f in t.schema])
-            self._object_cols = {c for c in df.columns if df[c].dtype == object}
-            self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
-            t = t.cast(self.schema)  # all-null columns to text (still all missing): not converted twice
-        self.lengths.append(len(df))
-        if len(df):
-            if t is None:
-                t = pa.Table.from_pandas(df, schema=self.schema, preserve_index=False, nthreads=1)
-            self._writer.write_table(t.replace_schema_metadata(None), row_group_size=min(len(df), ROW_GROUP))
+        self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
+                                 pa.field(f.name, f.type) for f in t.schema])
+        self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
+        self._append(t.cast(self.schema))  # all-null columns to text (still all missing): not converted twice
+
+    def _append(self, t) -> None:
+        self.lengths.append(len(t))
+        if len(t):
+            self._writer.write_table(t.replace_schema_metadata(None), row_group_size=min(len(t), ROW_GROUP))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -70,29 +87,51 @@ class ParquetSink:
             yield LazyBatch(self, pf, list(range(group, group + count)), columns)
             group += count
 
-    def _frame(self, pf, groups: list[int], columns: list[str] | None):
+    def _table(self, pf, groups: list[int], columns: list[str] | None):
+        if groups:
+            return pf.read_row_groups(groups, columns=columns)
+        t = self.schema.empty_table()
+        return t.select(columns) if columns is not None else t
+
+    def frame_of(self, t):
+        """A batch read back (an Arrow table) as the frame that was written: text columns written from
+        object columns as object holding str/None, the rest as pyarrow converts them."""
         import pandas as pd
 
-        if groups:
-            t = pf.read_row_groups(groups, columns=columns)
-        else:
-            t = self.schema.empty_table()
-            if columns is not None:
-                t = t.select(columns)
         return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
                                     if name in self._object_cols else t.column(name).to_pandas())
                              for name in t.column_names})
 
+    def exact(self, t) -> bool:
+        """Whether ``write`` of ``frame_of(t)`` (its rows or some of them) writes ``t``'s own types and values,
+        so the batch can be written from ``t`` itself. True for the columns validate spills: text from object
+        columns (``string``) and from pandas' ``str`` (``large_string``), integers without missing values
+        (``_line``); anything else (a missing integer becomes a float in pandas) is left to the frame. One
+        chunk per column, as the frame converts: the Parquet writer's pages restart at each chunk."""
+        for f in t.schema:
+            obj, col = f.name in self._object_cols, t.column(f.name)
+            if col.num_chunks > 1 or not ((f.type == "string" and obj) or (f.type == "large_string" and not obj)
+                                          or (f.type == "int64" and not obj and col.null_count == 0)):
+                return False
+        return True
+
 
 class LazyBatch:
-    """One written batch of a ``ParquetSink``, read on the first ``frame()``."""
+    """One written batch of a ``ParquetSink``, read on the first ``table()`` or ``frame()`` (both kept: the
+    frame for the checks, the table for what can be done in Arrow)."""
 
     def __init__(self, sink: ParquetSink, pf, groups: list[int], columns: list[str] | None):
         self._args = (pf, groups, columns)
-        self._sink = sink
+        self.sink = sink
+        self._table = None
         self._frame = None
+
+    def table(self):
+        if self._table is None:
+            self._table = self.sink._table(*self._args)
+        return self._table
 
     def frame(self):
         if self._frame is None:
-            self._frame = self._sink._frame(*self._args)
+            self._frame = self.sink.frame_of(self.table())
         return self._frame

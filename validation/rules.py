@@ -50,6 +50,8 @@ class RuleContext:
 
 
 Derive = Callable[[pd.DataFrame, RuleContext], dict[str, pd.Series]]
+# A derive also given the Arrow table the frame was read from (validate's spilled batch), to read it there
+ArrowDerive = Callable[[pd.DataFrame, Any, RuleContext], dict[str, pd.Series]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Rule:
     fields: tuple[str, ...]
     message: str  # per-row reason; {value}, {left}, {right} are replaced by the row's values
     derive: Derive | None = None
+    derive_arrow: ArrowDerive | None = None  # what ``derive`` gives, read from the Arrow table where there is one
     key_fields: tuple[str, ...] = ()  # control_chars: fields where even tab and line breaks are refused
     target: tuple[str, str] | None = None  # reference: (entity, key) it points to
     unique_on: tuple[str, ...] = ()  # unique: the columns judged together (with _department per department)
@@ -264,6 +267,7 @@ def _control_chars(rules: EntityRules) -> Rule:
                 description="no value holds a control character (NUL, ESC ...; keys not even tab or line breaks)",
                 expectation="ExpectColumnValuesToBeInSet", kwargs={"column": col, "value_set": [True]},
                 fields=(), derive=lambda df, ctx: {col: controlchars.control_chars_check(df, keys)},
+                derive_arrow=lambda df, table, ctx: {col: controlchars.control_chars_check(df, keys, table)},
                 message="a value holds a control character", key_fields=keys)
 
 

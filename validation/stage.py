@@ -298,7 +298,7 @@ class _EntityValidation:
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.parallel import pack_run, unpack_run
         from crmbridge.validation.normalise import prune_counts
-        from crmbridge.validation.outcome import split_rows
+        from crmbridge.validation.outcome import split_rows, valid_table
 
         entity, ctx = self.entity, self.ctx
         referenced = _keys_referenced(self.definition, entity)
@@ -323,15 +323,16 @@ class _EntityValidation:
 
         def check(batch):  # in a worker process too: ctx is complete for this entity, only read
             frame = batch.frame()
-            return runner.run(frame, ctx) if len(frame) else None
+            return runner.run(frame, ctx, batch.table()) if len(frame) else None
 
         workers = self.workers if self.rows_in else 0
-        frames = self._spill.batches() if workers else None  # the parent's own read of what workers check
+        own = self._spill.lazy_batches() if workers else None  # the parent's own read of what workers check
         results = ordered_map(check, self._spill.lazy_batches, workers, pack=pack_run, unpack=unpack_run(self.rules),
                               after=_release_memory, what=f"checking {entity}")
         try:
             for batch, erun in results:
-                frame = batch.frame() if batch is not None else next(frames)
+                batch = batch if batch is not None else next(own)
+                frame = batch.frame()
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
@@ -343,9 +344,13 @@ class _EntityValidation:
                 split = split_rows(frame, outcomes, ctx)
                 for k in referenced:
                     ctx.remember_quarantined(entity, k, split.quarantine)
-                    if k in split.valid.columns:
-                        key_indexes[k].add(split.valid[k].to_numpy(dtype=object))
-                valid_sink.write(split.valid.reset_index(drop=True))
+                    if k in frame.columns:
+                        key_indexes[k].add(frame[k].to_numpy(dtype=object)[split.valid_rows])
+                rows = valid_table(split, batch, valid_sink.schema)
+                if rows is None:
+                    valid_sink.write(split.valid.reset_index(drop=True))
+                else:
+                    valid_sink.write_table(rows)
                 view, named = steward_view(split.quarantine, raw, outcomes, legacy=candidates)
                 used_legacy |= named
                 if len(view):
@@ -355,7 +360,7 @@ class _EntityValidation:
                     sampler.add(view)
                 elif q_columns is None and not self._qspill.lengths:
                     empty_columns = list(view.columns)
-                n_valid += len(split.valid)
+                n_valid += len(split.valid_rows)
                 n_quarantined += len(split.quarantine)
                 rows_warned += split.rows_warned
                 for rid, c in split.quarantined_by_rule.items():

@@ -116,10 +116,10 @@ def test_a_worker_raising_fails_the_run_with_its_error(case_run, monkeypatch):
     project, run = case_run
     parent, real = os.getpid(), gxsuite.SuiteRunner.run
 
-    def failing(self, frame, ctx):
+    def failing(self, frame, ctx, table=None):
         if os.getpid() != parent:
             raise ValueError("broken on purpose")
-        return real(self, frame, ctx)
+        return real(self, frame, ctx, table)
 
     monkeypatch.setattr(gxsuite.SuiteRunner, "run", failing)
     before = _children()
