@@ -42,6 +42,7 @@ MIN_PARALLEL_ROWS = 200_000
 # (~190 MB PSS at 50k rows), which a 5M-row validate's 1 GB budget has room for once (docs/performance.md).
 MAX_AUTO_WORKERS = 1
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt option; a fixed threshold also stops glibc raising it on each free
 _JOB: dict[str, Any] = {}  # what forked workers inherit: fn, items, pack; their own cursor over items
 _END = "__crmbridge_end_of_items__"
 
@@ -126,6 +127,10 @@ def _worker_start() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # a worker's big buffers (a batch's arrays) mapped and unmapped on their own, not kept in the heap
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # it shares with the parent (glibc only)
+    except (OSError, AttributeError):
+        pass
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
