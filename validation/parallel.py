@@ -5,8 +5,8 @@
 ``items()`` (so a batch is read by the process that works on it, not shipped to it) and runs ``fn`` on
 the positions it is given. The parent keeps ``N`` batches in flight beside the one it uses (memory is
 bounded, and no worker waits while the parent writes), takes every ``N + 1``-th item itself where asked
-(``share``: normalising, where it would otherwise wait) and does everything that writes, in the same
-order as the serial path.
+(``share``: normalising and checking, where it would otherwise wait for the one worker that is the
+default on two cores) and does everything that writes, in the same order as the serial path.
 
 Why fork, chosen on purpose: ``fn`` holds what the workers need without pickling it (the compiled rules
 are closures, the cross-row key indexes are hundreds of MB at 5M rows and are shared copy-on-write).
