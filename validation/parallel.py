@@ -37,9 +37,10 @@ from crmbridge.errors import CrmbridgeError, RunFailed
 # An entity of fewer rows stays serial by default: forking and the pipeline's fill cost more than
 # they save below a few batches (the tests and the demo have a few hundred rows).
 MIN_PARALLEL_ROWS = 200_000
-# Workers by default at most: the parent normalises a share of the batches itself and writes everything,
-# so one worker fills the second core; each worker adds a batch in flight and the pages it copies
-# (~190 MB PSS at 50k rows), which a 5M-row validate's 1 GB budget has room for once (docs/performance.md).
+# Workers by default at most: the parent normalises and checks a share of the batches itself and writes
+# everything, so one worker fills the second core; each worker adds a batch in flight and the pages it
+# copies (~280 MiB private at 50k rows): 972 MiB summed PSS at 5M rows, under the 1 GB budget once only
+# (docs/performance.md, task vpar2).
 MAX_AUTO_WORKERS = 1
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt option; a fixed threshold also stops glibc raising it on each free
