@@ -5,8 +5,8 @@
 ``items()`` (so a batch is read by the process that works on it, not shipped to it) and runs ``fn`` on
 the positions it is given. The parent keeps ``N`` batches in flight beside the one it uses (memory is
 bounded, and no worker waits while the parent writes), takes every ``N + 1``-th item itself where asked
-(``share``: normalising and checking, where it would otherwise wait for the one worker that is the
-default on two cores) and does everything that writes, in the same order as the serial path.
+(``share``: normalising, where it would otherwise wait) and does everything that writes, in the same
+order as the serial path.
 
 Why fork, chosen on purpose: ``fn`` holds what the workers need without pickling it (the compiled rules
 are closures, the cross-row key indexes are hundreds of MB at 5M rows and are shared copy-on-write).
@@ -37,13 +37,11 @@ from crmbridge.errors import CrmbridgeError, RunFailed
 # An entity of fewer rows stays serial by default: forking and the pipeline's fill cost more than
 # they save below a few batches (the tests and the demo have a few hundred rows).
 MIN_PARALLEL_ROWS = 200_000
-# Workers by default at most: the parent normalises and checks a share of the batches itself and writes
-# everything, so one worker fills the second core; each worker adds a batch in flight and the pages it
-# copies (~280 MiB private at 50k rows): 972 MiB summed PSS at 5M rows, under the 1 GB budget once only
-# (docs/performance.md, task vpar2).
+# Workers by default at most: the parent normalises a share of the batches itself and writes everything,
+# so one worker fills the second core; each worker adds a batch in flight and the pages it copies
+# (~190 MB PSS at 50k rows), which a 5M-row validate's 1 GB budget has room for once (docs/performance.md).
 MAX_AUTO_WORKERS = 1
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt option; a fixed threshold also stops glibc raising it on each free
 _JOB: dict[str, Any] = {}  # what forked workers inherit: fn, items, pack; their own cursor over items
 _END = "__crmbridge_end_of_items__"
 
@@ -128,10 +126,6 @@ def _worker_start() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:  # a worker's big buffers (a batch's arrays) mapped and unmapped on their own, not kept in the heap
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # it shares with the parent (glibc only)
-    except (OSError, AttributeError):
-        pass
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

@@ -326,13 +326,12 @@ class _EntityValidation:
             return runner.run(frame, ctx) if len(frame) else None
 
         workers = self.workers if self.rows_in else 0
-        mine = self._spill.lazy_batches()  # the parent's own read of what workers check (unread ones cost nothing)
+        frames = self._spill.batches() if workers else None  # the parent's own read of what workers check
         results = ordered_map(check, self._spill.lazy_batches, workers, pack=pack_run, unpack=unpack_run(self.rules),
-                              after=_release_memory, what=f"checking {entity}", share=True)
+                              after=_release_memory, what=f"checking {entity}")
         try:
             for batch, erun in results:
-                own = next(mine)
-                frame = (own if batch is None else batch).frame()
+                frame = batch.frame() if batch is not None else next(frames)
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
@@ -361,7 +360,7 @@ class _EntityValidation:
                 rows_warned += split.rows_warned
                 for rid, c in split.quarantined_by_rule.items():
                     by_rule[rid] = by_rule.get(rid, 0) + c
-                del frame, raw, split, view, outcomes, erun, batch, own
+                del frame, raw, split, view, outcomes, erun, batch
                 _release_memory()
         finally:
             results.close()

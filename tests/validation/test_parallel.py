@@ -78,16 +78,7 @@ def test_small_entities_stay_serial_by_default():
     assert parallel.worker_count(None, 150_000, 50_000) == 0  # below MIN_PARALLEL_ROWS
     assert parallel.worker_count(3, 1_000, 100) == 3
     assert parallel.worker_count(3, 100, 100) == 0  # one batch: nothing to overlap
-    assert parallel.worker_count(0, 10 ** 7, 50_000) == 0  # the off switch
-
-
-def test_big_entities_get_one_worker_on_two_cores(monkeypatch):
-    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert parallel.worker_count(None, 200_000, 50_000) == 1
-    assert parallel.worker_count(None, 10 ** 7, 50_000) == 1  # at most MAX_AUTO_WORKERS (memory)
-    assert parallel.worker_count(None, 10 ** 7, 50_000, min_rows=2 * 10 ** 7) == 0
-    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert parallel.worker_count(None, 10 ** 7, 50_000) == 0  # one core: nothing beside the parent
+    assert parallel.worker_count(0, 10 ** 7, 50_000) == 0
 
 
 def _children() -> set[int]:
@@ -148,8 +139,8 @@ def test_documented_setting_loads():
     doc = (Path(__file__).parents[2] / "docs" / "steward.md").read_text("utf-8")
     block = re.search(r"```yaml\n(validate:\n.*?)```", doc, re.S).group(1)
     settings = ProjectConfig.model_validate(yaml.safe_load(block)).validation
-    assert (settings.workers, settings.parallel_min_rows) == (None, 200_000)
-    assert ProjectConfig().validation.workers is None  # default: by the cores and parallel_min_rows
-    assert ProjectConfig.model_validate({"validate": {"workers": 0}}).validation.workers == 0  # one process
+    assert (settings.workers, settings.parallel_min_rows) == (1, 200_000)
+    assert ProjectConfig().validation.workers == 0  # default: one process (memory, docs/performance.md)
+    assert ProjectConfig.model_validate({"validate": {"workers": None}}).validation.workers is None  # by the cores
     with pytest.raises(ValueError):
         ProjectConfig.model_validate({"validate": {"workers": -1}})
