@@ -10,9 +10,13 @@ value (in row order, so the first 20 are the same rows), the row ids, and the el
 unexpected counts of the rows; ``success`` with GX's formulas. ``tests/validation/test_gxdistinct.py``
 compares both paths result by result.
 
-Groups have different numbers of distinct values; each is padded to the longest with missing values
-(which GX skips) or, where a missing value is judged (not-null), with the group's most frequent row;
-verdicts on padding rows are ignored. GX's missing count on that frame is
+Groups have very different numbers of distinct values (a status column 4, an amount column 50,000); GX
+filters and judges every row of the frame it is given for each expectation, so groups go to one frame per
+size class (``_tier``), each run with the suite of its rules: a flag column is not handed over as 50,000
+rows. In its frame a group is padded to the longest with missing values (which GX skips) or, where a
+missing value is judged (not-null), with the group's most frequent row; verdicts on padding rows are
+ignored. A column only not-null rules read counts as two kinds of value, present or (each kind of)
+missing: GX's verdict and the values it lists (the missing ones) see nothing more. GX's missing count on that frame is
 checked against the rows' own missing count recomputed the way GX's pandas engine filters
 (``isnull``, ``ignore_row_if``), so a difference in the two semantics stops the stage instead of
 giving other counts.
@@ -38,15 +42,18 @@ ROW_LOCAL = frozenset({
 })
 _PAIR_FILTERS = ("both_values_are_missing", "either_value_is_missing", "neither")
 ROW_ID = "_row_id"
+_NOT_NULL = "ExpectColumnValuesToNotBeNull"
 
 
 @dataclass
 class DistinctFrame:
-    """What GX sees (``frame``: per group its distinct rows, padded; ``_row_id`` = position) and how to
-    get back to the rows: ``codes[group]`` per row, ``sizes[group]`` distinct values, ``group_of[column]``,
-    ``counts[group]`` rows per distinct value, ``row_ids`` the rows' ``_row_id`` (object array)."""
+    """What GX sees (``frames``: per size class its groups' distinct rows, padded; ``_row_id`` = position;
+    ``frame_of[group]`` the group's frame) and how to get back to the rows: ``codes[group]`` per row,
+    ``sizes[group]`` distinct values, ``group_of[column]``, ``counts[group]`` rows per distinct value,
+    ``row_ids`` the rows' ``_row_id`` (object array)."""
 
-    frame: pd.DataFrame
+    frames: list[pd.DataFrame]
+    frame_of: dict[int, int]
     codes: dict[int, np.ndarray]
     sizes: dict[int, int]
     group_of: dict[str, int]
@@ -165,30 +172,71 @@ def _joint_codes(data: pd.DataFrame, cols: list[str], table=None) -> np.ndarray:
 
 
 def distinct_frame(data: pd.DataFrame, rules, table=None) -> DistinctFrame:
-    """The frame GX validates instead of ``data`` (which must hold ``_row_id`` and have rows). ``table``: the
+    """The frames GX validates instead of ``data`` (which must hold ``_row_id`` and have rows). ``table``: the
     Arrow table the data columns of ``data`` were read from (``gxsuite.derive_columns``), for their codes."""
     groups = _groups(data, rules)
-    keep_nulls = _null_judged(rules)
-    codes, sizes, group_of, cols_out, counts = {}, {}, {}, {}, {}
-    n = 1
+    keep_nulls, presence = _null_judged(rules), _null_only(rules)
+    codes, sizes, group_of, counts = {}, {}, {}, {}
+    tiers: dict[int, list[int]] = {}
     parts = []
     for g, cols in enumerate(groups):
-        c = _joint_codes(data, cols, table)
+        c = _presence_codes(data[cols[0]]) if cols[0] in presence else _joint_codes(data, cols, table)
         first = first_positions(c)  # codes are 0..k-1 in order of first appearance
         codes[g], sizes[g], counts[g] = c, len(first), np.bincount(c, minlength=len(first))
-        n = max(n, len(first))
+        tiers.setdefault(_tier(len(first)), []).append(g)
         parts.append((cols, c, first))
         for col in cols:
             group_of[col] = g
-    for cols, c, first in parts:
-        null_pad = not (set(cols) & keep_nulls) and all(_nullable(data[col]) for col in cols)
-        pad = first[np.argmax(np.bincount(c))] if not null_pad else first[0]
-        pos = np.concatenate([first, np.full(n - len(first), pad, dtype=first.dtype)])
-        for col in cols:
-            cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else data[col].iloc[pos].reset_index(drop=True)
-    cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
-    return DistinctFrame(frame=pd.DataFrame(cols_out), codes=codes, sizes=sizes, group_of=group_of, counts=counts,
-                         row_ids=data[ROW_ID].to_numpy(dtype=object))
+    frames, frame_of = [], {}
+    for tier in sorted(tiers) or [0]:
+        members = tiers.get(tier, [])
+        n = max([1, *(sizes[g] for g in members)])
+        cols_out = {}
+        for g in members:
+            cols, c, first = parts[g]
+            null_pad = not (set(cols) & keep_nulls) and all(_nullable(data[col]) for col in cols)
+            pad = first[np.argmax(np.bincount(c))] if not null_pad else first[0]
+            pos = np.concatenate([first, np.full(n - len(first), pad, dtype=first.dtype)])
+            for col in cols:
+                cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else \
+                    data[col].iloc[pos].reset_index(drop=True)
+            frame_of[g] = len(frames)
+        cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
+        frames.append(pd.DataFrame(cols_out))
+    return DistinctFrame(frames=frames, frame_of=frame_of, codes=codes, sizes=sizes, group_of=group_of,
+                         counts=counts, row_ids=data[ROW_ID].to_numpy(dtype=object))
+
+
+def _tier(size: int) -> int:
+    """The size class of a group of ``size`` distinct values: up to 16, 256, 4,096, 65,536 ... Within a class
+    padding at most multiplies GX's rows by 16; a class more costs one more validator run (a few ms)."""
+    return max(1, ((size - 1).bit_length() + 3) // 4)
+
+
+def frames_and_rules(dframe: DistinctFrame, rules) -> list[tuple[pd.DataFrame, list]]:
+    """Each frame with the rules that read its columns, in rule order (a rule reading no column of the
+    data goes with the first frame, where GX reports the missing column as on every row)."""
+    out: list[list] = [[] for _ in dframe.frames]
+    for r in rules:
+        g = dframe.group_of.get((rule_columns(r) or [None])[0])
+        out[dframe.frame_of[g] if g is not None else 0].append(r)
+    return [(f, rs) for f, rs in zip(dframe.frames, out) if rs]
+
+
+def _null_only(rules) -> set[str]:
+    """Columns that only not-null rules read."""
+    out = {c for r in rules if r.expectation == _NOT_NULL for c in rule_columns(r)}
+    return out - {c for r in rules if r.expectation != _NOT_NULL for c in rule_columns(r)}
+
+
+def _presence_codes(s: pd.Series) -> np.ndarray:
+    """Codes in order of first appearance where every present value is one value and each missing one
+    keeps ``column_codes``' code (None, NaN and NaT differ: GX lists them as they are)."""
+    missing = s.isna().to_numpy()
+    codes = np.zeros(len(s), dtype=np.int64)
+    if missing.any():
+        codes[missing] = column_codes(s[missing]) + 1
+    return pd.factorize(codes)[0].astype(np.int64)
 
 
 def _null_judged(rules) -> set[str]:
@@ -196,7 +244,7 @@ def _null_judged(rules) -> set[str]:
     missing values would add failures; they are padded with the group's most frequent row instead."""
     out: set[str] = set()
     for r in rules:
-        if r.expectation == "ExpectColumnValuesToNotBeNull" or r.kwargs.get("ignore_row_if", "") not in \
+        if r.expectation == _NOT_NULL or r.kwargs.get("ignore_row_if", "") not in \
                 ("", "either_value_is_missing", "both_values_are_missing"):
             out.update(rule_columns(r))
     return out
@@ -219,7 +267,7 @@ def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
     """Per row of ``frame``: does GX's pandas engine judge it for ``rule``? (None for not-null, which has
     no missing count.)"""
     k = rule.kwargs
-    if rule.expectation == "ExpectColumnValuesToNotBeNull":
+    if rule.expectation == _NOT_NULL:
         return None
     if "column_A" in k:
         a, b = frame[k["column_A"]].isnull().to_numpy(), frame[k["column_B"]].isnull().to_numpy()
@@ -272,11 +320,12 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
             index_of[p] = entry
             if i < len(values):
                 value_of[p], has_value[p] = values[i], True
-    judged = _judged(dframe.frame, rule)
+    frame = dframe.frames[dframe.frame_of[g]]
+    judged = _judged(frame, rule)
     considered_distinct = None if judged is None else int(judged.sum())
-    if considered_distinct is not None and int(r.get("missing_count") or 0) != len(dframe.frame) - considered_distinct:
+    if considered_distinct is not None and int(r.get("missing_count") or 0) != len(frame) - considered_distinct:
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations counted {r.get('missing_count')} "
-                        f"missing values where {len(dframe.frame) - considered_distinct} were expected",
+                        f"missing values where {len(frame) - considered_distinct} were expected",
                         hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
     rows = np.flatnonzero(bad[codes])
     row_ids = dframe.row_ids[rows]

@@ -121,10 +121,12 @@ class SuiteRunner:
         n = next(_counter)
         self._ds = ds
         self.suite = build_suite(f"{entity}-{n}", rules)
+        self._suites = {tuple(r.rule_id for r in rules): self.suite}  # per set of rules run on one frame
         self.asset = ds.add_dataframe_asset(f"{entity}-{n}")
         self.batch_def = self.asset.add_batch_definition_whole_dataframe("all")
         self._by_id = {r.rule_id: r for r in rules}
         self._order = {r.rule_id: i for i, r in enumerate(rules)}
+        self._gx_order = _gx_order(rules)
 
     def __enter__(self) -> "SuiteRunner":
         return self
@@ -149,7 +151,8 @@ class SuiteRunner:
             from crmbridge.validation import gxdistinct
 
             dframe = gxdistinct.distinct_frame(data, self.rules, table)
-            result = self._validate(dframe.frame)
+            result = self._merged([self._validate(f, self._suite_of(rules))
+                                   for f, rules in gxdistinct.frames_and_rules(dframe, self.rules)])
             for res in result.results:
                 if not (res.exception_info or {}).get("raised_exception"):
                     gxdistinct.expand(res, self._rule(res), data, dframe, _RESULT_FORMAT)
@@ -170,8 +173,26 @@ class SuiteRunner:
     def _rule(self, res) -> Rule:
         return self._by_id[res.expectation_config.meta["rule_id"]]
 
-    def _validate(self, data: pd.DataFrame):
-        """GX's validator on ``data``, the way ``ValidationDefinition.run`` runs it minus its last step."""
+    def _suite_of(self, rules: list[Rule]):
+        """The suite of ``rules`` (some of this runner's), under the entity suite's name; built once."""
+        key = tuple(r.rule_id for r in rules)
+        if key not in self._suites:
+            self._suites[key] = build_suite(self.suite.name, rules)
+        return self._suites[key]
+
+    def _merged(self, parts: list):
+        """The suite results of frames run apart as one: the first's, with every expectation's result in the
+        order GX gives them on the whole suite (statistics are restated after ``expand``)."""
+        def order(res) -> tuple[bool, int]:  # GX lists the expectations it could not plan first
+            return not (res.exception_info or {}).get("raised_exception"), self._gx_order[self._rule(res).rule_id]
+
+        result = parts[0]
+        result.results = sorted((res for p in parts for res in p.results), key=order)
+        return result
+
+    def _validate(self, data: pd.DataFrame, suite=None):
+        """GX's validator on ``data`` (``suite``: the runner's unless given), the way ``ValidationDefinition.run``
+        runs it minus its last step."""
         import datetime as dt
 
         from great_expectations.core.run_identifier import RunIdentifier
@@ -179,11 +200,21 @@ class SuiteRunner:
 
         validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
                               result_format=dict(_RESULT_FORMAT))
-        result = validator.validate_expectation_suite(self.suite)
+        result = validator.validate_expectation_suite(suite or self.suite)
         run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
         result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
                             "batch_parameters": {"dataframe": "<DATAFRAME>"}})
         return result
+
+
+def _gx_order(rules: list[Rule]) -> dict[str, int]:
+    """Rule id -> place among the results of GX's validator, which runs a suite's expectations grouped by
+    ``column`` in order of first appearance (``Validator.process_expectations_for_validation``)."""
+    by_column: dict[Any, list[str]] = {}
+    for r in rules:
+        column = r.kwargs.get("column")
+        by_column.setdefault(column if isinstance(column, str) else None, []).append(r.rule_id)
+    return {rid: i for i, rid in enumerate(rid for ids in by_column.values() for rid in ids)}
 
 
 def _restate(result) -> None:

@@ -234,3 +234,31 @@ def test_column_codes_equal_exactly_where_type_and_value_are():
         for i in range(len(values)):
             for j in range(len(values)):
                 assert (codes[i] == codes[j]) == (keys[i] == keys[j]), (values, i, j)
+
+
+def test_size_classes_and_not_null_only_columns():
+    """Groups of 1 to 2,000 distinct values run on frames of their own size class; columns only not-null
+    reads (object with None, NaN, NaT and pd.NA; Arrow-backed text with missing values) count present
+    values as one and keep each kind of missing value apart, as GX lists them."""
+    rules = _rules(ENTITY.replace("required: [name]", "required: [name, note, memo]"))
+    df = _frame(n=2400, seed=5)
+    missing = [None, float("nan"), pd.NaT, pd.NA]
+    df["customer_no"] = pd.Series([missing[i % 4] if i % 9 == 0 else f"C{i}" for i in range(len(df))], dtype=object)
+    df["note"] = pd.Series([None if i % 7 == 0 else f"n{i}" for i in range(len(df))], dtype="string[pyarrow]")
+    df["memo"] = pd.Series([f"全角{i}" for i in range(len(df))], dtype=object)
+    df["code"] = [f"Q{i}" if i % 2 else "AB1" for i in range(len(df))]
+    data = gxsuite.derive_columns(df, rules, RuleContext()).reset_index(drop=True)
+    dframe = gxdistinct.distinct_frame(data, rules)
+    assert len(dframe.frames) >= 3 and len(dframe.frames[-1]) == 1201  # code: 1,200 Qs and AB1
+    assert [dframe.sizes[dframe.group_of[c]] for c in ("customer_no", "note", "memo")] == [5, 2, 1]
+    rules_of = gxdistinct.frames_and_rules(dframe, rules)
+    assert sorted(r.rule_id for _, rs in rules_of for r in rs) == sorted(r.rule_id for r in rules)
+    every, distinct = _both(rules, df)
+    _assert_same_run(every, distinct)
+    by_rule = {o.rule.rule_id: o for o in distinct.outcomes}
+    assert by_rule["required.customer_no"].unexpected_count == 267 and by_rule["required.note"].unexpected_count == 343
+
+
+def test_size_class_bounds():
+    assert [gxdistinct._tier(n) for n in (1, 2, 16, 17, 256, 257, 4096, 4097, 65536, 65537)] == \
+        [1, 1, 1, 2, 2, 3, 3, 4, 4, 5]
