@@ -231,9 +231,12 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     valid = valid_national(national, md).to_numpy()
     local = r.bare & ~valid
     local[local] = [_LOCAL.fullmatch(v) is not None for v in r.national[local]]
-    completed, undecided = _with_area_code(national.where(local), city, area_codes, national.index)
-    completed_ok = valid_national(completed, md).to_numpy()
-    number = np.where(valid, national.to_numpy(), np.where(completed_ok, completed.to_numpy(), None))
+    completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    if local.any():
+        completed, undecided = (x.to_numpy() for x in _with_area_code(
+            national.where(local), city, area_codes, national.index))
+        completed_ok = valid_national(pd.Series(completed, dtype=object), md).to_numpy()
+    number = np.where(valid, r.national, np.where(completed_ok, completed, None))
     taken = valid | completed_ok
     values = np.full(n, None, dtype=object)
     plus = "+" + cc
@@ -241,7 +244,8 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     if keep_extension:
         ext = np.flatnonzero(taken & (r.ext != ""))
         values[ext] = values[ext] + " ext. " + r.ext[ext]
-    failed = national.notna().to_numpy() & ~taken & ~r.word & ~r.dash & ~undecided.to_numpy()
+    # a national number is a non-empty str: truth is presence, in one numpy pass
+    failed = r.national.astype(bool) & ~taken & ~r.word & ~r.dash & ~undecided
     return pd.Series(values, index=index, dtype=object), pd.Series(failed, index=index, dtype=bool)
 
 
