@@ -177,13 +177,14 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
         t = pc.utf8_trim(arr if len(rows) == n else arr.filter(pa.array(ascii_)), WHITESPACE)
         base = pc.replace_substring(pc.replace_substring(
             pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", ""), "-", "")
-        # the shapes of ``_reader``; a shaped value starts with at most one of "+cc", "00cc", "0", and its
-        # national number is the rest (RE2 extracting groups costs several matches)
-        shaped = flags(pc.match_substring_regex(
-            base, rf"^(?:0[1-9][0-9]{{5,11}}|(?:\+{cc}|00{cc})[1-9][0-9]{{4,13}}|[1-9][0-9]{{4,13}})$"))
+        # the shapes of ``_reader``: the first of "+cc", "00cc", "0" a value starts with cut off (RE2 tries
+        # them in that order), the rest is the national number, [1-9] and digits, 6-12 of them after "0",
+        # 5-14 after the others (RE2 extracting groups costs several matches)
         number = pc.replace_substring_regex(base, rf"^(?:\+{cc}|00{cc}|0)", "")
-        cut = (pc.binary_length(base).to_numpy(zero_copy_only=False)
-               - pc.binary_length(number).to_numpy(zero_copy_only=False))  # 0: "bare", 1: "trunk"
+        size = pc.binary_length(number).to_numpy(zero_copy_only=False)
+        cut = pc.binary_length(base).to_numpy(zero_copy_only=False) - size  # 0: "bare", 1: "trunk"
+        shaped = flags(pc.and_(pc.ascii_is_decimal(number), pc.invert(pc.starts_with(number, "0"))))
+        shaped &= np.where(cut == 1, (size >= 6) & (size <= 12), (size >= 5) & (size <= 14))
         # as ``_reader``: "86..." without "+", and carrier codes the national prefix pattern would strip
         refused = (cut == 0) & flags(pc.starts_with(base, cc))
         if strip:
