@@ -56,7 +56,8 @@ def _matching(values: pa.Array, length: np.ndarray, rows: np.ndarray, desc) -> n
         rows = rows[np.isin(length[rows], desc.possible_length)]
     if not len(rows):
         return rows
-    return rows[flags(pc.match_substring_regex(values.take(pa.array(rows)), f"^(?:{desc.national_number_pattern})$"))]
+    some = values if len(rows) == len(values) else values.take(pa.array(rows))
+    return rows[flags(pc.match_substring_regex(some, f"^(?:{desc.national_number_pattern})$"))]
 
 
 def valid_national(national: pd.Series, md) -> pd.Series:
@@ -197,7 +198,7 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
         letters[unread] = flags(pc.match_substring_regex(t.take(pa.array(unread)), "[eExX]"))
         plain[rows] = ~letters
         taken = np.flatnonzero(ok)
-        national[rows[taken]] = number.take(pa.array(taken)).to_numpy(zero_copy_only=False)
+        national[rows[taken]] = number.to_numpy(zero_copy_only=False)[taken]
         bare[rows] = ok & (cut == 0)
         dashes = np.flatnonzero(ok & flags(pc.match_substring(t, "-")))  # ``"-" in t``, then the pattern
         dash[rows[dashes]] = flags(pc.match_substring_regex(
