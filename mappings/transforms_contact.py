@@ -212,7 +212,7 @@ def phone(series: pd.Series, *, region: str = "CN", city: pd.Series | None = Non
         from crmbridge.mappings.transforms_phonefast import fast_phone_e164
 
         fast, fails = fast_phone_e164(series, region, city, area_codes, keep_extension, arrow)
-        rest = ~(fast.to_numpy().astype(bool) | fails.to_numpy())  # E.164 values are non-empty str
+        rest = ~(fast.notna() | fails).to_numpy()
         if not rest.all():
             if city is not None:  # the rest's cities, by position (the index may repeat labels)
                 city = city if city.index.equals(series.index) else city.reindex(series.index)
