@@ -65,7 +65,11 @@ def valid_national(national: pd.Series, md) -> pd.Series:
     the general pattern and lengths, and some number type (what ``is_valid_number`` checks). Each type is
     only tried on the numbers still untyped of one of its lengths. Proved against
     ``phonenumbers.is_valid_number`` in tests/mappings/test_phone_fast_path.py."""
-    values = strings(national.to_numpy(dtype=object))
+    return pd.Series(_valid(strings(national.to_numpy(dtype=object)), md), index=national.index)
+
+
+def _valid(values: pa.Array, md) -> np.ndarray:
+    """``valid_national`` of national numbers already in Arrow."""
     length = pc.fill_null(pc.utf8_length(values), -1).to_numpy(zero_copy_only=False)
     todo = _matching(values, length, np.arange(len(values)), md.general_desc)
     valid = np.zeros(len(values), dtype=bool)
@@ -75,7 +79,7 @@ def valid_national(national: pd.Series, md) -> pd.Series:
         hit = _matching(values, length, todo, getattr(md, t, None))
         valid[hit] = True
         todo = np.setdiff1d(todo, hit, assume_unique=True)
-    return pd.Series(valid, index=national.index)
+    return valid
 
 
 # characters an extension word starts with (after NFKC): values without any skip the word pattern
@@ -154,6 +158,7 @@ class Readings:
     ext: np.ndarray
     word: np.ndarray
     dash: np.ndarray
+    numbers: pa.Array | None = None  # ``national`` in Arrow, when the Arrow passes read all of them
 
 
 def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None = None) -> Readings:
@@ -173,11 +178,11 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
     ascii_[wide] = flags(pc.string_is_ascii(arr.take(pa.array(wide))))  # NFKC made many of them ASCII
     ascii_ &= flags(pc.is_valid(arr))
     rows = np.flatnonzero(ascii_)
-    plain = np.zeros(n, dtype=bool)
+    plain, numbers = np.zeros(n, dtype=bool), None
     if len(rows):
         t = pc.utf8_trim(arr if len(rows) == n else arr.filter(pa.array(ascii_)), WHITESPACE)
-        base = pc.replace_substring(pc.replace_substring(
-            pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", ""), "-", "")
+        spaceless = pc.replace_substring(pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", "")
+        base = pc.replace_substring(spaceless, "-", "")
         # the shapes of ``_reader``: the first of "+cc", "00cc", "0" a value starts with cut off (RE2 tries
         # them in that order), the rest is the national number, [1-9] and digits, 6-12 of them after "0",
         # 5-14 after the others (RE2 extracting groups costs several matches)
@@ -200,15 +205,19 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
         taken = np.flatnonzero(ok)
         national[rows[taken]] = number.to_numpy(zero_copy_only=False)[taken]
         bare[rows] = ok & (cut == 0)
-        dashes = np.flatnonzero(ok & flags(pc.match_substring(t, "-")))  # ``"-" in t``, then the pattern
+        # ``"-" in t`` (the dashes removed made the value shorter), then the pattern
+        dashes = np.flatnonzero(ok & (pc.binary_length(spaceless).to_numpy(zero_copy_only=False) != cut + size))
         dash[rows[dashes]] = flags(pc.match_substring_regex(
             pc.replace_substring(t.take(pa.array(dashes)), " ", ""), _EXT_DASH_RE2))
+        if len(rows) == n:  # the national numbers in Arrow as well, unless ``_reader`` finds others below
+            numbers = pc.if_else(pa.array(ok), number, pa.scalar(None, pa.string()))
     read = _reader(cc, strip or "(?!)")
     for i in np.flatnonzero(~plain):
         r = read(text[i])
         if r is not None:
             national[i], bare[i], ext[i], word[i], dash[i] = r
-    return Readings(national, bare, ext, word, dash)
+            numbers = None  # a number the Arrow passes did not read
+    return Readings(national, bare, ext, word, dash, numbers)
 
 
 def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | None = None,
@@ -230,7 +239,7 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)
-    valid = valid_national(national, md).to_numpy()
+    valid = _valid(strings(r.national) if r.numbers is None else r.numbers, md)
     local = r.bare & ~valid
     local[local] = [_LOCAL.fullmatch(v) is not None for v in r.national[local]]
     completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)

@@ -240,6 +240,10 @@ def test_reader_at_the_shapes_length_and_prefix_boundaries():
         want = read(v) or (None, False, "", False, False)
         assert (got.national[i], bool(got.bare[i]), got.ext[i], bool(got.word[i]), bool(got.dash[i])) == want, repr(v)
     assert sum(v is not None for v in got.national) > 1000 and got.dash.sum() > 100  # every kind occurs
+    assert got.numbers is None  # "x12" extensions are read by ``_reader``: no Arrow copy of the numbers
+    plain = [v for v in text if v.isascii() and not any(c in v for c in "eExX")]
+    got = read_all(pd.Series(plain, dtype=object).to_numpy(), "86", strip)
+    assert got.numbers.to_pylist() == got.national.tolist() and got.national.any()
     values = pd.Series(_boundary_values(), dtype=object)
     fast, fails = fast_phone_e164(values, "CN")
     for raw, value, failed in zip(values, fast, fails):
