@@ -52,8 +52,11 @@ def _matching(values: pa.Array, length: np.ndarray, rows: np.ndarray, desc) -> n
     ``re.fullmatch(p)`` matches)."""
     if desc is None or not desc.national_number_pattern:
         return rows[:0]
-    if desc.possible_length:
-        rows = rows[np.isin(length[rows], desc.possible_length)]
+    if desc.possible_length:  # a table by length, the last entry for longer ones and for missing (-1)
+        top = max(desc.possible_length) + 1
+        fits = np.zeros(top + 1, dtype=bool)
+        fits[list(desc.possible_length)] = True
+        rows = rows[fits[np.minimum(length[rows], top)]]
     if not len(rows):
         return rows
     some = values if len(rows) == len(values) else values.take(pa.array(rows))
