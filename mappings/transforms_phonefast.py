@@ -245,7 +245,7 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     valid = _valid(strings(r.national) if r.numbers is None else r.numbers, md)
     local = r.bare & ~valid
     local[local] = [_LOCAL.fullmatch(v) is not None for v in r.national[local]]
-    completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, bool), np.zeros(n, bool)
     if local.any():
         completed, undecided = (x.to_numpy() for x in _with_area_code(
             national.where(local), city, area_codes, national.index))

@@ -216,14 +216,16 @@ def _boundary_values():
     """Every prefix the reader cuts (and near misses) before national numbers one digit shorter and longer
     than each shape allows, with separators and brackets between, trailing NULs, huge numbers, extensions."""
     out = []
-    for prefix in ("", "0", "00", "+", "+8", "+86", "86", "086", "0086", "00860", "+860", "(010)", "(0", "+-86", "0 086"):
+    prefixes = ("", "0", "00", "+", "+8", "+86", "86", "086", "0086", "00860", "+860", "(010)", "(0", "+-86", "0 086")
+    for prefix in prefixes:
         for first in "0123":
             for k in range(2, 17):
-                digits = first + "".join(str((i * 7 + k) % 10) for i in range(k - 1))
-                out += [prefix + digits, prefix + " " + digits[:3] + "-" + digits[3:], prefix + digits + "\x00"]
-                out += [prefix + digits + "-12", prefix + digits + "-123456", prefix + digits + " x12", "e" + prefix + digits]
-    return out + ["9" * 40, "+86" + "1" * 30, "0" * 30, "+86", "0086", "0", "00", "", "-", "--13800138000", "+86-", "0-",
-                  "13800138000\x00\x00", "1 3 8 0 0 1 3 8 0 0 0", "８６13800138000", "+86１３８００１３８０００", "１７９５１１２３４５６"]
+                d = prefix + first + "".join(str((i * 7 + k) % 10) for i in range(k - 1))
+                out += [d, d[:len(prefix) + 3] + "-" + d[len(prefix) + 3:], d + "\x00", prefix + " " + d[len(prefix):]]
+                out += [d + "-12", d + "-123456", d + " x12", "e" + d]
+    return out + ["9" * 40, "+86" + "1" * 30, "0" * 30, "+86", "0086", "0", "00", "", "-", "--13800138000", "+86-",
+                  "0-", "13800138000\x00\x00", "1 3 8 0 0 1 3 8 0 0 0", "８６13800138000", "+86１３８００１３８０００",
+                  "１７９５１１２３４５６"]
 
 
 def test_reader_at_the_shapes_length_and_prefix_boundaries():
