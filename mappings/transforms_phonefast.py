@@ -45,33 +45,44 @@ _SEPARATORS = r"[ \-]|^\(|(?<=^\(0\d\d)\)|(?<=^\(0\d\d\d)\)"
 _EXT_SPLIT = re.compile(r"^(.*?)" + _EXT_WORDS.pattern, re.IGNORECASE | re.DOTALL)
 
 
-def _desc_ok(values: pa.Array, desc) -> np.ndarray:
-    """Digit strings matching a number description's pattern and possible lengths: Arrow's RE2 on the
-    whole array (the metadata patterns are plain regular expressions; on ASCII digits ``^(?:p)$`` in RE2
-    matches what ``re.fullmatch(p)`` matches)."""
-    if desc is None or not desc.national_number_pattern or not len(values):
-        return np.zeros(len(values), dtype=bool)
-    hit = pc.match_substring_regex(values, f"^(?:{desc.national_number_pattern})$")
-    if desc.possible_length:
-        hit = pc.and_(hit, pc.is_in(pc.utf8_length(values), pa.array(list(desc.possible_length), pa.int32())))
-    return flags(hit)
+def _matching(values: pa.Array, length: np.ndarray, rows: np.ndarray, desc) -> np.ndarray:
+    """The ``rows`` whose digit strings match a number description's possible lengths and pattern: the
+    lengths first (one numpy test), Arrow's RE2 then on the rows of a possible length only (the metadata
+    patterns are plain regular expressions; on ASCII digits ``^(?:p)$`` in RE2 matches what
+    ``re.fullmatch(p)`` matches)."""
+    if desc is None or not desc.national_number_pattern:
+        return rows[:0]
+    if desc.possible_length:  # a table by length, the last entry for longer ones and for missing (-1)
+        top = max(desc.possible_length) + 1
+        fits = np.zeros(top + 1, dtype=bool)
+        fits[list(desc.possible_length)] = True
+        rows = rows[fits[np.minimum(length[rows], top)]]
+    if not len(rows):
+        return rows
+    some = values if len(rows) == len(values) else values.take(pa.array(rows))
+    return rows[flags(pc.match_substring_regex(some, f"^(?:{desc.national_number_pattern})$"))]
 
 
 def valid_national(national: pd.Series, md) -> pd.Series:
     """Whether national numbers (ASCII digit strings, missing allowed) are valid per the region's metadata:
-    the general pattern and lengths, and some number type (what ``is_valid_number`` checks). Proved
-    against ``phonenumbers.is_valid_number`` in tests/mappings/test_phone_fast_path.py."""
-    values = strings(national.to_numpy(dtype=object))
-    ok = _desc_ok(values, md.general_desc)
-    typed = np.zeros(len(values), dtype=bool)
-    todo = np.flatnonzero(ok)
+    the general pattern and lengths, and some number type (what ``is_valid_number`` checks). Each type is
+    only tried on the numbers still untyped of one of its lengths. Proved against
+    ``phonenumbers.is_valid_number`` in tests/mappings/test_phone_fast_path.py."""
+    return pd.Series(_valid(strings(national.to_numpy(dtype=object)), md), index=national.index)
+
+
+def _valid(values: pa.Array, md) -> np.ndarray:
+    """``valid_national`` of national numbers already in Arrow."""
+    length = pc.fill_null(pc.utf8_length(values), -1).to_numpy(zero_copy_only=False)
+    todo = _matching(values, length, np.arange(len(values)), md.general_desc)
+    valid = np.zeros(len(values), dtype=bool)
     for t in _TYPES:
         if not len(todo):
             break
-        hit = _desc_ok(values.take(todo), getattr(md, t, None))
-        typed[todo[hit]] = True
-        todo = todo[~hit]
-    return pd.Series(ok & typed, index=national.index)
+        hit = _matching(values, length, todo, getattr(md, t, None))
+        valid[hit] = True
+        todo = np.setdiff1d(todo, hit, assume_unique=True)
+    return valid
 
 
 # characters an extension word starts with (after NFKC): values without any skip the word pattern
@@ -150,6 +161,7 @@ class Readings:
     ext: np.ndarray
     word: np.ndarray
     dash: np.ndarray
+    numbers: pa.Array | None = None  # ``national`` in Arrow, when the Arrow passes read all of them
 
 
 def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None = None) -> Readings:
@@ -165,42 +177,50 @@ def read_all(text: np.ndarray, cc: str, strip: str | None, arr: pa.Array | None 
     wide = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False))
     if len(wide):  # NFKC (what ``_reader`` reads) of the non-ASCII values: full-width digits, brackets
         arr = _nfkc(arr, text, wide)
-    plain = pc.fill_null(pc.and_(pc.string_is_ascii(arr), pc.invert(pc.match_substring_regex(arr, "[eExX]"))), False)
-    plain = plain.to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(plain)
+    ascii_ = np.ones(n, dtype=bool)
+    ascii_[wide] = flags(pc.string_is_ascii(arr.take(pa.array(wide))))  # NFKC made many of them ASCII
+    ascii_ &= flags(pc.is_valid(arr))
+    rows = np.flatnonzero(ascii_)
+    plain, numbers = np.zeros(n, dtype=bool), None
     if len(rows):
-        t = pc.utf8_trim(arr.filter(pa.array(plain)), WHITESPACE)
-        base = pc.replace_substring(pc.replace_substring(
-            pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", ""), "-", "")
-        # the shapes of ``_reader``; which one a value has follows from how it starts ("+", "00", "0", a
-        # digit 1-9), and its national number is the rest (RE2 extracting groups costs several matches)
-        shaped = pc.fill_null(pc.match_substring_regex(
-            base, rf"^(?:0[1-9][0-9]{{5,11}}|(?:\+{cc}|00{cc})[1-9][0-9]{{4,13}}|[1-9][0-9]{{4,13}})$"), False)
-        plus, zeros, zero = pc.starts_with(base, "+"), pc.starts_with(base, "00"), pc.starts_with(base, "0")
-        rest = pc.if_else(zero, pc.utf8_slice_codeunits(base, 1), base)
-        number = pc.if_else(plus, pc.utf8_slice_codeunits(base, len(cc) + 1),
-                            pc.if_else(zeros, pc.utf8_slice_codeunits(base, len(cc) + 2), rest))
-        trunk_form = pc.and_(zero, pc.invert(zeros))
-        written = pc.if_else(pc.or_(plus, zero), "", base)  # "bare"
-        # as ``_reader``: carrier codes the national prefix pattern would strip, and "86..." without "+"
-        refused = pc.starts_with(written, cc)
+        t = pc.utf8_trim(arr if len(rows) == n else arr.filter(pa.array(ascii_)), WHITESPACE)
+        spaceless = pc.replace_substring(pc.replace_substring_regex(t, _AREA_BRACKETS, r"\1"), " ", "")
+        base = pc.replace_substring(spaceless, "-", "")
+        # the shapes of ``_reader``: the first of "+cc", "00cc", "0" a value starts with cut off (RE2 tries
+        # them in that order), the rest is the national number, [1-9] and digits, 6-12 of them after "0",
+        # 5-14 after the others (RE2 extracting groups costs several matches)
+        number = pc.replace_substring_regex(base, rf"^(?:\+{cc}|00{cc}|0)", "")
+        size = pc.binary_length(number).to_numpy(zero_copy_only=False)
+        cut = pc.binary_length(base).to_numpy(zero_copy_only=False) - size  # 0: "bare", 1: "trunk"
+        shaped = flags(pc.and_(pc.ascii_is_decimal(number), pc.invert(pc.starts_with(number, "0"))))
+        shaped &= np.where(cut == 1, (size >= 6) & (size <= 12), (size >= 5) & (size <= 14))
+        # as ``_reader``: "86..." without "+", and carrier codes the national prefix pattern would strip
+        refused = (cut == 0) & flags(pc.starts_with(base, cc))
         if strip:
-            prefixless = pc.if_else(trunk_form, "", number)  # "intl or bare"
-            refused = pc.or_(refused, pc.and_(pc.not_equal(prefixless, ""),
-                                              pc.match_substring_regex(prefixless, f"^(?:{strip})")))
-        ok_np = flags(pc.and_(shaped, pc.invert(refused)))
-        number = number.to_numpy(zero_copy_only=False)
-        dashed = pc.and_(pc.match_substring(t, "-"),
-                         pc.match_substring_regex(pc.replace_substring(t, " ", ""), _EXT_DASH_RE2))
-        national[rows[ok_np]] = number[ok_np]
-        bare[rows] = ok_np & flags(pc.not_equal(written, ""))
-        dash[rows] = ok_np & flags(dashed)
+            refused |= (cut != 1) & flags(pc.match_substring_regex(number, f"^(?:{strip})"))
+        ok = shaped & ~refused
+        # no extension word can end an ASCII value without e, E, x, X: only the others need ``_reader``
+        # (a shaped value holds no letter)
+        letters = np.zeros(len(rows), dtype=bool)
+        unread = np.flatnonzero(~ok)
+        letters[unread] = flags(pc.match_substring_regex(t.take(pa.array(unread)), "[eExX]"))
+        plain[rows] = ~letters
+        taken = np.flatnonzero(ok)
+        national[rows[taken]] = number.to_numpy(zero_copy_only=False)[taken]
+        bare[rows] = ok & (cut == 0)
+        # ``"-" in t`` (the dashes removed made the value shorter), then the pattern
+        dashes = np.flatnonzero(ok & (pc.binary_length(spaceless).to_numpy(zero_copy_only=False) != cut + size))
+        dash[rows[dashes]] = flags(pc.match_substring_regex(
+            pc.replace_substring(t.take(pa.array(dashes)), " ", ""), _EXT_DASH_RE2))
+        if len(rows) == n:  # the national numbers in Arrow as well, unless ``_reader`` finds others below
+            numbers = pc.if_else(pa.array(ok), number, pa.scalar(None, pa.string()))
     read = _reader(cc, strip or "(?!)")
     for i in np.flatnonzero(~plain):
         r = read(text[i])
         if r is not None:
             national[i], bare[i], ext[i], word[i], dash[i] = r
-    return Readings(national, bare, ext, word, dash)
+            numbers = None  # a number the Arrow passes did not read
+    return Readings(national, bare, ext, word, dash, numbers)
 
 
 def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | None = None,
@@ -222,12 +242,15 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)
-    valid = valid_national(national, md).to_numpy()
+    valid = _valid(strings(r.national) if r.numbers is None else r.numbers, md)
     local = r.bare & ~valid
     local[local] = [_LOCAL.fullmatch(v) is not None for v in r.national[local]]
-    completed, undecided = _with_area_code(national.where(local), city, area_codes, national.index)
-    completed_ok = valid_national(completed, md).to_numpy()
-    number = np.where(valid, national.to_numpy(), np.where(completed_ok, completed.to_numpy(), None))
+    completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, bool), np.zeros(n, bool)
+    if local.any():
+        completed, undecided = (x.to_numpy() for x in _with_area_code(
+            national.where(local), city, area_codes, national.index))
+        completed_ok = valid_national(pd.Series(completed, dtype=object), md).to_numpy()
+    number = np.where(valid, r.national, np.where(completed_ok, completed, None))
     taken = valid | completed_ok
     values = np.full(n, None, dtype=object)
     plus = "+" + cc
@@ -235,7 +258,8 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     if keep_extension:
         ext = np.flatnonzero(taken & (r.ext != ""))
         values[ext] = values[ext] + " ext. " + r.ext[ext]
-    failed = national.notna().to_numpy() & ~taken & ~r.word & ~r.dash & ~undecided.to_numpy()
+    # a national number is a non-empty str: truth is presence, in one numpy pass
+    failed = r.national.astype(bool) & ~taken & ~r.word & ~r.dash & ~undecided
     return pd.Series(values, index=index, dtype=object), pd.Series(failed, index=index, dtype=bool)
 
 

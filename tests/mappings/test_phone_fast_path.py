@@ -212,6 +212,67 @@ def test_vectorised_reader_reads_every_value_as_the_per_value_reader():
     assert shaped > 4000 and got.dash.sum() > 50 and got.word.sum() > 500 and got.bare.sum() > 1000  # every kind occurs
 
 
+def _boundary_values():
+    """Every prefix the reader cuts (and near misses) before national numbers one digit shorter and longer
+    than each shape allows, with separators and brackets between, trailing NULs, huge numbers, extensions."""
+    out = []
+    prefixes = ("", "0", "00", "+", "+8", "+86", "86", "086", "0086", "00860", "+860", "(010)", "(0", "+-86", "0 086")
+    for prefix in prefixes:
+        for first in "0123":
+            for k in range(2, 17):
+                d = prefix + first + "".join(str((i * 7 + k) % 10) for i in range(k - 1))
+                out += [d, d[:len(prefix) + 3] + "-" + d[len(prefix) + 3:], d + "\x00", prefix + " " + d[len(prefix):]]
+                out += [d + "-12", d + "-123456", d + " x12", "e" + d]
+    return out + ["9" * 40, "+86" + "1" * 30, "0" * 30, "+86", "0086", "0", "00", "", "-", "--13800138000", "+86-",
+                  "0-", "13800138000\x00\x00", "1 3 8 0 0 1 3 8 0 0 0", "８６13800138000", "+86１３８００１３８０００",
+                  "１７９５１１２３４５６"]
+
+
+def test_reader_at_the_shapes_length_and_prefix_boundaries():
+    """``read_all`` (Arrow: the prefix cut, the digits and length test, the refusals) against ``_reader``
+    on numbers one digit either side of every shape's lengths, after every prefix it could cut."""
+    from phonenumbers import PhoneMetadata
+
+    from crmbridge.mappings.transforms_phonefast import _reader, read_all
+
+    strip = PhoneMetadata.metadata_for_region("CN").national_prefix_for_parsing
+    text = pd.Series(_boundary_values(), dtype=object).to_numpy()
+    got, read = read_all(text, "86", strip), _reader("86", strip)
+    for i, v in enumerate(text):
+        want = read(v) or (None, False, "", False, False)
+        assert (got.national[i], bool(got.bare[i]), got.ext[i], bool(got.word[i]), bool(got.dash[i])) == want, repr(v)
+    assert sum(v is not None for v in got.national) > 1000 and got.dash.sum() > 100  # every kind occurs
+    assert got.numbers is None  # "x12" extensions are read by ``_reader``: no Arrow copy of the numbers
+    plain = [v for v in text if v.isascii() and not any(c in v for c in "eExX")]
+    got = read_all(pd.Series(plain, dtype=object).to_numpy(), "86", strip)
+    assert got.numbers.to_pylist() == got.national.tolist() and got.national.any()
+    values = pd.Series(_boundary_values(), dtype=object)
+    fast, fails = fast_phone_e164(values, "CN")
+    for raw, value, failed in zip(values, fast, fails):
+        if value is not None or failed:
+            expected = normalize_phone(raw, region="CN")
+            assert (expected is FAIL) if failed else expected == value, repr(raw)
+
+
+def test_valid_national_of_every_length_is_phonenumbers_is_valid_number():
+    """The lengths are tested before the patterns: numbers of every length 1-17 after the first digits of
+    each number type, and the empty string and None (never valid)."""
+    import phonenumbers
+    from phonenumbers import PhoneMetadata, PhoneNumber
+
+    from crmbridge.mappings.transforms_phonefast import valid_national
+
+    rnd = random.Random(23)
+    numbers = [p + "".join(rnd.choice("0123456789") for _ in range(k)) for p in "123456789" for k in range(17)
+               for _ in range(30)]
+    numbers += [p + "".join(rnd.choice("0123456789") for _ in range(k)) for p in ("10", "13", "1740", "400", "800",
+                "95", "96", "179", "86", "21", "755") for k in range(14) for _ in range(30)]
+    got = valid_national(pd.Series(numbers + ["", None], dtype=object), PhoneMetadata.metadata_for_region("CN"))
+    assert not got.iloc[-2:].any()
+    want = [phonenumbers.is_valid_number(PhoneNumber(country_code=86, national_number=int(v))) for v in numbers]
+    assert got.iloc[:-2].tolist() == want and 300 < sum(want) < len(want) - 300
+
+
 def test_valid_national_is_phonenumbers_is_valid_number():
     import phonenumbers
     from phonenumbers import PhoneMetadata, PhoneNumber
