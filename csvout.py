@@ -118,7 +118,6 @@ def write_csv(df, fh, *, header: bool = True) -> None:
     import io
 
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     binary = not isinstance(fh, io.TextIOBase)
 
@@ -143,7 +142,34 @@ def write_csv(df, fh, *, header: bool = True) -> None:
     if any(a is None for a in arrays):
         by_pandas()
         return
-    table = pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names)
+    _write_text(pa.Table.from_arrays([a.fill_null("") for a in arrays], names=names), fh, header)
+
+
+def write_table(table, fh, *, header: bool = True) -> bool:
+    """``write_csv`` of the frame a table converts to, written from the table: text columns neutralised in
+    Arrow, whole numbers without missing values as their digits (as pandas writes an int64 column). False,
+    nothing written, for a table with any other column (pandas writes floats, booleans ... its own way)."""
+    import pyarrow as pa
+
+    arrays = []
+    for f, col in zip(table.schema, table.columns):
+        if f.type in ("string", "large_string"):
+            arrays.append(_neutralised_arrow(col.combine_chunks().cast(pa.string())).fill_null(""))
+        elif f.type == "int64" and col.null_count == 0:
+            arrays.append(col.combine_chunks().cast(pa.string()))
+        else:
+            return False
+    _write_text(pa.Table.from_arrays(arrays, names=table.column_names), fh, header)
+    return True
+
+
+def _write_text(table, fh, header: bool) -> None:
+    """An all-text table without missing cells, every cell quoted, to the text or binary file ``fh``."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    binary = not isinstance(fh, io.TextIOBase)
     # a slice of rows at a time, so the text in memory stays small next to the frame
     for i, part in enumerate(table.to_batches(max_chunksize=CSV_CHUNK_ROWS) or [table]):
         buf = io.BytesIO()

@@ -23,18 +23,23 @@ def control_chars_check(df: pd.DataFrame, key_fields: tuple[str, ...] | list[str
     Every text column of every row is scanned, so a Python call per value (even per distinct value)
     would cost seconds per million rows: each column goes to Arrow once and its UTF-8 bytes are
     scanned in numpy (``_control_rows``). ``table``: the Arrow table ``df`` was read from (validate's
-    spilled batch), whose text columns are scanned as they are instead of converted back to Arrow.
+    spilled batch), whose text columns are scanned as they are instead of converted back to Arrow, those
+    ``df`` lacks too (validate converts only the columns the rules read where the others are text or whole
+    numbers, ``parquetsink.LazyBatch.narrow``).
     """
     import pyarrow as pa
 
     ok = np.ones(len(df), dtype=bool)
-    for col in df.columns:
-        s = df[col]
-        if str(col).startswith("_") or not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+    text = [] if table is None else [f.name for f in table.schema if f.type in ARROW_TEXT]
+    for col in dict.fromkeys([*df.columns, *text]):
+        if str(col).startswith("_"):
             continue
         key = col in key_fields
-        if table is not None and col in table.column_names and table.schema.field(col).type in ARROW_TEXT:
+        if col in text:  # any frame holds an Arrow text column as text (object or str)
             ok &= ~np.concatenate([_control_rows(c, key) for c in table.column(col).chunks] or [np.zeros(0, bool)])
+            continue
+        s = df[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
             continue
         try:
             arr = pa.array(s, type=pa.string(), from_pandas=True)

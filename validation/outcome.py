@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,16 @@ class Split:
     frame: pd.DataFrame = field(repr=False)  # the rows split
     valid_rows: np.ndarray  # the valid rows' positions in ``frame``, ascending
     warnings: np.ndarray  # their ``_warnings`` (str or None), in that order
+    rows_of: Callable[[np.ndarray], pd.DataFrame] | None = field(default=None, repr=False)  # see ``split_rows``
 
     @cached_property
     def valid(self) -> pd.DataFrame:
-        keep = np.zeros(len(self.frame), dtype=bool)
-        keep[self.valid_rows] = True
-        valid = self.frame.loc[keep]  # a new frame already (copy-on-write): not copied a second time
+        if self.rows_of is not None:
+            valid = self.rows_of(self.valid_rows)
+        else:
+            keep = np.zeros(len(self.frame), dtype=bool)
+            keep[self.valid_rows] = True
+            valid = self.frame.loc[keep]  # a new frame already (copy-on-write): not copied a second time
         valid["_warnings"] = self.warnings
         return valid
 
@@ -79,15 +83,16 @@ def row_values(frame: pd.DataFrame, col: str, positions: np.ndarray) -> np.ndarr
     return frame[col].take(positions).to_numpy(dtype=object)
 
 
-def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None) -> list[str]:
-    """``rule_id: message`` for each failing row position, with the row's own values filled in."""
+def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None, rows_of=None) -> list[str]:
+    """``rule_id: message`` for each failing row position, with the row's own values filled in (``rows_of``:
+    as ``split_rows`` takes it)."""
     def values(col: str) -> np.ndarray:
         return row_values(frame, col, positions)
 
     if rule.kind == "control_chars":  # names whichever column holds the character
         from crmbridge.validation.controlchars import control_chars_reason
 
-        rows = frame.iloc[positions].to_dict("records")
+        rows = (frame.iloc[positions] if rows_of is None else rows_of(positions)).to_dict("records")
         return [f"{rule.rule_id}: {control_chars_reason(r, rule.key_fields)}" for r in rows]
     first = values(rule.fields[0]) if rule.fields else np.full(len(positions), None, dtype=object)
     if rule.kind == "reference" and rule.target is not None:
@@ -117,9 +122,11 @@ def _joined(pos: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos[start], out
 
 
-def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Split:
+def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None, rows_of=None) -> Split:
     """Split ``frame`` into valid and quarantined rows; rows in == valid + quarantined or RunFailed.
-    ``ctx`` (the ``RuleContext``) lets reference reasons tell a missing parent from a quarantined one."""
+    ``ctx`` (the ``RuleContext``) lets reference reasons tell a missing parent from a quarantined one.
+    ``rows_of``: the rows at some positions with every column, as ``frame.iloc`` gives them,
+    for a ``frame`` of only the columns the rules read (``parquetsink.LazyBatch.rows``)."""
     n = len(frame)
     ids = pd.Index(frame["_row_id"])
     if not ids.is_unique:
@@ -140,7 +147,7 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
             quarantined[pos] = True
         by_rule[o.rule.rule_id] = len(pos) if blocks else 0
         pos_parts.append(pos)
-        text_parts.append(np.array(messages(o.rule, frame, pos, ctx), dtype=object))
+        text_parts.append(np.array(messages(o.rule, frame, pos, ctx, rows_of), dtype=object))
         block_parts.append(np.full(len(pos), 0 if blocks else 1))
     reasons = np.full(n, None, dtype=object)
     # the same reasons split by severity, for the quarantine file (blocking: kept the row out)
@@ -157,14 +164,14 @@ def split_rows(frame: pd.DataFrame, outcomes: list[RuleOutcome], ctx=None) -> Sp
             at, joined = _joined(pos[mine], text[mine])
             out[at] = joined
     valid_rows, warnings = np.flatnonzero(~quarantined), reasons[~quarantined]
-    quarantine = frame.loc[quarantined]
+    quarantine = frame.loc[quarantined] if rows_of is None else rows_of(np.flatnonzero(quarantined))
     quarantine.insert(0, "_reasons", reasons[quarantined])
     quarantine.insert(1, "_blocking", by_kind[0][quarantined])
     quarantine.insert(2, "_warnings", by_kind[1][quarantined])
     if len(valid_rows) + len(quarantine) != n:
         raise RunFailed(f"validate: {n} rows in but {len(valid_rows)} valid + {len(quarantine)} quarantined")
     return Split(quarantine=quarantine, rows_warned=int(pd.notna(warnings).sum()), quarantined_by_rule=by_rule,
-                 frame=frame, valid_rows=valid_rows, warnings=warnings)
+                 frame=frame, valid_rows=valid_rows, warnings=warnings, rows_of=rows_of)
 
 
 def valid_table(split: Split, batch, schema=None):

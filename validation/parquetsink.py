@@ -95,12 +95,13 @@ class ParquetSink:
 
     def frame_of(self, t):
         """A batch read back (an Arrow table) as the frame that was written: text columns written from
-        object columns as object holding str/None, the rest as pyarrow converts them."""
+        object columns as object holding str/None, the rest as pyarrow converts them (its rows even without
+        columns, ``LazyBatch.narrow``)."""
         import pandas as pd
 
         return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
                                     if name in self._object_cols else t.column(name).to_pandas())
-                             for name in t.column_names})
+                             for name in t.column_names}, index=pd.RangeIndex(t.num_rows))
 
     def exact(self, t) -> bool:
         """Whether ``write`` of ``frame_of(t)`` (its rows or some of them) writes ``t``'s own types and values,
@@ -118,13 +119,16 @@ class ParquetSink:
 
 class LazyBatch:
     """One written batch of a ``ParquetSink``, read on the first ``table()`` or ``frame()`` (both kept: the
-    frame for the checks, the table for what can be done in Arrow)."""
+    frame for the checks, the table for what can be done in Arrow). ``narrow`` and ``rows`` convert only
+    some columns or rows where that gives what ``frame()`` holds there: validate's checks read a few columns,
+    its quarantine a few rows."""
 
     def __init__(self, sink: ParquetSink, pf, groups: list[int], columns: list[str] | None):
         self._args = (pf, groups, columns)
         self.sink = sink
         self._table = None
         self._frame = None
+        self._narrow = None
 
     def table(self):
         if self._table is None:
@@ -135,3 +139,25 @@ class LazyBatch:
         if self._frame is None:
             self._frame = self.sink.frame_of(self.table())
         return self._frame
+
+    def narrow(self, columns):
+        """``frame()`` with only those of ``columns`` the batch has (in its order; kept), converted alone where
+        that gives the same values and dtypes (``ParquetSink.exact``: a column's dtype then does not depend
+        on which rows or columns are converted with it), else ``frame()`` whole."""
+        if self._narrow is None:
+            t = self.table()
+            self._narrow = self.sink.frame_of(t.select([c for c in t.column_names if c in columns])) \
+                if self._frame is None and self.sink.exact(t) else self.frame()
+        return self._narrow
+
+    def rows(self, positions):
+        """``frame().iloc[positions]`` (every column; ``positions`` the index), converted alone
+        where ``narrow`` would be."""
+        import pandas as pd
+
+        t = self.table()
+        if self._frame is not None or not self.sink.exact(t):
+            return self.frame().iloc[positions]
+        out = self.sink.frame_of(t.take(positions))
+        out.index = pd.Index(positions)
+        return out

@@ -112,6 +112,15 @@ def referenced_columns(rules: list[Rule]) -> list[str]:
     return cols
 
 
+def read_columns(rules: list[Rule]) -> set[str]:
+    """Every column the rules read from a batch, their derives included: ``_row_id``, fields, key fields and
+    expectation columns (some derived, absent from the batch). Not the text columns the control-characters
+    rule scans, which it reads from the batch's Arrow table (``controlchars.control_chars_check``)."""
+    from crmbridge.validation.gxdistinct import rule_columns
+
+    return {"_row_id", *(c for r in rules for c in (*r.fields, *r.key_fields, *r.unique_on, *rule_columns(r)))}
+
+
 def _sev(rule, default_id: str, **kw) -> dict[str, Any]:
     return dict(rule_id=rule.id or default_id, severity=rule.severity, mostly=rule.mostly, **kw)
 

@@ -299,6 +299,8 @@ class _EntityValidation:
         from crmbridge.validation.parallel import pack_run, unpack_run
         from crmbridge.validation.normalise import prune_counts
         from crmbridge.validation.outcome import split_rows, valid_table
+        from crmbridge.validation.quarantine import steward_view, write_quarantine_csv
+        from crmbridge.validation.rules import read_columns
 
         entity, ctx = self.entity, self.ctx
         referenced = _keys_referenced(self.definition, entity)
@@ -320,9 +322,11 @@ class _EntityValidation:
         q_columns: list[str] | None = None
         empty_columns: list[str] = []
         runner = SuiteRunner(entity, self.rules) if self.rows_in else None
+        # converted to pandas: what the rules and the key indexes read (the quarantined rows whole, batch.rows)
+        reads = read_columns(self.rules) | set(self.key) | set(referenced)
 
         def check(batch):  # in a worker process too: ctx is complete for this entity, only read
-            frame = batch.frame()
+            frame = batch.narrow(reads)
             return runner.run(frame, ctx, batch.table()) if len(frame) else None
 
         workers = self.workers if self.rows_in else 0
@@ -332,7 +336,7 @@ class _EntityValidation:
         try:
             for batch, erun in results:
                 batch = batch if batch is not None else next(own)
-                frame = batch.frame()
+                frame = batch.narrow(reads)
                 raw = next(raws) if raws is not None else None
                 if raw is not None and len(raw) != len(frame):
                     raise RunFailed(f"validate: {entity}: a batch of {len(frame)} normalised rows met {len(raw)} "
@@ -341,7 +345,7 @@ class _EntityValidation:
                 if erun is not None:
                     totals.add(erun)
                     outcomes = erun.outcomes
-                split = split_rows(frame, outcomes, ctx)
+                split = split_rows(frame, outcomes, ctx, batch.rows)
                 for k in referenced:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in frame.columns:
@@ -377,12 +381,12 @@ class _EntityValidation:
             ctx.valid_keys[(entity, k)] = index.freeze()
         qfile = self.out / "quarantine" / f"{entity}.csv"  # written even when empty: one file per entity
         if q_columns is None:
-            _write_quarantine_csv(qfile, [], empty_columns, self.key)
+            write_quarantine_csv(qfile, [], empty_columns, self.key)
         else:
             from crmbridge.stewardcsv import legacy_column
 
             drop = {legacy_column(f) for f in candidates - used_legacy}
-            _write_quarantine_csv(qfile, self._qspill.batches(), [c for c in q_columns if c not in drop], self.key)
+            write_quarantine_csv(qfile, self._qspill.lazy_batches(), [c for c in q_columns if c not in drop], self.key)
         outcomes = totals.outcomes() if totals.batches else []
         self.gx_result = totals.gx_result() if totals.batches else None
         rule_rows = [{**o.as_dict(), "fields": list(o.rule.fields), "rows_quarantined": by_rule.get(o.rule.rule_id, 0)}
@@ -403,83 +407,6 @@ class _EntityValidation:
     def drop_spill(self) -> None:
         for p in (self.spill_path, self._qspill.path):
             p.unlink(missing_ok=True)
-
-
-def _write_quarantine_csv(path: Path, batches, columns: list[str], key: list[str]) -> None:
-    """The steward's quarantine file (``reports.write_quarantine``'s layout and encoding), batch by batch."""
-    import csv
-
-    import pandas as pd
-
-    from crmbridge import stewardcsv
-    from crmbridge.csvout import ENCODING, neutralise_frame
-
-    order = list(stewardcsv.ordered(pd.DataFrame(columns=columns), key).columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding=ENCODING, newline="") as fh:
-        pd.DataFrame(columns=order).to_csv(fh, index=False, quoting=csv.QUOTE_ALL)
-        for b in batches:
-            neutralise_frame(b[order]).to_csv(fh, index=False, header=False, quoting=csv.QUOTE_ALL)
-
-
-def steward_view(quarantine, raw, outcomes, legacy: set[str] | None = None):
-    """The quarantine as stewards get it: the raw legacy value next to every field a reason names and the
-    shared column layout (``crmbridge.stewardcsv``). A failed reference already names the parent row's
-    own reasons in its message (``outcome.messages``).
-
-    With ``legacy`` (the fields any rule names) the view has a ``<field> (legacy)`` column for each of
-    them present in ``raw``, named by some row or not, so every batch has the same columns; returns
-    ``(view, fields named in this batch)`` then, and the caller drops the columns no batch used."""
-    import numpy as np
-    import pandas as pd
-
-    from crmbridge import stewardcsv as S
-
-    if quarantine.empty:
-        view = S.ordered(quarantine.assign(_stage=[]))
-        return (view, set()) if legacy is not None else view
-    q = quarantine.copy()
-    q["_stage"] = "validate"
-    fields = {o.rule.rule_id: set(o.rule.fields) for o in outcomes}
-    named = [set().union(*(fields.get(p.split(":", 1)[0].strip(), set()) for p in S.split_reasons(t)))
-             for t in q["_reasons"]]
-    if legacy is None:
-        return S.ordered(S.add_legacy(q, raw, named))
-    used = set().union(*named) if named else set()
-    if raw is None or "_row_id" not in raw.columns:
-        return S.ordered(q), set()
-    cols = [c for c in q.columns if not str(c).startswith("_") and c in raw.columns and c in legacy]
-    if not cols:
-        return S.ordered(q), set()
-    # as stewardcsv.add_legacy does, for every candidate field: each row's raw values by _row_id (the first
-    # raw row of an id), the row positions looked up once for all fields instead of a hash table per field
-    at, found = _first_raw_rows(q["_row_id"].astype(str), raw["_row_id"].astype(str))
-    for f in cols:
-        values = raw[f].take(at).to_numpy(dtype=object) if len(raw) else np.full(len(q), None, dtype=object)
-        mask = np.array([f in n for n in named], dtype=bool) & found & ~pd.isna(values)
-        q.insert(q.columns.get_loc(f) + 1, S.legacy_column(f), np.where(mask, values, None))
-    return S.ordered(q), used & set(cols)
-
-
-def _first_raw_rows(ids, raw_ids):
-    """(per id, the first raw row holding it (0 where none does), found): the few quarantined ids hashed and
-    the raw ids looked up in them, not the other way round (a hash table of the whole raw batch)."""
-    import numpy as np
-    import pandas as pd
-
-    wanted = pd.Index(ids)
-    if not wanted.is_unique:  # ids repeat only where different ids read the same as text
-        first = np.flatnonzero(~raw_ids.duplicated().to_numpy())
-        pos = pd.Index(raw_ids.iloc[first]).get_indexer(ids)
-        return (first[np.where(pos >= 0, pos, 0)] if len(first) else pos), pos >= 0
-    hit = wanted.get_indexer(raw_ids)
-    rows = np.flatnonzero(hit >= 0)
-    mine, first = np.unique(hit[rows], return_index=True)  # rows ascend: the first raw row of each id
-    at = np.zeros(len(wanted), dtype=np.intp)
-    at[mine] = rows[first]
-    found = np.zeros(len(wanted), dtype=bool)
-    found[mine] = True
-    return at, found
 
 
 def _keys_referenced(definition, entity: str) -> list[str]:

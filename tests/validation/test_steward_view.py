@@ -1,4 +1,4 @@
-"""validation.stage.steward_view: the ``<field> (legacy)`` columns, looked up once per batch, against
+"""validation.quarantine.steward_view: the ``<field> (legacy)`` columns, looked up once per batch, against
 ``stewardcsv.add_legacy`` (the per-field lookup the stage's view has always matched).
 
 Tricky inputs: a raw ``_row_id`` twice (the first raw row wins), a quarantined row missing from the raw
@@ -15,7 +15,7 @@ import pytest
 from crmbridge import stewardcsv as S
 from crmbridge.validation.gxsuite import RuleOutcome
 from crmbridge.validation.rules import Rule
-from crmbridge.validation.stage import steward_view
+from crmbridge.validation.quarantine import steward_view
 
 
 def _outcome(rule_id: str, fields: tuple[str, ...]) -> RuleOutcome:
