@@ -136,7 +136,7 @@ def email_valid(value: str) -> bool:
     return True
 
 
-def _text_dictionary(series: pd.Series) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
+def text_dictionary(series: pd.Series) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
     """(present, the distinct texts (``texts``) as an Arrow dictionary, each row's position in it, -1 where
     missing): for fast paths that read only a value's text, so values with one text share a verdict. Text
     UTF-8 cannot hold counts as missing here, which leaves it to the library."""
@@ -154,16 +154,16 @@ def _email_fast(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it)."""
     from crmbridge.mappings.transforms_contact import plain_emails
 
-    present, distinct, at = _text_dictionary(series)
+    present, distinct, at = text_dictionary(series)
     return present, np.append(plain_emails(distinct), False)[at]
 
 
 def email_check(series: pd.Series) -> pd.Series:
     present, fast = _email_fast(series)
-    return _combine(series, present, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
+    return combine_verdicts(series, present, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
 
 
-def _combine(series: pd.Series, present: np.ndarray, decided: np.ndarray, valid: np.ndarray,
+def combine_verdicts(series: pd.Series, present: np.ndarray, decided: np.ndarray, valid: np.ndarray,
              slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``valid`` where a fast path ``decided``, the library's verdict (``slow`` of the mask of the rows left)
     for the other ``present`` values, else None."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pandas as pd
 
-from crmbridge.validation.checks import _combine, _text_dictionary
+from crmbridge.validation.checks import combine_verdicts, text_dictionary
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -110,7 +110,7 @@ def _phone_readings(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     from crmbridge.mappings.transforms_arrow import flags
 
     md = PhoneMetadata.metadata_for_region("CN")
-    present, distinct, at = _text_dictionary(series)
+    present, distinct, at = text_dictionary(series)
     e164 = flags(pc.match_substring_regex(distinct, _E164_CN))
     bits = np.zeros(len(distinct) + 1, dtype=np.int8)  # the last: missing
     if e164.any():
@@ -165,7 +165,7 @@ def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | N
     def slow(rest: pd.Series) -> pd.Series:
         return _pairwise(series[rest], regions[rest], phone_valid)
 
-    return _combine(series, present, decided, valid, slow)
+    return combine_verdicts(series, present, decided, valid, slow)
 
 
 def postal_valid(value: str, region: str) -> bool:
