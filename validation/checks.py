@@ -164,7 +164,7 @@ def email_check(series: pd.Series) -> pd.Series:
 
 
 def combine_verdicts(series: pd.Series, present: np.ndarray, decided: np.ndarray, valid: np.ndarray,
-             slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
+                     slow: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``valid`` where a fast path ``decided``, the library's verdict (``slow`` of the mask of the rows left)
     for the other ``present`` values, else None."""
     out = np.full(len(series), None, dtype=object)
