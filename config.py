@@ -296,11 +296,11 @@ class ErpSettings(Strict):
 
 
 class ValidateSettings(Strict):
-    # null by default: one worker normalises beside the stage on 2+ cores, and checking stays in one process,
-    # as a checking worker takes the sum over 1 GB at 5M rows (issue 14's target); see docs/performance.md
-    workers: int | None = Field(None, ge=0, description="worker processes for validate's batches, in both passes: "
-                                "0 runs in one process; null (default): one worker for normalising only, on 2+ "
-                                "cores, for entities of parallel_min_rows rows")
+    # 0 by default: one worker saves little wall time on 2 cores and its pages count twice in summed RSS
+    # (1.32 GB at 5M rows, issue 14's target is 1 GB); see docs/performance.md
+    workers: int | None = Field(0, ge=0, description="worker processes for validate's batches: 0 (default) runs "
+                                "in one process; null: one per core beside the stage's (at most 2) for entities "
+                                "of parallel_min_rows rows")
     parallel_min_rows: int = Field(200_000, ge=0, description="with workers null, smaller entities are validated "
                                    "in one process")
 

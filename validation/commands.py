@@ -16,9 +16,8 @@ from crmbridge.clikit import app, emit, json_option
               help="sql: run the rules inside the SQL sources' database (no run needed; writes "
                    "reports/validate-sql/<timestamp>/, see docs/validate-sql.md).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes beside the stage's own for each entity's batches, in both passes (0: one "
-                   "process; default: crmbridge.yml's validate: {workers}, unless set one worker for normalising "
-                   "on 2+ cores). Each worker costs memory.")
+              help="Worker processes beside the stage's own for each entity's batches (0: one process; "
+                   "default: crmbridge.yml's validate: {workers}, which is 0 unless set). Each worker costs memory.")
 @json_option
 def validate(run_id: str | None, definition: str | None, force: bool, engine: str, workers: int | None) -> None:
     """Validate a run against the agreed customer definition.

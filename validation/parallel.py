@@ -38,8 +38,8 @@ from crmbridge.errors import CrmbridgeError, RunFailed
 # they save below a few batches (the tests and the demo have a few hundred rows).
 MIN_PARALLEL_ROWS = 200_000
 # Workers by default at most: the parent normalises a share of the batches itself and writes everything,
-# so one worker fills the second core; each worker adds a batch in flight and the pages it copies, which a
-# 5M-row validate's 1 GB budget has room for once, in pass 1 only (``pass_workers``, docs/performance.md).
+# so one worker fills the second core; each worker adds a batch in flight and the pages it copies
+# (~190 MB PSS at 50k rows), which a 5M-row validate's 1 GB budget has room for once (docs/performance.md).
 MAX_AUTO_WORKERS = 1
 
 _JOB: dict[str, Any] = {}  # what forked workers inherit: fn, items, pack; their own cursor over items
@@ -60,15 +60,6 @@ def worker_count(setting: int | None, rows: int, batch_rows: int, min_rows: int 
         return max(0, int(setting))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(cores - 1, MAX_AUTO_WORKERS) if rows >= min_rows else 0
-
-
-def pass_workers(setting: int | None, rows: int, batch_rows: int,
-                 min_rows: int = MIN_PARALLEL_ROWS) -> tuple[int, int]:
-    """Workers for validate's two passes, (normalising, checking): ``setting`` when given, in both; by
-    default (``None``) ``worker_count``'s for normalising only. A checking worker copies about 300 MiB of
-    the stage's heap, over 1 GB summed at 5M rows; a normalising one stays within it (docs/performance.md)."""
-    normalising = worker_count(setting, rows, batch_rows, min_rows)
-    return normalising, 0 if setting is None else normalising
 
 
 def ordered_map(fn: Callable[[Any], Any], items: Callable[[], Iterable], workers: int, *, what: str,

@@ -27,7 +27,7 @@ from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.gcscope import frozen
 from crmbridge.locks import locked
-from crmbridge.validation.parallel import ordered_map, pass_workers
+from crmbridge.validation.parallel import ordered_map, worker_count
 from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
 from crmbridge.validation.verdict import Verdict
 
@@ -92,7 +92,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
         settings = project.config.validation
         workers = settings.workers if workers is None else workers
         report = _validate_into(tmp, final, run, definition, path, batch_rows or BATCH_ROWS,
-                                lambda rows, batch: pass_workers(workers, rows, batch, settings.parallel_min_rows))
+                                lambda rows, batch: worker_count(workers, rows, batch, settings.parallel_min_rows))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except BaseException as exc:
@@ -106,7 +106,7 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
 
 
 def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int,
-                   workers_for=lambda rows, batch: (0, 0)) -> ValidationReport:
+                   workers_for=lambda rows, batch: 0) -> ValidationReport:
     """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
     from crmbridge.migrations.extracted import iter_entity_batches, list_entities
     from crmbridge.validation import datadocs, reports
@@ -233,7 +233,7 @@ class _EntityValidation:
         self.summary: dict[str, Any] = {}
         self.samples: list = []
         self.gx_result = None
-        self.workers = (0, 0)  # processes for normalising, for checking (parallel.pass_workers); 0: this one
+        self.workers = 0  # processes for the batches (validation.parallel); 0: this one
 
     def _normalised(self, table):
         """One extracted batch (an Arrow table) normalised: (rows, its columns, ``Normalised``)."""
@@ -260,8 +260,8 @@ class _EntityValidation:
                    if r.kind == "unique"}
         row_ids = DuplicateFinder(["_row_id"], hash_bits=32, same_rows=True)
         tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
-        workers, self.workers = self.workers  # (normalising, checking); closing: no worker outlives an error
-        with closing(ordered_map(self._normalised, tables, workers, share=True, after=_release_memory,
+        # closed on any error: no worker outlives the stage
+        with closing(ordered_map(self._normalised, tables, self.workers, share=True, after=_release_memory,
                                  what=f"normalising {self.entity}")) as results:
             for _, (n, columns, norm) in results:
                 if not self.raw_columns:

@@ -73,38 +73,12 @@ def test_demo_data_with_workers_equals_one_process(tmp_path, extracted_demo):
     assert sum(c["rows_quarantined"] for c in rep.counts().values()) > 0
 
 
-def test_default_normalises_in_a_worker_and_checks_in_one_process(case_run, tmp_path, monkeypatch):
-    from crmbridge.validation import stage
-
-    project, run = case_run
-    monkeypatch.setattr(project.config.validation, "parallel_min_rows", 0)  # the case files are small
-    monkeypatch.setattr(parallel, "worker_count", lambda *a: 1)  # as on 2+ cores, whatever runs the tests
-    pools, real = [], stage.ordered_map
-
-    def spied(fn, items, workers, *, what, **kw):
-        pools.append((what.split()[0], workers))
-        return real(fn, items, workers, what=what, **kw)
-
-    monkeypatch.setattr(stage, "ordered_map", spied)
-    serial = _validate(project, run, tmp_path / "serial", 0, 3)
-    pools.clear()
-    default = _validate(project, run, tmp_path / "default", None, 3)
-    assert {w for what, w in pools if what == "normalising"} == {1}
-    assert {w for what, w in pools if what == "checking"} == {0}
-    assert default.counts() == serial.counts()
-    _assert_identical(tmp_path / "serial", tmp_path / "default")
-
-
 def test_small_entities_stay_serial_by_default():
     assert parallel.worker_count(None, 1_000, 50_000) == 0
     assert parallel.worker_count(None, 150_000, 50_000) == 0  # below MIN_PARALLEL_ROWS
     assert parallel.worker_count(3, 1_000, 100) == 3
     assert parallel.worker_count(3, 100, 100) == 0  # one batch: nothing to overlap
     assert parallel.worker_count(0, 10 ** 7, 50_000) == 0
-    auto = parallel.worker_count(None, 10 ** 7, 50_000)
-    assert parallel.pass_workers(None, 10 ** 7, 50_000) == (auto, 0)  # default: a worker for normalising only
-    assert parallel.pass_workers(2, 10 ** 7, 50_000) == (2, 2)
-    assert parallel.pass_workers(0, 10 ** 7, 50_000) == (0, 0)
 
 
 def _children() -> set[int]:
@@ -115,14 +89,11 @@ def _children() -> set[int]:
         return set()
 
 
-@pytest.mark.parametrize("workers", [2, None])  # None: the default, a worker for normalising only
-def test_a_worker_killed_fails_the_run_cleanly(case_run, monkeypatch, workers):
+def test_a_worker_killed_fails_the_run_cleanly(case_run, monkeypatch):
     from crmbridge.validation import normalise as N
     from crmbridge.validation.stage import run_validate
 
     project, run = case_run
-    monkeypatch.setattr(project.config.validation, "parallel_min_rows", 0)
-    monkeypatch.setattr(parallel, "worker_count", lambda setting, *a: 1 if setting is None else setting)
     parent, real = os.getpid(), N.normalise
 
     def dying(df, *a, **kw):  # a worker killed as the kernel's OOM killer would
@@ -133,7 +104,7 @@ def test_a_worker_killed_fails_the_run_cleanly(case_run, monkeypatch, workers):
     monkeypatch.setattr(N, "normalise", dying)
     before = _children()
     with pytest.raises(RunFailed, match="a worker process died while normalising"):
-        run_validate(project, run, batch_rows=7, workers=workers)
+        run_validate(project, run, batch_rows=7, workers=2)
     assert not (run.dir / "validate").exists() and not (run.dir / ".validate.tmp").exists()
     assert _children() <= before
 
@@ -169,7 +140,7 @@ def test_documented_setting_loads():
     block = re.search(r"```yaml\n(validate:\n.*?)```", doc, re.S).group(1)
     settings = ProjectConfig.model_validate(yaml.safe_load(block)).validation
     assert (settings.workers, settings.parallel_min_rows) == (1, 200_000)
-    assert ProjectConfig().validation.workers is None  # default: by the cores, normalising only (docs/performance.md)
-    assert ProjectConfig.model_validate({"validate": {"workers": 0}}).validation.workers == 0  # one process
+    assert ProjectConfig().validation.workers == 0  # default: one process (memory, docs/performance.md)
+    assert ProjectConfig.model_validate({"validate": {"workers": None}}).validation.workers is None  # by the cores
     with pytest.raises(ValueError):
         ProjectConfig.model_validate({"validate": {"workers": -1}})
