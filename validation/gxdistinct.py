@@ -304,6 +304,14 @@ def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
     return frame[k["column"]].notnull().to_numpy()
 
 
+def _considered_rows(data: pd.DataFrame, rule, dframe: DistinctFrame, g: int) -> int | None:
+    """How many rows GX judges (``_judged`` summed over every row), from ``_judged`` on the group's distinct
+    values: whether a row is judged depends on its values only (missing or not), so each distinct value
+    counts once per row holding it."""
+    judged = _judged(data[rule_columns(rule)].iloc[dframe.first[g]], rule)
+    return None if judged is None else int(dframe.counts[g][judged].sum())
+
+
 def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
     from great_expectations.expectations.expectation import _mostly_success
 
@@ -374,11 +382,7 @@ def expand_verdicts(res, rule, data: pd.DataFrame, dframe: DistinctFrame, v: Ver
     if not v.has_value[shown].all():
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations did not list the value of a failing "
                         "row among the first ones", hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
-    # Whether a row is judged depends on its values only (missing or not): each distinct value counts once
-    # per row holding it.
-    judged = _judged(data[rule_columns(rule)].iloc[dframe.first[g]], rule)
-    total = len(data)
-    considered = None if judged is None else int(dframe.counts[g][judged].sum())
+    total, considered = len(data), _considered_rows(data, rule, dframe, g)
     built = _format_map_output(
         result_format=parse_result_format(result_format), success=_success(rule, total, considered, len(rows)),
         element_count=total, nonnull_count=considered, unexpected_count=len(rows),
