@@ -6,7 +6,7 @@ within one, so ``VerdictCache`` (one per ``SuiteRunner``: one entity, one suite)
 said on each distinct value (tuple) it judged: for each rule of the group failed or not, the value GX
 listed and the entry of GX's index list. A batch hands GX only the values not known yet (``send``, for
 ``gxdistinct.distinct_frame``); a frame left with none is not run at all; the results are built from the
-known and the new verdicts the way ``gxdistinct.expand_verdicts`` builds them from GX's alone.
+known and the new verdicts the way ``gxdistinct.expand`` builds them from GX's alone.
 
 Value identity: a key as strict as ``gxdistinct.column_codes`` or stricter, never looser (a key shared by
 two values GX tells apart would be a wrong verdict): per column its dtype; floats and datetimes by their

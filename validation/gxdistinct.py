@@ -3,8 +3,9 @@
 Every expectation the rules compile to is row-local: GX judges each row (or pair of cells) on its own
 values, so rows holding the same values get the same verdict. ``distinct_frame`` therefore hands GX
 one row per distinct value of each group of columns that rules read together (columns read by one
-rule, e.g. a column pair, are factorised jointly), and ``expand`` carries GX's verdict per distinct
-value back to the rows by their codes. The per-row result GX would have given is then rebuilt with
+rule, e.g. a column pair, are factorised jointly); ``gx_verdicts`` reads GX's verdict per distinct value
+and ``expand`` carries it back to the rows by their codes. ``distinct_frame``'s ``send`` leaves out the
+values whose verdicts ``gxcache`` kept from earlier batches. The per-row result GX would have given is then rebuilt with
 GX's own ``_format_map_output`` from the rows: the unexpected values GX reported for each distinct
 value (in row order, so the first 20 are the same rows), the row ids, and the element, missing and
 unexpected counts of the rows; ``success`` with GX's formulas. ``tests/validation/test_gxdistinct.py``
@@ -323,12 +324,6 @@ def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
     return _mostly_success(considered, unexpected, mostly)
 
 
-def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: dict) -> None:
-    """Rewrite ``res`` (GX's ExpectationValidationResult on the distinct frame) into the result GX gives
-    on ``data``'s rows."""
-    expand_verdicts(res, rule, data, dframe, gx_verdicts(res, rule, dframe), result_format)
-
-
 def group_of_rule(rule, dframe: DistinctFrame) -> int:
     return dframe.group_of[rule_columns(rule)[0]]
 
@@ -365,7 +360,7 @@ def gx_verdicts(res, rule, dframe: DistinctFrame, into: Verdicts | None = None) 
     return v
 
 
-def expand_verdicts(res, rule, data: pd.DataFrame, dframe: DistinctFrame, v: Verdicts, result_format: dict) -> None:
+def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, v: Verdicts, result_format: dict) -> None:
     """Set ``res``'s result and success to what GX gives on ``data``'s rows, from ``v``: the verdict on every
     distinct value of the rule's group."""
     from great_expectations.constants import MAX_RESULT_RECORDS

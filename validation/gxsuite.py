@@ -199,7 +199,7 @@ class SuiteRunner:
                 v = known
             else:
                 v = gxdistinct.gx_verdicts(res, rule, dframe, into=known)
-            gxdistinct.expand_verdicts(res, rule, data, dframe, v, _RESULT_FORMAT)
+            gxdistinct.expand(res, rule, data, dframe, v, _RESULT_FORMAT)
             verdicts[rule.rule_id] = v
         if cache:
             cache.keep(dframe, self.rules, verdicts)
