@@ -308,9 +308,14 @@ def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
 def _considered_rows(data: pd.DataFrame, rule, dframe: DistinctFrame, g: int) -> int | None:
     """How many rows GX judges (``_judged`` summed over every row), from ``_judged`` on the group's distinct
     values: whether a row is judged depends on its values only (missing or not), so each distinct value
-    counts once per row holding it."""
-    judged = _judged(data[rule_columns(rule)].iloc[dframe.first[g]], rule)
-    return None if judged is None else int(dframe.counts[g][judged].sum())
+    counts once per row holding it. The values are read from the group's frame where it holds them all (in
+    code order), else from their first rows in ``data``."""
+    k = dframe.sizes[g]
+    if len(dframe.sent[g]) == k:
+        judged = _judged(dframe.frames[dframe.frame_of[g]], rule)
+    else:
+        judged = _judged(pd.DataFrame({c: data[c].iloc[dframe.first[g]] for c in rule_columns(rule)}), rule)
+    return None if judged is None else int(dframe.counts[g][judged[:k]].sum())
 
 
 def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
