@@ -184,7 +184,8 @@ class SuiteRunner:
 
         cache = self._cache
         dframe = gxdistinct.distinct_frame(data, self.rules, table, cache.sender(data) if cache else None)
-        parts = [self._validate(f, self._suite_of(rules)) for f, rules in gxdistinct.frames_and_rules(dframe, self.rules)]
+        parts = [self._validate(f, self._suite_of(rules))
+                 for f, rules in gxdistinct.frames_and_rules(dframe, self.rules)]
         result = self._merged(parts) if parts else _stamped(cache.suite_result())
         if any((res.exception_info or {}).get("raised_exception") for res in result.results):
             return result  # the stage fails on the first of them
