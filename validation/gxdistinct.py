@@ -3,8 +3,9 @@
 Every expectation the rules compile to is row-local: GX judges each row (or pair of cells) on its own
 values, so rows holding the same values get the same verdict. ``distinct_frame`` therefore hands GX
 one row per distinct value of each group of columns that rules read together (columns read by one
-rule, e.g. a column pair, are factorised jointly), and ``expand`` carries GX's verdict per distinct
-value back to the rows by their codes. The per-row result GX would have given is then rebuilt with
+rule, e.g. a column pair, are factorised jointly); ``gx_verdicts`` reads GX's verdict per distinct value
+and ``expand`` carries it back to the rows by their codes. ``distinct_frame``'s ``send`` leaves out the
+values whose verdicts ``gxcache`` kept from earlier batches. The per-row result GX would have given is then rebuilt with
 GX's own ``_format_map_output`` from the rows: the unexpected values GX reported for each distinct
 value (in row order, so the first 20 are the same rows), the row ids, and the element, missing and
 unexpected counts of the rows; ``success`` with GX's formulas. ``tests/validation/test_gxdistinct.py``
@@ -48,9 +49,11 @@ _NOT_NULL = "ExpectColumnValuesToNotBeNull"
 @dataclass
 class DistinctFrame:
     """What GX sees (``frames``: per size class its groups' distinct rows, padded; ``_row_id`` = position;
-    ``frame_of[group]`` the group's frame) and how to get back to the rows: ``codes[group]`` per row,
-    ``sizes[group]`` distinct values, ``group_of[column]``, ``counts[group]`` rows per distinct value,
-    ``row_ids`` the rows' ``_row_id`` (object array)."""
+    ``frame_of[group]`` the group's frame, absent where nothing of the group is sent) and how to get back to
+    the rows: ``codes[group]`` per row, ``sizes[group]`` distinct values, ``group_of[column]``,
+    ``counts[group]`` rows per distinct value, ``row_ids`` the rows' ``_row_id`` (object array),
+    ``first[group]`` each distinct value's first row, ``sent[group]`` the distinct values (codes) in the
+    group's frame, row by row (the rows after them are padding)."""
 
     frames: list[pd.DataFrame]
     frame_of: dict[int, int]
@@ -59,6 +62,24 @@ class DistinctFrame:
     group_of: dict[str, int]
     counts: dict[int, np.ndarray]
     row_ids: np.ndarray
+    first: dict[int, np.ndarray]
+    sent: dict[int, np.ndarray]
+
+
+@dataclass
+class Verdicts:
+    """GX's verdict on each distinct value of a rule's group: failed, the value GX listed for it (where it
+    listed one) and its entry in GX's index list."""
+
+    bad: np.ndarray
+    value_of: np.ndarray
+    has_value: np.ndarray
+    index_of: np.ndarray
+
+    @classmethod
+    def empty(cls, k: int) -> "Verdicts":
+        return cls(np.zeros(k, dtype=bool), np.empty(k, dtype=object), np.zeros(k, dtype=bool),
+                   np.empty(k, dtype=object))
 
 
 def rule_columns(rule) -> list[str]:
@@ -171,40 +192,45 @@ def _joint_codes(data: pd.DataFrame, cols: list[str], table=None) -> np.ndarray:
     return codes
 
 
-def distinct_frame(data: pd.DataFrame, rules, table=None) -> DistinctFrame:
+def distinct_frame(data: pd.DataFrame, rules, table=None, send=None) -> DistinctFrame:
     """The frames GX validates instead of ``data`` (which must hold ``_row_id`` and have rows). ``table``: the
-    Arrow table the data columns of ``data`` were read from (``gxsuite.derive_columns``), for their codes."""
+    Arrow table the data columns of ``data`` were read from (``gxsuite.derive_columns``), for their codes.
+    ``send(group, columns, first, presence)``: the codes of the group's distinct values GX is to judge (None:
+    all of them; ``gxcache`` leaves out the ones it already knows); a group with none gets no frame."""
     groups = _groups(data, rules)
     keep_nulls, presence = _null_judged(rules), _null_only(rules)
-    codes, sizes, group_of, counts = {}, {}, {}, {}
+    codes, sizes, group_of, counts, firsts, sent = {}, {}, {}, {}, {}, {}
     tiers: dict[int, list[int]] = {}
     parts = []
     for g, cols in enumerate(groups):
         c = _presence_codes(data[cols[0]]) if cols[0] in presence else _joint_codes(data, cols, table)
         first = first_positions(c)  # codes are 0..k-1 in order of first appearance
-        codes[g], sizes[g], counts[g] = c, len(first), np.bincount(c, minlength=len(first))
-        tiers.setdefault(_tier(len(first)), []).append(g)
-        parts.append((cols, c, first))
+        codes[g], sizes[g], counts[g], firsts[g] = c, len(first), np.bincount(c, minlength=len(first)), first
+        chosen = send(g, cols, first, cols[0] in presence) if send is not None else None
+        sent[g] = np.arange(len(first)) if chosen is None else chosen
+        if len(sent[g]):
+            tiers.setdefault(_tier(len(sent[g])), []).append(g)
+        parts.append((cols, c, first[sent[g]]))
         for col in cols:
             group_of[col] = g
     frames, frame_of = [], {}
     for tier in sorted(tiers) or [0]:
         members = tiers.get(tier, [])
-        n = max([1, *(sizes[g] for g in members)])
+        n = max([1, *(len(sent[g]) for g in members)])
         cols_out = {}
         for g in members:
-            cols, c, first = parts[g]
+            cols, c, rows = parts[g]
             null_pad = not (set(cols) & keep_nulls) and all(_nullable(data[col]) for col in cols)
-            pad = first[np.argmax(np.bincount(c))] if not null_pad else first[0]
-            pos = np.concatenate([first, np.full(n - len(first), pad, dtype=first.dtype)])
+            pad = firsts[g][np.argmax(counts[g])] if not null_pad else rows[0]
+            pos = np.concatenate([rows, np.full(n - len(rows), pad, dtype=rows.dtype)])
             for col in cols:
-                cols_out[col] = _padded(data[col], pos, len(first)) if null_pad else \
+                cols_out[col] = _padded(data[col], pos, len(rows)) if null_pad else \
                     data[col].iloc[pos].reset_index(drop=True)
             frame_of[g] = len(frames)
         cols_out[ROW_ID] = np.arange(n, dtype=np.int64)
         frames.append(pd.DataFrame(cols_out))
     return DistinctFrame(frames=frames, frame_of=frame_of, codes=codes, sizes=sizes, group_of=group_of,
-                         counts=counts, row_ids=data[ROW_ID].to_numpy(dtype=object))
+                         counts=counts, row_ids=data[ROW_ID].to_numpy(dtype=object), first=firsts, sent=sent)
 
 
 def _tier(size: int) -> int:
@@ -215,11 +241,13 @@ def _tier(size: int) -> int:
 
 def frames_and_rules(dframe: DistinctFrame, rules) -> list[tuple[pd.DataFrame, list]]:
     """Each frame with the rules that read its columns, in rule order (a rule reading no column of the
-    data goes with the first frame, where GX reports the missing column as on every row)."""
+    data goes with the first frame, where GX reports the missing column as on every row; a rule whose group
+    has no frame, nothing new to judge, with none)."""
     out: list[list] = [[] for _ in dframe.frames]
     for r in rules:
         g = dframe.group_of.get((rule_columns(r) or [None])[0])
-        out[dframe.frame_of[g] if g is not None else 0].append(r)
+        if g is None or g in dframe.frame_of:
+            out[dframe.frame_of[g] if g is not None else 0].append(r)
     return [(f, rs) for f, rs in zip(dframe.frames, out) if rs]
 
 
@@ -277,11 +305,17 @@ def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
     return frame[k["column"]].notnull().to_numpy()
 
 
-def _considered_rows(dframe: DistinctFrame, g: int, judged: np.ndarray | None) -> int | None:
-    """How many rows GX judges (``_judged`` summed over every row), from ``judged`` (``_judged`` on the
-    distinct frame): whether a row is judged depends on its values only (missing or not), so each distinct
-    value counts once per row holding it."""
-    return None if judged is None else int(dframe.counts[g][judged[:dframe.sizes[g]]].sum())
+def _considered_rows(data: pd.DataFrame, rule, dframe: DistinctFrame, g: int) -> int | None:
+    """How many rows GX judges (``_judged`` summed over every row), from ``_judged`` on the group's distinct
+    values: whether a row is judged depends on its values only (missing or not), so each distinct value
+    counts once per row holding it. The values are read from the group's frame where it holds them all (in
+    code order), else from their first rows in ``data``."""
+    k = dframe.sizes[g]
+    if len(dframe.sent[g]) == k:
+        judged = _judged(dframe.frames[dframe.frame_of[g]], rule)
+    else:
+        judged = _judged(pd.DataFrame({c: data[c].iloc[dframe.first[g]] for c in rule_columns(rule)}), rule)
+    return None if judged is None else int(dframe.counts[g][judged[:k]].sum())
 
 
 def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
@@ -295,31 +329,32 @@ def _success(rule, total: int, considered: int | None, unexpected: int) -> bool:
     return _mostly_success(considered, unexpected, mostly)
 
 
-def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: dict) -> None:
-    """Rewrite ``res`` (GX's ExpectationValidationResult on the distinct frame) into the result GX gives
-    on ``data``'s rows."""
+def group_of_rule(rule, dframe: DistinctFrame) -> int:
+    return dframe.group_of[rule_columns(rule)[0]]
+
+
+def gx_verdicts(res, rule, dframe: DistinctFrame, into: Verdicts | None = None) -> Verdicts:
+    """GX's verdicts in ``res`` (its result on the rule's frame) on the distinct values sent to it, set in
+    ``into`` (new where None; the values not sent are left as they are)."""
     from great_expectations.constants import MAX_RESULT_RECORDS
-    from great_expectations.expectations.expectation import _format_map_output, parse_result_format
 
     r = res.result or {}
-    cols = rule_columns(rule)
-    g = dframe.group_of[cols[0]]
-    codes, k = dframe.codes[g], dframe.sizes[g]
+    g = group_of_rule(rule, dframe)
+    sent = dframe.sent[g]
+    v = into if into is not None else Verdicts.empty(dframe.sizes[g])
     listed = list(r.get("unexpected_index_list") or [])
     values = list(r.get("unexpected_list") or [])
     if len(values) != min(len(listed), MAX_RESULT_RECORDS) or len(listed) != int(r.get("unexpected_count") or 0):
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations listed {len(values)} values for "
                         f"{len(listed)} rows ({r.get('unexpected_count')} unexpected) on the distinct values")
-    bad = np.zeros(k, dtype=bool)
-    value_of, index_of = np.empty(k, dtype=object), np.empty(k, dtype=object)
-    has_value = np.zeros(k, dtype=bool)
     for i, entry in enumerate(listed):
         p = int(entry[ROW_ID])
-        if p < k:  # the rest are padding: copies of the group's first distinct row
-            bad[p] = True
-            index_of[p] = entry
+        if p < len(sent):  # the rest are padding
+            code = sent[p]
+            v.bad[code] = True
+            v.index_of[code] = entry
             if i < len(values):
-                value_of[p], has_value[p] = values[i], True
+                v.value_of[code], v.has_value[code] = values[i], True
     frame = dframe.frames[dframe.frame_of[g]]
     judged = _judged(frame, rule)
     considered_distinct = None if judged is None else int(judged.sum())
@@ -327,19 +362,32 @@ def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, result_format: 
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations counted {r.get('missing_count')} "
                         f"missing values where {len(frame) - considered_distinct} were expected",
                         hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
-    rows = np.flatnonzero(bad[codes])
+    return v
+
+
+def expand(res, rule, data: pd.DataFrame, dframe: DistinctFrame, v: Verdicts, result_format: dict) -> None:
+    """Set ``res``'s result and success to what GX gives on ``data``'s rows, from ``v``: the verdict on every
+    distinct value of the rule's group."""
+    from great_expectations.constants import MAX_RESULT_RECORDS
+    from great_expectations.expectations.expectation import _format_map_output, parse_result_format
+
+    g = group_of_rule(rule, dframe)
+    codes = dframe.codes[g]
+    rows = np.flatnonzero(v.bad[codes])
     row_ids = dframe.row_ids[rows]
     # GX lists every failing row's id but only the first MAX_RESULT_RECORDS values. The codes of the
     # first failing rows are the first failing distinct values (codes count in order of appearance),
     # whose values GX did list.
     shown = codes[rows[:MAX_RESULT_RECORDS]]
-    if not has_value[shown].all():
+    if not v.has_value[shown].all():
         raise RunFailed(f"validate: rule '{rule.rule_id}': great-expectations did not list the value of a failing "
                         "row among the first ones", hint="this is a bug; run with gxsuite.DISTINCT_VALUES = False")
-    total, considered = len(data), _considered_rows(dframe, g, judged)
+    total, considered = len(data), _considered_rows(data, rule, dframe, g)
     built = _format_map_output(
         result_format=parse_result_format(result_format), success=_success(rule, total, considered, len(rows)),
         element_count=total, nonnull_count=considered, unexpected_count=len(rows),
-        unexpected_list=value_of[shown].tolist(), unexpected_index_list=[{**entry, ROW_ID: i} for entry, i in zip(index_of[codes[rows]], row_ids)],
+        unexpected_list=v.value_of[shown].tolist(),
+        unexpected_index_list=[{**entry, ROW_ID: i} for entry, i in zip(v.index_of[codes[rows]], row_ids)],
         unexpected_index_query=None, unexpected_index_column_names=result_format.get("unexpected_index_column_names"))
     res.result, res.success = built["result"], built["success"]
+

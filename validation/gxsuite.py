@@ -26,6 +26,9 @@ _counter = itertools.count(1)
 # GX judges each batch's distinct values (``gxdistinct``) rather than every row; False: every row, the
 # reference path the equality tests compare against.
 DISTINCT_VALUES = True
+# On the distinct path GX judges only the values it has not judged in an earlier batch of the entity
+# (``gxcache``); False: every batch's distinct values, as the reference the equality tests compare against.
+VERDICT_CACHE = True
 _RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["_row_id"],
                   "return_unexpected_index_query": False}
 
@@ -127,6 +130,11 @@ class SuiteRunner:
         self._by_id = {r.rule_id: r for r in rules}
         self._order = {r.rule_id: i for i, r in enumerate(rules)}
         self._gx_order = _gx_order(rules)
+        self._cache = None
+        if self.distinct and VERDICT_CACHE:
+            from crmbridge.validation.gxcache import VerdictCache
+
+            self._cache = VerdictCache()  # per process: a forked worker's own copy, filled by its batches
 
     def __enter__(self) -> "SuiteRunner":
         return self
@@ -147,18 +155,7 @@ class SuiteRunner:
         every result (with every failing row id) in the context's results store, which would keep
         each batch's lists in memory for the rest of the process."""
         data = derive_columns(frame, self.rules, ctx, table).reset_index(drop=True)
-        if self.distinct and len(data):
-            from crmbridge.validation import gxdistinct
-
-            dframe = gxdistinct.distinct_frame(data, self.rules, table)
-            result = self._merged([self._validate(f, self._suite_of(rules))
-                                   for f, rules in gxdistinct.frames_and_rules(dframe, self.rules)])
-            for res in result.results:
-                if not (res.exception_info or {}).get("raised_exception"):
-                    gxdistinct.expand(res, self._rule(res), data, dframe, _RESULT_FORMAT)
-            _restate(result)
-        else:
-            result = self._validate(data)
+        result = self._distinct(data, table) if self.distinct and len(data) else self._validate(data)
         outcomes = []
         for res in result.results:
             rule = self._rule(res)
@@ -180,31 +177,69 @@ class SuiteRunner:
             self._suites[key] = build_suite(self.suite.name, rules)
         return self._suites[key]
 
+    def _distinct(self, data: pd.DataFrame, table):
+        """GX's result on ``data`` from its verdicts on the distinct values (``gxdistinct``), only on those
+        not judged in an earlier batch where the verdicts are cached (``gxcache``)."""
+        from crmbridge.validation import gxdistinct
+
+        cache = self._cache
+        dframe = gxdistinct.distinct_frame(data, self.rules, table, cache.sender(data) if cache else None)
+        parts = [self._validate(f, self._suite_of(rules))
+                 for f, rules in gxdistinct.frames_and_rules(dframe, self.rules)]
+        result = self._merged(parts) if parts else _stamped(cache.suite_result())
+        if any((res.exception_info or {}).get("raised_exception") for res in result.results):
+            return result  # the stage fails on the first of them
+        if cache and parts:
+            cache.remember(result)
+        by_id = {self._rule(res).rule_id: res for res in result.results}
+        verdicts = {}
+        for rule in self.rules:
+            res, known = by_id.get(rule.rule_id), cache.known(rule, dframe) if cache else None
+            if res is None:
+                res = by_id[rule.rule_id] = cache.result_for(rule.rule_id)
+                v = known
+            else:
+                v = gxdistinct.gx_verdicts(res, rule, dframe, into=known)
+            gxdistinct.expand(res, rule, data, dframe, v, _RESULT_FORMAT)
+            verdicts[rule.rule_id] = v
+        if cache:
+            cache.keep(dframe, self.rules, verdicts)
+        result.results = sorted(by_id.values(), key=self._place)
+        _restate(result)
+        return result
+
+    def _place(self, res) -> tuple[bool, int]:
+        """A result's place in GX's suite result: the expectations it could not plan first, then by column
+        in order of first appearance."""
+        return not (res.exception_info or {}).get("raised_exception"), self._gx_order[self._rule(res).rule_id]
+
     def _merged(self, parts: list):
         """The suite results of frames run apart as one: the first's, with every expectation's result in the
         order GX gives them on the whole suite (statistics are restated after ``expand``)."""
-        def order(res) -> tuple[bool, int]:  # GX lists the expectations it could not plan first
-            return not (res.exception_info or {}).get("raised_exception"), self._gx_order[self._rule(res).rule_id]
-
         result = parts[0]
-        result.results = sorted((res for p in parts for res in p.results), key=order)
+        result.results = sorted((res for p in parts for res in p.results), key=self._place)
         return result
 
     def _validate(self, data: pd.DataFrame, suite=None):
         """GX's validator on ``data`` (``suite``: the runner's unless given), the way ``ValidationDefinition.run``
         runs it minus its last step."""
-        import datetime as dt
-
-        from great_expectations.core.run_identifier import RunIdentifier
         from great_expectations.validator.v1_validator import Validator
 
         validator = Validator(batch_definition=self.batch_def, batch_parameters={"dataframe": data},
                               result_format=dict(_RESULT_FORMAT))
         result = validator.validate_expectation_suite(suite or self.suite)
-        run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
-        result.meta.update({"run_id": run_id, "validation_time": run_id.run_time,
-                            "batch_parameters": {"dataframe": "<DATAFRAME>"}})
-        return result
+        return _stamped(result, batch_parameters={"dataframe": "<DATAFRAME>"})
+
+
+def _stamped(result, **more):
+    """``result`` with this run's id and time (and ``more``) in its meta, as ``ValidationDefinition.run`` sets them."""
+    import datetime as dt
+
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    run_id = RunIdentifier(run_time=dt.datetime.now(dt.timezone.utc))
+    result.meta.update({"run_id": run_id, "validation_time": run_id.run_time, **more})
+    return result
 
 
 def _gx_order(rules: list[Rule]) -> dict[str, int]:

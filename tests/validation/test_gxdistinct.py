@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from crmbridge.validation import gxdistinct, gxsuite
+from crmbridge.validation import gxcache, gxdistinct, gxsuite
 from crmbridge.validation.definition import Definition
 from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
 from crmbridge.validation.rules import RuleContext, compile_rules
@@ -262,3 +262,78 @@ def test_size_classes_and_not_null_only_columns():
 def test_size_class_bounds():
     assert [gxdistinct._tier(n) for n in (1, 2, 16, 17, 256, 257, 4096, 4097, 65536, 65537)] == \
         [1, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+
+
+def _batches() -> list[pd.DataFrame]:
+    """Batches of one entity: values repeating from batch to batch and new ones, a batch of only known
+    values (GX runs nothing), columns whose dtype changes (all missing, float), each kind of missing value
+    (None, NaN, NaT, pd.NA) in columns only not-null reads, unicode, over 200 failing values in an order
+    that brings values GX did not list first, and a pair rule."""
+    missing = [None, float("nan"), pd.NaT, pd.NA]
+    out = []
+    for b, (n, seed) in enumerate([(400, 1), (400, 2), (400, 1), (300, 4), (400, 1), (350, 6), (200, 7)]):
+        df = _frame(n=n, seed=seed)
+        df["note"] = pd.Series([missing[(i + b) % 4] if i % 7 == 0 else f"n{i % 5}" for i in range(n)], dtype=object)
+        df["memo"] = pd.Series([f"全角{i % 3}" for i in range(n)], dtype=object)
+        if b == 2:  # the first batch's rows backwards: failing code values GX did not list come first
+            df = df.iloc[::-1].reset_index(drop=True)
+        if b == 3:  # dtypes change: amount all missing, status float, email unicode and new
+            df["amount"] = None
+            df["status"] = [[1.0, np.nan, -0.0, 0.0][i % 4] for i in range(n)]
+            df["email"] = [f"用户{i % 9}@例子.中国" if i % 2 else "info@a.cn" for i in range(n)]
+            df["note"] = pd.Series([None if i % 3 else f"n{i}" for i in range(n)], dtype="string[pyarrow]")
+        if b == 4:  # only values seen before
+            df = out[0].sample(frac=1.0, random_state=4).reset_index(drop=True)
+        if b == 5:
+            df["created_on"] = [pd.NaT if i % 5 == 0 else f"2021-02-{i % 28 + 1:02d}" for i in range(n)]
+        if b in (5, 6):  # 1 in one batch, True (equal to it, and its hash) in the next, never together
+            df["status"] = pd.Series([[1, "Gone", None][i % 3] if b == 5 else [True, "Active", None][i % 3]
+                                      for i in range(n)], dtype=object)
+        out.append(df)
+    return out
+
+
+def _assert_same_results(a, b):
+    """Everything of each expectation's result beyond ``_assert_same_run``: configuration (its batch id names
+    the runner's asset: ``customers-<n>``), meta, exception info."""
+    def config(res):
+        c = res.expectation_config.to_json_dict()
+        return {**c, "kwargs": {**c["kwargs"], "batch_id": re.sub(r"-\d+$", "", c["kwargs"]["batch_id"])}}
+
+    for x, y in zip(a.gx_result.results, b.gx_result.results):
+        assert config(x) == config(y)
+        assert _canon(x.meta) == _canon(y.meta) and _canon(x.exception_info) == _canon(y.exception_info)
+
+
+@pytest.mark.parametrize("limit", [gxcache.CACHE_VALUES, 6])
+def test_cached_verdicts_give_the_all_rows_result_batch_after_batch(limit, monkeypatch):
+    """One runner over several batches (its verdict cache filling, and with ``limit`` 6 dropping groups)
+    gives on every batch what GX gives on the batch's rows, and GX runs nothing on a batch of known values."""
+    monkeypatch.setattr(gxcache, "CACHE_VALUES", limit)
+    rules = _rules(ENTITY.replace("required: [name]", "required: [name, note, memo]"))
+    ctx = RuleContext()
+    runs: list[int] = []
+    totals = {False: ResultTotals(rules), True: ResultTotals(rules)}
+    with SuiteRunner("customers", rules, distinct=False) as every, SuiteRunner("customers", rules) as cached:
+        validate = cached._validate
+        monkeypatch.setattr(cached, "_validate", lambda *a, **k: runs.append(1) or validate(*a, **k))
+        for df in _batches():
+            x, y = every.run(df, ctx), cached.run(df, ctx)
+            runs.append(0)
+            _assert_same_run(x, y)
+            _assert_same_results(x, y)
+            totals[False].add(x)
+            totals[True].add(y)
+    gx_runs = "".join(map(str, runs)).split("0")  # GX's runs per batch
+    assert len(gx_runs[0]) > 1 and (gx_runs[4] == "") == (limit > 6)  # batch 5: known values only
+    assert [o.as_dict() for o in totals[False].outcomes()] == [o.as_dict() for o in totals[True].outcomes()]
+    for x, y in zip(totals[False].gx_result().results, totals[True].gx_result().results):
+        assert x.success == y.success and _canon(x.result) == _canon(y.result)
+
+
+def test_cache_keys_tell_apart_what_gx_tells_apart():
+    values = ["1", 1, 1.0, True, None, float("nan"), pd.NaT, pd.NA, 0.0, -0.0, np.str_("1"), np.float32(1.0),
+              pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2020-01-01 01:00", tz="Europe/Berlin")]
+    keys = [gxcache.value_key(v) for v in values]
+    assert len(set(keys)) == len(values)
+    assert gxcache.value_key("中") == gxcache.value_key("中") and gxcache.value_key(2.5) == gxcache.value_key(2.5)

@@ -77,7 +77,7 @@ def test_rows_judged_counted_from_distinct_values(seed, n):
     for rule in rules:
         g = dframe.group_of[gxdistinct.rule_columns(rule)[0]]
         assert int(dframe.counts[g].sum()) == len(data)
-        got = gxdistinct._considered_rows(dframe, g, gxdistinct._judged(dframe.frames[dframe.frame_of[g]], rule))
+        got = gxdistinct._considered_rows(data, rule, dframe, g)
         assert got == _considered(data, rule), rule.rule_id
 
 
