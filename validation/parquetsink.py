@@ -48,12 +48,16 @@ class ParquetSink:
     def _start(self, t) -> None:
         """The file opened with the first batch's schema (all-null columns as text), the batch written."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
                                  pa.field(f.name, f.type) for f in t.schema])
-        self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
+        self._open()
         self._append(t.cast(self.schema))  # all-null columns to text (still all missing): not converted twice
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
 
     def _append(self, t) -> None:
         self.lengths.append(len(t))
