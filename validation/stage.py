@@ -273,7 +273,7 @@ class _EntityValidation:
                     self.failed[k] = self.failed.get(k, 0) + v
                 for f in [*finders.values(), row_ids]:
                     f.add(norm.frame)
-                self._spill.write(norm.frame)
+                self._spill.write(norm.frame, norm.arrow)
                 self.rows_in += n
                 task.advance(n)
                 del norm

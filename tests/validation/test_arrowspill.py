@@ -1,6 +1,8 @@
 """validation.arrowspill: validate's spills in Arrow IPC give back, batch by batch, the very frames (values,
 Python types, dtypes) and Arrow tables the previous Parquet spill's round trip gave; in a forked worker too;
 and the disagreement report read from such a spill is byte for byte the one read from the Parquet file.
+The normalised columns written from the Arrow values normalisation kept (``Normalised.arrow``) are the
+columns ``pa.Table.from_pandas`` made of the frame.
 
 Tricky batches: an all-null column in the first batch (text from then on), an empty batch, a batch of one
 row, Arrow-backed ``str`` columns with missing values, unicode and control characters, the int64 ``_line``,
@@ -21,7 +23,7 @@ from crmbridge.validation.parallel import fork_available, ordered_map
 from crmbridge.validation.parquetsink import ParquetSink
 from tests.validation.test_disagreement_equality import criteria, rows
 from tests.validation.test_parquetsink import _batches
-from tests.validation.test_pass1_equality import tricky_frame
+from tests.validation.test_pass1_equality import FIELD_VALUES, customers_frame, tricky_frame
 
 
 def _normalised_like(seed: int) -> list[pd.DataFrame]:
@@ -119,3 +121,47 @@ def test_disagreement_report_from_the_arrow_spill_equals_the_parquet_one(tmp_pat
                               ensure_ascii=False, sort_keys=True).encode() for ext in ("arrow", "parquet")]
         assert reports[0] == reports[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.arrow", "rows.parquet"]  # DuckDB's folder is gone
+
+
+def _extracted_like(seed: int, n: int) -> pd.DataFrame:
+    """``customers_frame`` as extract reads it back: every data column Arrow-backed text (``str``)."""
+    df = customers_frame(seed, n)
+    for c in FIELD_VALUES:
+        df[c] = pd.array([v if isinstance(v, str) else None if pd.isna(v) else str(v) for v in df[c]], dtype="str")
+    return df
+
+
+@pytest.mark.parametrize("seed,n", [(40, 1), (41, 60), (42, 3000)])
+def test_columns_normalisation_kept_in_arrow_equal_the_pandas_conversion(tmp_path, seed, n):
+    import pyarrow as pa
+
+    from crmbridge.validation.definition import load_definition
+    from crmbridge.validation.normalise import normalise
+    from crmbridge.validation.rules import compile_rules, referenced_columns
+    from tests.validation.conftest import TEMPLATE_DEFINITION
+
+    rules = load_definition(TEMPLATE_DEFINITION).entities["customers"]
+    extra = referenced_columns(compile_rules("customers", rules))
+    empty = _extracted_like(0, 3)
+    for c in FIELD_VALUES:
+        empty[c] = pd.array([None] * 3, dtype="str")
+    frames = [_extracted_like(seed, n), empty, _extracted_like(seed + 1, n).iloc[:0], _extracted_like(seed + 2, 7)]
+    norms = [normalise(f, rules, extra, prune=False) for f in frames]
+    assert {"name", "city", "customer_no", "credit_code"} <= set(norms[0].arrow)  # the path ran
+    assert set(norms[1].arrow) and all(a.null_count == 3 for a in norms[1].arrow.values())  # all missing
+    for norm in norms:
+        want = pa.Table.from_pandas(norm.frame, preserve_index=False).replace_schema_metadata(None)
+        got = ParquetSink._converted(norm.frame, norm.arrow, None)
+        assert got.column_names == want.column_names
+        for c in want.column_names:  # an all-missing column: text in Arrow, null from pandas (the file's text)
+            g, w = (t.column(c).cast("string") if t.column(c).type == "null" else t.column(c) for t in (got, want))
+            assert g.type == w.type and g.equals(w), c
+    old = _write(ParquetSink(tmp_path / "old.parquet", dictionary=False), [x.frame for x in norms])
+    new = ArrowSpill(tmp_path / "new.arrow")
+    for norm in norms:
+        new.write(norm.frame, norm.arrow)
+    new.close()
+    assert new.schema == old.schema
+    for a, b in zip(new.lazy_batches(), old.lazy_batches(), strict=True):
+        assert a.table().equals(b.table())
+        _assert_same_frame(a.frame(), b.frame())
