@@ -44,11 +44,12 @@ class ParquetSink:
 
         if not arrays:
             return pa.Table.from_pandas(df, schema=schema, preserve_index=False, nthreads=1)
-        rest = [c for c in df.columns if c not in arrays]
-        part = pa.Table.from_pandas(df[rest], schema=None if schema is None else pa.schema([schema.field(c) for c in rest]),
-                                    preserve_index=False, nthreads=1)
-        columns = [arrays[c] if c in arrays else part.column(c) for c in df.columns]
-        return pa.Table.from_arrays(columns, names=list(df.columns)) if schema is None else \
+        names = list(df.columns) if schema is None else schema.names  # from_pandas takes the schema's order
+        rest = [c for c in names if c not in arrays]
+        sub = None if schema is None else pa.schema([schema.field(c) for c in rest])
+        part = pa.Table.from_pandas(df[rest], schema=sub, preserve_index=False, nthreads=1)
+        columns = [arrays[c] if c in arrays else part.column(c) for c in names]
+        return pa.Table.from_arrays(columns, names=names) if schema is None else \
             pa.Table.from_arrays(columns, schema=schema)
 
     def write_table(self, t) -> None:
