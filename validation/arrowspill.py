@@ -61,14 +61,15 @@ class ArrowSpill(ParquetSink):
 
 def open_spill(path, columns: list[str] | None = None):
     """An Arrow IPC file's reader on a regular file handle (not memory-mapped), reading only ``columns``
-    (every column when None; the reader's schema is then theirs, in the file's order)."""
+    (every column when None; the reader's schema is then theirs, in the file's order). For no column it
+    reads the first one, the cheapest way to the batches' lengths: Arrow reads them all when given none."""
     import pyarrow as pa
 
     options = None
     if columns is not None:
         with pa.OSFile(str(path)) as f:
             names = pa.ipc.open_file(f).schema.names
-        options = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns])
+        options = pa.ipc.IpcReadOptions(included_fields=[names.index(c) for c in columns] or [0][:len(names)])
     return pa.ipc.open_file(pa.OSFile(str(path)), options=options)
 
 

@@ -90,7 +90,7 @@ class ArrowRows:
         self.path = Path(path)
         reader = open_spill(path, [])
         self.names = open_spill(path).schema.names
-        self._sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]  # no column read
+        self._sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]  # one column read
         self.num_rows = sum(self._sizes)
 
     def relation(self, con, field: str) -> str:
