@@ -56,7 +56,7 @@ def child(path: str) -> None:
 
     from crmbridge.validation import disagreement
     from crmbridge.validation.definition import Criteria
-    from crmbridge.validation.disagreement import disagreement_from_parquet
+    from crmbridge.validation.disagreement import disagreement_from_file
 
     for name in ("DUCKDB_MEMORY", "DUCKDB_THREADS"):  # e.g. CRMBRIDGE_BENCH_DUCKDB_MEMORY=128MB
         if os.environ.get(f"CRMBRIDGE_BENCH_{name}") and hasattr(disagreement, name):
@@ -69,7 +69,7 @@ def child(path: str) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF)
     rss0 = own_peak_mib()
     t = time.perf_counter()
-    rep = disagreement_from_parquet(path, crit, ["customer_no"], ["credit_code", "customer_no"], 50_000)
+    rep = disagreement_from_file(path, crit, ["customer_no"], ["credit_code", "customer_no"], 50_000)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": ru.ru_utime + ru.ru_stime - before.ru_utime
                       - before.ru_stime, "peak_mib": own_peak_mib(), "start_mib": rss0,

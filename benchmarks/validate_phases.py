@@ -87,7 +87,7 @@ def main() -> None:
     phases.mark("start-up (imports, GX context)")
     _wrap(stage._EntityValidation, "normalise_all", phases, lambda a: f"{a[0].entity}: normalise + uniqueness")
     _wrap(stage._EntityValidation, "validate_all", phases, lambda a: f"{a[0].entity}: validate batches")
-    _wrap(disagreement, "disagreement_from_parquet", phases, lambda a: "disagreement report")
+    _wrap(disagreement, "disagreement_from_file", phases, lambda a: "disagreement report")
     if a.per_batch:  # validate calls _release_memory once at the end of every batch
         release, done = stage._release_memory, [0]
 

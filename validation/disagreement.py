@@ -6,7 +6,7 @@ credit code, the customer number ...) belong to the same company, transitively (
 components). A department counts a company when one of *its own* rows meets its criterion; the
 agreed criterion counts a company when any of its rows, from any department, meets it.
 
-The linking and the per-company sets run in DuckDB over the validate stage's spilled Parquet file, with
+The linking and the per-company sets run in DuckDB over the validate stage's spill (``rowfiles``), with
 a memory limit and a temporary directory it spills to: no array of the whole entity is held in Python
 (the criteria are evaluated in pandas batch by batch, as before, and their flags appended to DuckDB).
 """
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import Condition, Criteria, Criterion
+from crmbridge.validation.rowfiles import open_rows, sql_ident as _ident, sql_literal as _literal
 
 SAMPLES = 10
 # DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
@@ -86,36 +87,33 @@ def _key_text(frame: pd.DataFrame, key: list[str]) -> pd.Series:
 
 def disagreement(frame: pd.DataFrame, criteria: Criteria, key: list[str], match_on: list[str]) -> dict[str, Any]:
     """Counts per criterion, department-vs-agreed comparisons and the pairwise department overlap, for
-    rows in memory (written to a temporary Parquet file: one code path with ``disagreement_from_parquet``)."""
+    rows in memory (written to a temporary Parquet file: one code path with ``disagreement_from_file``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix="crmbridge-disagreement-") as tmp:
         path = Path(tmp) / "rows.parquet"
         pq.write_table(pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False), path)
-        return disagreement_from_parquet(path, criteria, key, match_on)
+        return disagreement_from_file(path, criteria, key, match_on)
 
 
 def disagreement_for(definition, entity: str, spill_path, batch_rows: int) -> dict[str, Any]:
     """The report for ``entity``, the one the definition's criteria judge, from validate's normalised spill."""
     ident = definition.entities[entity].identity
-    return disagreement_from_parquet(spill_path, definition.criteria, ident.key, ident.match_on, batch_rows)
+    return disagreement_from_file(spill_path, definition.criteria, ident.key, ident.match_on, batch_rows)
 
 
-def disagreement_from_parquet(path, criteria: Criteria, key: list[str], match_on: list[str],
-                              batch_rows: int = 100_000) -> dict[str, Any]:
-    """``disagreement`` over a Parquet file of the normalised rows (the validate stage's spill): rows are
-    linked into companies in DuckDB, the criteria evaluated batch by batch on their own columns, and key
-    text built only for the rows shown as samples."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    names = pf.schema_arrow.names
-    with _duckdb(Path(path).parent, pf.metadata.num_rows) as con:
-        _load_edges(con, path, [f for f in (match_on or key) if f in names])
+def disagreement_from_file(path, criteria: Criteria, key: list[str], match_on: list[str],
+                           batch_rows: int = 100_000) -> dict[str, Any]:
+    """``disagreement`` over a file of the normalised rows (the validate stage's spill, Arrow IPC, or a
+    Parquet file: ``rowfiles.open_rows``): rows are linked into companies in DuckDB, the criteria evaluated
+    batch by batch on their own columns, and key text built only for the rows shown as samples."""
+    rows = open_rows(path)
+    with _duckdb(Path(path).parent, rows.num_rows) as con:
+        _load_edges(con, rows, [f for f in (match_on or key) if f in rows.names])
         _link(con)
-        _load_flags(con, pf, criteria, batch_rows)
-        return _report(con, criteria, pf.metadata.num_rows, lambda rows: _sample_keys(pf, key, rows))
+        _load_flags(con, rows, criteria, batch_rows)
+        return _report(con, criteria, rows.num_rows, lambda at: _sample_keys(rows, key, at))
 
 
 @contextmanager
@@ -140,27 +138,20 @@ def _duckdb(where: Path, rows: int = 0) -> Iterator[Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _load_edges(con, path, fields: list[str]) -> None:
+def _load_edges(con, rows, fields: list[str]) -> None:
     """``edges(rid, node)``: each row (its position in the file) to each of its linking values that
     another row holds too; a value is a node numbered per field (its number among the field's shared
     values, times the field count, plus the field). A value only one row holds links that row to
     nothing (a leaf of the row/value graph): leaving it out changes no company, and a row left with no
     edge is a company of its own, as ``lab``'s readers take it. Most values are such leaves (customer
-    numbers), so the linking runs over a fraction of the rows and no value is sorted."""
+    numbers), so the linking runs over a fraction of the rows and no value is sorted. ``rows``: a
+    ``rowfiles`` reader, or the path of a file for one."""
+    rows = open_rows(rows) if isinstance(rows, (str, Path)) else rows
     k = max(1, len(fields))
-    src = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-    parts = [f"SELECT rid, (n - 1) * {k} + {i} AS node FROM (SELECT file_row_number AS rid, {_ident(f)} AS v "
-             f"FROM {src} WHERE {_ident(f)} IS NOT NULL) JOIN (SELECT v, row_number() OVER () AS n FROM "
-             f"(SELECT {_ident(f)} AS v FROM {src} WHERE {_ident(f)} IS NOT NULL) GROUP BY v HAVING count(*) > 1) "
-             "USING (v)" for i, f in enumerate(fields)]
+    parts = [f"SELECT rid, (n - 1) * {k} + {i} AS node FROM (SELECT rid, v FROM {rows.relation(con, f)} "
+             f"WHERE v IS NOT NULL) JOIN (SELECT v, row_number() OVER () AS n FROM (SELECT v FROM "
+             f"{rows.relation(con, f)} WHERE v IS NOT NULL) GROUP BY v HAVING count(*) > 1) USING (v)"
+             for i, f in enumerate(fields)]
     con.execute("CREATE TABLE edges AS " + (" UNION ALL ".join(parts) if parts else
                                             "SELECT 0::BIGINT AS rid, 0::BIGINT AS node WHERE false"))
 
@@ -192,20 +183,6 @@ def _replace(con, table: str, query: str) -> None:
     con.execute(f"CREATE TABLE {table}_next AS {query}")
     con.execute(f"DROP TABLE {table}")
     con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
-
-
-def _batches(pf, columns: list[str], batch_rows: int) -> Iterator[Any]:
-    """The criteria's columns batch by batch, as Arrow tables (no column at all: tables of the batch's
-    length and no column)."""
-    import pyarrow as pa
-
-    if not columns:
-        n = pf.metadata.num_rows
-        for start in range(0, n, max(1, batch_rows)):
-            yield pa.table({"_": pa.nulls(min(batch_rows, n - start))}).drop_columns(["_"])
-        return
-    for batch in pf.iter_batches(batch_size=max(1, batch_rows), columns=columns):
-        yield pa.Table.from_batches([batch])
 
 
 def _by_distinct(table, field: str, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -242,19 +219,19 @@ def _memo(table, conditions: list[Condition]) -> dict:
     return memo
 
 
-def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
+def _load_flags(con, rows, criteria: Criteria, batch_rows: int) -> None:
     """``flags(rid, agreed, own_i, hit_i)`` per row: the agreed criterion, whether the row is department
     i's, and department i's criterion on its own rows; then ``comp``: the same per company (any row)."""
     import pyarrow as pa
 
     depts = list(criteria.departments.values())
     fields = {t.field for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]}
-    cols = [c for c in pf.schema_arrow.names if c in fields or c == "_department"]
+    cols = [c for c in rows.names if c in fields or c == "_department"]
     flag_cols = ["agreed", *(f"{p}_{i}" for i in range(len(depts)) for p in ("own", "hit"))]
     con.execute("CREATE TABLE flags (rid BIGINT, " + ", ".join(f"{c} BOOLEAN" for c in flag_cols) + ")")
     conditions = [t for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]]
     start = 0
-    for table in _batches(pf, cols, batch_rows):
+    for table in rows.tables(cols, batch_rows):
         n = table.num_rows
         frame = pd.DataFrame(index=range(n))  # every test is in the memo: evaluate needs the rows only
         memo = _memo(table, conditions)
@@ -272,30 +249,17 @@ def _load_flags(con, pf, criteria: Criteria, batch_rows: int) -> None:
                 + " FROM flags JOIN lab USING (rid) GROUP BY lab.l")
 
 
-def _sample_keys(pf, key: list[str], rows: np.ndarray) -> pd.Series:
-    """The key text of the rows at these positions, read from the row groups holding them only."""
+def _sample_keys(rows, key: list[str], at: np.ndarray) -> pd.Series:
+    """The key text of the rows at these positions, read from the parts of the file holding them only."""
     wanted = list(key) if key else ["_row_id"]
-    have = [c for c in wanted if c in pf.schema_arrow.names]
-    t = _take(pf, have, np.asarray(rows, dtype=np.int64))
+    have = [c for c in wanted if c in rows.names]
+    t = rows.take(have, np.asarray(at, dtype=np.int64))
     df = pd.DataFrame({c: pd.Series(t.column(c).to_numpy(zero_copy_only=False), dtype=object) for c in have},
-                      index=range(len(rows)))
+                      index=range(len(at)))
     for c in wanted:
         if c not in df.columns:
-            df[c] = pd.Series(None, index=range(len(rows)), dtype=object)
+            df[c] = pd.Series(None, index=range(len(at)), dtype=object)
     return _key_text(df, key)
-
-
-def _take(pf, columns: list[str], rows: np.ndarray):
-    """``read_table(columns).take(rows)`` reading only the row groups that hold ``rows``."""
-    import pyarrow as pa
-
-    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    groups = np.searchsorted(starts, rows, side="right") - 1
-    order = np.argsort(groups, kind="stable")
-    pieces = [pf.read_row_group(int(g), columns=columns).take(pa.array(rows[order][groups[order] == g] - starts[g]))
-              for g in np.unique(groups)]
-    return pa.concat_tables(pieces).take(pa.array(np.argsort(order, kind="stable")))
 
 
 def _report(con, criteria: Criteria, n: int, key_text: Callable[[np.ndarray], pd.Series]) -> dict[str, Any]:

@@ -19,11 +19,15 @@ LINEAGE = ("_row_id", "_source", "_department", "_line", "_source_key")
 
 @dataclass
 class Normalised:
-    """The normalised frame and, per ``field:transform``, how many values were fixed or could not be."""
+    """The normalised frame and, per ``field:transform``, how many values were fixed or could not be.
+    ``arrow``: some of the frame's text columns in Arrow as well, as ``pa.Table.from_pandas`` converts
+    them (``string``), where normalisation had their values in Arrow (``Encoded.arrow``): validate's spill
+    takes them instead of converting those columns again (``ParquetSink.write``)."""
 
     frame: pd.DataFrame
     fixed: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    arrow: dict = field(default_factory=dict)
 
 
 def data_columns(df: pd.DataFrame) -> list[str]:
@@ -58,7 +62,12 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     pending = _run_plan(out, plan, res)
     data = data_columns(out)
     for col, column in pending.items():
-        out[col] = _as_text_rows(column) if col in data else column.series()
+        if col in data:
+            out[col], arrow = _as_text_rows(column)
+            if arrow is not None:
+                res.arrow[col] = arrow
+        else:
+            out[col] = column.series()
     for col in data:
         if col not in pending:
             out[col] = as_text(out[col])
@@ -73,20 +82,32 @@ def prune_counts(fixed: dict[str, int], failed: dict[str, int]) -> tuple[dict[st
     return {k: fixed[k] for k in used}, {k: failed[k] for k in used if failed[k]}
 
 
-def _as_text_rows(column) -> pd.Series:
+def _as_text_rows(column) -> tuple[pd.Series, object]:
     """``as_text(column.series())`` done on the distinct values (as_text goes value by value) and spread
-    to the rows with the dtype it gives (``str`` where it had to turn numbers into text)."""
+    to the rows with the dtype it gives (``str`` where it had to turn numbers into text); and the rows in
+    Arrow as ``from_pandas`` converts the object column of text and None (``string``), when the column has
+    its distinct values in Arrow and needs no ``as_text`` (else None)."""
     from crmbridge.mappings.transforms import as_text
 
     values = column.uniques.to_numpy(dtype=object)
     kind = np.fromiter(map(type, values), dtype=object, count=len(values))
     plain = (kind == str) | (kind == type(None))
     if plain.all():  # as_text would give these very values, as object
-        return column.series()
+        return column.series(), _arrow_rows(column)
     text = _float_text(values, kind, plain)
     if text is None:
         text = as_text(column.uniques)
-    return pd.Series(text.array.take(column.codes), index=column.index, dtype=text.dtype)
+    return pd.Series(text.array.take(column.codes), index=column.index, dtype=text.dtype), None
+
+
+def _arrow_rows(column):
+    """An encoded column of text and None, one value per row in Arrow (``string``), from the distinct
+    values it has in Arrow; None when it has none."""
+    import pyarrow as pa
+
+    if column.arrow is None or len(column.arrow) != len(column.uniques):
+        return None
+    return column.arrow.take(pa.array(column.codes)).cast(pa.string())
 
 
 def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> pd.Series | None:

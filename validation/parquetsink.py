@@ -1,4 +1,5 @@
-"""Validate's Parquet files written batch by batch: the normalised spill it reads back, the valid rows.
+"""Validate's Parquet files written batch by batch (the valid rows), and what its scratch spills share with
+them (``arrowspill.ArrowSpill``: the same batches, frames and dtypes in Arrow IPC).
 
 Each batch becomes one row group (several past ``ROW_GROUP`` rows), so ``batches()`` gives the same
 batches back. The schema is the first batch's (all-null columns as text).
@@ -25,16 +26,31 @@ class ParquetSink:
         self._object_cols: set[str] = set()
         self._dictionary = dictionary
 
-    def write(self, df) -> None:
-        import pyarrow as pa
-
+    def write(self, df, arrays: dict | None = None) -> None:
+        """``df`` appended. ``arrays``: some of its object columns already in Arrow, as ``from_pandas``
+        converts them (``string``; ``normalise.Normalised.arrow``): only the other columns are converted."""
         if self.schema is None:
             self._object_cols = {c for c in df.columns if df[c].dtype == object}
-            self._start(pa.Table.from_pandas(df, preserve_index=False, nthreads=1))
+            self._start(self._converted(df, arrays or {}, None))
         elif len(df):
-            self._append(pa.Table.from_pandas(df, schema=self.schema, preserve_index=False, nthreads=1))
+            self._append(self._converted(df, arrays or {}, self.schema))
         else:
             self.lengths.append(0)
+
+    @staticmethod
+    def _converted(df, arrays: dict, schema):
+        """``pa.Table.from_pandas(df, schema)`` taking the columns of ``arrays`` as they are."""
+        import pyarrow as pa
+
+        if not arrays:
+            return pa.Table.from_pandas(df, schema=schema, preserve_index=False, nthreads=1)
+        names = list(df.columns) if schema is None else schema.names  # from_pandas takes the schema's order
+        rest = [c for c in names if c not in arrays]
+        sub = None if schema is None else pa.schema([schema.field(c) for c in rest])
+        part = pa.Table.from_pandas(df[rest], schema=sub, preserve_index=False, nthreads=1)
+        columns = [arrays[c] if c in arrays else part.column(c) for c in names]
+        return pa.Table.from_arrays(columns, names=names) if schema is None else \
+            pa.Table.from_arrays(columns, schema=schema)
 
     def write_table(self, t) -> None:
         """``write`` for a batch already in Arrow, typed as ``write`` types the frame ``frame_of`` makes of
@@ -48,12 +64,16 @@ class ParquetSink:
     def _start(self, t) -> None:
         """The file opened with the first batch's schema (all-null columns as text), the batch written."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         self.schema = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else
                                  pa.field(f.name, f.type) for f in t.schema])
-        self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
+        self._open()
         self._append(t.cast(self.schema))  # all-null columns to text (still all missing): not converted twice
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(self.path, self.schema, use_dictionary=self._dictionary)
 
     def _append(self, t) -> None:
         self.lengths.append(len(t))

@@ -27,6 +27,7 @@ from crmbridge import progress
 from crmbridge.errors import RunFailed
 from crmbridge.gcscope import frozen
 from crmbridge.locks import locked
+from crmbridge.validation.arrowspill import ArrowSpill
 from crmbridge.validation.parallel import ordered_map, worker_count
 from crmbridge.validation.parquetsink import ParquetSink as _ParquetSink
 from crmbridge.validation.verdict import Verdict
@@ -206,7 +207,7 @@ _LIBC: dict = {}
 class _EntityValidation:
     """One entity through validate in batches of ``batch_rows``, memory bounded by a batch plus key indexes.
 
-    1. ``normalise_all``: each extracted batch normalised (counts added up), spilled to Parquet, and its
+    1. ``normalise_all``: each extracted batch normalised (counts added up), spilled (Arrow IPC), and its
        keys hashed for uniqueness (``checks.DuplicateFinder``; repeated hashes confirmed on the values).
     2. ``validate_all``: each spilled batch through the suite (built once), split into valid rows
        (appended to ``<entity>.parquet``) and quarantined rows; the parents' valid keys and quarantine
@@ -223,9 +224,9 @@ class _EntityValidation:
         self.rules = compile_rules(entity, self.rules_def)
         self.extra = referenced_columns(self.rules)
         self.key = self.rules_def.identity.key
-        self.spill_path = spill / f"{entity}.parquet"
-        self._spill = _ParquetSink(self.spill_path, dictionary=False)  # read by validate and DuckDB only
-        self._qspill = _ParquetSink(spill / f"{entity}.quarantine.parquet")
+        self.spill_path = spill / f"{entity}.arrow"  # scratch files, read by validate (and DuckDB) only
+        self._spill = ArrowSpill(self.spill_path)
+        self._qspill = ArrowSpill(spill / f"{entity}.quarantine.arrow")
         self.fixed: dict[str, int] = {}
         self.failed: dict[str, int] = {}
         self.rows_in = 0
@@ -272,7 +273,7 @@ class _EntityValidation:
                     self.failed[k] = self.failed.get(k, 0) + v
                 for f in [*finders.values(), row_ids]:
                     f.add(norm.frame)
-                self._spill.write(norm.frame)
+                self._spill.write(norm.frame, norm.arrow)
                 self.rows_in += n
                 task.advance(n)
                 del norm

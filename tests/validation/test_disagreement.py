@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import Criteria
-from crmbridge.validation.disagreement import _duckdb, _link, _load_edges, disagreement, disagreement_from_parquet
+from crmbridge.validation.disagreement import _duckdb, _link, _load_edges, disagreement, disagreement_from_file
 
 CRITERIA = Criteria.model_validate({
     "entity": "customers",
@@ -238,7 +238,7 @@ def test_duckdb_report_equals_the_previous_numpy_report(tmp_path):
         old = _old_disagreement(frame, crit, key, match_on)
         assert disagreement(frame, crit, key, match_on) == old
         frame.to_parquet(tmp_path / "rows.parquet", row_group_size=7)  # samples read across row groups
-        assert disagreement_from_parquet(tmp_path / "rows.parquet", crit, key, match_on, batch_rows=13) == old
+        assert disagreement_from_file(tmp_path / "rows.parquet", crit, key, match_on, batch_rows=13) == old
     assert any(d["samples_only_agreed"] for _f, c, k, m in cases[1:4]
                for d in _old_disagreement(_f, c, k, m)["departments"])  # the comparison saw samples
 

@@ -89,7 +89,7 @@ def test_report_bytes_equal_the_row_by_row_report(monkeypatch, tmp_path, seed, n
     crit = criteria(depts)
 
     def report():
-        rep = D.disagreement_from_parquet(path, crit, ["customer_no"], ["credit_code", "customer_no"], batch)
+        rep = D.disagreement_from_file(path, crit, ["customer_no"], ["credit_code", "customer_no"], batch)
         return json.dumps(rep, ensure_ascii=False, sort_keys=True).encode()
 
     new = report()

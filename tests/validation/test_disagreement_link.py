@@ -68,9 +68,8 @@ def test_chain_through_both_fields_and_unshared_values(tmp_path):
 def test_company_flags_equal_previous_grouping(tmp_path, seed, n):
     """``comp`` (rows without a label taken as they are, labelled rows grouped) equals the previous
     grouping of every row by ``coalesce(label, row)`` over the previous edges, company by company."""
-    import pyarrow.parquet as pq
-
     from crmbridge.validation.disagreement import _load_flags
+    from crmbridge.validation.rowfiles import open_rows
     from tests.validation.test_disagreement_equality import criteria, rows
 
     path = tmp_path / "rows.parquet"
@@ -82,7 +81,7 @@ def test_company_flags_equal_previous_grouping(tmp_path, seed, n):
         with _duckdb(tmp_path) as con:
             load(con, path, fields)
             _link(con)
-            _load_flags(con, pq.ParquetFile(path), crit, max(7, n // 4))
+            _load_flags(con, open_rows(path), crit, max(7, n // 4))
             query = ("SELECT * FROM comp" if load is _load_edges else "SELECT coalesce(lab.l, flags.rid) AS root, "
                      + ", ".join(f"bool_or({c}) AS {c}" for c in cols) + " FROM flags LEFT JOIN lab USING (rid) GROUP BY ALL")
             out += con.execute(f"SELECT * FROM ({query}) ORDER BY root").fetchall()
