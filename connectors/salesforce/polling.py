@@ -107,7 +107,7 @@ QUERY_PAGE_ROWS = 200_000  # the connector's Bulk query page (client.BULK_PAGE_R
 # after it made 11 calls in load + reconcile where the budget allows 9. On the model of orgs of
 # 500-30,000 rows/s this factor holds a slowdown of 1.2 after three quarters of the rows within the cap,
 # for an idle time after the end of 30% of the job in the median (25% at 1.08 times the best figure).
-SLOWDOWN = 1.35
+SLOWDOWN = 1.2
 
 
 class Pace:

@@ -161,7 +161,7 @@ def test_a_fresh_project_pays_at_most_two_status_looks_and_never_an_early_result
     assert len(looks) <= polling.FRESH_LOOKS, looks
     assert all(t >= end for t in tries), (tries, end)
     first = rows / polling.FRESH_ROWS_PER_S * polling.MARGIN  # a job done sooner is seen at the first look
-    assert end <= clock.now <= max(first, end * (1.5 if rate >= 2_500 else 1.8) + 1.0), (looks, tries, end)
+    assert end <= clock.now <= max(first, end * (1.4 if rate >= 2_500 else 1.7) + 1.0), (looks, tries, end)
 
 
 @pytest.mark.parametrize("lag", [0.3, 1.2, 3.0])
