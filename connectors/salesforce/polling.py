@@ -218,8 +218,8 @@ def end_bound(rows: int, done: int, now: float, waited: float, prev: tuple[float
 
 def _left(rows: int, done: int) -> float:
     # A job whose figure is its size may still be InProgress (the sandbox on a busy machine: for 0.8 s,
-    # where the old schedule looked 4 times): count a quarter of a batch left, not none.
-    return max(rows - done, BATCH_ROWS / 4)
+    # where the old schedule looked 4 times): count a quarter of a batch (or of a smaller job) left, not none.
+    return rows - done if done < rows else min(rows, BATCH_ROWS) / 4
 
 
 def look_cap(rows: int | None, kind: str = "ingest") -> int:
