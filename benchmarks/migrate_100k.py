@@ -105,13 +105,21 @@ def _measure(project, org, run_migrate, open_state, run_stages, select) -> dict:
     # share the process)
     cpu = time.process_time if org.cpu_s() is not None else time.thread_time
 
+    from calltrace import CallTrace
+
+    trace = CallTrace()
+
     def mark(stage: str) -> None:  # API calls, client CPU, org job time and CPU at each stage start
         marks.append((stage, org.api_calls(), cpu(), org.job_ms(), org.cpu_s()))
+        trace.stage(stage)
 
     t0 = time.perf_counter()
-    result = run_migrate(project, new=True, on_stage=mark)
+    with trace:
+        result = run_migrate(project, new=True, on_stage=mark)
     elapsed = time.perf_counter() - t0
     mark("end")
+    if getattr(org, "db", None) is not None:
+        trace.read_org(org.db)
     root = project.root
     stage_calls = {a[0]: b[1] - a[1] for a, b in zip(marks, marks[1:])}
     stage_cpu = {a[0]: b[2] - a[2] for a, b in zip(marks, marks[1:])}
@@ -122,7 +130,7 @@ def _measure(project, org, run_migrate, open_state, run_stages, select) -> dict:
                   c.execute(select(run_stages).where(run_stages.c.run_id == result.run_id))}
     return {"result": result, "elapsed": elapsed, "stages": stages, "api_calls": marks[-1][1] - calls0,
             "client_calls": result.api_calls, "stage_calls": stage_calls, "stage_cpu": stage_cpu,
-            "stage_org": stage_org, "stage_org_cpu": stage_org_cpu,
+            "stage_org": stage_org, "stage_org_cpu": stage_org_cpu, "trace": trace,
             "query_ms": marks[-1][3].get("query", 0) - marks[0][3].get("query", 0),
             "load_file": root / "runs" / result.run_id / "map" / "Account.parquet"}
 
@@ -198,6 +206,8 @@ def main() -> None:
     print(f"  API calls (sandbox count), migrate:   {mig['api_calls']} in all, {lr_calls} in load + reconcile "
           f"({lr_calls / max(loaded, 1) * 100_000:.1f} per 100k records loaded and reconciled); "
           f"client count {mig['client_calls']}, logins included")
+    print("  calls in load + reconcile (as this process sent them; times from the stage's start):")
+    print("\n".join(mig["trace"].report(["load", "reconcile"])))
 
 
 def _cpu(r: dict) -> str:

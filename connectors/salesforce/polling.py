@@ -17,6 +17,12 @@ connector therefore never calls it and paces its polls here instead:
 A look timed for the job's end (by a learned rate or by the job's progress figures) can fetch the
 job's results instead of its status (``finish``): when the job is done by then, as it usually is, the
 results were due anyway and the status call is saved; when it is not, a status look follows at once.
+
+Whatever the schedule, a job spends at most ``look_cap`` looks that are not its results (status looks,
+and results looks that found it not done): the calls issue 14's budget leaves once the calls that are
+not looks are counted. After them the next look comes when the job must be done at the worst plausible
+rate it showed (``must_end_delay``), so that it is the results, not one more look; only a job slower
+than that (or one that never showed a rate) gets further looks, as long again as it was waited for.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ FRESH_GROWTH = 3.0
 # results look before the end; idle after the end at most about 30% of the job from 2,500 to 20,000
 # rows/s (a faster job is seen at the first look), but 40-45% at 500-1,000 rows/s, where the old
 # scheme, with up to 4 status looks and a results look too early, had 9-25%: the price of the budget.
+# (Since the look cap, ``SLOWDOWN``, the results look after the 2 looks of a job under 100,000 rows
+# comes later: at most 38% idle from 2,500 rows/s, 60% at 500-1,000.)
 FRESH_ZERO_GROWTH = 4.0
 # Aim this much past the projected end: a look that comes a little late costs idle time, one that
 # comes early costs another API call and another wait.
@@ -83,6 +91,23 @@ FRESH_MIN_ROWS = 2 * BATCH_ROWS
 # Then the next look is a status look at the earliest end the figure allows, and, if the job is not
 # done by then, two figures far apart time the look after it closely.
 COARSE_BATCHES = 3
+# Issue 14's budget: at most this many API calls per 100,000 records loaded and reconciled ...
+CALLS_PER_100K = 10
+# ... of which these are not looks at a job, for a load of one ingest job and its reconcile: the load's
+# count query, the job's create, upload, close and successful results, reconcile's query create and its
+# first results page (one more per further ``QUERY_PAGE_ROWS``).
+OTHER_CALLS = 7
+QUERY_PAGE_ROWS = 200_000  # the connector's Bulk query page (client.BULK_PAGE_ROWS)
+# A job looked at ``look_cap`` times is next looked at when it must be done at the slowest rate its
+# figures showed, that rate divided by this (the org, or the machine under it, may get busier before
+# the end). On the sandbox at load average 2-5 (task apibudget, two busy loops beside it) a 94,318-row
+# upsert showed 70,000 done after 21.3 s (3,286 rows/s over the wait, 3,497 since the look before), and
+# the results look at 30.0 s, timed at 1.08 times the end the best figure projected, found it not done:
+# its last 24,318 rows ran at most at 2,795 rows/s, 1.18-1.25 times slower; the miss and the status look
+# after it made 11 calls in load + reconcile where the budget allows 9. On the model of orgs of
+# 500-30,000 rows/s this factor holds a slowdown of 1.2 after three quarters of the rows within the cap,
+# for an idle time after the end of 30% of the job in the median (25% at 1.08 times the best figure).
+SLOWDOWN = 1.2
 
 
 class Pace:
@@ -125,6 +150,15 @@ class Pace:
             rate = self.rate("ingest") * QUERY_VS_INGEST
         rate = rate or (FRESH_ROWS_PER_S if kind == "ingest" else FIRST_GUESS_ROWS_PER_S)
         return min(MAX_PROJECTED, max(FIRST_LOOK, rows / rate * MARGIN))
+
+    def slowest(self, kind: str) -> float | None:
+        """The slowest rate a job of ``kind`` plausibly runs at, from the rates seen: a query's is the
+        ingest rate (reading is several times faster than writing, ``QUERY_VS_INGEST``), or its own rate
+        over that factor when no ingest job was seen."""
+        if kind == "query":
+            ingest, query = self.rate("ingest"), self.rate("query")
+            return ingest or (query / QUERY_VS_INGEST if query else None)
+        return self.rate(kind)
 
     def as_dict(self) -> dict[str, float]:
         with self._lock:
@@ -179,7 +213,54 @@ def end_bound(rows: int, done: int, now: float, waited: float, prev: tuple[float
     rates = [done / waited] if done > 0 and waited > 0 else []
     if prev is not None and now > prev[0] and done - prev[1] > BATCH_ROWS:
         rates.append((done - prev[1] - BATCH_ROWS) / (now - prev[0]))
-    return (rows - done) / max(rates) if rates else None
+    return _left(rows, done) / max(rates) if rates else None
+
+
+def _left(rows: int, done: int) -> float:
+    # A job whose figure is its size may still be InProgress (the sandbox on a busy machine: for 0.8 s,
+    # where the old schedule looked 4 times): count a quarter of a batch (or of a smaller job) left, not none.
+    return rows - done if done < rows else min(rows, BATCH_ROWS) / 4
+
+
+def look_cap(rows: int | None, kind: str = "ingest") -> int:
+    """The looks at a job of ``rows`` rows that are not its results (status looks, results looks that found
+    it not done) which the budget allows: ``CALLS_PER_100K`` per 100,000 rows minus ``OTHER_CALLS`` and the
+    query's further pages, but never fewer than ``FRESH_LOOKS`` (under about 90,000 rows the other calls
+    alone are the budget: such a job keeps the looks it had). A query job gets none: the ingest job's
+    cap takes what the budget leaves, and the query's first results look, timed for its end, is the
+    results page it needs."""
+    if kind == "query":
+        return 0
+    budget = CALLS_PER_100K * int(rows or 0) // 100_000
+    return max(FRESH_LOOKS, budget - OTHER_CALLS - max(0, int(rows or 0) - 1) // QUERY_PAGE_ROWS)
+
+
+def slowest_rate(done: int, waited: float, prev: tuple[float, int] | None, now: float,
+                 slowest: float | None) -> float | None:
+    """The slowest rate a job's figures showed: its figure over the whole wait (which counts a late start
+    in) or its progress since the previous look, whichever is less. Before any figure, ``slowest``: the
+    slowest rate known for such jobs (``Pace.slowest``). (The least rate two figures allow, each up to a
+    batch behind, is no plausible rate: 10,000 rows off 30,000 put a 2,500 rows/s job's results look
+    26 s after its end.)"""
+    if done <= 0:
+        return slowest
+    rates = [done / max(waited, 1e-3)]
+    if prev is not None and now > prev[0] and done > prev[1]:
+        rates.append((done - prev[1]) / (now - prev[0]))
+    return min(rates)
+
+
+def must_end_delay(rows: int, done: int, waited: float, rate: float | None) -> float:
+    """The wait until a job of ``rows`` rows, ``done`` of them processed after ``waited`` s, must be done at
+    ``rate`` slowed by ``SLOWDOWN`` (``rate``: ``slowest_rate``; without a figure, the job's whole time at
+    that rate counts from its start). When that moment has passed or no rate is known, as long again as
+    the job was waited for: a job slower than anything seen gets a logarithmic number of looks, and is
+    waited for until the caller's timeout as before."""
+    if rate:
+        left = _left(rows, done) * SLOWDOWN / rate - (0.0 if done > 0 else waited)
+        if left >= MIN_DELAY:
+            return min(MAX_PROJECTED, left)
+    return min(MAX_PROJECTED, max(MIN_DELAY, waited))
 
 
 def fresh_looks(rows: int) -> int:
@@ -238,6 +319,9 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     # schedule would read that as a slow org and wait 3 times as long (the demo's first job: +3 s)
     fresh = not look_first and (rows or 0) >= FRESH_MIN_ROWS and kind == "ingest" and not pace.knows(kind)
     looks = 0  # status looks so far
+    cap = look_cap(rows, kind)
+    spent = 0  # looks that were not the results: status looks and results looks that found the job not done
+    spare = finish  # one results look for the first look past the cap, if the tries are spent by then
     while True:
         if delay > 0:
             sleep(delay)
@@ -246,9 +330,11 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
             finish_tries -= 1
             if finish_tries <= 0:
                 finish = None  # a job not done by its expected end (and tries) is followed by status looks
+            spent += job is None or job.get("state") not in TERMINAL
         if job is None:
             job = call(get_job, what)
             looks += 1
+            spent += 1
         now = clock()
         if job.get("state") in TERMINAL:
             if job.get("state") == "JobComplete" and not look_first:
@@ -267,6 +353,18 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
         if now > deadline:
             raise RunFailed(f"Bulk job {job.get('id')} still {job.get('state')} after {timeout:.0f}s",
                             hint="resume it later with the job id from the run journal")
+        if rows and spent >= cap and job.get("state") != "Open":
+            # the budget's looks are spent: the next comes when the job must be done, and fetches the results
+            rate = slowest_rate(_processed(job), now - start, prev, now, pace.slowest(kind))
+            delay = must_end_delay(rows, _processed(job), now - start, rate)
+            timed = rate is not None
+            if timed and spare is not None:
+                if finish is None:
+                    finish, finish_tries = spare, 1  # once: a failed job is then seen by the status looks after it
+                spare = None
+            projected = now + delay / SLOWDOWN if timed else None
+            prev = (now, _processed(job))
+            continue
         if fresh and job.get("state") != "Open":
             delay, timed = fresh_next(job, rows, prev, now, now - start, looks)
             projected = now + delay / MARGIN if timed else None

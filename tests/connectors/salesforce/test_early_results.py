@@ -109,8 +109,11 @@ def test_a_job_not_done_by_its_timed_look_is_followed_by_status_looks(monkeypatc
     org = FakeOrg(done_after=3, refuse_early=refuse_early)
     rows = _run(org, _learned(), monkeypatch)
     assert rows == _reference(monkeypatch)
-    # one results try, then status looks until the end, then the results (fetched again in full)
-    assert org.calls == ["successfulResults", "status", "status", "successfulResults", "failedResults"]
+    # one results try and a status look (the job's look cap, ``polling.look_cap``), then the results again
+    # when the job must be done by its figure (fetched in full); they lack the failed row, so the status
+    # tells the failures to fetch
+    assert polling.look_cap(len(KEYS)) == 2
+    assert org.calls == ["successfulResults", "status", "successfulResults", "status", "failedResults"]
 
 
 def test_without_a_learned_rate_the_first_look_is_a_status_look(monkeypatch):
@@ -125,8 +128,8 @@ def test_without_a_learned_rate_the_first_look_is_a_status_look(monkeypatch):
 
 @pytest.mark.parametrize("done_after, learned, failed, called_after", [
     (1, True, {}, (["successfulResults"], 0)),  # the timed results look holds every row: before matching them
-    # the status look that sees JobComplete (the early try's part of the rows was matched), before the results
-    (3, True, {}, (["successfulResults", "status", "status"], 1)),
+    # the results look past the look cap that holds every row (the early try's part of the rows was matched)
+    (3, True, {}, (["successfulResults", "status", "successfulResults"], 1)),
     (1, False, {}, (["status"], 0)),  # a fresh pace: status first
     (1, True, FAILED, None), (3, True, FAILED, None), (1, False, FAILED, None),  # a row failed: never
 ])
