@@ -22,7 +22,7 @@ from crmbridge.validation.arrowspill import ArrowSpill, is_arrow_file
 from crmbridge.validation.parallel import fork_available, ordered_map
 from crmbridge.validation.parquetsink import ParquetSink
 from tests.validation.test_disagreement_equality import criteria, rows
-from tests.validation.test_parquetsink import _batches
+from tests.validation.test_parquetsink import awkward_batches
 from tests.validation.test_pass1_equality import FIELD_VALUES, customers_frame, tricky_frame
 
 
@@ -43,7 +43,7 @@ def _quarantine_like() -> list[pd.DataFrame]:
             for v, r in ((["C1", None, "客户\x00"], ["a; b", "c", ""]), ([], []), (["C2"], [None]))]
 
 
-CASES = {"parquetsink": lambda: _batches(3), "normalised": lambda: _normalised_like(5),
+CASES = {"parquetsink": lambda: awkward_batches(3), "normalised": lambda: _normalised_like(5),
          "quarantine": _quarantine_like}
 
 

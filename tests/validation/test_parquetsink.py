@@ -17,7 +17,7 @@ from crmbridge.validation import parquetsink
 from crmbridge.validation.parquetsink import ParquetSink
 
 
-def _batches(seed: int) -> list[pd.DataFrame]:
+def awkward_batches(seed: int) -> list[pd.DataFrame]:
     rng = np.random.default_rng(seed)
     texts = np.array([None, "", "a", "甲乙丙", "x; y", "line\nbreak", "   "], dtype=object)
     out = []
@@ -50,7 +50,7 @@ def _previous(path, frames, dictionary: bool) -> None:
 @pytest.mark.parametrize("dictionary", [True, False])
 def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, dictionary):
     monkeypatch.setattr(parquetsink, "ROW_GROUP", row_group)
-    frames = _batches(seed)
+    frames = awkward_batches(seed)
     sink = ParquetSink(tmp_path / "new.parquet", dictionary=dictionary)
     for df in frames:
         sink.write(df)
@@ -64,7 +64,7 @@ def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, d
 
 def test_batches_give_the_written_frames_back(tmp_path):
     sink = ParquetSink(tmp_path / "s.parquet", dictionary=False)
-    frames = _batches(3)
+    frames = awkward_batches(3)
     for df in frames:
         sink.write(df)
     back = list(sink.batches())
