@@ -313,3 +313,27 @@ def test_a_query_started_ahead_is_read_at_one_look_soon_after_its_end(factor, re
         assert clock.sleeps == [] and looks[0] == reader_after * took
     elif factor == min(SEEN_QUERY_FACTORS):
         assert looks[0] <= 1.6 * took
+
+
+def test_a_query_found_done_by_a_late_reader_teaches_no_rate():
+    """Reconcile came 60 s after its query was created, long after its first look was due: the query,
+    found done at once, ran at an unknown rate (its 60 s are the load's tail, the client's work), so the
+    next run's query is still timed by the ingest rate, not looked at 60 s after its creation. A reader on
+    time still learns the query's rate."""
+    rows = 94_318
+    pace = polling.Pace()
+    pace.learn("ingest", rows, rows / 2_000.0)
+    expected = pace.first_delay("query", rows)
+    clock = Clock()
+    get_job, looks = _job_at(clock, rows, rate=20_000.0)
+    clock.now = 60.0
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=rows, pace=pace, kind="query",
+                         since=0.0, sleep=clock.sleep, clock=clock)
+    assert looks == [60.0]
+    assert pace.rate("query") is None and pace.first_delay("query", rows) == expected
+    clock2 = Clock()
+    get_job2, looks2 = _job_at(clock2, rows, rate=20_000.0)
+    clock2.now = 1.0
+    polling.wait_for_job(lambda fn, what: fn(), get_job2, "status", 3600, rows=rows, pace=pace, kind="query",
+                         since=0.0, sleep=clock2.sleep, clock=clock2)
+    assert looks2 == [pytest.approx(expected)] and pace.rate("query") == pytest.approx(rows / expected)
