@@ -40,11 +40,17 @@ MAX_PROJECTED = 300.0  # a look timed by a projected end (progress figures or a 
 # No job, however small, is done the moment it is closed: the first look never comes sooner.
 FIRST_LOOK = 0.3
 # Reading is several times faster than writing (no validation, triggers or index upkeep): before
-# any query job was seen, a query is assumed to run this many times faster than the ingest jobs.
-# Measured on the embedded sandbox (94k Accounts, 14 fields): 3.8x idle, 4.0x at load average 9. A
-# factor at or above the real one puts the first look before the end (a second status call, one
-# more API call per reconcile); 3 puts it about a quarter of the query's own time after the end.
-QUERY_VS_INGEST = 3.0
+# any query job was seen, a query is assumed to run this many times faster than the ingest jobs, at
+# the ingest rate this connector learned (its end by the job's figures: the org's start delay is in
+# it, the client's idle after the end is not). A factor at or above the real one puts the first look
+# before the end (a second call, one more API call per reconcile: over issue 14's budget at 94k
+# records); one below it idles. On the embedded sandbox (94k Accounts, 14 fields) it was 3.8x (4
+# December, 4.0x at load average 9), then the sandbox's query got twice as fast (task sandboxq), and
+# 3 left reconcile's query done 3-23 s before its first look (task rqlook: 13 runs of
+# benchmarks/migrate_100k.py, load average 0-10; the org's query took 0.8-4.2 s, and would have been
+# done by its first look at factors up to 7.5-19, median 10): 5 keeps a third of the least of those
+# in hand.
+QUERY_VS_INGEST = 5.0
 # A query job before any job was seen: its first look comes when it would be done at this rate.
 FIRST_GUESS_ROWS_PER_S = 10_000.0
 # An ingest job before any was seen (a fresh project; ``fresh_next``). Until 4 December the first look
@@ -311,7 +317,12 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
     pace = pace or Pace()
     start = clock() if since is None else min(since, clock())
     deadline = start + timeout
-    delay = 0.0 if look_first else max(0.0, pace.first_delay(kind, rows) - (clock() - start))
+    due = pace.first_delay(kind, rows) - (clock() - start)
+    delay = 0.0 if look_first else max(0.0, due)
+    # a job started ahead of a reader that comes after its first look was due is looked at at once: found
+    # done then, it says only that the job took less than the reader's lateness (the client's work, not
+    # the org's), no rate to learn (for reconcile's query: the load's tail, up to a minute for 94k rows)
+    late = since is not None and due < 0
     timed = not look_first and bool(rows) and pace.knows(kind)  # this look is timed for the job's end
     prev: tuple[float, int] | None = None
     projected: float | None = None  # when the progress figures put the job's end
@@ -340,6 +351,8 @@ def wait_for_job(call, get_job: Callable[[], dict], what: str, timeout: float, *
             if job.get("state") == "JobComplete" and not look_first:
                 # It ended between the previous look and this one: where the progress figures put the
                 # end, or else the middle of that interval.
+                if prev is None and late:
+                    return job
                 if prev is None:
                     took = now - start
                 elif projected is not None:

@@ -281,3 +281,59 @@ def test_a_job_started_earlier_is_first_looked_at_when_it_should_be_done():
     polling.wait_for_job(lambda fn, what: fn(), get_job2, "status", 3600, rows=100_000, pace=pace, kind="query",
                          since=0.0, sleep=clock2.sleep, clock=clock2)
     assert clock2.sleeps == [] and looks2 == [60.0]
+
+
+# Reconcile's query on the sandbox, started during the load's tail (task rqlook, 13 runs of migrate_100k.py
+# at load average 0-10): the factor over the load's learned ingest rate at which its first look would still
+# have come after the org's end of it (the least three, the median, the most).
+SEEN_QUERY_FACTORS = (7.5, 7.8, 8.0, 10.4, 19.3)
+
+
+@pytest.mark.parametrize("factor", SEEN_QUERY_FACTORS)
+@pytest.mark.parametrize("reader_after", [0.2, 0.9, 3.0])
+def test_a_query_started_ahead_is_read_at_one_look_soon_after_its_end(factor, reader_after):
+    """The query job is created at 0 (during the load's tail) and its reader starts waiting ``reader_after``
+    times the query's own time later: one look, never before the query's end (a second call would put load
+    + reconcile over issue 14's budget), at most 0.6 of its time after it (with 3, 1.5 times its time at the
+    least factor seen); a look already due when the reader comes is made at once."""
+    rows, ingest = 94_318, 2_000.0
+    pace = polling.Pace()
+    pace.learn("ingest", rows, rows / ingest)
+    query_rate = ingest * factor / polling.MARGIN  # its end falls where a look at ``factor`` would come
+    took = rows / query_rate
+    clock = Clock()
+    get_job, looks = _job_at(clock, rows, rate=query_rate)
+    clock.now = reader_after * took
+    due = pace.first_delay("query", rows)
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=rows, pace=pace, kind="query",
+                         since=0.0, sleep=clock.sleep, clock=clock)
+    assert len(looks) == 1, looks
+    assert looks[0] >= took
+    if reader_after * took >= due:
+        assert clock.sleeps == [] and looks[0] == reader_after * took
+    elif factor == min(SEEN_QUERY_FACTORS):
+        assert looks[0] <= 1.6 * took
+
+
+def test_a_query_found_done_by_a_late_reader_teaches_no_rate():
+    """Reconcile came 60 s after its query was created, long after its first look was due: the query,
+    found done at once, ran at an unknown rate (its 60 s are the load's tail, the client's work), so the
+    next run's query is still timed by the ingest rate, not looked at 60 s after its creation. A reader on
+    time still learns the query's rate."""
+    rows = 94_318
+    pace = polling.Pace()
+    pace.learn("ingest", rows, rows / 2_000.0)
+    expected = pace.first_delay("query", rows)
+    clock = Clock()
+    get_job, looks = _job_at(clock, rows, rate=20_000.0)
+    clock.now = 60.0
+    polling.wait_for_job(lambda fn, what: fn(), get_job, "status", 3600, rows=rows, pace=pace, kind="query",
+                         since=0.0, sleep=clock.sleep, clock=clock)
+    assert looks == [60.0]
+    assert pace.rate("query") is None and pace.first_delay("query", rows) == expected
+    clock2 = Clock()
+    get_job2, looks2 = _job_at(clock2, rows, rate=20_000.0)
+    clock2.now = 1.0
+    polling.wait_for_job(lambda fn, what: fn(), get_job2, "status", 3600, rows=rows, pace=pace, kind="query",
+                         since=0.0, sleep=clock2.sleep, clock=clock2)
+    assert looks2 == [pytest.approx(expected)] and pace.rate("query") == pytest.approx(rows / expected)
