@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import Condition, Criteria, Criterion
-from crmbridge.validation.rowfiles import open_rows, sql_ident as _ident, sql_literal as _literal
+from crmbridge.validation.rowfiles import open_rows, sql_literal
 
 SAMPLES = 10
 # DuckDB's own memory cap for the linking; past it DuckDB spills to its temporary directory. One thread:
@@ -131,7 +131,7 @@ def _duckdb(where: Path, rows: int = 0) -> Iterator[Any]:
         con.execute(f"SET memory_limit = '{limit}'")
         con.execute(f"SET threads = {int(DUCKDB_THREADS)}")
         con.execute("SET preserve_insertion_order = false")  # every order the report needs is an ORDER BY
-        con.execute(f"SET temp_directory = {_literal(str(tmp))}")
+        con.execute(f"SET temp_directory = {sql_literal(str(tmp))}")
         yield con
     finally:
         con.close()

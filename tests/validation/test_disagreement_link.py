@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crmbridge.validation.disagreement import _duckdb, _ident, _link, _literal, _load_edges
+from crmbridge.validation.disagreement import _duckdb, _link, _load_edges
+from crmbridge.validation.rowfiles import sql_ident as ident, sql_literal as literal
 
 AWKWARD = ["C001", "C001\0", "\0", "Ｃ００１", "客户一", "客户一 ", "😀", "😀\0😀", "", " ", "c001", "C001\n", "ß", "SS"]
 
@@ -19,9 +20,9 @@ AWKWARD = ["C001", "C001\0", "\0", "Ｃ００１", "客户一", "客户一 ", "�
 def _previous_edges(con, path, fields: list[str]) -> None:
     """``_load_edges`` as it was: every linking value a node, numbered by ``dense_rank``."""
     k = max(1, len(fields))
-    src = f"read_parquet({_literal(str(path))}, file_row_number = true)"
-    parts = [f"SELECT file_row_number AS rid, (dense_rank() OVER (ORDER BY {_ident(f)}) - 1) * {k} + {i} AS node "
-             f"FROM {src} WHERE {_ident(f)} IS NOT NULL" for i, f in enumerate(fields)]
+    src = f"read_parquet({literal(str(path))}, file_row_number = true)"
+    parts = [f"SELECT file_row_number AS rid, (dense_rank() OVER (ORDER BY {ident(f)}) - 1) * {k} + {i} AS node "
+             f"FROM {src} WHERE {ident(f)} IS NOT NULL" for i, f in enumerate(fields)]
     con.execute("CREATE TABLE edges AS " + (" UNION ALL ".join(parts) if parts else
                                             "SELECT 0::BIGINT AS rid, 0::BIGINT AS node WHERE false"))
 
