@@ -111,11 +111,10 @@ def _slow_batches(text: _Text, line_no: int, dialect: dict, width: int, read: So
 
 
 def _rows_batch(lines: list[int], rows: list[list], rejects: list, width: int) -> Batch:
-    import pyarrow as pa
+    from crmbridge import arrowvals as av
 
-    cols = [pa.array(c, pa.string()) for c in zip(*rows)] if rows else \
-        [pa.array([], pa.string()) for _ in range(width)]
-    return Batch(pa.array(lines, pa.int64()), cols, rejects, "csv")
+    cols = [av.strings(c) for c in zip(*rows)] if rows else [av.strings([]) for _ in range(width)]
+    return Batch(av.ints(lines), cols, rejects, "csv")
 
 
 def _batch_events(batches: Iterator[Batch]) -> Iterator[Event]:
@@ -211,6 +210,8 @@ class _ArrowCsv:
         import pyarrow.compute as pc
         import pyarrow.csv as pv
 
+        from crmbridge import arrowvals as av
+
         width = self.width
         b = np.frombuffer(data, np.uint8, count=cut)
         nl, end_idx, q = self._scanned
@@ -268,18 +269,18 @@ class _ArrowCsv:
                 raise RuntimeError(f"CSV parse: {table.num_rows} rows where {n_keep} records were found")
             cols = [c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in table.columns]  # no copy
         else:
-            cols = [pa.array([], pa.string()) for _ in range(width)]
-        line_arr = pa.array(rec_line[keep], pa.int64())
+            cols = [av.strings([]) for _ in range(width)]
+        line_arr = av.ints(rec_line[keep])
         # blank rows (every cell empty or whitespace): few candidates, checked exactly in Python
-        cand = np.flatnonzero(pc.match_substring_regex(cols[0], _BLANK_RX).to_numpy(zero_copy_only=False))
+        cand = np.flatnonzero(av.to_numpy(pc.match_substring_regex(cols[0], _BLANK_RX), null=False))
         if len(cand):
-            sub = [pc.take(c, pa.array(cand)).to_pylist() for c in cols]
+            sub = [pc.take(c, av.ints(cand)).to_pylist() for c in cols]
             blank = [i for j, i in enumerate(cand.tolist()) if _is_blank([s[j] for s in sub])]
             if blank:
                 read.skipped_blank += len(blank)
                 mask = np.ones(len(line_arr), bool)
                 mask[blank] = False
-                m = pa.array(mask)
+                m = av.bools(mask)
                 cols = [c.filter(m) for c in cols]
                 line_arr = line_arr.filter(m)
         rejects: list[tuple[int, str, str]] = []

@@ -65,6 +65,8 @@ def _byte_patterns(found: dict, values, offsets, data, hits) -> None:
     import numpy as np
     import pyarrow.compute as pc
 
+    from crmbridge import arrowvals as av
+
     at, b1, b2 = data[hits], data[hits + 1], data[hits + 2]  # the 8 zero bytes after the values: in range
     owner = np.searchsorted(offsets, hits, side="right") - 1
     ef = 0xF000 | ((b1.astype(np.int32) & 0x3F) << 6) | (b2 & 0x3F)
@@ -77,7 +79,7 @@ def _byte_patterns(found: dict, values, offsets, data, hits) -> None:
     markup = owner[(at == 0x3C) | (at == 0x26)]  # ascending, as ``hits``
     if len(markup):
         some = markup[np.concatenate([[True], markup[1:] != markup[:-1]])]
-        hit = pc.match_substring_regex(values.take(some), PATTERNS["html_like"]).to_numpy(zero_copy_only=False)
+        hit = av.to_numpy(pc.match_substring_regex(values.take(av.ints(some)), PATTERNS["html_like"]))
         found["html_like"][some[hit]] = True
 
 
@@ -185,17 +187,18 @@ class _ColStats:
 
     def __init__(self, nulls: int = 0):
         import numpy as np
-        import pyarrow as pa
+
+        from crmbridge import arrowvals as av
 
         self.nulls = nulls
         self.min_len: int | None = None
         self.max_len: int | None = None
         self.patterns = {k: 0 for k in PATTERNS}
-        self.uniq = pa.array([], pa.string())  # None once above EXACT_DISTINCT
+        self.uniq = av.strings([])  # None once above EXACT_DISTINCT
         self._pending: list = []
         self._pending_n = 0
         self.hll = None
-        self.top_values = pa.array([], pa.string())
+        self.top_values = av.strings([])
         self.top_counts = np.empty(0, np.int64)
         self.top_order = np.empty(0, np.int64)  # insertion order, for ties
         self.next_order = 0
@@ -204,6 +207,8 @@ class _ColStats:
     def add(self, arr) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
+
+        from crmbridge import arrowvals as av
 
         if arr.type != pa.string():
             arr = arr.cast(pa.string())
@@ -218,7 +223,7 @@ class _ColStats:
         if values.null_count:  # value_counts counts nulls as a value: drop it
             keep = values.is_valid()
             values, counts = values.filter(keep), counts.filter(keep)
-        counts_np = counts.to_numpy()
+        counts_np = av.to_numpy(counts)
         self._describe(values, counts_np)
         self._count(values, counts_np)
         self._distinct(values)
@@ -244,6 +249,7 @@ class _ColStats:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        from crmbridge import arrowvals as av
         from crmbridge.migrations.arrow_bytes import hash64
 
         self._describe(rows)
@@ -252,23 +258,25 @@ class _ColStats:
         s = np.sort(h)
         again = s[1:][s[1:] == s[:-1]]
         if len(again):
-            vc = pc.value_counts(rows.take(pa.array(np.flatnonzero(np.isin(h, again)))))
-            self._count(vc.field("values"), vc.field("counts").to_numpy())
+            vc = pc.value_counts(rows.take(av.ints(np.flatnonzero(np.isin(h, again)))))
+            self._count(vc.field("values"), av.to_numpy(vc.field("counts")))
 
     def _count(self, values, counts) -> None:
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        from crmbridge import arrowvals as av
+
         if self.approx_top:  # values seen once in a batch cannot climb into the top any more
             more = counts > 1
-            values, counts = values.filter(pa.array(more)), counts[more]
+            values, counts = values.filter(av.bools(more)), counts[more]
         if len(self.top_values):
-            at = pc.index_in(values, value_set=self.top_values).fill_null(-1).to_numpy()
+            at = av.to_numpy(pc.index_in(values, value_set=self.top_values), null=-1)
             found = at >= 0
             self.top_counts[at[found]] += counts[found]
             fresh = ~found
-            values, counts = values.filter(pa.array(fresh)), counts[fresh]
+            values, counts = values.filter(av.bools(fresh)), counts[fresh]
         n = len(values)
         if n:
             self.top_values = pa.concat_arrays([self.top_values, values])
@@ -277,7 +285,7 @@ class _ColStats:
             self.next_order += n
         if len(self.top_values) > TOP_TRACKED:
             keep = self._ranked()[:TOP_TRACKED // 10]
-            self.top_values = self.top_values.take(pa.array(keep))
+            self.top_values = self.top_values.take(av.ints(keep))
             self.top_counts = self.top_counts[keep]
             self.top_order = np.arange(len(keep))
             self.next_order = len(keep)
@@ -329,9 +337,11 @@ class _ColStats:
         return int(round(est))
 
     def result(self, rows: int) -> dict:
+        from crmbridge import arrowvals as av
+
         self._settle()
         order = self._ranked()[:TOP]
-        top = zip(self.top_values.take(order).to_pylist(), self.top_counts[order].tolist())
+        top = zip(self.top_values.take(av.ints(order)).to_pylist(), self.top_counts[order].tolist())
         return {"nulls": self.nulls, "null_pct": round(100.0 * self.nulls / rows, 2) if rows else 0.0,
                 "distinct": len(self.uniq) if self.uniq is not None else self._estimate(),
                 "distinct_approximate": self.uniq is None,

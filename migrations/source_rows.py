@@ -72,7 +72,8 @@ class RowRules:
         refused rows in row order.
         """
         import numpy as np
-        import pyarrow as pa
+
+        from crmbridge import arrowvals as av
 
         n = len(columns[0]) if columns else 0
         keep = np.ones(n, bool)
@@ -90,7 +91,7 @@ class RowRules:
             refused = keep & _per_distinct(col, lambda v: self._department(v)[1] is not None, bool)
             why[refused] = reason[refused]
             keep &= ~refused
-            depts = pa.array(dept[keep].tolist(), pa.string())
+            depts = av.strings(dept[keep].tolist())
         refused = [(i, why[i]) for i in np.flatnonzero(~keep).tolist()]
         return keep, depts, refused
 
@@ -128,12 +129,14 @@ def _per_distinct(column, fn, dtype):
     import numpy as np
     import pyarrow.compute as pc
 
+    from crmbridge import arrowvals as av
+
     enc = pc.dictionary_encode(column)
     values = enc.dictionary.to_pylist()
     results = np.empty(len(values) + 1, dtype)
     for i, v in enumerate(values + [None]):
         results[i] = fn(v)
-    codes = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
+    codes = av.to_numpy(enc.indices, null=len(values))
     return results[codes]
 
 

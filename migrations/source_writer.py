@@ -46,8 +46,7 @@ def _write_batches(batches, rules, writer: "SourceWriter", name: str, chunk: int
     """Arrow batches (CSV) into the writer, the row rules applied column-wise; returns rows read.
 
     Rejects (the reader's and the rules') are written in line order, as the per-record path does."""
-    import pyarrow as pa
-
+    from crmbridge import arrowvals as av
     from crmbridge.migrations import source_rows
 
     groups = _RowGroups(writer, chunk)
@@ -59,12 +58,12 @@ def _write_batches(batches, rules, writer: "SourceWriter", name: str, chunk: int
         if rules is not None and batch.rows:
             keep, depts, refused = rules.check_columns(cols)
             if refused:
-                at = pa.array([i for i, _ in refused], pa.int64())
+                at = av.ints([i for i, _ in refused])
                 cells = [c.take(at).to_pylist() for c in cols]
                 refused_lines = lines.take(at).to_pylist()
                 rejects = sorted(rejects + [(refused_lines[j], why, source_rows.raw_cells([c[j] for c in cells]))
                                             for j, (_, why) in enumerate(refused)], key=lambda r: r[0])
-                mask = pa.array(keep)
+                mask = av.bools(keep)
                 cols, lines = [c.filter(mask) for c in cols], lines.filter(mask)
         for line, reason, raw in rejects:
             writer.reject(line, reason, raw)
@@ -155,12 +154,14 @@ class SourceWriter:
             return cols[self.key_idx[0]]
         import pyarrow.compute as pc
 
+        from crmbridge import arrowvals as av
+
         parts = [cols[k] for k in self.key_idx]
-        joined = pc.binary_join_element_wise(*parts, "|", null_handling="replace", null_replacement="")
+        joined = pc.binary_join_element_wise(*parts, av.string("|"), null_handling="replace", null_replacement="")
         none = parts[0].is_null()
         for p in parts[1:]:
             none = pc.and_(none, p.is_null())
-        return pc.if_else(none, pa.scalar(None, pa.string()), joined)
+        return pc.if_else(none, av.string(None), joined)
 
     def write(self, lines: list[int], rows: list[list], depts: list[str] | None = None) -> None:
         """Write one chunk of kept rows (``lines`` their line numbers) as a Parquet row group;
@@ -176,11 +177,13 @@ class SourceWriter:
         ``lines`` as a Parquet row group; ``depts`` as in ``write``."""
         import pyarrow.compute as pc
 
+        from crmbridge import arrowvals as av
+
         pa, n = self.pa, len(lines)
         if not n:
             return
         if depts is None:
-            dept_arr = pa.repeat(pa.scalar(self.department, pa.string()), n)
+            dept_arr = pa.repeat(av.string(self.department), n)
             self.departments[self.department] = self.departments.get(self.department, 0) + n
         else:
             dept_arr = depts
@@ -191,9 +194,9 @@ class SourceWriter:
         cols = [_empty_to_null(c) for c in columns]
         if self.profile is not None:
             self.profile.add(self.columns, cols, n)
-        row_ids = pc.binary_join_element_wise(f"{self.name}:", pc.cast(lines, pa.string()), "")
+        row_ids = pc.binary_join_element_wise(av.string(f"{self.name}:"), pc.cast(lines, pa.string()), av.string(""))
         keys = self._source_keys(cols, row_ids)
-        cols += [row_ids, pa.repeat(pa.scalar(self.name, pa.string()), n), dept_arr, lines, keys]
+        cols += [row_ids, pa.repeat(av.string(self.name), n), dept_arr, lines, keys]
         table = pa.Table.from_arrays(cols, schema=self.schema)
         if self.writer is None:
             self._open(table)
@@ -234,7 +237,9 @@ class SourceWriter:
 def _empty_to_null(arr):
     import pyarrow.compute as pc
 
-    empty = pc.equal(arr, "")
+    from crmbridge import arrowvals as av
+
+    empty = pc.equal(arr, av.string(""))
     if not pc.any(empty).as_py():
         return arr
-    return pc.if_else(empty, None, arr)
+    return pc.if_else(empty, av.string(None), arr)
