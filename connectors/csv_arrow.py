@@ -56,10 +56,9 @@ def _csv_batches(text: _Text, lines: _Lines, dialect: dict, width: int, read: So
                 break
             parts.append(block)
             size += len(block)
-        carry = "".join(parts)
-        if not carry:
+        if not size:
             break
-        data = carry.encode("utf-8")
+        data = b"".join([p.encode("utf-8") for p in parts])  # one copy of the bytes, not of the text too
         added = eof and not data.endswith(b"\n")
         if added:  # the last record without a line end: parse it as if it had one
             data += b"\n"
