@@ -61,7 +61,7 @@ def hash64(arr) -> np.ndarray:
     nwords = (lens + 7) >> 3
     h = (lens.astype(np.uint64) + np.uint64(1)) * _K
     if len(lens):
-        order, shortest = None, int(nwords.min())
+        order, shortest, full = None, int(nwords.min()), int(lens.min()) >> 3
         for j in range(int(nwords.max())):
             if j < shortest:  # every value has a word j: no indexing
                 at = slice(None)
@@ -71,7 +71,8 @@ def hash64(arr) -> np.ndarray:
                     sorted_words = nwords[order]
                 at = order[np.searchsorted(sorted_words, j, side="right"):]
             w = words[starts[at] + 8 * j]
-            w &= _TAIL[np.minimum(lens[at] - 8 * j, 8)]
+            if j >= full:  # some value ends inside word j: zero the bytes past its end
+                w &= _TAIL[np.minimum(lens[at] - 8 * j, 8)]
             x = h[at] ^ w
             x *= _M1
             x ^= x >> _S32

@@ -59,6 +59,8 @@ def test_hash_is_the_documented_function_on_awkward_values():
     assert hash64(pa.array(values, pa.large_string())).tolist() == expected
     assert hash64(pa.array([v for v in values if len(v.encode()) == 8], pa.string())).tolist() == \
         [reference_hash(v) for v in values if len(v.encode()) == 8]  # every value the same word count
+    longer = [v for v in values if len(v.encode()) >= 16]  # words 0 and 1 full in every value, later ones not
+    assert hash64(pa.array(longer, pa.string())).tolist() == [reference_hash(v) for v in longer]
     assert len(hash64(pa.array([], pa.string()))) == 0
 
 
