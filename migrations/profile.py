@@ -246,7 +246,6 @@ class _ColStats:
         values weighted by their counts, and the top only takes the values seen more than once in the
         batch (``_count``): all of them are among the rows whose hash repeats, counted exactly there."""
         import numpy as np
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         from crmbridge import arrowvals as av

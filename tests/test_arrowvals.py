@@ -55,6 +55,7 @@ def test_to_numpy_of_sliced_ints_and_nulls():
         av.to_numpy(arr)  # nulls need a value
     hits = pc.match_substring_regex(pa.array(["a", None, "b"]), "b")
     assert av.to_numpy(hits, null=False).tolist() == [False, False, True]
+    assert av.to_numpy(pa.nulls(3, pa.bool_()), null=True).tolist() == [True] * 3
     idx = pc.index_in(pa.array(["x", "y", "z"]), value_set=pa.array(["z", "x"]))
     assert av.to_numpy(idx, null=-1).tolist() == idx.fill_null(-1).to_numpy().tolist()
 
