@@ -128,11 +128,18 @@ def _template(template: str, df: pd.DataFrame) -> pd.Series:
 def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
            stats: dict, twins: dict | None = None) -> pd.Series:
     """Run the field's transforms in order, on the rows they may change (``mappings/unchanged.py``: the
-    others are given back as they are, as text). ``twins``: the result's Arrow twin goes there, under
+    others are given back as they are, as text); a ``number`` chain on plain whole numbers is read in
+    Arrow (``mappings/plainnumbers.py``). ``twins``: the result's Arrow twin goes there, under
     ``label``, when it has one (mappings/twins.py)."""
+    from crmbridge.mappings.plainnumbers import plain_numbers
     from crmbridge.mappings.twins import patched_twin
     from crmbridge.mappings.unchanged import unchanged_rows
 
+    known = plain_numbers(spec.transforms, series)
+    if known is not None:
+        values, changed = known
+        stats.setdefault(label, {}).setdefault("number", {"changed": 0, "failed": 0})["changed"] += changed
+        return pd.Series(values, index=series.index, dtype=object)
     skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
     if skip is None or not skip[1].any():
         return _chain_rows(label, spec, series, df, reasons, stats, twins)

@@ -1,0 +1,96 @@
+"""A ``number`` chain on plain whole numbers read in Arrow (``mappings/plainnumbers.py``, taken by
+``engine._chain``) against the chain itself (``engine._chain_rows``: ``parse_number`` once per distinct
+value): the same values (type included: Python floats, None where missing), stats and reasons, for
+every setting of the transform, and the columns it must leave to the chain."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmbridge.mappings.engine import _chain, _chain_rows, _Reasons
+from crmbridge.mappings.models import FieldSpec
+from crmbridge.mappings.plainnumbers import plain_numbers
+
+
+def _digits(n: int, seed: int, missing: float = 0.0) -> list:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        if rng.random() < missing:
+            out.append(None)
+            continue
+        width = rng.choice([1, 3, 6, 7, 9, 12, 15])
+        out.append(rng.choice([str(rng.randrange(10 ** width)), f"{i:0{width}d}"[-width:], "0", "000123",
+                               "999999999999999", "900719925474099", "123456789012345"]))
+    return out
+
+
+def _spec(params: dict, on_failure: str = "quarantine") -> FieldSpec:
+    return FieldSpec.model_validate({"column": "v", "transforms": [{"number": params}], "on_failure": on_failure})
+
+
+def _run(run, spec: FieldSpec, series: pd.Series):
+    stats: dict = {}
+    frame = pd.DataFrame({"v": series})
+    reasons = _Reasons(frame.index)
+    reasons.text.loc[frame.index[::7]] = "earlier: reason"
+    values = run("F", spec, series, frame, reasons, stats)
+    return values, stats, reasons.text
+
+
+def _assert_same(series: pd.Series, spec: FieldSpec):
+    (values, stats, reasons), (rvalues, rstats, rreasons) = _run(_chain, spec, series), _run(_chain_rows, spec, series)
+    assert values.dtype == rvalues.dtype and values.index.equals(rvalues.index)
+    assert [(type(v), v) for v in values.tolist()] == [(type(v), v) for v in rvalues.tolist()]
+    assert stats == rstats
+    assert reasons.tolist() == rreasons.tolist()
+
+
+PARAMS = [{}, {"scale": 0}, {"scale": 2}, {"scale": 8}, {"decimal": ",", "thousands": "."},
+          {"thousands": ""}, {"thousands": " "}, {"decimal": ",", "thousands": "'"}, {"cn_units": True},
+          {"percent": True}, {"percent": True, "scale": 3, "cn_units": True}]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.parametrize("missing", [0.0, 0.1])
+@pytest.mark.parametrize("on_failure", ["quarantine", "blank", "keep"])
+def test_whole_numbers_equal_the_chain(params, missing, on_failure):
+    series = pd.Series(_digits(5000, 3, missing), dtype="str")
+    series.index = pd.RangeIndex(5000) * 2 + 3  # not the positions
+    spec = _spec(params, on_failure)
+    assert plain_numbers(spec.transforms, series) is not None  # the Arrow path is the one compared
+    _assert_same(series, spec)
+
+
+@pytest.mark.parametrize("odd", ["1234567890123456", "12.5", "1,234", " 12", "12 ", "", "+12", "-12", "１２", "1e3",
+                                 "¥12", "12%", "12万", "(12)", "0x1F"])
+def test_other_values_leave_the_column_to_the_chain(odd):
+    values = _digits(3000, 5, 0.05)
+    values[1234] = odd
+    series = pd.Series(values, dtype="str")
+    spec = _spec({"percent": True, "cn_units": True})
+    assert plain_numbers(spec.transforms, series) is None
+    _assert_same(series, spec)
+
+
+@pytest.mark.parametrize("transforms", [[{"number": {"integer": True}}], [{"number": {}}, "trim"],
+                                        ["trim", {"number": {}}], ["trim"]])
+def test_other_chains_run_the_chain(transforms):
+    """``integer: true`` gives ints (an Int64 column), other chains other values: the chain runs."""
+    series = pd.Series(_digits(2000, 9), dtype="str")
+    spec = FieldSpec.model_validate({"column": "v", "transforms": transforms})
+    assert plain_numbers(spec.transforms, series) is None
+    _assert_same(series, spec)
+
+
+def test_columns_not_arrow_text_or_all_missing_run_the_chain():
+    spec = _spec({"scale": 0})
+    for series in (pd.Series(_digits(2000, 1), dtype=object), pd.Series([None] * 50, dtype="str"),
+                   pd.Series(np.arange(50, dtype=float)), pd.Series([], dtype="str")):
+        assert plain_numbers(spec.transforms, series) is None
+        _assert_same(series, spec)
+
