@@ -349,8 +349,10 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex",
     records, _, rows_out = combine(loaded, df, out if len(key) == len(out) else out.loc[key.index], reasons,
                                    duplicated=(lambda k: duplicates.contains_strings(strings)) if
                                    len(strings) == len(key) else duplicates.contains, key=key, lineage=lineage)
-    records, rows_out = _required(loaded, df, records, rows_out, reasons)
     twins = twin_rows(part.twins, out.index, records.index) if part.twins else {}
+    combined = records.index
+    records, rows_out = _required(loaded, df, records, rows_out, reasons, twins)
+    twins = twin_rows(twins, combined, records.index)
     if key_twin is not None:  # combine() wrote ``key`` as the external ID
         twins = {**twins, part.ext: twin_rows({"k": key_twin}, key.index, records.index)["k"]}
     records = records.reset_index(drop=True)
@@ -412,16 +414,19 @@ def reason_counts(texts: list[str]) -> dict[str, int]:
 
 
 def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
-              reasons: _Reasons) -> tuple[pd.DataFrame, int]:
+              reasons: _Reasons, twins: dict | None = None) -> tuple[pd.DataFrame, int]:
     """Required fields, judged on the final record (a golden record may take the value from another
-    department's row). ``records`` is indexed like ``df``; a record missing one is quarantined."""
+    department's row). ``records`` is indexed like ``df``; a record missing one is quarantined.
+    ``twins``: Arrow twins of some of its columns (mappings/twins.py), judged in Arrow."""
+    twins = twins or {}
     bad = pd.Series(False, index=records.index)
     why = pd.Series("", index=records.index, dtype=object)
     for fname, spec in loaded.step.fields.items():
         # a record's external ID is present: map_rows quarantined the rows missing it, and a present key
         # stays present once stripped (is_missing is blank by str.strip's whitespace)
         if spec.required and fname in records.columns and fname != loaded.step.external_id:
-            miss = is_missing(as_text(records[fname])) & ~bad
+            miss = (pd.Series(missing_twin(twins[fname]), index=records.index) if fname in twins else
+                    is_missing(as_text(records[fname]))) & ~bad
             why = why.where(~miss, f"required_missing: {fname}")
             bad |= miss
     if not bad.any():

@@ -210,9 +210,15 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     done_by: dict[int, _Finished] = {}
     firsts: list[int] = []  # per batch: the position of its first row in the entity
 
+    no_rows: list[pd.DataFrame] = []  # ``full(i, 0)``, the same for every batch: read once
+
     def full(i: int, n: int) -> pd.DataFrame:
         """The first ``n`` rows of batch ``i`` with every column, prepared as ``map_rows`` prepares them."""
-        return prepare_rows(loaded, rows(firsts[i], n), firsts[i])
+        if n:
+            return prepare_rows(loaded, rows(firsts[i], n), firsts[i])
+        if not no_rows:
+            no_rows.append(prepare_rows(loaded, rows(firsts[i], 0), firsts[i]))
+        return no_rows[0].copy()  # (the caller adds columns to it)
 
     def steward(i: int, quarantine: pd.DataFrame, in_memory: bool) -> tuple | None:
         view, named = steward_reasons(loaded, quarantine, parent_reasons)
