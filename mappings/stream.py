@@ -297,7 +297,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                       in_memory=single)
             del part
         n += 1
-    duplicates = KeyIndex.duplicates(keys)
+    duplicates, seen = KeyIndex.tally(keys)
 
     # pass 2: the batches whose duplicates were not all their own (or every batch not finished yet)
     if early_finish:
@@ -305,6 +305,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                 (duplicates.contains_strings(keys[i]) & ~early[i].contains_strings(keys[i])).any()]
     else:
         redo = list(range(n))
+    # every batch finished once, its candidate keys kept as its mapped keys: the written keys are ``seen``
+    if not (early_finish and not redo and all(done_by[i].mapped is keys[i] for i in range(n))):
+        seen = None
     del keys, early
     reread = iter(batches()) if again and redo and (early_finish or n > 1) else None
     offset = 0
@@ -354,7 +357,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(f.src[f.src["_row_id"].astype(str).isin(ids)])
         del f
-    res.mapped = KeyIndex.union(mapped)
+    res.mapped = seen if seen is not None else KeyIndex.union(mapped)
+    del seen
     del mapped
     res.quarantined = KeyedText.build(qreasons)
     del qreasons

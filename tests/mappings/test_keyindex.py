@@ -35,6 +35,10 @@ def test_key_index_equals_a_python_set_with_long_keys():
         dup = KeyIndex.duplicates([_strings(p) for p in parts])
         assert sorted(dup) == sorted(twice)
         assert KeyIndex.union([dup, KeyIndex.of(["new"])]).contains(pd.Series(["new", *twice], dtype=object)).all()
+        tallied = KeyIndex.tally([_strings(p) for p in parts])  # both from one sort: the same arrays, types too
+        for got, ref in zip(tallied, (dup, KeyIndex.union([_strings(p) for p in parts]))):
+            assert got.keys.dtype == ref.keys.dtype and got.keys.tobytes() == ref.keys.tobytes()
+            assert got.long == ref.long
 
 
 def test_keyed_text_equals_a_dict_with_long_keys():
