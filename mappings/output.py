@@ -279,8 +279,13 @@ class QuarantineWriter:
 
         base: list[str] | None = None
         legacy: set[str] = set()
+        shapes = set()
         for i in range(n):
             cols, named, empty = self.shapes[i]
+            shape = (tuple(cols), frozenset(named), empty)
+            if shape in shapes:  # the columns of a batch like one before (most batches): nothing new
+                continue
+            shapes.add(shape)
             stub = pd.DataFrame({c: [] if empty else [None] for c in cols})
             full = S.ordered(S.add_legacy(stub, None if raw is None else raw.head(0), [named] * len(stub)))
             added = [c for c in full.columns if c not in cols and c not in S.STATUS_COLUMNS]
@@ -305,9 +310,9 @@ class QuarantineWriter:
             fh.write("".encode(ENCODING))  # what a text file in ``ENCODING`` starts with: the BOM
             for i in range(n):
                 view, named = take(i)
+                if i and view.empty:  # no line to write
+                    continue
                 frame = S.ordered(S.add_legacy(view, raw, named))
                 del view, named
-                if i and frame.empty:
-                    continue
                 frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
                 write_csv(frame, fh, header=i == 0)  # the first batch always writes (its header at least)
