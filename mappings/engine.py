@@ -20,7 +20,7 @@ from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.owners import owner_ids, record_type_ids
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
-from crmbridge.mappings.twins import missing_twin, strip_twin, twin_rows
+from crmbridge.mappings.twins import missing_twin, strip_twin, text_twin, twin_rows
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -137,8 +137,10 @@ def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFram
 
     known = plain_numbers(spec.transforms, series)
     if known is not None:
-        values, changed = known
+        values, changed, twin = known
         stats.setdefault(label, {}).setdefault("number", {"changed": 0, "failed": 0})["changed"] += changed
+        if twins is not None:
+            twins[label] = twin
         return pd.Series(values, index=series.index, dtype=object)
     skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
     if skip is None or not skip[1].any():
@@ -290,7 +292,7 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
         values[fname] = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats, twins)
     out = pd.DataFrame(values, index=work.index)
     ext = step.external_id
-    key_twin = twins.get(ext)
+    key_twin = text_twin(twins.get(ext))
     wreasons.add(is_missing(as_text(out[ext])) if key_twin is None else
                  pd.Series(missing_twin(key_twin), index=out.index), f"missing_external_id: {ext}")
 
@@ -417,7 +419,7 @@ def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_
               reasons: _Reasons, twins: dict | None = None) -> tuple[pd.DataFrame, int]:
     """Required fields, judged on the final record (a golden record may take the value from another
     department's row). ``records`` is indexed like ``df``; a record missing one is quarantined.
-    ``twins``: Arrow twins of some of its columns (mappings/twins.py), judged in Arrow."""
+    ``twins``: Arrow twins of some of its columns (mappings/twins.py), the text ones judged in Arrow."""
     twins = twins or {}
     bad = pd.Series(False, index=records.index)
     why = pd.Series("", index=records.index, dtype=object)
@@ -425,7 +427,8 @@ def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_
         # a record's external ID is present: map_rows quarantined the rows missing it, and a present key
         # stays present once stripped (is_missing is blank by str.strip's whitespace)
         if spec.required and fname in records.columns and fname != loaded.step.external_id:
-            miss = (pd.Series(missing_twin(twins[fname]), index=records.index) if fname in twins else
+            text = text_twin(twins.get(fname))
+            miss = (pd.Series(missing_twin(text), index=records.index) if text is not None else
                     is_missing(as_text(records[fname]))) & ~bad
             why = why.where(~miss, f"required_missing: {fname}")
             bad |= miss

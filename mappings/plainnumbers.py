@@ -14,16 +14,22 @@ Proved against the chain itself, values, types and stats, in tests/mappings/test
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _WHOLE = r"^[0-9]{1,15}$"
 
 
-def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int] | None:
-    """``(values, present)`` of the chain ``transforms`` (``TransformRef``s) on ``series``: the chain's
-    output as an object array (Python floats, None where the input is missing) and how many rows it
-    changes; None when the chain is not one ``number`` or a present value is not a plain whole number."""
+def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int, "pa.Array"] | None:
+    """``(values, present, twin)`` of the chain ``transforms`` (``TransformRef``s) on ``series``: the chain's
+    output as an object array (Python floats, None where the input is missing), how many rows it changes
+    and the same values in Arrow (``float64``, null where missing: the column's twin, mappings/twins.py);
+    None when the chain is not one ``number`` or a present value is not a plain whole number."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -42,4 +48,4 @@ def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int]
     values = num.to_numpy(dtype=object)
     if arr.null_count:
         values[num.isna().to_numpy()] = None
-    return values, present
+    return values, present, pa.array(num.to_numpy(), type=pa.float64(), from_pandas=True)

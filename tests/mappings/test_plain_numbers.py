@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from crmbridge.mappings.engine import _chain, _chain_rows, _Reasons
@@ -62,8 +63,10 @@ def test_whole_numbers_equal_the_chain(params, missing, on_failure):
     series = pd.Series(_digits(5000, 3, missing), dtype="str")
     series.index = pd.RangeIndex(5000) * 2 + 3  # not the positions
     spec = _spec(params, on_failure)
-    assert plain_numbers(spec.transforms, series) is not None  # the Arrow path is the one compared
+    values, present, twin = plain_numbers(spec.transforms, series)  # the Arrow path is the one compared
     _assert_same(series, spec)
+    assert present == series.notna().sum()
+    assert twin.type == pa.float64() and twin.to_pylist() == values.tolist()  # the records writer's twin
 
 
 @pytest.mark.parametrize("odd", ["1234567890123456", "12.5", "1,234", " 12", "12 ", "", "+12", "-12", "１２", "1e3",
@@ -94,3 +97,44 @@ def test_columns_not_arrow_text_or_all_missing_run_the_chain():
         assert plain_numbers(spec.transforms, series) is None
         _assert_same(series, spec)
 
+
+
+def test_a_step_maps_the_same_records_without_the_arrow_path(tmp_path, monkeypatch):
+    """A step whose external ID and an amount are number chains on plain digits (repeated keys among them):
+    map_rows + finish_rows give the same records, quarantine and counts with the chain run as before, and
+    the records file written with the amount's float64 twin is the one written without it."""
+    from crmbridge.mappings import plainnumbers
+    from crmbridge.mappings.engine import finish_rows, map_rows
+    from crmbridge.mappings.keyindex import KeyIndex
+    from crmbridge.mappings.models import load_mappings
+    from crmbridge.mappings.output import RecordsWriter
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "a.yml").write_text(
+        "steps:\n  Account:\n    entity: customers\n    object: Account\n    external_id: Legacy_Num__c\n"
+        "    fields:\n      Legacy_Num__c: {column: num, required: true, transforms: [number]}\n"
+        "      Name: {column: name, required: true}\n"
+        "      AnnualRevenue: {column: revenue, transforms: [{number: {scale: 0}}], on_failure: blank}\n", "utf-8")
+    loaded = load_mappings(tmp_path / "maps").by_name("Account")
+    rng = random.Random(4)
+    batch = pd.DataFrame({"num": [str(i if i % 50 else 7) for i in range(3000)],
+                          "name": [rng.choice(["甲", "乙", None]) for _ in range(3000)],
+                          "revenue": _digits(3000, 6, 0.05), "_row_id": [f"r:{i}" for i in range(3000)]}, dtype="str")
+    outs = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(plainnumbers, "plain_numbers", lambda transforms, series: None)
+        part = map_rows(loaded, batch)
+        keys = part.candidate_keys()
+        done = finish_rows(loaded, part, KeyIndex.of(keys[keys.duplicated(keep=False)]))
+        writer = RecordsWriter(tmp_path / f"r{fast}.parquet", tmp_path)
+        writer.add(0, done.records, in_memory=True, twins=done.twins)
+        writer.write(1)
+        outs.append((done, (tmp_path / f"r{fast}.parquet").read_bytes(), part.stats))
+    (got, got_file, got_stats), (ref, ref_file, ref_stats) = outs
+    assert "AnnualRevenue" in got.twins and "AnnualRevenue" not in ref.twins
+    pd.testing.assert_frame_equal(got.records, ref.records, check_exact=True)
+    pd.testing.assert_frame_equal(got.quarantine, ref.quarantine, check_exact=True)
+    assert (got.rows_in, got.rows_out, got.reasons, got_stats) == (ref.rows_in, ref.rows_out, ref.reasons, ref_stats)
+    assert got.reasons.get("duplicate_external_id: Legacy_Num__c", 0) == 61  # the 60 rows of 7 and row 7
+    assert got_file == ref_file
