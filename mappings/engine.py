@@ -254,9 +254,12 @@ class Partial:
                 self._keys = strip_text(self.out[self.ext] if whole else self.out.loc[keep, self.ext])
             else:  # ``strip_text`` of the same values, in Arrow
                 at = self.out.index if whole else keep
-                self._key_twin = strip_twin(twin_rows({"k": self.key_twin}, self.out.index, at)["k"])
-                self._keys = pd.Series(self._key_twin.to_numpy(zero_copy_only=False), index=at, name=self.ext,
-                                       dtype=object)
+                twin = twin_rows({"k": self.key_twin}, self.out.index, at)["k"]
+                self._key_twin = strip_twin(twin)
+                # nothing to strip (the chain trimmed them): the column's own strings, not new ones
+                values = ((self.out[self.ext] if whole else self.out.loc[keep, self.ext]).to_numpy(dtype=object)
+                          if self._key_twin.equals(twin) else self._key_twin.to_numpy(zero_copy_only=False))
+                self._keys = pd.Series(values, index=at, name=self.ext, dtype=object)
         return self._keys
 
     def key_strings(self) -> np.ndarray:

@@ -143,10 +143,12 @@ KEYS = ["C1", " C1", "C1 ", "\u3000C2\u3000", "\x1cC3\x1f", "C4\x00", "trailing\
         "  ", None, "C1", "\u2028C5\u2029", "\x85C6\xa0", "C7\u200b", "x" * 70]
 
 
+@pytest.mark.parametrize("clean", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_keys_from_the_twin_equal_the_stripped_keys(seed):
+def test_keys_from_the_twin_equal_the_stripped_keys(seed, clean):
     """``Partial.candidate_keys`` and ``key_strings`` from the external ID's twin == ``strip_text`` and
-    ``_strings`` of the column, with reasons holding some rows back."""
+    ``_strings`` of the column, with reasons holding some rows back; ``clean``: keys with nothing to strip
+    (the column's own strings are taken)."""
     from crmbridge.mappings.engine import Partial
     from crmbridge.mappings.keyindex import _strings, arrow_keys
     from crmbridge.mappings.textops import strip_text
@@ -155,6 +157,8 @@ def test_keys_from_the_twin_equal_the_stripped_keys(seed):
     n = 200
     index = pd.Index(np.sort(rng.choice(1000, n, replace=False)))
     ext = pd.Series([KEYS[i] for i in rng.integers(len(KEYS), size=n)], index=index, dtype=object)
+    if clean:
+        ext = pd.Series([v.strip() if isinstance(v, str) else v for v in ext], index=index, dtype=object)
     out = pd.DataFrame({"K": ext})
     df = pd.DataFrame(index=pd.RangeIndex(1000))
     held = rng.choice(1000, 300 * (seed % 2), replace=False)  # no row, or some of ``out``
