@@ -106,16 +106,15 @@ def test_a_step_maps_the_same_records_without_the_arrow_path(tmp_path, monkeypat
     from crmbridge.mappings import plainnumbers
     from crmbridge.mappings.engine import finish_rows, map_rows
     from crmbridge.mappings.keyindex import KeyIndex
-    from crmbridge.mappings.models import load_mappings
     from crmbridge.mappings.output import RecordsWriter
 
-    (tmp_path / "maps").mkdir()
-    (tmp_path / "maps" / "a.yml").write_text(
-        "steps:\n  Account:\n    entity: customers\n    object: Account\n    external_id: Legacy_Num__c\n"
-        "    fields:\n      Legacy_Num__c: {column: num, required: true, transforms: [number]}\n"
-        "      Name: {column: name, required: true}\n"
-        "      AnnualRevenue: {column: revenue, transforms: [{number: {scale: 0}}], on_failure: blank}\n", "utf-8")
-    loaded = load_mappings(tmp_path / "maps").by_name("Account")
+    from .test_required_twins import account_step
+
+    loaded = account_step(tmp_path, "Legacy_Num__c",
+                          "      Legacy_Num__c: {column: num, required: true, transforms: [number]}\n"
+                          "      Name: {column: name, required: true}\n"
+                          "      AnnualRevenue: {column: revenue, on_failure: blank,"
+                          " transforms: [{number: {scale: 0}}]}\n")
     rng = random.Random(4)
     batch = pd.DataFrame({"num": [str(i if i % 50 else 7) for i in range(3000)],
                           "name": [rng.choice(["甲", "乙", None]) for _ in range(3000)],

@@ -21,18 +21,25 @@ NAMES = ["甲", "  深圳 腾达  ", "<b>北京华信</b>", "", " ", "\u3000", "
          "\x00", " \x00 ", "<b> </b>", "<br>", "Acme &amp; Co", None, "ｆｕｌｌ"]
 
 
-def _step(tmp_path, name_transforms: str):
-    """An Account step whose required Name keeps blanks (``nfkc`` and ``case`` leave whitespace as it is)."""
+def account_step(tmp_path, external_id: str, fields: str):
+    """An Account step of customers with ``fields`` (the YAML lines of its fields, indented by 6)."""
     (tmp_path / "maps").mkdir(exist_ok=True)
     (tmp_path / "maps" / "account.yml").write_text(
-        "steps:\n  Account:\n    entity: customers\n    object: Account\n    external_id: Legacy_Id__c\n"
-        "    fields:\n      Legacy_Id__c: {column: customer_no, required: true, transforms: [trim, nfkc]}\n"
-        f"      Name: {{column: name, required: true, transforms: {name_transforms}}}\n"
-        "      Phone: {column: phone, required: true}\n", "utf-8")
+        "steps:\n  Account:\n    entity: customers\n    object: Account\n"
+        f"    external_id: {external_id}\n    fields:\n{fields}", "utf-8")
     return load_mappings(tmp_path / "maps").by_name("Account")
 
 
-STEPS = {"template": None, "nfkc": "[nfkc]", "upper": "[{case: {to: upper}}]", "trim_upper": "[trim, {case: {to: upper}}]"}
+def _step(tmp_path, name_transforms: str):
+    """A step whose required Name keeps blanks (``nfkc`` and ``case`` leave whitespace as it is)."""
+    return account_step(tmp_path, "Legacy_Id__c",
+                        "      Legacy_Id__c: {column: customer_no, required: true, transforms: [trim, nfkc]}\n"
+                        f"      Name: {{column: name, required: true, transforms: {name_transforms}}}\n"
+                        "      Phone: {column: phone, required: true}\n")
+
+
+STEPS = {"template": None, "nfkc": "[nfkc]", "upper": "[{case: {to: upper}}]",
+         "trim_upper": "[trim, {case: {to: upper}}]"}
 
 
 @pytest.mark.parametrize("dtype", ["object", "str"])
