@@ -131,17 +131,13 @@ def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFram
     others are given back as they are, as text); a ``number`` chain on plain whole numbers is read in
     Arrow (``mappings/plainnumbers.py``). ``twins``: the result's Arrow twin goes there, under
     ``label``, when it has one (mappings/twins.py)."""
-    from crmbridge.mappings.plainnumbers import plain_numbers
+    from crmbridge.mappings.plainnumbers import number_chain
     from crmbridge.mappings.twins import patched_twin
     from crmbridge.mappings.unchanged import unchanged_rows
 
-    known = plain_numbers(spec.transforms, series)
+    known = number_chain(label, spec.transforms, series, stats, twins)
     if known is not None:
-        values, changed, twin = known
-        stats.setdefault(label, {}).setdefault("number", {"changed": 0, "failed": 0})["changed"] += changed
-        if twins is not None:
-            twins[label] = twin
-        return pd.Series(values, index=series.index, dtype=object)
+        return known
     skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
     if skip is None or not skip[1].any():
         return _chain_rows(label, spec, series, df, reasons, stats, twins)

@@ -49,3 +49,16 @@ def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int,
     if arr.null_count:
         values[num.isna().to_numpy()] = None
     return values, present, pa.array(num.to_numpy(), type=pa.float64(), from_pandas=True)
+
+
+def number_chain(label: str, transforms: list, series: pd.Series, stats: dict, twins: dict | None) -> pd.Series | None:
+    """``engine._chain`` of ``plain_numbers``: the chain's output, its stats counted in ``stats`` and its twin
+    put in ``twins`` (when given) under ``label``; None when ``plain_numbers`` is."""
+    known = plain_numbers(transforms, series)
+    if known is None:
+        return None
+    values, changed, twin = known
+    stats.setdefault(label, {}).setdefault("number", {"changed": 0, "failed": 0})["changed"] += changed
+    if twins is not None:
+        twins[label] = twin
+    return pd.Series(values, index=series.index, dtype=object)
