@@ -75,7 +75,9 @@ def _slots(arr) -> np.ndarray | None:
     lens = np.diff(offsets)
     width = int(lens.max()) + 1
     out = np.zeros((len(arr), width), dtype=np.uint8)
-    if len(data):
+    if len(data) and lens.min() == width - 1:  # keys of one length (customer numbers): their bytes row by row
+        out[:, :-1] = data[offsets[0]:offsets[-1]].reshape(len(arr), width - 1)
+    elif len(data):
         rows = np.repeat(np.arange(len(arr)), lens)
         cols = np.arange(int(offsets[-1] - offsets[0])) - np.repeat(offsets[:-1] - offsets[0], lens)
         out[rows, cols] = data[offsets[0]:offsets[-1]]
