@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 _WHOLE = r"^[0-9]{1,15}$"
 
 
+def _whole(arr) -> bool:
+    """Every present value of the Arrow text ``arr`` is a plain whole number (true when none is present)."""
+    import pyarrow.compute as pc
+
+    return pc.all(pc.match_substring_regex(arr, _WHOLE), min_count=0).as_py()
+
+
 def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int, "pa.Array"] | None:
     """``(values, present, twin)`` of the chain ``transforms`` (``TransformRef``s) on ``series``: the chain's
     output as an object array (Python floats, None where the input is missing), how many rows it changes
@@ -40,7 +47,7 @@ def plain_numbers(transforms: list, series: pd.Series) -> tuple[np.ndarray, int,
         return None
     arr = pa.array(series.array)
     present = len(arr) - arr.null_count
-    if not present or not pc.all(pc.match_substring_regex(arr, _WHOLE)).as_py():  # (nulls are skipped)
+    if not present or not _whole(arr.slice(0, 64)) or not _whole(arr):  # (amounts as extracted fail at once)
         return None
     num = pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False))
     if params.scale is not None:  # as parse_number rounds

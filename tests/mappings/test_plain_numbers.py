@@ -137,3 +137,11 @@ def test_a_step_maps_the_same_records_without_the_arrow_path(tmp_path, monkeypat
     assert (got.rows_in, got.rows_out, got.reasons, got_stats) == (ref.rows_in, ref.rows_out, ref.reasons, ref_stats)
     assert got.reasons.get("duplicate_external_id: Legacy_Num__c", 0) == 61  # the 60 rows of 7 and row 7
     assert got_file == ref_file
+
+
+def test_a_column_in_several_arrow_chunks():
+    parts = [pd.Series(_digits(700, seed, 0.1), dtype="str") for seed in range(3)]
+    series = pd.concat(parts, ignore_index=True)  # Arrow-backed, one chunk per part
+    spec = _spec({"scale": 0})
+    assert plain_numbers(spec.transforms, series) is not None
+    _assert_same(series, spec)
