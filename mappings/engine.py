@@ -20,7 +20,7 @@ from crmbridge.mappings.models import FieldSpec, LoadedStep, _WithTransforms
 from crmbridge.mappings.owners import owner_ids, record_type_ids
 from crmbridge.mappings.textfast import all_text
 from crmbridge.mappings.textops import count_char, strip_text
-from crmbridge.mappings.twins import missing_twin, strip_twin, twin_rows
+from crmbridge.mappings.twins import missing_twin, strip_twin, text_twin, twin_rows
 from crmbridge.mappings.transforms import apply_encoded, apply_transform, as_text, column_params, is_missing
 
 LINEAGE = ["_row_id", "_merged_row_ids", "_entity", "_source_key", "_step"]
@@ -128,11 +128,16 @@ def _template(template: str, df: pd.DataFrame) -> pd.Series:
 def _chain(label: str, spec: _WithTransforms, series: pd.Series, df: pd.DataFrame, reasons: _Reasons,
            stats: dict, twins: dict | None = None) -> pd.Series:
     """Run the field's transforms in order, on the rows they may change (``mappings/unchanged.py``: the
-    others are given back as they are, as text). ``twins``: the result's Arrow twin goes there, under
+    others are given back as they are, as text); a ``number`` chain on plain whole numbers is read in
+    Arrow (``mappings/plainnumbers.py``). ``twins``: the result's Arrow twin goes there, under
     ``label``, when it has one (mappings/twins.py)."""
+    from crmbridge.mappings.plainnumbers import number_chain
     from crmbridge.mappings.twins import patched_twin
     from crmbridge.mappings.unchanged import unchanged_rows
 
+    known = number_chain(label, spec.transforms, series, stats, twins)
+    if known is not None:
+        return known
     skip = unchanged_rows(spec.transforms, series) if spec.transforms else None
     if skip is None or not skip[1].any():
         return _chain_rows(label, spec, series, df, reasons, stats, twins)
@@ -245,9 +250,12 @@ class Partial:
                 self._keys = strip_text(self.out[self.ext] if whole else self.out.loc[keep, self.ext])
             else:  # ``strip_text`` of the same values, in Arrow
                 at = self.out.index if whole else keep
-                self._key_twin = strip_twin(twin_rows({"k": self.key_twin}, self.out.index, at)["k"])
-                self._keys = pd.Series(self._key_twin.to_numpy(zero_copy_only=False), index=at, name=self.ext,
-                                       dtype=object)
+                twin = twin_rows({"k": self.key_twin}, self.out.index, at)["k"]
+                self._key_twin = strip_twin(twin)
+                # nothing to strip (the chain trimmed them): the column's own strings, not new ones
+                values = ((self.out[self.ext] if whole else self.out.loc[keep, self.ext]).to_numpy(dtype=object)
+                          if self._key_twin.equals(twin) else self._key_twin.to_numpy(zero_copy_only=False))
+                self._keys = pd.Series(values, index=at, name=self.ext, dtype=object)
         return self._keys
 
     def key_strings(self) -> np.ndarray:
@@ -283,7 +291,7 @@ def map_rows(loaded: LoadedStep, source: pd.DataFrame, *, refs: OrgRefs | None =
         values[fname] = _chain(fname, spec, _source_series(spec, work), work, wreasons, stats, twins)
     out = pd.DataFrame(values, index=work.index)
     ext = step.external_id
-    key_twin = twins.get(ext)
+    key_twin = text_twin(twins.get(ext))
     wreasons.add(is_missing(as_text(out[ext])) if key_twin is None else
                  pd.Series(missing_twin(key_twin), index=out.index), f"missing_external_id: {ext}")
 
@@ -342,8 +350,10 @@ def finish_rows(loaded: LoadedStep, part: Partial, duplicates: "KeyIndex",
     records, _, rows_out = combine(loaded, df, out if len(key) == len(out) else out.loc[key.index], reasons,
                                    duplicated=(lambda k: duplicates.contains_strings(strings)) if
                                    len(strings) == len(key) else duplicates.contains, key=key, lineage=lineage)
-    records, rows_out = _required(loaded, df, records, rows_out, reasons)
     twins = twin_rows(part.twins, out.index, records.index) if part.twins else {}
+    combined = records.index
+    records, rows_out = _required(loaded, df, records, rows_out, reasons, twins)
+    twins = twin_rows(twins, combined, records.index)
     if key_twin is not None:  # combine() wrote ``key`` as the external ID
         twins = {**twins, part.ext: twin_rows({"k": key_twin}, key.index, records.index)["k"]}
     records = records.reset_index(drop=True)
@@ -405,16 +415,20 @@ def reason_counts(texts: list[str]) -> dict[str, int]:
 
 
 def _required(loaded: LoadedStep, df: pd.DataFrame, records: pd.DataFrame, rows_out: int,
-              reasons: _Reasons) -> tuple[pd.DataFrame, int]:
+              reasons: _Reasons, twins: dict | None = None) -> tuple[pd.DataFrame, int]:
     """Required fields, judged on the final record (a golden record may take the value from another
-    department's row). ``records`` is indexed like ``df``; a record missing one is quarantined."""
+    department's row). ``records`` is indexed like ``df``; a record missing one is quarantined.
+    ``twins``: Arrow twins of some of its columns (mappings/twins.py), the text ones judged in Arrow."""
+    twins = twins or {}
     bad = pd.Series(False, index=records.index)
     why = pd.Series("", index=records.index, dtype=object)
     for fname, spec in loaded.step.fields.items():
         # a record's external ID is present: map_rows quarantined the rows missing it, and a present key
         # stays present once stripped (is_missing is blank by str.strip's whitespace)
         if spec.required and fname in records.columns and fname != loaded.step.external_id:
-            miss = is_missing(as_text(records[fname])) & ~bad
+            text = text_twin(twins.get(fname))
+            miss = (pd.Series(missing_twin(text), index=records.index) if text is not None else
+                    is_missing(as_text(records[fname]))) & ~bad
             why = why.where(~miss, f"required_missing: {fname}")
             bad |= miss
     if not bad.any():

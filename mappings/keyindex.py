@@ -75,7 +75,9 @@ def _slots(arr) -> np.ndarray | None:
     lens = np.diff(offsets)
     width = int(lens.max()) + 1
     out = np.zeros((len(arr), width), dtype=np.uint8)
-    if len(data):
+    if len(data) and lens.min() == width - 1:  # keys of one length (customer numbers): their bytes row by row
+        out[:, :-1] = data[offsets[0]:offsets[-1]].reshape(len(arr), width - 1)
+    elif len(data):
         rows = np.repeat(np.arange(len(arr)), lens)
         cols = np.arange(int(offsets[-1] - offsets[0])) - np.repeat(offsets[:-1] - offsets[0], lens)
         out[rows, cols] = data[offsets[0]:offsets[-1]]
@@ -112,6 +114,22 @@ def _sorted_distinct(arrays: list[np.ndarray]) -> np.ndarray:
     return allk[first]
 
 
+def _sorted_all(parts: Iterable[np.ndarray]) -> tuple[np.ndarray, Counter]:
+    """(every key of ``parts`` of at most ``WIDEST`` bytes, sorted, repeats kept; the longer ones counted)."""
+    arrays, long = [], Counter()
+    for p in parts:
+        keys, more = _split(p)
+        arrays.append(keys)
+        long.update(more)
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return np.array([], dtype=STRINGS), long
+    allk = np.concatenate(arrays)
+    del arrays
+    allk.sort()  # in place: no second copy of every key
+    return allk, long
+
+
 class KeyIndex:
     """Distinct keys (strings): a sorted fixed-width array (``keys``) and the rare longer ones (``long``)."""
 
@@ -139,20 +157,19 @@ class KeyIndex:
     @classmethod
     def duplicates(cls, parts: Iterable[np.ndarray]) -> "KeyIndex":
         """The values occurring more than once across all of ``parts`` (arrays of keys, repeats kept)."""
-        arrays, long = [], Counter()
-        for p in parts:
-            keys, more = _split(p)
-            arrays.append(keys)
-            long.update(more)
-        arrays = [a for a in arrays if len(a)]
-        twice = frozenset(k for k, n in long.items() if n > 1)
-        if not arrays:
-            return cls(np.array([], dtype=STRINGS), twice)
-        allk = np.concatenate(arrays)
-        del arrays
-        allk.sort()
+        allk, long = _sorted_all(parts)
         same = allk[1:] == allk[:-1]
-        return cls(np.unique(allk[1:][same]), twice)
+        return cls(np.unique(allk[1:][same]), frozenset(k for k, n in long.items() if n > 1))
+
+    @classmethod
+    def tally(cls, parts: Iterable[np.ndarray]) -> tuple["KeyIndex", "KeyIndex"]:
+        """``(duplicates(parts), union(parts))`` from one sort of the keys."""
+        allk, long = _sorted_all(parts)
+        same = allk[1:] == allk[:-1]
+        first = np.ones(len(allk), dtype=bool)
+        first[1:] = ~same
+        return (cls(np.unique(allk[1:][same]), frozenset(k for k, n in long.items() if n > 1)),
+                cls(allk[first], frozenset(long)))
 
     def __len__(self) -> int:
         return len(self.keys) + len(self.long)

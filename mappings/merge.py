@@ -54,6 +54,9 @@ def join_groups(values: pd.Series, groups: pd.Series, sep: str, *, distinct: boo
 
 
 RECORD_LINEAGE = ("_departments", "_legacy_keys")  # written by resolve; derived from one row otherwise
+# the lineage columns map reads from its input besides the ones a mapping names (``_source``, ``_line``,
+# ``_warnings`` ... only go to the quarantine, read with every column for its rows)
+READ_LINEAGE = ("_row_id", "_merged_row_ids", "_source_key", "_department", *RECORD_LINEAGE)
 
 
 def with_record_lineage(df: pd.DataFrame) -> pd.DataFrame:

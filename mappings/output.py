@@ -94,12 +94,12 @@ class RecordsWriter:
     ``add`` converts each batch to Arrow as it comes (spilled as Arrow IPC, not pickled): a column that a
     later batch turns into text is converted again in ``write``, from the pandas values kept aside for
     the object columns holding non-text values (few), from the Arrow values for the others (text or
-    missing only, so their values are the same)."""
+    missing only, or the floats of a float64 twin, so their values are the same)."""
 
     def __init__(self, path: Path, spill: Path):
         self.path, self.spill = Path(path), Path(spill)
         self.batch_types: dict[int, dict[str, set]] = {}  # batch -> column -> its values' types
-        # batch -> (Arrow schema or None, object columns kept aside as pandas, object columns of text only)
+        # batch -> (Arrow schema or None, object columns kept aside as pandas, the other object columns)
         self.held: dict[int, tuple] = {}
         self.memory: dict[int, tuple] = {}  # batches kept in memory (a step of one batch)
 
@@ -120,15 +120,15 @@ class RecordsWriter:
 
         from crmbridge.mappings.twins import twin_table
 
-        # a twin holds a str per present value: the column's types are {str} (none when all missing: Arrow's
-        # null type then, which from_pandas gives)
+        # a twin holds a str (a float for a float64 twin) per present value: the column's types are {str}
+        # ({float}; none when all missing: Arrow's null type then, which from_pandas gives)
         twins = {c: a for c, a in (twins or {}).items()
                  if df[c].dtype == object and len(a) == len(df) and a.null_count < len(a)}
         batch: dict[str, set] = {}
         for c in df.columns:
             s = df[c]
             if c in twins:
-                batch[c] = {str}
+                batch[c] = {str} if pa.types.is_string(twins[c].type) else {float}
             elif s.dtype == object:
                 batch[c] = _value_types(s)
             elif pd.api.types.is_string_dtype(s.dtype) and s.notna().any():
@@ -139,8 +139,10 @@ class RecordsWriter:
             stale.unlink(missing_ok=True)
         objects = [c for c in df.columns if df[c].dtype == object]
         text = [c for c in objects if _mixed(batch[c])]  # text in every batch whatever the others hold
-        aside = [c for c in objects if c not in text and not batch[c] <= {str}]
-        plain = [c for c in objects if c not in text and batch[c] <= {str}]
+        # a column of text (or with a twin: its floats read back from Arrow are the same floats) is taken
+        # from the Arrow table if a later batch makes it text; the others' Python values are kept aside
+        aside = [c for c in objects if c not in text and not batch[c] <= {str} and c not in twins]
+        plain = [c for c in objects if c not in text and (batch[c] <= {str} or c in twins)]
         out = df
         if text:
             out = df.copy()
@@ -279,8 +281,13 @@ class QuarantineWriter:
 
         base: list[str] | None = None
         legacy: set[str] = set()
+        shapes = set()
         for i in range(n):
             cols, named, empty = self.shapes[i]
+            shape = (tuple(cols), frozenset(named), empty)
+            if shape in shapes:  # the columns of a batch like one before (most batches): nothing new
+                continue
+            shapes.add(shape)
             stub = pd.DataFrame({c: [] if empty else [None] for c in cols})
             full = S.ordered(S.add_legacy(stub, None if raw is None else raw.head(0), [named] * len(stub)))
             added = [c for c in full.columns if c not in cols and c not in S.STATUS_COLUMNS]
@@ -305,9 +312,9 @@ class QuarantineWriter:
             fh.write("".encode(ENCODING))  # what a text file in ``ENCODING`` starts with: the BOM
             for i in range(n):
                 view, named = take(i)
+                if i and view.empty:  # no line to write
+                    continue
                 frame = S.ordered(S.add_legacy(view, raw, named))
                 del view, named
-                if i and frame.empty:
-                    continue
                 frame = frame.reindex(columns=columns) if list(frame.columns) != columns else frame
                 write_csv(frame, fh, header=i == 0)  # the first batch always writes (its header at least)

@@ -171,20 +171,21 @@ def iter_input(project, run, entity: str, *, skip_validation: bool, batch_rows: 
 
 
 def step_columns(loaded, run, entity: str) -> list[str] | None:
-    """The input columns ``loaded`` reads: the ones its mapping names and every ``_`` (lineage) column.
-    None when that is every column, or the input is not a Parquet file. Decoding the others (e-mail,
-    dates ... : half the CPU of reading validate's output) is left to ``read_rows``, for the quarantined
-    rows only (their every column goes to the steward)."""
+    """The input columns ``loaded`` reads: the ones its mapping names and the lineage columns map reads
+    (``merge.READ_LINEAGE``). None when that is every column, or the input is not a Parquet file. Decoding
+    the others (e-mail, dates ... : half the CPU of reading validate's output) is left to ``read_rows``,
+    for the quarantined rows only (their every column goes to the steward)."""
     import pyarrow.parquet as pq
 
     from crmbridge.mappings.check import _used_columns
+    from crmbridge.mappings.merge import READ_LINEAGE
 
     p = _input_path(run, entity)
     if not p.exists():
         return None
     names = [c for c in pq.read_schema(p).names if c not in set(_index_columns(p))]
     used = {col for _, col in _used_columns(loaded)}
-    keep = [c for c in names if c in used or c.startswith("_")]
+    keep = [c for c in names if c in used or c in READ_LINEAGE]
     return None if len(keep) == len(names) else keep
 
 

@@ -210,9 +210,15 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
     done_by: dict[int, _Finished] = {}
     firsts: list[int] = []  # per batch: the position of its first row in the entity
 
+    no_rows: list[pd.DataFrame] = []  # ``full(i, 0)``, the same for every batch: read once
+
     def full(i: int, n: int) -> pd.DataFrame:
         """The first ``n`` rows of batch ``i`` with every column, prepared as ``map_rows`` prepares them."""
-        return prepare_rows(loaded, rows(firsts[i], n), firsts[i])
+        if n:
+            return prepare_rows(loaded, rows(firsts[i], n), firsts[i])
+        if not no_rows:
+            no_rows.append(prepare_rows(loaded, rows(firsts[i], 0), firsts[i]))
+        return no_rows[0].copy()  # (the caller adds columns to it)
 
     def steward(i: int, quarantine: pd.DataFrame, in_memory: bool) -> tuple | None:
         view, named = steward_reasons(loaded, quarantine, parent_reasons)
@@ -291,7 +297,7 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                       in_memory=single)
             del part
         n += 1
-    duplicates = KeyIndex.duplicates(keys)
+    duplicates, seen = KeyIndex.tally(keys)
 
     # pass 2: the batches whose duplicates were not all their own (or every batch not finished yet)
     if early_finish:
@@ -299,6 +305,9 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
                 (duplicates.contains_strings(keys[i]) & ~early[i].contains_strings(keys[i])).any()]
     else:
         redo = list(range(n))
+    # every batch finished once, its candidate keys kept as its mapped keys: the written keys are ``seen``
+    if not (early_finish and not redo and all(done_by[i].mapped is keys[i] for i in range(n))):
+        seen = None
     del keys, early
     reread = iter(batches()) if again and redo and (early_finish or n > 1) else None
     offset = 0
@@ -348,7 +357,8 @@ def map_step_stream(loaded: LoadedStep, batches: Batches | Callable[[], Batches]
             ids = {rid for m, r in zip(head["_merged_row_ids"], head["_row_id"]) for rid in str(m or r).split(";")}
             prev_src.append(f.src[f.src["_row_id"].astype(str).isin(ids)])
         del f
-    res.mapped = KeyIndex.union(mapped)
+    res.mapped = seen if seen is not None else KeyIndex.union(mapped)
+    del seen
     del mapped
     res.quarantined = KeyedText.build(qreasons)
     del qreasons

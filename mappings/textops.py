@@ -34,6 +34,10 @@ def count_char(text: pd.Series, char: str) -> int:
     import pyarrow.compute as pc
 
     arr = _arrow(text)
+    if arr is None and isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        arr = pa.array(text.array)  # (pandas' count would search for ``char`` as a regex: 3x slower)
     if arr is None:
         return int(text.str.count(char).sum())
     total = pc.sum(pc.count_substring(arr, char)).as_py()

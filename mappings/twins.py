@@ -7,9 +7,13 @@ unchanged are the input's Arrow array (``unchanged.py``), the others are a few d
 by codes (``distinct.Encoded``). Their twin is built from those in Arrow's C loops: the same values
 (a ``str`` per present value, checked by exact type; missing as null) as the column, row for row.
 
+A ``number`` chain on plain whole numbers (``plainnumbers.py``) gives its column of Python floats a
+``float64`` twin the same way.
+
 ``twin_table`` is then ``pa.Table.from_pandas`` of the records with the twins put in: each twin column
 is what ``from_pandas`` makes of an object column of ``str`` (``string``, "unicode"/"object" in the
-pandas metadata). Proved against ``from_pandas`` in tests/mappings/test_twins.py.
+pandas metadata) or of Python floats (``double``, "float64"/"object"). Proved against ``from_pandas``
+in tests/mappings/test_twins.py.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ def patched_twin(arr, rows: np.ndarray, values: np.ndarray):
     return pc.replace_with_mask(arr, pa.array(rows), pa.array(values, type=pa.string()))
 
 
+def text_twin(arr):
+    """``arr`` when it is a text twin (a ``number`` chain's twin holds floats), else None."""
+    import pyarrow as pa
+
+    return arr if arr is not None and arr.type == pa.string() else None
+
+
 def twin_rows(twins: dict, index: pd.Index, rows: pd.Index) -> dict:
     """``twins`` (one value per label of ``index``) at the labels ``rows``."""
     import pyarrow as pa
@@ -83,12 +94,16 @@ def missing_twin(arr) -> np.ndarray:
     return arr.is_null().to_numpy(zero_copy_only=False) | flags(blank)
 
 
+_SAMPLE = {"string": "x", "double": 1.0}  # a value of what an object column holds, by its twin's Arrow type
+
+
 @lru_cache(maxsize=256)
-def _text_entry(name: str) -> str:
-    """The pandas metadata entry ``from_pandas`` writes for an object column of ``str`` named ``name``."""
+def _object_entry(name: str, kind: str) -> str:
+    """The pandas metadata entry ``from_pandas`` writes for an object column named ``name`` of ``str``
+    (``kind``: its twin's type, "string") or of Python floats ("double")."""
     import pyarrow as pa
 
-    meta = pa.Table.from_pandas(pd.DataFrame({name: pd.Series(["x"], dtype=object)}),
+    meta = pa.Table.from_pandas(pd.DataFrame({name: pd.Series([_SAMPLE[kind]], dtype=object)}),
                                 preserve_index=False).schema.metadata[b"pandas"]
     return json.dumps(json.loads(meta)["columns"][0])
 
@@ -100,8 +115,9 @@ def twin_table(df: pd.DataFrame, twins: dict):
     rest = pa.Table.from_pandas(df.drop(columns=list(twins)), preserve_index=False)
     meta = json.loads(rest.schema.metadata[b"pandas"])
     entries = {e["name"]: e for e in meta["columns"]}
-    meta["columns"] = [json.loads(_text_entry(c)) if c in twins else entries[c] for c in df.columns]
-    fields = [pa.field(c, pa.string()) if c in twins else rest.schema.field(c) for c in df.columns]
+    meta["columns"] = [json.loads(_object_entry(c, str(twins[c].type))) if c in twins else entries[c]
+                       for c in df.columns]
+    fields = [pa.field(c, twins[c].type) if c in twins else rest.schema.field(c) for c in df.columns]
     columns = [pa.chunked_array([twins[c]]) if c in twins else rest.column(c) for c in df.columns]
     schema = pa.schema(fields, metadata={b"pandas": json.dumps(meta).encode()})
     return pa.Table.from_arrays(columns, schema=schema)

@@ -28,11 +28,11 @@ def _trim(arr, params):
 
 
 def _nfkc(arr, params):
-    return textfast.nfkc_pick(arr)
+    return textfast.nfkc_class()  # what ``textfast.nfkc_pick`` matches
 
 
 def _case(arr, params):
-    return textfast.case_pick(arr, params.to) if params.to in ("upper", "lower") else None  # title: context
+    return textfast.case_class(params.to) if params.to in ("upper", "lower") else None  # title: context
 
 
 def _phone(arr, params):
@@ -60,6 +60,8 @@ def _phone(arr, params):
     return ~canonical
 
 
+# each gives the values its transform may change as a mask (Arrow or numpy), or as an RE2 pattern found in
+# them: the chain's patterns are then searched for as one (a pass per pattern cost twice as much)
 MAY_CHANGE: dict[str, Callable[[Any, Any], Any]] = {"trim": _trim, "nfkc": _nfkc, "case": _case, "phone": _phone}
 
 
@@ -100,11 +102,19 @@ def unchanged_rows(transforms: list, series: pd.Series) -> tuple[np.ndarray, np.
         return None
     values, arr = text
     may = np.zeros(len(arr), dtype=bool)
+    patterns = []
     for step, t in zip(steps, transforms):
         pick = step(arr, t.model)
         if pick is None:
             return None
-        may |= pick if isinstance(pick, np.ndarray) else textfast.flags(pick)
+        if isinstance(pick, str):
+            patterns.append(pick)
+        else:
+            may |= pick if isinstance(pick, np.ndarray) else textfast.flags(pick)
+    if patterns:
+        import pyarrow.compute as pc
+
+        may |= textfast.flags(pc.match_substring_regex(arr, "|".join(f"(?:{p})" for p in patterns)))
     if values is None:
         return arr.to_numpy(zero_copy_only=False), ~may, arr
     return values, ~may, None

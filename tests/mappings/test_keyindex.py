@@ -35,6 +35,10 @@ def test_key_index_equals_a_python_set_with_long_keys():
         dup = KeyIndex.duplicates([_strings(p) for p in parts])
         assert sorted(dup) == sorted(twice)
         assert KeyIndex.union([dup, KeyIndex.of(["new"])]).contains(pd.Series(["new", *twice], dtype=object)).all()
+        tallied = KeyIndex.tally([_strings(p) for p in parts])  # both from one sort: the same arrays, types too
+        for got, ref in zip(tallied, (dup, KeyIndex.union([_strings(p) for p in parts]))):
+            assert got.keys.dtype == ref.keys.dtype and got.keys.tobytes() == ref.keys.tobytes()
+            assert got.long == ref.long
 
 
 def test_keyed_text_equals_a_dict_with_long_keys():
@@ -81,3 +85,19 @@ def test_keyed_text_takes_texts_as_arrow_arrays():
         as_arrow = KeyedText.build([(k, pa.array(t, type=pa.string())) for k, t in parts])
         assert as_arrow.keys.tolist() == as_list.keys.tolist() and as_arrow.long == as_list.long
         assert as_arrow.texts.to_pylist() == as_list.texts.to_pylist()
+
+
+def test_keys_of_one_length_laid_out_as_the_others():
+    """``arrow_keys`` of keys all of one byte length (their bytes taken row by row) against the per-value
+    encoding: ASCII, multi-byte UTF-8, a slice of an array (offsets not from 0), one key, empty keys."""
+    import pyarrow as pa
+
+    from crmbridge.mappings.keyindex import arrow_keys
+
+    cases = [[f"C{i:07d}" for i in range(1000)], ["客户", "上海", "ａｂ"], ["x"], ["", "", ""],
+             [f"K{i:03d}\x00" for i in range(50)]]
+    for values in cases:
+        for arr in (pa.array(values, type=pa.string()), pa.array(["longer one", *values, "z"], type=pa.string())[1:-1]):
+            want = np.array([v.encode("utf-8") + b"\x01" for v in values], dtype=bytes)
+            got = arrow_keys(arr)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()

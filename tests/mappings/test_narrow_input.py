@@ -70,6 +70,7 @@ def test_step_columns_leave_out_only_unread_columns(project):
         assert cols is not None and not {"unused_text", "unused_float", "unused_int"} & set(cols)
         names = set(pq.read_schema(run.dir / "validate" / f"{s.step.entity}.parquet").names)
         assert {c for _, c in _used_columns(s)} & names <= set(cols) and "_row_id" in cols
+        assert not {"_source", "_line"} & set(cols) and {"_source", "_line"} <= names  # lineage map does not read
 
 
 @pytest.mark.parametrize("first,count", [(0, 0), (0, 1), (36, 2), (37, 37), (50, 50), (290, 1000), (0, 10_000)])

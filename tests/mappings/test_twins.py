@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crmbridge.mappings.engine import _chain, _Reasons
@@ -86,6 +87,7 @@ def _records(n: int, seed: int) -> tuple[pd.DataFrame, dict]:
         "Mixed": pd.Series([i if i % 2 else "x" for i in range(n)], dtype=object),
     })
     twins = {c: pa.array(df[c].to_numpy(dtype=object), type=pa.string()) for c in ("Name", "Empty", "City")}
+    twins["Num"] = pa.array(df["Num"].to_numpy(dtype=object), type=pa.float64(), from_pandas=True)  # plainnumbers'
     return df, twins
 
 
@@ -108,16 +110,22 @@ def test_twin_rows_take_the_records_rows():
     assert twin_rows(twins, index, pd.Index([5, 9]))["A"].to_pylist() == [None, "d"]
 
 
+@pytest.mark.parametrize("num_text", [False, True])
 @pytest.mark.parametrize("in_memory", [False, True])
-def test_records_file_with_twins_is_the_same_file(tmp_path, in_memory):
+def test_records_file_with_twins_is_the_same_file(tmp_path, in_memory, num_text):
     """Batches with twins (an all-missing one left to from_pandas), an empty batch, a column another batch
-    makes text, against the writer given no twins."""
+    makes text (a text twin's, and with ``num_text`` a float twin's), against the writer given no twins."""
     batches = [_records(300, 1), _records(0, 2), _records(50, 3)]
     batches[2][0]["Name"] = pd.Series([7] * 50, dtype=object)  # ints: Name is text in every batch
     batches[2][1].pop("Name")
+    if num_text:  # floats and text: Num is text in every batch, the twinned batches' floats made text too
+        batches[2][0]["Num"] = pd.Series(["y" if i % 3 else 2.25 for i in range(50)], dtype=object)
+        batches[2][1].pop("Num")
     if in_memory:
         df = pd.concat([b for b, _ in batches], ignore_index=True).drop(columns="Mixed")
         batches = [(df, {c: pa.array(df[c].to_numpy(dtype=object), type=pa.string()) for c in ("City", "Empty")})]
+        if not num_text:
+            batches[0][1]["Num"] = pa.array(df["Num"].to_numpy(dtype=object), type=pa.float64(), from_pandas=True)
     files = []
     for use in (False, True):
         spill = tmp_path / f"spill{use}"
@@ -128,16 +136,19 @@ def test_records_file_with_twins_is_the_same_file(tmp_path, in_memory):
         w.write(len(batches))
         files.append((tmp_path / f"r{use}.parquet").read_bytes())
     assert files[0] == files[1]
+    assert pq.read_schema(tmp_path / "rTrue.parquet").field("Num").type == (pa.large_string() if num_text else pa.float64())
 
 
 KEYS = ["C1", " C1", "C1 ", "\u3000C2\u3000", "\x1cC3\x1f", "C4\x00", "trailing\x00\x00", "ｆｕｌｌ", "客户 🙂", "",
         "  ", None, "C1", "\u2028C5\u2029", "\x85C6\xa0", "C7\u200b", "x" * 70]
 
 
+@pytest.mark.parametrize("clean", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_keys_from_the_twin_equal_the_stripped_keys(seed):
+def test_keys_from_the_twin_equal_the_stripped_keys(seed, clean):
     """``Partial.candidate_keys`` and ``key_strings`` from the external ID's twin == ``strip_text`` and
-    ``_strings`` of the column, with reasons holding some rows back."""
+    ``_strings`` of the column, with reasons holding some rows back; ``clean``: keys with nothing to strip
+    (the column's own strings are taken)."""
     from crmbridge.mappings.engine import Partial
     from crmbridge.mappings.keyindex import _strings, arrow_keys
     from crmbridge.mappings.textops import strip_text
@@ -146,6 +157,8 @@ def test_keys_from_the_twin_equal_the_stripped_keys(seed):
     n = 200
     index = pd.Index(np.sort(rng.choice(1000, n, replace=False)))
     ext = pd.Series([KEYS[i] for i in rng.integers(len(KEYS), size=n)], index=index, dtype=object)
+    if clean:
+        ext = pd.Series([v.strip() if isinstance(v, str) else v for v in ext], index=index, dtype=object)
     out = pd.DataFrame({"K": ext})
     df = pd.DataFrame(index=pd.RangeIndex(1000))
     held = rng.choice(1000, 300 * (seed % 2), replace=False)  # no row, or some of ``out``

@@ -166,3 +166,23 @@ def test_reasons_merged_as_if_added_in_place():
         ref.add(m.reindex(ref.text.index, fill_value=False), r)
     main.merge(sub)
     assert main.text.tolist() == ref.text.tolist() == ["a", "x; y", "a; y", ""]
+
+
+@pytest.mark.parametrize("chain", range(len(TEXT_CHAINS)))
+def test_the_chain_patterns_searched_as_one_pick_the_rows_each_pick_gives(chain):
+    """nfkc's and case's patterns searched for in one pass: the rows of ``textfast``'s picks, one pass each."""
+    import pyarrow as pa
+
+    from crmbridge.mappings import textfast
+
+    series = _column(_texts(6000, chain), "str")
+    spec = _spec(TEXT_CHAINS[chain])
+    arr = pa.array(series.array)
+    want = np.zeros(len(arr), dtype=bool)
+    for t in spec.transforms:
+        params = t.model
+        pick = {"trim": lambda: textfast.trim_pick(arr, params.collapse), "nfkc": lambda: textfast.nfkc_pick(arr),
+                "case": lambda: textfast.case_pick(arr, params.to)}[t.name]()
+        want |= textfast.flags(pick)
+    _, same, _ = unchanged_rows(spec.transforms, series)
+    assert want.any() and (~same == want).all()
