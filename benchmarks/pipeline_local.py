@@ -159,7 +159,7 @@ def flow_child(root: str, mode: str) -> None:
     project = load_project(root)
     run = R.create_run(open_state(project.state_url), project.runs_dir, "migrate", command=f"bench {mode}")
     t0 = time.perf_counter()
-    cpu0 = _cpu_s()
+    cpu0, cpu0_self = _cpu_s(), _cpu_s(children=False)
     with TreeMemory(0.25) as tree, project_lock(project, "migrate"):  # held as migrate holds it: for both processes
         if mode == "seq":
             run_extract(project, run=run, full=True)
@@ -170,7 +170,7 @@ def flow_child(root: str, mode: str) -> None:
             rep = extract_and_validate(run.dir, lambda: run_extract(project, run=run, full=True, publish=True),
                                        lambda extract: run_validate(project, run, extract=extract), lambda: None)
     out = {"run_id": run.run_id, "seconds": time.perf_counter() - t0, "cpu_s": round(_cpu_s() - cpu0, 1),
-           "tree": tree.result(), "rows_in": rep.entities["customers"]["rows_in"]}
+           "cpu_self_s": round(_cpu_s(children=False) - cpu0_self, 1), "tree": tree.result(), "rows_in": rep.entities["customers"]["rows_in"]}
     if os.environ.get("CRMBRIDGE_BENCH_MAP") == "1":
         t0, cpu0 = time.perf_counter(), _cpu_s()
         out["map"] = {**_map(project, run), "seconds": round(time.perf_counter() - t0, 1),
@@ -188,7 +188,7 @@ def run_flow(root: Path, repeat: int, with_map: bool) -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         t = r["tree"]
         print(f"extract+validate {mode:4}  {r['rows_in']:,} rows  wall {r['seconds']:5.1f}s  CPU {r['cpu_s']:5.1f}s "
-              f"(self + children)  summed peak PSS {t['peak_pss_sum_mib']} MiB, RSS {t['peak_rss_sum_mib']} MiB, "
+              f"(self + children; self {r['cpu_self_s']:.1f}s)  summed peak PSS {t['peak_pss_sum_mib']} MiB, RSS {t['peak_rss_sum_mib']} MiB, "
               f"HWM sum {t['hwm_sum_mib']} MiB  run {r['run_id']}"
               + (f"  map wall {r['map']['seconds']}s CPU {r['map']['cpu_s']}s" if "map" in r else "")
               + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

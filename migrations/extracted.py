@@ -282,7 +282,8 @@ def _rebatched(reader, batch_rows: int) -> Iterator:
         while held >= batch_rows:
             whole = pa.concat_batches(parts) if len(parts) > 1 else parts[0]
             yield whole.slice(0, batch_rows)
-            parts, held = [whole.slice(batch_rows)], held - batch_rows
+            held -= batch_rows
+            parts = [whole.slice(batch_rows)] if held else []  # no empty part: it would cost a copy
     if held:
         yield pa.concat_batches(parts) if len(parts) > 1 else parts[0]
 
@@ -316,7 +317,10 @@ class _Waiting:
             self.f = open(self.path, "rb")
         if n < 0:
             raise ValueError("a followed stream is read in sized parts")
-        out = bytearray()
+        first = self.f.read(n)
+        if len(first) == n:  # the bytes are there (nearly always): no copy into a buffer
+            return first
+        out = bytearray(first)
         while len(out) < n:
             chunk = self.f.read(n - len(out))
             if chunk:

@@ -137,3 +137,41 @@ def test_migrate_killed_during_the_overlap_resumes(tmp_path, helpers):
     assert res["stages_run"] == ["extract", "validate", "resolve", "map", "load", "reconcile"]
     assert res["balanced"] and res["reconcile_ok"]
     assert not list((root / "runs").glob("*/.*"))  # no scratch (.extract.flow, .extract.tmp ...) left
+
+
+def test_a_source_read_again_in_another_encoding_is_validated_from_the_finished_extract(tmp_path):
+    """Extract's encoding, detected on a file's first block, fails on a later one: the file is read again
+    (``extract._extract_source``), so the rows already handed to the follower are void; validate then
+    reads the finished extract instead."""
+    from crmbridge.config import load_project
+    from crmbridge.migrations import runs as R
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.migrations.extract_flow import extract_and_validate
+    from crmbridge.migrations.extracted import iter_entity_tables
+    from crmbridge.state import dispose_all, open_state
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.csv").write_bytes(
+        ("customer_no;name\r\n" + "".join(f"C{i:07d};Acme {i}\r\n" for i in range(1, 130_000))).encode("ascii")
+        + "C9999999;明远贸易有限公司\r\n".encode("gb18030"))
+    (tmp_path / "crmbridge.yml").write_text(
+        "name: t\nchunk_rows: 5000\nsources:\n  - name: s\n    entity: e\n    department: d\n    type: csv\n"
+        "    path: data/c.csv\n", "utf-8")
+    project = load_project(tmp_path)
+    run = R.create_run(open_state(project.state_url), project.runs_dir, "migrate")
+    calls, between = [], []
+
+    def validate(followed):
+        calls.append("followed" if followed is not None else "finished")
+        batches = followed.tables("e", 7000) if followed is not None else iter_entity_tables(run.dir, "e", 7000)
+        return [len(b) for b in batches]
+
+    try:
+        got = extract_and_validate(run.dir, lambda: run_extract(project, run=run, full=True, publish=True),
+                                   validate, lambda: between.append(1))
+    finally:
+        dispose_all()
+    assert calls == ["followed", "finished"] and between == [1]
+    assert sum(got) == 130_000 and got[-1] == 130_000 % 7000
+    assert R.stage_status(open_state(project.state_url), run.run_id, "extract") == "succeeded"
+    assert not (run.dir / ".extract.flow").exists()
