@@ -170,7 +170,8 @@ def flow_child(root: str, mode: str) -> None:
             rep = extract_and_validate(run.dir, lambda: run_extract(project, run=run, full=True, publish=True),
                                        lambda extract: run_validate(project, run, extract=extract), lambda: None)
     out = {"run_id": run.run_id, "seconds": time.perf_counter() - t0, "cpu_s": round(_cpu_s() - cpu0, 1),
-           "cpu_self_s": round(_cpu_s(children=False) - cpu0_self, 1), "tree": tree.result(), "rows_in": rep.entities["customers"]["rows_in"]}
+           "cpu_self_s": round(_cpu_s(children=False) - cpu0_self, 1), "tree": tree.result(),
+           "rows_in": rep.entities["customers"]["rows_in"]}
     if os.environ.get("CRMBRIDGE_BENCH_MAP") == "1":
         t0, cpu0 = time.perf_counter(), _cpu_s()
         out["map"] = {**_map(project, run), "seconds": round(time.perf_counter() - t0, 1),
@@ -188,8 +189,8 @@ def run_flow(root: Path, repeat: int, with_map: bool) -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         t = r["tree"]
         print(f"extract+validate {mode:4}  {r['rows_in']:,} rows  wall {r['seconds']:5.1f}s  CPU {r['cpu_s']:5.1f}s "
-              f"(self + children; self {r['cpu_self_s']:.1f}s)  summed peak PSS {t['peak_pss_sum_mib']} MiB, RSS {t['peak_rss_sum_mib']} MiB, "
-              f"HWM sum {t['hwm_sum_mib']} MiB  run {r['run_id']}"
+              f"(self + children; self {r['cpu_self_s']:.1f}s)  summed peak PSS {t['peak_pss_sum_mib']} MiB, "
+              f"RSS {t['peak_rss_sum_mib']} MiB, HWM sum {t['hwm_sum_mib']} MiB  run {r['run_id']}"
               + (f"  map wall {r['map']['seconds']}s CPU {r['map']['cpu_s']}s" if "map" in r else "")
               + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 

@@ -31,9 +31,9 @@ def extract_and_validate(run_dir, extract: Callable[[], Any], validate: Callable
                          between: Callable[[], None]):
     """``extract()`` (publishing, see ``extracted.ExtractPublisher``) in a child process while
     ``validate(followed)`` runs here; ``between()`` runs once extract succeeded, before validate's
-    record. Extract's error is raised as it is, validate's work then discarded. If extract stops
-    publishing but succeeds (a source read again in another encoding), validate runs again on the
-    finished extract (``validate(None)``). Returns validate's result."""
+    record. Extract's error is raised as it is (before any of validate's), validate's work then
+    discarded. If extract stops publishing but succeeds (a source read again in another encoding),
+    validate runs again on the finished extract (``validate(None)``). Returns validate's result."""
     from crmbridge.migrations.extracted import FollowedExtract, FollowStopped, clear_flow
 
     clear_flow(run_dir)
@@ -49,6 +49,9 @@ def extract_and_validate(run_dir, extract: Callable[[], Any], validate: Callable
         except FollowStopped:
             finished()  # raises extract's error, if that is why
             return validate(None)
+        except Exception:
+            child.result()  # extract's error first, as when extract ran first
+            raise
     finally:
         child.reap()
         clear_flow(run_dir)
