@@ -128,6 +128,9 @@ def column_codes(s: pd.Series) -> np.ndarray:
     if arr.dtype.kind in "mM":
         return pd.factorize(arr.view("int64"))[0]
     if arr.dtype == object:
+        flags = check_codes(arr)
+        if flags is not None:
+            return flags
         values = _object_codes(arr)
         # The usual cases, where equal values already have one type: a single type, or text or flags with
         # None (whose missing-value code nothing else shares). A set of types costs a quarter of factorising them.
@@ -137,6 +140,23 @@ def column_codes(s: pd.Series) -> np.ndarray:
         types, kinds = pd.factorize(np.frompyfunc(type, 1, 1)(arr))
         return pd.factorize(values.astype(np.int64) * len(kinds) + types)[0]
     return pd.factorize(arr, use_na_sentinel=False)[0]
+
+
+_CHECK_VALUES = (True, False, None)  # a derived check column's values (``checks.combine_verdicts``)
+
+
+def check_codes(arr: np.ndarray) -> np.ndarray | None:
+    """``_object_codes`` of an object array holding only ``True``, ``False`` and ``None`` (a derived check
+    column), None for any other. Each of them is one object in the process, so its address is its value:
+    the addresses are factorised as integers instead of hashing the objects, and no type is looked up (a
+    tenth of the CPU on the seven check columns of a batch)."""
+    if not len(arr) or not any(arr[0] is v for v in _CHECK_VALUES):
+        return None
+    addresses = np.ndarray(arr.shape, dtype=np.intp, buffer=np.ascontiguousarray(arr))
+    codes, found = pd.factorize(addresses)
+    if not set(found.tolist()) <= {id(v) for v in _CHECK_VALUES}:
+        return None
+    return codes
 
 
 def _object_codes(arr: np.ndarray) -> np.ndarray:
