@@ -311,16 +311,16 @@ def _padded(s: pd.Series, pos: np.ndarray, k: int) -> pd.Series:
     return pd.Series(arr, name=s.name)
 
 
-def _judged(frame: pd.DataFrame, rule) -> np.ndarray | None:
-    """Per row of ``frame``: does GX's pandas engine judge it for ``rule``? (None for not-null, which has
-    no missing count.)"""
+def _judged(frame, rule) -> np.ndarray | None:
+    """Per row of ``frame`` (a frame, or column name -> Series of its rows): does GX's pandas engine judge it
+    for ``rule``? (None for not-null, which has no missing count.)"""
     k = rule.kwargs
     if rule.expectation == _NOT_NULL:
         return None
     if "column_A" in k:
         a, b = frame[k["column_A"]].isnull().to_numpy(), frame[k["column_B"]].isnull().to_numpy()
         skip = {"both_values_are_missing": a & b, "either_value_is_missing": a | b,
-                "neither": np.zeros(len(frame), dtype=bool)}[k["ignore_row_if"]]
+                "neither": np.zeros(len(a), dtype=bool)}[k["ignore_row_if"]]
         return ~skip
     return frame[k["column"]].notnull().to_numpy()
 
@@ -334,7 +334,8 @@ def _considered_rows(data: pd.DataFrame, rule, dframe: DistinctFrame, g: int) ->
     if len(dframe.sent[g]) == k:
         judged = _judged(dframe.frames[dframe.frame_of[g]], rule)
     else:
-        judged = _judged(pd.DataFrame({c: data[c].iloc[dframe.first[g]] for c in rule_columns(rule)}), rule)
+        # the columns alone: a frame of them cost more than the rest of the count
+        judged = _judged({c: data[c].iloc[dframe.first[g]] for c in rule_columns(rule)}, rule)
     return None if judged is None else int(dframe.counts[g][judged[:k]].sum())
 
 
