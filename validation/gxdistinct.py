@@ -187,17 +187,21 @@ def first_positions(codes: np.ndarray) -> np.ndarray:
 
 def _text_codes(table, col: str) -> np.ndarray | None:
     """``column_codes`` of the frame column read from ``table``'s text column ``col`` (None where ``table``
-    has no such text column): Arrow's dictionary numbers the values in order of first appearance, missing
-    values (None or NaN in the frame) as one more value, as ``column_codes`` does, hashing UTF-8 in C++
-    instead of Python strings (a third of the CPU)."""
-    import pyarrow.compute as pc
-
+    has no such text column): ``text_codes``."""
     from crmbridge.validation.columntext import ARROW_TEXT
 
     if table is None or col not in table.column_names or table.schema.field(col).type not in ARROW_TEXT:
         return None
-    coded = pc.dictionary_encode(table.column(col).combine_chunks(), null_encoding="encode")
-    return coded.indices.to_numpy(zero_copy_only=False)
+    return text_codes(table.column(col).combine_chunks())
+
+
+def text_codes(arr) -> np.ndarray:
+    """``column_codes`` of a frame column read from the Arrow text array ``arr``: Arrow's dictionary numbers
+    the values in order of first appearance, missing values (None or NaN in the frame) as one more value,
+    as ``column_codes`` does, hashing UTF-8 in C++ instead of Python strings (a third of the CPU)."""
+    import pyarrow.compute as pc
+
+    return pc.dictionary_encode(arr, null_encoding="encode").indices.to_numpy(zero_copy_only=False)
 
 
 def _joint_codes(data: pd.DataFrame, cols: list[str], table=None) -> np.ndarray:
