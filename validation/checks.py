@@ -68,24 +68,28 @@ _USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10
 
 
 def uscc_valid_many(values) -> np.ndarray:
-    """``uscc_valid`` for many values (str) in a few Arrow and numpy passes: the same shape rule, the same
-    digits-only registration prefix that stdnum's ``validate`` demands (except for A, N, Y), the same
-    weighted check character. Values that are not ASCII (``\\d`` matches any Unicode digit in Python)
+    """``uscc_valid`` for many values (str, or an Arrow string array) in a few Arrow and numpy passes: the
+    same shape rule, the same digits-only registration prefix that stdnum's ``validate`` demands (except for
+    A, N, Y), the same weighted check character. Values that are not ASCII (``\\d`` matches any Unicode digit in Python)
     go through ``uscc_valid`` itself, once per distinct value. Proved equal value by value in
     tests/validation/test_checks.py."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     from crmbridge.mappings.transforms_arrow import flags, strings
 
-    vals = np.asarray(values, dtype=object)
-    arr = strings(vals)
+    # an Arrow string array (``uscc_check``'s Arrow text) as it is; str values converted, and kept for the
+    # values Arrow cannot hold (a lone surrogate, null there), which go to uscc_valid as they are
+    vals = None if isinstance(values, pa.Array) else np.asarray(values, dtype=object)
+    arr = values if vals is None else strings(vals)
     wide = ~flags(pc.string_is_ascii(arr))
     # re.match like uscc_valid: its "$" also accepts one trailing newline, which stdnum then strips.
     shape = _USCC.pattern.removesuffix("$") + r"\n?$"
     ok = flags(pc.match_substring_regex(arr, shape)) & ~wide
-    out = np.zeros(len(vals), dtype=bool)
+    out = np.zeros(len(arr), dtype=bool)
     if wide.any():
-        out[wide] = by_distinct(pd.Series(vals[wide], dtype=object), uscc_valid).to_numpy(dtype=bool)
+        rest = arr.filter(wide).to_numpy(zero_copy_only=False) if vals is None else vals[wide]
+        out[wide] = by_distinct(pd.Series(rest, dtype=object), uscc_valid).to_numpy(dtype=bool)
     if not ok.any():
         return out
     # The first 18 bytes of each shaped value, read from the Arrow buffers (the shape makes them ASCII):
@@ -117,12 +121,20 @@ def _uscc_table() -> np.ndarray:
     return table
 
 
-def uscc_check(series: pd.Series) -> pd.Series:
-    """``uscc_valid`` per row, computed in one vectorised pass over the present values' text."""
-    present, text = present_texts(series)
+def uscc_check(series: pd.Series, arrow=None) -> pd.Series:
+    """``uscc_valid`` per row, computed in one vectorised pass over the present values' text (``arrow``: the
+    column as Arrow text, ``columntext.arrow_text``)."""
+    from crmbridge.mappings.transforms_arrow import flags
+
+    if arrow is not None:
+        present = flags(arrow.is_valid())
+        text = arrow.filter(present) if present.any() else None
+    else:
+        present, text = present_texts(series)
+        text = text[present]
     out = np.full(len(series), None, dtype=object)
     if present.any():
-        out[present] = uscc_valid_many(text[present]).astype(object)
+        out[present] = uscc_valid_many(text).astype(object)
     return pd.Series(out, index=series.index, dtype=object)
 
 
@@ -136,30 +148,36 @@ def email_valid(value: str) -> bool:
     return True
 
 
-def text_dictionary(series: pd.Series) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
+def text_dictionary(series: pd.Series, arrow=None) -> tuple[np.ndarray, "pa.Array", np.ndarray]:
     """(present, the distinct texts (``texts``) as an Arrow dictionary, each row's position in it, -1 where
     missing): for fast paths that read only a value's text, so values with one text share a verdict. Text
-    UTF-8 cannot hold counts as missing here, which leaves it to the library."""
+    UTF-8 cannot hold counts as missing here, which leaves it to the library. ``arrow``: the column as Arrow
+    text (``columntext.arrow_text``), read as it is."""
     import pyarrow.compute as pc
 
-    from crmbridge.mappings.transforms_arrow import strings
+    from crmbridge.mappings.transforms_arrow import flags, strings
 
-    present, text = present_texts(series)
-    enc = strings(text).dictionary_encode()
+    if arrow is not None:
+        present = flags(arrow.is_valid())
+    else:
+        present, text = present_texts(series)
+        arrow = strings(text)
+    enc = arrow.dictionary_encode()
     return present, enc.dictionary, pc.fill_null(enc.indices, -1).to_numpy()
 
 
-def _email_fast(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _email_fast(series: pd.Series, arrow=None) -> tuple[np.ndarray, np.ndarray]:
     """(present, True for plainly written ASCII addresses email-validator accepts as they stand (the e-mail
     transform's fast path, ``transforms_contact.plain_emails``); False for every value left to it)."""
     from crmbridge.mappings.transforms_contact import plain_emails
 
-    present, distinct, at = text_dictionary(series)
+    present, distinct, at = text_dictionary(series, arrow)
     return present, np.append(plain_emails(distinct), False)[at]
 
 
-def email_check(series: pd.Series) -> pd.Series:
-    present, fast = _email_fast(series)
+def email_check(series: pd.Series, arrow=None) -> pd.Series:
+    """``email_valid`` per row (``arrow``: the column as Arrow text, ``columntext.arrow_text``)."""
+    present, fast = _email_fast(series, arrow)
     return combine_verdicts(series, present, fast, fast, lambda rest: by_distinct(series[rest], email_valid))
 
 

@@ -29,3 +29,15 @@ def present_texts(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         out[present] = series[present].astype(str).to_numpy(dtype=object)
     return present, out
+
+
+def arrow_text(table, col: str):
+    """``table``'s column ``col`` as one Arrow ``string`` array, where it is Arrow text (None otherwise, or
+    without a table). A frame read from such a column holds the same texts, so the checks read them here as
+    they are instead of converting the frame's column back to Arrow (``checks.text_dictionary``)."""
+    import pyarrow as pa
+
+    if table is None or col not in table.column_names or table.schema.field(col).type not in ARROW_TEXT:
+        return None
+    arr = table.column(col).combine_chunks()
+    return arr if arr.type == pa.string() else arr.cast(pa.string())

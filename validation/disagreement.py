@@ -221,32 +221,46 @@ def _memo(table, conditions: list[Condition]) -> dict:
 
 def _load_flags(con, rows, criteria: Criteria, batch_rows: int) -> None:
     """``flags(rid, agreed, own_i, hit_i)`` per row: the agreed criterion, whether the row is department
-    i's, and department i's criterion on its own rows; then ``comp``: the same per company (any row)."""
+    i's, and department i's criterion on its own rows; then ``comp``: the same per company (any row). Both
+    are views of the flags packed as bits (``_packed``): DuckDB writes a word a row, not a column a flag."""
     import pyarrow as pa
 
     depts = list(criteria.departments.values())
     fields = {t.field for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]}
     cols = [c for c in rows.names if c in fields or c == "_department"]
     flag_cols = ["agreed", *(f"{p}_{i}" for i in range(len(depts)) for p in ("own", "hit"))]
-    con.execute("CREATE TABLE flags (rid BIGINT, " + ", ".join(f"{c} BOOLEAN" for c in flag_cols) + ")")
+    words = [f"bits_{w}" for w in range((len(flag_cols) + 63) // 64)]
+    con.execute("CREATE TABLE flag_bits (rid BIGINT, " + ", ".join(f"{w} UBIGINT" for w in words) + ")")
     conditions = [t for c in [criteria.agreed, *depts] for t in [*c.all, *c.any]]
     start = 0
     for table in rows.tables(cols, batch_rows):
         n = table.num_rows
         frame = pd.DataFrame(index=range(n))  # every test is in the memo: evaluate needs the rows only
         memo = _memo(table, conditions)
-        out = {"rid": np.arange(start, start + n, dtype=np.int64),
-               "agreed": evaluate(frame, criteria.agreed, memo).to_numpy(dtype=bool)}
-        for i, (d, crit) in enumerate(criteria.departments.items()):
+        flags = [evaluate(frame, criteria.agreed, memo).to_numpy(dtype=bool)]
+        for d, crit in criteria.departments.items():
             own = _by_distinct(table, "_department", lambda v, d=d: v == d).to_numpy(dtype=bool)
-            out[f"own_{i}"], out[f"hit_{i}"] = own, evaluate(frame, crit, memo).to_numpy(dtype=bool) & own
-        batch = pa.table(out)  # noqa: F841 - DuckDB reads the local variable by name
-        con.execute("INSERT INTO flags SELECT * FROM batch")
+            flags += [own, evaluate(frame, crit, memo).to_numpy(dtype=bool) & own]
+        rid = np.arange(start, start + n, dtype=np.int64)
+        batch = pa.table({"rid": rid, **_packed(flags)})  # noqa: F841 - DuckDB reads the local variable by name
+        con.execute("INSERT INTO flag_bits SELECT * FROM batch")
         start += n
     # a row without a label links to no other row: its own company, its flags as they are (no grouping)
-    con.execute(f"CREATE TABLE comp AS SELECT rid AS root, {', '.join(flag_cols)} FROM flags ANTI JOIN lab USING (rid) "
-                "UNION ALL SELECT lab.l AS root, " + ", ".join(f"bool_or({c}) AS {c}" for c in flag_cols)
-                + " FROM flags JOIN lab USING (rid) GROUP BY lab.l")
+    con.execute(f"CREATE TABLE comp_bits AS SELECT rid AS root, {', '.join(words)} FROM flag_bits ANTI JOIN lab "
+                "USING (rid) UNION ALL SELECT lab.l AS root, " + ", ".join(f"bit_or({w}) AS {w}" for w in words)
+                + " FROM flag_bits JOIN lab USING (rid) GROUP BY lab.l")
+    unpacked = ", ".join(f"({words[j // 64]} >> {j % 64}) & 1 = 1 AS {c}" for j, c in enumerate(flag_cols))
+    con.execute(f"CREATE VIEW flags AS SELECT rid, {unpacked} FROM flag_bits")
+    con.execute(f"CREATE VIEW comp AS SELECT root, {unpacked} FROM comp_bits")
+
+
+def _packed(flags: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Flag ``j`` (a bool per row) as bit ``j % 64`` of word ``bits_{j // 64}`` (``UBIGINT``)."""
+    out: dict[str, np.ndarray] = {}
+    for j, flag in enumerate(flags):
+        word = out.setdefault(f"bits_{j // 64}", np.zeros(len(flag), dtype=np.uint64))
+        word |= flag.astype(np.uint64) << np.uint64(j % 64)
+    return out
 
 
 def _sample_keys(rows, key: list[str], at: np.ndarray) -> pd.Series:
@@ -263,13 +277,11 @@ def _sample_keys(rows, key: list[str], at: np.ndarray) -> pd.Series:
 
 
 def _report(con, criteria: Criteria, n: int, key_text: Callable[[np.ndarray], pd.Series]) -> dict[str, Any]:
-    """The report from the ``comp`` table (one row per company: its root row and its flags), as SQL
+    """The report from the ``comp`` view (one row per company: its root row and its flags), as SQL
     conditions over it; ``key_text(rows)`` gives the key text of those row positions (only the sampled
-    companies' first rows, their roots, are asked for)."""
+    companies' first rows, their roots, are asked for). Every count is taken in one scan of ``comp``: the
+    conditions are first collected by building the report without querying."""
     shown: dict[int, str] = {}
-
-    def count(cond: str) -> int:
-        return int(con.execute(f"SELECT count(*) FROM comp WHERE {cond}").fetchone()[0])
 
     def samples(cond: str) -> list[str]:
         picked = [int(r) for (r,) in con.execute(  # the first rows of the lowest companies, as sorted() gave
@@ -280,6 +292,18 @@ def _report(con, criteria: Criteria, n: int, key_text: Callable[[np.ndarray], pd
                 shown[r] = str(text)
         return [shown[r] for r in picked]
 
+    asked: list[str] = []
+    _report_of(criteria, n, lambda cond: asked.append(cond) or 0, lambda cond: [])
+    conds = list(dict.fromkeys(asked))
+    counts = con.execute("SELECT " + ", ".join(f"count_if({c})" for c in conds) + " FROM comp").fetchone()
+    counted = dict(zip(conds, map(int, counts)))
+    return _report_of(criteria, n, counted.__getitem__, samples)
+
+
+def _report_of(criteria: Criteria, n: int, count: Callable[[str], int],
+               samples: Callable[[str], list[str]]) -> dict[str, Any]:
+    """The report, given the companies meeting an SQL condition over ``comp``: ``count`` of them, ``samples``
+    of their keys."""
     comparisons = []
     for i, (d, crit) in enumerate(criteria.departments.items()):
         seen, mine = f"own_{i}", f"hit_{i}"

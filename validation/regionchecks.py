@@ -41,13 +41,22 @@ def _regions(series: pd.Series, country: pd.Series | None, default: str) -> pd.S
     return pd.Series(names[codes], index=series.index, dtype=object)
 
 
-def _region_codes(series: pd.Series, country: pd.Series | None, default: str) -> tuple[np.ndarray, np.ndarray]:
-    """(a code per row, the region each code stands for): the region read once per distinct country."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
+def _codes(series: pd.Series, arrow) -> np.ndarray:
+    """``gxdistinct.column_codes`` of ``series``, read from ``arrow`` (the column as Arrow text) where given."""
+    from crmbridge.validation.gxdistinct import column_codes, text_codes
+
+    return column_codes(series) if arrow is None else text_codes(arrow)
+
+
+def _region_codes(series: pd.Series, country: pd.Series | None, default: str,
+                  country_arrow=None) -> tuple[np.ndarray, np.ndarray]:
+    """(a code per row, the region each code stands for): the region read once per distinct country
+    (``country_arrow``: the country column as Arrow text, ``columntext.arrow_text``)."""
+    from crmbridge.validation.gxdistinct import first_positions
 
     if country is None or not len(country):
         return np.zeros(len(series), dtype=np.intp), np.array([default], dtype=object)
-    codes = column_codes(country)
+    codes = _codes(country, country_arrow)
     regions = _region_values(country.iloc[first_positions(codes)].reset_index(drop=True), default)
     small, names = pd.factorize(regions.to_numpy(dtype=object))
     return small[codes], np.asarray(names, dtype=object)
@@ -72,16 +81,17 @@ def _pairwise(series: pd.Series, regions: pd.Series, fn: Callable[[str, str], bo
 
 
 def _pairwise_codes(series: pd.Series, regions: np.ndarray, names: np.ndarray,
-                    fn: Callable[[str, str], bool]) -> pd.Series:
+                    fn: Callable[[str, str], bool], arrow=None) -> pd.Series:
     """``fn(str(value), str(names[region]))`` per present row, called once per distinct pair. Pairs are found
     by integer codes (``column_codes``; a pandas MultiIndex of text pairs took a third longer), hashed, not
-    sorted; codes keep ``1`` and ``"1"`` apart, which at most calls ``fn`` once more on the same text."""
-    from crmbridge.validation.gxdistinct import column_codes, first_positions
+    sorted; codes keep ``1`` and ``"1"`` apart, which at most calls ``fn`` once more on the same text.
+    ``arrow``: ``series`` as Arrow text, its codes read there."""
+    from crmbridge.validation.gxdistinct import first_positions
 
     present = series.notna().to_numpy()
     out = np.full(len(series), None, dtype=object)
     if present.any():
-        v, r = column_codes(series)[present].astype(np.int64), np.asarray(regions)[present].astype(np.int64)
+        v, r = _codes(series, arrow)[present].astype(np.int64), np.asarray(regions)[present].astype(np.int64)
         codes = pd.factorize(v * (int(r.max()) + 1) + r)[0]
         first = first_positions(codes)
         vals, regs = series.to_numpy(dtype=object)[present][first], names[r[first]]
@@ -101,16 +111,17 @@ _DECIDED, _VALID, _PLUS = 1, 2, 4
 _E164_CN = r"^\+86[1-9][0-9]{4,13}$"
 
 
-def _phone_readings(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _phone_readings(series: pd.Series, arrow=None) -> tuple[np.ndarray, np.ndarray]:
     """(present, per row bits: ``_DECIDED`` (read as a region CN number), ``_VALID``, ``_PLUS`` (written
-    with "+")), read once per distinct text (the text ``_pairwise`` parses)."""
+    with "+")), read once per distinct text (the text ``_pairwise`` parses; ``arrow``: ``series`` as Arrow
+    text)."""
     import pyarrow.compute as pc
     from phonenumbers import PhoneMetadata
 
     from crmbridge.mappings.transforms_arrow import flags
 
     md = PhoneMetadata.metadata_for_region("CN")
-    present, distinct, at = text_dictionary(series)
+    present, distinct, at = text_dictionary(series, arrow)
     e164 = flags(pc.match_substring_regex(distinct, _E164_CN))
     bits = np.zeros(len(distinct) + 1, dtype=np.int8)  # the last: missing
     if e164.any():
@@ -151,8 +162,9 @@ def _reading_bits(text: np.ndarray, md) -> np.ndarray:
     return (decided * _DECIDED + (decided & valid) * _VALID + plus * _PLUS).astype(np.int8)
 
 
-def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    present, bits = _phone_readings(series)
+def phone_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None, arrow=None) -> pd.Series:
+    """``phone_valid`` per row in its region (``arrow``: ``series`` as Arrow text, ``columntext.arrow_text``)."""
+    present, bits = _phone_readings(series, arrow)
     decided, plus = (bits & _DECIDED).astype(bool), (bits & _PLUS).astype(bool)
     # the row's region only matters for numbers not read as written with "+"
     regions = pd.Series(None, index=series.index, dtype=object)
@@ -173,5 +185,7 @@ def postal_valid(value: str, region: str) -> bool:
     return re.fullmatch(pattern, value.strip().upper()) is not None
 
 
-def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None) -> pd.Series:
-    return _pairwise_codes(series, *_region_codes(series, country, region), postal_valid)
+def postal_check(series: pd.Series, *, region: str = "CN", country: pd.Series | None = None, arrow=None,
+                 country_arrow=None) -> pd.Series:
+    """``postal_valid`` per row in its region (``arrow``, ``country_arrow``: the columns as Arrow text)."""
+    return _pairwise_codes(series, *_region_codes(series, country, region, country_arrow), postal_valid, arrow)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from crmbridge.errors import UsageError
 from crmbridge.validation import checks, controlchars, keycheck, regionchecks
+from crmbridge.validation.columntext import arrow_text
 from crmbridge.validation.definition import Allowed, CrossField, EntityRules, Format, Reference, Required
 
 # Markup in a legacy value: a tag opener (``<b``, ``</b``, ``<!--``, ``<script``), not a lone "<".
@@ -172,8 +173,9 @@ def _derived_name(rule_id: str, part: str = "") -> str:
     return "_" + rule_id.replace(".", "__") + (f"__{part}" if part else "")
 
 
-def _derived(col: str, fn: Callable[[pd.DataFrame], pd.Series]) -> Derive:
-    return lambda df, ctx: {col: fn(df)}
+def _derived(col: str, fn: Callable[[pd.DataFrame, Any], pd.Series]) -> tuple[Derive, ArrowDerive]:
+    """The derive of ``col`` and its Arrow twin: ``fn(df, table)``, ``table`` None where there is none."""
+    return (lambda df, ctx: {col: fn(df, None)}), (lambda df, table, ctx: {col: fn(df, table)})
 
 
 def _format(entity: str, i: int, f: Format) -> Rule:
@@ -181,20 +183,23 @@ def _format(entity: str, i: int, f: Format) -> Rule:
     col = _derived_name(f.id or f"format.{fld}")
     country = f.country_field
     derive: Derive | None = None
+    derive_arrow: ArrowDerive | None = None
     exp, kwargs = "ExpectColumnValuesToBeInSet", {"column": col, "value_set": [True]}
     fields: tuple[str, ...] = (fld,) + ((country,) if country else ())
     if kind == "email":
-        derive, text = _derived(col, lambda df: checks.email_check(df[fld])), "a valid e-mail address"
+        derive, derive_arrow = _derived(col, lambda df, t: checks.email_check(df[fld], arrow_text(t, fld)))
+        text = "a valid e-mail address"
     elif kind == "uscc":
-        derive, text = _derived(col, lambda df: checks.uscc_check(df[fld])), \
-            "a unified social credit code with a correct check character"
+        derive, derive_arrow = _derived(col, lambda df, t: checks.uscc_check(df[fld], arrow_text(t, fld)))
+        text = "a unified social credit code with a correct check character"
     elif kind == "phone":
-        derive = _derived(col, lambda df: regionchecks.phone_check(df[fld], region=f.region,
-                                                                   country=df[country] if country else None))
+        derive, derive_arrow = _derived(col, lambda df, t: regionchecks.phone_check(
+            df[fld], region=f.region, country=df[country] if country else None, arrow=arrow_text(t, fld)))
         text = f"a valid phone number (default region {f.region})"
     elif kind == "postal_code":
-        derive = _derived(col, lambda df: regionchecks.postal_check(df[fld], region=f.region,
-                                                                    country=df[country] if country else None))
+        derive, derive_arrow = _derived(col, lambda df, t: regionchecks.postal_check(
+            df[fld], region=f.region, country=df[country] if country else None, arrow=arrow_text(t, fld),
+            country_arrow=arrow_text(t, country) if country else None))
         text = "a postal code of the row's country" if country else f"a {f.region} postal code"
     elif kind == "iso_country":
         exp, kwargs, text = "ExpectColumnValuesToBeInSet", {"column": fld, "value_set": list(checks.iso_countries())}, \
@@ -213,7 +218,8 @@ def _format(entity: str, i: int, f: Format) -> Rule:
         exp, kwargs, text = "ExpectColumnValuesToNotMatchRegex", {"column": fld, "regex": MARKUP_REGEX}, \
             "free of HTML markup"
     return Rule(**_sev(f, f"format.{fld}"), kind="format", description=f"{fld} is {text}", expectation=exp,
-                kwargs=kwargs, fields=fields, message=f.message or f"{fld} {{value}} is not {text}", derive=derive)
+                kwargs=kwargs, fields=fields, message=f.message or f"{fld} {{value}} is not {text}", derive=derive,
+                derive_arrow=derive_arrow)
 
 
 def _allowed(a: Allowed) -> Rule:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -244,3 +246,47 @@ def test_postal_check_equals_postal_valid_per_row_and_region():
     got = postal_check(pd.Series([10, 10.0, "10.0"], dtype=object), region="XX")
     assert got.tolist() == [True, False, False]
     assert postal_check(pd.Series([None, None], dtype=object)).tolist() == [None, None]
+
+
+def _arrow_columns(values):
+    """``values`` as Arrow text the ways a batch holds it: string, large_string, in two chunks."""
+    import pyarrow as pa
+
+    half = len(values) // 2
+    return [pa.chunked_array([pa.array(values, pa.string())]), pa.chunked_array([pa.array(values, pa.large_string())]),
+            pa.chunked_array([pa.array(values[:half], pa.string()), pa.array(values[half:], pa.string())])]
+
+
+def test_checks_reading_the_batch_arrow_text_equal_the_frame_checks():
+    """Validate hands the format checks its batch's Arrow table (``Rule.derive_arrow``): e-mail, phone, USCC
+    and postal codes read their text columns there as they are; per row the verdicts of the frame's column."""
+    import pyarrow as pa
+
+    from crmbridge.validation.checks import uscc_check
+    from crmbridge.validation.columntext import arrow_text
+    from crmbridge.validation.regionchecks import postal_check
+
+    phones = [v for v in _phone_samples(1500) + PHONES if v is None or not re.search("[\ud800-\udfff]", v)]
+    usccs = _uscc_samples(1500) + [None, None]
+    postal = ["200120", "２００１２０", " 200120 ", "20012", "10001", "SW1A 1AA", "100-0001", "HK", "", "邮编", None] * 30
+    countries = ["CN", "US", None, "gb", "ＪＰ", "中国", "XX", "HK", ""]
+    country = [countries[i % len(countries)] for i in range(len(postal))]
+    for values, check in ((EMAILS, email_check), (phones, lambda s, a: phone_check(s, region="CN", arrow=a)),
+                          (usccs, uscc_check)):
+        s = pd.Series(values, dtype=object, index=range(9, 9 + len(values)))
+        want = check(s, None)
+        assert {True, False, None} <= set(want.tolist())
+        for col in _arrow_columns(values):
+            got = check(s, arrow_text(pa.table({"c": col}), "c"))
+            assert got.index.equals(s.index) and got.tolist() == want.tolist()
+    s, cs = pd.Series(postal, dtype=object), pd.Series(country, dtype=object)
+    for default in ("CN", "US"):
+        want = postal_check(s, region=default, country=cs)
+        assert {True, False, None} <= set(want.tolist())
+        for col, ccol in zip(_arrow_columns(postal), _arrow_columns(country)):
+            t = pa.table({"p": col, "c": ccol})
+            got = postal_check(s, region=default, country=cs, arrow=arrow_text(t, "p"), country_arrow=arrow_text(t, "c"))
+            assert got.tolist() == want.tolist()
+    t = pa.table({"n": pa.array([1, 2]), "s": pa.array(["a", None])})
+    assert arrow_text(t, "n") is None and arrow_text(t, "x") is None and arrow_text(None, "s") is None
+    assert arrow_text(t, "s").to_pylist() == ["a", None]

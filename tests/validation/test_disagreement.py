@@ -243,6 +243,26 @@ def test_duckdb_report_equals_the_previous_numpy_report(tmp_path):
                for d in _old_disagreement(_f, c, k, m)["departments"])  # the comparison saw samples
 
 
+def test_report_of_more_flags_than_one_word_holds_equals_the_previous_numpy_report(tmp_path):
+    """40 departments: 81 flags a row, packed into two 64-bit words (``disagreement._packed``), read back by
+    flag as the previous report had them."""
+    rng = np.random.default_rng(40)
+    depts = [f"d{i}" for i in range(40)]
+    tests = [[{"field": "invoice_count", "op": "gt", "value": i % 3},
+              {"field": "status", "op": "eq", "value": ["Active", "Prospect"][i % 2]}] for i in range(len(depts))]
+    departments = {d: {"description": d, "any": t} for d, t in zip(depts, tests)}
+    criteria = Criteria.model_validate({"entity": "customers", "agreed": CRITERIA.model_dump()["agreed"],
+                                        "departments": departments})
+    frame = _random_rows(rng, 600)
+    frame["_department"] = rng.choice(np.array([*depts, None], dtype=object), size=len(frame))
+    frame.to_parquet(tmp_path / "rows.parquet", row_group_size=50)
+    old = _old_disagreement(frame, criteria, ["customer_no"], ["credit_code", "customer_no"])
+    got = disagreement_from_file(tmp_path / "rows.parquet", criteria, ["customer_no"], ["credit_code", "customer_no"],
+                                 batch_rows=70)
+    assert got == old
+    assert old["departments"][39]["department_counts"] and old["overlap"]["d38"]["d38"]  # the second word is read
+
+
 def test_duckdb_memory_cap_grows_past_five_million_rows(tmp_path):
     def cap(rows):
         with _duckdb(tmp_path, rows) as con:

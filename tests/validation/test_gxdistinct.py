@@ -236,6 +236,22 @@ def test_column_codes_equal_exactly_where_type_and_value_are():
                 assert (codes[i] == codes[j]) == (keys[i] == keys[j]), (values, i, j)
 
 
+def test_check_column_codes_equal_the_hashed_codes():
+    """A derived check column's codes (True/False/None, read by address) are the codes hashing the values
+    gives, numbered in order of first appearance; any other value leaves the column to hashing."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 1000):
+        for kinds in ([True], [False], [None], [True, False], [None, True], [False, None, True]):
+            arr = np.array([kinds[i] for i in rng.integers(0, len(kinds), n)], dtype=object)
+            for a in (arr, arr[::2], arr[::-1]):
+                expected = pd.factorize(a, use_na_sentinel=False)[0]
+                assert gxdistinct.check_codes(a).tolist() == expected.tolist(), a
+                assert gxdistinct.column_codes(pd.Series(a, dtype=object)).tolist() == expected.tolist()
+    for other in ([True, np.True_], [None, 1], [False, 0.0], [True, "True"], [None, float("nan")], ["a", None]):
+        assert gxdistinct.check_codes(np.array(other * 3, dtype=object)) is None, other
+    assert gxdistinct.check_codes(np.zeros(0, dtype=object)) is None
+
+
 def test_size_classes_and_not_null_only_columns():
     """Groups of 1 to 2,000 distinct values run on frames of their own size class; columns only not-null
     reads (object with None, NaN, NaT and pd.NA; Arrow-backed text with missing values) count present
