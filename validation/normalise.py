@@ -94,11 +94,14 @@ def _as_text_rows(column) -> tuple[pd.Series, object]:
     its distinct values in Arrow and needs no ``as_text`` (else None)."""
     from crmbridge.mappings.transforms import as_text
 
+    arrow = _arrow_rows(column)
+    if arrow is not None:  # values Arrow holds are str and None: as_text would give these very values
+        return column.series(), arrow
     values = column.uniques.to_numpy(dtype=object)
     kind = np.fromiter(map(type, values), dtype=object, count=len(values))
     plain = (kind == str) | (kind == type(None))
     if plain.all():  # as_text would give these very values, as object
-        return column.series(), _arrow_rows(column)
+        return column.series(), None
     text = _float_text(values, kind, plain)
     if text is None:
         text = as_text(column.uniques)
