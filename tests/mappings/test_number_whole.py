@@ -105,8 +105,9 @@ def test_integer_just_inside_int64_is_kept():
 
 
 @pytest.mark.parametrize("setting", range(len(SETTINGS)))
-@pytest.mark.parametrize("digits,extra,zeros,blank", [(15, 0.0, False, 0.0), (15, 0.0, True, 0.1), (7, 0.0, True, 0.3),
-                                                      (16, 0.0, False, 0.0), (13, 0.01, True, 0.05), (9, 0.0, False, 1.0)])
+@pytest.mark.parametrize("digits,extra,zeros,blank", [(15, 0.0, False, 0.0), (15, 0.0, True, 0.1),
+                                                      (7, 0.0, True, 0.3), (16, 0.0, False, 0.0),
+                                                      (13, 0.01, True, 0.05), (9, 0.0, False, 1.0)])
 def test_amounts_read_in_arrow_equal_the_whole_path(setting, digits, extra, zeros, blank):
     """``arrow=`` given (as ``distinct.run_step`` hands it over): a column of only simple amounts, blanks and
     None is read without Python strings (``_plain_amounts``); the same column without ``arrow=`` takes the
