@@ -51,7 +51,8 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
                        changed=pd.Series(False, index=series.index), failed=pd.Series(False, index=series.index))
     num, present = _plain_amounts(as_strings(arrow), series.index, decimal, thousands) if arrow is not None \
         else (None, None)
-    if num is None:
+    plain = num is not None
+    if not plain:
         num, present = _amounts(series, arrow, decimal=decimal, thousands=thousands, cn_units=cn_units,
                                 percent=percent)
     if scale is not None:
@@ -66,6 +67,10 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     else:
         out = num.astype(object)
     out = out.where(num.notna() & ~failed, None)
+    if plain and not failed.any():  # what ``finish`` finds for text in, numbers out: every value Arrow holds
+        # (a number, or blank text become None) changed, None not, and nothing failed
+        return Applied(values=out, changed=pd.Series(as_strings(arrow).is_valid().to_numpy(zero_copy_only=False),
+                                                     index=series.index), failed=failed)
     return finish(series, out, failed)
 
 
