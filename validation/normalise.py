@@ -95,7 +95,9 @@ def _as_text_rows(column) -> tuple[pd.Series, object]:
     from crmbridge.mappings.transforms import as_text
 
     arrow = _arrow_rows(column)
-    if arrow is not None:  # values Arrow holds are str and None: as_text would give these very values
+    # Distinct values with an Arrow form (extract's text, the text transforms' results, ``normcache``'s text)
+    # are str and None: as_text would give these very values
+    if arrow is not None:
         return column.series(), arrow
     values = column.uniques.to_numpy(dtype=object)
     kind = np.fromiter(map(type, values), dtype=object, count=len(values))
