@@ -57,7 +57,7 @@ class Encoded:
 
     def series(self) -> pd.Series:
         """The column, one value per row (object dtype, missing as None)."""
-        return pd.Series(self.uniques.to_numpy(dtype=object)[self.codes], index=self.index, dtype=object)
+        return pd.Series(self.uniques.to_numpy(dtype=object)[self.codes], index=self.index, dtype=object, copy=False)
 
 
 def encode(series: pd.Series) -> Encoded | None:
@@ -76,7 +76,8 @@ def encode(series: pd.Series) -> Encoded | None:
         codes = np.where(codes < 0, len(uniques), codes)
         uniques = np.append(uniques, np.array([None], dtype=object))
         arrow = None if arrow is None else pa.concat_arrays([arrow, pa.nulls(1, arrow.type)])
-    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object), series.index, arrow=arrow)
+    return Encoded(codes.astype(np.intp, copy=False), pd.Series(uniques, dtype=object, copy=False), series.index,
+                   arrow=arrow)
 
 
 def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray, "pa.Array"]:
@@ -149,6 +150,7 @@ def run_step(func: Callable[..., Applied], kwargs: dict[str, Any], column: Encod
     if given is not None:
         extra["arrow"] = given
     res = func(values, **kwargs, **extra)
-    out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object), column.index,
+    # no copy: the values are the transform's new array (pandas' copy-on-write guards it from then on)
+    out = Encoded(codes, pd.Series(res.values.to_numpy(dtype=object), dtype=object, copy=False), column.index,
                   column._counts if not others else None, arrow=res.arrow)
     return Step(out, res.changed.to_numpy(dtype=bool), res.failed.to_numpy(dtype=bool))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from crmbridge.mappings.transforms_arrow import as_strings, flags, strings
+from crmbridge.mappings.transforms_arrow import WHITESPACE, as_strings, flags, strings
 from crmbridge.mappings.transforms_base import Applied, Params, as_text, finish, is_missing
 
 if TYPE_CHECKING:
@@ -49,6 +49,34 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     if _all_missing(series):  # a column the data lacks (validate adds it empty): every step below gives None
         return Applied(values=pd.Series(np.full(len(series), None, dtype=object), index=series.index),
                        changed=pd.Series(False, index=series.index), failed=pd.Series(False, index=series.index))
+    num, present = _plain_amounts(as_strings(arrow), series.index, decimal, thousands) if arrow is not None \
+        else (None, None)
+    plain = num is not None
+    if not plain:
+        num, present = _amounts(series, arrow, decimal=decimal, thousands=thousands, cn_units=cn_units,
+                                percent=percent)
+    if scale is not None:
+        num = num.round(scale)
+    failed = present & num.isna()
+    if integer:
+        # A whole number past int64 (an ERP's 20-digit code in a count column) fails like any other
+        # unreadable number instead of stopping the stage in pandas' Int64 cast.
+        whole = num.notna() & (num == num.round(0)) & (num.abs() < 2.0 ** 63)
+        failed = failed | (present & num.notna() & ~whole)
+        out = num.where(whole).astype("Int64").astype(object)
+    else:
+        out = num.astype(object)
+    out = out.where(num.notna() & ~failed, None)
+    if plain and not failed.any():  # what ``finish`` finds for text in, numbers out: every value Arrow holds
+        # (a number, or blank text become None) changed, None not, and nothing failed
+        return Applied(values=out, changed=pd.Series(as_strings(arrow).is_valid().to_numpy(zero_copy_only=False),
+                                                     index=series.index), failed=failed)
+    return finish(series, out, failed)
+
+
+def _amounts(series: pd.Series, arrow, *, decimal: str, thousands: str, cn_units: bool, percent: bool
+             ) -> tuple[pd.Series, pd.Series]:
+    """(the numbers, NaN where there is none; the present values) of any column."""
     src = as_text(series)
     present = ~is_missing(src)
     # Plainly written amounts (``1234500``, ``12.5``, with the default separators also ``¥1,234,500.00``)
@@ -71,20 +99,29 @@ def parse_number(series: pd.Series, *, decimal: str = ".", thousands: str = ",",
     num = _whole_numbers(t, ok_shape)
     num = (pd.to_numeric(t.where(ok_shape), errors="coerce") if num is None else num) * mult
     num = num.where(~neg, -num)
-    num = num.where(~is_pct, num / 100)
-    if scale is not None:
-        num = num.round(scale)
-    failed = present & num.isna()
-    if integer:
-        # A whole number past int64 (an ERP's 20-digit code in a count column) fails like any other
-        # unreadable number instead of stopping the stage in pandas' Int64 cast.
-        whole = num.notna() & (num == num.round(0)) & (num.abs() < 2.0 ** 63)
-        failed = failed | (present & num.notna() & ~whole)
-        out = num.where(whole).astype("Int64").astype(object)
-    else:
-        out = num.astype(object)
-    out = out.where(num.notna() & ~failed, None)
-    return finish(series, out, failed)
+    return num.where(~is_pct, num / 100), present
+
+
+def _plain_amounts(arr: "pa.Array", index: pd.Index, decimal: str, thousands: str
+                   ) -> tuple[pd.Series | None, pd.Series | None]:
+    """``_amounts`` of a column whose every value (``arr``, in Arrow) is missing, blank or a simple amount of
+    at most 15 digits (as ``_whole_numbers`` takes them), read without a Python string: ``_amounts`` reads
+    such a column with the very same Arrow cast (its other steps leave these values as they are: no sign,
+    multiplier or percent). (None, None) for any other column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    present = ~flags(pc.equal(pc.binary_length(pc.utf8_trim(arr, characters=WHITESPACE)), 0)) \
+        & arr.is_valid().to_numpy(zero_copy_only=False)  # what is_missing says of text
+    simple = _simple(arr, decimal, thousands)
+    if not simple.any() or (present & ~simple).any():
+        return None, None
+    digits = pc.if_else(pa.array(simple), _simple_digits(arr), pa.scalar(None, pa.string()))
+    num = _whole_arrow(digits)
+    if num is None:
+        return None, None
+    return pd.Series(num, index=index), pd.Series(present, index=index)
+
 
 
 def _all_missing(series: pd.Series) -> bool:
@@ -98,15 +135,20 @@ def _whole_numbers(t: pd.Series, ok: pd.Series) -> pd.Series | None:
     by Arrow's cast: at most 15 digits in all make an integer exact as a float64 at every step of any
     parser (the digits, then a division by an exact power of ten), so the values are ``to_numeric``'s
     (times 1.0, as ``mult`` makes them). None otherwise, the column then goes to ``to_numeric``."""
+    num = _whole_arrow(strings(t.where(ok).to_numpy(dtype=object)))
+    return None if num is None else pd.Series(num, index=t.index)
+
+
+def _whole_arrow(arr: "pa.Array") -> np.ndarray | None:
+    """``_whole_numbers`` of the number texts in Arrow (null where there is none), as a float64 array."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = strings(t.where(ok).to_numpy(dtype=object))
     whole = pc.and_(pc.match_substring_regex(arr, r"^(?:[0-9]{1,15}|[0-9]+\.0+)$"),
                     pc.less_equal(pc.utf8_length(arr), 16))
     if not pc.all(whole).as_py():  # None: no number at all
         return None
-    return pd.Series(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), index=t.index)
+    return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
 
 
 def _simple(arr: "pa.Array", decimal: str, thousands: str) -> np.ndarray:
@@ -125,9 +167,14 @@ def _simple_text(arr: "pa.Array") -> np.ndarray:
     value holds a sign only as its first character and commas only between digits, so trimming the
     signs on the left and replacing the literal comma is removing every ``[¥$€£,]`` (RE2's replace with
     that class cost 13 ms per 50,000 values, these two 2 ms)."""
+    return _simple_digits(arr).to_numpy(zero_copy_only=False)
+
+
+def _simple_digits(arr: "pa.Array") -> "pa.Array":
+    """``_simple_text`` in Arrow."""
     import pyarrow.compute as pc
 
-    return pc.replace_substring(pc.utf8_ltrim(arr, characters="¥$€£"), ",", "").to_numpy(zero_copy_only=False)
+    return pc.replace_substring(pc.utf8_ltrim(arr, characters="¥$€£"), ",", "")
 
 
 def _rewrite(src: pd.Series, *, decimal: str, thousands: str, cn_units: bool, percent: bool):

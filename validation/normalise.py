@@ -8,11 +8,15 @@ counted (``changed``); a value a transform cannot handle keeps its original text
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from crmbridge.validation.definition import EntityRules, split_step
+
+if TYPE_CHECKING:
+    from crmbridge.validation.normcache import StepCache
 
 LINEAGE = ("_row_id", "_source", "_department", "_line", "_source_key")
 
@@ -35,12 +39,13 @@ def data_columns(df: pd.DataFrame) -> list[str]:
 
 
 def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (), *,
-              prune: bool = True) -> Normalised:
+              prune: bool = True, cache: StepCache | None = None) -> Normalised:
     """Apply the declared steps (``*`` first, then per field in file order), then the value maps.
 
     ``extra_columns``: columns the rules read; absent ones are added empty so their rules report
     every row instead of crashing. All data columns come back as text (or None), like extract's.
     ``prune=False`` keeps every step's counts (zeros too), for adding up batches before ``prune_counts``.
+    ``cache``: the results of earlier batches of the same entity (``normcache``), taken and added to.
     """
     from crmbridge.mappings.transforms import as_text
 
@@ -59,7 +64,7 @@ def normalise(df: pd.DataFrame, rules: EntityRules, extra_columns: list[str] = (
     for a in rules.allowed_values:
         if a.map:
             plan.append((a.field, "value_map", {"map": a.map, "on_missing": "keep", "ignore_case": a.ignore_case}))
-    pending = _run_plan(out, plan, res)
+    pending = _run_plan(out, plan, res, cache)
     data = data_columns(out)
     for col, column in pending.items():
         if col in data:
@@ -89,11 +94,16 @@ def _as_text_rows(column) -> tuple[pd.Series, object]:
     its distinct values in Arrow and needs no ``as_text`` (else None)."""
     from crmbridge.mappings.transforms import as_text
 
+    arrow = _arrow_rows(column)
+    # Distinct values with an Arrow form (extract's text, the text transforms' results, ``normcache``'s text)
+    # are str and None: as_text would give these very values
+    if arrow is not None:
+        return column.series(), arrow
     values = column.uniques.to_numpy(dtype=object)
     kind = np.fromiter(map(type, values), dtype=object, count=len(values))
     plain = (kind == str) | (kind == type(None))
     if plain.all():  # as_text would give these very values, as object
-        return column.series(), _arrow_rows(column)
+        return column.series(), None
     text = _float_text(values, kind, plain)
     if text is None:
         text = as_text(column.uniques)
@@ -133,16 +143,22 @@ def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> pd.S
     return pd.Series(out)
 
 
-def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised) -> dict:
+def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised,
+              cache: StepCache | None = None) -> dict:
     """Apply ``plan`` to ``out`` in place. Text columns stay encoded (codes into distinct values)
     from their first step to the end, so each step runs once per distinct value; a step that needs
-    whole columns (a frame transform, a non-text column) sees them written back first. Returns the
-    columns still encoded at the end (column -> ``Encoded``), for the caller to write back."""
+    whole columns (a frame transform, a non-text column) sees them written back first. With a
+    ``cache``, a column's whole chain may be done at its first step (``normcache``), its later steps
+    then only count. Returns the columns still encoded at the end (column -> ``Encoded``), for the
+    caller to write back."""
     from crmbridge.mappings.distinct import encode
     from crmbridge.mappings.transforms import apply_encoded, apply_transform
+    from crmbridge.validation.normcache import cached_chains
 
     coded: dict = {}  # column -> Encoded, or None when the column is not text
     dirty: set[str] = set()  # encoded columns newer than ``out``
+    chains = cached_chains(plan) if cache is not None else {}
+    counted: dict[str, list[tuple[int, int]]] = {}  # column -> (changed, failed) of its steps still to come
 
     def lookup(col: str):
         if col not in out.columns:
@@ -151,22 +167,33 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
             coded[col] = encode(out[col])
         return coded[col]
 
-    for col, name, params in plan:
-        key = f"{col}:{name}"
+    def counts(col: str, name: str, params: dict) -> tuple[int, int]:
+        """Run one step (or its column's whole chain, when cached); (changed, failed) rows."""
+        if counted.get(col):  # done with the chain's first step
+            return counted[col].pop(0)
         column = lookup(col)
+        steps = chains.pop(col, None)
+        whole = cache.run(col, steps, column) if steps is not None and column is not None else None
+        if whole is not None:
+            coded[col], counted[col] = whole
+            dirty.add(col)
+            return counted[col].pop(0)
         step = apply_encoded(name, params, column, lookup) if column is not None else None
         if step is not None:
             coded[col] = step.column
             dirty.add(col)
-            changed, failed = step.n_changed, step.n_failed
-        else:
-            for c in dirty:
-                out[c] = coded[c].series()
-            dirty.clear()
-            applied = apply_transform(name, out[col], params, frame=out, distinct=False)
-            out[col] = applied.values
-            coded.pop(col, None)
-            changed, failed = applied.n_changed, applied.n_failed
+            return step.n_changed, step.n_failed
+        for c in dirty:
+            out[c] = coded[c].series()
+        dirty.clear()
+        applied = apply_transform(name, out[col], params, frame=out, distinct=False)
+        out[col] = applied.values
+        coded.pop(col, None)
+        return applied.n_changed, applied.n_failed
+
+    for col, name, params in plan:
+        key = f"{col}:{name}"
+        changed, failed = counts(col, name, params)
         res.fixed[key] = res.fixed.get(key, 0) + changed
         res.failed[key] = res.failed.get(key, 0) + failed
     return {c: coded[c] for c in dirty}

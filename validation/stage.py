@@ -233,6 +233,7 @@ class _EntityValidation:
     """
 
     def __init__(self, out: Path, final: Path, spill: Path, run, entity: str, definition, ctx, batch_rows: int):
+        from crmbridge.validation.normcache import StepCache
         from crmbridge.validation.rules import compile_rules, referenced_columns
 
         self.out, self.final, self.run, self.entity, self.ctx = out, final, run, entity, ctx
@@ -252,6 +253,7 @@ class _EntityValidation:
         self.samples: list = []
         self.gx_result = None
         self.workers = 0  # processes for the batches (validation.parallel); 0: this one
+        self.steps = StepCache()  # normalisation's results from earlier batches (each worker its own copy)
 
     def _normalised(self, table):
         """One extracted batch (an Arrow table) normalised: (rows, its columns, ``Normalised``)."""
@@ -262,7 +264,7 @@ class _EntityValidation:
         for col in LINEAGE:
             if col not in raw.columns:  # an entity whose sources yielded no rows has no columns at all
                 raw[col] = None
-        norm = normalise(raw, self.rules_def, self.extra, prune=False)
+        norm = normalise(raw, self.rules_def, self.extra, prune=False, cache=self.steps)
         if len(norm.frame) != len(raw):
             raise RunFailed(f"validate: {self.entity}: normalisation turned {len(raw)} rows into "
                             f"{len(norm.frame)}", hint="this is a bug; the run's extract is intact")

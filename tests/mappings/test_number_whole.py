@@ -102,3 +102,21 @@ def test_integer_past_int64_fails_the_cell_instead_of_raising(text):
 def test_integer_just_inside_int64_is_kept():
     got = N.parse_number(pd.Series(["9223372036854774784"], dtype=object), integer=True)
     assert got.values.tolist() == [9223372036854774784] and got.failed.tolist() == [False]
+
+
+@pytest.mark.parametrize("setting", range(len(SETTINGS)))
+@pytest.mark.parametrize("digits,extra,zeros,blank", [(15, 0.0, False, 0.0), (15, 0.0, True, 0.1),
+                                                      (7, 0.0, True, 0.3), (16, 0.0, False, 0.0),
+                                                      (13, 0.01, True, 0.05), (9, 0.0, False, 1.0)])
+def test_amounts_read_in_arrow_equal_the_whole_path(setting, digits, extra, zeros, blank):
+    """``arrow=`` given (as ``distinct.run_step`` hands it over): a column of only simple amounts, blanks and
+    None is read without Python strings (``_plain_amounts``); the same column without ``arrow=`` takes the
+    whole path. Value by value with types, changed and failed."""
+    from crmbridge.mappings.transforms_arrow import strings
+
+    rng = random.Random(setting * 100 + digits)
+    values = [rng.choice(["", " ", "\u3000", None]) if rng.random() < blank else v
+              for v in _values(3000, setting + digits, digits, extra, zeros)]
+    series = pd.Series(values, dtype=object)
+    _same(N.parse_number(series, **SETTINGS[setting], arrow=strings(series.to_numpy())),
+          N.parse_number(series, **SETTINGS[setting]))

@@ -153,6 +153,16 @@ def customers_frame(seed: int, n: int) -> pd.DataFrame:
     return df
 
 
+def assert_same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """The same columns, dtypes and values with their types (NaN equal to NaN)."""
+    assert list(a.columns) == list(b.columns)
+    assert a.dtypes.to_dict() == b.dtypes.to_dict()
+    for c in a.columns:
+        x, y = a[c].to_numpy(dtype=object), b[c].to_numpy(dtype=object)
+        assert [type(v) for v in x] == [type(v) for v in y], c
+        assert [v if v == v else "nan" for v in x] == [v if v == v else "nan" for v in y], c
+
+
 @pytest.mark.parametrize("seed,n", [(20, 1), (21, 40), (22, 3000)])
 def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n):
     """normalise() with the fast paths against the same with the previous ``replace``, number text,
@@ -199,12 +209,7 @@ def test_normalise_equals_the_previous_transforms(monkeypatch, tmp_path, seed, n
     textfast.case_class.cache_clear()
     for a, b in zip(new, old):
         assert a.fixed == b.fixed and a.failed == b.failed
-        assert list(a.frame.columns) == list(b.frame.columns)
-        assert a.frame.dtypes.to_dict() == b.frame.dtypes.to_dict()
-        for c in a.frame.columns:
-            x, y = a.frame[c].to_numpy(dtype=object), b.frame[c].to_numpy(dtype=object)
-            assert [type(v) for v in x] == [type(v) for v in y], c
-            assert [v if v == v else "nan" for v in x] == [v if v == v else "nan" for v in y], c
+        assert_same_frames(a.frame, b.frame)
     from crmbridge.validation.parquetsink import ParquetSink
 
     for name, res in (("new", new), ("old", old)):
