@@ -33,6 +33,16 @@ def awkward_batches(seed: int) -> list[pd.DataFrame]:
     return out
 
 
+def assert_same_content(new, old) -> None:
+    """The same rows, types, row groups and schema (its key-value metadata included) read back."""
+    a, b = pq.read_table(new), pq.read_table(old)
+    assert a.equals(b) and a.schema.equals(b.schema, check_metadata=True)
+    ma, mb = pq.read_metadata(new), pq.read_metadata(old)
+    assert ma.metadata == mb.metadata and ma.schema.equals(mb.schema)
+    assert [ma.row_group(i).num_rows for i in range(ma.num_row_groups)] == \
+        [mb.row_group(i).num_rows for i in range(mb.num_row_groups)]
+
+
 def _previous(path, frames, dictionary: bool) -> None:
     """The previous sink's way: the first batch's schema, then every batch converted with it."""
     import pyarrow as pa
@@ -56,7 +66,10 @@ def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, d
         sink.write(df)
     sink.close()
     _previous(tmp_path / "old.parquet", frames, dictionary)
-    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    if dictionary:  # dictionary pages for some columns only (dictionary_columns): the same values and schema
+        assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
+    else:
+        assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
     new = pq.read_table(tmp_path / "new.parquet")
     assert new.schema.field("empty_first").type == "string" and new.num_rows == sum(map(len, frames))
     assert sink.lengths == [len(f) for f in frames]
@@ -73,3 +86,23 @@ def test_batches_give_the_written_frames_back(tmp_path):
         for c in want.columns:
             assert [None if v is None or v != v else v for v in got[c]] == \
                 [None if v is None or v != v else v for v in want[c]], c
+
+
+def test_dictionary_pages_only_for_columns_that_repeat(tmp_path):
+    """A column whose first batch repeats its values keeps dictionary pages, a mostly distinct one gets plain
+    pages (also in later batches, whatever they hold); the file reads back as with dictionaries everywhere."""
+    n = 1000
+    frames = [pd.DataFrame({"city": pd.Series([["甲", "b", None][i % 3] for i in range(n)], dtype=object),
+                            "_row_id": pd.Series([f"r{b}-{i}" for i in range(n)], dtype="str"),
+                            "later_repeats": pd.Series([f"v{i}" if b == 0 else "same" for i in range(n)], dtype=object),
+                            "_line": np.arange(n, dtype=np.int64)}) for b in range(3)]
+    sink = ParquetSink(tmp_path / "new.parquet")
+    for df in frames:
+        sink.write(df)
+    sink.close()
+    _previous(tmp_path / "old.parquet", frames, True)
+    assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
+    meta = pq.read_metadata(tmp_path / "new.parquet")
+    for g in range(meta.num_row_groups):
+        chunks = {meta.schema.column(i).name: meta.row_group(g).column(i) for i in range(meta.num_columns)}
+        assert {c for c, m in chunks.items() if m.has_dictionary_page} == {"city"}
