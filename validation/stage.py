@@ -293,7 +293,7 @@ class _EntityValidation:
             self.ctx.duplicates[(self.entity, rid)] = f.index()
 
     def validate_all(self) -> None:
-        from crmbridge.migrations.extracted import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_tables
         from crmbridge.validation import reports
         from crmbridge.mappings.keyindex import KeyCollector
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
@@ -314,7 +314,8 @@ class _EntityValidation:
         sampler = reports.Samples(self.key, info)
         candidates = {f for r in self.rules for f in r.fields}
         raw_cols = [c for c in self.raw_columns if c in candidates or c == "_row_id"]
-        raws = iter_entity_batches(self.run.dir, entity, self.batch_rows, columns=raw_cols) \
+        # kept in Arrow: the quarantine view reads a few rows of them (quarantine.steward_view)
+        raws = iter_entity_tables(self.run.dir, entity, self.batch_rows, columns=raw_cols) \
             if "_row_id" in raw_cols else None
         valid_sink = _ParquetSink(self.out / f"{entity}.parquet")
         n_valid = n_quarantined = rows_warned = 0
