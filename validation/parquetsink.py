@@ -118,12 +118,17 @@ class ParquetSink:
     def frame_of(self, t):
         """A batch read back (an Arrow table) as the frame that was written: text columns written from
         object columns as object holding str/None, the rest as pyarrow converts them (its rows even without
-        columns, ``LazyBatch.narrow``)."""
+        columns, ``LazyBatch.narrow``). The text columns are the arrays just made, not copied: pandas copies a
+        numpy array into a Series and a dict of them into a frame unless told not to (a third of the time)."""
         import pandas as pd
 
-        return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
-                                    if name in self._object_cols else t.column(name).to_pandas())
-                             for name in t.column_names}, index=pd.RangeIndex(t.num_rows))
+        def column(name: str):
+            if name in self._object_cols:
+                return pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object, copy=False)
+            return t.column(name).to_pandas().copy()  # Arrow's numbers come read-only: writable, as before
+
+        return pd.DataFrame({name: column(name) for name in t.column_names}, index=pd.RangeIndex(t.num_rows),
+                            copy=False)
 
     def exact(self, t) -> bool:
         """Whether ``write`` of ``frame_of(t)`` (its rows or some of them) writes ``t``'s own types and values,

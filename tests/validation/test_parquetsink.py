@@ -106,3 +106,28 @@ def test_dictionary_pages_only_for_columns_that_repeat(tmp_path):
     for g in range(meta.num_row_groups):
         chunks = {meta.schema.column(i).name: meta.row_group(g).column(i) for i in range(meta.num_columns)}
         assert {c for c, m in chunks.items() if m.has_dictionary_page} == {"city"}
+
+
+def _previous_frame_of(sink, t) -> pd.DataFrame:
+    """The previous ``frame_of``: every column copied into the frame (pandas' default for a dict)."""
+    return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                if name in sink._object_cols else t.column(name).to_pandas())
+                         for name in t.column_names}, index=pd.RangeIndex(t.num_rows))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frame_of_gives_the_previous_frames_and_they_can_be_written_to(tmp_path, seed):
+    sink = ParquetSink(tmp_path / "s.parquet")
+    frames = awkward_batches(seed)
+    for df in frames:
+        sink.write(df)
+    for b in sink.lazy_batches():
+        t = b.table()
+        for part in (t, t.select(["_line", "name"]), t.slice(0, 0)):
+            got, want = sink.frame_of(part), _previous_frame_of(sink, part)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+            assert [got[c].tolist() for c in got.columns] == [want[c].tolist() for c in want.columns]
+        if t.num_rows:  # as the copied frame could: a number and a text changed in place
+            got = sink.frame_of(t)
+            got.loc[0, "_line"], got.loc[0, "name"] = 99, "changed"
+            assert got["_line"].iloc[0] == 99 and got["name"].iloc[0] == "changed"
