@@ -253,7 +253,7 @@ class _EntityValidation:
 
     def normalise_all(self, task) -> None:
         from crmbridge.migrations.extracted import iter_entity_tables
-        from crmbridge.validation.checks import DuplicateFinder
+        from crmbridge.validation.checks import DuplicateFinder, table_presence
 
         # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder),
         # which holds the rows added, in order (same_rows: their hashes are not computed twice)
@@ -282,9 +282,13 @@ class _EntityValidation:
         pending = [f for f in [*finders.values(), row_ids] if f.needs_confirm]
         if pending:  # some hash repeats: look at those rows' values (key columns only)
             cols = sorted({c for f in pending for c in f.columns if c in self._spill.schema.names})
-            for batch in self._spill.batches(cols):
-                for f in pending:
-                    f.confirm(batch)
+            for batch in self._spill.lazy_batches(cols):
+                t = batch.table()
+                for f in pending:  # where Arrow tells which keys are present, only the nominated rows converted
+                    if self._spill.exact(t):
+                        f.confirm_rows(table_presence(t, f.columns), batch.rows)
+                    else:
+                        f.confirm(batch.frame())
         dup_ids = row_ids.index().values
         if len(dup_ids):
             raise RunFailed(f"validate: _row_id {dup_ids[0]!r} occurs twice in one entity; the extract is "
