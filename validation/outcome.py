@@ -105,7 +105,9 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None, r
     tpl = f"{rule.rule_id}: {rule.message}"
     out = []
     for a, b in zip(first, second):
-        out.append(tpl.replace("{value}", _shown(a)).replace("{left}", _shown(a)).replace("{right}", _shown(b)))
+        shown = _shown(a)  # once for {value} and {left}; {right}'s only where the text has one (a value may)
+        text = tpl.replace("{value}", shown).replace("{left}", shown)
+        out.append(text.replace("{right}", _shown(b)) if "{right}" in text else text)
     return out
 
 
