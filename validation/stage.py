@@ -303,7 +303,7 @@ class _EntityValidation:
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.parallel import pack_run, unpack_run
         from crmbridge.validation.normalise import prune_counts
-        from crmbridge.validation.outcome import split_rows, valid_table
+        from crmbridge.validation.outcome import split_rows, valid_keys, valid_table
         from crmbridge.validation.quarantine import steward_view, write_quarantine_csv
         from crmbridge.validation.rules import read_columns
 
@@ -355,7 +355,7 @@ class _EntityValidation:
                 for k in referenced:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in frame.columns:
-                        key_indexes[k].add(frame[k].to_numpy(dtype=object)[split.valid_rows])
+                        key_indexes[k].add(valid_keys(split, batch, k))
                 rows = valid_table(split, batch, valid_sink.schema)
                 if rows is None:
                     valid_sink.write(split.valid.reset_index(drop=True))
