@@ -93,8 +93,8 @@ def _first_raw_rows(ids, raw_ids):
 
 
 def _raw_ids(raw):
-    """The raw ``_row_id``-s as text: ``astype(str)`` of a frame's, an Arrow table's text column as it is
-    (its values are those ``str``-s)."""
+    """The raw ``_row_id``-s as text: ``astype(str)`` of a frame's, an Arrow table's text column without
+    missing ids as it is (its values are those ``str``-s; a missing one stays NaN in pandas, matched as such)."""
     import pyarrow as pa
 
     from crmbridge.validation.columntext import ARROW_TEXT
@@ -102,7 +102,7 @@ def _raw_ids(raw):
     if not isinstance(raw, pa.Table):
         return raw["_row_id"].astype(str)
     ids = raw.column("_row_id")
-    if ids.type in ARROW_TEXT:
+    if ids.type in ARROW_TEXT and not ids.null_count:
         return ids.combine_chunks()
     return ids.to_pandas().astype(str)
 

@@ -99,13 +99,15 @@ def test_an_arrow_raw_batch_gives_the_view_of_its_frame(seed, n):
         assert got[0][c].dtype == want[0][c].dtype and _cells(got[0][c]) == _cells(want[0][c]), c
 
 
-@pytest.mark.parametrize("ids", [[1, 2, 2], ["2", "2", "x"]])
+@pytest.mark.parametrize("ids", [[1, 2, 2], ["2", "2", "x"], ["2", None, "3"], [None, "2", None]])
 def test_arrow_raw_ids_of_other_types_and_repeated_quarantined_ids(ids):
-    """Raw ids that are numbers (compared as their text) and quarantined ids that repeat (the frame's way)."""
+    """Raw ids that are numbers (compared as their text), quarantined ids that repeat, missing ids on both
+    sides (matched as the frame's NaN-s are)."""
     import pyarrow as pa
 
     table = pa.table({"_row_id": ids, "phone": ["a", None, "c"]})
-    q = pd.DataFrame({"_reasons": ["r_phone: bad"] * 3, "phone": ["x", "y", "z"], "_row_id": ["2", "3", "2"]})
+    q = pd.DataFrame({"_reasons": ["r_phone: bad"] * 3, "phone": ["x", "y", "z"],
+                      "_row_id": pd.Series(["2", "3", None if None in ids else "2"], dtype="str")})
     want = steward_view(q, table.to_pandas(), OUTCOMES, legacy=LEGACY)
     got = steward_view(q, table, OUTCOMES, legacy=LEGACY)
     assert got[1] == want[1] and got[0].equals(want[0])
