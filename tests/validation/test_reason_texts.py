@@ -15,7 +15,7 @@ import pytest
 
 from crmbridge import stewardcsv as S
 from crmbridge.validation.gxsuite import RuleOutcome
-from crmbridge.validation.outcome import _shown, messages
+from crmbridge.validation.outcome import messages
 from crmbridge.validation.quarantine import steward_view
 from crmbridge.validation.rules import Rule
 
@@ -26,6 +26,14 @@ VALUES = np.array([None, np.nan, "", "a", "{right}", "{left}x", "x{value}", "p; 
 def _rule(message: str, fields: tuple[str, ...], kind: str = "format", rule_id: str = "r_x") -> Rule:
     return Rule(rule_id=rule_id, kind=kind, severity="blocking", mostly=None, description=rule_id, expectation="x",
                 kwargs={}, fields=fields, message=message)
+
+
+def _shown(v) -> str:
+    """The previous way a value is shown in a reason (outcome.py at main 2b3f078)."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "(empty)"
+    s = str(v)
+    return "'" + (s if len(s) <= 80 else s[:79] + "…") + "'"
 
 
 def _previous_messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray) -> list[str]:
