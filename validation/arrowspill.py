@@ -23,7 +23,7 @@ class ArrowSpill(ParquetSink):
     ``lazy_batches``, ``exact``) in an Arrow IPC file: one record batch per written batch of rows (a batch
     of no rows writes none), read back whole and converted as the Parquet round trip converted it."""
 
-    def _open(self) -> None:
+    def _open(self, first) -> None:
         import pyarrow as pa
 
         self._file = pa.OSFile(str(self.path), "wb")

@@ -242,6 +242,19 @@ def _column_text(column: pd.Series, present: np.ndarray) -> np.ndarray:
     return column[present].astype(str).to_numpy(dtype=object)
 
 
+def table_presence(t, columns: list[str]) -> np.ndarray:
+    """``_key_columns``' rows with every key column present, for the frame an Arrow table ``t`` converts to
+    without making missing values of present ones (text and integers, ``parquetsink.ParquetSink.exact``; a
+    float NaN would be valid in Arrow): its rows valid in every key column, none where ``t`` lacks one."""
+    present = np.ones(t.num_rows, dtype=bool)
+    for c in columns:
+        if c not in t.column_names:
+            present[:] = False
+        else:
+            present &= t.column(c).is_valid().to_numpy(zero_copy_only=False)
+    return present
+
+
 def key_text(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(present, text): rows with every key column present, and one exact text per such row. Several
     columns are joined length-prefixed (``3:abc2:de``), so no value can fake a separator."""
@@ -306,14 +319,28 @@ class DuplicateFinder:
     def confirm(self, df: pd.DataFrame) -> None:
         if not self.needs_confirm:
             return
-        present, hashes = self._row_hashes(df) if self._kept is None else self._next_kept(df)
+        if self._kept is None:
+            present, hashes = self._row_hashes(df)
+        else:
+            present, hashes = self._next_kept(_key_columns(df, self.columns)[0])
+        self._nominated(present, hashes, lambda rows: df.iloc[rows])
+
+    def confirm_rows(self, present: np.ndarray, rows_of) -> None:
+        """``confirm`` (``same_rows`` only) of a batch given as ``present``, its rows with every key column
+        present, and ``rows_of(positions)``, its rows there as ``df.iloc`` gives them: validate's spill tells
+        presence in Arrow (``table_presence``) and converts only the nominated rows."""
+        if not self._same_rows:
+            raise ValueError("DuplicateFinder.confirm_rows needs same_rows=True: it reuses add's hashes")
+        if self.needs_confirm:
+            self._nominated(*self._next_kept(present), rows_of)
+
+    def _nominated(self, present: np.ndarray, hashes: np.ndarray, rows_of) -> None:
         hit = np.isin(hashes, self._candidates)
         if hit.any():  # the text of the nominated rows only (key_text is row by row)
             rows = np.flatnonzero(present)[hit]
-            self._texts.append(key_text(df.iloc[rows], self.columns)[1])
+            self._texts.append(key_text(rows_of(rows), self.columns)[1])
 
-    def _next_kept(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        present = _key_columns(df, self.columns)[0]
+    def _next_kept(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._at += int(present.sum())
         return present, self._kept[self._at - int(present.sum()):self._at]
 

@@ -105,7 +105,9 @@ def messages(rule: Rule, frame: pd.DataFrame, positions: np.ndarray, ctx=None, r
     tpl = f"{rule.rule_id}: {rule.message}"
     out = []
     for a, b in zip(first, second):
-        out.append(tpl.replace("{value}", _shown(a)).replace("{left}", _shown(a)).replace("{right}", _shown(b)))
+        shown = _shown(a)  # once for {value} and {left}; {right}'s only where the text has one (a value may)
+        text = tpl.replace("{value}", shown).replace("{left}", shown)
+        out.append(text.replace("{right}", _shown(b)) if "{right}" in text else text)
     return out
 
 
@@ -192,3 +194,19 @@ def valid_table(split: Split, batch, schema=None):
     t = t.set_column(names.index("_warnings"), "_warnings", warnings) if "_warnings" in names \
         else t.append_column("_warnings", warnings)
     return t if schema is None or t.schema == schema else None
+
+
+def valid_keys(split: Split, batch, key: str):
+    """The valid rows' ``key`` values for a ``mappings.keyindex.KeyCollector``: a text column as the UTF-8 slots
+    ``keyindex.arrow_keys`` makes of the Arrow table of ``batch`` (the ``parquetsink.LazyBatch`` split, whose
+    frame holds the same texts, missing ones as None or NaN, which the index leaves out), without a Python
+    string per row; any other column from ``split.frame``."""
+    import pyarrow as pa
+
+    from crmbridge.mappings.keyindex import arrow_keys
+    from crmbridge.validation.columntext import ARROW_TEXT
+
+    table = batch.table()
+    if key in table.column_names and table.schema.field(key).type in ARROW_TEXT:
+        return arrow_keys(table.column(key).take(split.valid_rows).combine_chunks().cast(pa.string()))
+    return split.frame[key].to_numpy(dtype=object)[split.valid_rows]

@@ -272,7 +272,7 @@ class _EntityValidation:
 
     def normalise_all(self, task, tables) -> None:
         """``tables()``: the entity's extracted batches (Arrow tables of ``batch_rows`` rows)."""
-        from crmbridge.validation.checks import DuplicateFinder
+        from crmbridge.validation.checks import DuplicateFinder, table_presence
 
         # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder),
         # which holds the rows added, in order (same_rows: their hashes are not computed twice)
@@ -300,9 +300,13 @@ class _EntityValidation:
         pending = [f for f in [*finders.values(), row_ids] if f.needs_confirm]
         if pending:  # some hash repeats: look at those rows' values (key columns only)
             cols = sorted({c for f in pending for c in f.columns if c in self._spill.schema.names})
-            for batch in self._spill.batches(cols):
-                for f in pending:
-                    f.confirm(batch)
+            for batch in self._spill.lazy_batches(cols):
+                t = batch.table()
+                for f in pending:  # where Arrow tells which keys are present, only the nominated rows converted
+                    if self._spill.exact(t):
+                        f.confirm_rows(table_presence(t, f.columns), batch.rows)
+                    else:
+                        f.confirm(batch.frame())
         dup_ids = row_ids.index().values
         if len(dup_ids):
             raise RunFailed(f"validate: _row_id {dup_ids[0]!r} occurs twice in one entity; the extract is "
@@ -311,13 +315,13 @@ class _EntityValidation:
             self.ctx.duplicates[(self.entity, rid)] = f.index()
 
     def validate_all(self) -> None:
-        from crmbridge.migrations.extracted import iter_entity_batches
+        from crmbridge.migrations.extracted import iter_entity_tables
         from crmbridge.validation import reports
         from crmbridge.mappings.keyindex import KeyCollector
         from crmbridge.validation.gxsuite import ResultTotals, SuiteRunner
         from crmbridge.validation.parallel import pack_run, unpack_run
         from crmbridge.validation.normalise import prune_counts
-        from crmbridge.validation.outcome import split_rows, valid_table
+        from crmbridge.validation.outcome import split_rows, valid_keys, valid_table
         from crmbridge.validation.quarantine import steward_view, write_quarantine_csv
         from crmbridge.validation.rules import read_columns
 
@@ -332,7 +336,8 @@ class _EntityValidation:
         sampler = reports.Samples(self.key, info)
         candidates = {f for r in self.rules for f in r.fields}
         raw_cols = [c for c in self.raw_columns if c in candidates or c == "_row_id"]
-        raws = iter_entity_batches(self.run.dir, entity, self.batch_rows, columns=raw_cols) \
+        # kept in Arrow: the quarantine view reads a few rows of them (quarantine.steward_view)
+        raws = iter_entity_tables(self.run.dir, entity, self.batch_rows, columns=raw_cols) \
             if "_row_id" in raw_cols else None
         valid_sink = _ParquetSink(self.out / f"{entity}.parquet")
         n_valid = n_quarantined = rows_warned = 0
@@ -368,7 +373,7 @@ class _EntityValidation:
                 for k in referenced:
                     ctx.remember_quarantined(entity, k, split.quarantine)
                     if k in frame.columns:
-                        key_indexes[k].add(frame[k].to_numpy(dtype=object)[split.valid_rows])
+                        key_indexes[k].add(valid_keys(split, batch, k))
                 rows = valid_table(split, batch, valid_sink.schema)
                 if rows is None:
                     valid_sink.write(split.valid.reset_index(drop=True))

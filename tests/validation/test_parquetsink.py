@@ -33,6 +33,16 @@ def awkward_batches(seed: int) -> list[pd.DataFrame]:
     return out
 
 
+def assert_same_content(new, old) -> None:
+    """The same rows, types, row groups and schema (its key-value metadata included) read back."""
+    a, b = pq.read_table(new), pq.read_table(old)
+    assert a.equals(b) and a.schema.equals(b.schema, check_metadata=True)
+    ma, mb = pq.read_metadata(new), pq.read_metadata(old)
+    assert ma.metadata == mb.metadata and ma.schema.equals(mb.schema)
+    assert [ma.row_group(i).num_rows for i in range(ma.num_row_groups)] == \
+        [mb.row_group(i).num_rows for i in range(mb.num_row_groups)]
+
+
 def _previous(path, frames, dictionary: bool) -> None:
     """The previous sink's way: the first batch's schema, then every batch converted with it."""
     import pyarrow as pa
@@ -56,7 +66,10 @@ def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, d
         sink.write(df)
     sink.close()
     _previous(tmp_path / "old.parquet", frames, dictionary)
-    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    if dictionary:  # dictionary pages for some columns only (dictionary_columns): the same values and schema
+        assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
+    else:
+        assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
     new = pq.read_table(tmp_path / "new.parquet")
     assert new.schema.field("empty_first").type == "string" and new.num_rows == sum(map(len, frames))
     assert sink.lengths == [len(f) for f in frames]
@@ -73,3 +86,48 @@ def test_batches_give_the_written_frames_back(tmp_path):
         for c in want.columns:
             assert [None if v is None or v != v else v for v in got[c]] == \
                 [None if v is None or v != v else v for v in want[c]], c
+
+
+def test_dictionary_pages_only_for_columns_that_repeat(tmp_path):
+    """A column whose first batch repeats its values keeps dictionary pages, a mostly distinct one gets plain
+    pages (also in later batches, whatever they hold); the file reads back as with dictionaries everywhere."""
+    n = 1000
+    frames = [pd.DataFrame({"city": pd.Series([["甲", "b", None][i % 3] for i in range(n)], dtype=object),
+                            "_row_id": pd.Series([f"r{b}-{i}" for i in range(n)], dtype="str"),
+                            "later_repeats": pd.Series([f"v{i}" if b == 0 else "same" for i in range(n)], dtype=object),
+                            "_line": np.arange(n, dtype=np.int64)}) for b in range(3)]
+    sink = ParquetSink(tmp_path / "new.parquet")
+    for df in frames:
+        sink.write(df)
+    sink.close()
+    _previous(tmp_path / "old.parquet", frames, True)
+    assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
+    meta = pq.read_metadata(tmp_path / "new.parquet")
+    for g in range(meta.num_row_groups):
+        chunks = {meta.schema.column(i).name: meta.row_group(g).column(i) for i in range(meta.num_columns)}
+        assert {c for c, m in chunks.items() if m.has_dictionary_page} == {"city"}
+
+
+def _previous_frame_of(sink, t) -> pd.DataFrame:
+    """The previous ``frame_of``: every column copied into the frame (pandas' default for a dict)."""
+    return pd.DataFrame({name: (pd.Series(t.column(name).to_numpy(zero_copy_only=False), dtype=object)
+                                if name in sink._object_cols else t.column(name).to_pandas())
+                         for name in t.column_names}, index=pd.RangeIndex(t.num_rows))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frame_of_gives_the_previous_frames_and_they_can_be_written_to(tmp_path, seed):
+    sink = ParquetSink(tmp_path / "s.parquet")
+    frames = awkward_batches(seed)
+    for df in frames:
+        sink.write(df)
+    for b in sink.lazy_batches():
+        t = b.table()
+        for part in (t, t.select(["_line", "name"]), t.slice(0, 0)):
+            got, want = sink.frame_of(part), _previous_frame_of(sink, part)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+            assert [got[c].tolist() for c in got.columns] == [want[c].tolist() for c in want.columns]
+        if t.num_rows:  # as the copied frame could: a number and a text changed in place
+            got = sink.frame_of(t)
+            got.loc[0, "_line"], got.loc[0, "name"] = 99, "changed"
+            assert got["_line"].iloc[0] == 99 and got["name"].iloc[0] == "changed"

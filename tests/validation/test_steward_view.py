@@ -78,3 +78,37 @@ def test_numeric_raw_ids_meet_text_ids():
     q = pd.DataFrame({"_reasons": ["r_phone: bad", "r_phone: bad"], "phone": ["x", "y"], "_row_id": ["2", "3"]})
     view, used = steward_view(q, raw, OUTCOMES, legacy=LEGACY)
     assert _cells(view[S.legacy_column("phone")]) == ["b", None] and used == {"phone"}
+
+
+@pytest.mark.parametrize("seed,n", [(0, 1), (1, 9), (2, 300), (3, 300)])
+def test_an_arrow_raw_batch_gives_the_view_of_its_frame(seed, n):
+    """The stage passes the extracted batch as an Arrow table: the view equals the one from the frame
+    ``to_pandas`` makes of it (text columns read at the taken rows only, the others converted whole: an
+    integer column with a missing value is floats in the frame)."""
+    import pyarrow as pa
+
+    q, raw = _frames(seed, n, arrow=False)
+    raw["code"] = pd.array([None if i % 4 == 0 else i for i in range(len(raw))], dtype="Int64")
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    assert table.schema.field("code").type == "int64"
+    want = steward_view(q, table.to_pandas(), OUTCOMES, legacy=LEGACY)
+    got = steward_view(q, table, OUTCOMES, legacy=LEGACY)
+    assert got[1] == want[1] and got[0].equals(want[0])
+    assert list(got[0].columns) == list(want[0].columns)
+    for c in got[0].columns:
+        assert got[0][c].dtype == want[0][c].dtype and _cells(got[0][c]) == _cells(want[0][c]), c
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 2], ["2", "2", "x"], ["2", None, "3"], [None, "2", None]])
+def test_arrow_raw_ids_of_other_types_and_repeated_quarantined_ids(ids):
+    """Raw ids that are numbers (compared as their text), quarantined ids that repeat, missing ids on both
+    sides (matched as the frame's NaN-s are)."""
+    import pyarrow as pa
+
+    table = pa.table({"_row_id": ids, "phone": ["a", None, "c"]})
+    q = pd.DataFrame({"_reasons": ["r_phone: bad"] * 3, "phone": ["x", "y", "z"],
+                      "_row_id": pd.Series(["2", "3", None if None in ids else "2"], dtype="str")})
+    want = steward_view(q, table.to_pandas(), OUTCOMES, legacy=LEGACY)
+    got = steward_view(q, table, OUTCOMES, legacy=LEGACY)
+    assert got[1] == want[1] and got[0].equals(want[0])
+    assert _cells(got[0][S.legacy_column("phone")]) == _cells(want[0][S.legacy_column("phone")])
