@@ -179,8 +179,9 @@ class _ArrowCsv:
             wrong = np.flatnonzero(np.where(opening, ~ok_open, ~ok_close))
             if len(wrong):
                 bad_at = int(qs[wrong[0]])
-        cr = np.flatnonzero(b[:last] == 13)
-        if len(cr):
+        # A CR is bare unless a newline follows it: counted, CRLF files need no CR positions.
+        if np.count_nonzero(b[:last] == 13) > np.count_nonzero(b[nl[nl > 0] - 1] == 13):
+            cr = np.flatnonzero(b[:last] == 13)
             lone = np.flatnonzero(b[cr + 1] != 10)
             if len(lone):
                 bad_at = min(bad_at, int(cr[lone[0]]))

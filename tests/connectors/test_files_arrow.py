@@ -164,3 +164,21 @@ def test_delimiters_inside_quotes_give_the_same_records(tmp_path, monkeypatch, s
     p.write_bytes("".join(lines).encode(rnd.choice(["utf-8", "gb18030"])))
     out = same(src("quoted.csv", delimiter=d), p)
     assert len(out[4]) == 300
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_bare_cr_in_a_crlf_file_gives_the_same_records(tmp_path, monkeypatch, seed):
+    """The scan counts CRs against the CRLF line ends and looks for a bare one only when they differ:
+    a CRLF file with one bare CR (in a cell, before a line end, as a line end, just before the last
+    line end, with some LF-only lines before it) reads as the csv module reads it, also when a run of
+    text starts or ends near it."""
+    rnd = random.Random(seed)
+    monkeypatch.setattr(csv_arrow, "ARROW_CHARS", rnd.choice([40, 97, 1 << 20]))
+    lines = [f"{i},n{i},c{i % 7}\r\n" for i in range(300)]
+    at = rnd.randrange(len(lines))
+    cell = rnd.choice([f"{at},n\r{at},x\r\n", f"{at},n{at},x\r\r\n", f"{at},n{at},x\r"])
+    text = "id,name,city\r\n" + "".join(lines[:at] + [cell] + lines[at + 1:])
+    for t in (text, text[:-2] + "\r\r\n", text.replace("\r\n", "\n", 3)):
+        p = tmp_path / "cr.csv"
+        p.write_bytes(t.encode("utf-8"))
+        assert same(src("cr.csv"), p)[0] != "error"
