@@ -151,7 +151,7 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
     ``cache``, a column's whole chain may be done at its first step (``normcache``), its later steps
     then only count. Returns the columns still encoded at the end (column -> ``Encoded``), for the
     caller to write back."""
-    from crmbridge.mappings.distinct import encode
+    from crmbridge.mappings.distinct import encode, encode_rows
     from crmbridge.mappings.transforms import apply_encoded, apply_transform
     from crmbridge.validation.normcache import cached_chains
 
@@ -164,7 +164,8 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
         if col not in out.columns:
             return None
         if col not in coded:
-            coded[col] = encode(out[col])
+            apart = cache is not None and cache.mostly_distinct(col)
+            coded[col] = encode_rows(out[col]) if apart else encode(out[col])
         return coded[col]
 
     def counts(col: str, name: str, params: dict) -> tuple[int, int]:
