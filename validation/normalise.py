@@ -16,6 +16,8 @@ import pandas as pd
 from crmbridge.validation.definition import EntityRules, split_step
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from crmbridge.validation.normcache import StepCache
 
 LINEAGE = ("_row_id", "_source", "_department", "_line", "_source_key")
@@ -123,7 +125,7 @@ def _arrow_rows(column):
     return column.arrow.take(pa.array(column.codes)).cast(pa.string())
 
 
-def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray):
+def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> "pa.Array | None":
     """``as_text`` of distinct values that are ``str``, None and Python floats (the number transform's
     amounts), in Arrow (``large_string``, what pandas' ``str`` dtype holds), or None for any other mix:
     whole floats below 2^63 are written by Arrow's int64-to-text cast in one pass (``str(int(v))`` one
