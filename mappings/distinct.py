@@ -80,6 +80,23 @@ def encode(series: pd.Series) -> Encoded | None:
                    arrow=arrow)
 
 
+def encode_rows(series: pd.Series) -> Encoded | None:
+    """The column encoded one value per row (codes ``0..n-1``, missing as None in place) where Arrow holds
+    it, else as ``encode``. For columns of nearly all distinct values: hashing them finds almost no
+    repeat to save a step, and costs what the steps cost. A step gives each row what it gives its value
+    either way (``uniques`` may repeat values, see ``Encoded``)."""
+    import pyarrow as pa
+
+    if not (isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"):
+        return encode(series)
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    uniques = arr.to_numpy(zero_copy_only=False).astype(object, copy=False)
+    return Encoded(np.arange(len(arr), dtype=np.intp), pd.Series(uniques, dtype=object, copy=False), series.index,
+                   arrow=arr)
+
+
 def _arrow_factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray, "pa.Array"]:
     """``pd.factorize`` of an Arrow-backed text column (what extract's Parquet reads back as), done by
     Arrow's hash table on the UTF-8 bytes: only the distinct values become Python strings. Same codes

@@ -16,6 +16,8 @@ import pandas as pd
 from crmbridge.validation.definition import EntityRules, split_step
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from crmbridge.validation.normcache import StepCache
 
 LINEAGE = ("_row_id", "_source", "_department", "_line", "_source_key")
@@ -92,6 +94,8 @@ def _as_text_rows(column) -> tuple[pd.Series, object]:
     to the rows with the dtype it gives (``str`` where it had to turn numbers into text); and the rows in
     Arrow as ``from_pandas`` converts the object column of text and None (``string``), when the column has
     its distinct values in Arrow and needs no ``as_text`` (else None)."""
+    import pyarrow as pa
+
     from crmbridge.mappings.transforms import as_text
 
     arrow = _arrow_rows(column)
@@ -105,8 +109,9 @@ def _as_text_rows(column) -> tuple[pd.Series, object]:
     if plain.all():  # as_text would give these very values, as object
         return column.series(), None
     text = _float_text(values, kind, plain)
-    if text is None:
-        text = as_text(column.uniques)
+    if text is not None:
+        return pd.Series(pd.array(text.take(pa.array(column.codes)), dtype="str"), index=column.index), None
+    text = as_text(column.uniques)
     return pd.Series(text.array.take(column.codes), index=column.index, dtype=text.dtype), None
 
 
@@ -120,11 +125,12 @@ def _arrow_rows(column):
     return column.arrow.take(pa.array(column.codes)).cast(pa.string())
 
 
-def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> pd.Series | None:
+def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> "pa.Array | None":
     """``as_text`` of distinct values that are ``str``, None and Python floats (the number transform's
-    amounts), or None for any other mix: whole floats below 2^63 are written by Arrow's int64-to-text
-    cast in one pass (``str(int(v))`` one value at a time in ``as_text``), NaN becomes None, the other
-    floats go through ``str``. Proved equal to ``as_text`` in tests/validation/test_pass1_equality.py."""
+    amounts), in Arrow (``large_string``, what pandas' ``str`` dtype holds), or None for any other mix:
+    whole floats below 2^63 are written by Arrow's int64-to-text cast in one pass (``str(int(v))`` one
+    value at a time in ``as_text``), NaN becomes None, the other floats go through ``str``; the text
+    never becomes Python strings. Proved equal to ``as_text`` in tests/validation/test_pass1_equality.py."""
     import pyarrow as pa
 
     nums = np.flatnonzero(~plain)
@@ -135,12 +141,15 @@ def _float_text(values: np.ndarray, kind: np.ndarray, plain: np.ndarray) -> pd.S
     whole = ~nan & np.isfinite(f) & (np.trunc(f) == f) & (np.abs(f) < 2.0 ** 63)
     if nan.all():  # no number becomes text: as_text's dtype then depends on the other values
         return None
-    out = values.copy()
-    out[nums[nan]] = None
-    out[nums[whole]] = pa.array(f[whole].astype(np.int64)).cast(pa.string()).to_numpy(zero_copy_only=False)
     rest = nums[~nan & ~whole]
-    out[rest] = np.array([str(int(v)) if v.is_integer() else str(v) for v in values[rest]] + [None], dtype=object)[:-1]
-    return pd.Series(out)
+    text = pa.concat_arrays([
+        pa.array(values[plain], pa.large_string()),
+        pa.array(f[whole].astype(np.int64)).cast(pa.large_string()),
+        pa.array([str(int(v)) if v.is_integer() else str(v) for v in values[rest]], pa.large_string()),
+        pa.nulls(int(nan.sum()), pa.large_string())])
+    at = np.empty(len(values), dtype=np.intp)  # where each distinct value's text is in ``text``
+    at[np.concatenate([np.flatnonzero(plain), nums[whole], rest, nums[nan]])] = np.arange(len(values))
+    return text.take(pa.array(at))
 
 
 def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normalised,
@@ -151,7 +160,7 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
     ``cache``, a column's whole chain may be done at its first step (``normcache``), its later steps
     then only count. Returns the columns still encoded at the end (column -> ``Encoded``), for the
     caller to write back."""
-    from crmbridge.mappings.distinct import encode
+    from crmbridge.mappings.distinct import encode, encode_rows
     from crmbridge.mappings.transforms import apply_encoded, apply_transform
     from crmbridge.validation.normcache import cached_chains
 
@@ -164,7 +173,8 @@ def _run_plan(out: pd.DataFrame, plan: list[tuple[str, str, dict]], res: Normali
         if col not in out.columns:
             return None
         if col not in coded:
-            coded[col] = encode(out[col])
+            apart = cache is not None and cache.mostly_distinct(col)
+            coded[col] = encode_rows(out[col]) if apart else encode(out[col])
         return coded[col]
 
     def counts(col: str, name: str, params: dict) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from crmbridge.mappings.distinct import Encoded
 from crmbridge.mappings.transforms import TRANSFORMS, apply_encoded, column_params, parse_params
 
 CACHE_VALUES = 8192
+DISTINCT_SHARE = 0.9  # distinct values per row past which a column's later batches are not factorised
 
 Plan = list[tuple[str, str, dict]]
 
@@ -63,6 +64,13 @@ class StepCache:
     def __init__(self) -> None:
         self._known: dict[tuple, _Chain] = {}
         self._dropped: set[tuple] = set()
+        self._distinct: set[str] = set()
+
+    def mostly_distinct(self, col: str) -> bool:
+        """Whether an earlier batch of ``col`` held more distinct values than the cache and nearly one per
+        row: its chain runs step by step, and factorising the column would find almost no repeat
+        (``distinct.encode_rows``)."""
+        return col in self._distinct
 
     def run(self, col: str, steps: list[tuple[str, dict]], column: Encoded
             ) -> tuple[Encoded, list[tuple[int, int]]] | None:
@@ -71,6 +79,8 @@ class StepCache:
         ident = (col, repr(steps))
         uniques = column.uniques.to_numpy(dtype=object)
         if ident in self._dropped or len(uniques) > CACHE_VALUES or not _plain(uniques):
+            if len(uniques) > CACHE_VALUES and len(uniques) >= DISTINCT_SHARE * len(column.codes):
+                self._distinct.add(col)
             self._drop(ident)
             return None
         chain = self._known.get(ident) or self._known.setdefault(ident, _Chain(len(steps)))

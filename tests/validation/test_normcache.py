@@ -95,3 +95,49 @@ def test_a_batch_of_more_values_than_the_cache_holds_runs_step_by_step(monkeypat
     assert cache.run("x", steps, encode(pd.Series(list("abcd"), dtype=object))) is None
     assert cache.run("x", steps, small) is None  # dropped for good, like gxcache's groups
     assert np.array_equal(small.codes, [0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("seed,n", [(40, 1), (41, 300), (42, 3000)])
+def test_mostly_distinct_columns_unfactorised_equal_the_steps(monkeypatch, tmp_path, seed, n):
+    """Batches of Arrow text (as extract's Parquet reads back): once a column held nearly one distinct value
+    per row, later batches give it to its steps one value per row (``encode_rows``, its missing values in
+    place); values, types, dtypes, Arrow forms, counts in order and the spill's bytes stay those of
+    factorised columns without the cache."""
+    from crmbridge.mappings import distinct
+    from crmbridge.validation import normcache
+    from crmbridge.validation.parquetsink import ParquetSink
+
+    monkeypatch.setattr(normcache, "CACHE_VALUES", 40)
+    batches = []
+    for k, b in enumerate(_batches(seed, n)):
+        few = k == 6  # a column found mostly distinct may bring repeated values later
+        b["customer_no"] = [None if i % 17 == 3 else f" ｃ{k}-{i % 5 if few else i - (i % 23 == 0)} " for i in range(n)]
+        b["email"] = [None if i % 13 == 5 else f" User{i % 4 if few else i}@Example.CN" for i in range(n)]
+        for c in b.columns:
+            if b[c].dtype == object and all(v is None or isinstance(v, str) for v in b[c]):
+                b[c] = b[c].astype("str")
+        batches.append(b)
+    rows = {"n": 0}
+    unfactorised = distinct.encode_rows
+
+    def counted(series):
+        rows["n"] += 1
+        return unfactorised(series)
+
+    monkeypatch.setattr(distinct, "encode_rows", counted)
+    old = _run(batches, None)
+    assert rows["n"] == 0
+    new = _run(batches, normcache.StepCache())
+    assert rows["n"] > 0 or n < 40
+    for a, b in zip(new, old):
+        assert list(a.fixed.items()) == list(b.fixed.items())
+        assert list(a.failed.items()) == list(b.failed.items())
+        assert_same_frames(a.frame, b.frame)
+        for c in set(a.arrow) & set(b.arrow):  # cached chains give theirs in Arrow as well
+            assert a.arrow[c].equals(b.arrow[c]) and a.arrow[c].type == b.arrow[c].type, c
+    for name, res in (("new", new), ("old", old)):
+        sink = ParquetSink(tmp_path / f"{name}.parquet", dictionary=False)
+        for r in res:
+            sink.write(r.frame, r.arrow)
+        sink.close()
+    assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
