@@ -98,7 +98,7 @@ class StepCache:
         counts = column.counts
         per_step = [(int(counts[flags[:, 2 * s]].sum()), int(counts[flags[:, 2 * s + 1]].sum()))
                     for s in range(len(steps))]
-        out = Encoded(column.codes, pd.Series(finals, dtype=object, copy=False), column.index, column._counts,
+        out = Encoded(column.codes, pd.Series(finals, dtype=object, copy=False), column.index, counts,
                       arrow=_arrow(finals))
         return out, per_step
 
