@@ -212,7 +212,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                     and R.stage_status(engine, run.run_id, "validate") != "succeeded":
                 # validate's first pass reads extract's batches as they are written, on the other core
                 extract_flow.extract_and_validate(
-                    run.dir, extract_flow.ExtractJob(project, run, allow_shrink),
+                    run.dir, lambda: run_extract(project, run=run, full=True, allow_shrink=allow_shrink, publish=True),
                     lambda extract: _run_validate(project, run, extract), lambda: (end("extract"), begin("validate")))
                 end("validate")
                 continue
