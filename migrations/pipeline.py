@@ -96,6 +96,28 @@ def _no_second_interrupt():
             signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def _interrupts_kept(noted: list):
+    """Ctrl-C raises KeyboardInterrupt as always and is also noted in ``noted``: a library that swallows the
+    exception (one caught in a broad ``except`` while great-expectations or pyarrow start up) cannot make a
+    run forget it; the stage loop raises it again at the next stage's end."""
+    import signal
+
+    def note(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: signals go elsewhere anyway
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def preflight(project) -> None:
     """The offline checks of everything a migrate run reads before any data: sources declared, the
     mapping files and their load order, the customer definition. Raises ConfigError/UsageError."""
@@ -170,6 +192,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
         with engine.begin() as c:
             c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
     ran: list[str] = []
+    noted: list[int] = []
     current = ""
     try:
         steps: dict[str, Callable[[], Any]] = {
@@ -195,7 +218,10 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             progress.current().stage(stage)
             current = stage
             heartbeat_held()
-            out = steps[stage]()
+            with _interrupts_kept(noted):
+                out = steps[stage]()
+            if noted:  # a Ctrl-C some library swallowed during the stage
+                raise KeyboardInterrupt
             ran.append(stage)
             crash_point(f"migrate:after_{stage}")
             if stage == "reconcile":
