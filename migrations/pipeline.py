@@ -82,11 +82,12 @@ def unfinished_run(engine, runs_dir) -> R.Run | None:
 
 
 @contextmanager
-def _no_second_interrupt():
+def _on_ctrl_c(handler):
+    """Ctrl-C handled by ``handler`` (a ``signal`` handler or ``SIG_IGN``) inside the block."""
     import signal
 
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread: signals go elsewhere anyway
         previous = None
     try:
@@ -96,26 +97,22 @@ def _no_second_interrupt():
             signal.signal(signal.SIGINT, previous)
 
 
-@contextmanager
+def _no_second_interrupt():
+    import signal
+
+    return _on_ctrl_c(signal.SIG_IGN)
+
+
 def _interrupts_kept(noted: list):
     """Ctrl-C raises KeyboardInterrupt as always and is also noted in ``noted``: a library that swallows the
     exception (one caught in a broad ``except`` while great-expectations or pyarrow start up) cannot make a
     run forget it; the stage loop raises it again at the next stage's end."""
-    import signal
 
     def note(signum, frame):
         noted.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGINT, note)
-    except ValueError:  # not the main thread: signals go elsewhere anyway
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    return _on_ctrl_c(note)
 
 
 def preflight(project) -> None:
