@@ -21,7 +21,7 @@ import sys
 import threading
 import types
 
-_lock = threading.RLock()
+_lock = threading.Lock()  # defer's look-ups and insertions
 
 
 class Deferred(types.ModuleType):
@@ -35,15 +35,16 @@ class Deferred(types.ModuleType):
 
 
 def _load(stand_in: Deferred) -> types.ModuleType:
-    with _lock:
-        real = stand_in.__dict__.get("_deferred_real")
-        if real is None:
-            name = stand_in.__name__
-            if sys.modules.get(name) is stand_in:
-                del sys.modules[name]
-            real = importlib.import_module(name)
-            stand_in.__dict__["_deferred_real"] = real
-        return real
+    # No lock of ours around the import: the import system's lock per module already makes a second
+    # thread wait for the first one's import, and a lock held across an import could deadlock with it.
+    real = stand_in.__dict__.get("_deferred_real")
+    if real is None:
+        name = stand_in.__name__
+        if sys.modules.get(name) is stand_in:
+            sys.modules.pop(name, None)
+        real = importlib.import_module(name)
+        stand_in.__dict__["_deferred_real"] = real
+    return real
 
 
 def defer(*names: str) -> None:

@@ -76,3 +76,24 @@ def test_gx_results_through_the_stand_ins_equal_those_with_the_modules_loaded_at
     assert not deferred["exception"]["raised_exception"]
     assert deferred["result"]["observed_value"] is not None
     assert deferred == eager
+
+
+THREADS = """
+import sys, threading
+from crmbridge.validation.deferred import defer
+defer("colorsys", "no_such_module_here")
+kinds = [type(sys.modules["colorsys"]).__name__, "no_such_module_here" in sys.modules]
+stand_in, out, start = sys.modules["colorsys"], [], threading.Barrier(8)
+def use():
+    start.wait()
+    out.append(stand_in.rgb_to_hsv(0.2, 0.4, 0.4))
+threads = [threading.Thread(target=use) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+import colorsys
+print(kinds, len(out), len(set(out)), type(sys.modules["colorsys"]).__name__, colorsys.rgb_to_hsv is stand_in.rgb_to_hsv)
+"""
+
+
+def test_a_stand_in_read_from_threads_at_once_imports_its_module_once_and_answers_each():
+    assert _python(THREADS) == "['Deferred', False] 8 1 module True"
