@@ -68,11 +68,11 @@ def valid_national(national: pd.Series, md) -> pd.Series:
     the general pattern and lengths, and some number type (what ``is_valid_number`` checks). Each type is
     only tried on the numbers still untyped of one of its lengths. Proved against
     ``phonenumbers.is_valid_number`` in tests/mappings/test_phone_fast_path.py."""
-    return pd.Series(_valid(strings(national.to_numpy(dtype=object)), md), index=national.index)
+    return pd.Series(valid_arrow(strings(national.to_numpy(dtype=object)), md), index=national.index)
 
 
-def _valid(values: pa.Array, md) -> np.ndarray:
-    """``valid_national`` of national numbers already in Arrow."""
+def valid_arrow(values: pa.Array, md) -> np.ndarray:
+    """``valid_national`` of national numbers already in Arrow (a numpy bool array)."""
     length = pc.fill_null(pc.utf8_length(values), -1).to_numpy(zero_copy_only=False)
     todo = _matching(values, length, np.arange(len(values)), md.general_desc)
     valid = np.zeros(len(values), dtype=bool)
@@ -242,7 +242,7 @@ def fast_phone_e164(series: pd.Series, region: str = "CN", city: pd.Series | Non
     r = read_all(text, cc, md.national_prefix_for_parsing, arr)
     n = len(text)
     national = pd.Series(r.national, dtype=object)
-    valid = _valid(strings(r.national) if r.numbers is None else r.numbers, md)
+    valid = valid_arrow(strings(r.national) if r.numbers is None else r.numbers, md)
     local = r.bare & ~valid
     local[local] = [_LOCAL.fullmatch(v) is not None for v in r.national[local]]
     completed, undecided, completed_ok = np.full(n, None, dtype=object), np.zeros(n, bool), np.zeros(n, bool)

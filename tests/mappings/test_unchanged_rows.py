@@ -186,3 +186,36 @@ def test_the_chain_patterns_searched_as_one_pick_the_rows_each_pick_gives(chain)
         want |= textfast.flags(pick)
     _, same, _ = unchanged_rows(spec.transforms, series)
     assert want.any() and (~same == want).all()
+
+
+@pytest.mark.parametrize("chain", [i for i, c in enumerate(TEXT_CHAINS) if "nfkc" in c or any("case" in t for t in c)])
+@pytest.mark.parametrize("kind", ["string", "large_string", "sliced", "chunked"])
+def test_class_hits_are_re2s_matches(chain, kind):
+    """``class_hits`` (the ASCII characters looked for in the bytes, RE2 on the other values) against RE2 on
+    every value: the chain's classes as ``unchanged_rows`` joins them, over ASCII, wide, empty and null values,
+    and nulls whose offsets span bytes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crmbridge.mappings import textfast
+    from crmbridge.mappings.unchanged import MAY_CHANGE, class_hits
+
+    spec = _spec(TEXT_CHAINS[chain])
+    picks = [MAY_CHANGE[t.name](None, t.model) for t in spec.transforms if t.name in ("nfkc", "case")]
+    patterns = [p for p in picks if isinstance(p, str)]
+    pattern = "|".join(f"(?:{p})" for p in patterns)
+    rng = random.Random(chain)
+    values = [v if isinstance(v, str) else None for v in _texts(3000, chain)]
+    values += ["".join(chr(rng.randrange(128)) for _ in range(rng.randint(0, 6))) for _ in range(2000)]
+    arr = pa.array(values, type=pa.large_string() if kind == "large_string" else pa.string())
+    # nulls over bytes: a null put where a value was keeps its offsets
+    masked = pa.Array.from_buffers(arr.type, len(arr), [pc.is_valid(pc.if_else(
+        pa.array([i % 7 == 3 for i in range(len(arr))]), pa.scalar(None, arr.type), arr)).buffers()[1], *arr.buffers()[1:]])
+    for a in (arr, masked):
+        if kind == "sliced":
+            a = a.slice(17, len(a) - 40)
+        if kind == "chunked":
+            a = pa.chunked_array([a.slice(0, 1000), a.slice(1000)])
+        want = textfast.flags(pc.match_substring_regex(a, pattern))
+        assert want.any() and not want.all()
+        assert (class_hits(a, pattern) == want).all()
