@@ -228,17 +228,28 @@ class RecordsWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from crmbridge.validation.parquetsink import writer_options
+
         schemas = [self.held[i][0] if self.held[i][0] is not None and not self._later_text(i)
                    else self._final(i, *self._take(i, keep=True)).schema for i in range(n)]
         unified = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
         meta = _pandas_metadata(schemas, unified)
         schema = unified.with_metadata(meta) if meta else unified
-        with pq.ParquetWriter(self.path, schema) as w:
+        w = None  # opened at the first table written: its rows choose the dictionary columns (writer_options)
+        try:
             for i in range(n):
                 table = self._final(i, *self._take(i))
                 if len(table) or n == 1:
-                    w.write_table(table.select(schema.names).cast(schema))
+                    table = table.select(schema.names).cast(schema)
+                    if w is None:
+                        w = pq.ParquetWriter(self.path, schema, **writer_options(table))
+                    w.write_table(table)
                 del table
+            if w is None:  # no rows in any of several batches: the schema alone, as before
+                w = pq.ParquetWriter(self.path, schema, **writer_options(schema.empty_table()))
+        finally:
+            if w is not None:
+                w.close()
 
 
 def _pandas_metadata(schemas: list, unified) -> dict | None:

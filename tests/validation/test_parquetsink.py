@@ -1,6 +1,7 @@
 """validation.parquetsink: the sink converts a file's first batch once (its all-null columns cast to
 text) and writes the spill without dictionary pages; the files hold what the previous sink wrote
-(every batch converted with the file's schema by ``Table.from_pandas``), the valid file byte for byte.
+(every batch converted with the file's schema by ``Table.from_pandas``): the same rows, types, row groups and
+schema; the bytes differ where ``writer_options`` leaves out dictionary pages and statistics.
 
 Tricky batches: an all-null column in the first batch (text from then on) and values later, an empty
 batch, Arrow-backed ``str`` columns with missing values, numbers, and batches larger than a row group.
@@ -66,10 +67,8 @@ def test_files_equal_the_previous_sink(tmp_path, monkeypatch, seed, row_group, d
         sink.write(df)
     sink.close()
     _previous(tmp_path / "old.parquet", frames, dictionary)
-    if dictionary:  # dictionary pages for some columns only (dictionary_columns): the same values and schema
-        assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
-    else:
-        assert (tmp_path / "new.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    # dictionary pages for some columns only, statistics for _line only (writer_options): the same values, schema
+    assert_same_content(tmp_path / "new.parquet", tmp_path / "old.parquet")
     new = pq.read_table(tmp_path / "new.parquet")
     assert new.schema.field("empty_first").type == "string" and new.num_rows == sum(map(len, frames))
     assert sink.lengths == [len(f) for f in frames]
@@ -106,6 +105,29 @@ def test_dictionary_pages_only_for_columns_that_repeat(tmp_path):
     for g in range(meta.num_row_groups):
         chunks = {meta.schema.column(i).name: meta.row_group(g).column(i) for i in range(meta.num_columns)}
         assert {c for c, m in chunks.items() if m.has_dictionary_page} == {"city"}
+
+
+def test_statistics_only_for_line_and_any_reader_reads_the_same(tmp_path):
+    """min/max only in ``_line``'s column chunks (as extract writes its files), none in a file without it;
+    pandas and DuckDB read the file as they read one written with pyarrow's defaults."""
+    import duckdb
+
+    frames = awkward_batches(4)
+    sink = ParquetSink(tmp_path / "new.parquet")
+    for df in frames:
+        sink.write(df)
+    sink.close()
+    _previous(tmp_path / "old.parquet", frames, True)
+    meta = pq.read_metadata(tmp_path / "new.parquet")
+    for g in range(meta.num_row_groups):
+        assert [meta.schema.column(i).name for i in range(meta.num_columns)
+                if meta.row_group(g).column(i).is_stats_set] == ["_line"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "new.parquet"), pd.read_parquet(tmp_path / "old.parquet"))
+    query = "SELECT * FROM read_parquet('{}') ORDER BY _row_id"
+    assert duckdb.sql(query.format(tmp_path / "new.parquet")).fetchall() == \
+        duckdb.sql(query.format(tmp_path / "old.parquet")).fetchall()
+    opts = parquetsink.writer_options(pq.read_table(tmp_path / "new.parquet").drop(["_line"]))
+    assert opts["write_statistics"] is False
 
 
 def _previous_frame_of(sink, t) -> pd.DataFrame:
