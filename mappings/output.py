@@ -228,7 +228,7 @@ class RecordsWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from crmbridge.validation.parquetsink import writer_options
+        from crmbridge.parquetopts import writer_options
 
         schemas = [self.held[i][0] if self.held[i][0] is not None and not self._later_text(i)
                    else self._final(i, *self._take(i, keep=True)).schema for i in range(n)]

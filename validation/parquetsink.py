@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crmbridge.parquetopts import writer_options
+
 ROW_GROUP = 1 << 20  # rows per Parquet row group at most (pyarrow's default limit)
-STATISTICS = ["_line"]  # the columns whose min/max a file's footer keeps (``writer_options``)
 
 
 class ParquetSink:
     """A Parquet file written batch by batch with one schema (the first batch's; all-null columns as
     text). Dictionary pages for the columns whose first batch repeats its values (``dictionary_columns``),
-    none with ``dictionary=False``; statistics only for ``_line`` (``writer_options``). Frames are converted on one thread: pyarrow's thread pool cost a third
-    more CPU for the same table on a 50k-row batch."""
+    none with ``dictionary=False``; statistics only for ``_line`` (``parquetopts.writer_options``). Frames
+    are converted on one thread: pyarrow's thread pool cost a third more CPU for the same table on a 50k-row
+    batch."""
 
     def __init__(self, path: Path, *, dictionary: bool = True):
         self.path = path
@@ -145,39 +147,6 @@ class ParquetSink:
                                           or (f.type == "int64" and not obj and col.null_count == 0)):
                 return False
         return True
-
-
-def dictionary_columns(t) -> list[str] | bool:
-    """The columns of a file whose first batch is ``t`` worth a dictionary page: those with fewer distinct
-    values than half its rows (every column for a batch of no rows). A column of mostly distinct values (ids,
-    keys, phones) overflows the writer's dictionary page limit (1 MiB) after some thousand rows and falls
-    back to plain pages, having hashed every value: on validate's 1M rows over a quarter of the write's CPU, and
-    the file larger than with plain pages from the start. The values read back the same either way. A column
-    Arrow cannot count (all-null, nested) keeps the writer's default, a dictionary."""
-    if not len(t):
-        return True
-    return [name for name in t.column_names if _repeats(t.column(name), len(t))]
-
-
-def _repeats(column, rows: int) -> bool:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        return 2 * pc.count_distinct(column).as_py() < rows
-    except pa.ArrowNotImplementedError:
-        return True
-
-
-def writer_options(first) -> dict:
-    """``pq.ParquetWriter``'s options for a file of validate's or map's rows whose first batch is ``first``:
-    dictionary pages where values repeat (``dictionary_columns``) and min/max statistics only for ``_line``,
-    as extract writes its files. Statistics on the text columns cost a third of the write (0.25 CPU-s per
-    million rows for validate's valid rows, docs/performance.md) and no reader of these files filters on them;
-    the values, types and metadata read back the same."""
-    names = first.schema.names
-    return {"use_dictionary": dictionary_columns(first),
-            "write_statistics": [c for c in STATISTICS if c in names] or False}
 
 
 class LazyBatch:

@@ -2,7 +2,7 @@
 between): its Parquet file must be the one the previous writer gave, which held every batch as pandas
 until all their value types were known, then converted them. Compared by content (rows, types, row groups,
 schema and key-value metadata: ``assert_same_content``; the bytes differ since the writer keeps dictionary
-pages and statistics only where ``parquetsink.writer_options`` puts them) on batches whose object columns mix text, ints, floats (NaN, numpy floats), decimals, dates, booleans, values Arrow
+pages and statistics only where ``parquetopts.writer_options`` puts them) on batches whose object columns mix text, ints, floats (NaN, numpy floats), decimals, dates, booleans, values Arrow
 cannot take, all-missing columns, pandas text columns and empty batches, across and within batches."""
 
 from __future__ import annotations

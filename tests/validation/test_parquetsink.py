@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from crmbridge import parquetopts
 from crmbridge.validation import parquetsink
 from crmbridge.validation.parquetsink import ParquetSink
 
@@ -126,7 +127,7 @@ def test_statistics_only_for_line_and_any_reader_reads_the_same(tmp_path):
     query = "SELECT * FROM read_parquet('{}') ORDER BY _row_id"
     assert duckdb.sql(query.format(tmp_path / "new.parquet")).fetchall() == \
         duckdb.sql(query.format(tmp_path / "old.parquet")).fetchall()
-    opts = parquetsink.writer_options(pq.read_table(tmp_path / "new.parquet").drop(["_line"]))
+    opts = parquetopts.writer_options(pq.read_table(tmp_path / "new.parquet").drop(["_line"]))
     assert opts["write_statistics"] is False
 
 
