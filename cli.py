@@ -116,27 +116,37 @@ def _setup_logging(verbose: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn errors into exit codes (2 usage, 1 failure)."""
+    """Entry point: run the CLI and turn errors into exit codes (2 usage, 1 failure, 130 Ctrl-C)."""
+    verbose = argv is not None and any(a in ("-v", "-vv", "--verbose") for a in argv)
+    try:
+        _main(argv, verbose)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first, or an error, was being reported
+        _interrupted(argv, "interrupted")
+
+
+def _main(argv, verbose: bool) -> None:
     from crmbridge.errors import CrmbridgeError
     from crmbridge.secretref import redact
 
-    verbose = argv is not None and any(a in ("-v", "-vv", "--verbose") for a in argv)
     try:
         rv = cli.main(args=argv, prog_name="crmbridge", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns a Ctrl-C outside a run into Abort
+            _interrupted(argv, "interrupted")
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except CrmbridgeError as exc:
+        if exc.exit_code == 130:
+            _interrupted(argv, f"error: {redact(exc)}")
         click.echo(f"error: {redact(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _interrupted(argv, "interrupted")
     except Exception as exc:  # a bug: say so plainly, never leak secrets
         if verbose or "-v" in sys.argv or "-vv" in sys.argv:
             import traceback
@@ -145,6 +155,18 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"internal error: {type(exc).__name__}: {redact(exc)} (run with -v for the traceback)", err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted(argv, message: str):
+    """Exit 130 for a Ctrl-C. Ctrl-C is ignored from here on in the process's own entry point: Python's
+    finalisation puts back the default action of any Python-level SIGINT handler (not of SIG_IGN), so a
+    Ctrl-C pressed while the interpreter shuts down would kill it by the signal (exit -2)."""
+    if argv is None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    click.echo(message, err=True)
+    sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

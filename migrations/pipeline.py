@@ -182,16 +182,21 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
         from crmbridge.connectors.salesforce import connect
 
         connector = connect(project)
-    if run is None:
-        run = R.create_run(engine, project.runs_dir, "migrate", command="migrate" + (" --dry-run" if dry_run else ""),
-                           dry_run=dry_run)
-    else:
-        with engine.begin() as c:
-            c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
     ran: list[str] = []
     noted: list[int] = []
     current = ""
     try:
+        # A Ctrl-C while the run is being created is only noted, and raised once the run exists to be
+        # recorded as interrupted (raised inside, it would leave the run "running").
+        with _on_ctrl_c(lambda signum, frame: noted.append(signum)):
+            if run is None:
+                run = R.create_run(engine, project.runs_dir, "migrate",
+                                   command="migrate" + (" --dry-run" if dry_run else ""), dry_run=dry_run)
+            else:
+                with engine.begin() as c:
+                    c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
+        if noted:
+            raise KeyboardInterrupt
         steps: dict[str, Callable[[], Any]] = {
             # Always a full extract: the delta is decided by content hashes against the load map, which
             # stays right after a rollback, where an incremental extract would miss the undone rows.
@@ -238,13 +243,20 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                                reconcile_ok, report_paths(run), int(getattr(connector, "api_calls", 0)), dry_steps,
                                load_steps)
     except KeyboardInterrupt:
-        with _no_second_interrupt():  # a second Ctrl-C must not cut the recording of the first short
+        if run is None:  # the run's creation failed: nothing to record
+            raise
+        with _no_second_interrupt():  # a second Ctrl-C must not cut the handling of the first short
             R.finish_run(engine, run.run_id, "interrupted", {"error": f"interrupted during {current or 'start'}",
                                                              "stages_run": ran})
+            if own and connector is not None:  # the sandbox's server stops here, not in ``finally``
+                connector.close()
+                own = False
         raise Interrupted(f"run {run.run_id} interrupted (Ctrl-C) during {current or 'start'}",
                           hint=f"`crmbridge migrate` resumes run {run.run_id} where it stopped "
                                f"(or `crmbridge rollback {run.run_id}` undoes what it wrote)") from None
     except BaseException as exc:
+        if run is None:
+            raise
         R.finish_run(engine, run.run_id, "failed", {"error": f"{type(exc).__name__}: {exc}", "stages_run": ran})
         if isinstance(exc, (UsageError, RunFailed)) and not exc.hint:
             exc.hint = f"fix the cause, then `crmbridge migrate` resumes run {run.run_id}" \
