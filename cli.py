@@ -165,8 +165,20 @@ def _interrupted(argv, message: str):
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forget_uncaught_ctrl_c()
     click.echo(message, err=True)
     sys.exit(130)
+
+
+def forget_uncaught_ctrl_c() -> None:
+    """Clear CPython's "KeyboardInterrupt left uncaught" mark, so that ``sys.exit(130)`` is the exit status.
+
+    ``exec``/``eval`` of a *string* (Python/pythonrun.c ``run_eval_code_obj``) sets that mark when the code
+    ends in KeyboardInterrupt, even if a caller then catches it: a Ctrl-C that lands while dataclasses,
+    namedtuple or SQLAlchemy build a function from source during an import. Under ``python -m``, Python's
+    ``Py_RunMain`` then ends the process by SIGINT at its exit (-2), whatever ``sys.exit`` said and whatever
+    SIGINT's handler is. Every string ``exec`` clears the mark first, so an empty one clears it."""
+    exec("")  # noqa: S102 - an empty string: nothing runs
 
 
 if __name__ == "__main__":  # pragma: no cover
