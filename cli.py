@@ -134,7 +134,7 @@ def _main(argv, verbose: bool) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns a Ctrl-C outside a run into Abort
-            _interrupted(argv, "interrupted")
+            _interrupted(argv, _first_report(exc.__cause__, redact))
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.ClickException as exc:
@@ -145,8 +145,8 @@ def _main(argv, verbose: bool) -> None:
             _interrupted(argv, f"error: {redact(exc)}")
         click.echo(f"error: {redact(exc)}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _interrupted(argv, "interrupted")
+    except KeyboardInterrupt as exc:
+        _interrupted(argv, _first_report(exc, redact))
     except Exception as exc:  # a bug: say so plainly, never leak secrets
         if verbose or "-v" in sys.argv or "-vv" in sys.argv:
             import traceback
@@ -155,6 +155,17 @@ def _main(argv, verbose: bool) -> None:
         click.echo(f"internal error: {type(exc).__name__}: {redact(exc)} (run with -v for the traceback)", err=True)
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _first_report(exc: BaseException, redact) -> str:
+    """The report of the first Ctrl-C (its run, the command that resumes it) when a second one, pressed while
+    the first unwound (the lock released, the progress closed), replaced it; else plain ``interrupted``."""
+    from crmbridge.errors import Interrupted
+
+    seen = exc.__context__
+    while seen is not None and not isinstance(seen, Interrupted):
+        seen = seen.__context__
+    return f"error: {redact(seen)}" if seen is not None else "interrupted"
 
 
 def _interrupted(argv, message: str):
