@@ -96,3 +96,17 @@ def test_ctrl_c_at_the_start_of_migrate_exits_130(demo, tmp_path, moment, presse
     while any(Path(f"/proc/{k}").exists() for k in kids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(Path(f"/proc/{k}").exists() for k in kids), "a child process outlived migrate"
+
+
+@pytest.mark.parametrize("exit_by", ["sys.exit(130)", "crmbridge.cli._interrupted(None, 'interrupted')"])
+def test_a_ctrl_c_caught_in_source_built_code_still_exits_130_under_python_m(tmp_path, exit_by):
+    """The -2 after "interrupted": a KeyboardInterrupt that ends an ``exec`` of a string (dataclasses,
+    namedtuple, typing build code that way while modules are imported) marks the interpreter, even when it
+    is caught; under ``python -m`` Python then ends the process by SIGINT whatever ``sys.exit`` said."""
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "__main__.py").write_text(
+        "import sys\nimport crmbridge.cli\ntry:\n    exec('raise KeyboardInterrupt')\nexcept KeyboardInterrupt:\n"
+        f"    {exit_by}\n", "utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    code = subprocess.run([sys.executable, "-m", "kb"], cwd=str(tmp_path), env=env, capture_output=True).returncode
+    assert code == (-signal.SIGINT if exit_by.startswith("sys.exit") else 130)  # CPython's behaviour, then ours
