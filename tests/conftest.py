@@ -16,6 +16,18 @@ PG_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_PG", "postgresql+psycopg://postgre
 MARIA_ADMIN_URL = os.environ.get("CRMBRIDGE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
 
 
+def pytest_configure(config):
+    """Ctrl-C as a terminal gives it, for the tests and the processes they start. A test run started in the
+    background by a non-interactive shell (``nohup sh -c '... &'``, some CI runners) inherits SIGINT ignored,
+    and so would every ``crmbridge`` the tests start: their Ctrl-C tests would then see a Ctrl-C ignored, as
+    POSIX asks of a background job, instead of what a user at a terminal gets. Python's own handler here
+    means a child starts with SIGINT at its default again (exec resets a caught signal)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _unreachable(what: str, exc: Exception):
     msg = f"{what} is not reachable: {type(exc).__name__}: {exc}"
     if IN_CI:

@@ -110,3 +110,10 @@ def test_a_ctrl_c_caught_in_source_built_code_still_exits_130_under_python_m(tmp
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     code = subprocess.run([sys.executable, "-m", "kb"], cwd=str(tmp_path), env=env, capture_output=True).returncode
     assert code == (-signal.SIGINT if exit_by.startswith("sys.exit") else 130)  # CPython's behaviour, then ours
+
+
+def test_processes_the_tests_start_get_ctrl_c_as_at_a_terminal():
+    """The Ctrl-C tests above need a child that does not inherit SIGINT ignored (tests/conftest.py,
+    ``pytest_configure``): a test run started as a background job would otherwise pass that on."""
+    code = "import signal, sys; sys.exit(7 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
