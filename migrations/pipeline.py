@@ -105,8 +105,10 @@ def _no_second_interrupt():
 
 def _interrupts_kept(noted: list):
     """Ctrl-C raises KeyboardInterrupt as always and is also noted in ``noted``: a library that swallows the
-    exception (one caught in a broad ``except`` while great-expectations or pyarrow start up) cannot make a
-    run forget it; the stage loop raises it again at the next stage's end."""
+    exception in a broad ``except`` cannot make a run forget it; the stage loop raises it again at the
+    stage's end. A safeguard: no such library was found. The CI failures it was written for came from a test
+    run started with SIGINT ignored (see tests/conftest.py). Note that it also replaces an inherited SIG_IGN
+    while the stages run."""
 
     def note(signum, frame):
         noted.append(signum)
