@@ -117,3 +117,28 @@ def test_processes_the_tests_start_get_ctrl_c_as_at_a_terminal():
     ``pytest_configure``): a test run started as a background job would otherwise pass that on."""
     code = "import signal, sys; sys.exit(7 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_migrate_started_with_ctrl_c_ignored_keeps_it_ignored(demo, tmp_path):
+    """``nohup crmbridge migrate &`` from a script starts it with SIGINT ignored: a SIGINT sent to it (a
+    Ctrl-C at the terminal it was started from) changes nothing, the run finishes."""
+    root = tmp_path / "p"
+    shutil.copytree(demo, root)
+    env = {k: v for k, v in os.environ.items() if k != "CRMBRIDGE_TEST_CRASH_AT"}
+    child = subprocess.Popen([sys.executable, "-m", "crmbridge", "--project", str(root), "migrate"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=str(root),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    started = time.monotonic()
+    sent = 0
+    for moment in ("after 0.5s", "state opened", "extract", "validate"):
+        while child.poll() is None and time.monotonic() < started + 120 and not (
+                _reached(root, moment, started) if moment != "validate"
+                else ("validate", "running") in _state(root, "SELECT stage, status FROM run_stages")):
+            time.sleep(0.002)
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            sent += 1
+    _, err = child.communicate(timeout=300)
+    assert sent >= 3, "migrate ended before the SIGINTs could be sent"
+    assert "interrupted" not in err, err[-3000:]
+    assert _state(root, "SELECT status FROM runs WHERE kind = 'migrate'") == [("succeeded",)], err[-3000:]
