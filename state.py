@@ -140,13 +140,6 @@ def open_state(url: str) -> Engine:
         return eng
 
 
-def after_fork() -> None:
-    """In a forked child: leave the parent's pooled connections to the parent (one SQLite handle used by
-    two processes breaks its locking) without closing them; the child opens its own."""
-    for eng in list(_engines.values()):
-        eng.dispose(close=False)
-
-
 def dispose_all() -> None:
     with _lock:
         for eng in _engines.values():

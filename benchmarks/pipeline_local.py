@@ -165,9 +165,9 @@ def flow_child(root: str, mode: str) -> None:
             run_extract(project, run=run, full=True)
             rep = run_validate(project, run)
         else:
-            from crmbridge.migrations.extract_flow import extract_and_validate
+            from crmbridge.migrations.extract_flow import ExtractJob, extract_and_validate
 
-            rep = extract_and_validate(run.dir, lambda: run_extract(project, run=run, full=True, publish=True),
+            rep = extract_and_validate(run.dir, ExtractJob(project, run),
                                        lambda extract: run_validate(project, run, extract=extract), lambda: None)
     out = {"run_id": run.run_id, "seconds": time.perf_counter() - t0, "cpu_s": round(_cpu_s() - cpu0, 1),
            "cpu_self_s": round(_cpu_s(children=False) - cpu0_self, 1), "tree": tree.result(),

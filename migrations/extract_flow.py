@@ -1,13 +1,15 @@
-"""``migrate``'s extract and validate at once, on two cores: extract in a forked process, validate's first
+"""``migrate``'s extract and validate at once, on two cores: extract in a child process, validate's first
 pass here, reading each batch as soon as extract has written it (``extracted.FollowedExtract``).
 
 Extract goes to the child, not validate: validate is the longer stage and goes on after extract ends (its
 second pass, the reports), forks its own workers from this process, and keeps its error and Ctrl-C
 handling as when run alone; extract's outcome crosses back as one pickled value, its result or its
-exception (type, message and hint intact, so ``migrate`` says and exits what it said before). The child
-is forked first, before GX or any batch is in this process, so it copies little; it never draws
-progress (the parent's refresher thread does not exist in it) and never uses the parent's database
-connections. It dies with the parent (``kill -9`` of ``migrate``): a resumed run must not meet it.
+exception (type, message and hint intact, so ``migrate`` says and exits what it said before).
+The child is a new interpreter, not a fork: a fork of this process copies whatever lock another of its
+threads held at that moment (the embedded sandbox's server threads use SQLite, whose allocator mutex a
+forked child then waits on for ever; seen in CI). It is given the job (``ExtractJob``: the project and
+the run, pickled) on its standard input, never draws progress, opens its own database connections, and
+dies with the parent (``kill -9`` of ``migrate``): a resumed run must not meet it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from crmbridge.errors import RunFailed
@@ -27,7 +33,23 @@ def available() -> bool:
     return fork_available()
 
 
-def extract_and_validate(run_dir, extract: Callable[[], Any], validate: Callable[[Any], Any],
+@dataclass(frozen=True)
+class ExtractJob:
+    """What the child runs: a full extract of ``run`` that publishes its batches (picklable, see the module)."""
+
+    project: Any
+    run: Any
+    allow_shrink: bool = False
+
+    def __call__(self) -> Any:
+        from crmbridge.migrations.extract import run_extract
+
+        # unlocked: the parent holds the project's lock for the child, which dies with it
+        return run_extract.__wrapped__(self.project, run=self.run, full=True, allow_shrink=self.allow_shrink,
+                                       publish=True)
+
+
+def extract_and_validate(run_dir, extract: ExtractJob, validate: Callable[[Any], Any],
                          between: Callable[[], None]):
     """``extract()`` (publishing, see ``extracted.ExtractPublisher``) in a child process while
     ``validate(followed)`` runs here; ``between()`` runs once extract succeeded, before validate's
@@ -58,35 +80,39 @@ def extract_and_validate(run_dir, extract: Callable[[], Any], validate: Callable
 
 
 class _Child:
-    """``fn()`` in a forked process; ``result()`` its return value, or raises its exception."""
+    """``job()`` in a new interpreter; ``result()`` its return value, or raises its exception."""
 
-    def __init__(self, fn: Callable[[], Any]):
+    def __init__(self, job: ExtractJob):
+        import crmbridge
+
         read, write = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            _child(fn, write, parent)  # never returns
-        os.close(write)
-        self.pid, self.fd = pid, read
-        self.status: int | None = None
+        # the folder crmbridge is imported from, first: a checkout run in place, not an installed copy
+        path = [str(Path(crmbridge.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from crmbridge.migrations.extract_flow import child_main; child_main()",
+                 str(write), str(os.getpid())], stdin=subprocess.PIPE, pass_fds=(write,),
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+        finally:
+            os.close(write)
+        self.fd = read
         self.outcome: tuple | None = None
+        try:
+            with self.proc.stdin as f:
+                f.write(pickle.dumps(job))
+        except BrokenPipeError:  # it ended at once: result() says how
+            pass
 
     def alive(self) -> bool:
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = status
-        return self.status is None
+        return self.proc.poll() is None
 
     def result(self) -> Any:
         if self.outcome is None:
             with os.fdopen(self.fd, "rb") as f:
                 data = f.read()
-            if self.status is None:
-                self.status = os.waitpid(self.pid, 0)[1]
+            code = self.proc.wait()
             self.outcome = pickle.loads(data) if data else ("error", RunFailed(
-                f"the extract process ended without a word ({_ended(self.status)})",
+                f"the extract process ended without a word ({_ended(code)})",
                 hint="`crmbridge migrate` runs extract again"))
         kind, value = self.outcome
         if kind == "error":
@@ -102,17 +128,18 @@ class _Child:
                 pass
 
 
-def _child(fn: Callable[[], Any], fd: int, parent: int) -> None:
-    code = 1
+def child_main() -> None:
+    """The child's entry point: ``argv`` holds the result's pipe and the parent's pid, stdin the job."""
+    fd, parent = int(sys.argv[1]), int(sys.argv[2])
+    code, error = 1, None
     try:
         from crmbridge import progress
-        from crmbridge.state import after_fork
 
         _die_with(parent)
-        after_fork()
+        job = pickle.loads(sys.stdin.buffer.read())
         try:
             with progress.reporting(progress.Reporter()):
-                payload, code = ("ok", fn()), 0
+                payload, code = ("ok", job()), 0
         except BaseException as exc:  # noqa: BLE001 - every outcome goes to the parent
             # as class, args and attributes: an exception whose __init__ takes other arguments than its
             # args (ConfigError) does not unpickle as itself
@@ -124,7 +151,9 @@ def _child(fn: Callable[[], Any], fd: int, parent: int) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     finally:
-        os._exit(code)  # never back into the parent's stack (or a test runner's)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # no interpreter shutdown work: the outcome is written
 
 
 def _rebuilt(cls: type, args: tuple, attrs: dict) -> BaseException:
@@ -143,7 +172,5 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _ended(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+def _ended(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"

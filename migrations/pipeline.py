@@ -245,8 +245,7 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             with _interrupts_kept(noted):
                 if flow:
                     extract_flow.extract_and_validate(
-                        run.dir, lambda: run_extract(project, run=run, full=True, allow_shrink=allow_shrink,
-                                                     publish=True),
+                        run.dir, extract_flow.ExtractJob(project, run, allow_shrink),
                         lambda extract: _run_validate(project, run, extract), lambda: (end("extract"), begin("validate")))
                 else:
                     out = steps[stage]()

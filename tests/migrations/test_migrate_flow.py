@@ -145,8 +145,7 @@ def test_a_source_read_again_in_another_encoding_is_validated_from_the_finished_
     reads the finished extract instead."""
     from crmbridge.config import load_project
     from crmbridge.migrations import runs as R
-    from crmbridge.migrations.extract import run_extract
-    from crmbridge.migrations.extract_flow import extract_and_validate
+    from crmbridge.migrations.extract_flow import ExtractJob, extract_and_validate
     from crmbridge.migrations.extracted import iter_entity_tables
     from crmbridge.state import dispose_all, open_state
 
@@ -167,7 +166,7 @@ def test_a_source_read_again_in_another_encoding_is_validated_from_the_finished_
         return [len(b) for b in batches]
 
     try:
-        got = extract_and_validate(run.dir, lambda: run_extract(project, run=run, full=True, publish=True),
+        got = extract_and_validate(run.dir, ExtractJob(project, run),
                                    validate, lambda: between.append(1))
     finally:
         dispose_all()
@@ -175,3 +174,35 @@ def test_a_source_read_again_in_another_encoding_is_validated_from_the_finished_
     assert sum(got) == 130_000 and got[-1] == 130_000 % 7000
     assert R.stage_status(open_state(project.state_url), run.run_id, "extract") == "succeeded"
     assert not (run.dir / ".extract.flow").exists()
+
+
+def test_the_extract_child_is_a_new_interpreter_not_a_fork(tmp_path, monkeypatch):
+    """A fork copies the locks other threads hold at that moment (in CI the embedded sandbox's threads held
+    SQLite's allocator mutex, and the forked extract waited on it for ever): the child must be started
+    afresh. Here ``os.fork`` refuses; the extract still runs beside validate and hands over every row."""
+    import os
+
+    from crmbridge.config import load_project
+    from crmbridge.migrations import runs as R
+    from crmbridge.migrations.extract_flow import ExtractJob, extract_and_validate
+    from crmbridge.state import dispose_all, open_state
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.csv").write_text("customer_no;name\n" + "".join(f"C{i:05d};Acme {i}\n" for i in range(1, 2001)),
+                                             "utf-8")
+    (tmp_path / "crmbridge.yml").write_text(
+        "name: t\nsources:\n  - name: s\n    entity: e\n    department: d\n    type: csv\n    path: data/c.csv\n", "utf-8")
+    project = load_project(tmp_path)
+    run = R.create_run(open_state(project.state_url), project.runs_dir, "migrate")
+
+    def no_fork():
+        raise AssertionError("the extract child was forked")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    try:
+        got = extract_and_validate(run.dir, ExtractJob(project, run),
+                                   lambda followed: [len(b) for b in followed.tables("e", 700)], lambda: None)
+    finally:
+        dispose_all()
+    assert got == [700, 700, 600]
+    assert R.stage_status(open_state(project.state_url), run.run_id, "extract") == "succeeded"
