@@ -27,7 +27,7 @@ from crmbridge.errors import RunFailed
 
 
 def available() -> bool:
-    """Whether extract can run in a forked process here (Linux)."""
+    """Whether extract can run beside validate here: Linux (its process dies with ``migrate``, ``_die_with``)."""
     from crmbridge.validation.parallel import fork_available
 
     return fork_available()
@@ -92,10 +92,13 @@ class _Child:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "from crmbridge.migrations.extract_flow import child_main; child_main()",
                  str(write), str(os.getpid())], stdin=subprocess.PIPE, pass_fds=(write,),
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
+                # its own process group: a Ctrl-C at the terminal reaches only ``migrate``, which stops it
+                # (``reap``), never a child still importing (a traceback) or one half-way through its outcome
+                process_group=0)
         finally:
             os.close(write)
-        self.fd = read
+        self.pipe = os.fdopen(read, "rb")
         self.outcome: tuple | None = None
         try:
             with self.proc.stdin as f:
@@ -108,7 +111,7 @@ class _Child:
 
     def result(self) -> Any:
         if self.outcome is None:
-            with os.fdopen(self.fd, "rb") as f:
+            with self.pipe as f:
                 data = f.read()
             code = self.proc.wait()
             self.outcome = pickle.loads(data) if data else ("error", RunFailed(
@@ -120,12 +123,16 @@ class _Child:
         return value
 
     def reap(self) -> None:
-        """Wait for the child (it finishes its extract, or stops on its own Ctrl-C)."""
+        """Stop the child if its outcome was not taken (``migrate`` is leaving on a Ctrl-C or an error of its
+        own), and wait for it. Killed outright: the run is recorded interrupted or failed, and a resumed run
+        extracts again from the start, as after ``kill -9`` of ``migrate`` (its scratch is removed, a
+        transaction it left open is rolled back by the database)."""
         if self.outcome is None:
-            try:
-                self.result()
-            except BaseException:  # noqa: BLE001 - the caller is already raising its own error
-                pass
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.pipe.close()
+            self.outcome = ("error", RunFailed("the extract process was stopped"))
 
 
 def child_main() -> None:
