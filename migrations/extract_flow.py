@@ -61,13 +61,19 @@ def extract_and_validate(run_dir, extract: ExtractJob, validate: Callable[[Any],
     clear_flow(run_dir)
     child = _Child(extract)
 
-    def finished() -> None:
-        child.result()
-        between()
+    done: list[bool] = []
+
+    def finished() -> None:  # once
+        if not done:
+            child.result()
+            done.append(True)
+            between()
 
     try:
         try:
-            return validate(FollowedExtract(run_dir, finished, child.alive))
+            out = validate(FollowedExtract(run_dir, finished, child.alive))
+            finished()  # validate waits for it before its record; a caller's ``validate`` may not
+            return out
         except FollowStopped:
             finished()  # raises extract's error, if that is why
             return validate(None)
