@@ -206,3 +206,41 @@ def test_the_extract_child_is_a_new_interpreter_not_a_fork(tmp_path, monkeypatch
         dispose_all()
     assert got == [700, 700, 600]
     assert R.stage_status(open_state(project.state_url), run.run_id, "extract") == "succeeded"
+
+
+def test_migrate_leaving_during_the_overlap_stops_the_extract_child_at_once(tmp_path, monkeypatch):
+    """A Ctrl-C (here a KeyboardInterrupt out of validate's first batch) that reached only ``migrate``: the
+    extract child is stopped, not waited for until its extract ends (300,000 rows: seconds), and none is left."""
+    from crmbridge.config import load_project
+    from crmbridge.migrations import runs as R
+    from crmbridge.migrations import extract_flow
+    from crmbridge.state import dispose_all, open_state
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.csv").write_text(
+        "customer_no;name\n" + "".join(f"C{i:06d};Acme {i}\n" for i in range(1, 300_001)), "utf-8")
+    (tmp_path / "crmbridge.yml").write_text(
+        "name: t\nsources:\n  - name: s\n    entity: e\n    department: d\n    type: csv\n    path: data/c.csv\n", "utf-8")
+    project = load_project(tmp_path)
+    run = R.create_run(open_state(project.state_url), project.runs_dir, "migrate")
+    children = []
+    real = extract_flow._Child.__init__
+
+    def spy(self, job):
+        real(self, job)
+        children.append(self.proc)
+
+    def validate(followed):
+        next(iter(followed.tables("e", 1000)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract_flow._Child, "__init__", spy)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract_flow.extract_and_validate(run.dir, extract_flow.ExtractJob(project, run), validate, lambda: None)
+    finally:
+        status = R.stage_status(open_state(project.state_url), run.run_id, "extract")
+        dispose_all()
+    assert children and children[0].returncode == -signal.SIGKILL  # stopped, and waited for
+    assert status != "succeeded"  # not waited for until its end
+    assert not (run.dir / ".extract.flow").exists()
