@@ -8,6 +8,11 @@ stage's rows/s and peak RSS, the combined rows/s, `crmbridge --help` timing and 
     python benchmarks/pipeline_local.py --help-only        # only `crmbridge --help`
     python benchmarks/pipeline_local.py --keep /tmp/p --validate-workers 0,2,0,2,0,2   # validate serial and
         # with 2 worker processes, interleaved (a project already in /tmp/p is reused: not generated, extracted again)
+    python benchmarks/pipeline_local.py --keep /tmp/p --flow 3   # extract + validate as `migrate` runs them:
+        # one after the other, then at once (extract in a child, validate following it), interleaved 3 times each
+
+Besides the stage-by-stage figure, the default run prints the three stages as ``migrate`` runs them:
+extract in its own process beside validate's first pass, great-expectations' start-up included, then map.
 
 The CSV is the one benchmarks/extract_csv.py writes (GB18030, ';', full-width keys, quoted newlines,
 ragged rows), with the template's customer definition and Account mapping. Every stage runs in a
@@ -143,6 +148,76 @@ def stage_child(root: str, stage: str) -> None:
     print(json.dumps(out))
 
 
+def flow_child(root: str, mode: str) -> None:
+    """Extract + validate of a new run in this (fresh) process as ``migrate`` runs them, GX's start-up
+    included: ``seq`` one after the other, ``flow`` at once (``migrations.extract_flow``); then map."""
+    from crmbridge.config import load_project
+    from crmbridge.locks import project_lock
+    from crmbridge.migrations import runs as R
+    from crmbridge.migrations.extract import run_extract
+    from crmbridge.state import open_state
+    from crmbridge.validation.stage import run_validate
+    from peakrss import TreeMemory
+
+    project = load_project(root)
+    run = R.create_run(open_state(project.state_url), project.runs_dir, "migrate", command=f"bench {mode}")
+    t0 = time.perf_counter()
+    cpu0, cpu0_self = _cpu_s(), _cpu_s(children=False)
+    with TreeMemory(0.25) as tree, project_lock(project, "migrate"):  # held as migrate holds it: for both processes
+        if mode == "seq":
+            run_extract(project, run=run, full=True)
+            rep = run_validate(project, run)
+        else:
+            from crmbridge.migrations.extract_flow import ExtractJob, extract_and_validate
+
+            rep = extract_and_validate(run.dir, ExtractJob(project, run),
+                                       lambda extract: run_validate(project, run, extract=extract), lambda: None)
+    out = {"run_id": run.run_id, "seconds": time.perf_counter() - t0, "cpu_s": round(_cpu_s() - cpu0, 1),
+           "cpu_self_s": round(_cpu_s(children=False) - cpu0_self, 1), "tree": tree.result(),
+           "rows_in": rep.entities["customers"]["rows_in"]}
+    if os.environ.get("CRMBRIDGE_BENCH_MAP") == "1":
+        t0, cpu0 = time.perf_counter(), _cpu_s()
+        out["map"] = {**_map(project, run), "seconds": round(time.perf_counter() - t0, 1),
+                      "cpu_s": round(_cpu_s() - cpu0, 1)}
+    print(json.dumps(out))
+
+
+def run_flow(root: Path, repeat: int, with_map: bool) -> None:
+    os.environ["CRMBRIDGE_BENCH_MAP"] = "1" if with_map else ""
+    for mode in ("seq", "flow") * repeat:
+        out = subprocess.run([sys.executable, __file__, "--flow-child", str(root), mode], capture_output=True,
+                             text=True)
+        if out.returncode:
+            sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        t = r["tree"]
+        print(f"extract+validate {mode:4}  {r['rows_in']:,} rows  wall {r['seconds']:5.1f}s  CPU {r['cpu_s']:5.1f}s "
+              f"(self + children; self {r['cpu_self_s']:.1f}s)  summed peak PSS {t['peak_pss_sum_mib']} MiB, "
+              f"RSS {t['peak_rss_sum_mib']} MiB, HWM sum {t['hwm_sum_mib']} MiB  run {r['run_id']}"
+              + (f"  map wall {r['map']['seconds']}s CPU {r['map']['cpu_s']}s" if "map" in r else "")
+              + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
+def print_as_migrate(root: Path, rows: int) -> None:
+    """The three stages as ``migrate`` runs them: extract in its own process beside validate's first pass
+    (``migrations.extract_flow``, where available), GX's start-up included, then map; one fresh process."""
+    from crmbridge.migrations.extract_flow import available
+
+    if not available():
+        return
+    os.environ["CRMBRIDGE_BENCH_MAP"] = "1"
+    out = subprocess.run([sys.executable, __file__, "--flow-child", str(root), "flow"], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"extract beside validate failed:\n{out.stderr[-3000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    wall, cpu = r["seconds"] + r["map"]["seconds"], r["cpu_s"] + r["map"]["cpu_s"]
+    print(f"as `migrate` runs them (extract beside validate, great-expectations' start-up included, then map): "
+          f"{rows:,} legacy rows in {wall:.1f}s = {rows / wall:,.0f} rows/s combined; extract + validate "
+          f"{r['seconds']:.1f}s, map {r['map']['seconds']:.1f}s; CPU {cpu:.1f}s; summed peak PSS "
+          f"{r['tree']['peak_pss_sum_mib']} MiB, RSS {r['tree']['peak_rss_sum_mib']} MiB; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
 def _cpu_s(children: bool = True) -> float:
     """CPU seconds of this process and of its ended (waited-for) children: validate's workers."""
     who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if children else (resource.RUSAGE_SELF,)
@@ -212,10 +287,16 @@ def main() -> None:
     ap.add_argument("--validate-workers", default="",
                     help="validate's worker processes, comma-separated: validate runs once per value (0,2,0,2)")
     ap.add_argument("--no-map", action="store_true", help="extract and validate only")
+    ap.add_argument("--flow", type=int, default=0, metavar="N",
+                    help="extract + validate one after the other and at once, interleaved N times each")
     ap.add_argument("--child", nargs=2, metavar=("ROOT", "STAGE"), help=argparse.SUPPRESS)
+    ap.add_argument("--flow-child", nargs=2, metavar=("ROOT", "MODE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         stage_child(*a.child)
+        return
+    if a.flow_child:
+        flow_child(*a.flow_child)
         return
     if a.validate_batch_rows:
         os.environ["CRMBRIDGE_BENCH_VALIDATE_BATCH"] = str(a.validate_batch_rows)  # read by the child
@@ -232,6 +313,9 @@ def main() -> None:
             write_project(root, a.rows)
         print(f"generated {a.rows:,} rows ({(root / 'data' / 'customers.csv').stat().st_size / 1e6:.0f} MB GB18030) "
               f"in {time.perf_counter() - t:.0f}s", flush=True)
+        if a.flow:
+            run_flow(root, a.flow, not a.no_map)
+            return
         total = cpu = 0.0
         results = {}
         workers = a.validate_workers.split(",") if a.validate_workers else [""]
@@ -254,6 +338,7 @@ def main() -> None:
             print(f"extract + validate + map: {rows:,} legacy rows in {total:.1f}s = {rows / total:,.0f} rows/s combined; "
                   f"peak RSS max {max(r['peak_mib'] for r in results.values()):.0f} MiB; CPU {cpu:.1f}s = "
                   f"{rows / max(cpu, 0.01):,.0f} rows per CPU-second (what one idle core would give)")
+            print_as_migrate(root, rows)
         print(f"great-expectations start-up (not in the validate time): {gx_startup():.1f}s")
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:

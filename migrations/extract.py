@@ -102,14 +102,16 @@ def _rows_to(task, on_progress):
 @locked("extract")
 def run_extract(project, *, run=None, sources: list[str] | None = None, full: bool = False,
                 encoding: str | None = None, allow_shrink: bool = False,
-                on_progress: Callable[[str, int], None] | None = None) -> ExtractResult:
+                on_progress: Callable[[str, int], None] | None = None, publish: bool = False) -> ExtractResult:
     """Extract ``sources`` (default: all) of ``project`` into ``run`` (a new "migrate" run if None).
 
     ``full`` ignores stored watermarks; ``encoding`` overrides the encoding of the single selected
     file source; ``on_progress(source, rows)`` is called after each chunk. A source read in full that
     is empty or far smaller than in the last successful run stops the stage (see ``shrink``) unless
-    ``allow_shrink``.
+    ``allow_shrink``. ``publish``: each row group is also handed to a reader in another process as it is
+    written (``extracted.FollowedExtract``; ``migrate``'s validate).
     """
+    from crmbridge.migrations.extracted import ExtractPublisher
     from crmbridge.migrations import shrink
     from crmbridge.migrations import runs as runs_mod
     from crmbridge.secretref import redact
@@ -123,8 +125,11 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     runs_mod.start_stage(engine, run.run_id, STAGE)
     tmp = run.dir / f".{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    publisher = None
     try:
         tmp.mkdir(parents=True)
+        if publish:
+            publisher = ExtractPublisher(run.dir, [(s.entity, s.name) for s in chosen])
         results, manifests, marks = [], [], {}
         from crmbridge.migrations.profile import EntityProfile, profile_result
 
@@ -135,7 +140,7 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
                 get_watermark(engine, f"extract:{src.name}")
             with progress.tracked(f"{src.name} (rows read)") as task:
                 counts, entry = _extract_source(project, src, tmp, wm, encoding, _rows_to(task, on_progress),
-                                                profiles.setdefault(src.entity, EntityProfile()))
+                                                profiles.setdefault(src.entity, EntityProfile()), publisher)
             entry["incremental"] = wm is not None  # a delta from the watermark, not the whole source
             results.append(counts)
             manifests.append(entry)
@@ -154,6 +159,8 @@ def run_extract(project, *, run=None, sources: list[str] | None = None, full: bo
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         error = redact(str(exc) or type(exc).__name__)
+        if publisher is not None:
+            publisher.stop(f"extract failed: {error}")
         runs_mod.finish_stage(engine, run.run_id, STAGE, status="failed", error=error)
         if created:
             runs_mod.finish_run(engine, run.run_id, "failed", {"error": error})
@@ -217,7 +224,7 @@ def _open_source(project, src, encoding: str | None, watermark: str | None, tent
 
 
 def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: str | None,
-                    on_progress, profile=None) -> tuple[SourceCounts, dict]:
+                    on_progress, profile=None, publisher=None) -> tuple[SourceCounts, dict]:
     """One source into ``tmp``. A CSV file's detected encoding is checked on its first block and
     confirmed while the file is read (one decoding instead of two, see ``encoding.detect_encoding``);
     in the rare file where a later block does not decode, what was read is dropped and the file is
@@ -227,21 +234,23 @@ def _extract_source(project, src, tmp: Path, watermark: str | None, encoding: st
     from crmbridge.connectors.encoding import NotThatEncoding
 
     if src.type != "csv" or not QUICK_DETECTION or encoding or src.encoding != "auto":  # declared: no detection
-        return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile)
+        return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile, publisher=publisher)
     # the entity's statistics before this source (bounded: at most EXACT_DISTINCT values a column)
     before = copy.deepcopy(profile)
     try:
-        return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile, tentative=True)
+        return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile, True, publisher)
     except NotThatEncoding:
         for rel in (f"{src.entity}/{src.name}.parquet", f"rejects/{src.name}.csv"):
             (tmp / rel).unlink(missing_ok=True)
         if profile is not None:
             profile.__dict__.update(before.__dict__)
+        if publisher is not None:  # its rows already published are not the file's: the reader starts over
+            publisher.stop(f"source {src.name} is read again in another encoding")
         return _extract_read(project, src, tmp, watermark, encoding, on_progress, profile)
 
 
 def _extract_read(project, src, tmp: Path, watermark: str | None, encoding: str | None,
-                  on_progress, profile=None, tentative: bool = False) -> tuple[SourceCounts, dict]:
+                  on_progress, profile=None, tentative: bool = False, publisher=None) -> tuple[SourceCounts, dict]:
     import pyarrow.parquet as pq
 
     from crmbridge.migrations import source_rows
@@ -254,7 +263,7 @@ def _extract_read(project, src, tmp: Path, watermark: str | None, encoding: str 
         raise
     rel_parquet = f"{src.entity}/{src.name}.parquet"
     rel_rejects = f"rejects/{src.name}.csv"
-    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects, profile)
+    writer = SourceWriter(src, read.columns, tmp / rel_parquet, tmp / rel_rejects, profile, publisher)
     rows_read = 0
     try:
         if read.batches is not None:

@@ -145,12 +145,12 @@ def preflight(project) -> None:
         load_definition(path)
 
 
-def _run_validate(project, run):
+def _run_validate(project, run, extract=None):
     try:
         from crmbridge.validation import run_validate
     except ImportError:
         from crmbridge.validation.stage import run_validate
-    return run_validate(project, run)
+    return run_validate(project, run, extract=extract)
 
 
 def _run_resolve(project, run):
@@ -191,6 +191,19 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
     ran: list[str] = []
     noted: list[int] = []
     current = ""
+
+    def begin(stage: str) -> None:
+        nonlocal current
+        if on_stage:
+            on_stage(stage)
+        progress.current().stage(stage)
+        current = stage
+        heartbeat_held()
+
+    def end(stage: str) -> None:
+        ran.append(stage)
+        crash_point(f"migrate:after_{stage}")
+
     try:
         # A Ctrl-C while the run is being created is only noted, and raised once the run exists to be
         # recorded as interrupted (raised inside, it would leave the run "running").
@@ -203,6 +216,10 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
                     c.execute(runs_table.update().where(runs_table.c.run_id == run.run_id).values(status="running"))
         if noted:
             raise KeyboardInterrupt
+        from crmbridge.migrations import extract_flow
+        from crmbridge.migrations.extracted import clear_flow
+
+        clear_flow(run.dir)  # scratch of a killed migrate's extract + validate
         steps: dict[str, Callable[[], Any]] = {
             # Always a full extract: the delta is decided by content hashes against the load map, which
             # stays right after a rollback, where an incremental extract would miss the undone rows.
@@ -219,19 +236,25 @@ def run_migrate(project, *, new: bool = False, run_id: str | None = None, dry_ru
             if dry_run and stage == "reconcile":
                 continue
             name = "load_dry_run" if dry_run and stage == "load" else stage
-            if R.stage_status(engine, run.run_id, name) == "succeeded":
+            if stage in ran or R.stage_status(engine, run.run_id, name) == "succeeded":
                 continue
-            if on_stage:
-                on_stage(stage)
-            progress.current().stage(stage)
-            current = stage
-            heartbeat_held()
+            begin(stage)
+            # validate's first pass reads extract's batches as they are written, on the other core
+            flow = stage == "extract" and extract_flow.available() \
+                and R.stage_status(engine, run.run_id, "validate") != "succeeded"
             with _interrupts_kept(noted):
-                out = steps[stage]()
+                if flow:
+                    extract_flow.extract_and_validate(
+                        run.dir, extract_flow.ExtractJob(project, run, allow_shrink),
+                        lambda extract: _run_validate(project, run, extract), lambda: (end("extract"), begin("validate")))
+                else:
+                    out = steps[stage]()
             if noted:  # a Ctrl-C some library swallowed during the stage
                 raise KeyboardInterrupt
-            ran.append(stage)
-            crash_point(f"migrate:after_{stage}")
+            if flow:
+                end("validate")
+                continue
+            end(stage)
             if stage == "reconcile":
                 reconcile_ok = bool(out.ok)
         if reconcile_ok is None and not dry_run:

@@ -113,7 +113,8 @@ class _RowGroups:
 class SourceWriter:
     """Writes one source's kept rows to Parquet chunk by chunk and its rejects to a CSV file."""
 
-    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path, profile=None):
+    def __init__(self, src, columns: list[str], parquet: Path, rejects: Path, profile=None, publisher=None):
+        """``publisher``: an ``extracted.ExtractPublisher`` that gets each row group too (``migrate``)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -135,6 +136,7 @@ class SourceWriter:
         self.rows_kept = self.rows_rejected = 0
         self.reasons: dict[str, int] = {}
         self.departments: dict[str, int] = {}  # rows kept per department
+        self.stream = publisher.stream(src.name, self.schema) if publisher is not None else None
 
     def reject(self, line: int, reason: str, raw: str) -> None:
         if self._rejects is None:
@@ -201,6 +203,8 @@ class SourceWriter:
         if self.writer is None:
             self._open(table)
         self.writer.write_table(table)
+        if self.stream is not None:
+            self.stream.write(table)
         self.rows_kept += n
 
     def _open(self, first=None) -> None:
@@ -224,6 +228,8 @@ class SourceWriter:
         self.writer.close()
         if self._rejects:
             self._rejects.close()
+        if self.stream is not None:
+            self.stream.close()
 
     def abort(self) -> None:
         try:
@@ -232,6 +238,8 @@ class SourceWriter:
         finally:
             if self._rejects:
                 self._rejects.close()
+            if self.stream is not None:
+                self.stream.abandon()
 
 
 def _empty_to_null(arr):

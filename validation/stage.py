@@ -68,13 +68,17 @@ def default_definition_path(project) -> Path:
 
 @locked("validate")
 def run_validate(project, run, *, definition_path: str | Path | None = None, force: bool = False,
-                 batch_rows: int | None = None, workers: int | None = None) -> ValidationReport:
+                 batch_rows: int | None = None, workers: int | None = None, extract=None) -> ValidationReport:
     """Validate ``run``'s extracted entities; records stage ``validate``. Blocking failures are data
     (``report.blocking_failed``), not exceptions; a broken invariant raises ``RunFailed``. A run whose
     load started is not validated again unless ``force`` (its output is the load's evidence).
     ``batch_rows``: rows held at a time (default ``BATCH_ROWS``); ``workers``: processes for the batches
-    (default the project's ``validate: {workers}``, see ``validation.parallel``); the outputs depend on neither."""
+    (default the project's ``validate: {workers}``, see ``validation.parallel``); the outputs depend on neither.
+    ``extract``: an extract still under way (``migrations.extracted.FollowedExtract``, ``migrate``): the first
+    pass reads its batches as they are written, and the stage is recorded only once that extract succeeded
+    (its error, if it fails, is raised here with validate's work discarded)."""
     from crmbridge.migrations import runs as R
+    from crmbridge.migrations.extracted import Extracted
     from crmbridge.state import open_state
     from crmbridge.validation.definition import load_definition
 
@@ -84,7 +88,16 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
     definition = load_definition(path)
     engine = open_state(project.state_url)
     R.refuse_after_load(engine, run, STAGE, force=force)
-    R.start_stage(engine, run.run_id, STAGE)
+    extract = extract or Extracted(run.dir)
+    started = [False]
+
+    def start() -> None:  # validate's record begins once extract's has ended in success
+        extract.finished()
+        R.start_stage(engine, run.run_id, STAGE)
+        started[0] = True
+
+    if not extract.following:
+        start()
     tmp = run.dir / f".{STAGE}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -93,12 +106,14 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
         settings = project.config.validation
         workers = settings.workers if workers is None else workers
         report = _validate_into(tmp, final, run, definition, path, batch_rows or BATCH_ROWS,
-                                lambda rows, batch: worker_count(workers, rows, batch, settings.parallel_min_rows))
+                                lambda rows, batch: worker_count(workers, rows, batch, settings.parallel_min_rows),
+                                extract, start if extract.following else lambda: None)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        R.finish_stage(engine, run.run_id, STAGE, status="failed", error=str(exc))
+        if started[0]:
+            R.finish_stage(engine, run.run_id, STAGE, status="failed", error=str(exc))
         raise
     R.finish_stage(engine, run.run_id, STAGE, {
         "blocking_failed": report.blocking_failed, "definition_version": report.definition_version,
@@ -107,14 +122,15 @@ def run_validate(project, run, *, definition_path: str | Path | None = None, for
 
 
 def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batch_rows: int,
-                   workers_for=lambda rows, batch: 0) -> ValidationReport:
-    """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved."""
-    from crmbridge.migrations.extracted import iter_entity_batches, list_entities
+                   workers_for, extract, extract_done) -> ValidationReport:
+    """Write every output into ``out``; recorded paths point at ``final``, where ``out`` is moved.
+    Every entity's first pass (normalising, reading ``extract``) comes before ``extract_done()``, the rest after."""
+    from crmbridge.migrations.extracted import entity_rows, iter_entity_batches
     from crmbridge.validation import datadocs, reports
     from crmbridge.validation.disagreement import disagreement_for
     from crmbridge.validation.rules import RuleContext
 
-    present = list_entities(run.dir)
+    present = extract.entities()
     ctx = RuleContext()
     entities: dict[str, dict[str, Any]] = {}
     gx_results: dict[str, Any] = {}
@@ -125,19 +141,31 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
     (out / "quarantine").mkdir(exist_ok=True)
     spill = out / ".spill"
     spill.mkdir()
+    if extract.following:
+        from crmbridge.validation.gxsuite import warm_up
+
+        warm_up()  # GX's start-up (seconds) while extract runs on the other core
+    passes = []
     for entity in todo:
-        rows = _entity_rows(run.dir, entity)
+        rows = extract.rows(entity)
         with progress.tracked(f"{entity} (rows)", rows) as task:
             ev = _EntityValidation(out, final, spill, run, entity, definition, ctx, batch_rows)
-            ev.workers = workers_for(rows, ev.batch_rows)
-            ev.normalise_all(task)
-            # The disagreement report needs only the normalised spill: taken before the validating pass,
-            # its DuckDB share (about 260 MiB at 5M rows) is not stacked on that pass's key indexes.
-            if ev.rows_in and definition.criteria is not None and definition.criteria.entity == entity:
-                _release_memory()
-                dis = disagreement_for(definition, entity, ev.spill_path, batch_rows)
-            with frozen():  # the collector's full passes skip what was alive before (GX, key indexes)
-                ev.validate_all()
+            # following: extract has the other core (and the rows are not known yet)
+            ev.workers = workers_for(rows, ev.batch_rows) if rows is not None else 0
+            ev.normalise_all(task, lambda: extract.tables(entity, ev.batch_rows))
+        extract.release(entity)
+        passes.append(ev)
+    extract_done()
+    for ev in passes:
+        entity = ev.entity
+        ev.workers = workers_for(entity_rows(run.dir, entity), ev.batch_rows)
+        # The disagreement report needs only the normalised spill: taken before the validating pass,
+        # its DuckDB share (about 260 MiB at 5M rows) is not stacked on that pass's key indexes.
+        if ev.rows_in and definition.criteria is not None and definition.criteria.entity == entity:
+            _release_memory()
+            dis = disagreement_for(definition, entity, ev.spill_path, batch_rows)
+        with frozen():  # the collector's full passes skip what was alive before (GX, key indexes)
+            ev.validate_all()
         entities[entity], samples[entity] = ev.summary, ev.samples
         if ev.gx_result is not None:
             gx_results[entity] = ev.gx_result
@@ -167,17 +195,6 @@ def _validate_into(out: Path, final: Path, run, definition, def_path: Path, batc
         "report.html.j2", entities=entities, samples=samples, blocking_failed=blocking,
         definition_path=str(def_path), **common), "utf-8")
     return rep
-
-
-def _entity_rows(run_dir: Path, entity: str) -> int:
-    """Rows of ``entity`` in the run's extract (Parquet footers only)."""
-    import pyarrow.parquet as pq
-
-    from crmbridge.migrations.extracted import STAGE as EXTRACT, load_manifest
-
-    m = load_manifest(run_dir)
-    return sum(pq.read_metadata(Path(run_dir) / EXTRACT / s["parquet"]).num_rows
-               for s in m["sources"] if s["entity"] == entity)
 
 
 def _release_memory() -> None:
@@ -253,8 +270,8 @@ class _EntityValidation:
                             f"{len(norm.frame)}", hint="this is a bug; the run's extract is intact")
         return len(raw), columns, norm
 
-    def normalise_all(self, task) -> None:
-        from crmbridge.migrations.extracted import iter_entity_tables
+    def normalise_all(self, task, tables) -> None:
+        """``tables()``: the entity's extracted batches (Arrow tables of ``batch_rows`` rows)."""
         from crmbridge.validation.checks import DuplicateFinder, table_presence
 
         # 32-bit hashes: the few colliding rows are confirmed from the local spill (checks.DuplicateFinder),
@@ -262,7 +279,6 @@ class _EntityValidation:
         finders = {r.rule_id: DuplicateFinder(list(r.unique_on), hash_bits=32, same_rows=True) for r in self.rules
                    if r.kind == "unique"}
         row_ids = DuplicateFinder(["_row_id"], hash_bits=32, same_rows=True)
-        tables = lambda: iter_entity_tables(self.run.dir, self.entity, self.batch_rows)  # noqa: E731
         # closed on any error: no worker outlives the stage
         with closing(ordered_map(self._normalised, tables, self.workers, share=True, after=_release_memory,
                                  what=f"normalising {self.entity}")) as results:
