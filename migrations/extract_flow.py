@@ -144,6 +144,9 @@ def child_main() -> None:
     """The child's entry point: ``argv`` holds the result's pipe and the parent's pid, stdin the job."""
     fd, parent = int(sys.argv[1]), int(sys.argv[2])
     code, error = 1, None
+    # Not in the terminal's foreground process group (``_Child``): a terminal set to ``stty tostop`` would
+    # stop it at its first warning on stderr, with ``migrate`` waiting for it. Ignored, the write goes through.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     try:
         from crmbridge import progress
 
