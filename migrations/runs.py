@@ -134,10 +134,16 @@ def finish_stage(engine: Engine, run_id: str, stage: str, result: dict[str, Any]
 
 
 def finish_run(engine: Engine, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+    """The run ends with ``status``. A run that did not succeed leaves no stage "running": one still marked so
+    (its process was stopped outright, as ``migrate`` stops its extract process on Ctrl-C) is marked failed
+    with the run's error, as a stage interrupted in the run's own process marks itself."""
     clean = json.loads(json.dumps(summary or {}, default=str))
     with engine.begin() as c:
         c.execute(update(runs).where(runs.c.run_id == run_id)
                   .values(status=status, finished_at=utcnow(), summary=clean))
+        if status != "succeeded":
+            c.execute(update(run_stages).where(run_stages.c.run_id == run_id, run_stages.c.status == "running")
+                      .values(status="failed", finished_at=utcnow(), error=str(clean.get("error") or status)))
 
 
 def refuse_after_load(engine: Engine, run: Run, stage: str, *, force: bool = False) -> None:

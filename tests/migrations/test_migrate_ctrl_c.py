@@ -85,6 +85,7 @@ def test_ctrl_c_at_the_start_of_migrate_exits_130(demo, tmp_path, moment, presse
     assert "Traceback" not in err and "aborted" not in err, err[-3000:]
     runs = _state(root, "SELECT run_id, status FROM runs WHERE kind = 'migrate'")
     assert all(status == "interrupted" for _, status in runs), runs
+    assert not _state(root, "SELECT stage FROM run_stages WHERE status = 'running'"), "a stage left running"
     if runs:
         assert f"run {runs[0][0]} interrupted (Ctrl-C) during" in err, err[-3000:]
     else:
