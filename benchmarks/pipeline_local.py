@@ -177,24 +177,28 @@ def flow_child(root: str, mode: str) -> None:
            "rows_in": rep.entities["customers"]["rows_in"]}
     if os.environ.get("CRMBRIDGE_BENCH_MAP") == "1":
         t0, cpu0 = time.perf_counter(), _cpu_s()
-        out["map"] = {**_map(project, run), "seconds": round(time.perf_counter() - t0, 1),
-                      "cpu_s": round(_cpu_s() - cpu0, 1)}
+        out["map"] = {**_map(project, run), "seconds": time.perf_counter() - t0, "cpu_s": round(_cpu_s() - cpu0, 1)}
     print(json.dumps(out))
 
 
+def _flow_run(root: Path, mode: str, with_map: bool) -> dict:
+    """``flow_child(root, mode)`` in a fresh process; its JSON line."""
+    env = {**os.environ, "CRMBRIDGE_BENCH_MAP": "1" if with_map else ""}
+    out = subprocess.run([sys.executable, __file__, "--flow-child", str(root), mode], capture_output=True, text=True,
+                         env=env)
+    if out.returncode:
+        sys.exit(f"extract + validate ({mode}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_flow(root: Path, repeat: int, with_map: bool) -> None:
-    os.environ["CRMBRIDGE_BENCH_MAP"] = "1" if with_map else ""
     for mode in ("seq", "flow") * repeat:
-        out = subprocess.run([sys.executable, __file__, "--flow-child", str(root), mode], capture_output=True,
-                             text=True)
-        if out.returncode:
-            sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _flow_run(root, mode, with_map)
         t = r["tree"]
         print(f"extract+validate {mode:4}  {r['rows_in']:,} rows  wall {r['seconds']:5.1f}s  CPU {r['cpu_s']:5.1f}s "
               f"(self + children; self {r['cpu_self_s']:.1f}s)  summed peak PSS {t['peak_pss_sum_mib']} MiB, "
               f"RSS {t['peak_rss_sum_mib']} MiB, HWM sum {t['hwm_sum_mib']} MiB  run {r['run_id']}"
-              + (f"  map wall {r['map']['seconds']}s CPU {r['map']['cpu_s']}s" if "map" in r else "")
+              + (f"  map wall {r['map']['seconds']:.1f}s CPU {r['map']['cpu_s']}s" if "map" in r else "")
               + f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
@@ -205,11 +209,7 @@ def print_as_migrate(root: Path, rows: int) -> None:
 
     if not available():
         return
-    os.environ["CRMBRIDGE_BENCH_MAP"] = "1"
-    out = subprocess.run([sys.executable, __file__, "--flow-child", str(root), "flow"], capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"extract beside validate failed:\n{out.stderr[-3000:]}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _flow_run(root, "flow", with_map=True)
     wall, cpu = r["seconds"] + r["map"]["seconds"], r["cpu_s"] + r["map"]["cpu_s"]
     print(f"as `migrate` runs them (extract beside validate, great-expectations' start-up included, then map): "
           f"{rows:,} legacy rows in {wall:.1f}s = {rows / wall:,.0f} rows/s combined; extract + validate "
